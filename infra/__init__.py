@@ -1,0 +1,1 @@
+"""The AWS layer: network, EKS, node capacity, model store, image registry."""

@@ -1,0 +1,451 @@
+"""GPU capacity with Karpenter: the controller and its AWS plumbing, and one NodePool per GPU pool."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_kubernetes as k8s
+
+from modelyard import gpus
+from modelyard.config import GpuPoolConfig
+from modelyard.infra import iam
+from modelyard.infra.eks import Cluster
+from modelyard.infra.nodes import SYSTEM_POOL_LABEL, node_role
+from modelyard.tags import k8s_labels
+from modelyard.versions import HELM_CHARTS, IMAGES, KARPENTER_AMI_ALIAS
+
+NAMESPACE = "karpenter"
+SERVICE_ACCOUNT = "karpenter"
+WARM_CAPACITY_NAMESPACE = "gpu-warm-capacity"
+
+GPU_TAINT = {"key": "nvidia.com/gpu", "value": "true", "effect": "NoSchedule"}
+GPU_POOL_LABEL = "modelyard.io/gpu-pool"
+GPU_CLASS_LABEL = "modelyard.io/gpu-class"
+
+#: EC2 events Karpenter handles gracefully (drain before the instance goes away).
+INTERRUPTION_EVENTS: Mapping[str, dict[str, Any]] = {
+    "health": {"source": ["aws.health"], "detail-type": ["AWS Health Event"]},
+    "spot-interruption": {"source": ["aws.ec2"], "detail-type": ["EC2 Spot Instance Interruption Warning"]},
+    "rebalance": {"source": ["aws.ec2"], "detail-type": ["EC2 Instance Rebalance Recommendation"]},
+    "state-change": {"source": ["aws.ec2"], "detail-type": ["EC2 Instance State-change Notification"]},
+}
+
+
+def _restricted_namespace(labels: Mapping[str, str]) -> dict[str, str]:
+    """Namespace labels enforcing the `restricted` Pod Security Standard."""
+    return {**labels, "pod-security.kubernetes.io/enforce": "restricted",
+            "pod-security.kubernetes.io/enforce-version": "latest"}
+
+
+def controller_policy(*, cluster_name: pulumi.Input[str], account: Any, queue_arn: pulumi.Input[str],
+                      node_role_arn: pulumi.Input[str]) -> iam.Document:
+    """Karpenter v1's controller policy, scoped to this cluster by tags, region and ARNs."""
+    region = account.region
+    ec2 = pulumi.Output.concat("arn:", account.partition, ":ec2:", region, ":*:")
+    owned = pulumi.Output.concat("kubernetes.io/cluster/", cluster_name)
+    in_region = {"aws:RequestedRegion": region}
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "AllowScopedEC2InstanceAccessActions",
+                "Effect": "Allow",
+                "Action": ["ec2:RunInstances", "ec2:CreateFleet"],
+                "Resource": [pulumi.Output.concat("arn:", account.partition, ":ec2:", region, "::", kind)
+                             for kind in ("image/*", "snapshot/*")]
+                + [pulumi.Output.concat(ec2, kind) for kind in ("security-group/*", "subnet/*", "capacity-reservation/*")],
+            },
+            {
+                "Sid": "AllowScopedEC2LaunchTemplateAccessActions",
+                "Effect": "Allow",
+                "Action": ["ec2:RunInstances", "ec2:CreateFleet"],
+                "Resource": pulumi.Output.concat(ec2, "launch-template/*"),
+                "Condition": {
+                    "StringEquals": {pulumi.Output.concat("aws:ResourceTag/", owned): "owned"},
+                    "StringLike": {"aws:ResourceTag/karpenter.sh/nodepool": "*"},
+                },
+            },
+            {
+                "Sid": "AllowScopedEC2InstanceActionsWithTags",
+                "Effect": "Allow",
+                "Action": ["ec2:RunInstances", "ec2:CreateFleet", "ec2:CreateLaunchTemplate"],
+                "Resource": [pulumi.Output.concat(ec2, kind) for kind in
+                             ("fleet/*", "instance/*", "volume/*", "network-interface/*", "launch-template/*",
+                              "spot-instances-request/*")],
+                "Condition": {
+                    "StringEquals": {
+                        pulumi.Output.concat("aws:RequestTag/", owned): "owned",
+                        "aws:RequestTag/eks:eks-cluster-name": cluster_name,
+                    },
+                    "StringLike": {"aws:RequestTag/karpenter.sh/nodepool": "*"},
+                },
+            },
+            {
+                "Sid": "AllowScopedResourceCreationTagging",
+                "Effect": "Allow",
+                "Action": "ec2:CreateTags",
+                "Resource": [pulumi.Output.concat(ec2, kind) for kind in
+                             ("fleet/*", "instance/*", "volume/*", "network-interface/*", "launch-template/*",
+                              "spot-instances-request/*")],
+                "Condition": {
+                    "StringEquals": {
+                        pulumi.Output.concat("aws:RequestTag/", owned): "owned",
+                        "aws:RequestTag/eks:eks-cluster-name": cluster_name,
+                        "ec2:CreateAction": ["RunInstances", "CreateFleet", "CreateLaunchTemplate"],
+                    },
+                    "StringLike": {"aws:RequestTag/karpenter.sh/nodepool": "*"},
+                },
+            },
+            {
+                "Sid": "AllowScopedResourceTagging",
+                "Effect": "Allow",
+                "Action": "ec2:CreateTags",
+                "Resource": pulumi.Output.concat(ec2, "instance/*"),
+                "Condition": {
+                    "StringEquals": {pulumi.Output.concat("aws:ResourceTag/", owned): "owned"},
+                    "StringLike": {"aws:ResourceTag/karpenter.sh/nodepool": "*"},
+                    "StringEqualsIfExists": {"aws:RequestTag/eks:eks-cluster-name": cluster_name},
+                    "ForAllValues:StringEquals": {
+                        "aws:TagKeys": ["eks:eks-cluster-name", "karpenter.sh/nodeclaim", "Name"]
+                    },
+                },
+            },
+            {
+                "Sid": "AllowScopedDeletion",
+                "Effect": "Allow",
+                "Action": ["ec2:TerminateInstances", "ec2:DeleteLaunchTemplate"],
+                "Resource": [pulumi.Output.concat(ec2, kind) for kind in ("instance/*", "launch-template/*")],
+                "Condition": {
+                    "StringEquals": {pulumi.Output.concat("aws:ResourceTag/", owned): "owned"},
+                    "StringLike": {"aws:ResourceTag/karpenter.sh/nodepool": "*"},
+                },
+            },
+            {
+                "Sid": "AllowRegionalReadActions",
+                "Effect": "Allow",
+                "Action": ["ec2:DescribeCapacityReservations", "ec2:DescribeImages", "ec2:DescribeInstances",
+                           "ec2:DescribeInstanceTypeOfferings", "ec2:DescribeInstanceTypes",
+                           "ec2:DescribeLaunchTemplates", "ec2:DescribeSecurityGroups",
+                           "ec2:DescribeSpotPriceHistory", "ec2:DescribeSubnets", "ec2:DescribeAvailabilityZones"],
+                # Describe calls do not support resource-level permissions; the region condition bounds them.
+                "Resource": "*",
+                "Condition": {"StringEquals": in_region},
+            },
+            {
+                "Sid": "AllowSSMReadActions",
+                "Effect": "Allow",
+                "Action": "ssm:GetParameter",
+                "Resource": pulumi.Output.concat("arn:", account.partition, ":ssm:", region, "::parameter/aws/service/*"),
+            },
+            {
+                "Sid": "AllowPricingReadActions",
+                "Effect": "Allow",
+                "Action": "pricing:GetProducts",
+                # The Pricing API has no resources to scope to.
+                "Resource": "*",
+            },
+            {
+                "Sid": "AllowInterruptionQueueActions",
+                "Effect": "Allow",
+                "Action": ["sqs:DeleteMessage", "sqs:GetQueueUrl", "sqs:ReceiveMessage"],
+                "Resource": queue_arn,
+            },
+            {
+                "Sid": "AllowPassingInstanceRole",
+                "Effect": "Allow",
+                "Action": "iam:PassRole",
+                "Resource": node_role_arn,
+                "Condition": {"StringEquals": {"iam:PassedToService": ["ec2.amazonaws.com"]}},
+            },
+            {
+                "Sid": "AllowScopedInstanceProfileActions",
+                "Effect": "Allow",
+                "Action": ["iam:CreateInstanceProfile", "iam:TagInstanceProfile", "iam:AddRoleToInstanceProfile",
+                           "iam:RemoveRoleFromInstanceProfile", "iam:DeleteInstanceProfile"],
+                "Resource": pulumi.Output.concat("arn:", account.partition, ":iam::", account.account_id,
+                                                 ":instance-profile/*"),
+                "Condition": {
+                    "StringEquals": {pulumi.Output.concat("aws:ResourceTag/", owned): "owned",
+                                     "aws:ResourceTag/topology.kubernetes.io/region": region},
+                    "StringLikeIfExists": {"aws:ResourceTag/karpenter.k8s.aws/ec2nodeclass": "*"},
+                },
+            },
+            {
+                "Sid": "AllowInstanceProfileReadActions",
+                "Effect": "Allow",
+                "Action": ["iam:GetInstanceProfile", "iam:ListInstanceProfiles"],
+                "Resource": pulumi.Output.concat("arn:", account.partition, ":iam::", account.account_id,
+                                                 ":instance-profile/*"),
+            },
+            {
+                "Sid": "AllowAPIServerEndpointDiscovery",
+                "Effect": "Allow",
+                "Action": "eks:DescribeCluster",
+                "Resource": pulumi.Output.concat("arn:", account.partition, ":eks:", region, ":",
+                                                 account.account_id, ":cluster/", cluster_name),
+            },
+        ],
+    }
+
+
+@dataclass(frozen=True, kw_only=True)
+class KarpenterArgs:
+    cluster: Cluster
+    pools: Sequence[GpuPoolConfig]
+    #: Tags for instances and volumes Karpenter launches (default tags do not reach them).
+    tags: Mapping[str, str]
+    replicas: int
+    #: Resources the controller must wait for (the system node group it runs on).
+    depends_on: Sequence[pulumi.Resource] = ()
+
+
+class Karpenter(pulumi.ComponentResource):
+    """Karpenter (pinned chart) with Pod Identity credentials, an interruption queue fed by EventBridge,
+    a node role with an EKS access entry, and per GPU pool an EC2NodeClass (encrypted gp3, IMDSv2,
+    explicit tags) and a NodePool (instance types, capacity types, GPU taint and labels, GPU limit,
+    consolidation and disruption budget). Pools that do not scale to zero keep warm GPUs with
+    low-priority placeholder pods that real models preempt."""
+
+    node_pools: pulumi.Output[list[dict[str, Any]]]
+
+    def __init__(self, name: str, args: KarpenterArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("modelyard:infra:Karpenter", name, None, opts)
+        cluster, account = args.cluster, args.cluster.account
+        child = pulumi.ResourceOptions(parent=self)
+        labels = k8s_labels(args.tags)
+
+        nodes = node_role(f"{name}-node-role", description="Nodes launched by Karpenter",
+                          account_id=account.account_id, partition=account.partition, parent=self)
+        aws.eks.AccessEntry(f"{name}-node-access", cluster_name=cluster.name, principal_arn=nodes.arn,
+                            type="EC2_LINUX", opts=child)
+
+        queue = aws.sqs.Queue(
+            f"{name}-interruptions",
+            name=cluster.name,
+            message_retention_seconds=300,
+            sqs_managed_sse_enabled=True,
+            opts=child,
+        )
+        aws.sqs.QueuePolicy(
+            f"{name}-interruptions-policy",
+            queue_url=queue.url,
+            policy=iam.to_json(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Sid": "EventBridgeDeliversInterruptions",
+                            "Effect": "Allow",
+                            "Principal": {"Service": ["events.amazonaws.com", "sqs.amazonaws.com"]},
+                            "Action": "sqs:SendMessage",
+                            "Resource": queue.arn,
+                        },
+                        iam.deny_insecure_transport([queue.arn]),
+                    ],
+                }
+            ),
+            opts=child,
+        )
+        for event, pattern in INTERRUPTION_EVENTS.items():
+            rule = aws.cloudwatch.EventRule(
+                f"{name}-{event}",
+                description=f"Karpenter interruption handling: {pattern['detail-type'][0]}",
+                event_pattern=iam.to_json(pattern),
+                opts=child,
+            )
+            aws.cloudwatch.EventTarget(f"{name}-{event}-target", rule=rule.name, arn=queue.arn, opts=child)
+
+        controller = aws.iam.Role(
+            f"{name}-controller-role",
+            description="Karpenter controller (Pod Identity, karpenter/karpenter only)",
+            assume_role_policy=iam.to_json(iam.pod_identity_trust(account.account_id)),
+            opts=child,
+        )
+        aws.iam.RolePolicy(
+            f"{name}-controller-policy",
+            role=controller.id,
+            policy=iam.to_json(controller_policy(cluster_name=cluster.name, account=account, queue_arn=queue.arn,
+                                                 node_role_arn=nodes.arn)),
+            opts=child,
+        )
+        association = aws.eks.PodIdentityAssociation(
+            f"{name}-controller-identity",
+            cluster_name=cluster.name,
+            namespace=NAMESPACE,
+            service_account=SERVICE_ACCOUNT,
+            role_arn=controller.arn,
+            opts=child,
+        )
+
+        namespace = k8s.core.v1.Namespace(
+            f"{name}-ns",
+            metadata={"name": NAMESPACE, "labels": _restricted_namespace(labels)},
+            opts=child,
+        )
+        chart = HELM_CHARTS["karpenter"]
+        release = k8s.helm.v3.Release(
+            f"{name}-release",
+            name="karpenter",
+            chart=chart.chart,
+            version=chart.version,
+            namespace=namespace.metadata["name"],
+            atomic=True,
+            values={
+                "settings": {"clusterName": cluster.name, "interruptionQueue": queue.name},
+                "serviceAccount": {"name": SERVICE_ACCOUNT},
+                "replicas": args.replicas,
+                "nodeSelector": dict([SYSTEM_POOL_LABEL]),
+                "additionalLabels": labels,
+                "controller": {
+                    "resources": {
+                        "requests": {"cpu": "250m", "memory": "512Mi"},
+                        "limits": {"cpu": "1", "memory": "1Gi"},
+                    }
+                },
+            },
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[association, *args.depends_on]),
+        )
+
+        pools = []
+        for pool in args.pools:
+            pools.append(self._pool(name, pool, cluster, nodes, release, args.tags, labels))
+        if any(not p.scale_to_zero for p in args.pools):
+            self._warm_capacity(name, [p for p in args.pools if not p.scale_to_zero], release, labels)
+
+        self.node_pools = pulumi.Output.from_input(pools)
+        self.register_outputs({"node_pools": self.node_pools})
+
+    def _pool(self, name: str, pool: GpuPoolConfig, cluster: Cluster, nodes: aws.iam.Role,
+              release: k8s.helm.v3.Release, tags: Mapping[str, str], labels: Mapping[str, str]) -> dict[str, Any]:
+        opts = pulumi.ResourceOptions(parent=self, depends_on=[release])
+        spec = gpus.GPU_CLASSES[pool.gpu_class]
+        pool_name = f"gpu-{pool.name}"
+        pool_labels = {GPU_POOL_LABEL: pool.name, GPU_CLASS_LABEL: pool.gpu_class}
+        k8s.apiextensions.CustomResource(
+            f"{name}-{pool.name}-nodeclass",
+            api_version="karpenter.k8s.aws/v1",
+            kind="EC2NodeClass",
+            metadata={"name": pool_name, "labels": {**labels, **pool_labels}},
+            spec={
+                "role": nodes.name,
+                "amiSelectorTerms": [{"alias": KARPENTER_AMI_ALIAS}],
+                "subnetSelectorTerms": [{"tags": {"karpenter.sh/discovery": cluster.name}}],
+                "securityGroupSelectorTerms": [{"tags": {"aws:eks:cluster-name": cluster.name}}],
+                "metadataOptions": {"httpEndpoint": "enabled", "httpProtocolIPv6": "disabled",
+                                    "httpPutResponseHopLimit": 1, "httpTokens": "required"},
+                "blockDeviceMappings": [
+                    {
+                        "deviceName": "/dev/xvda",
+                        "ebs": {"volumeSize": f"{pool.disk_gib}Gi", "volumeType": "gp3", "encrypted": True,
+                                "deleteOnTermination": True},
+                    }
+                ],
+                "tags": {**tags, GPU_POOL_LABEL: pool.name},
+            },
+            opts=opts,
+        )
+        k8s.apiextensions.CustomResource(
+            f"{name}-{pool.name}-nodepool",
+            api_version="karpenter.sh/v1",
+            kind="NodePool",
+            metadata={"name": pool_name, "labels": {**labels, **pool_labels}},
+            spec={
+                "template": {
+                    "metadata": {"labels": {**labels, **pool_labels}},
+                    "spec": {
+                        "nodeClassRef": {"group": "karpenter.k8s.aws", "kind": "EC2NodeClass", "name": pool_name},
+                        "requirements": [
+                            {"key": "karpenter.k8s.aws/instance-family", "operator": "In", "values": [spec.family]},
+                            {"key": "node.kubernetes.io/instance-type", "operator": "In",
+                             "values": list(pool.instance_types)},
+                            {"key": "karpenter.sh/capacity-type", "operator": "In",
+                             "values": list(pool.capacity_types)},
+                            {"key": "kubernetes.io/arch", "operator": "In", "values": ["amd64"]},
+                        ],
+                        "taints": [GPU_TAINT],
+                        "expireAfter": "720h",
+                    },
+                },
+                "limits": {"nvidia.com/gpu": str(pool.max_gpus)},
+                "disruption": {
+                    "consolidationPolicy": "WhenEmptyOrUnderutilized",
+                    "consolidateAfter": pool.consolidate_after,
+                    "budgets": [{"nodes": f"{pool.disruption_budget_percent}%"}],
+                },
+            },
+            opts=opts,
+        )
+        return {
+            "name": pool.name,
+            "gpuClass": pool.gpu_class,
+            "nodePool": pool_name,
+            "nodeSelector": pool_labels,
+            "toleration": {"key": GPU_TAINT["key"], "operator": "Equal", "value": GPU_TAINT["value"],
+                           "effect": GPU_TAINT["effect"]},
+            "instanceTypes": list(pool.instance_types),
+            "capacityTypes": list(pool.capacity_types),
+            "minGpus": pool.min_gpus,
+            "maxGpus": pool.max_gpus,
+        }
+
+    def _warm_capacity(self, name: str, pools: Sequence[GpuPoolConfig], release: k8s.helm.v3.Release,
+                       labels: Mapping[str, str]) -> None:
+        """Placeholder pods holding `min_gpus` GPUs per pool at a negative priority: Karpenter keeps nodes
+        for them, and any model pod preempts them at once."""
+        opts = pulumi.ResourceOptions(parent=self, depends_on=[release])
+        namespace = k8s.core.v1.Namespace(
+            f"{name}-warm-ns",
+            metadata={"name": WARM_CAPACITY_NAMESPACE, "labels": _restricted_namespace(labels)},
+            opts=opts,
+        )
+        priority = k8s.scheduling.v1.PriorityClass(
+            f"{name}-warm-priority",
+            metadata={"name": "modelyard-warm-capacity", "labels": dict(labels)},
+            value=-10,
+            preemption_policy="Never",
+            global_default=False,
+            description="Placeholder pods that keep warm GPU capacity; every workload preempts them.",
+            opts=opts,
+        )
+        for pool in pools:
+            app = {"app.kubernetes.io/name": "warm-capacity", GPU_POOL_LABEL: pool.name}
+            k8s.apps.v1.Deployment(
+                f"{name}-{pool.name}-warm",
+                metadata={"name": f"warm-{pool.name}", "namespace": namespace.metadata["name"],
+                          "labels": {**labels, **app}},
+                spec={
+                    "replicas": pool.min_gpus,
+                    "selector": {"matchLabels": app},
+                    "template": {
+                        "metadata": {"labels": {**labels, **app}},
+                        "spec": {
+                            "priorityClassName": priority.metadata["name"],
+                            "terminationGracePeriodSeconds": 0,
+                            "automountServiceAccountToken": False,
+                            "nodeSelector": {GPU_POOL_LABEL: pool.name},
+                            "tolerations": [{"key": GPU_TAINT["key"], "operator": "Exists",
+                                             "effect": GPU_TAINT["effect"]}],
+                            "securityContext": {"runAsNonRoot": True, "runAsUser": 65535, "runAsGroup": 65535,
+                                                "seccompProfile": {"type": "RuntimeDefault"}},
+                            "containers": [
+                                {
+                                    "name": "pause",
+                                    "image": IMAGES["pause"],
+                                    "resources": {
+                                        "requests": {"cpu": "10m", "memory": "16Mi", "nvidia.com/gpu": "1"},
+                                        "limits": {"cpu": "10m", "memory": "16Mi", "nvidia.com/gpu": "1"},
+                                    },
+                                    "securityContext": {"allowPrivilegeEscalation": False,
+                                                        "readOnlyRootFilesystem": True,
+                                                        "capabilities": {"drop": ["ALL"]}},
+                                }
+                            ],
+                        },
+                    },
+                },
+                opts=opts,
+            )

@@ -1,0 +1,234 @@
+"""The model store: a private, versioned, KMS-encrypted S3 bucket and the read-only role that pulls from it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+
+from modelyard.config import ModelStoreConfig
+from modelyard.infra import iam
+from modelyard.infra.common import AccountContext, kms_key
+
+#: Actions the model-pull role may take: read objects (any version) and list the bucket. Nothing else.
+MODEL_PULL_OBJECT_ACTIONS = ("s3:GetObject", "s3:GetObjectVersion")
+MODEL_PULL_BUCKET_ACTIONS = ("s3:ListBucket", "s3:GetBucketLocation")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelStoreArgs:
+    config: ModelStoreConfig
+    env: str
+    account: AccountContext
+    #: IRSA: the cluster's OIDC provider, and the one service account allowed to pull models.
+    oidc_provider_arn: pulumi.Input[str]
+    oidc_issuer_url: pulumi.Input[str]
+    namespace: str
+    service_account: str
+    deletion_protection: bool
+
+
+def _private_bucket(name: str, bucket: aws.s3.Bucket, parent: pulumi.Resource) -> list[pulumi.Resource]:
+    """The companions every bucket here gets: public access fully blocked and object ownership enforced."""
+    child = pulumi.ResourceOptions(parent=parent)
+    return [
+        aws.s3.BucketPublicAccessBlock(
+            f"{name}-public-access-block",
+            bucket=bucket.id,
+            block_public_acls=True,
+            block_public_policy=True,
+            ignore_public_acls=True,
+            restrict_public_buckets=True,
+            opts=child,
+        ),
+        aws.s3.BucketOwnershipControls(
+            f"{name}-ownership",
+            bucket=bucket.id,
+            rule=aws.s3.BucketOwnershipControlsRuleArgs(object_ownership="BucketOwnerEnforced"),
+            opts=child,
+        ),
+    ]
+
+
+class ModelStore(pulumi.ComponentResource):
+    """Model artifacts live in one bucket per environment: versioned, SSE-KMS with a bucket key, public
+    access fully blocked, ACLs disabled, TLS-only, noncurrent versions expired after a retention, and
+    server access logs kept in a second private bucket. KServe pulls through an IRSA role that can read
+    this bucket and decrypt with this key, nothing wider."""
+
+    bucket_name: pulumi.Output[str]
+    bucket_arn: pulumi.Output[str]
+    kms_key_arn: pulumi.Output[str]
+    model_pull_role_arn: pulumi.Output[str]
+
+    def __init__(self, name: str, args: ModelStoreArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("modelyard:infra:ModelStore", name, None, opts)
+        cfg, account = args.config, args.account
+        child = pulumi.ResourceOptions(parent=self)
+        protect = pulumi.ResourceOptions(parent=self, protect=args.deletion_protection)
+
+        if cfg.kms_key_arn is None:
+            key_arn: pulumi.Input[str] = kms_key(
+                f"{name}-key",
+                description=f"Model artifacts of the {args.env} environment",
+                account=account,
+                alias=f"modelyard-{args.env}-models",
+                parent=self,
+                protect=args.deletion_protection,
+            ).arn
+        else:
+            key_arn = cfg.kms_key_arn
+
+        logs = aws.s3.Bucket(
+            f"{name}-access-logs",
+            bucket=pulumi.Output.concat("modelyard-", args.env, "-model-access-logs-", account.account_id),
+            force_destroy=False,
+            opts=protect,
+        )
+        log_companions = _private_bucket(f"{name}-access-logs", logs, self)
+        # Server access logging writes only to buckets encrypted with S3-managed keys.
+        aws.s3.BucketServerSideEncryptionConfiguration(
+            f"{name}-access-logs-sse",
+            bucket=logs.id,
+            rules=[aws.s3.BucketServerSideEncryptionConfigurationRuleArgs(
+                apply_server_side_encryption_by_default=aws.s3.BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(
+                    sse_algorithm="AES256"
+                )
+            )],
+            opts=child,
+        )
+        aws.s3.BucketLifecycleConfiguration(
+            f"{name}-access-logs-lifecycle",
+            bucket=logs.id,
+            rules=[aws.s3.BucketLifecycleConfigurationRuleArgs(
+                id="expire-access-logs",
+                status="Enabled",
+                filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=""),
+                expiration=aws.s3.BucketLifecycleConfigurationRuleExpirationArgs(days=cfg.access_log_retention_days),
+            )],
+            opts=child,
+        )
+
+        bucket = aws.s3.Bucket(
+            f"{name}-bucket",
+            bucket=pulumi.Output.concat("modelyard-", args.env, "-models-", account.account_id),
+            force_destroy=False,
+            opts=protect,
+        )
+        companions = _private_bucket(f"{name}-bucket", bucket, self)
+        aws.s3.BucketServerSideEncryptionConfiguration(
+            f"{name}-bucket-sse",
+            bucket=bucket.id,
+            rules=[aws.s3.BucketServerSideEncryptionConfigurationRuleArgs(
+                apply_server_side_encryption_by_default=aws.s3.BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(
+                    sse_algorithm="aws:kms", kms_master_key_id=key_arn
+                ),
+                bucket_key_enabled=True,
+            )],
+            opts=child,
+        )
+        versioning = aws.s3.BucketVersioning(
+            f"{name}-bucket-versioning",
+            bucket=bucket.id,
+            versioning_configuration=aws.s3.BucketVersioningVersioningConfigurationArgs(
+                status="Enabled" if cfg.versioning else "Suspended"
+            ),
+            opts=child,
+        )
+        aws.s3.BucketLifecycleConfiguration(
+            f"{name}-bucket-lifecycle",
+            bucket=bucket.id,
+            rules=[
+                aws.s3.BucketLifecycleConfigurationRuleArgs(
+                    id="expire-noncurrent-versions",
+                    status="Enabled",
+                    filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=""),
+                    noncurrent_version_expiration=aws.s3.BucketLifecycleConfigurationRuleNoncurrentVersionExpirationArgs(
+                        noncurrent_days=cfg.noncurrent_version_retention_days
+                    ),
+                    abort_incomplete_multipart_upload=aws.s3.BucketLifecycleConfigurationRuleAbortIncompleteMultipartUploadArgs(
+                        days_after_initiation=7
+                    ),
+                )
+            ],
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[versioning]),
+        )
+        objects = pulumi.Output.concat(bucket.arn, "/*")
+        aws.s3.BucketPolicy(
+            f"{name}-bucket-policy",
+            bucket=bucket.id,
+            policy=iam.to_json({"Version": "2012-10-17",
+                                "Statement": [iam.deny_insecure_transport([bucket.arn, objects])]}),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=companions),
+        )
+        aws.s3.BucketPolicy(
+            f"{name}-access-logs-policy",
+            bucket=logs.id,
+            policy=iam.to_json(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Sid": "S3ServerAccessLogsFromTheModelBucket",
+                            "Effect": "Allow",
+                            "Principal": {"Service": "logging.s3.amazonaws.com"},
+                            "Action": "s3:PutObject",
+                            "Resource": pulumi.Output.concat(logs.arn, "/*"),
+                            "Condition": {
+                                "ArnLike": {"aws:SourceArn": bucket.arn},
+                                "StringEquals": {"aws:SourceAccount": account.account_id},
+                            },
+                        },
+                        iam.deny_insecure_transport([logs.arn, pulumi.Output.concat(logs.arn, "/*")]),
+                    ],
+                }
+            ),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=log_companions),
+        )
+        aws.s3.BucketLogging(
+            f"{name}-bucket-logging",
+            bucket=bucket.id,
+            target_bucket=logs.id,
+            target_prefix="models/",
+            opts=child,
+        )
+
+        role = aws.iam.Role(
+            f"{name}-pull-role",
+            description=f"KServe model pulls in {args.env}: read-only on the model bucket "
+            f"({args.namespace}/{args.service_account} only)",
+            assume_role_policy=iam.irsa_trust(args.oidc_provider_arn, args.oidc_issuer_url, args.namespace,
+                                              args.service_account),
+            opts=child,
+        )
+        aws.iam.RolePolicy(
+            f"{name}-pull-policy",
+            role=role.id,
+            policy=iam.to_json(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {"Sid": "ListModelBucket", "Effect": "Allow", "Action": list(MODEL_PULL_BUCKET_ACTIONS),
+                         "Resource": bucket.arn},
+                        {"Sid": "ReadModels", "Effect": "Allow", "Action": list(MODEL_PULL_OBJECT_ACTIONS),
+                         "Resource": objects},
+                        {
+                            "Sid": "DecryptModelsThroughS3",
+                            "Effect": "Allow",
+                            "Action": "kms:Decrypt",
+                            "Resource": key_arn,
+                            "Condition": {"StringEquals": {"kms:ViaService": f"s3.{account.region}.amazonaws.com"}},
+                        },
+                    ],
+                }
+            ),
+            opts=child,
+        )
+
+        self.bucket_name = bucket.bucket
+        self.bucket_arn = bucket.arn
+        self.kms_key_arn = pulumi.Output.from_input(key_arn)
+        self.model_pull_role_arn = role.arn
+        self.register_outputs({"bucket_name": self.bucket_name, "bucket_arn": self.bucket_arn,
+                               "model_pull_role_arn": self.model_pull_role_arn})

@@ -1,0 +1,557 @@
+"""Typed per-environment configuration for the platform stack.
+
+A stack's whole configuration lives under one structured key, `modelyard:platform`, in
+`Pulumi.<env>.yaml`. It is parsed into frozen pydantic models (no extra keys, literals, bounds) and
+then checked across fields and against the environment's tier. A bad value fails before a single
+resource is registered, as one `ConfigError` with one line per problem naming the full key path,
+the bad value and what is allowed.
+
+Defaults live in these models and nowhere else. Every difference between dev, staging and prod is
+a value in the stack file; the tier only decides which of those values are *allowed*
+(see `TIER_RULES`), it never changes behaviour by itself.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal, TypeVar
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from modelyard import gpus
+from modelyard.versions import DEFAULT_KUBERNETES_VERSION, SUPPORTED_KUBERNETES_VERSIONS
+
+CONFIG_NAMESPACE = "modelyard"
+PLATFORM_KEY = "platform"
+FULL_KEY = f"{CONFIG_NAMESPACE}:{PLATFORM_KEY}"
+
+T = TypeVar("T")
+
+
+def _as_tuple(value: Any) -> Any:
+    # YAML gives lists; the frozen models hold tuples. Anything else stays as it is and fails.
+    return tuple(value) if isinstance(value, list) else value
+
+
+Seq = Annotated[tuple[T, ...], BeforeValidator(_as_tuple)]
+
+Tier = Literal["dev", "staging", "prod"]
+CapacityType = Literal["on-demand", "spot"]
+NatStrategy = Literal["single", "per_az"]
+
+DnsLabel = Annotated[
+    str, StringConstraints(pattern=r"^[a-z]([a-z0-9-]{0,30}[a-z0-9])?$")
+]
+TagValue = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$")]
+Email = Annotated[str, StringConstraints(pattern=r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$")]
+RoleArn = Annotated[str, StringConstraints(pattern=r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$")]
+KmsKeyArn = Annotated[str, StringConstraints(pattern=r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[0-9a-f-]{36}$")]
+Region = Annotated[str, StringConstraints(pattern=r"^[a-z]{2}(-gov)?-[a-z]+-\d$")]
+InstanceTypeName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")]
+Duration = Annotated[str, StringConstraints(pattern=r"^\d+(s|m|h)$")]
+
+
+class FieldProblems(ValueError):
+    """Problems found by a cross-field check, each against a sub-path of the model being checked.
+
+    Raised inside a pydantic validator; the error renderer expands it so every problem is reported
+    against the field it concerns, not against the model that noticed it.
+    """
+
+    def __init__(self, problems: list[tuple[str, str, Any]]):
+        self.problems = problems
+        super().__init__("; ".join(f"{path}: {msg}" for path, msg, _ in problems))
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+
+class Tags(_Model):
+    """Ownership tags. Together with env and managed-by they form every resource's tag set."""
+
+    team: TagValue
+    cost_center: TagValue
+
+
+class EndpointAccess(_Model):
+    """EKS API endpoint access. The private endpoint is always on.
+
+    `public` opens the endpoint to the internet, and then only to `public_cidrs`, which must be
+    listed explicitly: EKS's default of 0.0.0.0/0 is never allowed.
+    """
+
+    public: bool = False
+    public_cidrs: Seq[str] = ()
+
+    @field_validator("public_cidrs")
+    @classmethod
+    def _cidrs(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        problems: list[tuple[str, str, Any]] = []
+        for i, cidr in enumerate(value):
+            try:
+                net = ipaddress.ip_network(cidr, strict=True)
+            except ValueError:
+                problems.append((f"[{i}]", "must be a CIDR block such as 203.0.113.0/24", cidr))
+                continue
+            if net.prefixlen == 0:
+                problems.append((f"[{i}]", "must not open the API endpoint to the whole internet; "
+                                 "list your office or VPN ranges", cidr))
+        if problems:
+            raise FieldProblems(problems)
+        return value
+
+    @model_validator(mode="after")
+    def _public_needs_cidrs(self) -> EndpointAccess:
+        if self.public and not self.public_cidrs:
+            raise FieldProblems([("public_cidrs", "must list at least one CIDR when public is true "
+                                  "(or set public: false)", [])])
+        if not self.public and self.public_cidrs:
+            raise FieldProblems([("public_cidrs", "must be empty when public is false", list(self.public_cidrs))])
+        return self
+
+
+class NetworkConfig(_Model):
+    """The VPC: one public and one private subnet per availability zone."""
+
+    az_count: int = Field(default=3, ge=2, le=6)
+    vpc_cidr: str
+    public_subnets: Seq[str]
+    private_subnets: Seq[str]
+    nat: NatStrategy = "per_az"
+    flow_logs_retention_days: int = Field(default=90, ge=1, le=3653)
+
+    @field_validator("vpc_cidr")
+    @classmethod
+    def _vpc(cls, value: str) -> str:
+        try:
+            net = ipaddress.IPv4Network(value, strict=True)
+        except ValueError:
+            raise ValueError("must be an IPv4 CIDR block such as 10.40.0.0/16") from None
+        if not 16 <= net.prefixlen <= 24:
+            raise ValueError("must have a prefix between /16 and /24")
+        if not net.is_private:
+            raise ValueError("must be a private (RFC 1918) range")
+        return value
+
+    @model_validator(mode="after")
+    def _subnets(self) -> NetworkConfig:
+        problems: list[tuple[str, str, Any]] = []
+        vpc = ipaddress.IPv4Network(self.vpc_cidr)
+        seen: list[tuple[str, ipaddress.IPv4Network]] = []
+        for key in ("public_subnets", "private_subnets"):
+            cidrs: tuple[str, ...] = getattr(self, key)
+            if len(cidrs) != self.az_count:
+                problems.append((key, f"must list exactly az_count={self.az_count} subnets, one per AZ "
+                                 f"(got {len(cidrs)})", list(cidrs)))
+            for i, cidr in enumerate(cidrs):
+                path = f"{key}[{i}]"
+                try:
+                    net = ipaddress.IPv4Network(cidr, strict=True)
+                except ValueError:
+                    problems.append((path, "must be an IPv4 CIDR block such as 10.40.0.0/20", cidr))
+                    continue
+                if not net.subnet_of(vpc):
+                    problems.append((path, f"must lie inside vpc_cidr {self.vpc_cidr}", cidr))
+                    continue
+                if net.prefixlen > 27:
+                    problems.append((path, "must be /27 or larger (EKS needs room for nodes and pods)", cidr))
+                for other_path, other in seen:
+                    if net.overlaps(other):
+                        problems.append((path, f"overlaps {other_path} ({other})", cidr))
+                seen.append((path, net))
+        if problems:
+            raise FieldProblems(problems)
+        return self
+
+
+class EksConfig(_Model):
+    """The EKS control plane."""
+
+    version: str = DEFAULT_KUBERNETES_VERSION
+    endpoint: EndpointAccess = EndpointAccess()
+    log_retention_days: int = Field(default=90, ge=1, le=3653)
+    #: IAM roles granted cluster-admin through EKS access entries (no aws-auth ConfigMap).
+    admin_role_arns: Seq[RoleArn] = ()
+
+    @field_validator("version")
+    @classmethod
+    def _version(cls, value: str) -> str:
+        if value not in SUPPORTED_KUBERNETES_VERSIONS:
+            raise ValueError(f"must be one of {', '.join(SUPPORTED_KUBERNETES_VERSIONS)} "
+                             "(the versions pinned in modelyard/versions.py)")
+        return value
+
+
+class SystemPoolConfig(_Model):
+    """The managed, on-demand node group that runs platform services (Karpenter, KServe, monitoring)."""
+
+    instance_types: Seq[InstanceTypeName] = Field(default=("m7i.large",), min_length=1)
+    min_size: int = Field(default=2, ge=1, le=20)
+    desired_size: int = Field(default=2, ge=1, le=20)
+    max_size: int = Field(default=4, ge=1, le=20)
+    disk_gib: int = Field(default=50, ge=20, le=1000)
+    #: Replicas of the platform controllers that run on these nodes (Karpenter).
+    controller_replicas: int = Field(default=2, ge=1, le=5)
+
+    @field_validator("instance_types")
+    @classmethod
+    def _not_gpu(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        problems = [(f"[{i}]", "is a GPU instance type; GPU capacity belongs in gpu_pools", name)
+                    for i, name in enumerate(value) if gpus.instance_type(name) is not None]
+        if problems:
+            raise FieldProblems(problems)
+        return value
+
+    @model_validator(mode="after")
+    def _sizes(self) -> SystemPoolConfig:
+        problems: list[tuple[str, str, Any]] = []
+        if self.min_size > self.max_size:
+            problems.append(("max_size", f"must be ≥ min_size (got {self.max_size} < {self.min_size})",
+                             self.max_size))
+        elif not self.min_size <= self.desired_size <= self.max_size:
+            problems.append(("desired_size", f"must lie between min_size and max_size "
+                             f"({self.min_size}..{self.max_size})", self.desired_size))
+        if problems:
+            raise FieldProblems(problems)
+        return self
+
+
+class GpuPoolConfig(_Model):
+    """One Karpenter NodePool for one GPU class."""
+
+    name: DnsLabel
+    gpu_class: gpus.GpuClass
+    #: EC2 instance types Karpenter may launch; all must carry `gpu_class`.
+    instance_types: Seq[InstanceTypeName] = Field(min_length=1)
+    capacity_types: Seq[CapacityType] = Field(default=("on-demand",), min_length=1)
+    #: Warm GPUs kept even with no model scheduled. Must be 0 when scale_to_zero is true.
+    min_gpus: int = Field(default=0, ge=0, le=512)
+    #: The pool's GPU limit (Karpenter `limits.nvidia.com/gpu`).
+    max_gpus: int = Field(ge=1, le=512)
+    scale_to_zero: bool = True
+    consolidate_after: Duration = "10m"
+    #: Share of the pool's nodes Karpenter may disrupt at once for consolidation or drift.
+    disruption_budget_percent: int = Field(default=10, ge=0, le=100)
+    disk_gib: int = Field(default=200, ge=50, le=4000)
+
+    @model_validator(mode="after")
+    def _checks(self) -> GpuPoolConfig:
+        problems: list[tuple[str, str, Any]] = []
+        spec = gpus.GPU_CLASSES[self.gpu_class]
+        for i, name in enumerate(self.instance_types):
+            if name not in spec.instance_types:
+                allowed = ", ".join(spec.instance_types)
+                problems.append((f"instance_types[{i}]",
+                                 f"is not a {self.gpu_class} instance type (allowed: {allowed})", name))
+        if len(set(self.instance_types)) != len(self.instance_types):
+            problems.append(("instance_types", "lists an instance type twice", list(self.instance_types)))
+        if len(set(self.capacity_types)) != len(self.capacity_types):
+            problems.append(("capacity_types", "lists a capacity type twice", list(self.capacity_types)))
+        if self.min_gpus > self.max_gpus:
+            problems.append(("max_gpus", f"must be ≥ min_gpus (got {self.max_gpus} < {self.min_gpus})",
+                             self.max_gpus))
+        if self.scale_to_zero and self.min_gpus:
+            problems.append(("min_gpus", "must be 0 when scale_to_zero is true "
+                             "(or set scale_to_zero: false to keep warm GPUs)", self.min_gpus))
+        if not self.scale_to_zero and not self.min_gpus:
+            problems.append(("min_gpus", "must be ≥ 1 when scale_to_zero is false", self.min_gpus))
+        smallest = min((spec.instance_types[n].gpus for n in self.instance_types if n in spec.instance_types),
+                       default=1)
+        if self.max_gpus < smallest:
+            problems.append(("max_gpus", f"must be ≥ {smallest}, the GPUs on the smallest listed "
+                             "instance type", self.max_gpus))
+        if problems:
+            raise FieldProblems(problems)
+        return self
+
+
+class ModelStoreConfig(_Model):
+    """The per-environment S3 bucket that holds model artifacts."""
+
+    versioning: bool = True
+    noncurrent_version_retention_days: int = Field(default=30, ge=1, le=3653)
+    #: An existing customer-managed KMS key for the bucket; when unset, the stack creates one.
+    kms_key_arn: KmsKeyArn | None = None
+    access_log_retention_days: int = Field(default=365, ge=1, le=3653)
+
+
+class ServingConfig(_Model):
+    """Where model pods run and which service account pulls models (bound to the read-only role)."""
+
+    model_namespace: DnsLabel = "models"
+    model_pull_service_account: DnsLabel = "model-puller"
+
+
+class BudgetConfig(_Model):
+    """The environment's monthly AWS budget and who hears about it."""
+
+    monthly_usd: float = Field(gt=0, le=10_000_000)
+    alert_emails: Seq[Email] = Field(min_length=1)
+
+
+@dataclass(frozen=True)
+class TierRules:
+    """What a tier allows. The stack file still states each value; these only bound it."""
+
+    allow_spot_gpus: bool
+    allow_public_endpoint: bool
+    require_nat_per_az: bool
+    require_deletion_protection: bool
+    require_model_versioning: bool
+    min_system_nodes: int
+
+
+TIER_RULES: Mapping[str, TierRules] = {
+    "dev": TierRules(allow_spot_gpus=True, allow_public_endpoint=True, require_nat_per_az=False,
+                     require_deletion_protection=False, require_model_versioning=False, min_system_nodes=1),
+    "staging": TierRules(allow_spot_gpus=True, allow_public_endpoint=True, require_nat_per_az=False,
+                         require_deletion_protection=False, require_model_versioning=True, min_system_nodes=2),
+    "prod": TierRules(allow_spot_gpus=False, allow_public_endpoint=False, require_nat_per_az=True,
+                      require_deletion_protection=True, require_model_versioning=True, min_system_nodes=2),
+}
+
+
+class PlatformConfig(_Model):
+    """Everything under `modelyard:platform` in a stack file."""
+
+    env: DnsLabel
+    tier: Tier
+    region: Region
+    tags: Tags
+    network: NetworkConfig
+    eks: EksConfig = EksConfig()
+    system_pool: SystemPoolConfig = SystemPoolConfig()
+    gpu_pools: Seq[GpuPoolConfig] = Field(min_length=1)
+    model_store: ModelStoreConfig = ModelStoreConfig()
+    serving: ServingConfig = ServingConfig()
+    budget: BudgetConfig
+    deletion_protection: bool = True
+
+    @model_validator(mode="after")
+    def _tier(self) -> PlatformConfig:
+        rules = TIER_RULES[self.tier]
+        problems: list[tuple[str, str, Any]] = []
+        names = [p.name for p in self.gpu_pools]
+        for i, name in enumerate(names):
+            if name in names[:i]:
+                problems.append((f"gpu_pools[{i}].name", "is used by another GPU pool; names must be unique",
+                                 name))
+        why = f"the {self.tier} tier forbids it (TIER_RULES in modelyard/config.py)"
+        if not rules.allow_spot_gpus:
+            for i, pool in enumerate(self.gpu_pools):
+                if "spot" in pool.capacity_types:
+                    problems.append((f"gpu_pools[{i}].capacity_types",
+                                     f"must not include spot: {why}; use on-demand", list(pool.capacity_types)))
+        if not rules.allow_public_endpoint and self.eks.endpoint.public:
+            problems.append(("eks.endpoint.public", f"must be false: {why}; reach the API through the VPC",
+                             True))
+        if rules.require_nat_per_az and self.network.nat != "per_az":
+            problems.append(("network.nat", f"must be per_az: {why} (one NAT is a single point of failure)",
+                             self.network.nat))
+        if rules.require_deletion_protection and not self.deletion_protection:
+            problems.append(("deletion_protection", f"must be true: {why}", False))
+        if rules.require_model_versioning and not self.model_store.versioning:
+            problems.append(("model_store.versioning", f"must be true: {why}", False))
+        if self.system_pool.min_size < rules.min_system_nodes:
+            problems.append(("system_pool.min_size", f"must be ≥ {rules.min_system_nodes} in the {self.tier} tier",
+                             self.system_pool.min_size))
+        if problems:
+            raise FieldProblems(problems)
+        return self
+
+
+class ConfigError(Exception):
+    """A stack's configuration is invalid. `str()` is the full, user-facing message."""
+
+    def __init__(self, stack: str, source: str, problems: list[str]):
+        self.stack = stack
+        self.source = source
+        self.problems = problems
+        lines = [f"Invalid config for stack '{stack}' ({source}):"]
+        lines += [f"  • {p}" for p in problems]
+        super().__init__("\n".join(lines))
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading and error rendering
+
+
+def _fmt_value(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _join(path: str, sub: str) -> str:
+    if not sub:
+        return path
+    return path + sub if sub.startswith("[") else f"{path}.{sub}"
+
+
+def _loc_path(loc: Iterable[int | str]) -> str:
+    path = FULL_KEY
+    for part in loc:
+        path = _join(path, f"[{part}]" if isinstance(part, int) else str(part))
+    return path
+
+
+def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
+    """The model class that owns the last key of `loc`, for listing the keys it allows."""
+    model: Any = PlatformConfig
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part)
+        if field is None:
+            return None
+        annotation = field.annotation
+        args = getattr(annotation, "__args__", ())
+        candidates = [annotation, *args]
+        model = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
+        if model is None:
+            return None
+    return model if isinstance(model, type) else None
+
+
+_TYPE_MESSAGES = {
+    "int_type": "must be a whole number",
+    "int_from_float": "must be a whole number",
+    "float_type": "must be a number",
+    "bool_type": "must be true or false",
+    "string_type": "must be a string",
+    "tuple_type": "must be a list",
+    "list_type": "must be a list",
+    "model_type": "must be a mapping of keys",
+    "dict_type": "must be a mapping of keys",
+    "missing": "is required but missing",
+}
+
+_PATTERN_HINTS = {
+    "email": "an e-mail address such as ml-platform@example.com",
+    "arn:aws[a-z-]*:iam": "an IAM role ARN such as arn:aws:iam::123456789012:role/platform-admin",
+    "arn:aws[a-z-]*:kms": "a KMS key ARN such as arn:aws:kms:us-east-1:123456789012:key/<uuid>",
+    "[a-z]{2}(-gov)?": "an AWS region such as us-east-1",
+    "^[a-z]([a-z0-9-]{0,30}": "a lowercase DNS label (a-z, 0-9, '-', at most 32 characters)",
+    "[A-Za-z0-9._-]{0,61}": "letters, digits, '.', '_' or '-' (at most 63 characters)",
+    "^[a-z][a-z0-9-]*\\.": "an EC2 instance type such as g5.xlarge",
+    "(s|m|h)$": "a duration such as 30s, 10m or 1h",
+}
+
+
+def _pattern_hint(pattern: str) -> str:
+    if "@" in pattern:
+        return _PATTERN_HINTS["email"]
+    for needle, hint in _PATTERN_HINTS.items():
+        if needle in pattern:
+            return hint
+    return f"a string matching {pattern}"
+
+
+def _render(err: Mapping[str, Any]) -> list[str]:
+    loc: tuple[int | str, ...] = tuple(err["loc"])
+    kind = err["type"]
+    value = err.get("input")
+    ctx = err.get("ctx") or {}
+    error = ctx.get("error")
+    if isinstance(error, FieldProblems):
+        base = _loc_path(loc)
+        return [f"{_join(base, sub)}: {msg} (got {_fmt_value(val)})" for sub, msg, val in error.problems]
+    path = _loc_path(loc)
+    if kind == "extra_forbidden":
+        model = _model_at(loc)
+        allowed = sorted(model.model_fields) if model else []
+        close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        return [f"{path}: unknown key; {hint}allowed keys: {', '.join(allowed)}"]
+    if kind == "missing":
+        return [f"{path}: is required but missing"]
+    if kind == "string_pattern_mismatch":
+        return [f"{path}: must be {_pattern_hint(ctx.get('pattern', ''))} (got {_fmt_value(value)})"]
+    if kind in _TYPE_MESSAGES:
+        return [f"{path}: {_TYPE_MESSAGES[kind]} (got {_fmt_value(value)})"]
+    message = str(err["msg"])
+    if message.startswith("Value error, "):
+        message = message[len("Value error, "):]
+    elif message.startswith("Input should be"):
+        message = "must be" + message[len("Input should be"):]
+    return [f"{path}: {message} (got {_fmt_value(value)})"]
+
+
+def parse_platform_config(raw: Any, *, stack: str, source: str) -> PlatformConfig:
+    """Validate the value of `modelyard:platform` for `stack`; raise ConfigError listing every problem."""
+    if not isinstance(raw, Mapping):
+        raise ConfigError(stack, source, [f"{FULL_KEY}: must be a mapping of keys (got {_fmt_value(raw)})"])
+    try:
+        config = PlatformConfig.model_validate(dict(raw))
+    except ValidationError as exc:
+        problems: list[str] = []
+        for err in exc.errors():
+            problems += _render(err)
+        raise ConfigError(stack, source, problems) from None
+    if config.env != stack:
+        raise ConfigError(stack, source, [
+            f"{FULL_KEY}.env: must match the stack name '{stack}' (got {config.env!r}); "
+            "one stack per environment keeps state and config from crossing"
+        ])
+    return config
+
+
+def stack_file(project_dir: Path, stack: str) -> Path:
+    return project_dir / f"Pulumi.{stack}.yaml"
+
+
+def read_stack_config(path: Path, *, stack: str) -> dict[str, Any]:
+    """The `config:` mapping of a Pulumi stack file, with clear errors for unreadable files."""
+    source = path.name
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(stack, str(path), [f"stack file not found: {path}"]) from None
+    except OSError as exc:
+        raise ConfigError(stack, str(path), [f"cannot read {path}: {exc.strerror}"]) from None
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(stack, source, [f"not valid YAML{where}: {problem}"]) from None
+    if not isinstance(document, Mapping) or not isinstance(document.get("config"), Mapping):
+        raise ConfigError(stack, source, ["the file must be a mapping with a top-level 'config:' mapping"])
+    config = dict(document["config"])
+    ours = [k for k in config if isinstance(k, str) and k.startswith(f"{CONFIG_NAMESPACE}:")]
+    unknown = [k for k in ours if k != FULL_KEY]
+    if unknown:
+        raise ConfigError(stack, source, [
+            f"{k}: unknown config key; this project reads only {FULL_KEY}" for k in sorted(unknown)
+        ])
+    if FULL_KEY not in config:
+        raise ConfigError(stack, source, [f"{FULL_KEY}: is required but missing"])
+    value = config[FULL_KEY]
+    if isinstance(value, Mapping) and "secure" in value and len(value) == 1:
+        raise ConfigError(stack, source, [f"{FULL_KEY}: must be plain config, not a secret"])
+    return config
+
+
+def load_platform_config(path: Path, *, stack: str) -> PlatformConfig:
+    """Read and validate a stack file's platform config."""
+    config = read_stack_config(path, stack=stack)
+    return parse_platform_config(config[FULL_KEY], stack=stack, source=path.name)
+
+
+STACK_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}$")

@@ -1,0 +1,214 @@
+"""What the offline plan answers in place of AWS: computed attributes and invoke results.
+
+Values are realistic in shape (ARNs, IDs, endpoints, an OIDC issuer) and deterministic: the same
+program and config give the same plan, byte for byte. The account is a fixed placeholder,
+`OFFLINE_ACCOUNT_ID`; nothing here talks to a cloud.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Callable
+from typing import Any
+
+import pulumi
+
+OFFLINE_ACCOUNT_ID = "123456789012"
+
+
+def _hex(seed: str, n: int) -> str:
+    return hashlib.sha256(seed.encode()).hexdigest()[:n]
+
+
+class UnknownInvokeError(RuntimeError):
+    """The program called a data source the offline plan has no answer for."""
+
+
+class PlanMocks(pulumi.runtime.Mocks):
+    """Answers resource registrations and invokes for one stack in one region."""
+
+    def __init__(self, *, region: str, account_id: str = OFFLINE_ACCOUNT_ID):
+        self.region = region
+        self.account_id = account_id
+        self.partition = "aws-us-gov" if region.startswith("us-gov-") else "aws"
+        self._invokes: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+            "aws:index/getAvailabilityZones:getAvailabilityZones": self._azs,
+            "aws:index/getCallerIdentity:getCallerIdentity": lambda _: {
+                "accountId": account_id,
+                "arn": f"arn:{self.partition}:iam::{account_id}:user/offline-plan",
+                "userId": "AIDAOFFLINEPLAN",
+                "id": account_id,
+            },
+            "aws:index/getPartition:getPartition": lambda _: {
+                "partition": self.partition,
+                "dnsSuffix": "amazonaws.com",
+                "reverseDnsPrefix": "com.amazonaws",
+                "id": self.partition,
+            },
+            "aws:index/getRegion:getRegion": lambda _: {"name": region, "region": region, "id": region,
+                                                        "endpoint": f"ec2.{region}.amazonaws.com"},
+            "aws:ssm/getParameter:getParameter": lambda a: {
+                "name": a.get("name", ""), "type": "String", "value": f"ami-0{_hex(str(a.get('name')), 16)}",
+                "id": a.get("name", ""),
+            },
+            "aws:eks/getClusterAuth:getClusterAuth": lambda a: {
+                "name": a.get("name", ""), "token": "k8s-aws-v1.offline-plan-token", "id": a.get("name", ""),
+            },
+        }
+
+    # -- invokes ---------------------------------------------------------------------------------
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+        answer = self._invokes.get(args.token)
+        if answer is None:
+            raise UnknownInvokeError(
+                f"the offline plan has no answer for the data source {args.token!r}; "
+                "add one to PlanMocks in modelyard/plan/mocks.py"
+            )
+        return answer(dict(args.args)), []
+
+    def _azs(self, _: dict[str, Any]) -> dict[str, Any]:
+        letters = "abcdef"
+        return {
+            "names": [f"{self.region}{c}" for c in letters],
+            "zoneIds": [f"use1-az{i + 1}" for i in range(len(letters))],
+            "state": "available",
+            "id": self.region,
+        }
+
+    # -- resources -------------------------------------------------------------------------------
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        typ, name = args.typ, args.name
+        state = dict(args.inputs)
+        seed = f"{typ}::{name}"
+        if typ.startswith("pulumi:providers:"):
+            return _uuid(seed), state
+        if typ.startswith("kubernetes:"):
+            return self._k8s_id(state, name), state
+        computed = _COMPUTED.get(typ)
+        if computed is not None:
+            rid, extra = computed(self, name, state, seed)
+            state.update(extra)
+            return rid, state
+        rid = f"{name}-{_hex(seed, 8)}"
+        return rid, {"arn": self._arn(typ, rid), **state}
+
+    @staticmethod
+    def _k8s_id(state: dict[str, Any], name: str) -> str:
+        meta = state.get("metadata") or {}
+        ns, obj = meta.get("namespace"), meta.get("name") or state.get("name") or name
+        return f"{ns}/{obj}" if ns else str(obj)
+
+    def _arn(self, typ: str, rid: str) -> str:
+        service = typ.split(":")[1].split("/")[0]
+        return f"arn:{self.partition}:{service}:{self.region}:{self.account_id}:{rid}"
+
+    def _named(self, name: str, state: dict[str, Any], seed: str, key: str = "name") -> str:
+        """Pulumi auto-names resources with a random suffix; the offline plan uses a stable one."""
+        return str(state.get(key) or f"{name}-{_hex(seed, 7)}")
+
+    def _role(self, name: str, state: dict[str, Any], seed: str) -> tuple[str, dict[str, Any]]:
+        role = self._named(name, state, seed)
+        return role, {"name": role, "arn": f"arn:{self.partition}:iam::{self.account_id}:role/{role}",
+                      "uniqueId": f"AROA{_hex(seed, 16).upper()}"}
+
+    def _key(self, name: str, state: dict[str, Any], seed: str) -> tuple[str, dict[str, Any]]:
+        key_id = _uuid(seed)
+        return key_id, {"keyId": key_id, "arn": f"arn:{self.partition}:kms:{self.region}:{self.account_id}:key/{key_id}"}
+
+    def _bucket(self, name: str, state: dict[str, Any], seed: str) -> tuple[str, dict[str, Any]]:
+        bucket = self._named(name, state, seed, "bucket")
+        return bucket, {"bucket": bucket, "arn": f"arn:{self.partition}:s3:::{bucket}",
+                        "bucketRegionalDomainName": f"{bucket}.s3.{self.region}.amazonaws.com"}
+
+    def _cluster(self, name: str, state: dict[str, Any], seed: str) -> tuple[str, dict[str, Any]]:
+        cluster = self._named(name, state, seed)
+        oidc = _hex(seed, 32).upper()
+        ca = base64.b64encode(f"offline-plan-ca-{cluster}".encode()).decode()
+        return cluster, {
+            "name": cluster,
+            "arn": f"arn:{self.partition}:eks:{self.region}:{self.account_id}:cluster/{cluster}",
+            "endpoint": f"https://{oidc}.gr7.{self.region}.eks.amazonaws.com",
+            "certificateAuthority": {"data": ca},
+            "identities": [{"oidcs": [{"issuer": f"https://oidc.eks.{self.region}.amazonaws.com/id/{oidc}"}]}],
+            "status": "ACTIVE",
+        }
+
+    def _oidc(self, name: str, state: dict[str, Any], seed: str) -> tuple[str, dict[str, Any]]:
+        host = str(state.get("url", "")).removeprefix("https://")
+        arn = f"arn:{self.partition}:iam::{self.account_id}:oidc-provider/{host}"
+        return arn, {"arn": arn}
+
+    def _log_group(self, name: str, state: dict[str, Any], seed: str) -> tuple[str, dict[str, Any]]:
+        group = self._named(name, state, seed)
+        return group, {"name": group, "arn": f"arn:{self.partition}:logs:{self.region}:{self.account_id}:log-group:{group}"}
+
+    def _queue(self, name: str, state: dict[str, Any], seed: str) -> tuple[str, dict[str, Any]]:
+        queue = self._named(name, state, seed)
+        url = f"https://sqs.{self.region}.amazonaws.com/{self.account_id}/{queue}"
+        return url, {"name": queue, "url": url, "arn": f"arn:{self.partition}:sqs:{self.region}:{self.account_id}:{queue}"}
+
+    def _rule(self, name: str, state: dict[str, Any], seed: str) -> tuple[str, dict[str, Any]]:
+        rule = self._named(name, state, seed)
+        return rule, {"name": rule, "arn": f"arn:{self.partition}:events:{self.region}:{self.account_id}:rule/{rule}"}
+
+    def _repository(self, name: str, state: dict[str, Any], seed: str) -> tuple[str, dict[str, Any]]:
+        repo = self._named(name, state, seed)
+        return repo, {"name": repo, "arn": f"arn:{self.partition}:ecr:{self.region}:{self.account_id}:repository/{repo}",
+                      "repositoryUrl": f"{self.account_id}.dkr.ecr.{self.region}.amazonaws.com/{repo}",
+                      "registryId": self.account_id}
+
+    def _node_group(self, name: str, state: dict[str, Any], seed: str) -> tuple[str, dict[str, Any]]:
+        group = self._named(name, state, seed, "nodeGroupName")
+        return f"{state.get('clusterName')}:{group}", {
+            "nodeGroupName": group,
+            "arn": f"arn:{self.partition}:eks:{self.region}:{self.account_id}:nodegroup/{state.get('clusterName')}/{group}",
+        }
+
+    def _launch_template(self, name: str, state: dict[str, Any], seed: str) -> tuple[str, dict[str, Any]]:
+        lt = f"lt-0{_hex(seed, 16)}"
+        return lt, {"latestVersion": 1, "defaultVersion": 1,
+                    "arn": f"arn:{self.partition}:ec2:{self.region}:{self.account_id}:launch-template/{lt}"}
+
+
+def _uuid(seed: str) -> str:
+    h = _hex(seed, 32)
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def _ec2(prefix: str) -> Callable[[PlanMocks, str, dict[str, Any], str], tuple[str, dict[str, Any]]]:
+    def computed(m: PlanMocks, name: str, state: dict[str, Any], seed: str) -> tuple[str, dict[str, Any]]:
+        rid = f"{prefix}-0{_hex(seed, 16)}"
+        kind = {"vpc": "vpc", "subnet": "subnet", "sg": "security-group", "igw": "internet-gateway",
+                "eipalloc": "elastic-ip", "nat": "natgateway", "rtb": "route-table", "vpce": "vpc-endpoint",
+                "fl": "vpc-flow-log"}[prefix]
+        return rid, {"arn": f"arn:{m.partition}:ec2:{m.region}:{m.account_id}:{kind}/{rid}"}
+
+    return computed
+
+
+_COMPUTED: dict[str, Callable[[PlanMocks, str, dict[str, Any], str], tuple[str, dict[str, Any]]]] = {
+    "aws:ec2/vpc:Vpc": _ec2("vpc"),
+    "aws:ec2/subnet:Subnet": _ec2("subnet"),
+    "aws:ec2/securityGroup:SecurityGroup": _ec2("sg"),
+    "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup": _ec2("sg"),
+    "aws:ec2/internetGateway:InternetGateway": _ec2("igw"),
+    "aws:ec2/eip:Eip": _ec2("eipalloc"),
+    "aws:ec2/natGateway:NatGateway": _ec2("nat"),
+    "aws:ec2/routeTable:RouteTable": _ec2("rtb"),
+    "aws:ec2/vpcEndpoint:VpcEndpoint": _ec2("vpce"),
+    "aws:ec2/flowLog:FlowLog": _ec2("fl"),
+    "aws:ec2/launchTemplate:LaunchTemplate": PlanMocks._launch_template,
+    "aws:iam/role:Role": PlanMocks._role,
+    "aws:iam/openIdConnectProvider:OpenIdConnectProvider": PlanMocks._oidc,
+    "aws:kms/key:Key": PlanMocks._key,
+    "aws:s3/bucket:Bucket": PlanMocks._bucket,
+    "aws:eks/cluster:Cluster": PlanMocks._cluster,
+    "aws:eks/nodeGroup:NodeGroup": PlanMocks._node_group,
+    "aws:cloudwatch/logGroup:LogGroup": PlanMocks._log_group,
+    "aws:cloudwatch/eventRule:EventRule": PlanMocks._rule,
+    "aws:sqs/queue:Queue": PlanMocks._queue,
+    "aws:ecr/repository:Repository": PlanMocks._repository,
+}

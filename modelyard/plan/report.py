@@ -1,0 +1,129 @@
+"""What a reviewer reads: the plan summary, and every Kubernetes object as YAML."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from modelyard.config import PlatformConfig
+from modelyard.plan.digest import new_states
+
+#: Kubernetes types that are not objects in the cluster.
+_NOT_OBJECTS = ("kubernetes:helm.sh/", "pulumi:providers:kubernetes")
+
+
+def layer_of(state: Mapping[str, Any], by_urn: Mapping[str, Mapping[str, Any]]) -> str:
+    """The layer a resource belongs to: the `<layer>` of its nearest `modelyard:<layer>:*` ancestor
+    (itself included); providers and the stack are their own rows."""
+    current: Mapping[str, Any] | None = state
+    while current is not None:
+        typ = str(current.get("type", ""))
+        if typ.startswith("modelyard:"):
+            return typ.split(":")[1]
+        if typ.startswith("pulumi:providers:"):
+            return "providers"
+        if typ == "pulumi:pulumi:Stack":
+            return "stack"
+        parent = current.get("parent")
+        current = by_urn.get(parent) if parent else None
+    return "other"
+
+
+def counts_by_layer(digest: Mapping[str, Any]) -> dict[str, Counter[str]]:
+    """Custom resources (what costs money and carries policy) by layer, then by type."""
+    states = list(new_states(digest))
+    by_urn = {s["urn"]: s for s in states if "urn" in s}
+    table: dict[str, Counter[str]] = defaultdict(Counter)
+    for state in states:
+        if state.get("custom"):
+            table[layer_of(state, by_urn)][state["type"]] += 1
+    return dict(table)
+
+
+def config_lines(cfg: PlatformConfig) -> list[str]:
+    """The values that make this environment differ from the others, one line each."""
+    net, eks, system = cfg.network, cfg.eks, cfg.system_pool
+    endpoint = (f"public to {', '.join(eks.endpoint.public_cidrs)} + private" if eks.endpoint.public
+                else "private only")
+    lines = [
+        f"tier {cfg.tier} · {cfg.region} · {net.az_count} AZs · VPC {net.vpc_cidr} · NAT {net.nat}",
+        f"EKS {eks.version} · API endpoint {endpoint} · {len(eks.admin_role_arns)} admin role(s)",
+        f"system pool {'/'.join(system.instance_types)} on-demand, {system.min_size}..{system.max_size} nodes "
+        f"(desired {system.desired_size})",
+    ]
+    for pool in cfg.gpu_pools:
+        zero = "scales to zero" if pool.scale_to_zero else f"{pool.min_gpus} warm"
+        lines.append(
+            f"GPU pool {pool.name}: {pool.gpu_class} on {', '.join(pool.instance_types)} · "
+            f"{'+'.join(pool.capacity_types)} · ≤{pool.max_gpus} GPUs · {zero}"
+        )
+    store = cfg.model_store
+    lines.append(
+        f"model store: versioning {'on' if store.versioning else 'off'}, noncurrent kept "
+        f"{store.noncurrent_version_retention_days} d, KMS {'existing key' if store.kms_key_arn else 'own key'}"
+    )
+    lines.append(
+        f"budget ${cfg.budget.monthly_usd:,.0f}/month → {len(cfg.budget.alert_emails)} recipient(s) · "
+        f"deletion protection {'on' if cfg.deletion_protection else 'off'}"
+    )
+    return lines
+
+
+def summary(digest: Mapping[str, Any], configs: Mapping[str, PlatformConfig], *, seconds: float) -> str:
+    """The plan summary: what each stack is, and what it creates by layer and type."""
+    meta = digest.get("modelyard", {})
+    projects = ", ".join(f"{p['project']}/{p['stack']}" for p in meta.get("projects", []))
+    states = list(new_states(digest))
+    custom = sum(1 for s in states if s.get("custom"))
+    out = [f"modelyard plan {meta.get('env', '?')} — {projects} (offline: Pulumi mocks, no cloud calls)", ""]
+    for name, cfg in configs.items():
+        out.append(f"{name}:")
+        out += [f"  {line}" for line in config_lines(cfg)]
+        out.append("")
+    out.append(f"{custom} resources to create ({len(states)} with components and the stack), "
+               f"planned in {seconds:.2f} s")
+    for layer, counter in sorted(counts_by_layer(digest).items()):
+        out.append(f"  {layer} ({sum(counter.values())})")
+        for typ, n in sorted(counter.items(), key=lambda kv: (-kv[1], kv[0])):
+            out.append(f"    {n:>4}  {typ}")
+    return "\n".join(out) + "\n"
+
+
+def kubernetes_objects(digest: Mapping[str, Any]) -> Iterable[tuple[str, dict[str, Any]]]:
+    """(file name, object) for every Kubernetes object in the plan, in URN order."""
+    for state in new_states(digest):
+        typ = str(state.get("type", ""))
+        if not typ.startswith("kubernetes:") or typ.startswith(_NOT_OBJECTS):
+            continue
+        inputs = dict(state.get("inputs", {}))
+        head = {key: inputs.pop(key) for key in ("apiVersion", "kind", "metadata") if key in inputs}
+        obj = {**head, **inputs}
+        meta = obj.get("metadata") or {}
+        namespace = meta.get("namespace") or "_cluster"
+        project = str(state.get("urn", "")).split("::")[1]
+        yield f"{project}/{namespace}/{obj.get('kind', 'Object')}-{meta.get('name', 'unnamed')}.yaml", obj
+
+
+def helm_releases(digest: Mapping[str, Any]) -> Iterable[tuple[str, dict[str, Any]]]:
+    """(file name, release) for every Helm release: chart, version and the values it is given."""
+    for state in new_states(digest):
+        if str(state.get("type", "")).startswith("kubernetes:helm.sh/"):
+            inputs = state.get("inputs", {})
+            project = str(state.get("urn", "")).split("::")[1]
+            name = f"{project}/helm/{inputs.get('namespace', '_')}-{inputs.get('name', 'release')}.yaml"
+            yield name, {key: inputs.get(key) for key in ("chart", "version", "namespace", "name", "values")}
+
+
+def write_manifests(digest: Mapping[str, Any], directory: Path) -> int:
+    """Write every Kubernetes object (and each Helm release's chart, version and values) as YAML."""
+    count = 0
+    for relative, obj in [*kubernetes_objects(digest), *helm_releases(digest)]:
+        path = directory / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(yaml.safe_dump(obj, sort_keys=False), encoding="utf-8")
+        count += 1
+    return count

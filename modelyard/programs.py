@@ -1,0 +1,154 @@
+"""The Pulumi programs of this repository, and the registry the offline plan engine reads.
+
+`pulumi up` runs a program through the project's `__main__.py`; `modelyard plan` runs the very same
+function in-process under mocks. A program takes an already validated config, so a bad stack file
+fails before a single resource is registered, on both paths.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_kubernetes as k8s
+
+from modelyard.config import (
+    CONFIG_NAMESPACE,
+    FULL_KEY,
+    PLATFORM_KEY,
+    ConfigError,
+    PlatformConfig,
+    load_platform_config,
+    parse_platform_config,
+)
+from modelyard.infra.common import AccountContext
+from modelyard.infra.ecr import ImageRegistry, ImageRegistryArgs
+from modelyard.infra.eks import Cluster, ClusterArgs
+from modelyard.infra.karpenter import Karpenter, KarpenterArgs
+from modelyard.infra.logs import LogEncryption, LogEncryptionArgs
+from modelyard.infra.model_store import ModelStore, ModelStoreArgs
+from modelyard.infra.network import Network, NetworkArgs
+from modelyard.infra.nodes import SystemNodeGroup, SystemNodeGroupArgs
+from modelyard.tags import standard_tags
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def cluster_name(env: str) -> str:
+    return f"modelyard-{env}"
+
+
+def platform_program(cfg: PlatformConfig) -> None:
+    """The platform stack: the AWS layer, then (from the platform-layer issue on) in-cluster services."""
+    tags = standard_tags(env=cfg.env, team=cfg.tags.team, cost_center=cfg.tags.cost_center)
+    name = cluster_name(cfg.env)
+
+    # Providers are created once, here; components inherit them. Default providers are disabled in
+    # every stack file, so nothing can escape the default tags.
+    aws_provider = aws.Provider("aws", region=cfg.region, default_tags=aws.ProviderDefaultTagsArgs(tags=tags))
+    with_aws = pulumi.ResourceOptions(providers=[aws_provider])
+    account = AccountContext.lookup(cfg.region, aws_provider)
+
+    logs = LogEncryption("logs", LogEncryptionArgs(cluster_name=name, account=account,
+                                                   deletion_protection=cfg.deletion_protection), opts=with_aws)
+    network = Network(
+        "network",
+        NetworkArgs(config=cfg.network, cluster_name=name, account=account, logs_key_arn=logs.key_arn),
+        opts=with_aws,
+    )
+    cluster = Cluster(
+        "eks",
+        ClusterArgs(config=cfg.eks, cluster_name=name, account=account, subnet_ids=network.private_subnet_ids,
+                    logs_key_arn=logs.key_arn, deletion_protection=cfg.deletion_protection),
+        opts=with_aws,
+    )
+    system = SystemNodeGroup(
+        "system",
+        SystemNodeGroupArgs(config=cfg.system_pool, cluster=cluster, subnet_ids=network.private_subnet_ids,
+                            tags=tags),
+        opts=with_aws,
+    )
+    store = ModelStore(
+        "models",
+        ModelStoreArgs(config=cfg.model_store, env=cfg.env, account=account,
+                       oidc_provider_arn=cluster.oidc_provider_arn, oidc_issuer_url=cluster.oidc_issuer_url,
+                       namespace=cfg.serving.model_namespace,
+                       service_account=cfg.serving.model_pull_service_account,
+                       deletion_protection=cfg.deletion_protection),
+        opts=with_aws,
+    )
+    registry = ImageRegistry(
+        "registry",
+        ImageRegistryArgs(env=cfg.env, account=account, deletion_protection=cfg.deletion_protection),
+        opts=with_aws,
+    )
+
+    k8s_provider = k8s.Provider("k8s", kubeconfig=cluster.kubeconfig, enable_server_side_apply=True)
+    with_both = pulumi.ResourceOptions(providers=[aws_provider, k8s_provider])
+    karpenter = Karpenter(
+        "karpenter",
+        KarpenterArgs(cluster=cluster, pools=cfg.gpu_pools, tags=tags, replicas=cfg.system_pool.controller_replicas,
+                      depends_on=[system]),
+        opts=with_both,
+    )
+
+    # The contract the workloads stack reads through its StackReference.
+    pulumi.export("env", cfg.env)
+    pulumi.export("region", cfg.region)
+    pulumi.export("clusterName", cluster.name)
+    pulumi.export("clusterEndpoint", cluster.endpoint)
+    pulumi.export("kubeconfig", cluster.kubeconfig)
+    pulumi.export("oidcProviderArn", cluster.oidc_provider_arn)
+    pulumi.export("modelBucket", store.bucket_name)
+    pulumi.export("modelBucketArn", store.bucket_arn)
+    pulumi.export("modelKmsKeyArn", store.kms_key_arn)
+    pulumi.export("modelPullRoleArn", store.model_pull_role_arn)
+    pulumi.export("modelNamespace", cfg.serving.model_namespace)
+    pulumi.export("modelPullServiceAccount", cfg.serving.model_pull_service_account)
+    pulumi.export("ecrRepositoryUrl", registry.repository_url)
+    pulumi.export("gpuPools", karpenter.node_pools)
+    pulumi.export("monthlyBudgetUsd", cfg.budget.monthly_usd)
+
+
+def run_platform() -> None:
+    """Entry point under the Pulumi CLI: read and validate the stack's config, then run the program."""
+    stack = pulumi.get_stack()
+    raw = pulumi.Config(CONFIG_NAMESPACE).get_object(PLATFORM_KEY)
+    try:
+        if raw is None:
+            raise ConfigError(stack, f"Pulumi.{stack}.yaml", [f"{FULL_KEY}: is required but missing"])
+        cfg = parse_platform_config(raw, stack=stack, source=f"Pulumi.{stack}.yaml")
+    except ConfigError as exc:
+        # RunError prints the message without a Python traceback.
+        raise pulumi.RunError(str(exc)) from None
+    platform_program(cfg)
+
+
+@dataclass(frozen=True)
+class Project:
+    """A Pulumi project in this repository, as the offline plan engine sees it."""
+
+    key: str
+    #: The `name:` in its Pulumi.yaml; URNs carry it.
+    pulumi_name: str
+    directory: Path
+    load_config: Callable[[Path, str], Any]
+    program: Callable[[Any], None]
+
+    def stack_file(self, env: str) -> Path:
+        return self.directory / f"Pulumi.{env}.yaml"
+
+
+PROJECTS: dict[str, Project] = {
+    "platform": Project(
+        key="platform",
+        pulumi_name="modelyard-platform",
+        directory=REPO_ROOT,
+        load_config=lambda path, env: load_platform_config(path, stack=env),
+        program=platform_program,
+    ),
+}
