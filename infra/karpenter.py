@@ -15,6 +15,7 @@ from modelyard.config import GpuPoolConfig
 from modelyard.infra import iam
 from modelyard.infra.eks import Cluster
 from modelyard.infra.nodes import SYSTEM_POOL_LABEL, node_role
+from modelyard.platform.namespaces import restricted_namespace_labels
 from modelyard.tags import k8s_labels
 from modelyard.versions import HELM_CHARTS, IMAGES, KARPENTER_AMI_ALIAS
 
@@ -33,12 +34,6 @@ INTERRUPTION_EVENTS: Mapping[str, dict[str, Any]] = {
     "rebalance": {"source": ["aws.ec2"], "detail-type": ["EC2 Instance Rebalance Recommendation"]},
     "state-change": {"source": ["aws.ec2"], "detail-type": ["EC2 Instance State-change Notification"]},
 }
-
-
-def _restricted_namespace(labels: Mapping[str, str]) -> dict[str, str]:
-    """Namespace labels enforcing the `restricted` Pod Security Standard."""
-    return {**labels, "pod-security.kubernetes.io/enforce": "restricted",
-            "pod-security.kubernetes.io/enforce-version": "latest"}
 
 
 def controller_policy(*, cluster_name: pulumi.Input[str], account: Any, queue_arn: pulumi.Input[str],
@@ -283,7 +278,7 @@ class Karpenter(pulumi.ComponentResource):
 
         namespace = k8s.core.v1.Namespace(
             f"{name}-ns",
-            metadata={"name": NAMESPACE, "labels": _restricted_namespace(labels)},
+            metadata={"name": NAMESPACE, "labels": restricted_namespace_labels(labels)},
             opts=child,
         )
         chart = HELM_CHARTS["karpenter"]
@@ -399,7 +394,7 @@ class Karpenter(pulumi.ComponentResource):
         opts = pulumi.ResourceOptions(parent=self, depends_on=[release])
         namespace = k8s.core.v1.Namespace(
             f"{name}-warm-ns",
-            metadata={"name": WARM_CAPACITY_NAMESPACE, "labels": _restricted_namespace(labels)},
+            metadata={"name": WARM_CAPACITY_NAMESPACE, "labels": restricted_namespace_labels(labels)},
             opts=opts,
         )
         priority = k8s.scheduling.v1.PriorityClass(

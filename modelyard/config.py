@@ -157,8 +157,7 @@ class NetworkConfig(_Model):
         for key in ("public_subnets", "private_subnets"):
             cidrs: tuple[str, ...] = getattr(self, key)
             if len(cidrs) != self.az_count:
-                problems.append((key, f"must list exactly az_count={self.az_count} subnets, one per AZ "
-                                 f"(got {len(cidrs)})", list(cidrs)))
+                problems.append((key, f"must list one subnet per AZ, {self.az_count} in all (az_count)", list(cidrs)))
             for i, cidr in enumerate(cidrs):
                 path = f"{key}[{i}]"
                 try:
@@ -222,8 +221,7 @@ class SystemPoolConfig(_Model):
     def _sizes(self) -> SystemPoolConfig:
         problems: list[tuple[str, str, Any]] = []
         if self.min_size > self.max_size:
-            problems.append(("max_size", f"must be ≥ min_size (got {self.max_size} < {self.min_size})",
-                             self.max_size))
+            problems.append(("max_size", f"must be ≥ min_size ({self.min_size})", self.max_size))
         elif not self.min_size <= self.desired_size <= self.max_size:
             problems.append(("desired_size", f"must lie between min_size and max_size "
                              f"({self.min_size}..{self.max_size})", self.desired_size))
@@ -258,14 +256,13 @@ class GpuPoolConfig(_Model):
             if name not in spec.instance_types:
                 allowed = ", ".join(spec.instance_types)
                 problems.append((f"instance_types[{i}]",
-                                 f"is not a {self.gpu_class} instance type (allowed: {allowed})", name))
+                                 f"does not carry {self.gpu_class} GPUs (allowed: {allowed})", name))
         if len(set(self.instance_types)) != len(self.instance_types):
             problems.append(("instance_types", "lists an instance type twice", list(self.instance_types)))
         if len(set(self.capacity_types)) != len(self.capacity_types):
             problems.append(("capacity_types", "lists a capacity type twice", list(self.capacity_types)))
         if self.min_gpus > self.max_gpus:
-            problems.append(("max_gpus", f"must be ≥ min_gpus (got {self.max_gpus} < {self.min_gpus})",
-                             self.max_gpus))
+            problems.append(("max_gpus", f"must be ≥ min_gpus ({self.min_gpus})", self.max_gpus))
         if self.scale_to_zero and self.min_gpus:
             problems.append(("min_gpus", "must be 0 when scale_to_zero is true "
                              "(or set scale_to_zero: false to keep warm GPUs)", self.min_gpus))
@@ -352,24 +349,24 @@ class PlatformConfig(_Model):
             if name in names[:i]:
                 problems.append((f"gpu_pools[{i}].name", "is used by another GPU pool; names must be unique",
                                  name))
-        why = f"the {self.tier} tier forbids it (TIER_RULES in modelyard/config.py)"
+        tier = f"in the {self.tier} tier (TIER_RULES in modelyard/config.py)"
         if not rules.allow_spot_gpus:
             for i, pool in enumerate(self.gpu_pools):
                 if "spot" in pool.capacity_types:
                     problems.append((f"gpu_pools[{i}].capacity_types",
-                                     f"must not include spot: {why}; use on-demand", list(pool.capacity_types)))
+                                     f"must not include spot {tier}; use on-demand", list(pool.capacity_types)))
         if not rules.allow_public_endpoint and self.eks.endpoint.public:
-            problems.append(("eks.endpoint.public", f"must be false: {why}; reach the API through the VPC",
+            problems.append(("eks.endpoint.public", f"must be false {tier}; reach the API from inside the VPC",
                              True))
         if rules.require_nat_per_az and self.network.nat != "per_az":
-            problems.append(("network.nat", f"must be per_az: {why} (one NAT is a single point of failure)",
+            problems.append(("network.nat", f"must be per_az {tier}: one NAT gateway is a single point of failure",
                              self.network.nat))
         if rules.require_deletion_protection and not self.deletion_protection:
-            problems.append(("deletion_protection", f"must be true: {why}", False))
+            problems.append(("deletion_protection", f"must be true {tier}", False))
         if rules.require_model_versioning and not self.model_store.versioning:
-            problems.append(("model_store.versioning", f"must be true: {why}", False))
+            problems.append(("model_store.versioning", f"must be true {tier}", False))
         if self.system_pool.min_size < rules.min_system_nodes:
-            problems.append(("system_pool.min_size", f"must be ≥ {rules.min_system_nodes} in the {self.tier} tier",
+            problems.append(("system_pool.min_size", f"must be ≥ {rules.min_system_nodes} {tier}",
                              self.system_pool.min_size))
         if problems:
             raise FieldProblems(problems)
@@ -480,6 +477,9 @@ def _render(err: Mapping[str, Any]) -> list[str]:
         return [f"{path}: unknown key; {hint}allowed keys: {', '.join(allowed)}"]
     if kind == "missing":
         return [f"{path}: is required but missing"]
+    if kind == "too_short":
+        least = ctx.get("min_length", 1)
+        return [f"{path}: must list at least {least} item{'s' if least != 1 else ''} (got {_fmt_value(value)})"]
     if kind == "string_pattern_mismatch":
         return [f"{path}: must be {_pattern_hint(ctx.get('pattern', ''))} (got {_fmt_value(value)})"]
     if kind in _TYPE_MESSAGES:
@@ -499,8 +499,14 @@ def parse_platform_config(raw: Any, *, stack: str, source: str) -> PlatformConfi
     try:
         config = PlatformConfig.model_validate(dict(raw))
     except ValidationError as exc:
+        errors = exc.errors()
+        locs = [tuple(e["loc"]) for e in errors]
         problems: list[str] = []
-        for err in exc.errors():
+        for err in errors:
+            loc = tuple(err["loc"])
+            # A list whose item failed also reports itself "too short"; the item's error says it all.
+            if err["type"] == "too_short" and any(o[: len(loc)] == loc and len(o) > len(loc) for o in locs):
+                continue
             problems += _render(err)
         raise ConfigError(stack, source, problems) from None
     if config.env != stack:
