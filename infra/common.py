@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 import pulumi
 import pulumi_aws as aws
-
 from modelyard.infra import iam
 
 
@@ -26,8 +26,9 @@ class AccountContext:
 
     def arn(self, service: str, resource: str, *, regional: bool = True) -> pulumi.Output[str]:
         region = self.region if regional else ""
-        return pulumi.Output.concat("arn:", self.partition, ":", service, ":", region, ":", self.account_id,
-                                    ":", resource)
+        return pulumi.Output.concat(
+            "arn:", self.partition, ":", service, ":", region, ":", self.account_id, ":", resource
+        )
 
 
 def kms_key(
@@ -50,8 +51,9 @@ def kms_key(
         policy=iam.to_json(iam.kms_key_policy(account.account_id, account.partition, extra_statements)),
         opts=pulumi.ResourceOptions(parent=parent, protect=protect),
     )
-    aws.kms.Alias(f"{name}-alias", name=f"alias/{alias}", target_key_id=key.key_id,
-                  opts=pulumi.ResourceOptions(parent=parent))
+    aws.kms.Alias(
+        f"{name}-alias", name=f"alias/{alias}", target_key_id=key.key_id, opts=pulumi.ResourceOptions(parent=parent)
+    )
     return key
 
 

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws as aws
-
 from modelyard.infra.common import AccountContext, kms_key
 
 #: Untagged images (left behind by failed pushes) are removed after this many days.
@@ -57,8 +56,12 @@ class ImageRegistry(pulumi.ComponentResource):
                         {
                             "rulePriority": 1,
                             "description": f"Expire untagged images after {UNTAGGED_EXPIRY_DAYS} days",
-                            "selection": {"tagStatus": "untagged", "countType": "sinceImagePushed",
-                                          "countUnit": "days", "countNumber": UNTAGGED_EXPIRY_DAYS},
+                            "selection": {
+                                "tagStatus": "untagged",
+                                "countType": "sinceImagePushed",
+                                "countUnit": "days",
+                                "countNumber": UNTAGGED_EXPIRY_DAYS,
+                            },
                             "action": {"type": "expire"},
                         }
                     ]

@@ -8,10 +8,10 @@ from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws as aws
-
-from modelyard.config import EksConfig
 from modelyard.infra import iam
 from modelyard.infra.common import AccountContext, kms_key
+
+from modelyard.config import EksConfig
 from modelyard.versions import EKS_ADDONS
 
 #: Every control-plane log type EKS offers.
@@ -116,7 +116,7 @@ class Cluster(pulumi.ComponentResource):
                 parent=self, depends_on=[attachment, log_group], protect=args.deletion_protection
             ),
         )
-        issuer = cluster.identities.apply(lambda ids: ids[0].oidcs[0].issuer)
+        issuer: pulumi.Output[str] = cluster.identities.apply(_oidc_issuer)
         oidc = aws.iam.OpenIdConnectProvider(
             f"{name}-oidc",
             url=issuer,
@@ -124,8 +124,9 @@ class Cluster(pulumi.ComponentResource):
             opts=child,
         )
         for i, admin in enumerate(cfg.admin_role_arns):
-            entry = aws.eks.AccessEntry(f"{name}-admin-{i}", cluster_name=cluster.name, principal_arn=admin,
-                                        type="STANDARD", opts=child)
+            entry = aws.eks.AccessEntry(
+                f"{name}-admin-{i}", cluster_name=cluster.name, principal_arn=admin, type="STANDARD", opts=child
+            )
             aws.eks.AccessPolicyAssociation(
                 f"{name}-admin-{i}-policy",
                 cluster_name=cluster.name,
@@ -141,7 +142,7 @@ class Cluster(pulumi.ComponentResource):
         self.version = cfg.version
         self.account = account
         self.endpoint = cluster.endpoint
-        self.certificate_authority = cluster.certificate_authority.apply(lambda ca: ca.data)
+        self.certificate_authority = cluster.certificate_authority.apply(lambda ca: ca.data or "")
         self.oidc_provider_arn = oidc.arn
         self.oidc_issuer_url = issuer
         self.kubeconfig = pulumi.Output.secret(
@@ -190,16 +191,21 @@ def add_managed_addons(
             if "eks-pod-identity-agent" in addons:
                 after.append(addons["eks-pod-identity-agent"])
         addons[addon] = aws.eks.Addon(
-                f"{prefix}-{addon}",
-                cluster_name=cluster.name,
-                addon_name=addon,
-                addon_version=versions[addon],
-                resolve_conflicts_on_create="OVERWRITE",
-                resolve_conflicts_on_update="PRESERVE",
-                pod_identity_associations=identities,
-                opts=pulumi.ResourceOptions(parent=parent, depends_on=after),
+            f"{prefix}-{addon}",
+            cluster_name=cluster.name,
+            addon_name=addon,
+            addon_version=versions[addon],
+            resolve_conflicts_on_create="OVERWRITE",
+            resolve_conflicts_on_update="PRESERVE",
+            pod_identity_associations=identities,
+            opts=pulumi.ResourceOptions(parent=parent, depends_on=after),
         )
     return addons
+
+
+def _oidc_issuer(identities: Sequence[aws.eks.outputs.ClusterIdentity]) -> str:
+    oidcs = identities[0].oidcs or []
+    return oidcs[0].issuer or ""
 
 
 def kubeconfig(name: str, endpoint: str, ca_data: str, region: str) -> str:
@@ -218,8 +224,16 @@ def kubeconfig(name: str, endpoint: str, ca_data: str, region: str) -> str:
                         "exec": {
                             "apiVersion": "client.authentication.k8s.io/v1beta1",
                             "command": "aws",
-                            "args": ["eks", "get-token", "--cluster-name", name, "--region", region,
-                                     "--output", "json"],
+                            "args": [
+                                "eks",
+                                "get-token",
+                                "--cluster-name",
+                                name,
+                                "--region",
+                                region,
+                                "--output",
+                                "json",
+                            ],
                         }
                     },
                 }

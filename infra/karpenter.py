@@ -9,13 +9,13 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
-
-from modelyard import gpus
-from modelyard.config import GpuPoolConfig
 from modelyard.infra import iam
 from modelyard.infra.eks import Cluster
 from modelyard.infra.nodes import SYSTEM_POOL_LABEL, node_role
 from modelyard.platform.namespaces import restricted_namespace_labels
+
+from modelyard import gpus
+from modelyard.config import GpuPoolConfig
 from modelyard.tags import k8s_labels
 from modelyard.versions import HELM_CHARTS, IMAGES, KARPENTER_AMI_ALIAS
 
@@ -36,8 +36,9 @@ INTERRUPTION_EVENTS: Mapping[str, dict[str, Any]] = {
 }
 
 
-def controller_policy(*, cluster_name: pulumi.Input[str], account: Any, queue_arn: pulumi.Input[str],
-                      node_role_arn: pulumi.Input[str]) -> iam.Document:
+def controller_policy(
+    *, cluster_name: pulumi.Input[str], account: Any, queue_arn: pulumi.Input[str], node_role_arn: pulumi.Input[str]
+) -> iam.Document:
     """Karpenter v1's controller policy, scoped to this cluster by tags, region and ARNs."""
     region = account.region
     ec2 = pulumi.Output.concat("arn:", account.partition, ":ec2:", region, ":*:")
@@ -50,9 +51,14 @@ def controller_policy(*, cluster_name: pulumi.Input[str], account: Any, queue_ar
                 "Sid": "AllowScopedEC2InstanceAccessActions",
                 "Effect": "Allow",
                 "Action": ["ec2:RunInstances", "ec2:CreateFleet"],
-                "Resource": [pulumi.Output.concat("arn:", account.partition, ":ec2:", region, "::", kind)
-                             for kind in ("image/*", "snapshot/*")]
-                + [pulumi.Output.concat(ec2, kind) for kind in ("security-group/*", "subnet/*", "capacity-reservation/*")],
+                "Resource": [
+                    pulumi.Output.concat("arn:", account.partition, ":ec2:", region, "::", kind)
+                    for kind in ("image/*", "snapshot/*")
+                ]
+                + [
+                    pulumi.Output.concat(ec2, kind)
+                    for kind in ("security-group/*", "subnet/*", "capacity-reservation/*")
+                ],
             },
             {
                 "Sid": "AllowScopedEC2LaunchTemplateAccessActions",
@@ -68,9 +74,17 @@ def controller_policy(*, cluster_name: pulumi.Input[str], account: Any, queue_ar
                 "Sid": "AllowScopedEC2InstanceActionsWithTags",
                 "Effect": "Allow",
                 "Action": ["ec2:RunInstances", "ec2:CreateFleet", "ec2:CreateLaunchTemplate"],
-                "Resource": [pulumi.Output.concat(ec2, kind) for kind in
-                             ("fleet/*", "instance/*", "volume/*", "network-interface/*", "launch-template/*",
-                              "spot-instances-request/*")],
+                "Resource": [
+                    pulumi.Output.concat(ec2, kind)
+                    for kind in (
+                        "fleet/*",
+                        "instance/*",
+                        "volume/*",
+                        "network-interface/*",
+                        "launch-template/*",
+                        "spot-instances-request/*",
+                    )
+                ],
                 "Condition": {
                     "StringEquals": {
                         pulumi.Output.concat("aws:RequestTag/", owned): "owned",
@@ -83,9 +97,17 @@ def controller_policy(*, cluster_name: pulumi.Input[str], account: Any, queue_ar
                 "Sid": "AllowScopedResourceCreationTagging",
                 "Effect": "Allow",
                 "Action": "ec2:CreateTags",
-                "Resource": [pulumi.Output.concat(ec2, kind) for kind in
-                             ("fleet/*", "instance/*", "volume/*", "network-interface/*", "launch-template/*",
-                              "spot-instances-request/*")],
+                "Resource": [
+                    pulumi.Output.concat(ec2, kind)
+                    for kind in (
+                        "fleet/*",
+                        "instance/*",
+                        "volume/*",
+                        "network-interface/*",
+                        "launch-template/*",
+                        "spot-instances-request/*",
+                    )
+                ],
                 "Condition": {
                     "StringEquals": {
                         pulumi.Output.concat("aws:RequestTag/", owned): "owned",
@@ -122,10 +144,18 @@ def controller_policy(*, cluster_name: pulumi.Input[str], account: Any, queue_ar
             {
                 "Sid": "AllowRegionalReadActions",
                 "Effect": "Allow",
-                "Action": ["ec2:DescribeCapacityReservations", "ec2:DescribeImages", "ec2:DescribeInstances",
-                           "ec2:DescribeInstanceTypeOfferings", "ec2:DescribeInstanceTypes",
-                           "ec2:DescribeLaunchTemplates", "ec2:DescribeSecurityGroups",
-                           "ec2:DescribeSpotPriceHistory", "ec2:DescribeSubnets", "ec2:DescribeAvailabilityZones"],
+                "Action": [
+                    "ec2:DescribeCapacityReservations",
+                    "ec2:DescribeImages",
+                    "ec2:DescribeInstances",
+                    "ec2:DescribeInstanceTypeOfferings",
+                    "ec2:DescribeInstanceTypes",
+                    "ec2:DescribeLaunchTemplates",
+                    "ec2:DescribeSecurityGroups",
+                    "ec2:DescribeSpotPriceHistory",
+                    "ec2:DescribeSubnets",
+                    "ec2:DescribeAvailabilityZones",
+                ],
                 # Describe calls do not support resource-level permissions; the region condition bounds them.
                 "Resource": "*",
                 "Condition": {"StringEquals": in_region},
@@ -134,7 +164,9 @@ def controller_policy(*, cluster_name: pulumi.Input[str], account: Any, queue_ar
                 "Sid": "AllowSSMReadActions",
                 "Effect": "Allow",
                 "Action": "ssm:GetParameter",
-                "Resource": pulumi.Output.concat("arn:", account.partition, ":ssm:", region, "::parameter/aws/service/*"),
+                "Resource": pulumi.Output.concat(
+                    "arn:", account.partition, ":ssm:", region, "::parameter/aws/service/*"
+                ),
             },
             {
                 "Sid": "AllowPricingReadActions",
@@ -159,13 +191,21 @@ def controller_policy(*, cluster_name: pulumi.Input[str], account: Any, queue_ar
             {
                 "Sid": "AllowScopedInstanceProfileActions",
                 "Effect": "Allow",
-                "Action": ["iam:CreateInstanceProfile", "iam:TagInstanceProfile", "iam:AddRoleToInstanceProfile",
-                           "iam:RemoveRoleFromInstanceProfile", "iam:DeleteInstanceProfile"],
-                "Resource": pulumi.Output.concat("arn:", account.partition, ":iam::", account.account_id,
-                                                 ":instance-profile/*"),
+                "Action": [
+                    "iam:CreateInstanceProfile",
+                    "iam:TagInstanceProfile",
+                    "iam:AddRoleToInstanceProfile",
+                    "iam:RemoveRoleFromInstanceProfile",
+                    "iam:DeleteInstanceProfile",
+                ],
+                "Resource": pulumi.Output.concat(
+                    "arn:", account.partition, ":iam::", account.account_id, ":instance-profile/*"
+                ),
                 "Condition": {
-                    "StringEquals": {pulumi.Output.concat("aws:ResourceTag/", owned): "owned",
-                                     "aws:ResourceTag/topology.kubernetes.io/region": region},
+                    "StringEquals": {
+                        pulumi.Output.concat("aws:ResourceTag/", owned): "owned",
+                        "aws:ResourceTag/topology.kubernetes.io/region": region,
+                    },
                     "StringLikeIfExists": {"aws:ResourceTag/karpenter.k8s.aws/ec2nodeclass": "*"},
                 },
             },
@@ -173,15 +213,17 @@ def controller_policy(*, cluster_name: pulumi.Input[str], account: Any, queue_ar
                 "Sid": "AllowInstanceProfileReadActions",
                 "Effect": "Allow",
                 "Action": ["iam:GetInstanceProfile", "iam:ListInstanceProfiles"],
-                "Resource": pulumi.Output.concat("arn:", account.partition, ":iam::", account.account_id,
-                                                 ":instance-profile/*"),
+                "Resource": pulumi.Output.concat(
+                    "arn:", account.partition, ":iam::", account.account_id, ":instance-profile/*"
+                ),
             },
             {
                 "Sid": "AllowAPIServerEndpointDiscovery",
                 "Effect": "Allow",
                 "Action": "eks:DescribeCluster",
-                "Resource": pulumi.Output.concat("arn:", account.partition, ":eks:", region, ":",
-                                                 account.account_id, ":cluster/", cluster_name),
+                "Resource": pulumi.Output.concat(
+                    "arn:", account.partition, ":eks:", region, ":", account.account_id, ":cluster/", cluster_name
+                ),
             },
         ],
     }
@@ -213,10 +255,16 @@ class Karpenter(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         labels = k8s_labels(args.tags)
 
-        nodes = node_role(f"{name}-node-role", description="Nodes launched by Karpenter",
-                          account_id=account.account_id, partition=account.partition, parent=self)
-        aws.eks.AccessEntry(f"{name}-node-access", cluster_name=cluster.name, principal_arn=nodes.arn,
-                            type="EC2_LINUX", opts=child)
+        nodes = node_role(
+            f"{name}-node-role",
+            description="Nodes launched by Karpenter",
+            account_id=account.account_id,
+            partition=account.partition,
+            parent=self,
+        )
+        aws.eks.AccessEntry(
+            f"{name}-node-access", cluster_name=cluster.name, principal_arn=nodes.arn, type="EC2_LINUX", opts=child
+        )
 
         queue = aws.sqs.Queue(
             f"{name}-interruptions",
@@ -263,8 +311,11 @@ class Karpenter(pulumi.ComponentResource):
         aws.iam.RolePolicy(
             f"{name}-controller-policy",
             role=controller.id,
-            policy=iam.to_json(controller_policy(cluster_name=cluster.name, account=account, queue_arn=queue.arn,
-                                                 node_role_arn=nodes.arn)),
+            policy=iam.to_json(
+                controller_policy(
+                    cluster_name=cluster.name, account=account, queue_arn=queue.arn, node_role_arn=nodes.arn
+                )
+            ),
             opts=child,
         )
         association = aws.eks.PodIdentityAssociation(
@@ -314,8 +365,16 @@ class Karpenter(pulumi.ComponentResource):
         self.node_pools = pulumi.Output.from_input(pools)
         self.register_outputs({"node_pools": self.node_pools})
 
-    def _pool(self, name: str, pool: GpuPoolConfig, cluster: Cluster, nodes: aws.iam.Role,
-              release: k8s.helm.v3.Release, tags: Mapping[str, str], labels: Mapping[str, str]) -> dict[str, Any]:
+    def _pool(
+        self,
+        name: str,
+        pool: GpuPoolConfig,
+        cluster: Cluster,
+        nodes: aws.iam.Role,
+        release: k8s.helm.v3.Release,
+        tags: Mapping[str, str],
+        labels: Mapping[str, str],
+    ) -> dict[str, Any]:
         opts = pulumi.ResourceOptions(parent=self, depends_on=[release])
         spec = gpus.GPU_CLASSES[pool.gpu_class]
         pool_name = f"gpu-{pool.name}"
@@ -330,13 +389,21 @@ class Karpenter(pulumi.ComponentResource):
                 "amiSelectorTerms": [{"alias": KARPENTER_AMI_ALIAS}],
                 "subnetSelectorTerms": [{"tags": {"karpenter.sh/discovery": cluster.name}}],
                 "securityGroupSelectorTerms": [{"tags": {"aws:eks:cluster-name": cluster.name}}],
-                "metadataOptions": {"httpEndpoint": "enabled", "httpProtocolIPv6": "disabled",
-                                    "httpPutResponseHopLimit": 1, "httpTokens": "required"},
+                "metadataOptions": {
+                    "httpEndpoint": "enabled",
+                    "httpProtocolIPv6": "disabled",
+                    "httpPutResponseHopLimit": 1,
+                    "httpTokens": "required",
+                },
                 "blockDeviceMappings": [
                     {
                         "deviceName": "/dev/xvda",
-                        "ebs": {"volumeSize": f"{pool.disk_gib}Gi", "volumeType": "gp3", "encrypted": True,
-                                "deleteOnTermination": True},
+                        "ebs": {
+                            "volumeSize": f"{pool.disk_gib}Gi",
+                            "volumeType": "gp3",
+                            "encrypted": True,
+                            "deleteOnTermination": True,
+                        },
                     }
                 ],
                 "tags": {**tags, GPU_POOL_LABEL: pool.name},
@@ -355,10 +422,16 @@ class Karpenter(pulumi.ComponentResource):
                         "nodeClassRef": {"group": "karpenter.k8s.aws", "kind": "EC2NodeClass", "name": pool_name},
                         "requirements": [
                             {"key": "karpenter.k8s.aws/instance-family", "operator": "In", "values": [spec.family]},
-                            {"key": "node.kubernetes.io/instance-type", "operator": "In",
-                             "values": list(pool.instance_types)},
-                            {"key": "karpenter.sh/capacity-type", "operator": "In",
-                             "values": list(pool.capacity_types)},
+                            {
+                                "key": "node.kubernetes.io/instance-type",
+                                "operator": "In",
+                                "values": list(pool.instance_types),
+                            },
+                            {
+                                "key": "karpenter.sh/capacity-type",
+                                "operator": "In",
+                                "values": list(pool.capacity_types),
+                            },
                             {"key": "kubernetes.io/arch", "operator": "In", "values": ["amd64"]},
                         ],
                         "taints": [GPU_TAINT],
@@ -379,16 +452,21 @@ class Karpenter(pulumi.ComponentResource):
             "gpuClass": pool.gpu_class,
             "nodePool": pool_name,
             "nodeSelector": pool_labels,
-            "toleration": {"key": GPU_TAINT["key"], "operator": "Equal", "value": GPU_TAINT["value"],
-                           "effect": GPU_TAINT["effect"]},
+            "toleration": {
+                "key": GPU_TAINT["key"],
+                "operator": "Equal",
+                "value": GPU_TAINT["value"],
+                "effect": GPU_TAINT["effect"],
+            },
             "instanceTypes": list(pool.instance_types),
             "capacityTypes": list(pool.capacity_types),
             "minGpus": pool.min_gpus,
             "maxGpus": pool.max_gpus,
         }
 
-    def _warm_capacity(self, name: str, pools: Sequence[GpuPoolConfig], release: k8s.helm.v3.Release,
-                       labels: Mapping[str, str]) -> None:
+    def _warm_capacity(
+        self, name: str, pools: Sequence[GpuPoolConfig], release: k8s.helm.v3.Release, labels: Mapping[str, str]
+    ) -> None:
         """Placeholder pods holding `min_gpus` GPUs per pool at a negative priority: Karpenter keeps nodes
         for them, and any model pod preempts them at once."""
         opts = pulumi.ResourceOptions(parent=self, depends_on=[release])
@@ -408,39 +486,45 @@ class Karpenter(pulumi.ComponentResource):
         )
         for pool in pools:
             app = {"app.kubernetes.io/name": "warm-capacity", GPU_POOL_LABEL: pool.name}
-            k8s.apps.v1.Deployment(
-                f"{name}-{pool.name}-warm",
-                metadata={"name": f"warm-{pool.name}", "namespace": namespace.metadata["name"],
-                          "labels": {**labels, **app}},
-                spec={
-                    "replicas": pool.min_gpus,
-                    "selector": {"matchLabels": app},
-                    "template": {
-                        "metadata": {"labels": {**labels, **app}},
-                        "spec": {
-                            "priorityClassName": priority.metadata["name"],
-                            "terminationGracePeriodSeconds": 0,
-                            "automountServiceAccountToken": False,
-                            "nodeSelector": {GPU_POOL_LABEL: pool.name},
-                            "tolerations": [{"key": GPU_TAINT["key"], "operator": "Exists",
-                                             "effect": GPU_TAINT["effect"]}],
-                            "securityContext": {"runAsNonRoot": True, "runAsUser": 65535, "runAsGroup": 65535,
-                                                "seccompProfile": {"type": "RuntimeDefault"}},
-                            "containers": [
-                                {
-                                    "name": "pause",
-                                    "image": IMAGES["pause"],
-                                    "resources": {
-                                        "requests": {"cpu": "10m", "memory": "16Mi", "nvidia.com/gpu": "1"},
-                                        "limits": {"cpu": "10m", "memory": "16Mi", "nvidia.com/gpu": "1"},
-                                    },
-                                    "securityContext": {"allowPrivilegeEscalation": False,
-                                                        "readOnlyRootFilesystem": True,
-                                                        "capabilities": {"drop": ["ALL"]}},
-                                }
-                            ],
+            # Plain dicts, as in the manifests; the SDK's TypedDicts add nothing a test would not catch.
+            metadata: Any = {
+                "name": f"warm-{pool.name}",
+                "namespace": namespace.metadata["name"],
+                "labels": {**labels, **app},
+            }
+            spec: Any = {
+                "replicas": pool.min_gpus,
+                "selector": {"matchLabels": app},
+                "template": {
+                    "metadata": {"labels": {**labels, **app}},
+                    "spec": {
+                        "priorityClassName": priority.metadata["name"],
+                        "terminationGracePeriodSeconds": 0,
+                        "automountServiceAccountToken": False,
+                        "nodeSelector": {GPU_POOL_LABEL: pool.name},
+                        "tolerations": [{"key": GPU_TAINT["key"], "operator": "Exists", "effect": GPU_TAINT["effect"]}],
+                        "securityContext": {
+                            "runAsNonRoot": True,
+                            "runAsUser": 65535,
+                            "runAsGroup": 65535,
+                            "seccompProfile": {"type": "RuntimeDefault"},
                         },
+                        "containers": [
+                            {
+                                "name": "pause",
+                                "image": IMAGES["pause"],
+                                "resources": {
+                                    "requests": {"cpu": "10m", "memory": "16Mi", "nvidia.com/gpu": "1"},
+                                    "limits": {"cpu": "10m", "memory": "16Mi", "nvidia.com/gpu": "1"},
+                                },
+                                "securityContext": {
+                                    "allowPrivilegeEscalation": False,
+                                    "readOnlyRootFilesystem": True,
+                                    "capabilities": {"drop": ["ALL"]},
+                                },
+                            }
+                        ],
                     },
                 },
-                opts=opts,
-            )
+            }
+            k8s.apps.v1.Deployment(f"{name}-{pool.name}-warm", metadata=metadata, spec=spec, opts=opts)

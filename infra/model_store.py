@@ -6,10 +6,10 @@ from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws as aws
-
-from modelyard.config import ModelStoreConfig
 from modelyard.infra import iam
 from modelyard.infra.common import AccountContext, kms_key
+
+from modelyard.config import ModelStoreConfig
 
 #: Actions the model-pull role may take: read objects (any version) and list the bucket. Nothing else.
 MODEL_PULL_OBJECT_ACTIONS = ("s3:GetObject", "s3:GetObjectVersion")
@@ -91,22 +91,28 @@ class ModelStore(pulumi.ComponentResource):
         aws.s3.BucketServerSideEncryptionConfiguration(
             f"{name}-access-logs-sse",
             bucket=logs.id,
-            rules=[aws.s3.BucketServerSideEncryptionConfigurationRuleArgs(
-                apply_server_side_encryption_by_default=aws.s3.BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(
-                    sse_algorithm="AES256"
+            rules=[
+                aws.s3.BucketServerSideEncryptionConfigurationRuleArgs(
+                    apply_server_side_encryption_by_default=aws.s3.BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(
+                        sse_algorithm="AES256"
+                    )
                 )
-            )],
+            ],
             opts=child,
         )
         aws.s3.BucketLifecycleConfiguration(
             f"{name}-access-logs-lifecycle",
             bucket=logs.id,
-            rules=[aws.s3.BucketLifecycleConfigurationRuleArgs(
-                id="expire-access-logs",
-                status="Enabled",
-                filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=""),
-                expiration=aws.s3.BucketLifecycleConfigurationRuleExpirationArgs(days=cfg.access_log_retention_days),
-            )],
+            rules=[
+                aws.s3.BucketLifecycleConfigurationRuleArgs(
+                    id="expire-access-logs",
+                    status="Enabled",
+                    filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=""),
+                    expiration=aws.s3.BucketLifecycleConfigurationRuleExpirationArgs(
+                        days=cfg.access_log_retention_days
+                    ),
+                )
+            ],
             opts=child,
         )
 
@@ -120,12 +126,14 @@ class ModelStore(pulumi.ComponentResource):
         aws.s3.BucketServerSideEncryptionConfiguration(
             f"{name}-bucket-sse",
             bucket=bucket.id,
-            rules=[aws.s3.BucketServerSideEncryptionConfigurationRuleArgs(
-                apply_server_side_encryption_by_default=aws.s3.BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(
-                    sse_algorithm="aws:kms", kms_master_key_id=key_arn
-                ),
-                bucket_key_enabled=True,
-            )],
+            rules=[
+                aws.s3.BucketServerSideEncryptionConfigurationRuleArgs(
+                    apply_server_side_encryption_by_default=aws.s3.BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(
+                        sse_algorithm="aws:kms", kms_master_key_id=key_arn
+                    ),
+                    bucket_key_enabled=True,
+                )
+            ],
             opts=child,
         )
         versioning = aws.s3.BucketVersioning(
@@ -158,8 +166,9 @@ class ModelStore(pulumi.ComponentResource):
         aws.s3.BucketPolicy(
             f"{name}-bucket-policy",
             bucket=bucket.id,
-            policy=iam.to_json({"Version": "2012-10-17",
-                                "Statement": [iam.deny_insecure_transport([bucket.arn, objects])]}),
+            policy=iam.to_json(
+                {"Version": "2012-10-17", "Statement": [iam.deny_insecure_transport([bucket.arn, objects])]}
+            ),
             opts=pulumi.ResourceOptions(parent=self, depends_on=companions),
         )
         aws.s3.BucketPolicy(
@@ -198,8 +207,9 @@ class ModelStore(pulumi.ComponentResource):
             f"{name}-pull-role",
             description=f"KServe model pulls in {args.env}: read-only on the model bucket "
             f"({args.namespace}/{args.service_account} only)",
-            assume_role_policy=iam.irsa_trust(args.oidc_provider_arn, args.oidc_issuer_url, args.namespace,
-                                              args.service_account),
+            assume_role_policy=iam.irsa_trust(
+                args.oidc_provider_arn, args.oidc_issuer_url, args.namespace, args.service_account
+            ),
             opts=child,
         )
         aws.iam.RolePolicy(
@@ -209,10 +219,18 @@ class ModelStore(pulumi.ComponentResource):
                 {
                     "Version": "2012-10-17",
                     "Statement": [
-                        {"Sid": "ListModelBucket", "Effect": "Allow", "Action": list(MODEL_PULL_BUCKET_ACTIONS),
-                         "Resource": bucket.arn},
-                        {"Sid": "ReadModels", "Effect": "Allow", "Action": list(MODEL_PULL_OBJECT_ACTIONS),
-                         "Resource": objects},
+                        {
+                            "Sid": "ListModelBucket",
+                            "Effect": "Allow",
+                            "Action": list(MODEL_PULL_BUCKET_ACTIONS),
+                            "Resource": bucket.arn,
+                        },
+                        {
+                            "Sid": "ReadModels",
+                            "Effect": "Allow",
+                            "Action": list(MODEL_PULL_OBJECT_ACTIONS),
+                            "Resource": objects,
+                        },
                         {
                             "Sid": "DecryptModelsThroughS3",
                             "Effect": "Allow",
@@ -230,5 +248,10 @@ class ModelStore(pulumi.ComponentResource):
         self.bucket_arn = bucket.arn
         self.kms_key_arn = pulumi.Output.from_input(key_arn)
         self.model_pull_role_arn = role.arn
-        self.register_outputs({"bucket_name": self.bucket_name, "bucket_arn": self.bucket_arn,
-                               "model_pull_role_arn": self.model_pull_role_arn})
+        self.register_outputs(
+            {
+                "bucket_name": self.bucket_name,
+                "bucket_arn": self.bucket_arn,
+                "model_pull_role_arn": self.model_pull_role_arn,
+            }
+        )

@@ -6,10 +6,10 @@ from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws as aws
-
-from modelyard.config import NetworkConfig
 from modelyard.infra import iam
 from modelyard.infra.common import AccountContext, name_tag
+
+from modelyard.config import NetworkConfig
 
 #: Interface endpoints that keep image pulls and credential exchange inside the VPC.
 INTERFACE_ENDPOINTS = ("ecr.api", "ecr.dkr", "sts")
@@ -49,8 +49,14 @@ class Network(pulumi.ComponentResource):
             opts=child,
         )
         # Strip every rule from the default security group so nothing can use it by accident.
-        aws.ec2.DefaultSecurityGroup(f"{name}-default-sg", vpc_id=vpc.id, ingress=[], egress=[],
-                                     tags=name_tag(f"{cluster}-default-deny"), opts=child)
+        aws.ec2.DefaultSecurityGroup(
+            f"{name}-default-sg",
+            vpc_id=vpc.id,
+            ingress=[],
+            egress=[],
+            tags=name_tag(f"{cluster}-default-deny"),
+            opts=child,
+        )
         igw = aws.ec2.InternetGateway(f"{name}-igw", vpc_id=vpc.id, tags=name_tag(f"{cluster}-igw"), opts=child)
 
         public_rt = aws.ec2.RouteTable(
@@ -73,8 +79,9 @@ class Network(pulumi.ComponentResource):
                 tags={**name_tag(f"{cluster}-public-{i}"), "kubernetes.io/role/elb": "1"},
                 opts=child,
             )
-            aws.ec2.RouteTableAssociation(f"{name}-public-{i}-rta", subnet_id=public.id,
-                                          route_table_id=public_rt.id, opts=child)
+            aws.ec2.RouteTableAssociation(
+                f"{name}-public-{i}-rta", subnet_id=public.id, route_table_id=public_rt.id, opts=child
+            )
             public_subnets.append(public)
             private_subnets.append(
                 aws.ec2.Subnet(
@@ -96,8 +103,7 @@ class Network(pulumi.ComponentResource):
         nat_count = cfg.az_count if cfg.nat == "per_az" else 1
         nats = []
         for i in range(nat_count):
-            eip = aws.ec2.Eip(f"{name}-nat-{i}-eip", domain="vpc", tags=name_tag(f"{cluster}-nat-{i}"),
-                              opts=child)
+            eip = aws.ec2.Eip(f"{name}-nat-{i}-eip", domain="vpc", tags=name_tag(f"{cluster}-nat-{i}"), opts=child)
             nats.append(
                 aws.ec2.NatGateway(
                     f"{name}-nat-{i}",
@@ -117,8 +123,9 @@ class Network(pulumi.ComponentResource):
                 tags=name_tag(f"{cluster}-private-{i}"),
                 opts=child,
             )
-            aws.ec2.RouteTableAssociation(f"{name}-private-{i}-rta", subnet_id=subnet.id, route_table_id=rt.id,
-                                          opts=child)
+            aws.ec2.RouteTableAssociation(
+                f"{name}-private-{i}-rta", subnet_id=subnet.id, route_table_id=rt.id, opts=child
+            )
             private_rts.append(rt)
 
         region = args.account.region
@@ -137,7 +144,10 @@ class Network(pulumi.ComponentResource):
             description="HTTPS from inside the VPC to interface endpoints",
             ingress=[
                 aws.ec2.SecurityGroupIngressArgs(
-                    protocol="tcp", from_port=443, to_port=443, cidr_blocks=[cfg.vpc_cidr],
+                    protocol="tcp",
+                    from_port=443,
+                    to_port=443,
+                    cidr_blocks=[cfg.vpc_cidr],
                     description="HTTPS from the VPC",
                 )
             ],
@@ -164,8 +174,11 @@ class Network(pulumi.ComponentResource):
         self.private_subnet_ids = pulumi.Output.all(*[s.id for s in private_subnets])
         self.public_subnet_ids = pulumi.Output.all(*[s.id for s in public_subnets])
         self.register_outputs(
-            {"vpc_id": self.vpc_id, "private_subnet_ids": self.private_subnet_ids,
-             "public_subnet_ids": self.public_subnet_ids}
+            {
+                "vpc_id": self.vpc_id,
+                "private_subnet_ids": self.private_subnet_ids,
+                "public_subnet_ids": self.public_subnet_ids,
+            }
         )
 
     def _flow_logs(self, name: str, vpc: aws.ec2.Vpc, args: NetworkArgs) -> None:

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws as aws
-
-from modelyard.config import SystemPoolConfig
 from modelyard.infra import iam
 from modelyard.infra.eks import POST_COMPUTE_ADDONS, Cluster, add_managed_addons
+
+from modelyard.config import SystemPoolConfig
 from modelyard.versions import SYSTEM_NODE_AMI_TYPE
 
 #: Label on system nodes; platform services select it.
@@ -20,8 +20,9 @@ SYSTEM_POOL_LABEL = ("modelyard.io/pool", "system")
 NODE_POLICIES = ("AmazonEKSWorkerNodePolicy", "AmazonEC2ContainerRegistryPullOnly", "AmazonSSMManagedInstanceCore")
 
 
-def node_role(name: str, *, description: str, account_id: pulumi.Input[str], partition: pulumi.Input[str],
-              parent: pulumi.Resource) -> aws.iam.Role:
+def node_role(
+    name: str, *, description: str, account_id: pulumi.Input[str], partition: pulumi.Input[str], parent: pulumi.Resource
+) -> aws.iam.Role:
     """An EC2 node role with exactly the AWS managed policies in NODE_POLICIES."""
     role = aws.iam.Role(
         name,
@@ -66,8 +67,13 @@ class SystemNodeGroup(pulumi.ComponentResource):
         super().__init__("modelyard:infra:SystemNodeGroup", name, None, opts)
         cfg, cluster = args.config, args.cluster
         child = pulumi.ResourceOptions(parent=self)
-        role = node_role(f"{name}-role", description="Nodes of the system node group",
-                         account_id=cluster.account.account_id, partition=cluster.account.partition, parent=self)
+        role = node_role(
+            f"{name}-role",
+            description="Nodes of the system node group",
+            account_id=cluster.account.account_id,
+            partition=cluster.account.partition,
+            parent=self,
+        )
         instance_tags = {**args.tags, "Name": f"{name}-node"}
         template = aws.ec2.LaunchTemplate(
             f"{name}-lt",
@@ -100,12 +106,12 @@ class SystemNodeGroup(pulumi.ComponentResource):
                 min_size=cfg.min_size, desired_size=cfg.desired_size, max_size=cfg.max_size
             ),
             update_config=aws.eks.NodeGroupUpdateConfigArgs(max_unavailable=1),
-            launch_template=aws.eks.NodeGroupLaunchTemplateArgs(id=template.id, version=template.latest_version.apply(str)),
+            launch_template=aws.eks.NodeGroupLaunchTemplateArgs(
+                id=template.id, version=template.latest_version.apply(str)
+            ),
             labels=dict([SYSTEM_POOL_LABEL]),
             opts=pulumi.ResourceOptions(parent=self, depends_on=list(cluster.addons.values())),
         )
-        self.addons = add_managed_addons(
-            f"{name}-addon", cluster, POST_COMPUTE_ADDONS, parent=self, depends_on=[group]
-        )
+        self.addons = add_managed_addons(f"{name}-addon", cluster, POST_COMPUTE_ADDONS, parent=self, depends_on=[group])
         self.node_group_name = group.node_group_name
         self.register_outputs({"node_group_name": self.node_group_name})

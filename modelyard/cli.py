@@ -44,8 +44,6 @@ def cmd_plan(args: argparse.Namespace) -> int:
     if not STACK_NAME.match(env):
         raise UsageError(f"ENV {env!r} is not a stack name: use a lowercase name such as dev, staging or prod")
     names = _projects_for(args.project)
-    if args.config_file is not None and len(names) > 1:
-        raise UsageError("--config-file names one stack file, so it needs --project platform (not all)")
 
     plans, configs, seconds = [], {}, 0.0
     for key in names:
@@ -53,8 +51,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
         path = Path(args.config_file) if args.config_file else project.stack_file(env)
         if args.config_file is None and not path.exists():
             available = sorted(p.name.split(".")[1] for p in project.directory.glob("Pulumi.*.yaml"))
-            raise UsageError(f"no stack file for {env!r} in project {project.pulumi_name}: {path} does not exist "
-                             f"(stacks: {', '.join(available) or 'none'})")
+            raise UsageError(
+                f"no stack file for {env!r} in project {project.pulumi_name}: {path} does not exist "
+                f"(stacks: {', '.join(available) or 'none'})"
+            )
         raw = read_stack_config(path, stack=env)
         cfg = project.load_config(path, env)
         try:
@@ -97,8 +97,12 @@ def build_parser() -> argparse.ArgumentParser:
         "`pulumi preview --json`); --manifests writes every Kubernetes object as YAML.",
     )
     plan.add_argument("env", metavar="ENV", help="the stack to plan: dev, staging, prod or any Pulumi.<ENV>.yaml")
-    plan.add_argument("--project", choices=[*PROJECTS, "all"], default="platform",
-                      help="which Pulumi project(s) to plan (default: platform)")
+    plan.add_argument(
+        "--project",
+        choices=[*PROJECTS, "all"],
+        default="platform",
+        help="which Pulumi project(s) to plan (default: platform)",
+    )
     plan.add_argument("--config-file", metavar="F", help=f"read {FULL_KEY} from F instead of Pulumi.<ENV>.yaml")
     plan.add_argument("--out", metavar="F", help="write the PreviewDigest JSON to F")
     plan.add_argument("--manifests", metavar="DIR", help="write every Kubernetes object as YAML under DIR")

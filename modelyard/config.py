@@ -54,9 +54,7 @@ Tier = Literal["dev", "staging", "prod"]
 CapacityType = Literal["on-demand", "spot"]
 NatStrategy = Literal["single", "per_az"]
 
-DnsLabel = Annotated[
-    str, StringConstraints(pattern=r"^[a-z]([a-z0-9-]{0,30}[a-z0-9])?$")
-]
+DnsLabel = Annotated[str, StringConstraints(pattern=r"^[a-z]([a-z0-9-]{0,30}[a-z0-9])?$")]
 TagValue = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$")]
 Email = Annotated[str, StringConstraints(pattern=r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$")]
 RoleArn = Annotated[str, StringConstraints(pattern=r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$")]
@@ -110,8 +108,13 @@ class EndpointAccess(_Model):
                 problems.append((f"[{i}]", "must be a CIDR block such as 203.0.113.0/24", cidr))
                 continue
             if net.prefixlen == 0:
-                problems.append((f"[{i}]", "must not open the API endpoint to the whole internet; "
-                                 "list your office or VPN ranges", cidr))
+                problems.append(
+                    (
+                        f"[{i}]",
+                        "must not open the API endpoint to the whole internet; list your office or VPN ranges",
+                        cidr,
+                    )
+                )
         if problems:
             raise FieldProblems(problems)
         return value
@@ -119,8 +122,9 @@ class EndpointAccess(_Model):
     @model_validator(mode="after")
     def _public_needs_cidrs(self) -> EndpointAccess:
         if self.public and not self.public_cidrs:
-            raise FieldProblems([("public_cidrs", "must list at least one CIDR when public is true "
-                                  "(or set public: false)", [])])
+            raise FieldProblems(
+                [("public_cidrs", "must list at least one CIDR when public is true (or set public: false)", [])]
+            )
         if not self.public and self.public_cidrs:
             raise FieldProblems([("public_cidrs", "must be empty when public is false", list(self.public_cidrs))])
         return self
@@ -192,8 +196,10 @@ class EksConfig(_Model):
     @classmethod
     def _version(cls, value: str) -> str:
         if value not in SUPPORTED_KUBERNETES_VERSIONS:
-            raise ValueError(f"must be one of {', '.join(SUPPORTED_KUBERNETES_VERSIONS)} "
-                             "(the versions pinned in modelyard/versions.py)")
+            raise ValueError(
+                f"must be one of {', '.join(SUPPORTED_KUBERNETES_VERSIONS)} "
+                "(the versions pinned in modelyard/versions.py)"
+            )
         return value
 
 
@@ -211,8 +217,11 @@ class SystemPoolConfig(_Model):
     @field_validator("instance_types")
     @classmethod
     def _not_gpu(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        problems = [(f"[{i}]", "is a GPU instance type; GPU capacity belongs in gpu_pools", name)
-                    for i, name in enumerate(value) if gpus.instance_type(name) is not None]
+        problems = [
+            (f"[{i}]", "is a GPU instance type; GPU capacity belongs in gpu_pools", name)
+            for i, name in enumerate(value)
+            if gpus.instance_type(name) is not None
+        ]
         if problems:
             raise FieldProblems(problems)
         return value
@@ -223,8 +232,13 @@ class SystemPoolConfig(_Model):
         if self.min_size > self.max_size:
             problems.append(("max_size", f"must be ≥ min_size ({self.min_size})", self.max_size))
         elif not self.min_size <= self.desired_size <= self.max_size:
-            problems.append(("desired_size", f"must lie between min_size and max_size "
-                             f"({self.min_size}..{self.max_size})", self.desired_size))
+            problems.append(
+                (
+                    "desired_size",
+                    f"must lie between min_size and max_size ({self.min_size}..{self.max_size})",
+                    self.desired_size,
+                )
+            )
         if problems:
             raise FieldProblems(problems)
         return self
@@ -255,8 +269,9 @@ class GpuPoolConfig(_Model):
         for i, name in enumerate(self.instance_types):
             if name not in spec.instance_types:
                 allowed = ", ".join(spec.instance_types)
-                problems.append((f"instance_types[{i}]",
-                                 f"does not carry {self.gpu_class} GPUs (allowed: {allowed})", name))
+                problems.append(
+                    (f"instance_types[{i}]", f"does not carry {self.gpu_class} GPUs (allowed: {allowed})", name)
+                )
         if len(set(self.instance_types)) != len(self.instance_types):
             problems.append(("instance_types", "lists an instance type twice", list(self.instance_types)))
         if len(set(self.capacity_types)) != len(self.capacity_types):
@@ -264,15 +279,22 @@ class GpuPoolConfig(_Model):
         if self.min_gpus > self.max_gpus:
             problems.append(("max_gpus", f"must be ≥ min_gpus ({self.min_gpus})", self.max_gpus))
         if self.scale_to_zero and self.min_gpus:
-            problems.append(("min_gpus", "must be 0 when scale_to_zero is true "
-                             "(or set scale_to_zero: false to keep warm GPUs)", self.min_gpus))
+            problems.append(
+                (
+                    "min_gpus",
+                    "must be 0 when scale_to_zero is true (or set scale_to_zero: false to keep warm GPUs)",
+                    self.min_gpus,
+                )
+            )
         if not self.scale_to_zero and not self.min_gpus:
             problems.append(("min_gpus", "must be ≥ 1 when scale_to_zero is false", self.min_gpus))
-        smallest = min((spec.instance_types[n].gpus for n in self.instance_types if n in spec.instance_types),
-                       default=1)
+        smallest = min(
+            (spec.instance_types[n].gpus for n in self.instance_types if n in spec.instance_types), default=1
+        )
         if self.max_gpus < smallest:
-            problems.append(("max_gpus", f"must be ≥ {smallest}, the GPUs on the smallest listed "
-                             "instance type", self.max_gpus))
+            problems.append(
+                ("max_gpus", f"must be ≥ {smallest}, the GPUs on the smallest listed instance type", self.max_gpus)
+            )
         if problems:
             raise FieldProblems(problems)
         return self
@@ -315,12 +337,30 @@ class TierRules:
 
 
 TIER_RULES: Mapping[str, TierRules] = {
-    "dev": TierRules(allow_spot_gpus=True, allow_public_endpoint=True, require_nat_per_az=False,
-                     require_deletion_protection=False, require_model_versioning=False, min_system_nodes=1),
-    "staging": TierRules(allow_spot_gpus=True, allow_public_endpoint=True, require_nat_per_az=False,
-                         require_deletion_protection=False, require_model_versioning=True, min_system_nodes=2),
-    "prod": TierRules(allow_spot_gpus=False, allow_public_endpoint=False, require_nat_per_az=True,
-                      require_deletion_protection=True, require_model_versioning=True, min_system_nodes=2),
+    "dev": TierRules(
+        allow_spot_gpus=True,
+        allow_public_endpoint=True,
+        require_nat_per_az=False,
+        require_deletion_protection=False,
+        require_model_versioning=False,
+        min_system_nodes=1,
+    ),
+    "staging": TierRules(
+        allow_spot_gpus=True,
+        allow_public_endpoint=True,
+        require_nat_per_az=False,
+        require_deletion_protection=False,
+        require_model_versioning=True,
+        min_system_nodes=2,
+    ),
+    "prod": TierRules(
+        allow_spot_gpus=False,
+        allow_public_endpoint=False,
+        require_nat_per_az=True,
+        require_deletion_protection=True,
+        require_model_versioning=True,
+        min_system_nodes=2,
+    ),
 }
 
 
@@ -347,27 +387,36 @@ class PlatformConfig(_Model):
         names = [p.name for p in self.gpu_pools]
         for i, name in enumerate(names):
             if name in names[:i]:
-                problems.append((f"gpu_pools[{i}].name", "is used by another GPU pool; names must be unique",
-                                 name))
+                problems.append((f"gpu_pools[{i}].name", "is used by another GPU pool; names must be unique", name))
         tier = f"in the {self.tier} tier (TIER_RULES in modelyard/config.py)"
         if not rules.allow_spot_gpus:
             for i, pool in enumerate(self.gpu_pools):
                 if "spot" in pool.capacity_types:
-                    problems.append((f"gpu_pools[{i}].capacity_types",
-                                     f"must not include spot {tier}; use on-demand", list(pool.capacity_types)))
+                    problems.append(
+                        (
+                            f"gpu_pools[{i}].capacity_types",
+                            f"must not include spot {tier}; use on-demand",
+                            list(pool.capacity_types),
+                        )
+                    )
         if not rules.allow_public_endpoint and self.eks.endpoint.public:
-            problems.append(("eks.endpoint.public", f"must be false {tier}; reach the API from inside the VPC",
-                             True))
+            problems.append(("eks.endpoint.public", f"must be false {tier}; reach the API from inside the VPC", True))
         if rules.require_nat_per_az and self.network.nat != "per_az":
-            problems.append(("network.nat", f"must be per_az {tier}: one NAT gateway is a single point of failure",
-                             self.network.nat))
+            problems.append(
+                (
+                    "network.nat",
+                    f"must be per_az {tier}: one NAT gateway is a single point of failure",
+                    self.network.nat,
+                )
+            )
         if rules.require_deletion_protection and not self.deletion_protection:
             problems.append(("deletion_protection", f"must be true {tier}", False))
         if rules.require_model_versioning and not self.model_store.versioning:
             problems.append(("model_store.versioning", f"must be true {tier}", False))
         if self.system_pool.min_size < rules.min_system_nodes:
-            problems.append(("system_pool.min_size", f"must be ≥ {rules.min_system_nodes} {tier}",
-                             self.system_pool.min_size))
+            problems.append(
+                ("system_pool.min_size", f"must be ≥ {rules.min_system_nodes} {tier}", self.system_pool.min_size)
+            )
         if problems:
             raise FieldProblems(problems)
         return self
@@ -486,9 +535,9 @@ def _render(err: Mapping[str, Any]) -> list[str]:
         return [f"{path}: {_TYPE_MESSAGES[kind]} (got {_fmt_value(value)})"]
     message = str(err["msg"])
     if message.startswith("Value error, "):
-        message = message[len("Value error, "):]
+        message = message[len("Value error, ") :]
     elif message.startswith("Input should be"):
-        message = "must be" + message[len("Input should be"):]
+        message = "must be" + message[len("Input should be") :]
     return [f"{path}: {message} (got {_fmt_value(value)})"]
 
 
@@ -510,10 +559,14 @@ def parse_platform_config(raw: Any, *, stack: str, source: str) -> PlatformConfi
             problems += _render(err)
         raise ConfigError(stack, source, problems) from None
     if config.env != stack:
-        raise ConfigError(stack, source, [
-            f"{FULL_KEY}.env: must match the stack name '{stack}' (got {config.env!r}); "
-            "one stack per environment keeps state and config from crossing"
-        ])
+        raise ConfigError(
+            stack,
+            source,
+            [
+                f"{FULL_KEY}.env: must match the stack name '{stack}' (got {config.env!r}); "
+                "one stack per environment keeps state and config from crossing"
+            ],
+        )
     return config
 
 
@@ -543,9 +596,9 @@ def read_stack_config(path: Path, *, stack: str) -> dict[str, Any]:
     ours = [k for k in config if isinstance(k, str) and k.startswith(f"{CONFIG_NAMESPACE}:")]
     unknown = [k for k in ours if k != FULL_KEY]
     if unknown:
-        raise ConfigError(stack, source, [
-            f"{k}: unknown config key; this project reads only {FULL_KEY}" for k in sorted(unknown)
-        ])
+        raise ConfigError(
+            stack, source, [f"{k}: unknown config key; this project reads only {FULL_KEY}" for k in sorted(unknown)]
+        )
     if FULL_KEY not in config:
         raise ConfigError(stack, source, [f"{FULL_KEY}: is required but missing"])
     value = config[FULL_KEY]

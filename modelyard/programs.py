@@ -53,8 +53,11 @@ def platform_program(cfg: PlatformConfig) -> None:
     with_aws = pulumi.ResourceOptions(providers=[aws_provider])
     account = AccountContext.lookup(cfg.region, aws_provider)
 
-    logs = LogEncryption("logs", LogEncryptionArgs(cluster_name=name, account=account,
-                                                   deletion_protection=cfg.deletion_protection), opts=with_aws)
+    logs = LogEncryption(
+        "logs",
+        LogEncryptionArgs(cluster_name=name, account=account, deletion_protection=cfg.deletion_protection),
+        opts=with_aws,
+    )
     network = Network(
         "network",
         NetworkArgs(config=cfg.network, cluster_name=name, account=account, logs_key_arn=logs.key_arn),
@@ -62,23 +65,33 @@ def platform_program(cfg: PlatformConfig) -> None:
     )
     cluster = Cluster(
         "eks",
-        ClusterArgs(config=cfg.eks, cluster_name=name, account=account, subnet_ids=network.private_subnet_ids,
-                    logs_key_arn=logs.key_arn, deletion_protection=cfg.deletion_protection),
+        ClusterArgs(
+            config=cfg.eks,
+            cluster_name=name,
+            account=account,
+            subnet_ids=network.private_subnet_ids,
+            logs_key_arn=logs.key_arn,
+            deletion_protection=cfg.deletion_protection,
+        ),
         opts=with_aws,
     )
     system = SystemNodeGroup(
         "system",
-        SystemNodeGroupArgs(config=cfg.system_pool, cluster=cluster, subnet_ids=network.private_subnet_ids,
-                            tags=tags),
+        SystemNodeGroupArgs(config=cfg.system_pool, cluster=cluster, subnet_ids=network.private_subnet_ids, tags=tags),
         opts=with_aws,
     )
     store = ModelStore(
         "models",
-        ModelStoreArgs(config=cfg.model_store, env=cfg.env, account=account,
-                       oidc_provider_arn=cluster.oidc_provider_arn, oidc_issuer_url=cluster.oidc_issuer_url,
-                       namespace=cfg.serving.model_namespace,
-                       service_account=cfg.serving.model_pull_service_account,
-                       deletion_protection=cfg.deletion_protection),
+        ModelStoreArgs(
+            config=cfg.model_store,
+            env=cfg.env,
+            account=account,
+            oidc_provider_arn=cluster.oidc_provider_arn,
+            oidc_issuer_url=cluster.oidc_issuer_url,
+            namespace=cfg.serving.model_namespace,
+            service_account=cfg.serving.model_pull_service_account,
+            deletion_protection=cfg.deletion_protection,
+        ),
         opts=with_aws,
     )
     registry = ImageRegistry(
@@ -91,8 +104,13 @@ def platform_program(cfg: PlatformConfig) -> None:
     with_both = pulumi.ResourceOptions(providers=[aws_provider, k8s_provider])
     karpenter = Karpenter(
         "karpenter",
-        KarpenterArgs(cluster=cluster, pools=cfg.gpu_pools, tags=tags, replicas=cfg.system_pool.controller_replicas,
-                      depends_on=[system]),
+        KarpenterArgs(
+            cluster=cluster,
+            pools=cfg.gpu_pools,
+            tags=tags,
+            replicas=cfg.system_pool.controller_replicas,
+            depends_on=[system],
+        ),
         opts=with_both,
     )
 

@@ -25,8 +25,10 @@ def standard_tags(*, env: str, team: str, cost_center: str, model: str | None = 
         tags["model"] = model
     for key, value in tags.items():
         if not _LABEL_VALUE.match(value):
-            raise ValueError(f"tag {key}={value!r} is not a valid Kubernetes label value "
-                             "(at most 63 of A-Z a-z 0-9 . _ -, starting and ending alphanumeric)")
+            raise ValueError(
+                f"tag {key}={value!r} is not a valid Kubernetes label value "
+                "(at most 63 of A-Z a-z 0-9 . _ -, starting and ending alphanumeric)"
+            )
     return tags
 
 

@@ -9,9 +9,7 @@ from pathlib import Path
 
 import pulumi
 import pytest
-import yaml
 from conftest import bad_config_files, stack_raw
-
 from pulumi.runtime.stack import wait_for_rpcs
 from pulumi.runtime.sync_await import _sync_await
 
@@ -54,7 +52,9 @@ def test_cli_exits_2_with_the_message_and_no_traceback(path: Path) -> None:
     stack, expected = header(path)
     run = subprocess.run(
         [sys.executable, "-m", "modelyard.cli", "plan", stack, "--config-file", str(path)],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert run.returncode == 2, run.stdout + run.stderr
     assert "Traceback" not in run.stderr
@@ -68,10 +68,15 @@ def test_cli_exits_2_with_the_message_and_no_traceback(path: Path) -> None:
     [
         ("config: [1, 2", "not valid YAML at line 1, column 14"),
         ("- just a list\n", "the file must be a mapping with a top-level 'config:' mapping"),
-        ("config:\n  modelyard:plattform: {}\n", "modelyard:plattform: unknown config key; this project reads only "
-         "modelyard:platform"),
+        (
+            "config:\n  modelyard:plattform: {}\n",
+            "modelyard:plattform: unknown config key; this project reads only modelyard:platform",
+        ),
         ("config:\n  aws:region: us-east-1\n", "modelyard:platform: is required but missing"),
-        ("config:\n  modelyard:platform:\n    secure: AAABAC==\n", "modelyard:platform: must be plain config, not a secret"),
+        (
+            "config:\n  modelyard:platform:\n    secure: AAABAC==\n",
+            "modelyard:platform: must be plain config, not a secret",
+        ),
         ("config:\n  modelyard:platform: 3\n", "modelyard:platform: must be a mapping of keys (got 3)"),
     ],
 )

@@ -18,7 +18,8 @@ def test_cluster_security_settings(plans: dict[str, Plan]) -> None:
         assert inputs["encryptionConfig"]["resources"] == ["secrets"]
         assert inputs["encryptionConfig"]["provider"]["keyArn"].startswith("arn:aws:kms:")
         assert sorted(inputs["enabledClusterLogTypes"]) == sorted(
-            ["api", "audit", "authenticator", "controllerManager", "scheduler"]), env
+            ["api", "audit", "authenticator", "controllerManager", "scheduler"]
+        ), env
         assert inputs["accessConfig"]["authenticationMode"] == "API", "aws-auth ConfigMap must not be used"
         assert inputs["vpcConfig"]["endpointPrivateAccess"] is True
         # The secrets key is a dependency of the encryption config, as the engine would see it.
@@ -59,7 +60,9 @@ def test_admin_access_entries_from_config(plan_with) -> None:  # type: ignore[no
     arn = "arn:aws:iam::123456789012:role/platform-admin"
     plan = plan_with("dev", lambda p: p["eks"].update(admin_role_arns=[arn]))
     entries = [e["inputs"] for e in plan.of_type("aws:eks/accessEntry:AccessEntry")]
-    assert {"principalArn": arn, "type": "STANDARD"}.items() <= next(e for e in entries if e["type"] == "STANDARD").items()
+    assert {"principalArn": arn, "type": "STANDARD"}.items() <= next(
+        e for e in entries if e["type"] == "STANDARD"
+    ).items()
     assoc = plan.one("aws:eks/accessPolicyAssociation:AccessPolicyAssociation")["inputs"]
     assert assoc["policyArn"].endswith(":cluster-access-policy/AmazonEKSClusterAdminPolicy")
 

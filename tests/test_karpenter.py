@@ -40,10 +40,13 @@ def test_controller_policy_is_scoped(plans: dict[str, Plan]) -> None:
             # Only calls that support no resource-level permissions may use "*".
             assert st["Sid"] in {"AllowRegionalReadActions", "AllowPricingReadActions"}, st["Sid"]
     by_sid = {st["Sid"]: st for st in doc["Statement"]}
-    assert by_sid["AllowPassingInstanceRole"]["Resource"].startswith("arn:aws:iam::123456789012:role/karpenter-node-role")
+    assert by_sid["AllowPassingInstanceRole"]["Resource"].startswith(
+        "arn:aws:iam::123456789012:role/karpenter-node-role"
+    )
     assert by_sid["AllowInterruptionQueueActions"]["Resource"] == "arn:aws:sqs:us-east-1:123456789012:modelyard-dev"
     assert by_sid["AllowScopedDeletion"]["Condition"]["StringEquals"] == {
-        "aws:ResourceTag/kubernetes.io/cluster/modelyard-dev": "owned"}
+        "aws:ResourceTag/kubernetes.io/cluster/modelyard-dev": "owned"
+    }
 
 
 def test_interruption_queue_and_rules(plans: dict[str, Plan]) -> None:
@@ -51,13 +54,22 @@ def test_interruption_queue_and_rules(plans: dict[str, Plan]) -> None:
     queue = plan.one("aws:sqs/queue:Queue")["inputs"]
     assert queue["sqsManagedSseEnabled"] is True
     policy = json.loads(plan.one("aws:sqs/queuePolicy:QueuePolicy")["inputs"]["policy"])
-    assert any(st["Effect"] == "Deny" and st["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
-               for st in policy["Statement"])
-    patterns = [json.loads(r["inputs"]["eventPattern"])["detail-type"][0]
-                for r in plan.of_type("aws:cloudwatch/eventRule:EventRule")]
-    assert sorted(patterns) == sorted(["AWS Health Event", "EC2 Spot Instance Interruption Warning",
-                                       "EC2 Instance Rebalance Recommendation",
-                                       "EC2 Instance State-change Notification"])
+    assert any(
+        st["Effect"] == "Deny" and st["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+        for st in policy["Statement"]
+    )
+    patterns = [
+        json.loads(r["inputs"]["eventPattern"])["detail-type"][0]
+        for r in plan.of_type("aws:cloudwatch/eventRule:EventRule")
+    ]
+    assert sorted(patterns) == sorted(
+        [
+            "AWS Health Event",
+            "EC2 Spot Instance Interruption Warning",
+            "EC2 Instance Rebalance Recommendation",
+            "EC2 Instance State-change Notification",
+        ]
+    )
     assert len(plan.of_type("aws:cloudwatch/eventTarget:EventTarget")) == 4
 
 
@@ -86,7 +98,8 @@ def test_one_nodepool_per_gpu_pool(plans: dict[str, Plan]) -> None:
     assert disruption["consolidateAfter"] == "30m" and disruption["budgets"] == [{"nodes": "10%"}]
     dev = {p["inputs"]["metadata"]["name"]: p["inputs"] for p in plans["dev"].of_type(NODEPOOL)}
     assert {r["key"]: r["values"] for r in dev["gpu-a10g"]["spec"]["template"]["spec"]["requirements"]}[
-        "karpenter.sh/capacity-type"] == ["spot", "on-demand"]
+        "karpenter.sh/capacity-type"
+    ] == ["spot", "on-demand"]
 
 
 def test_nodeclass_encrypts_requires_imdsv2_and_tags(plans: dict[str, Plan]) -> None:

@@ -27,8 +27,11 @@ def test_nat_gateways_follow_the_nat_strategy(plans: dict[str, Plan]) -> None:
     assert len(plans["prod"].of_type("aws:ec2/natGateway:NatGateway")) == 3
     # Each prod private route table goes through its own AZ's NAT.
     prod = plans["prod"]
-    nat_ids = {rt["inputs"]["routes"][0]["natGatewayId"] for rt in prod.of_type("aws:ec2/routeTable:RouteTable")
-               if "private" in rt["urn"]}
+    nat_ids = {
+        rt["inputs"]["routes"][0]["natGatewayId"]
+        for rt in prod.of_type("aws:ec2/routeTable:RouteTable")
+        if "private" in rt["urn"]
+    }
     assert len(nat_ids) == 3
 
 

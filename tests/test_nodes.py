@@ -35,10 +35,16 @@ def test_launch_template_encrypts_and_requires_imdsv2(plans: dict[str, Plan]) ->
 
 def test_node_role_has_only_node_policies(plans: dict[str, Plan]) -> None:
     plan = plans["dev"]
-    attached = [a["inputs"]["policyArn"] for a in plan.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
-                if "system-role" in a["urn"]]
+    attached = [
+        a["inputs"]["policyArn"]
+        for a in plan.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
+        if "system-role" in a["urn"]
+    ]
     assert sorted(a.rsplit("/", 1)[1] for a in attached) == [
-        "AmazonEC2ContainerRegistryPullOnly", "AmazonEKSWorkerNodePolicy", "AmazonSSMManagedInstanceCore"]
+        "AmazonEC2ContainerRegistryPullOnly",
+        "AmazonEKSWorkerNodePolicy",
+        "AmazonSSMManagedInstanceCore",
+    ]
     role = plan.named("aws:iam/role:Role", "system-role")["inputs"]
     trust = json.loads(role["assumeRolePolicy"])["Statement"][0]
     assert trust["Principal"] == {"Service": "ec2.amazonaws.com"}

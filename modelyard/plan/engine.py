@@ -93,7 +93,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
             parent = ""
         return super().make_urn(parent, type_, name)
 
-    def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
+    def RegisterResource(self, request: Any) -> Any:
         response = super().RegisterResource(request)
         if request.type == "pulumi:pulumi:Stack":
             self.plan.stack_urn = response.urn
@@ -120,8 +120,9 @@ class PlanError(Exception):
     """The program failed under the offline plan. `str()` says which resource or step, and why."""
 
 
-def run_program(project: Project, stack: str, config: Any, raw_config: Mapping[str, Any], *,
-                region: str) -> ProjectPlan:
+def run_program(
+    project: Project, stack: str, config: Any, raw_config: Mapping[str, Any], *, region: str
+) -> ProjectPlan:
     """Run `project.program(config)` for `stack` under mocks and return what it registered.
 
     `raw_config` is the stack file's `config:` mapping; it is handed to the Pulumi runtime so the
@@ -136,17 +137,17 @@ def run_program(project: Project, stack: str, config: Any, raw_config: Mapping[s
     return plan
 
 
-def _run(project: Project, stack: str, config: Any, raw_config: Mapping[str, Any], region: str,
-         plan: ProjectPlan) -> None:
+def _run(
+    project: Project, stack: str, config: Any, raw_config: Mapping[str, Any], region: str, plan: ProjectPlan
+) -> None:
     pulumi_settings.reset_options(project=project.pulumi_name, stack=stack)
-    pulumi.runtime.set_all_config(
-        {k: v if isinstance(v, str) else json.dumps(v) for k, v in raw_config.items()}
-    )
+    pulumi.runtime.set_all_config({k: v if isinstance(v, str) else json.dumps(v) for k, v in raw_config.items()})
     mocks = PlanMocks(region=region)
     pulumi_settings.SETTINGS.rpc_manager.clear()
     pulumi_settings.SETTINGS.outputs.clear()
-    pulumi.runtime.set_mocks(mocks, project=project.pulumi_name, stack=stack, preview=False,
-                             monitor=RecordingMonitor(mocks, plan))
+    pulumi.runtime.set_mocks(
+        mocks, project=project.pulumi_name, stack=stack, preview=False, monitor=RecordingMonitor(mocks, plan)
+    )
     try:
         _sync_await(run_pulumi_func(lambda: project.program(config)))
         # Under mocks the root stack registers its outputs before the program runs, so the exports

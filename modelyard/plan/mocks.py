@@ -46,14 +46,22 @@ class PlanMocks(pulumi.runtime.Mocks):
                 "reverseDnsPrefix": "com.amazonaws",
                 "id": self.partition,
             },
-            "aws:index/getRegion:getRegion": lambda _: {"name": region, "region": region, "id": region,
-                                                        "endpoint": f"ec2.{region}.amazonaws.com"},
+            "aws:index/getRegion:getRegion": lambda _: {
+                "name": region,
+                "region": region,
+                "id": region,
+                "endpoint": f"ec2.{region}.amazonaws.com",
+            },
             "aws:ssm/getParameter:getParameter": lambda a: {
-                "name": a.get("name", ""), "type": "String", "value": f"ami-0{_hex(str(a.get('name')), 16)}",
+                "name": a.get("name", ""),
+                "type": "String",
+                "value": f"ami-0{_hex(str(a.get('name')), 16)}",
                 "id": a.get("name", ""),
             },
             "aws:eks/getClusterAuth:getClusterAuth": lambda a: {
-                "name": a.get("name", ""), "token": "k8s-aws-v1.offline-plan-token", "id": a.get("name", ""),
+                "name": a.get("name", ""),
+                "token": "k8s-aws-v1.offline-plan-token",
+                "id": a.get("name", ""),
             },
         }
 
@@ -111,17 +119,26 @@ class PlanMocks(pulumi.runtime.Mocks):
 
     def _role(self, name: str, state: dict[str, Any], seed: str) -> tuple[str, dict[str, Any]]:
         role = self._named(name, state, seed)
-        return role, {"name": role, "arn": f"arn:{self.partition}:iam::{self.account_id}:role/{role}",
-                      "uniqueId": f"AROA{_hex(seed, 16).upper()}"}
+        return role, {
+            "name": role,
+            "arn": f"arn:{self.partition}:iam::{self.account_id}:role/{role}",
+            "uniqueId": f"AROA{_hex(seed, 16).upper()}",
+        }
 
     def _key(self, name: str, state: dict[str, Any], seed: str) -> tuple[str, dict[str, Any]]:
         key_id = _uuid(seed)
-        return key_id, {"keyId": key_id, "arn": f"arn:{self.partition}:kms:{self.region}:{self.account_id}:key/{key_id}"}
+        return key_id, {
+            "keyId": key_id,
+            "arn": f"arn:{self.partition}:kms:{self.region}:{self.account_id}:key/{key_id}",
+        }
 
     def _bucket(self, name: str, state: dict[str, Any], seed: str) -> tuple[str, dict[str, Any]]:
         bucket = self._named(name, state, seed, "bucket")
-        return bucket, {"bucket": bucket, "arn": f"arn:{self.partition}:s3:::{bucket}",
-                        "bucketRegionalDomainName": f"{bucket}.s3.{self.region}.amazonaws.com"}
+        return bucket, {
+            "bucket": bucket,
+            "arn": f"arn:{self.partition}:s3:::{bucket}",
+            "bucketRegionalDomainName": f"{bucket}.s3.{self.region}.amazonaws.com",
+        }
 
     def _cluster(self, name: str, state: dict[str, Any], seed: str) -> tuple[str, dict[str, Any]]:
         cluster = self._named(name, state, seed)
@@ -143,12 +160,19 @@ class PlanMocks(pulumi.runtime.Mocks):
 
     def _log_group(self, name: str, state: dict[str, Any], seed: str) -> tuple[str, dict[str, Any]]:
         group = self._named(name, state, seed)
-        return group, {"name": group, "arn": f"arn:{self.partition}:logs:{self.region}:{self.account_id}:log-group:{group}"}
+        return group, {
+            "name": group,
+            "arn": f"arn:{self.partition}:logs:{self.region}:{self.account_id}:log-group:{group}",
+        }
 
     def _queue(self, name: str, state: dict[str, Any], seed: str) -> tuple[str, dict[str, Any]]:
         queue = self._named(name, state, seed)
         url = f"https://sqs.{self.region}.amazonaws.com/{self.account_id}/{queue}"
-        return url, {"name": queue, "url": url, "arn": f"arn:{self.partition}:sqs:{self.region}:{self.account_id}:{queue}"}
+        return url, {
+            "name": queue,
+            "url": url,
+            "arn": f"arn:{self.partition}:sqs:{self.region}:{self.account_id}:{queue}",
+        }
 
     def _rule(self, name: str, state: dict[str, Any], seed: str) -> tuple[str, dict[str, Any]]:
         rule = self._named(name, state, seed)
@@ -156,21 +180,26 @@ class PlanMocks(pulumi.runtime.Mocks):
 
     def _repository(self, name: str, state: dict[str, Any], seed: str) -> tuple[str, dict[str, Any]]:
         repo = self._named(name, state, seed)
-        return repo, {"name": repo, "arn": f"arn:{self.partition}:ecr:{self.region}:{self.account_id}:repository/{repo}",
-                      "repositoryUrl": f"{self.account_id}.dkr.ecr.{self.region}.amazonaws.com/{repo}",
-                      "registryId": self.account_id}
+        return repo, {
+            "name": repo,
+            "arn": f"arn:{self.partition}:ecr:{self.region}:{self.account_id}:repository/{repo}",
+            "repositoryUrl": f"{self.account_id}.dkr.ecr.{self.region}.amazonaws.com/{repo}",
+            "registryId": self.account_id,
+        }
 
     def _node_group(self, name: str, state: dict[str, Any], seed: str) -> tuple[str, dict[str, Any]]:
         group = self._named(name, state, seed, "nodeGroupName")
-        return f"{state.get('clusterName')}:{group}", {
-            "nodeGroupName": group,
-            "arn": f"arn:{self.partition}:eks:{self.region}:{self.account_id}:nodegroup/{state.get('clusterName')}/{group}",
-        }
+        cluster = state.get("clusterName")
+        arn = f"arn:{self.partition}:eks:{self.region}:{self.account_id}:nodegroup/{cluster}/{group}"
+        return f"{cluster}:{group}", {"nodeGroupName": group, "arn": arn}
 
     def _launch_template(self, name: str, state: dict[str, Any], seed: str) -> tuple[str, dict[str, Any]]:
         lt = f"lt-0{_hex(seed, 16)}"
-        return lt, {"latestVersion": 1, "defaultVersion": 1,
-                    "arn": f"arn:{self.partition}:ec2:{self.region}:{self.account_id}:launch-template/{lt}"}
+        return lt, {
+            "latestVersion": 1,
+            "defaultVersion": 1,
+            "arn": f"arn:{self.partition}:ec2:{self.region}:{self.account_id}:launch-template/{lt}",
+        }
 
 
 def _uuid(seed: str) -> str:
@@ -181,9 +210,17 @@ def _uuid(seed: str) -> str:
 def _ec2(prefix: str) -> Callable[[PlanMocks, str, dict[str, Any], str], tuple[str, dict[str, Any]]]:
     def computed(m: PlanMocks, name: str, state: dict[str, Any], seed: str) -> tuple[str, dict[str, Any]]:
         rid = f"{prefix}-0{_hex(seed, 16)}"
-        kind = {"vpc": "vpc", "subnet": "subnet", "sg": "security-group", "igw": "internet-gateway",
-                "eipalloc": "elastic-ip", "nat": "natgateway", "rtb": "route-table", "vpce": "vpc-endpoint",
-                "fl": "vpc-flow-log"}[prefix]
+        kind = {
+            "vpc": "vpc",
+            "subnet": "subnet",
+            "sg": "security-group",
+            "igw": "internet-gateway",
+            "eipalloc": "elastic-ip",
+            "nat": "natgateway",
+            "rtb": "route-table",
+            "vpce": "vpc-endpoint",
+            "fl": "vpc-flow-log",
+        }[prefix]
         return rid, {"arn": f"arn:{m.partition}:ec2:{m.region}:{m.account_id}:{kind}/{rid}"}
 
     return computed

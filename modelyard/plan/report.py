@@ -47,8 +47,7 @@ def counts_by_layer(digest: Mapping[str, Any]) -> dict[str, Counter[str]]:
 def config_lines(cfg: PlatformConfig) -> list[str]:
     """The values that make this environment differ from the others, one line each."""
     net, eks, system = cfg.network, cfg.eks, cfg.system_pool
-    endpoint = (f"public to {', '.join(eks.endpoint.public_cidrs)} + private" if eks.endpoint.public
-                else "private only")
+    endpoint = f"public to {', '.join(eks.endpoint.public_cidrs)} + private" if eks.endpoint.public else "private only"
     lines = [
         f"tier {cfg.tier} · {cfg.region} · {net.az_count} AZs · VPC {net.vpc_cidr} · NAT {net.nat}",
         f"EKS {eks.version} · API endpoint {endpoint} · {len(eks.admin_role_arns)} admin role(s)",
@@ -84,8 +83,9 @@ def summary(digest: Mapping[str, Any], configs: Mapping[str, PlatformConfig], *,
         out.append(f"{name}:")
         out += [f"  {line}" for line in config_lines(cfg)]
         out.append("")
-    out.append(f"{custom} resources to create ({len(states)} with components and the stack), "
-               f"planned in {seconds:.2f} s")
+    out.append(
+        f"{custom} resources to create ({len(states)} with components and the stack), planned in {seconds:.2f} s"
+    )
     for layer, counter in sorted(counts_by_layer(digest).items()):
         out.append(f"  {layer} ({sum(counter.values())})")
         for typ, n in sorted(counter.items(), key=lambda kv: (-kv[1], kv[0])):

@@ -1,0 +1,31 @@
+"""The repo's `platform/` folder never shadows the standard library's `platform` module."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from modelyard.programs import REPO_ROOT
+
+CHECK = (
+    "import sys, platform, uuid; "
+    "assert platform.__file__.startswith(sys.base_prefix) or 'python3' in platform.__file__, platform.__file__; "
+    "platform.system(); uuid.uuid4(); "
+    "import modelyard.platform.namespaces as n, modelyard.infra.network; "
+    "assert n.__file__.endswith('platform/namespaces.py'), n.__file__; print('ok')"
+)
+
+
+@pytest.mark.parametrize(
+    "cwd", [REPO_ROOT, REPO_ROOT / "platform", "/"], ids=["repo-root", "platform-dir", "elsewhere"]
+)
+def test_stdlib_platform_wins_with_the_repo_on_sys_path(cwd: object) -> None:
+    # `python -c` puts the current directory first on sys.path, as Pulumi and `python -m` do for the repo root.
+    result = subprocess.run([sys.executable, "-c", CHECK], cwd=str(cwd), capture_output=True, text=True, check=False)
+    assert result.stdout.strip() == "ok", result.stderr
+
+
+def test_platform_folder_has_no_init() -> None:
+    assert not (REPO_ROOT / "platform" / "__init__.py").exists()

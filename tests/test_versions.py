@@ -1,0 +1,59 @@
+"""Versions are pinned in one place, and the plan uses exactly those."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+
+from conftest import Plan
+
+from modelyard.programs import REPO_ROOT
+from modelyard.versions import (
+    DEFAULT_KUBERNETES_VERSION,
+    EKS_ADDONS,
+    HELM_CHARTS,
+    IMAGES,
+    KARPENTER_AMI_ALIAS,
+    SUPPORTED_KUBERNETES_VERSIONS,
+)
+
+PIN = re.compile(r"^[A-Za-z0-9_.\-\[\]]+==[0-9][0-9A-Za-z.+-]*$")
+
+
+def test_python_dependencies_are_pinned_exactly() -> None:
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
+    deps = project["project"]["dependencies"] + [
+        d for group in project["project"]["optional-dependencies"].values() for d in group
+    ]
+    deps += project["build-system"]["requires"]
+    loose = [d for d in deps if not PIN.match(d)]
+    assert not loose, f"not pinned with ==: {loose}"
+
+
+def test_every_supported_kubernetes_version_pins_every_addon() -> None:
+    assert DEFAULT_KUBERNETES_VERSION in SUPPORTED_KUBERNETES_VERSIONS
+    names = {frozenset(v) for v in EKS_ADDONS.values()}
+    assert len(names) == 1 and set(EKS_ADDONS) == set(SUPPORTED_KUBERNETES_VERSIONS)
+    for version, addons in EKS_ADDONS.items():
+        for name, pin in addons.items():
+            assert re.match(r"^v\d+\.\d+\.\d+-eksbuild\.\d+$", pin), f"{version}/{name}: {pin}"
+        assert addons["kube-proxy"].startswith(f"v{version}."), "kube-proxy follows the cluster's minor version"
+
+
+def test_charts_and_images_are_exact() -> None:
+    for name, chart in HELM_CHARTS.items():
+        assert re.match(r"^\d+\.\d+\.\d+$", chart.version), name
+    for name, image in IMAGES.items():
+        assert ":" in image and not image.endswith(":latest"), name
+    assert re.match(r"^al2023@v\d{8}$", KARPENTER_AMI_ALIAS)
+
+
+def test_plan_uses_only_pinned_versions(plans: dict[str, Plan]) -> None:
+    for plan in plans.values():
+        for release in plan.of_type("kubernetes:helm.sh/v3:Release"):
+            pinned = {(c.chart, c.version) for c in HELM_CHARTS.values()}
+            assert (release["inputs"]["chart"], release["inputs"]["version"]) in pinned
+        for state in plan.states:
+            text = str(state.get("inputs", {}))
+            for image in re.findall(r"'image': '([^']+)'", text):
+                assert image in IMAGES.values(), f"{state['urn']} uses unpinned image {image}"
