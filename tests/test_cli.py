@@ -12,6 +12,7 @@ import yaml
 
 from modelyard.cli import main
 from modelyard.plan import digest
+from modelyard.versions import DEFAULT_KUBERNETES_VERSION
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -46,7 +47,7 @@ def test_prod_manifests_validate(tmp_path: Path) -> None:
         assert list(obj)[:3] == ["apiVersion", "kind", "metadata"], path
         if obj["apiVersion"].startswith("karpenter."):
             continue  # CRDs: no schema in kubernetes-validate; their fields are asserted in test_karpenter.py
-        kubernetes_validate.validate(obj, "1.33", strict=True)
+        kubernetes_validate.validate(obj, DEFAULT_KUBERNETES_VERSION, strict=True)
         core += 1
     assert core == 4  # two namespaces, the warm-capacity Deployment and its PriorityClass
 
