@@ -24,12 +24,6 @@ class AccountContext:
         partition = aws.get_partition_output(opts=opts)
         return AccountContext(account_id=identity.account_id, partition=partition.partition, region=region)
 
-    def arn(self, service: str, resource: str, *, regional: bool = True) -> pulumi.Output[str]:
-        region = self.region if regional else ""
-        return pulumi.Output.concat(
-            "arn:", self.partition, ":", service, ":", region, ":", self.account_id, ":", resource
-        )
-
 
 def kms_key(
     name: str,

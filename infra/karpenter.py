@@ -44,6 +44,18 @@ def controller_policy(
     ec2 = pulumi.Output.concat("arn:", account.partition, ":ec2:", region, ":*:")
     owned = pulumi.Output.concat("kubernetes.io/cluster/", cluster_name)
     in_region = {"aws:RequestedRegion": region}
+    # What RunInstances/CreateFleet create, and so what Karpenter tags at creation.
+    launched = [
+        pulumi.Output.concat(ec2, kind)
+        for kind in (
+            "fleet/*",
+            "instance/*",
+            "volume/*",
+            "network-interface/*",
+            "launch-template/*",
+            "spot-instances-request/*",
+        )
+    ]
     return {
         "Version": "2012-10-17",
         "Statement": [
@@ -74,17 +86,7 @@ def controller_policy(
                 "Sid": "AllowScopedEC2InstanceActionsWithTags",
                 "Effect": "Allow",
                 "Action": ["ec2:RunInstances", "ec2:CreateFleet", "ec2:CreateLaunchTemplate"],
-                "Resource": [
-                    pulumi.Output.concat(ec2, kind)
-                    for kind in (
-                        "fleet/*",
-                        "instance/*",
-                        "volume/*",
-                        "network-interface/*",
-                        "launch-template/*",
-                        "spot-instances-request/*",
-                    )
-                ],
+                "Resource": launched,
                 "Condition": {
                     "StringEquals": {
                         pulumi.Output.concat("aws:RequestTag/", owned): "owned",
@@ -97,17 +99,7 @@ def controller_policy(
                 "Sid": "AllowScopedResourceCreationTagging",
                 "Effect": "Allow",
                 "Action": "ec2:CreateTags",
-                "Resource": [
-                    pulumi.Output.concat(ec2, kind)
-                    for kind in (
-                        "fleet/*",
-                        "instance/*",
-                        "volume/*",
-                        "network-interface/*",
-                        "launch-template/*",
-                        "spot-instances-request/*",
-                    )
-                ],
+                "Resource": launched,
                 "Condition": {
                     "StringEquals": {
                         pulumi.Output.concat("aws:RequestTag/", owned): "owned",

@@ -1,4 +1,5 @@
-"""The `modelyard` command. Exit codes: 0 ok · 1 a mandatory policy violation · 2 bad config or usage.
+"""The `modelyard` command. Exit codes (DESIGN.md): 0 ok · 1 a mandatory policy violation (once the policy
+commands land) · 2 bad config or usage.
 
 Every expected failure (bad config, unreadable files, bad arguments) prints one clear message to
 stderr and exits 2; a traceback is never the answer to a user's mistake.
@@ -14,7 +15,7 @@ from typing import Any
 
 from modelyard.config import FULL_KEY, STACK_NAME, ConfigError, read_stack_config
 
-EXIT_OK, EXIT_VIOLATION, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_USAGE = 0, 2
 
 
 class UsageError(Exception):
@@ -56,7 +57,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
                 f"(stacks: {', '.join(available) or 'none'})"
             )
         raw = read_stack_config(path, stack=env)
-        cfg = project.load_config(path, env)
+        cfg = project.parse_config(raw, env, path.name)
         try:
             plan = run_program(project, env, cfg, raw, region=cfg.region)
         except PlanError as exc:

@@ -570,10 +570,6 @@ def parse_platform_config(raw: Any, *, stack: str, source: str) -> PlatformConfi
     return config
 
 
-def stack_file(project_dir: Path, stack: str) -> Path:
-    return project_dir / f"Pulumi.{stack}.yaml"
-
-
 def read_stack_config(path: Path, *, stack: str) -> dict[str, Any]:
     """The `config:` mapping of a Pulumi stack file, with clear errors for unreadable files."""
     source = path.name

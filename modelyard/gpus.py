@@ -37,6 +37,17 @@ def _family(gpu_class: str, family: str, gpu_mem: int, rows: list[tuple[str, int
     return GpuClassSpec(gpu_class, family, MappingProxyType(types))
 
 
+_G5_G6_SIZES = [
+    ("xlarge", 1, 4, 16),
+    ("2xlarge", 1, 8, 32),
+    ("4xlarge", 1, 16, 64),
+    ("8xlarge", 1, 32, 128),
+    ("12xlarge", 4, 48, 192),
+    ("16xlarge", 1, 64, 256),
+    ("24xlarge", 4, 96, 384),
+    ("48xlarge", 8, 192, 768),
+]
+
 GPU_CLASSES: Final = MappingProxyType(
     {
         "t4": _family(
@@ -52,36 +63,9 @@ GPU_CLASSES: Final = MappingProxyType(
                 ("16xlarge", 1, 64, 256),
             ],
         ),
-        "a10g": _family(
-            "a10g",
-            "g5",
-            24,
-            [
-                ("xlarge", 1, 4, 16),
-                ("2xlarge", 1, 8, 32),
-                ("4xlarge", 1, 16, 64),
-                ("8xlarge", 1, 32, 128),
-                ("12xlarge", 4, 48, 192),
-                ("16xlarge", 1, 64, 256),
-                ("24xlarge", 4, 96, 384),
-                ("48xlarge", 8, 192, 768),
-            ],
-        ),
-        "l4": _family(
-            "l4",
-            "g6",
-            24,
-            [
-                ("xlarge", 1, 4, 16),
-                ("2xlarge", 1, 8, 32),
-                ("4xlarge", 1, 16, 64),
-                ("8xlarge", 1, 32, 128),
-                ("12xlarge", 4, 48, 192),
-                ("16xlarge", 1, 64, 256),
-                ("24xlarge", 4, 96, 384),
-                ("48xlarge", 8, 192, 768),
-            ],
-        ),
+        # A10G (g5) and L4 (g6) instances come in the same sizes.
+        "a10g": _family("a10g", "g5", 24, _G5_G6_SIZES),
+        "l4": _family("l4", "g6", 24, _G5_G6_SIZES),
         "l40s": _family(
             "l40s",
             "g6e",

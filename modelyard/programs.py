@@ -7,7 +7,7 @@ fails before a single resource is registered, on both paths.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,6 @@ from modelyard.config import (
     PLATFORM_KEY,
     ConfigError,
     PlatformConfig,
-    load_platform_config,
     parse_platform_config,
 )
 from modelyard.infra.common import AccountContext
@@ -154,7 +153,8 @@ class Project:
     #: The `name:` in its Pulumi.yaml; URNs carry it.
     pulumi_name: str
     directory: Path
-    load_config: Callable[[Path, str], Any]
+    #: Validates a stack file's `config:` mapping for a stack; raises ConfigError.
+    parse_config: Callable[[Mapping[str, Any], str, str], Any]
     program: Callable[[Any], None]
 
     def stack_file(self, env: str) -> Path:
@@ -166,7 +166,7 @@ PROJECTS: dict[str, Project] = {
         key="platform",
         pulumi_name="modelyard-platform",
         directory=REPO_ROOT,
-        load_config=lambda path, env: load_platform_config(path, stack=env),
+        parse_config=lambda raw, env, source: parse_platform_config(raw[FULL_KEY], stack=env, source=source),
         program=platform_program,
     ),
 }
