@@ -1,0 +1,49 @@
+"""The offline plan's answers for data sources: realistic, deterministic, and loud when missing."""
+
+from __future__ import annotations
+
+import pulumi
+import pytest
+
+from modelyard.plan.mocks import OFFLINE_ACCOUNT_ID, PlanMocks, UnknownInvokeError
+
+
+def call(mocks: PlanMocks, token: str, **args: object) -> dict[str, object]:
+    result, failures = mocks.call(pulumi.runtime.MockCallArgs(token=token, args=dict(args), provider=""))
+    assert failures == []
+    return result
+
+
+def test_invoke_answers() -> None:
+    mocks = PlanMocks(region="eu-west-1")
+    assert call(mocks, "aws:index/getCallerIdentity:getCallerIdentity")["accountId"] == OFFLINE_ACCOUNT_ID
+    assert call(mocks, "aws:index/getPartition:getPartition")["partition"] == "aws"
+    assert PlanMocks(region="us-gov-west-1").partition == "aws-us-gov"
+    assert call(mocks, "aws:index/getAvailabilityZones:getAvailabilityZones")["names"][:2] == [
+        "eu-west-1a",
+        "eu-west-1b",
+    ]
+    ami = call(mocks, "aws:ssm/getParameter:getParameter", name="/aws/service/eks/optimized-ami/1.35/x")["value"]
+    assert (
+        str(ami).startswith("ami-0")
+        and ami
+        == call(mocks, "aws:ssm/getParameter:getParameter", name="/aws/service/eks/optimized-ami/1.35/x")["value"]
+    )
+    assert str(call(mocks, "aws:eks/getClusterAuth:getClusterAuth", name="c")["token"]).startswith("k8s-aws-v1.")
+
+
+def test_unknown_invoke_is_named() -> None:
+    with pytest.raises(UnknownInvokeError, match=r"'aws:ec2/getVpc:getVpc'.*modelyard/plan/mocks.py"):
+        call(PlanMocks(region="us-east-1"), "aws:ec2/getVpc:getVpc")
+
+
+def test_resources_get_stable_realistic_ids() -> None:
+    mocks = PlanMocks(region="us-east-1")
+    args = pulumi.runtime.MockResourceArgs(
+        typ="aws:ec2/vpc:Vpc", name="network-vpc", inputs={"cidrBlock": "10.0.0.0/16"}
+    )
+    rid, state = mocks.new_resource(args)
+    assert rid.startswith("vpc-0") and (rid, state) == mocks.new_resource(args)
+    assert state["arn"] == f"arn:aws:ec2:us-east-1:{OFFLINE_ACCOUNT_ID}:vpc/{rid}"
+    rid, state = mocks.new_resource(pulumi.runtime.MockResourceArgs(typ="aws:iam/role:Role", name="r", inputs={}))
+    assert state["arn"] == f"arn:aws:iam::{OFFLINE_ACCOUNT_ID}:role/{rid}" and rid.startswith("r-")
