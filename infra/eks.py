@@ -46,6 +46,9 @@ class Cluster(pulumi.ComponentResource):
     nodes need before they can join."""
 
     name: pulumi.Output[str]
+    #: The Kubernetes minor version and account context, for the add-ons and components built on it.
+    version: str
+    account: AccountContext
     endpoint: pulumi.Output[str]
     certificate_authority: pulumi.Output[str]
     oidc_provider_arn: pulumi.Output[str]

@@ -68,7 +68,6 @@ def cmd_plan(args: argparse.Namespace) -> int:
         seconds += plan.seconds
 
     digest = digest_mod.build_digest(plans, env=env)
-    digest_mod.validate(digest, source="offline plan")
     print(summary(digest, configs, seconds=seconds), end="")
     if args.out:
         out = Path(args.out)

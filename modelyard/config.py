@@ -54,14 +54,44 @@ Tier = Literal["dev", "staging", "prod"]
 CapacityType = Literal["on-demand", "spot"]
 NatStrategy = Literal["single", "per_az"]
 
-DnsLabel = Annotated[str, StringConstraints(pattern=r"^[a-z]([a-z0-9-]{0,30}[a-z0-9])?$")]
-TagValue = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$")]
-Email = Annotated[str, StringConstraints(pattern=r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$")]
-RoleArn = Annotated[str, StringConstraints(pattern=r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$")]
-KmsKeyArn = Annotated[str, StringConstraints(pattern=r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[0-9a-f-]{36}$")]
-Region = Annotated[str, StringConstraints(pattern=r"^[a-z]{2}(-gov)?-[a-z]+-\d$")]
-InstanceTypeName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")]
-Duration = Annotated[str, StringConstraints(pattern=r"^\d+(s|m|h)$")]
+#: What each string pattern means, for error messages; filled by `_pattern` as the types are declared.
+_PATTERN_HINTS: dict[str, str] = {}
+
+
+def _pattern(regex: str, hint: str) -> StringConstraints:
+    _PATTERN_HINTS[regex] = hint
+    return StringConstraints(pattern=regex)
+
+
+#: Names that become Kubernetes names and stack names: lowercase DNS labels of at most 32 characters.
+DNS_LABEL = r"^[a-z]([a-z0-9-]{0,30}[a-z0-9])?$"
+DnsLabel = Annotated[str, _pattern(DNS_LABEL, "a lowercase DNS label (a-z, 0-9, '-', at most 32 characters)")]
+TagValue = Annotated[
+    str,
+    _pattern(
+        r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$", "letters, digits, '.', '_' or '-' (at most 63 characters)"
+    ),
+]
+Email = Annotated[
+    str, _pattern(r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$", "an e-mail address such as ml-platform@example.com")
+]
+RoleArn = Annotated[
+    str,
+    _pattern(
+        r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$",
+        "an IAM role ARN such as arn:aws:iam::123456789012:role/platform-admin",
+    ),
+]
+KmsKeyArn = Annotated[
+    str,
+    _pattern(
+        r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[0-9a-f-]{36}$",
+        "a KMS key ARN such as arn:aws:kms:us-east-1:123456789012:key/<uuid>",
+    ),
+]
+Region = Annotated[str, _pattern(r"^[a-z]{2}(-gov)?-[a-z]+-\d$", "an AWS region such as us-east-1")]
+InstanceTypeName = Annotated[str, _pattern(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$", "an EC2 instance type such as g5.xlarge")]
+Duration = Annotated[str, _pattern(r"^\d+(s|m|h)$", "a duration such as 30s, 10m or 1h")]
 
 
 class FieldProblems(ValueError):
@@ -484,28 +514,11 @@ _TYPE_MESSAGES = {
     "list_type": "must be a list",
     "model_type": "must be a mapping of keys",
     "dict_type": "must be a mapping of keys",
-    "missing": "is required but missing",
-}
-
-_PATTERN_HINTS = {
-    "email": "an e-mail address such as ml-platform@example.com",
-    "arn:aws[a-z-]*:iam": "an IAM role ARN such as arn:aws:iam::123456789012:role/platform-admin",
-    "arn:aws[a-z-]*:kms": "a KMS key ARN such as arn:aws:kms:us-east-1:123456789012:key/<uuid>",
-    "[a-z]{2}(-gov)?": "an AWS region such as us-east-1",
-    "^[a-z]([a-z0-9-]{0,30}": "a lowercase DNS label (a-z, 0-9, '-', at most 32 characters)",
-    "[A-Za-z0-9._-]{0,61}": "letters, digits, '.', '_' or '-' (at most 63 characters)",
-    "^[a-z][a-z0-9-]*\\.": "an EC2 instance type such as g5.xlarge",
-    "(s|m|h)$": "a duration such as 30s, 10m or 1h",
 }
 
 
 def _pattern_hint(pattern: str) -> str:
-    if "@" in pattern:
-        return _PATTERN_HINTS["email"]
-    for needle, hint in _PATTERN_HINTS.items():
-        if needle in pattern:
-            return hint
-    return f"a string matching {pattern}"
+    return _PATTERN_HINTS.get(pattern, f"a string matching {pattern}")
 
 
 def _render(err: Mapping[str, Any]) -> list[str]:
@@ -609,4 +622,5 @@ def load_platform_config(path: Path, *, stack: str) -> PlatformConfig:
     return parse_platform_config(config[FULL_KEY], stack=stack, source=path.name)
 
 
-STACK_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
+#: A stack (environment) name: the same rule as `env`, which must equal it.
+STACK_NAME = re.compile(DNS_LABEL)

@@ -57,7 +57,6 @@ def plain(value: Any) -> Any:
 class Registration:
     urn: str
     type: str
-    name: str
     custom: bool
     parent: str
     provider: str
@@ -65,7 +64,6 @@ class Registration:
     dependencies: list[str]
     property_dependencies: dict[str, list[str]]
     protect: bool
-    id: str = ""
 
 
 @dataclass
@@ -76,7 +74,6 @@ class ProjectPlan:
     stack: str
     registrations: list[Registration] = field(default_factory=list)
     outputs: dict[str, Any] = field(default_factory=dict)
-    stack_urn: str = ""
     seconds: float = 0.0
 
 
@@ -95,12 +92,9 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
 
     def RegisterResource(self, request: Any) -> Any:
         response = super().RegisterResource(request)
-        if request.type == "pulumi:pulumi:Stack":
-            self.plan.stack_urn = response.urn
         registration = Registration(
             urn=response.urn,
             type=request.type,
-            name=request.name,
             custom=bool(request.custom),
             parent=request.parent,
             provider=request.provider,
@@ -110,7 +104,6 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                 key: sorted(set(deps.urns)) for key, deps in sorted(request.propertyDependencies.items())
             },
             protect=bool(request.protect),
-            id=getattr(response, "id", "") or "",
         )
         self.plan.registrations.append(registration)
         return response

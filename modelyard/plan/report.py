@@ -93,6 +93,11 @@ def summary(digest: Mapping[str, Any], configs: Mapping[str, PlatformConfig], *,
     return "\n".join(out) + "\n"
 
 
+def _project(state: Mapping[str, Any]) -> str:
+    """The Pulumi project a resource belongs to, from its URN (urn:pulumi:<stack>::<project>::…)."""
+    return str(state.get("urn", "")).split("::")[1]
+
+
 def kubernetes_objects(digest: Mapping[str, Any]) -> Iterable[tuple[str, dict[str, Any]]]:
     """(file name, object) for every Kubernetes object in the plan, in URN order."""
     for state in new_states(digest):
@@ -104,8 +109,7 @@ def kubernetes_objects(digest: Mapping[str, Any]) -> Iterable[tuple[str, dict[st
         obj = {**head, **inputs}
         meta = obj.get("metadata") or {}
         namespace = meta.get("namespace") or "_cluster"
-        project = str(state.get("urn", "")).split("::")[1]
-        yield f"{project}/{namespace}/{obj.get('kind', 'Object')}-{meta.get('name', 'unnamed')}.yaml", obj
+        yield f"{_project(state)}/{namespace}/{obj.get('kind', 'Object')}-{meta.get('name', 'unnamed')}.yaml", obj
 
 
 def helm_releases(digest: Mapping[str, Any]) -> Iterable[tuple[str, dict[str, Any]]]:
@@ -113,8 +117,7 @@ def helm_releases(digest: Mapping[str, Any]) -> Iterable[tuple[str, dict[str, An
     for state in new_states(digest):
         if str(state.get("type", "")).startswith("kubernetes:helm.sh/"):
             inputs = state.get("inputs", {})
-            project = str(state.get("urn", "")).split("::")[1]
-            name = f"{project}/helm/{inputs.get('namespace', '_')}-{inputs.get('name', 'release')}.yaml"
+            name = f"{_project(state)}/helm/{inputs.get('namespace', '_')}-{inputs.get('name', 'release')}.yaml"
             yield name, {key: inputs.get(key) for key in ("chart", "version", "namespace", "name", "values")}
 
 
