@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: plan test lint bench clean
+.PHONY: plan test lint tools bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,8 +27,15 @@ lint: $(VENV)/.installed-test
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy modelyard infra platform
 
+# promtool checks and unit-tests the alert rules: Debian's `prometheus` package (2.42) ships it.
+tools:
+	@command -v promtool >/dev/null || { \
+	  echo "installing promtool (Debian package prometheus)"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq prometheus >/dev/null; }
+
 ## test: lint, type-check and the whole test suite
-test: lint
+test: lint tools
 	$(BIN)/python -m pytest
 
 ## bench: offline-plan scaling (1x, 10x, 50x GPU pools), prints seconds per resource

@@ -12,12 +12,12 @@ import pulumi_kubernetes as k8s
 from modelyard.infra import iam
 from modelyard.infra.eks import Cluster
 from modelyard.infra.nodes import SYSTEM_POOL_LABEL, node_role
-from modelyard.platform.namespaces import restricted_namespace_labels
+from modelyard.platform.common import helm_release, namespace
 
 from modelyard import gpus
 from modelyard.config import GpuPoolConfig
 from modelyard.tags import k8s_labels
-from modelyard.versions import HELM_CHARTS, IMAGES, KARPENTER_AMI_ALIAS
+from modelyard.versions import IMAGES, KARPENTER_AMI_ALIAS
 
 NAMESPACE = "karpenter"
 SERVICE_ACCOUNT = "karpenter"
@@ -319,19 +319,11 @@ class Karpenter(pulumi.ComponentResource):
             opts=child,
         )
 
-        namespace = k8s.core.v1.Namespace(
-            f"{name}-ns",
-            metadata={"name": NAMESPACE, "labels": restricted_namespace_labels(labels)},
-            opts=child,
-        )
-        chart = HELM_CHARTS["karpenter"]
-        release = k8s.helm.v3.Release(
+        ns = namespace(f"{name}-ns", NAMESPACE, labels, child)
+        release = helm_release(
             f"{name}-release",
-            name="karpenter",
-            chart=chart.chart,
-            version=chart.version,
-            namespace=namespace.metadata["name"],
-            atomic=True,
+            "karpenter",
+            namespace=ns.metadata["name"],
             values={
                 "settings": {"clusterName": cluster.name, "interruptionQueue": queue.name},
                 "serviceAccount": {"name": SERVICE_ACCOUNT},
@@ -462,11 +454,7 @@ class Karpenter(pulumi.ComponentResource):
         """Placeholder pods holding `min_gpus` GPUs per pool at a negative priority: Karpenter keeps nodes
         for them, and any model pod preempts them at once."""
         opts = pulumi.ResourceOptions(parent=self, depends_on=[release])
-        namespace = k8s.core.v1.Namespace(
-            f"{name}-warm-ns",
-            metadata={"name": WARM_CAPACITY_NAMESPACE, "labels": restricted_namespace_labels(labels)},
-            opts=opts,
-        )
+        warm_ns = namespace(f"{name}-warm-ns", WARM_CAPACITY_NAMESPACE, labels, opts)
         priority = k8s.scheduling.v1.PriorityClass(
             f"{name}-warm-priority",
             metadata={"name": "modelyard-warm-capacity", "labels": dict(labels)},
@@ -481,7 +469,7 @@ class Karpenter(pulumi.ComponentResource):
             # Plain dicts, as in the manifests; the SDK's TypedDicts add nothing a test would not catch.
             metadata: Any = {
                 "name": f"warm-{pool.name}",
-                "namespace": namespace.metadata["name"],
+                "namespace": warm_ns.metadata["name"],
                 "labels": {**labels, **app},
             }
             spec: Any = {

@@ -34,6 +34,7 @@ from pydantic import (
 )
 
 from modelyard import gpus
+from modelyard.pricing import PRICES_NAME, price_book
 from modelyard.versions import DEFAULT_KUBERNETES_VERSION, SUPPORTED_KUBERNETES_VERSIONS
 
 CONFIG_NAMESPACE = "modelyard"
@@ -340,11 +341,131 @@ class ModelStoreConfig(_Model):
     access_log_retention_days: int = Field(default=365, ge=1, le=3653)
 
 
+class IngressConfig(_Model):
+    """How KServe exposes InferenceServices outside the cluster.
+
+    `cluster-local` (the default) creates no Ingress: models are reached through their cluster
+    Service, behind whatever edge you run. `ingress` creates an Ingress of `class_name` (for example
+    `alb`, served by the AWS Load Balancer Controller, which this blueprint does not install).
+    `gateway-api` creates HTTPRoutes attached to `gateway` (`namespace/name`).
+    """
+
+    mode: Literal["cluster-local", "ingress", "gateway-api"] = "cluster-local"
+    class_name: DnsLabel | None = None
+    gateway: Annotated[str, _pattern(r"^[a-z0-9-]+/[a-z0-9-]+$", "a Gateway as namespace/name")] | None = None
+
+    @model_validator(mode="after")
+    def _fields_for_mode(self) -> IngressConfig:
+        problems: list[tuple[str, str, Any]] = []
+        if self.mode == "ingress" and not self.class_name:
+            problems.append(("class_name", "is required when mode is ingress (for example alb)", None))
+        if self.mode != "ingress" and self.class_name:
+            problems.append(("class_name", "is only allowed when mode is ingress", self.class_name))
+        if self.mode == "gateway-api" and not self.gateway:
+            problems.append(("gateway", "is required when mode is gateway-api (namespace/name)", None))
+        if self.mode != "gateway-api" and self.gateway:
+            problems.append(("gateway", "is only allowed when mode is gateway-api", self.gateway))
+        if problems:
+            raise FieldProblems(problems)
+        return self
+
+
 class ServingConfig(_Model):
     """Where model pods run and which service account pulls models (bound to the read-only role)."""
 
     model_namespace: DnsLabel = "models"
     model_pull_service_account: DnsLabel = "model-puller"
+    ingress: IngressConfig = IngressConfig()
+
+
+Severity = Literal["critical", "warning", "info"]
+
+
+class WebhookSecret(_Model):
+    """A Kubernetes Secret in the monitoring namespace holding a webhook URL (URLs carry tokens, so
+    they never sit in a stack file). Create it before `pulumi up`:
+    `kubectl -n monitoring create secret generic <name> --from-literal=<key>=https://...`."""
+
+    secret_name: DnsLabel
+    key: Annotated[str, _pattern(r"^[A-Za-z0-9._-]{1,253}$", "a Secret data key such as url")] = "url"
+
+
+class Receiver(_Model):
+    """Where Alertmanager sends alerts.
+
+    `sns`: an SNS topic this stack creates (KMS-encrypted), with `emails` subscribed to it; Alertmanager
+    publishes with its own IAM role, scoped to that topic. `webhook`: an HTTPS endpoint whose URL is
+    read from a Kubernetes Secret (PagerDuty Events, Opsgenie, Slack through a relay, ...).
+    """
+
+    name: DnsLabel
+    type: Literal["sns", "webhook"]
+    emails: Seq[Email] = ()
+    webhook: WebhookSecret | None = None
+    send_resolved: bool = True
+
+    @model_validator(mode="after")
+    def _fields_for_type(self) -> Receiver:
+        problems: list[tuple[str, str, Any]] = []
+        if self.type == "sns" and not self.emails:
+            problems.append(("emails", "must list at least one address for an sns receiver", []))
+        if self.type == "sns" and self.webhook:
+            problems.append(("webhook", "is only allowed when type is webhook", self.webhook.model_dump()))
+        if self.type == "webhook" and not self.webhook:
+            problems.append(("webhook", "is required when type is webhook (secret_name, key)", None))
+        if self.type == "webhook" and self.emails:
+            problems.append(("emails", "are only allowed when type is sns", list(self.emails)))
+        if problems:
+            raise FieldProblems(problems)
+        return self
+
+
+class AlertingConfig(_Model):
+    """Alertmanager receivers, and which receivers each alert severity goes to.
+
+    `critical` pages (fast SLO burn, GPU XID errors, predictors down); `warning` opens a ticket (slow
+    burn, idle GPUs, pool at its limit, spend pace); `info` is for dashboards only unless routed.
+    """
+
+    receivers: Seq[Receiver] = Field(min_length=1)
+    routes: dict[Severity, Seq[DnsLabel]]
+
+    @model_validator(mode="after")
+    def _routes(self) -> AlertingConfig:
+        problems: list[tuple[str, str, Any]] = []
+        names = [r.name for r in self.receivers]
+        for i, name in enumerate(names):
+            if name in names[:i]:
+                problems.append((f"receivers[{i}].name", "is used by another receiver; names must be unique", name))
+        required: tuple[Severity, ...] = ("critical", "warning")
+        for severity in required:
+            if not self.routes.get(severity):
+                problems.append((f"routes.{severity}", "must list at least one receiver", []))
+        for severity, targets in self.routes.items():
+            for i, target in enumerate(targets):
+                if target not in names:
+                    problems.append(
+                        (f"routes.{severity}[{i}]", f"is not a receiver (defined: {', '.join(names)})", target)
+                    )
+        if problems:
+            raise FieldProblems(problems)
+        return self
+
+
+class MonitoringConfig(_Model):
+    """Prometheus, Alertmanager and Grafana (kube-prometheus-stack), on encrypted gp3 volumes."""
+
+    prometheus_retention_days: int = Field(default=15, ge=1, le=365)
+    prometheus_storage_gib: int = Field(default=50, ge=10, le=16000)
+    prometheus_replicas: int = Field(default=1, ge=1, le=3)
+    alertmanager_replicas: int = Field(default=1, ge=1, le=5)
+    alertmanager_storage_gib: int = Field(default=5, ge=1, le=100)
+    grafana_storage_gib: int = Field(default=10, ge=1, le=500)
+    #: Where each alert's runbook lives: `<runbook_base_url>/<AlertName>.md` (your fork's runbooks/).
+    runbook_base_url: Annotated[str, _pattern(r"^https://[^\s]+/runbooks$", "an https:// URL ending in /runbooks")] = (
+        "https://github.com/modelyard/modelyard/blob/main/runbooks"
+    )
+    alerting: AlertingConfig
 
 
 class BudgetConfig(_Model):
@@ -352,6 +473,12 @@ class BudgetConfig(_Model):
 
     monthly_usd: float = Field(gt=0, le=10_000_000)
     alert_emails: Seq[Email] = Field(min_length=1)
+    #: Cost Anomaly Detection alerts when an anomaly's total impact reaches this many dollars.
+    anomaly_threshold_usd: float = Field(default=100, gt=0, le=1_000_000)
+    #: Activate the tag keys as cost-allocation tags. AWS only offers a new key for activation up to
+    #: 24 hours after it first appears on a resource, so leave this false on the first `pulumi up`,
+    #: then set it true. The budget and anomaly monitor filter on the `env` tag once it is active.
+    activate_cost_allocation_tags: bool = False
 
 
 @dataclass(frozen=True)
@@ -407,6 +534,7 @@ class PlatformConfig(_Model):
     gpu_pools: Seq[GpuPoolConfig] = Field(min_length=1)
     model_store: ModelStoreConfig = ModelStoreConfig()
     serving: ServingConfig = ServingConfig()
+    monitoring: MonitoringConfig
     budget: BudgetConfig
     deletion_protection: bool = True
 
@@ -443,6 +571,22 @@ class PlatformConfig(_Model):
             problems.append(("deletion_protection", f"must be true {tier}", False))
         if rules.require_model_versioning and not self.model_store.versioning:
             problems.append(("model_store.versioning", f"must be true {tier}", False))
+        book = price_book()
+        if self.region not in book.regions:
+            problems.append(
+                ("region", f"has no prices in {PRICES_NAME}; priced: {', '.join(book.regions)}", self.region)
+            )
+        else:
+            for i, pool in enumerate(self.gpu_pools):
+                for j, name in enumerate(pool.instance_types):
+                    if book.ec2_hourly(self.region, name) is None:
+                        problems.append(
+                            (
+                                f"gpu_pools[{i}].instance_types[{j}]",
+                                f"has no {self.region} price in {PRICES_NAME}; add it there first",
+                                name,
+                            )
+                        )
         if self.system_pool.min_size < rules.min_system_nodes:
             problems.append(
                 ("system_pool.min_size", f"must be ≥ {rules.min_system_nodes} {tier}", self.system_pool.min_size)

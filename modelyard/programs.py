@@ -15,6 +15,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
+import pulumi_random as random
 
 from modelyard.config import (
     CONFIG_NAMESPACE,
@@ -24,6 +25,7 @@ from modelyard.config import (
     PlatformConfig,
     parse_platform_config,
 )
+from modelyard.infra.alerts import AlertTopics, AlertTopicsArgs, CostAlerts, CostAlertsArgs
 from modelyard.infra.common import AccountContext
 from modelyard.infra.ecr import ImageRegistry, ImageRegistryArgs
 from modelyard.infra.eks import Cluster, ClusterArgs
@@ -32,7 +34,13 @@ from modelyard.infra.logs import LogEncryption, LogEncryptionArgs
 from modelyard.infra.model_store import ModelStore, ModelStoreArgs
 from modelyard.infra.network import Network, NetworkArgs
 from modelyard.infra.nodes import SystemNodeGroup, SystemNodeGroupArgs
-from modelyard.tags import standard_tags
+from modelyard.platform.cert_manager import CertManager, CertManagerArgs
+from modelyard.platform.gpu import NvidiaGpu, NvidiaGpuArgs
+from modelyard.platform.kserve import KServe, KServeArgs
+from modelyard.platform.monitoring import Monitoring, MonitoringArgs
+from modelyard.platform.rules import InstancePrice, RuleParams
+from modelyard.pricing import price_book
+from modelyard.tags import k8s_labels, standard_tags
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -41,8 +49,25 @@ def cluster_name(env: str) -> str:
     return f"modelyard-{env}"
 
 
+def rule_params(cfg: PlatformConfig) -> RuleParams:
+    """The constants the live cost rules need: the budget, and what each GPU pool's nodes cost an hour
+    (on-demand from the price table; spot at its assumed discount)."""
+    book = price_book()
+    prices = []
+    for pool in cfg.gpu_pools:
+        for instance_type in pool.instance_types:
+            on_demand = book.ec2_hourly(cfg.region, instance_type)
+            if on_demand is None:  # config validation already refused unpriced types
+                raise ValueError(f"no {cfg.region} price for {instance_type}")
+            for capacity in pool.capacity_types:
+                usd = on_demand if capacity == "on-demand" else on_demand * (1 - book.spot_discount)
+                prices.append(InstancePrice(instance_type, capacity, round(usd, 6)))
+    unique = {(p.instance_type, p.capacity_type): p for p in prices}
+    return RuleParams(cfg.budget.monthly_usd, book.hours_per_month, list(unique.values()))
+
+
 def platform_program(cfg: PlatformConfig) -> None:
-    """The platform stack: the AWS layer, then (from the platform-layer issue on) in-cluster services."""
+    """The platform stack: the AWS layer, then the in-cluster services."""
     tags = standard_tags(env=cfg.env, team=cfg.tags.team, cost_center=cfg.tags.cost_center)
     name = cluster_name(cfg.env)
 
@@ -99,8 +124,29 @@ def platform_program(cfg: PlatformConfig) -> None:
         opts=with_aws,
     )
 
+    topics = AlertTopics(
+        "alerts",
+        AlertTopicsArgs(
+            env=cfg.env,
+            account=account,
+            receivers=cfg.monitoring.alerting.receivers,
+            cost_emails=cfg.budget.alert_emails,
+            oidc_provider_arn=cluster.oidc_provider_arn,
+            oidc_issuer_url=cluster.oidc_issuer_url,
+            deletion_protection=cfg.deletion_protection,
+        ),
+        opts=with_aws,
+    )
+    CostAlerts(
+        "cost",
+        CostAlertsArgs(env=cfg.env, config=cfg.budget, topic_arn=topics.cost_topic_arn, tag_keys=sorted(tags)),
+        opts=with_aws,
+    )
+
     k8s_provider = k8s.Provider("k8s", kubeconfig=cluster.kubeconfig, enable_server_side_apply=True)
-    with_both = pulumi.ResourceOptions(providers=[aws_provider, k8s_provider])
+    # The random provider generates the Grafana admin password (a secret in state, never a default).
+    random_provider = random.Provider("random")
+    with_both = pulumi.ResourceOptions(providers=[aws_provider, k8s_provider, random_provider])
     karpenter = Karpenter(
         "karpenter",
         KarpenterArgs(
@@ -112,6 +158,46 @@ def platform_program(cfg: PlatformConfig) -> None:
         ),
         opts=with_both,
     )
+
+    # In-cluster services, on the system nodes. The monitoring CRDs come first: the others ship
+    # ServiceMonitors.
+    labels = k8s_labels(tags)
+    monitoring = Monitoring(
+        "monitoring",
+        MonitoringArgs(
+            config=cfg.monitoring,
+            env=cfg.env,
+            region=cfg.region,
+            cluster_name=cluster.name,
+            labels=labels,
+            model_namespace=cfg.serving.model_namespace,
+            topic_arns=topics.topic_arns,
+            alertmanager_role_arn=topics.alertmanager_role_arn,
+            rule_params=rule_params(cfg),
+            retain_volumes=cfg.deletion_protection,
+            depends_on=[system],
+        ),
+        opts=with_both,
+    )
+    cert_manager = CertManager(
+        "cert-manager",
+        CertManagerArgs(labels=labels, replicas=cfg.system_pool.controller_replicas, depends_on=[monitoring.release]),
+        opts=with_both,
+    )
+    KServe(
+        "kserve",
+        KServeArgs(
+            labels=labels,
+            region=cfg.region,
+            ingress=cfg.serving.ingress,
+            model_namespace=cfg.serving.model_namespace,
+            model_pull_service_account=cfg.serving.model_pull_service_account,
+            model_pull_role_arn=store.model_pull_role_arn,
+            depends_on=[cert_manager.release],
+        ),
+        opts=with_both,
+    )
+    NvidiaGpu("nvidia", NvidiaGpuArgs(labels=labels, depends_on=[monitoring.release]), opts=with_both)
 
     # The contract the workloads stack reads through its StackReference.
     pulumi.export("env", cfg.env)
@@ -129,6 +215,8 @@ def platform_program(cfg: PlatformConfig) -> None:
     pulumi.export("ecrRepositoryUrl", registry.repository_url)
     pulumi.export("gpuPools", karpenter.node_pools)
     pulumi.export("monthlyBudgetUsd", cfg.budget.monthly_usd)
+    pulumi.export("grafanaAdminSecret", pulumi.Output.concat("monitoring/", monitoring.grafana_admin_secret))
+    pulumi.export("costAlertTopicArn", topics.cost_topic_arn)
 
 
 def run_platform() -> None:

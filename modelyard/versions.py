@@ -1,8 +1,9 @@
 """Every version the platform deploys, in one place.
 
 Kubernetes, EKS add-ons, Helm charts, node images and container images are pinned here and nowhere
-else; Python dependencies are pinned in pyproject.toml. tests/test_versions.py checks that every
-Helm release, add-on and image in a plan comes from this module, and that no dependency floats.
+else (a chart's own images are pinned by its chart version); Python dependencies are pinned in
+pyproject.toml. tests/test_versions.py checks that every Helm release, add-on and image in a plan
+comes from this module, and that no dependency floats.
 
 EKS add-on versions depend on the Kubernetes minor version. Refresh them with
 `aws eks describe-addon-versions --kubernetes-version <minor> --addon-name <name>` before an
@@ -54,10 +55,28 @@ EKS_ADDONS: Final = MappingProxyType(
     }
 )
 
-#: Helm charts deployed by the platform stack.
+#: Helm charts deployed by the platform stack. Versions were taken from the projects' published
+#: release notes; `helm pull` each one when you bump it (no chart registry is reachable here).
 HELM_CHARTS: Final = MappingProxyType(
     {
         "karpenter": HelmChart(chart="oci://public.ecr.aws/karpenter/karpenter", version="1.12.1"),
+        "cert-manager": HelmChart(chart="cert-manager", version="v1.19.4", repository="https://charts.jetstack.io"),
+        # KServe 0.16 renamed the RawDeployment mode to "Standard" (no Knative, no Istio).
+        "kserve-crd": HelmChart(chart="oci://ghcr.io/kserve/charts/kserve-crd", version="v0.16.0"),
+        "kserve": HelmChart(chart="oci://ghcr.io/kserve/charts/kserve", version="v0.16.0"),
+        "nvidia-device-plugin": HelmChart(
+            chart="nvidia-device-plugin", version="0.18.0", repository="https://nvidia.github.io/k8s-device-plugin"
+        ),
+        # Held below 4.9.0 on purpose: 4.9.0 renames the DCGM_FI_DEV_* metrics and changes their units,
+        # and the dashboards and alerts here use the 4.8 names (DCGM_FI_DEV_GPU_UTIL in percent, ...).
+        "dcgm-exporter": HelmChart(
+            chart="dcgm-exporter", version="4.8.3", repository="https://nvidia.github.io/dcgm-exporter/helm-charts"
+        ),
+        "kube-prometheus-stack": HelmChart(
+            chart="kube-prometheus-stack",
+            version="81.6.2",
+            repository="https://prometheus-community.github.io/helm-charts",
+        ),
     }
 )
 

@@ -13,7 +13,7 @@ NODECLASS = "kubernetes:karpenter.k8s.aws/v1:EC2NodeClass"
 
 
 def test_chart_pinned_and_on_system_nodes(plans: dict[str, Plan]) -> None:
-    release = plans["prod"].one("kubernetes:helm.sh/v3:Release")["inputs"]
+    release = plans["prod"].named("kubernetes:helm.sh/v3:Release", "karpenter-release")["inputs"]
     assert (release["chart"], release["version"]) == (HELM_CHARTS["karpenter"].chart, HELM_CHARTS["karpenter"].version)
     values = release["values"]
     assert values["settings"] == {"clusterName": "modelyard-prod", "interruptionQueue": "modelyard-prod"}
@@ -132,7 +132,7 @@ def test_warm_capacity_only_where_pools_do_not_scale_to_zero(plans: dict[str, Pl
 def test_gpu_tolerations_only_on_gpu_workloads(plans: dict[str, Plan]) -> None:
     """Only pods meant for GPU nodes tolerate the GPU taint; the controller runs on system nodes."""
     plan = plans["prod"]
-    values = plan.one("kubernetes:helm.sh/v3:Release")["inputs"]["values"]
+    values = plan.named("kubernetes:helm.sh/v3:Release", "karpenter-release")["inputs"]["values"]
     assert "tolerations" not in values
     for dep in plan.of_type("kubernetes:apps/v1:Deployment"):
         pod = dep["inputs"]["spec"]["template"]["spec"]

@@ -13,8 +13,8 @@ CHECK = (
     "import sys, platform, uuid; "
     "assert platform.__file__.startswith(sys.base_prefix) or 'python3' in platform.__file__, platform.__file__; "
     "platform.system(); uuid.uuid4(); "
-    "import modelyard.platform.namespaces as n, modelyard.infra.network; "
-    "assert n.__file__.endswith('platform/namespaces.py'), n.__file__; print('ok')"
+    "import modelyard.platform.common as n, modelyard.infra.network; "
+    "assert n.__file__.endswith('platform/common.py'), n.__file__; print('ok')"
 )
 
 

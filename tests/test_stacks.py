@@ -19,13 +19,16 @@ def test_no_default_providers_and_every_resource_in_a_component(plans: dict[str,
     assert providers == {
         f"urn:pulumi:{env}::modelyard-platform::pulumi:providers:aws::aws",
         f"urn:pulumi:{env}::modelyard-platform::pulumi:providers:kubernetes::k8s",
+        f"urn:pulumi:{env}::modelyard-platform::pulumi:providers:random::random",
     }
     for state in plan.states:
         if not state.get("custom") or state["type"].startswith("pulumi:providers:"):
             continue
         provider_urn = state.get("provider", "").rsplit("::", 1)[0]
         assert provider_urn in providers, f"{state['urn']} uses provider {state.get('provider')!r}"
-        assert plan.parent_type(state).startswith("modelyard:infra:"), f"{state['urn']} is outside a component"
+        assert plan.parent_type(state).startswith(("modelyard:infra:", "modelyard:platform:")), (
+            f"{state['urn']} is outside a component"
+        )
 
 
 @pytest.mark.parametrize("env", ENVS)
@@ -44,7 +47,7 @@ def test_tags_reach_everything(plans: dict[str, Plan], env: str) -> None:
 def test_every_kms_key_rotates_and_nothing_is_unencrypted(plans: dict[str, Plan], env: str) -> None:
     plan = plans[env]
     keys = plan.of_type("aws:kms/key:Key")
-    assert len(keys) == 4
+    assert len(keys) == 5  # logs, EKS secrets, model store, ECR, alert topics
     for key in keys:
         assert key["inputs"]["enableKeyRotation"] is True, key["urn"]
         policy = json.loads(key["inputs"]["policy"])

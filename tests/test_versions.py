@@ -42,7 +42,7 @@ def test_every_supported_kubernetes_version_pins_every_addon() -> None:
 
 def test_charts_and_images_are_exact() -> None:
     for name, chart in HELM_CHARTS.items():
-        assert re.match(r"^\d+\.\d+\.\d+$", chart.version), name
+        assert re.match(r"^v?\d+\.\d+\.\d+$", chart.version), name
     for name, image in IMAGES.items():
         assert ":" in image and not image.endswith(":latest"), name
     assert re.match(r"^al2023@v\d{8}$", KARPENTER_AMI_ALIAS)

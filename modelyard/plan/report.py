@@ -65,8 +65,17 @@ def config_lines(cfg: PlatformConfig) -> list[str]:
         f"model store: versioning {'on' if store.versioning else 'off'}, noncurrent kept "
         f"{store.noncurrent_version_retention_days} d, KMS {'existing key' if store.kms_key_arn else 'own key'}"
     )
+    mon = cfg.monitoring
+    routes = " · ".join(f"{sev} → {', '.join(names)}" for sev, names in mon.alerting.routes.items())
     lines.append(
-        f"budget ${cfg.budget.monthly_usd:,.0f}/month → {len(cfg.budget.alert_emails)} recipient(s) · "
+        f"monitoring: Prometheus {mon.prometheus_retention_days} d on {mon.prometheus_storage_gib} GiB "
+        f"x{mon.prometheus_replicas}, Alertmanager x{mon.alertmanager_replicas} ({routes}); "
+        f"KServe ingress {cfg.serving.ingress.mode}"
+    )
+    tags_note = "cost-allocation tags activated" if cfg.budget.activate_cost_allocation_tags else "tags not activated"
+    lines.append(
+        f"budget ${cfg.budget.monthly_usd:,.0f}/month → {len(cfg.budget.alert_emails)} recipient(s), anomaly alert "
+        f"≥ ${cfg.budget.anomaly_threshold_usd:,.0f} ({tags_note}) · "
         f"deletion protection {'on' if cfg.deletion_protection else 'off'}"
     )
     return lines

@@ -1,0 +1,228 @@
+"""Where alerts leave the cluster and the bill: KMS-encrypted SNS topics, AWS Budgets, Cost Anomaly
+Detection, and the IAM role Alertmanager publishes with.
+
+One topic per `sns` receiver of the monitoring config, plus a `cost` topic that AWS Budgets and Cost
+Anomaly Detection publish to. Every topic is encrypted with one stack key, refuses plain HTTP, and
+e-mails its subscribers (each address confirms its subscription once, from the message AWS sends).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+from modelyard.infra import iam
+from modelyard.infra.common import AccountContext, kms_key
+
+from modelyard.config import BudgetConfig, Receiver
+
+#: Budget notifications: (notification type, percent of the monthly amount).
+BUDGET_NOTIFICATIONS = (("ACTUAL", 50), ("ACTUAL", 80), ("ACTUAL", 100), ("FORECASTED", 100))
+#: The AWS services that publish cost alerts.
+COST_PUBLISHERS = ("budgets.amazonaws.com", "costalerts.amazonaws.com")
+#: Where Alertmanager runs (kube-prometheus-stack, platform/monitoring.py) and under which account.
+ALERTMANAGER_NAMESPACE = "monitoring"
+ALERTMANAGER_SERVICE_ACCOUNT = "alertmanager"
+
+
+@dataclass(frozen=True, kw_only=True)
+class AlertTopicsArgs:
+    env: str
+    account: AccountContext
+    receivers: Sequence[Receiver]
+    cost_emails: Sequence[str]
+    oidc_provider_arn: pulumi.Input[str]
+    oidc_issuer_url: pulumi.Input[str]
+    deletion_protection: bool
+
+
+class AlertTopics(pulumi.ComponentResource):
+    """The stack's SNS topics (one per sns receiver, one for cost), their KMS key, e-mail subscriptions,
+    and an IRSA role that lets Alertmanager publish to its receiver topics and nothing else."""
+
+    topic_arns: Mapping[str, pulumi.Output[str]]
+    cost_topic_arn: pulumi.Output[str]
+    alertmanager_role_arn: pulumi.Output[str]
+
+    def __init__(self, name: str, args: AlertTopicsArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("modelyard:infra:AlertTopics", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        account = args.account
+        key = kms_key(
+            f"{name}-key",
+            description=f"SNS alert topics of modelyard-{args.env}",
+            account=account,
+            alias=f"modelyard-{args.env}-alerts",
+            parent=self,
+            protect=args.deletion_protection,
+            extra_statements=[
+                {
+                    "Sid": "CostServicesPublishEncrypted",
+                    "Effect": "Allow",
+                    "Principal": {"Service": list(COST_PUBLISHERS)},
+                    "Action": ["kms:GenerateDataKey*", "kms:Decrypt"],
+                    "Resource": "*",
+                    "Condition": {"StringEquals": {"aws:SourceAccount": account.account_id}},
+                }
+            ],
+        )
+
+        def topic(suffix: str, emails: Sequence[str], publishers: Sequence[str]) -> aws.sns.Topic:
+            sns = aws.sns.Topic(
+                f"{name}-{suffix}",
+                name=f"modelyard-{args.env}-{suffix}",
+                kms_master_key_id=key.arn,
+                opts=child,
+            )
+            statements: list[iam.Document] = [iam.deny_insecure_transport([sns.arn])]
+            if publishers:
+                statements.insert(
+                    0,
+                    {
+                        "Sid": "CostServicesPublish",
+                        "Effect": "Allow",
+                        "Principal": {"Service": list(publishers)},
+                        "Action": "sns:Publish",
+                        "Resource": sns.arn,
+                        "Condition": {"StringEquals": {"aws:SourceAccount": account.account_id}},
+                    },
+                )
+            aws.sns.TopicPolicy(
+                f"{name}-{suffix}-policy",
+                arn=sns.arn,
+                policy=iam.to_json({"Version": "2012-10-17", "Statement": statements}),
+                opts=child,
+            )
+            for i, email in enumerate(emails):
+                aws.sns.TopicSubscription(
+                    f"{name}-{suffix}-email-{i}", topic=sns.arn, protocol="email", endpoint=email, opts=child
+                )
+            return sns
+
+        topics = {r.name: topic(r.name, r.emails, ()) for r in args.receivers if r.type == "sns"}
+        cost = topic("cost", args.cost_emails, COST_PUBLISHERS)
+
+        role = aws.iam.Role(
+            f"{name}-alertmanager-role",
+            description="Alertmanager publishes to the stack's alert topics (IRSA, one service account)",
+            assume_role_policy=iam.irsa_trust(
+                args.oidc_provider_arn, args.oidc_issuer_url, ALERTMANAGER_NAMESPACE, ALERTMANAGER_SERVICE_ACCOUNT
+            ),
+            opts=child,
+        )
+        if topics:
+            aws.iam.RolePolicy(
+                f"{name}-alertmanager-policy",
+                role=role.id,
+                policy=iam.to_json(
+                    {
+                        "Version": "2012-10-17",
+                        "Statement": [
+                            {
+                                "Sid": "PublishToReceiverTopics",
+                                "Effect": "Allow",
+                                "Action": "sns:Publish",
+                                "Resource": [t.arn for t in topics.values()],
+                            },
+                            {
+                                "Sid": "EncryptForTheTopics",
+                                "Effect": "Allow",
+                                "Action": ["kms:GenerateDataKey*", "kms:Decrypt"],
+                                "Resource": key.arn,
+                            },
+                        ],
+                    }
+                ),
+                opts=child,
+            )
+
+        self.topic_arns = {n: t.arn for n, t in topics.items()}
+        self.cost_topic_arn = cost.arn
+        self.alertmanager_role_arn = role.arn
+        self.register_outputs(
+            {"topic_arns": self.topic_arns, "cost_topic_arn": cost.arn, "alertmanager_role_arn": role.arn}
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class CostAlertsArgs:
+    env: str
+    config: BudgetConfig
+    topic_arn: pulumi.Input[str]
+    #: The tag keys every resource carries (tags.py); activated as cost-allocation tags on request.
+    tag_keys: Sequence[str]
+
+
+class CostAlerts(pulumi.ComponentResource):
+    """A monthly AWS Budget for this environment (filtered on its `env` cost-allocation tag) with actual
+    and forecast notifications, a tag-based Cost Anomaly Detection monitor with a subscription, and,
+    when switched on, the activation of the tag keys as cost-allocation tags."""
+
+    budget_name: pulumi.Output[str]
+
+    def __init__(self, name: str, args: CostAlertsArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("modelyard:infra:CostAlerts", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        cfg = args.config
+        activations = []
+        if cfg.activate_cost_allocation_tags:
+            # Cost-allocation tags belong to the payer account: in an AWS Organization only the
+            # management account can activate them (see README, "Cost alerts").
+            activations = [
+                aws.costexplorer.CostAllocationTag(f"{name}-tag-{key}", tag_key=key, status="Active", opts=child)
+                for key in args.tag_keys
+            ]
+        after_tags = pulumi.ResourceOptions(parent=self, depends_on=activations)
+        budget = aws.budgets.Budget(
+            f"{name}-budget",
+            name=f"modelyard-{args.env}",
+            budget_type="COST",
+            # The Budgets API takes the amount as a decimal string.
+            limit_amount=f"{cfg.monthly_usd:.2f}",
+            limit_unit="USD",
+            time_unit="MONTHLY",
+            cost_filters=[aws.budgets.BudgetCostFilterArgs(name="TagKeyValue", values=[f"user:env${args.env}"])],
+            notifications=[
+                aws.budgets.BudgetNotificationArgs(
+                    comparison_operator="GREATER_THAN",
+                    notification_type=kind,
+                    threshold=percent,
+                    threshold_type="PERCENTAGE",
+                    subscriber_sns_topic_arns=[args.topic_arn],
+                    subscriber_email_addresses=list(cfg.alert_emails),
+                )
+                for kind, percent in BUDGET_NOTIFICATIONS
+            ],
+            opts=after_tags,
+        )
+        # One DIMENSIONAL monitor per dimension per account is allowed, so per-environment monitors in a
+        # shared account are CUSTOM monitors over the env tag.
+        monitor = aws.costexplorer.AnomalyMonitor(
+            f"{name}-anomaly-monitor",
+            name=f"modelyard-{args.env}",
+            monitor_type="CUSTOM",
+            monitor_specification=json.dumps(
+                {"Tags": {"Key": "env", "Values": [args.env], "MatchOptions": ["EQUALS"]}}, separators=(",", ":")
+            ),
+            opts=after_tags,
+        )
+        aws.costexplorer.AnomalySubscription(
+            f"{name}-anomaly-subscription",
+            name=f"modelyard-{args.env}",
+            frequency="IMMEDIATE",
+            monitor_arn_lists=[monitor.arn],
+            subscribers=[aws.costexplorer.AnomalySubscriptionSubscriberArgs(type="SNS", address=args.topic_arn)],
+            threshold_expression=aws.costexplorer.AnomalySubscriptionThresholdExpressionArgs(
+                dimension=aws.costexplorer.AnomalySubscriptionThresholdExpressionDimensionArgs(
+                    key="ANOMALY_TOTAL_IMPACT_ABSOLUTE",
+                    match_options=["GREATER_THAN_OR_EQUAL"],
+                    values=[f"{cfg.anomaly_threshold_usd:g}"],
+                )
+            ),
+            opts=child,
+        )
+        self.budget_name = budget.name
+        self.register_outputs({"budget_name": budget.name})

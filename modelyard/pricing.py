@@ -1,0 +1,72 @@
+"""AWS list prices from `modelyard/data/prices.yaml`: one price table for the plan's cost estimate
+and for the GPU-cost recording rules Prometheus evaluates live, so both show the same figures."""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+from typing import Annotated
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+PRICES_FILE = Path(__file__).parent / "data" / "prices.yaml"
+#: How messages name the file: its path in the repository.
+PRICES_NAME = "modelyard/data/prices.yaml"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+
+class Source(_Model):
+    date: str
+    what: str
+
+
+class Price(_Model):
+    usd: Annotated[float, Field(ge=0)]
+    source: str
+
+
+class Assumption(_Model):
+    value: float
+    source: str
+
+
+class RegionPrices(_Model):
+    ec2_hourly_usd: dict[str, Price]
+
+
+class PriceBook(_Model):
+    hours_per_month: Annotated[int, Field(gt=0)]
+    sources: dict[str, Source]
+    assumptions: dict[str, Assumption]
+    regions: dict[str, RegionPrices]
+
+    def region(self, region: str) -> RegionPrices:
+        """The prices for `region`; KeyError names the regions that are priced."""
+        if region not in self.regions:
+            raise KeyError(f"no prices for region {region!r} in {PRICES_NAME}; priced: {', '.join(self.regions)}")
+        return self.regions[region]
+
+    def ec2_hourly(self, region: str, instance_type: str) -> float | None:
+        price = self.region(region).ec2_hourly_usd.get(instance_type)
+        return None if price is None else price.usd
+
+    @property
+    def spot_discount(self) -> float:
+        return self.assumptions["spot_discount"].value
+
+
+@cache
+def price_book() -> PriceBook:
+    """The shipped price table, validated (every entry's source must be declared)."""
+    book = PriceBook.model_validate(yaml.safe_load(PRICES_FILE.read_text(encoding="utf-8")))
+    declared = set(book.sources)
+    used = {a.source for a in book.assumptions.values()} | {
+        p.source for r in book.regions.values() for p in r.ec2_hourly_usd.values()
+    }
+    if used - declared:
+        raise ValueError(f"{PRICES_NAME}: undeclared sources {sorted(used - declared)}")
+    return book

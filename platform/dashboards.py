@@ -1,0 +1,341 @@
+"""Grafana dashboards as code: model serving, GPU fleet and cost.
+
+Each dashboard is generated here as Grafana JSON and shipped as a ConfigMap labelled for the Grafana
+sidecar, which loads it into a "modelyard" folder. Panels read the series named in `signals.py` and
+the recording rules of `rules.py`; tests/test_dashboards.py parses every panel's PromQL with promtool.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from modelyard.platform import signals as s
+
+#: Label the Grafana sidecar watches for (kube-prometheus-stack's default).
+DASHBOARD_LABEL = ("grafana_dashboard", "1")
+#: Grafana folder the sidecar files these dashboards under.
+FOLDER = "modelyard"
+
+_MODEL = 'namespace=~"$namespace", model=~"$model"'
+_RATE = "$__rate_interval"
+
+
+@dataclass(frozen=True)
+class Target:
+    expr: str
+    legend: str
+
+
+@dataclass(frozen=True)
+class Panel:
+    title: str
+    targets: tuple[Target, ...]
+    unit: str = "short"
+    kind: str = "timeseries"
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Dashboard:
+    uid: str
+    title: str
+    description: str
+    variables: tuple[tuple[str, str], ...]  # (name, label_values query)
+    panels: tuple[Panel, ...]
+
+    @property
+    def file_name(self) -> str:
+        return f"{self.uid}.json"
+
+    def expressions(self) -> list[str]:
+        return [t.expr for p in self.panels for t in p.targets]
+
+    def to_json(self) -> dict[str, Any]:
+        panels = []
+        for i, panel in enumerate(self.panels):
+            width = 24 if panel.kind == "timeseries" and len(self.panels) % 2 and i == len(self.panels) - 1 else 12
+            panels.append(
+                {
+                    "id": i + 1,
+                    "type": panel.kind,
+                    "title": panel.title,
+                    "description": panel.description,
+                    "datasource": {"type": "prometheus", "uid": "${datasource}"},
+                    "gridPos": {"h": 8, "w": width, "x": (i % 2) * 12, "y": (i // 2) * 8},
+                    "fieldConfig": {"defaults": {"unit": panel.unit}, "overrides": []},
+                    "options": {"legend": {"displayMode": "table", "placement": "bottom", "calcs": ["mean", "max"]}},
+                    "targets": [
+                        {"refId": chr(ord("A") + j), "expr": t.expr, "legendFormat": t.legend}
+                        for j, t in enumerate(panel.targets)
+                    ],
+                }
+            )
+        variables: list[dict[str, Any]] = [
+            {"name": "datasource", "type": "datasource", "query": "prometheus", "label": "Data source"}
+        ]
+        for name, query in self.variables:
+            variables.append(
+                {
+                    "name": name,
+                    "type": "query",
+                    "datasource": {"type": "prometheus", "uid": "${datasource}"},
+                    "query": {"query": query, "refId": name},
+                    "includeAll": True,
+                    "multi": True,
+                    "allValue": ".*",
+                    "refresh": 2,
+                }
+            )
+        return {
+            "uid": self.uid,
+            "title": self.title,
+            "description": self.description,
+            "tags": ["modelyard"],
+            "editable": False,
+            "schemaVersion": 39,
+            "time": {"from": "now-6h", "to": "now"},
+            "refresh": "1m",
+            "templating": {"list": variables},
+            "panels": panels,
+        }
+
+    def render(self) -> str:
+        return json.dumps(self.to_json(), indent=2, sort_keys=True)
+
+
+def _quantile(q: str) -> Target:
+    return Target(
+        f"histogram_quantile({q}, sum by (model, model_version, le) "
+        f"(rate({s.REQUEST_DURATION}_bucket{{{_MODEL}}}[{_RATE}])))",
+        f"p{q[2:].ljust(2, '0')} {{{{model}}}} {{{{model_version}}}}",
+    )
+
+
+def serving() -> Dashboard:
+    requests = f"rate({s.REQUESTS_TOTAL}{{{_MODEL}}}[{_RATE}])"
+    by = "sum by (model, model_version)"
+    return Dashboard(
+        uid="modelyard-serving",
+        title="Model serving",
+        description="Requests, latency and errors per model and version (canary vs stable side by side).",
+        variables=(
+            ("namespace", f"label_values({s.REQUESTS_TOTAL}, namespace)"),
+            ("model", f'label_values({s.REQUESTS_TOTAL}{{namespace=~"$namespace"}}, model)'),
+        ),
+        panels=(
+            Panel("Requests per second", (Target(f"{by} ({requests})", "{{model}} {{model_version}}"),), "reqps"),
+            Panel("Latency p50 / p95 / p99", (_quantile("0.5"), _quantile("0.95"), _quantile("0.99")), "s"),
+            Panel(
+                "Error ratio (5xx)",
+                (
+                    Target(
+                        f'{by} (rate({s.REQUESTS_TOTAL}{{{_MODEL}, code=~"5.."}}[{_RATE}]))\n/ {by} ({requests})',
+                        "{{model}} {{model_version}}",
+                    ),
+                ),
+                "percentunit",
+            ),
+            Panel(
+                "Client errors (4xx) per second",
+                (
+                    Target(
+                        f'sum by (model, code) (rate({s.REQUESTS_TOTAL}{{{_MODEL}, code=~"4.."}}[{_RATE}]))',
+                        "{{model}} {{code}}",
+                    ),
+                ),
+                "reqps",
+            ),
+            Panel(
+                "Error budget burn rate (1h)",
+                (
+                    Target(
+                        f"model:modelyard_request_errors:ratio_rate1h{{{_MODEL}}}\n/ on (namespace, model) "
+                        f"(1 - {s.SLO_AVAILABILITY}{{{_MODEL}}})",
+                        "availability {{model}}",
+                    ),
+                    Target(
+                        f"model:modelyard_request_slow:ratio_rate1h{{{_MODEL}}}\n/ on (namespace, model) "
+                        f"(1 - {s.SLO_LATENCY}{{{_MODEL}}})",
+                        "latency {{model}}",
+                    ),
+                ),
+                description="1 spends the budget exactly over 30 days; 14.4 for an hour pages.",
+            ),
+            Panel(
+                "Rejected requests per second (overload, draining)",
+                (
+                    Target(
+                        f"sum by (model, reason) (rate({s.REJECTED_TOTAL}{{{_MODEL}}}[{_RATE}]))",
+                        "{{model}} {{reason}}",
+                    ),
+                ),
+                "reqps",
+            ),
+            Panel("Queue depth", (Target(f"sum by (model, pod) ({s.QUEUE_DEPTH}{{{_MODEL}}})", "{{pod}}"),)),
+            Panel(
+                "Batch size p50 / p95",
+                tuple(
+                    Target(
+                        f"histogram_quantile({q}, sum by (model, le) "
+                        f"(rate({s.BATCH_SIZE}_bucket{{{_MODEL}}}[{_RATE}])))",
+                        f"p{q[2:].ljust(2, '0')} {{{{model}}}}",
+                    )
+                    for q in ("0.5", "0.95")
+                ),
+            ),
+        ),
+    )
+
+
+def _pool_of(metric: str) -> str:
+    """`metric` (a DCGM series, by hostname) with the node's GPU pool attached."""
+    return (
+        f"{metric}\n* on (hostname) group_left (gpu_pool)\n"
+        'label_replace(node:modelyard_gpu_node:info{gpu_pool=~"$gpu_pool"}, "hostname", "$1", "node", "(.*)")'
+    )
+
+
+def gpu_fleet() -> Dashboard:
+    return Dashboard(
+        uid="modelyard-gpu-fleet",
+        title="GPU fleet",
+        description="GPUs by pool and node: provisioned vs allocated vs used, memory, power and errors.",
+        variables=(("gpu_pool", "label_values(node:modelyard_gpu_node:info, gpu_pool)"),),
+        panels=(
+            Panel(
+                "GPUs provisioned vs allocated by pool",
+                (
+                    Target('pool:modelyard_gpus_provisioned:sum{gpu_pool=~"$gpu_pool"}', "provisioned {{gpu_pool}}"),
+                    Target('pool:modelyard_gpus_allocated:sum{gpu_pool=~"$gpu_pool"}', "allocated {{gpu_pool}}"),
+                ),
+            ),
+            Panel(
+                "GPU utilisation by pool",
+                (Target(f"avg by (gpu_pool) (\n{_pool_of(s.GPU_UTIL)}\n)", "{{gpu_pool}}"),),
+                "percent",
+            ),
+            Panel(
+                "GPU utilisation by node",
+                (Target(f"avg by (gpu_pool, hostname) (\n{_pool_of(s.GPU_UTIL)}\n)", "{{gpu_pool}} {{hostname}}"),),
+                "percent",
+            ),
+            Panel(
+                "GPU memory used by node",
+                (
+                    Target(
+                        f"max by (gpu_pool, hostname) (\n{_pool_of(s.GPU_FB_USED)}\n"
+                        f"/ on (gpu, hostname) group_left () ({s.GPU_FB_USED} + {s.GPU_FB_FREE})\n)",
+                        "{{gpu_pool}} {{hostname}}",
+                    ),
+                ),
+                "percentunit",
+            ),
+            Panel(
+                "Power draw by pool",
+                (Target(f"sum by (gpu_pool) (\n{_pool_of(s.GPU_POWER)}\n)", "{{gpu_pool}}"),),
+                "watt",
+            ),
+            Panel(
+                "Allocated GPUs by model",
+                (Target("namespace_model:modelyard_gpus_allocated:sum", "{{namespace}} {{model}}"),),
+            ),
+            Panel(
+                "XID errors (last value per GPU)",
+                (Target(f"max by (hostname, gpu) (max_over_time({s.GPU_XID}[5m])) > 0", "{{hostname}} GPU {{gpu}}"),),
+                description="Any value is an XID code; see the GPUXidError runbook for what each means.",
+            ),
+        ),
+    )
+
+
+def cost(hours_per_month: int) -> Dashboard:
+    return Dashboard(
+        uid="modelyard-cost",
+        title="GPU cost",
+        description=(
+            "Live GPU cost from the same price table as the plan's estimate (list prices, spot at the "
+            "assumed discount). AWS Budgets and Cost Explorer have the full bill."
+        ),
+        variables=(("gpu_pool", "label_values(node:modelyard_gpu_node:info, gpu_pool)"),),
+        panels=(
+            Panel(
+                "GPU spend pace vs monthly budget (USD / month)",
+                (
+                    Target(
+                        f"sum (pool:modelyard_gpu_cost_usd_per_hour:sum) * {hours_per_month}", "GPU nodes, at this rate"
+                    ),
+                    Target("modelyard:budget_monthly_usd", "budget"),
+                ),
+                "currencyUSD",
+            ),
+            Panel(
+                "USD per hour by pool",
+                (Target('pool:modelyard_gpu_cost_usd_per_hour:sum{gpu_pool=~"$gpu_pool"}', "{{gpu_pool}}"),),
+                "currencyUSD",
+            ),
+            Panel(
+                "USD per hour by namespace and model",
+                (Target("namespace_model:modelyard_gpu_cost_usd_per_hour:sum", "{{namespace}} {{model}}"),),
+                "currencyUSD",
+            ),
+            Panel(
+                "Idle GPU cost (provisioned, not allocated), USD per hour",
+                (
+                    Target(
+                        'pool:modelyard_gpu_cost_usd_per_hour:sum{gpu_pool=~"$gpu_pool"}\n'
+                        "* on (gpu_pool) (1 - pool:modelyard_gpus_allocated:sum / pool:modelyard_gpus_provisioned:sum)",
+                        "{{gpu_pool}}",
+                    ),
+                ),
+                "currencyUSD",
+            ),
+            Panel(
+                "GPU-hours in the selected range by pool",
+                (
+                    Target(
+                        'sum by (gpu_pool) (sum_over_time(pool:modelyard_gpus_provisioned:sum{gpu_pool=~"$gpu_pool"}'
+                        "[$__range:5m])) / 12",
+                        "{{gpu_pool}}",
+                    ),
+                ),
+                kind="stat",
+                description="Samples every 5 minutes, so the sum over the range divided by 12 is GPU-hours.",
+            ),
+            Panel(
+                "USD in the selected range by namespace and model",
+                (
+                    Target(
+                        "sum by (namespace, model) (sum_over_time(namespace_model:modelyard_gpu_cost_usd_per_hour:sum"
+                        "[$__range:5m])) / 12",
+                        "{{namespace}} {{model}}",
+                    ),
+                ),
+                "currencyUSD",
+                kind="stat",
+            ),
+        ),
+    )
+
+
+def platform_dashboards(hours_per_month: int) -> Sequence[Dashboard]:
+    return (serving(), gpu_fleet(), cost(hours_per_month))
+
+
+#: What each Grafana variable stands for when an expression is checked outside Grafana.
+GRAFANA_SUBSTITUTIONS = {
+    "$__rate_interval": "5m",
+    "$__range": "1d",
+    "$namespace": ".*",
+    "$model": ".*",
+    "$gpu_pool": ".*",
+}
+
+
+def checkable(expr: str) -> str:
+    """`expr` with Grafana's variables replaced by values PromQL accepts (longest names first)."""
+    for var in sorted(GRAFANA_SUBSTITUTIONS, key=len, reverse=True):
+        expr = expr.replace(var, GRAFANA_SUBSTITUTIONS[var])
+    return expr

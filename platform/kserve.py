@@ -1,0 +1,122 @@
+"""KServe in Standard (raw Deployment) mode, and the namespace and service account models run under."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+from modelyard.infra.nodes import SYSTEM_POOL_LABEL
+from modelyard.platform.common import CONTAINER_SECURITY, helm_release, namespace, resources
+
+from modelyard.config import IngressConfig
+
+NAMESPACE = "kserve"
+#: KServe 0.16 renamed RawDeployment to Standard: plain Deployments, Services and HPAs; no Knative,
+#: no Istio. (Scale-to-zero and canaryTrafficPercent need the Knative mode; see workloads/.)
+DEPLOYMENT_MODE = "Standard"
+#: Defaults for model containers that state no resources (a LimitRange in the model namespace).
+MODEL_DEFAULT_RESOURCES = resources("500m", "1Gi", "2", "4Gi")
+
+
+def storage_annotations(region: str, role_arn: pulumi.Input[str]) -> dict[str, pulumi.Input[str]]:
+    """Service-account annotations for the model-pull account: IRSA, and how KServe's storage initializer
+    reaches S3 (the regional endpoint over HTTPS, with the pod's web identity, never anonymous)."""
+    return {
+        "eks.amazonaws.com/role-arn": role_arn,
+        "serving.kserve.io/s3-endpoint": f"s3.{region}.amazonaws.com",
+        "serving.kserve.io/s3-usehttps": "1",
+        "serving.kserve.io/s3-region": region,
+        "serving.kserve.io/s3-useanoncredential": "false",
+    }
+
+
+def gateway_values(ingress: IngressConfig) -> dict[str, Any]:
+    """KServe's ingress settings for the configured exposure mode."""
+    gateway: dict[str, Any] = {"disableIngressCreation": ingress.mode == "cluster-local"}
+    ingress_gateway: dict[str, Any] = {"enableGatewayApi": ingress.mode == "gateway-api"}
+    if ingress.class_name:
+        ingress_gateway["className"] = ingress.class_name
+    if ingress.gateway:
+        ingress_gateway["kserveGateway"] = ingress.gateway
+    gateway["ingressGateway"] = ingress_gateway
+    return gateway
+
+
+@dataclass(frozen=True, kw_only=True)
+class KServeArgs:
+    labels: Mapping[str, str]
+    region: str
+    ingress: IngressConfig
+    model_namespace: str
+    model_pull_service_account: str
+    model_pull_role_arn: pulumi.Input[str]
+    #: cert-manager must issue the webhook certificates before KServe starts.
+    depends_on: Sequence[pulumi.Resource] = ()
+
+
+class KServe(pulumi.ComponentResource):
+    """KServe's CRDs and controller (pinned charts, Standard mode, on the system nodes), and the model
+    namespace: restricted Pod Security, default container limits, and the model-pull service account
+    bound by IRSA to the model bucket's read-only role."""
+
+    model_namespace: pulumi.Output[str]
+    release: pulumi.Resource
+
+    def __init__(self, name: str, args: KServeArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("modelyard:platform:KServe", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        ns = namespace(f"{name}-ns", NAMESPACE, args.labels, child)
+        after = pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on))
+        crds = helm_release(f"{name}-crds", "kserve-crd", namespace=ns.metadata["name"], values={}, opts=after)
+        self.release = helm_release(
+            f"{name}-release",
+            "kserve",
+            namespace=ns.metadata["name"],
+            values={
+                "kserve": {
+                    "controller": {
+                        "deploymentMode": DEPLOYMENT_MODE,
+                        "gateway": gateway_values(args.ingress),
+                        "nodeSelector": dict([SYSTEM_POOL_LABEL]),
+                        "resources": resources("100m", "300Mi", "1", "1Gi"),
+                        "containerSecurityContext": {**CONTAINER_SECURITY, "privileged": False, "runAsNonRoot": True},
+                    },
+                },
+            },
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[crds, *args.depends_on]),
+        )
+
+        models = namespace(f"{name}-models-ns", args.model_namespace, args.labels, child)
+        # Plain dicts, as in the manifests (the SDK's TypedDicts add nothing a test would not catch).
+        limits: Any = {
+            "limits": [
+                {
+                    "type": "Container",
+                    "defaultRequest": MODEL_DEFAULT_RESOURCES["requests"],
+                    "default": MODEL_DEFAULT_RESOURCES["limits"],
+                }
+            ]
+        }
+        k8s.core.v1.LimitRange(
+            f"{name}-models-defaults",
+            metadata={"name": "container-defaults", "namespace": models.metadata["name"], "labels": dict(args.labels)},
+            spec=limits,
+            opts=child,
+        )
+        k8s.core.v1.ServiceAccount(
+            f"{name}-model-puller",
+            metadata={
+                "name": args.model_pull_service_account,
+                "namespace": models.metadata["name"],
+                "labels": dict(args.labels),
+                "annotations": storage_annotations(args.region, args.model_pull_role_arn),
+            },
+            # The IRSA token is projected by EKS's webhook; the Kubernetes API token is not needed.
+            automount_service_account_token=False,
+            opts=child,
+        )
+        self.model_namespace = models.metadata["name"]
+        self.register_outputs({"model_namespace": self.model_namespace})

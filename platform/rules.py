@@ -1,0 +1,455 @@
+"""Alerting and recording rules as code: one source, rendered two ways.
+
+`platform_rule_groups(params)` returns every rule group the platform ships. `prometheus_rule_spec`
+renders groups as the spec of a prometheus-operator `PrometheusRule` (what the cluster loads);
+`promtool_rule_file` renders them as a plain `groups:` file (what `promtool check rules` and
+`promtool test rules` read, Debian's 2.42 included). Both come from the same objects, so what is
+tested is what is deployed.
+
+Every alert carries `severity` (critical pages, warning opens a ticket, info is informational) and
+the annotations `summary`, `description` and `runbook_url` (`<runbook_base_url>/<AlertName>.md`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import yaml
+from modelyard.platform import signals as s
+
+Severity = Literal["critical", "warning", "info"]
+
+#: Multi-window, multi-burn-rate pairs from the SRE workbook: (long window, short window, burn rate).
+PAGE_BURNS = (("1h", "5m", 14.4), ("6h", "30m", 6.0))
+TICKET_BURNS = (("3d", "6h", 1.0),)
+SLI_WINDOWS = ("5m", "30m", "1h", "6h", "3d")
+
+#: Namespace of the placeholder pods that hold warm GPUs on purpose (infra/karpenter.py).
+WARM_CAPACITY_NAMESPACE = "gpu-warm-capacity"
+
+
+@dataclass(frozen=True)
+class Record:
+    record: str
+    expr: str
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+    def render(self, _: str) -> dict[str, Any]:
+        out: dict[str, Any] = {"record": self.record, "expr": _clean(self.expr)}
+        if self.labels:
+            out["labels"] = dict(self.labels)
+        return out
+
+
+@dataclass(frozen=True)
+class Alert:
+    alert: str
+    expr: str
+    severity: Severity
+    summary: str
+    description: str
+    for_: str = "0m"
+
+    def render(self, runbook_base_url: str) -> dict[str, Any]:
+        out: dict[str, Any] = {"alert": self.alert, "expr": _clean(self.expr)}
+        if self.for_ != "0m":
+            out["for"] = self.for_
+        out["labels"] = {"severity": self.severity}
+        out["annotations"] = {
+            "summary": self.summary,
+            "description": self.description,
+            "runbook_url": f"{runbook_base_url}/{self.alert}.md",
+        }
+        return out
+
+
+@dataclass(frozen=True)
+class RuleGroup:
+    name: str
+    rules: tuple[Record | Alert, ...]
+    interval: str | None = None
+
+    def render(self, runbook_base_url: str) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name}
+        if self.interval:
+            out["interval"] = self.interval
+        out["rules"] = [rule.render(runbook_base_url) for rule in self.rules]
+        return out
+
+
+@dataclass(frozen=True)
+class InstancePrice:
+    """What one node of `instance_type` costs per hour with `capacity_type`, and its GPU count."""
+
+    instance_type: str
+    capacity_type: str
+    usd_per_hour: float
+
+
+@dataclass(frozen=True)
+class RuleParams:
+    monthly_budget_usd: float
+    hours_per_month: int
+    prices: Sequence[InstancePrice]
+
+
+def _clean(expr: str) -> str:
+    """One space-normalised line per source line, no blank lines: stable YAML and readable diffs."""
+    return "\n".join(line.rstrip() for line in expr.strip().splitlines() if line.strip())
+
+
+def alerts(groups: Iterable[RuleGroup]) -> list[Alert]:
+    return [rule for group in groups for rule in group.rules if isinstance(rule, Alert)]
+
+
+def prometheus_rule_spec(groups: Sequence[RuleGroup], runbook_base_url: str) -> dict[str, Any]:
+    """The `spec` of a PrometheusRule holding `groups`."""
+    return {"groups": [g.render(runbook_base_url) for g in groups]}
+
+
+def promtool_rule_file(groups: Sequence[RuleGroup], runbook_base_url: str) -> str:
+    """`groups` as a plain Prometheus rule file (the input of promtool)."""
+    return yaml.safe_dump(prometheus_rule_spec(groups, runbook_base_url), sort_keys=False, width=120)
+
+
+# ---------------------------------------------------------------------------------------------
+# SLOs: generic multi-window burn-rate alerts over every model that has an objective series
+
+
+def _by(labels: str, expr: str) -> str:
+    return f"sum by ({labels}) ({expr})"
+
+
+def slo_groups() -> list[RuleGroup]:
+    per_model = "namespace, model"
+    records: list[Record] = []
+    for w in SLI_WINDOWS:
+        total = _by(per_model, f"rate({s.REQUESTS_TOTAL}[{w}])")
+        errors = _by(per_model, f'rate({s.REQUESTS_TOTAL}{{code=~"5.."}}[{w}])')
+        # `or ... * 0`: a model with traffic and no 5xx has an error ratio of 0, not no value.
+        records.append(
+            Record(f"model:modelyard_request_errors:ratio_rate{w}", f"({errors}\nor {total} * 0)\n/ {total}")
+        )
+        fast = _by(
+            per_model,
+            f"rate({s.REQUEST_DURATION}_bucket[{w}])\n"
+            f"* on (namespace, model, le) group_left () {s.SLO_LATENCY_THRESHOLD}",
+        )
+        count = _by(per_model, f"rate({s.REQUEST_DURATION}_count[{w}])")
+        records.append(Record(f"model:modelyard_request_slow:ratio_rate{w}", f"1 - (\n{fast}\n/ {count}\n)"))
+
+    def burn(kind: str, objective: str, pairs: Sequence[tuple[str, str, float]]) -> str:
+        parts = []
+        for long, short, rate in pairs:
+            budget = f"on (namespace, model) ({rate:g} * (1 - {objective}))"
+            parts.append(
+                f"(\n  model:modelyard_request_{kind}:ratio_rate{long} > {budget}\n"
+                f"and on (namespace, model)\n  model:modelyard_request_{kind}:ratio_rate{short} > {budget}\n)"
+            )
+        return "\nor\n".join(parts)
+
+    model = "{{ $labels.model }} in {{ $labels.namespace }}"
+    alerts_ = [
+        Alert(
+            "ModelErrorBudgetBurnFast",
+            burn("errors", s.SLO_AVAILABILITY, PAGE_BURNS),
+            "critical",
+            f"{model} is burning its availability error budget fast",
+            f"{model} answers {{{{ $value | humanizePercentage }}}} of requests with a 5xx: at least 14.4x the "
+            "budget rate over 1h (and 5m) or 6x over 6h (and 30m). At this pace a 30-day budget is gone in "
+            "about two to five days.",
+            for_="2m",
+        ),
+        Alert(
+            "ModelErrorBudgetBurnSlow",
+            burn("errors", s.SLO_AVAILABILITY, TICKET_BURNS),
+            "warning",
+            f"{model} is using its availability error budget faster than it refills",
+            f"{model} has answered {{{{ $value | humanizePercentage }}}} of requests with a 5xx over 3 days "
+            "(and still over the last 6h), above its SLO's budget rate.",
+            for_="1h",
+        ),
+        Alert(
+            "ModelLatencyBudgetBurnFast",
+            burn("slow", s.SLO_LATENCY, PAGE_BURNS),
+            "critical",
+            f"{model} is burning its latency error budget fast",
+            f"{{{{ $value | humanizePercentage }}}} of {model}'s requests are slower than its SLO threshold: at "
+            "least 14.4x the budget rate over 1h (and 5m) or 6x over 6h (and 30m).",
+            for_="2m",
+        ),
+        Alert(
+            "ModelLatencyBudgetBurnSlow",
+            burn("slow", s.SLO_LATENCY, TICKET_BURNS),
+            "warning",
+            f"{model} is using its latency error budget faster than it refills",
+            f"{{{{ $value | humanizePercentage }}}} of {model}'s requests over 3 days (and the last 6h) were "
+            "slower than its SLO threshold, above the budget rate.",
+            for_="1h",
+        ),
+        Alert(
+            "ModelMetricsAbsent",
+            f"max by (namespace, model) ({s.SLO_AVAILABILITY})\nunless on (namespace, model)\n"
+            f'max by (namespace, model) (up{{job="{s.MODEL_JOB}"}} == 1)',
+            "warning",
+            f"{model} has an SLO but no model pod is being scraped",
+            f"{model} is in the catalog (it has an availability objective) but Prometheus has scraped no "
+            "healthy pod of it for 10 minutes: it is down, not selected by the PodMonitor, or its metrics "
+            "port is wrong. Its SLO alerts cannot fire while this lasts.",
+            for_="10m",
+        ),
+    ]
+    return [
+        RuleGroup("modelyard-slo-sli", tuple(records), interval="30s"),
+        RuleGroup("modelyard-slo-alerts", tuple(alerts_)),
+    ]
+
+
+# ---------------------------------------------------------------------------------------------
+# KServe predictors
+
+
+def kserve_group() -> RuleGroup:
+    isvc = s.ksm_label("serving.kserve.io/inferenceservice")
+    with_isvc = f'* on (namespace, pod) group_left ({isvc}) kube_pod_labels{{{isvc}!=""}}'
+    return RuleGroup(
+        "modelyard-kserve",
+        (
+            Alert(
+                "KServePredictorNotReady",
+                f'sum by (namespace, {isvc}) (\n  kube_pod_status_ready{{condition="true"}}\n  {with_isvc}\n) == 0',
+                "critical",
+                "InferenceService {{ $labels." + isvc + " }} in {{ $labels.namespace }} has no ready predictor",
+                "No predictor pod of {{ $labels." + isvc + " }} has been ready for 5 minutes: every request "
+                "to it fails. Typical causes: the model failed to download or load, the image cannot be "
+                "pulled, or no GPU node could be launched.",
+                for_="5m",
+            ),
+            Alert(
+                "KServePredictorCrashLooping",
+                f"max by (namespace, pod, container, {isvc}) (\n"
+                f'  kube_pod_container_status_waiting_reason{{reason="CrashLoopBackOff"}}\n  {with_isvc}\n) == 1',
+                "warning",
+                "Predictor pod {{ $labels.pod }} of {{ $labels." + isvc + " }} is crash-looping",
+                "Container {{ $labels.container }} of {{ $labels.pod }} ({{ $labels.namespace }}) has been in "
+                "CrashLoopBackOff for 10 minutes.",
+                for_="10m",
+            ),
+        ),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# GPUs
+
+
+def gpu_group() -> RuleGroup:
+    return RuleGroup(
+        "modelyard-gpu",
+        (
+            Alert(
+                "GPUAllocatedIdle",
+                f'avg by (namespace, pod) (\n  {s.GPU_UTIL}{{pod!="", namespace!="{WARM_CAPACITY_NAMESPACE}"}}\n) < 5',
+                "warning",
+                "Pod {{ $labels.pod }} holds GPUs it does not use",
+                "The GPUs allocated to {{ $labels.namespace }}/{{ $labels.pod }} have averaged "
+                "{{ $value | humanize }}% utilisation for 30 minutes. They are paid for and idle: scale the "
+                "model down, lower its minReplicas, or move it to CPU or a smaller GPU class.",
+                for_="30m",
+            ),
+            Alert(
+                "GPUMemoryNearFull",
+                f"{s.GPU_FB_USED} / ({s.GPU_FB_USED} + {s.GPU_FB_FREE}) > 0.95",
+                "warning",
+                "GPU {{ $labels.gpu }} on {{ $labels.hostname }} is over 95% of its memory",
+                "GPU {{ $labels.gpu }} on {{ $labels.hostname }} (pod {{ $labels.namespace }}/{{ $labels.pod }}) "
+                "has used {{ $value | humanizePercentage }} of its memory for 15 minutes; the next larger batch "
+                "or sequence may fail with CUDA out-of-memory.",
+                for_="15m",
+            ),
+            Alert(
+                "GPUXidError",
+                f"max_over_time({s.GPU_XID}[10m]) > 0",
+                "critical",
+                "GPU {{ $labels.gpu }} on {{ $labels.hostname }} reported XID {{ $value }}",
+                "The NVIDIA driver reported XID error {{ $value }} on GPU {{ $labels.gpu }} of node "
+                "{{ $labels.hostname }}. XIDs 48, 63, 64, 74, 79, 92, 94 and 95 mean failing hardware or a "
+                "GPU that fell off the bus: cordon and replace the node. Others usually point at the "
+                "application (for example 13 or 31: an illegal memory access).",
+            ),
+            Alert(
+                "GPUPoolAtLimit",
+                "(\n"
+                '  max by (nodepool) (karpenter_nodepools_usage{resource_type="nvidia.com/gpu"})\n'
+                '  >= on (nodepool) max by (nodepool) (karpenter_nodepools_limit{resource_type="nvidia.com/gpu"})\n'
+                ")\nand on () (\n"
+                '  sum (kube_pod_container_resource_requests{resource="nvidia_com_gpu"}\n'
+                "    * on (namespace, pod) group_left ()\n"
+                '    (max by (namespace, pod) (kube_pod_status_phase{phase="Pending"}) == 1)\n'
+                "  ) > 0\n)",
+                "warning",
+                "GPU pool {{ $labels.nodepool }} is at its GPU limit while GPU pods wait",
+                "NodePool {{ $labels.nodepool }} has launched {{ $value }} GPUs, its limit, and GPU pods have "
+                "been pending for 15 minutes. Raise the pool's max_gpus in the stack config (and check the "
+                "budget), or lower a model's replicas.",
+                for_="15m",
+            ),
+        ),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Prometheus and Alertmanager themselves
+
+
+def monitoring_group() -> RuleGroup:
+    return RuleGroup(
+        "modelyard-monitoring",
+        (
+            Alert(
+                "PrometheusConfigReloadFailed",
+                "max_over_time(prometheus_config_last_reload_successful[5m]) == 0",
+                "warning",
+                "Prometheus {{ $labels.pod }} failed to load its configuration",
+                "Prometheus {{ $labels.namespace }}/{{ $labels.pod }} has been running on an old "
+                "configuration for 10 minutes because the new one does not load: new scrape targets and "
+                "rules are not in effect.",
+                for_="10m",
+            ),
+            Alert(
+                "PrometheusRuleEvaluationFailures",
+                "sum by (namespace, pod, rule_group) (increase(prometheus_rule_evaluation_failures_total[5m])) > 0",
+                "critical",
+                "Prometheus fails to evaluate rule group {{ $labels.rule_group }}",
+                "{{ $value | humanize }} evaluations of {{ $labels.rule_group }} failed in 5 minutes, for 15 "
+                "minutes: the alerts in that group cannot fire.",
+                for_="15m",
+            ),
+            Alert(
+                "PrometheusNotificationsFailing",
+                "sum by (namespace, pod) (rate(prometheus_notifications_errors_total[5m]))\n"
+                "/ sum by (namespace, pod) (rate(prometheus_notifications_sent_total[5m])) > 0.01",
+                "critical",
+                "Prometheus {{ $labels.pod }} cannot deliver alerts to Alertmanager",
+                "{{ $value | humanizePercentage }} of alert notifications from {{ $labels.pod }} to "
+                "Alertmanager failed over 5 minutes: firing alerts may not reach anyone.",
+                for_="10m",
+            ),
+            Alert(
+                "AlertmanagerConfigReloadFailed",
+                "max_over_time(alertmanager_config_last_reload_successful[5m]) == 0",
+                "critical",
+                "Alertmanager {{ $labels.pod }} failed to load its configuration",
+                "Alertmanager {{ $labels.namespace }}/{{ $labels.pod }} rejected its new configuration 10 "
+                "minutes ago and still routes with the old one.",
+                for_="10m",
+            ),
+            Alert(
+                "AlertmanagerNotificationsFailing",
+                "sum by (namespace, pod, integration) (rate(alertmanager_notifications_failed_total[5m]))\n"
+                "/ sum by (namespace, pod, integration) (rate(alertmanager_notifications_total[5m])) > 0.01",
+                "critical",
+                "Alertmanager cannot deliver {{ $labels.integration }} notifications",
+                "{{ $value | humanizePercentage }} of {{ $labels.integration }} notifications from "
+                "{{ $labels.pod }} failed over 5 minutes: check the receiver (SNS topic policy and role, "
+                "webhook Secret).",
+                for_="10m",
+            ),
+        ),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Live GPU cost
+
+
+def cost_groups(params: RuleParams) -> list[RuleGroup]:
+    """Recording rules that price GPU nodes from kube-state-metrics, with the same price table the plan's
+    cost estimate reads, and an alert on the spend pace."""
+    pool, itype, ctype = (s.ksm_label(k) for k in ("modelyard.io/gpu-pool", *s.KSM_NODE_LABELS[:2]))
+    isvc = s.ksm_label("serving.kserve.io/inferenceservice")
+    prices = [
+        Record(
+            "modelyard:ec2_instance_price_usd_per_hour",
+            f"vector({p.usd_per_hour:.6g})",
+            {"instance_type": p.instance_type, "capacity_type": p.capacity_type},
+        )
+        for p in sorted(params.prices, key=lambda p: (p.instance_type, p.capacity_type))
+    ]
+    node_info = Record(
+        "node:modelyard_gpu_node:info",
+        "max by (node, gpu_pool, instance_type, capacity_type) (\n"
+        "  label_replace(label_replace(label_replace(\n"
+        f'    kube_node_labels{{{pool}!=""}},\n'
+        f'    "gpu_pool", "$1", "{pool}", "(.+)"),\n'
+        f'    "instance_type", "$1", "{itype}", "(.+)"),\n'
+        f'    "capacity_type", "$1", "{ctype}", "(.+)")\n'
+        ")",
+    )
+    records = [
+        *prices,
+        node_info,
+        Record(
+            "node:modelyard_gpu_price_usd_per_hour",
+            "node:modelyard_gpu_node:info\n"
+            "* on (instance_type, capacity_type) group_left () modelyard:ec2_instance_price_usd_per_hour",
+        ),
+        Record(
+            "node:modelyard_gpus:sum",
+            'sum by (node) (kube_node_status_capacity{resource="nvidia_com_gpu"})\n'
+            "* on (node) group_left (gpu_pool) node:modelyard_gpu_node:info",
+        ),
+        Record(
+            "node:modelyard_gpu_price_usd_per_gpu_hour",
+            "node:modelyard_gpu_price_usd_per_hour / on (node) group_left () node:modelyard_gpus:sum",
+        ),
+        Record("pool:modelyard_gpu_cost_usd_per_hour:sum", "sum by (gpu_pool) (node:modelyard_gpu_price_usd_per_hour)"),
+        Record("pool:modelyard_gpus_provisioned:sum", "sum by (gpu_pool) (node:modelyard_gpus:sum)"),
+        Record(
+            "pool:modelyard_gpus_allocated:sum",
+            'sum by (gpu_pool) (\n  kube_pod_container_resource_requests{resource="nvidia_com_gpu"}\n'
+            "  * on (node) group_left (gpu_pool) node:modelyard_gpu_node:info\n)",
+        ),
+        Record(
+            "namespace_model:modelyard_gpus_allocated:sum",
+            "sum by (namespace, model) (\n"
+            "  label_replace(\n"
+            '    kube_pod_container_resource_requests{resource="nvidia_com_gpu"}\n'
+            f"    * on (namespace, pod) group_left ({isvc}) kube_pod_labels,\n"
+            f'    "model", "$1", "{isvc}", "(.*)")\n'
+            ")",
+        ),
+        Record(
+            "namespace_model:modelyard_gpu_cost_usd_per_hour:sum",
+            "sum by (namespace, model) (\n"
+            "  label_replace(\n"
+            '    kube_pod_container_resource_requests{resource="nvidia_com_gpu"}\n'
+            f"    * on (namespace, pod) group_left ({isvc}) kube_pod_labels,\n"
+            f'    "model", "$1", "{isvc}", "(.*)")\n'
+            "  * on (node) group_left () node:modelyard_gpu_price_usd_per_gpu_hour\n"
+            ")",
+        ),
+        Record("modelyard:budget_monthly_usd", f"vector({params.monthly_budget_usd:.6g})"),
+    ]
+    pace = Alert(
+        "GPUSpendPaceOverBudget",
+        f"sum (avg_over_time(pool:modelyard_gpu_cost_usd_per_hour:sum[6h])) * {params.hours_per_month}\n"
+        "> on () modelyard:budget_monthly_usd",
+        "warning",
+        "GPU nodes alone are on pace to exceed the monthly budget",
+        "At the last 6 hours' rate, GPU nodes cost ${{ $value | humanize }} a month, over this environment's "
+        "whole monthly budget. AWS Budgets tracks the full bill; this alert sees the GPU part hours earlier. "
+        "See the cost dashboard for the pools and models behind it.",
+        for_="1h",
+    )
+    return [
+        RuleGroup("modelyard-gpu-cost", tuple(records), interval="1m"),
+        RuleGroup("modelyard-cost-alerts", (pace,)),
+    ]
+
+
+def platform_rule_groups(params: RuleParams) -> list[RuleGroup]:
+    """Every rule group the platform stack deploys, in evaluation order."""
+    return [*slo_groups(), kserve_group(), gpu_group(), monitoring_group(), *cost_groups(params)]

@@ -1,0 +1,55 @@
+"""The series the platform's dashboards, alerts and recording rules are written against, in one place.
+
+Model pods are scraped through one PodMonitor (see `monitoring.py`) that sets `job="modelyard-models"`
+and copies two pod labels onto every series: `inferenceservice` and `model_version`. The model
+server (workloads/serving) exports the `modelyard_*` series below; its tests check the names.
+Per-model SLO objectives arrive as recording rules from the workloads stack (one series per model),
+so the burn-rate alerts here are generic and need no edit when a model is added.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+#: `job` label of every model-server target.
+MODEL_JOB: Final = "modelyard-models"
+
+# -- model server (labels: model, plus the PodMonitor's namespace, pod, inferenceservice, model_version)
+#: Counter of answered requests, by `protocol` (v1, v2, openai) and HTTP `code`.
+REQUESTS_TOTAL: Final = "modelyard_requests_total"
+#: Histogram of request latency in seconds, by `protocol`.
+REQUEST_DURATION: Final = "modelyard_request_duration_seconds"
+#: Histogram of items per forward pass.
+BATCH_SIZE: Final = "modelyard_batch_size"
+#: Gauge of items waiting for a batch.
+QUEUE_DEPTH: Final = "modelyard_queue_depth"
+#: Counter of requests refused before work started, by `reason` (queue_full, draining).
+REJECTED_TOTAL: Final = "modelyard_rejected_requests_total"
+#: Latency buckets of REQUEST_DURATION, as the Python client renders `le` (a latency SLO threshold
+#: must be one of these so the SLI can read it straight from a bucket).
+LATENCY_BUCKETS: Final = ("0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1.0", "2.5", "5.0", "10.0")
+
+# -- SLO objectives, recorded per model by the workloads stack (labels: namespace, model)
+#: Target share of requests answered without a 5xx, e.g. 0.999.
+SLO_AVAILABILITY: Final = "modelyard:slo_availability_objective"
+#: Target share of requests answered within the latency threshold, e.g. 0.99.
+SLO_LATENCY: Final = "modelyard:slo_latency_objective"
+#: Value 1, with `le` naming the latency threshold bucket (one of LATENCY_BUCKETS).
+SLO_LATENCY_THRESHOLD: Final = "modelyard:slo_latency_threshold"
+
+# -- NVIDIA DCGM exporter 4.8 (labels: gpu, UUID, modelName, hostname, and namespace/pod/container
+#    of the pod the GPU is allocated to)
+GPU_UTIL: Final = "DCGM_FI_DEV_GPU_UTIL"
+GPU_FB_USED: Final = "DCGM_FI_DEV_FB_USED"
+GPU_FB_FREE: Final = "DCGM_FI_DEV_FB_FREE"
+GPU_POWER: Final = "DCGM_FI_DEV_POWER_USAGE"
+GPU_XID: Final = "DCGM_FI_DEV_XID_ERRORS"
+
+#: kube-state-metrics pod and node labels the rules join on (allow-listed in the chart values).
+KSM_POD_LABELS: Final = ("serving.kserve.io/inferenceservice",)
+KSM_NODE_LABELS: Final = ("node.kubernetes.io/instance-type", "karpenter.sh/capacity-type", "modelyard.io/gpu-pool")
+
+
+def ksm_label(kubernetes_label: str) -> str:
+    """The label kube-state-metrics gives a Kubernetes label: `label_` + the name with non-alphanumerics as `_`."""
+    return "label_" + "".join(c if c.isalnum() else "_" for c in kubernetes_label)

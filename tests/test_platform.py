@@ -1,0 +1,206 @@
+"""The in-cluster layer under mocks: what each chart is given, and the security settings it carries."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from conftest import ENVS, Plan
+
+from modelyard.versions import HELM_CHARTS
+
+RELEASE = "kubernetes:helm.sh/v3:Release"
+
+
+def values(plan: Plan, name: str) -> dict[str, Any]:
+    return dict(plan.named(RELEASE, name)["inputs"]["values"])
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_every_release_is_a_pinned_chart_installed_atomically(plans: dict[str, Plan], env: str) -> None:
+    releases = plans[env].of_type(RELEASE)
+    assert len(releases) == 7
+    for release in releases:
+        inputs = release["inputs"]
+        pinned = [c for c in HELM_CHARTS.values() if c.chart == inputs["chart"]]
+        assert pinned and inputs["version"] == pinned[0].version, release["urn"]
+        if pinned[0].repository:
+            assert inputs["repositoryOpts"] == {"repo": pinned[0].repository}
+        assert inputs["atomic"] is True and inputs["cleanupOnFail"] is True
+
+
+def test_install_order_monitoring_crds_then_cert_manager_then_kserve(plans: dict[str, Plan]) -> None:
+    plan = plans["dev"]
+    urn = {name: plan.named(RELEASE, name)["urn"] for name in ("monitoring-release", "cert-manager-release")}
+    assert urn["monitoring-release"] in plan.named(RELEASE, "cert-manager-release")["dependencies"]
+    assert urn["cert-manager-release"] in plan.named(RELEASE, "kserve-release")["dependencies"]
+    assert plan.named(RELEASE, "kserve-crds")["urn"] in plan.named(RELEASE, "kserve-release")["dependencies"]
+    for name in ("nvidia-device-plugin", "nvidia-dcgm-exporter"):
+        assert urn["monitoring-release"] in plan.named(RELEASE, name)["dependencies"]
+
+
+def test_kserve_standard_mode_and_ingress_choice(plans: dict[str, Plan], plan_with: Any) -> None:
+    controller = values(plans["dev"], "kserve-release")["kserve"]["controller"]
+    assert controller["deploymentMode"] == "Standard"
+    assert controller["gateway"] == {"disableIngressCreation": True, "ingressGateway": {"enableGatewayApi": False}}
+    assert controller["nodeSelector"] == {"modelyard.io/pool": "system"}
+    alb = plan_with(
+        "dev", lambda p: p.setdefault("serving", {}).update(ingress={"mode": "ingress", "class_name": "alb"})
+    )
+    gateway = values(alb, "kserve-release")["kserve"]["controller"]["gateway"]
+    assert gateway == {
+        "disableIngressCreation": False,
+        "ingressGateway": {"enableGatewayApi": False, "className": "alb"},
+    }
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_model_pull_account_is_bound_to_the_read_only_role(plans: dict[str, Plan], env: str) -> None:
+    plan = plans[env]
+    account = plan.one("kubernetes:core/v1:ServiceAccount")["inputs"]
+    assert account["metadata"]["name"] == "model-puller" and account["metadata"]["namespace"] == "models"
+    notes = account["metadata"]["annotations"]
+    assert notes["eks.amazonaws.com/role-arn"] == plan.outputs()["modelPullRoleArn"]
+    assert notes["serving.kserve.io/s3-region"] == "us-east-1"
+    assert notes["serving.kserve.io/s3-endpoint"] == "s3.us-east-1.amazonaws.com"
+    assert notes["serving.kserve.io/s3-usehttps"] == "1"
+    assert notes["serving.kserve.io/s3-useanoncredential"] == "false"
+    assert account["automountServiceAccountToken"] is False
+    # The role trusts exactly this account (infra/model_store.py).
+    role = next(r for r in plan.of_type("aws:iam/role:Role") if r["urn"].endswith("models-pull-role"))
+    trust = json.loads(role["inputs"]["assumeRolePolicy"])["Statement"][0]["Condition"]["StringEquals"]
+    assert "system:serviceaccount:models:model-puller" in trust.values()
+
+
+def test_model_namespace_is_restricted_with_default_limits(plans: dict[str, Plan]) -> None:
+    plan = plans["prod"]
+    namespaces = {
+        n["inputs"]["metadata"]["name"]: n["inputs"]["metadata"]["labels"]
+        for n in plan.of_type("kubernetes:core/v1:Namespace")
+    }
+    enforce = {name: labels["pod-security.kubernetes.io/enforce"] for name, labels in namespaces.items()}
+    # Only the namespaces whose daemons read the host are privileged; restricted is still audited there.
+    assert {n for n, level in enforce.items() if level == "privileged"} == {"monitoring", "nvidia"}
+    assert enforce["models"] == enforce["kserve"] == enforce["cert-manager"] == "restricted"
+    assert all(labels["pod-security.kubernetes.io/audit"] == "restricted" for labels in namespaces.values())
+    limits = plan.one("kubernetes:core/v1:LimitRange")["inputs"]
+    assert limits["metadata"]["namespace"] == "models"
+    assert limits["spec"]["limits"][0]["default"] == {"cpu": "2", "memory": "4Gi"}
+
+
+def test_nvidia_daemons_run_only_on_gpu_nodes(plans: dict[str, Plan]) -> None:
+    for name in ("nvidia-device-plugin", "nvidia-dcgm-exporter"):
+        v = values(plans["dev"], name)
+        assert v["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+        terms = v["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+        assert terms == [{"matchExpressions": [{"key": "modelyard.io/gpu-pool", "operator": "Exists"}]}]
+        assert v["resources"]["limits"], name
+    monitor = values(plans["dev"], "nvidia-dcgm-exporter")["serviceMonitor"]
+    assert monitor["enabled"] is True and monitor["honorLabels"] is True
+    assert monitor["relabelings"] == [{"action": "labeldrop", "regex": "pod|namespace|container"}]
+
+
+def test_only_gpu_daemons_and_the_node_exporter_tolerate_the_gpu_taint(plans: dict[str, Plan]) -> None:
+    tolerating = set()
+    for release in plans["prod"].of_type(RELEASE):
+        if "nvidia.com/gpu" in json.dumps(release["inputs"]["values"]):
+            tolerating.add(release["urn"].rsplit("::", 1)[1])
+    assert tolerating == {"nvidia-device-plugin", "nvidia-dcgm-exporter", "monitoring-release"}
+    kps = values(plans["prod"], "monitoring-release")
+    assert "nvidia.com/gpu" not in json.dumps({k: v for k, v in kps.items() if k != "prometheus-node-exporter"})
+
+
+def test_cert_manager_hardened_with_crds_and_metrics(plans: dict[str, Plan]) -> None:
+    v = values(plans["prod"], "cert-manager-release")
+    assert v["crds"] == {"enabled": True, "keep": True}
+    assert v["replicaCount"] == 2 and v["podDisruptionBudget"]["enabled"] is True
+    for part in (v, v["webhook"], v["cainjector"]):
+        assert part["containerSecurityContext"]["readOnlyRootFilesystem"] is True
+        assert part["securityContext"]["runAsNonRoot"] is True
+        assert part["resources"]["limits"]
+    assert v["prometheus"]["servicemonitor"]["enabled"] is True
+    assert values(plans["dev"], "cert-manager-release")["podDisruptionBudget"]["enabled"] is False
+
+
+@pytest.mark.parametrize(
+    ("env", "retention", "storage", "replicas"),
+    [("dev", "7d", "20Gi", 1), ("staging", "15d", "50Gi", 1), ("prod", "30d", "200Gi", 2)],
+)
+def test_prometheus_retention_and_storage_per_environment(
+    plans: dict[str, Plan], env: str, retention: str, storage: str, replicas: int
+) -> None:
+    spec = values(plans[env], "monitoring-release")["prometheus"]["prometheusSpec"]
+    assert spec["retention"] == retention and spec["replicas"] == replicas
+    claim = spec["storageSpec"]["volumeClaimTemplate"]["spec"]
+    assert claim["resources"]["requests"]["storage"] == storage and claim["storageClassName"] == "gp3-encrypted"
+    for key in ("serviceMonitor", "podMonitor", "rule", "probe"):
+        assert spec[f"{key}SelectorNilUsesHelmValues"] is False
+    assert spec["externalLabels"]["env"] == env
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_storage_class_is_encrypted_and_kept_where_protected(plans: dict[str, Plan], env: str) -> None:
+    sc = plans[env].one("kubernetes:storage.k8s.io/v1:StorageClass")["inputs"]
+    assert sc["parameters"] == {"type": "gp3", "encrypted": "true"}
+    assert sc["reclaimPolicy"] == ("Delete" if env == "dev" else "Retain")
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_grafana_never_has_a_default_password(plans: dict[str, Plan], env: str) -> None:
+    plan = plans[env]
+    grafana = values(plan, "monitoring-release")["grafana"]
+    assert grafana["admin"]["existingSecret"] == "grafana-admin"
+    assert "adminPassword" not in grafana and "prom-operator" not in json.dumps(grafana)
+    assert grafana["grafana.ini"]["auth.anonymous"]["enabled"] is False
+    assert grafana["grafana.ini"]["users"]["allow_sign_up"] is False
+    secret = plan.one("kubernetes:core/v1:Secret")["inputs"]
+    assert secret["metadata"]["name"] == "grafana-admin" and secret["stringData"] == "[secret]"
+    password = plan.one("random:index/randomPassword:RandomPassword")["inputs"]
+    assert password["length"] >= 32
+    assert plan.outputs()["grafanaAdminSecret"] == "monitoring/grafana-admin"
+
+
+def test_alertmanager_routes_by_severity_to_configured_receivers(plans: dict[str, Plan]) -> None:
+    plan = plans["prod"]
+    am = values(plan, "monitoring-release")["alertmanager"]
+    assert am["enabled"] is True
+    config = am["config"]
+    routes = [(r["matchers"], r["receiver"], r.get("continue")) for r in config["route"]["routes"]]
+    assert (['severity = "critical"'], "oncall", True) in routes
+    assert (['severity = "critical"'], "ml-platform", False) in routes
+    assert (['severity = "warning"'], "ml-platform", False) in routes
+    assert config["route"]["receiver"] == "ml-platform"
+    receivers = {r["name"]: r for r in config["receivers"]}
+    assert (
+        receivers["oncall"]["webhook_configs"][0]["url_file"] == "/etc/alertmanager/secrets/alertmanager-pagerduty/url"
+    )
+    assert am["alertmanagerSpec"]["secrets"] == ["alertmanager-pagerduty"]
+    topic = receivers["ml-platform"]["sns_configs"][0]
+    assert topic["topic_arn"].startswith("arn:aws:sns:us-east-1:123456789012:") and topic["sigv4"] == {
+        "region": "us-east-1"
+    }
+    role_arn = am["serviceAccount"]["annotations"]["eks.amazonaws.com/role-arn"]
+    assert role_arn.startswith("arn:aws:iam::123456789012:role/alerts-alertmanager-role")
+    assert am["serviceAccount"]["name"] == "alertmanager"
+    assert am["alertmanagerSpec"]["replicas"] == 3
+
+
+def test_eks_managed_control_plane_is_not_scraped(plans: dict[str, Plan]) -> None:
+    v = values(plans["dev"], "monitoring-release")
+    for part in ("kubeControllerManager", "kubeScheduler", "kubeEtcd", "kubeProxy"):
+        assert v[part] == {"enabled": False}
+    assert v["defaultRules"]["rules"] == {"alertmanager": False, "prometheus": False}
+    allow = v["kube-state-metrics"]["metricLabelsAllowlist"]
+    assert "pods=[serving.kserve.io/inferenceservice]" in allow
+    assert "nodes=[node.kubernetes.io/instance-type,karpenter.sh/capacity-type,modelyard.io/gpu-pool]" in allow
+
+
+def test_model_pods_are_scraped_by_a_podmonitor_on_kserve_s_label(plans: dict[str, Plan]) -> None:
+    monitor = plans["dev"].one("kubernetes:monitoring.coreos.com/v1:PodMonitor")["inputs"]["spec"]
+    assert monitor["namespaceSelector"] == {"matchNames": ["models"]}
+    assert monitor["selector"]["matchExpressions"][0]["key"] == "serving.kserve.io/inferenceservice"
+    targets = {r["targetLabel"] for r in monitor["podMetricsEndpoints"][0]["relabelings"]}
+    assert targets == {"job", "inferenceservice", "model", "model_version"}
+    karpenter = plans["dev"].one("kubernetes:monitoring.coreos.com/v1:ServiceMonitor")["inputs"]["spec"]
+    assert karpenter["namespaceSelector"] == {"matchNames": ["karpenter"]}
