@@ -25,7 +25,7 @@ plan: $(VENV)/.installed
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy modelyard infra platform
+	$(BIN)/mypy modelyard infra platform policies/governance
 
 # promtool checks and unit-tests the alert rules: Debian's `prometheus` package (2.42) ships it.
 tools:
@@ -38,9 +38,10 @@ tools:
 test: lint tools
 	$(BIN)/python -m pytest
 
-## bench: offline-plan scaling (1x, 10x, 50x GPU pools), prints seconds per resource
+## bench: offline-plan scaling (1x, 10x, 50x GPU pools), and policy + cost on a 10,000-resource preview
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/plan_scaling.py
+	$(BIN)/python benchmarks/governance_scale.py
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache

@@ -1,5 +1,5 @@
-"""The `modelyard` command. Exit codes (DESIGN.md): 0 ok · 1 a mandatory policy violation (once the policy
-commands land) · 2 bad config or usage.
+"""The `modelyard` command. Exit codes (DESIGN.md): 0 ok · 1 a mandatory policy violation · 2 bad config,
+bad input files or usage.
 
 Every expected failure (bad config, unreadable files, bad arguments) prints one clear message to
 stderr and exits 2; a traceback is never the answer to a user's mistake.
@@ -15,7 +15,7 @@ from typing import Any
 
 from modelyard.config import FULL_KEY, STACK_NAME, ConfigError, read_stack_config
 
-EXIT_OK, EXIT_USAGE = 0, 2
+EXIT_OK, EXIT_VIOLATION, EXIT_USAGE = 0, 1, 2
 
 
 class UsageError(Exception):
@@ -69,6 +69,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
     digest = digest_mod.build_digest(plans, env=env)
     print(summary(digest, configs, seconds=seconds), end="")
+    code = _verdicts(digest, env, args.policy_config)
     if args.out:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -77,6 +78,100 @@ def cmd_plan(args: argparse.Namespace) -> int:
     if args.manifests:
         count = write_manifests(digest, Path(args.manifests))
         print(f"{count} Kubernetes manifests written under {args.manifests}/")
+    return code
+
+
+def _resources(digest: Any) -> Any:
+    from modelyard.policies.governance.resources import Stack, from_preview
+
+    return Stack(from_preview(digest))
+
+
+def _policy_config(env: str, path: str | None) -> tuple[Any, str]:
+    from modelyard.policies.governance.policy import CONFIG_DIR, PolicyConfigError, load_config
+
+    config_path = Path(path) if path else CONFIG_DIR / f"{env}.json"
+    try:
+        return load_config(env, config_path), _shown(config_path)
+    except PolicyConfigError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _shown(path: Path) -> str:
+    from modelyard.programs import REPO_ROOT
+
+    try:
+        return path.resolve().relative_to(REPO_ROOT).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def _verdicts(digest: Any, env: str, policy_config: str | None) -> int:
+    """The cost and policy sections of `plan`; 1 when a mandatory rule is violated."""
+    from modelyard.policies.governance.cost import estimate
+    from modelyard.policies.governance.policy import evaluate
+    from modelyard.verdicts import cost_text, policy_text
+
+    stack = _resources(digest)
+    print()
+    print(cost_text(estimate(stack)), end="")
+    config, source = _policy_config(env, policy_config)
+    report = evaluate(stack.resources, env, config, stack)
+    print()
+    print(policy_text(report, source), end="")
+    return EXIT_VIOLATION if report.mandatory else EXIT_OK
+
+
+def _load_preview(path: str) -> Any:
+    from modelyard.plan import digest as digest_mod
+
+    try:
+        return digest_mod.load(Path(path))
+    except digest_mod.DigestError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def cmd_policy(args: argparse.Namespace) -> int:
+    import json
+
+    from modelyard.policies.governance.policy import evaluate
+    from modelyard.verdicts import policy_text
+
+    if not STACK_NAME.match(args.env):
+        raise UsageError(f"--env {args.env!r} is not a stack name: use a lowercase name such as dev, staging or prod")
+    stack = _resources(_load_preview(args.preview))
+    config, source = _policy_config(args.env, args.config)
+    report = evaluate(stack.resources, args.env, config, stack)
+    if args.json:
+        print(json.dumps({"config": source, **report.to_json()}, indent=2, default=str))
+    else:
+        print(policy_text(report, source), end="")
+    return EXIT_VIOLATION if report.mandatory else EXIT_OK
+
+
+def cmd_cost(args: argparse.Namespace) -> int:
+    import json
+
+    from pydantic import ValidationError
+
+    from modelyard.policies.governance.cost import estimate, load_usage
+    from modelyard.verdicts import cost_text
+
+    stack = _resources(_load_preview(args.preview))
+    usage = None
+    if args.usage:
+        try:
+            usage = load_usage(Path(args.usage))
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            raise UsageError(f"{args.usage}: not a usage file: {problems}") from None
+        except (ValueError, AttributeError) as exc:
+            raise UsageError(f"{args.usage}: not a usage file: {exc}") from None
+    est = estimate(stack, usage)
+    if args.json:
+        print(json.dumps(est.to_json(), indent=2))
+    else:
+        print(cost_text(est), end="")
     return EXIT_OK
 
 
@@ -106,7 +201,35 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--config-file", metavar="F", help=f"read {FULL_KEY} from F instead of Pulumi.<ENV>.yaml")
     plan.add_argument("--out", metavar="F", help="write the PreviewDigest JSON to F")
     plan.add_argument("--manifests", metavar="DIR", help="write every Kubernetes object as YAML under DIR")
+    plan.add_argument("--policy-config", metavar="F", help="policy configuration (default: policies/config/<ENV>.json)")
     plan.set_defaults(handler=cmd_plan)
+
+    policy = sub.add_parser(
+        "policy",
+        help="policy verdicts on a PreviewDigest (exit 1 on a mandatory violation)",
+        description="Run the governance rules (the same ones the CrossGuard pack in policies/ runs) on an "
+        "offline plan or on `pulumi preview --json` output.",
+    )
+    policy.add_argument(
+        "preview", metavar="PREVIEW.json", help="a PreviewDigest: modelyard plan --out, or pulumi preview --json"
+    )
+    policy.add_argument("--env", required=True, help="the environment whose policy config applies (dev, staging, prod)")
+    policy.add_argument("--config", metavar="F", help="policy configuration (default: policies/config/<ENV>.json)")
+    policy.add_argument("--json", action="store_true", help="print JSON instead of text")
+    policy.set_defaults(handler=cmd_policy)
+
+    cost = sub.add_parser(
+        "cost",
+        help="monthly cost estimate of a PreviewDigest: baseline and ceiling, by resource and layer",
+        description="Price the resources of an offline plan or of `pulumi preview --json` output with "
+        "policies/governance/prices.yaml and the usage assumptions in policies/governance/usage.yaml.",
+    )
+    cost.add_argument(
+        "preview", metavar="PREVIEW.json", help="a PreviewDigest: modelyard plan --out, or pulumi preview --json"
+    )
+    cost.add_argument("--usage", metavar="F", help="usage assumptions (default: policies/governance/usage.yaml)")
+    cost.add_argument("--json", action="store_true", help="print JSON instead of text")
+    cost.set_defaults(handler=cmd_cost)
     return parser
 
 

@@ -34,7 +34,7 @@ from pydantic import (
 )
 
 from modelyard import gpus
-from modelyard.pricing import PRICES_NAME, price_book
+from modelyard.policies.governance.prices import PRICES_NAME, price_book
 from modelyard.versions import DEFAULT_KUBERNETES_VERSION, SUPPORTED_KUBERNETES_VERSIONS
 
 CONFIG_NAMESPACE = "modelyard"

@@ -39,7 +39,7 @@ from modelyard.platform.gpu import NvidiaGpu, NvidiaGpuArgs
 from modelyard.platform.kserve import KServe, KServeArgs
 from modelyard.platform.monitoring import Monitoring, MonitoringArgs
 from modelyard.platform.rules import InstancePrice, RuleParams
-from modelyard.pricing import price_book
+from modelyard.policies.governance.prices import price_book
 from modelyard.tags import k8s_labels, standard_tags
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

@@ -1,5 +1,5 @@
-"""AWS list prices from `modelyard/data/prices.yaml`: one price table for the plan's cost estimate
-and for the GPU-cost recording rules Prometheus evaluates live, so both show the same figures."""
+"""AWS list prices from `prices.yaml` beside this file: one price table for the cost estimate and for
+the GPU-cost recording rules Prometheus evaluates live, so both show the same figures."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from typing import Annotated
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-PRICES_FILE = Path(__file__).parent / "data" / "prices.yaml"
+PRICES_FILE = Path(__file__).parent / "prices.yaml"
 #: How messages name the file: its path in the repository.
-PRICES_NAME = "modelyard/data/prices.yaml"
+PRICES_NAME = "policies/governance/prices.yaml"
 
 
 class _Model(BaseModel):
@@ -34,8 +34,19 @@ class Assumption(_Model):
     source: str
 
 
+class InstancePrice(Price):
+    #: GPUs per instance (0 for CPU types).
+    gpus: Annotated[int, Field(ge=0)] = 0
+
+
+class ServicePrice(Price):
+    unit: str
+    what: str
+
+
 class RegionPrices(_Model):
-    ec2_hourly_usd: dict[str, Price]
+    services_usd: dict[str, ServicePrice]
+    ec2_hourly_usd: dict[str, InstancePrice]
 
 
 class PriceBook(_Model):
@@ -65,7 +76,7 @@ def price_book() -> PriceBook:
     book = PriceBook.model_validate(yaml.safe_load(PRICES_FILE.read_text(encoding="utf-8")))
     declared = set(book.sources)
     used = {a.source for a in book.assumptions.values()} | {
-        p.source for r in book.regions.values() for p in r.ec2_hourly_usd.values()
+        p.source for r in book.regions.values() for p in [*r.ec2_hourly_usd.values(), *r.services_usd.values()]
     }
     if used - declared:
         raise ValueError(f"{PRICES_NAME}: undeclared sources {sorted(used - declared)}")

@@ -1,0 +1,56 @@
+"""What a reviewer reads about cost and policy: the text `modelyard cost`, `modelyard policy` and
+`modelyard plan` print. The figures come from `policies/governance` (one rule set, one estimator)."""
+
+from __future__ import annotations
+
+from modelyard.policies.governance.cost import Estimate
+from modelyard.policies.governance.policy import Report
+
+
+def _usd(value: float) -> str:
+    return f"${value:,.2f}"
+
+
+def cost_text(est: Estimate, *, top: int = 8) -> str:
+    out = [
+        f"Monthly cost estimate ({est.region}, {est.hours_per_month} h/month, AWS list prices)",
+        f"  {'':<58}{'baseline':>12} {'ceiling':>12}",
+    ]
+    for layer, (baseline, ceiling) in est.by_layer().items():
+        if baseline or ceiling:
+            out.append(f"  {layer:<58}{_usd(baseline):>12} {_usd(ceiling):>12}")
+    out.append(f"  {'total':<58}{_usd(est.baseline):>12} {_usd(est.ceiling):>12}")
+    priced = sorted((i for i in est.items if i.baseline or i.ceiling), key=lambda i: (-i.ceiling, i.urn))
+    if priced:
+        out.append(f"  largest items (of {len(priced)} priced):")
+        for item in priced[:top]:
+            name = item.urn.rsplit("::", 1)[-1]
+            out.append(f"    {name:<28}{_usd(item.baseline):>12} {_usd(item.ceiling):>12}  {item.basis}")
+    u = est.usage
+    out.append(
+        "  usage assumptions (policies/governance/usage.yaml): "
+        f"NAT {u.nat_gateway_gb_per_month:g} GB/month each, "
+        f"endpoints {u.interface_endpoint_gb_per_month:g} GB/month each, "
+        f"model store {u.model_store_gb:g} GB, other buckets {u.other_bucket_gb:g} GB, "
+        f"logs {u.log_ingest_gb_per_month:g} GB/month + {u.log_storage_gb:g} GB kept per group, "
+        f"ECR {u.ecr_storage_gb:g} GB"
+    )
+    out += [f"  note: {n}" for n in est.notes]
+    missing = sorted({i.type for i in est.not_priced()})
+    out.append(f"  not priced: {', '.join(missing) if missing else 'nothing'}")
+    return "\n".join(out) + "\n"
+
+
+def policy_text(report: Report, source: str) -> str:
+    out = [
+        f"Policy ({source}): {report.rules_run} rules, {len(report.mandatory)} mandatory and "
+        f"{len(report.advisory)} advisory violation(s)"
+    ]
+    for v in report.violations:
+        value = repr(v.value)
+        value = value if len(value) <= 60 else value[:57] + "..."
+        out.append(f"  {v.level.upper():<9} {v.rule}: {v.urn.rsplit('::', 1)[-1]} {v.field} = {value}")
+        out.append(f"            {v.message}")
+    if not report.violations:
+        out.append("  no violations")
+    return "\n".join(out) + "\n"

@@ -1,0 +1,461 @@
+"""A monthly cost estimate for the resources of a Pulumi preview.
+
+Two figures per resource: **baseline**, what runs at the least (managed node groups at their desired
+size; each Karpenter GPU pool sized for the GPU pods pinned to it, bin-packed onto its cheapest allowed
+instance type; nothing for a pool that scales to zero with nothing pinned), and **ceiling**, every
+pool and node group at its limit. Fixed prices come from `prices.yaml`; usage-priced items (data
+processed, storage, log ingestion) from the assumptions in `usage.yaml`, which the estimate lists.
+Resource types without a price rule are listed as "not priced", never counted as zero; types known
+to cost nothing by themselves (IAM, subnets, Kubernetes objects that run on priced nodes, ...) are
+"free".
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from .prices import PriceBook, RegionPrices, price_book
+from .resources import Resource, Stack, known
+
+USAGE_FILE = Path(__file__).parent / "usage.yaml"
+#: Karpenter GPU pools carry this label (infra/karpenter.py); pods select a pool by it.
+GPU_POOL_LABEL = "modelyard.io/gpu-pool"
+GPU = "nvidia.com/gpu"
+DEFAULT_REGION = "us-east-1"
+
+Kind = Literal["fixed", "usage", "free", "not priced"]
+
+
+class Usage(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    nat_gateway_gb_per_month: float = Field(ge=0)
+    interface_endpoint_gb_per_month: float = Field(ge=0)
+    model_store_gb: float = Field(ge=0)
+    other_bucket_gb: float = Field(ge=0)
+    log_ingest_gb_per_month: float = Field(ge=0)
+    log_storage_gb: float = Field(ge=0)
+    ecr_storage_gb: float = Field(ge=0)
+    model_bucket_pattern: str
+
+
+def load_usage(path: Path = USAGE_FILE) -> Usage:
+    return Usage.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
+
+
+@dataclass(frozen=True)
+class Item:
+    urn: str
+    type: str
+    layer: str
+    kind: Kind
+    baseline: float = 0.0
+    ceiling: float = 0.0
+    basis: str = ""
+
+
+@dataclass
+class Estimate:
+    region: str
+    items: list[Item]
+    usage: Usage
+    hours_per_month: int
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def baseline(self) -> float:
+        return round(sum(i.baseline for i in self.items), 2)
+
+    @property
+    def ceiling(self) -> float:
+        return round(sum(i.ceiling for i in self.items), 2)
+
+    def by_layer(self) -> dict[str, tuple[float, float]]:
+        out: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
+        for item in self.items:
+            out[item.layer][0] += item.baseline
+            out[item.layer][1] += item.ceiling
+        return {layer: (round(b, 2), round(c, 2)) for layer, (b, c) in sorted(out.items())}
+
+    def not_priced(self) -> list[Item]:
+        return [i for i in self.items if i.kind == "not priced"]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "region": self.region,
+            "currency": "USD",
+            "period": "month",
+            "hoursPerMonth": self.hours_per_month,
+            "baseline": self.baseline,
+            "ceiling": self.ceiling,
+            "byLayer": {k: {"baseline": b, "ceiling": c} for k, (b, c) in self.by_layer().items()},
+            "resources": [
+                {
+                    "urn": i.urn,
+                    "type": i.type,
+                    "layer": i.layer,
+                    "kind": i.kind,
+                    "baseline": round(i.baseline, 2),
+                    "ceiling": round(i.ceiling, 2),
+                    "basis": i.basis,
+                }
+                for i in self.items
+                if i.kind != "free"
+            ],
+            "notPriced": sorted({i.type for i in self.not_priced()}),
+            "usageAssumptions": self.usage.model_dump(),
+            "notes": self.notes,
+        }
+
+
+#: Types that cost nothing by themselves: their cost is in what they configure or run on.
+FREE_PREFIXES = ("kubernetes:", "random:", "pulumi:")
+FREE_TYPES = frozenset(
+    {
+        "aws:iam/role:Role",
+        "aws:iam/rolePolicy:RolePolicy",
+        "aws:iam/rolePolicyAttachment:RolePolicyAttachment",
+        "aws:iam/policy:Policy",
+        "aws:iam/openIdConnectProvider:OpenIdConnectProvider",
+        "aws:ec2/vpc:Vpc",
+        "aws:ec2/subnet:Subnet",
+        "aws:ec2/routeTable:RouteTable",
+        "aws:ec2/routeTableAssociation:RouteTableAssociation",
+        "aws:ec2/route:Route",
+        "aws:ec2/internetGateway:InternetGateway",
+        "aws:ec2/securityGroup:SecurityGroup",
+        "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup",
+        "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule",
+        "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule",
+        "aws:ec2/flowLog:FlowLog",  # its cost is the log group's ingestion
+        "aws:ec2/launchTemplate:LaunchTemplate",  # priced with its node group
+        "aws:eks/addon:Addon",
+        "aws:eks/accessEntry:AccessEntry",
+        "aws:eks/accessPolicyAssociation:AccessPolicyAssociation",
+        "aws:eks/podIdentityAssociation:PodIdentityAssociation",
+        "aws:kms/alias:Alias",
+        "aws:s3/bucketVersioning:BucketVersioning",
+        "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
+        "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock",
+        "aws:s3/bucketOwnershipControls:BucketOwnershipControls",
+        "aws:s3/bucketPolicy:BucketPolicy",
+        "aws:s3/bucketLogging:BucketLogging",
+        "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration",
+        "aws:ecr/lifecyclePolicy:LifecyclePolicy",
+        "aws:sqs/queuePolicy:QueuePolicy",
+        "aws:sqs/queue:Queue",  # interruption events: within the SQS free tier
+        "aws:cloudwatch/eventRule:EventRule",  # AWS service events are free
+        "aws:cloudwatch/eventTarget:EventTarget",
+        "aws:sns/topic:Topic",  # alert volumes stay in the SNS free tier
+        "aws:sns/topicPolicy:TopicPolicy",
+        "aws:sns/topicSubscription:TopicSubscription",
+        "aws:budgets/budget:Budget",  # the first two budgets of an account are free
+        "aws:costexplorer/anomalyMonitor:AnomalyMonitor",
+        "aws:costexplorer/anomalySubscription:AnomalySubscription",
+        "aws:costexplorer/costAllocationTag:CostAllocationTag",
+    }
+)
+
+
+def layer_of(resource: Resource, stack: Stack) -> str:
+    """The `<layer>` of the nearest `modelyard:<layer>:*` ancestor, else the project's name."""
+    current: Resource | None = resource
+    seen = 0
+    while current is not None and seen < 64:
+        if current.type.startswith("modelyard:"):
+            return current.type.split(":")[1]
+        if current.type.startswith("pulumi:providers:"):
+            return "providers"
+        current = stack.by_urn.get(current.parent or "")
+        seen += 1
+    return resource.project or "other"
+
+
+def _int(value: Any, default: int = 0) -> int:
+    try:
+        return int(value) if known(value) else default
+    except (TypeError, ValueError):
+        return default
+
+
+def _gib(value: Any) -> int:
+    """`50`, `"50"` or `"50Gi"` as GiB."""
+    if isinstance(value, int | float):
+        return int(value)
+    match = re.match(r"^(\d+)(Gi|G)?$", str(value)) if known(value) else None
+    return int(match.group(1)) if match else 0
+
+
+@dataclass
+class _Pricer:
+    stack: Stack
+    book: PriceBook
+    prices: RegionPrices
+    usage: Usage
+    notes: list[str]
+
+    @property
+    def hours(self) -> int:
+        return self.book.hours_per_month
+
+    def svc(self, key: str) -> float:
+        return self.prices.services_usd[key].usd
+
+    def ec2(self, instance_type: str, capacity: str = "on-demand") -> float | None:
+        price = self.prices.ec2_hourly_usd.get(instance_type)
+        if price is None:
+            return None
+        return price.usd * (1 - self.book.spot_discount) if capacity == "spot" else price.usd
+
+    # -- one function per priced type: (kind, baseline, ceiling, basis) -----------------------
+
+    def eks(self, r: Resource) -> tuple[Kind, float, float, str]:
+        cost = self.svc("eks_cluster_hour") * self.hours
+        return "fixed", cost, cost, f"control plane {self.svc('eks_cluster_hour')}/h x {self.hours} h"
+
+    def nat(self, r: Resource) -> tuple[Kind, float, float, str]:
+        hourly = self.svc("nat_gateway_hour") * self.hours
+        data = self.svc("nat_gateway_gb") * self.usage.nat_gateway_gb_per_month
+        basis = (
+            f"{self.svc('nat_gateway_hour')}/h x {self.hours} h + {self.usage.nat_gateway_gb_per_month:g} GB (usage)"
+        )
+        return "fixed", hourly + data, hourly + data, basis
+
+    def eip(self, r: Resource) -> tuple[Kind, float, float, str]:
+        cost = self.svc("public_ipv4_hour") * self.hours
+        return "fixed", cost, cost, f"public IPv4 {self.svc('public_ipv4_hour')}/h"
+
+    def endpoint(self, r: Resource) -> tuple[Kind, float, float, str]:
+        if r.get("vpcEndpointType") != "Interface":
+            return "free", 0.0, 0.0, "gateway endpoint"
+        subnets = r.get("subnetIds")
+        azs = len(subnets) if isinstance(subnets, list) else 1
+        cost = self.svc("interface_endpoint_az_hour") * self.hours * azs
+        cost += self.svc("interface_endpoint_gb") * self.usage.interface_endpoint_gb_per_month
+        return "fixed", cost, cost, f"{azs} AZ x {self.svc('interface_endpoint_az_hour')}/h + data (usage)"
+
+    def kms(self, r: Resource) -> tuple[Kind, float, float, str]:
+        cost = self.svc("kms_key_month")
+        return "fixed", cost, cost, "1 key-month"
+
+    def bucket(self, r: Resource) -> tuple[Kind, float, float, str]:
+        name = str(r.get("bucket") or r.name)
+        gb = self.usage.model_store_gb if self.usage.model_bucket_pattern in name else self.usage.other_bucket_gb
+        cost = gb * self.svc("s3_standard_gb_month")
+        return "usage", cost, cost, f"{gb:g} GB S3 Standard (usage)"
+
+    def log_group(self, r: Resource) -> tuple[Kind, float, float, str]:
+        cost = self.usage.log_ingest_gb_per_month * self.svc("cloudwatch_logs_ingest_gb")
+        cost += self.usage.log_storage_gb * self.svc("cloudwatch_logs_storage_gb_month")
+        return (
+            "usage",
+            cost,
+            cost,
+            f"{self.usage.log_ingest_gb_per_month:g} GB ingested, {self.usage.log_storage_gb:g} GB kept (usage)",
+        )
+
+    def ecr(self, r: Resource) -> tuple[Kind, float, float, str]:
+        cost = self.usage.ecr_storage_gb * self.svc("ecr_storage_gb_month")
+        return "usage", cost, cost, f"{self.usage.ecr_storage_gb:g} GB stored (usage)"
+
+    def load_balancer(self, r: Resource) -> tuple[Kind, float, float, str]:
+        cost = self.svc("load_balancer_hour") * self.hours
+        return "fixed", cost, cost, f"{self.svc('load_balancer_hour')}/h before capacity units"
+
+    def ebs(self, r: Resource) -> tuple[Kind, float, float, str]:
+        gib = _int(r.get("size"))
+        cost = gib * self.svc("ebs_gp3_gb_month")
+        return "fixed", cost, cost, f"{gib} GiB gp3"
+
+    def node_group(self, r: Resource) -> tuple[Kind, float, float, str] | None:
+        types = r.get("instanceTypes") or []
+        template = next(
+            (self.stack.by_urn[u] for u in r.property_dependencies.get("launchTemplate", ()) if u in self.stack.by_urn),
+            None,
+        )
+        instance = types[0] if types else (template.get("instanceType") if template else None)
+        capacity = "spot" if r.get("capacityType") == "SPOT" else "on-demand"
+        price = self.ec2(str(instance), capacity) if instance else None
+        if price is None:
+            return None
+        desired, most = _int(r.get("scalingConfig", "desiredSize"), 1), _int(r.get("scalingConfig", "maxSize"), 1)
+        disk = _gib(template.get("blockDeviceMappings", 0, "ebs", "volumeSize")) if template else 0
+        disk = disk or _int(r.get("diskSize"), 20)
+        per_node = price * self.hours + disk * self.svc("ebs_gp3_gb_month")
+        basis = f"{desired} (max {most}) x {instance} {capacity} {price:.4g}/h + {disk} GiB gp3 each"
+        return "fixed", desired * per_node, most * per_node, basis
+
+    def release(self, r: Resource) -> tuple[Kind, float, float, str]:
+        """Helm releases run on priced nodes; their persistent volumes are priced here (kube-prometheus-stack)."""
+        values = r.get("values") or {}
+        volumes = 0
+        spec = values.get("prometheus", {}).get("prometheusSpec", {}) if isinstance(values, Mapping) else {}
+        claims = [(spec, "replicas")]
+        am = values.get("alertmanager", {}).get("alertmanagerSpec", {}) if isinstance(values, Mapping) else {}
+        claims.append((am, "replicas"))
+        for part, replicas_key in claims:
+            storage = part.get("storageSpec") or part.get("storage") or {}
+            size = storage.get("volumeClaimTemplate", {}).get("spec", {}).get("resources", {}).get("requests", {})
+            volumes += _gib(size.get("storage", 0)) * max(_int(part.get(replicas_key), 1), 1)
+        grafana = values.get("grafana", {}).get("persistence", {}) if isinstance(values, Mapping) else {}
+        if isinstance(grafana, Mapping) and grafana.get("enabled"):
+            volumes += _gib(grafana.get("size", 0))
+        if not volumes:
+            return "free", 0.0, 0.0, "runs on priced nodes"
+        cost = volumes * self.svc("ebs_gp3_gb_month")
+        return "fixed", cost, cost, f"{volumes} GiB of gp3 volumes its values request"
+
+
+def _pod_gpus(pod_spec: Any) -> int:
+    total = 0
+    for container in (pod_spec or {}).get("containers", []) if isinstance(pod_spec, Mapping) else []:
+        limits = (container.get("resources") or {}).get("limits") or {}
+        total += _int(limits.get(GPU))
+    return total
+
+
+def pinned_gpu_pods(stack: Stack) -> dict[str, list[int]]:
+    """Per GPU pool, the GPU count of every pod that must run there at minimum: Deployments at their
+    replicas and InferenceServices at their minReplicas, selecting the pool by its label."""
+    pods: dict[str, list[int]] = defaultdict(list)
+    for r in stack.of_type("kubernetes:apps/v1:Deployment"):
+        template = r.get("spec", "template", "spec")
+        pool = ((template or {}).get("nodeSelector") or {}).get(GPU_POOL_LABEL)
+        gpus = _pod_gpus(template)
+        if pool and gpus:
+            pods[pool] += [gpus] * _int(r.get("spec", "replicas"), 1)
+    for r in stack.of_type("kubernetes:serving.kserve.io/v1beta1:InferenceService"):
+        predictor = r.get("spec", "predictor") or {}
+        pool = (predictor.get("nodeSelector") or {}).get(GPU_POOL_LABEL)
+        model = predictor.get("model") or {}
+        gpus = _int(((model.get("resources") or {}).get("limits") or {}).get(GPU)) or _pod_gpus(predictor)
+        if pool and gpus:
+            pods[pool] += [gpus] * max(_int(predictor.get("minReplicas"), 1), 0)
+    return pods
+
+
+def _requirement(pool: Resource, key: str) -> list[str]:
+    for req in pool.get("spec", "template", "spec", "requirements") or []:
+        if isinstance(req, Mapping) and req.get("key") == key and req.get("operator") == "In":
+            return [str(v) for v in req.get("values") or []]
+    return []
+
+
+def pack(pods: list[int], per_node: int) -> int:
+    """Nodes needed for `pods` (GPUs each) on nodes of `per_node` GPUs: first fit, largest first."""
+    free: list[int] = []
+    for need in sorted(pods, reverse=True):
+        for i, room in enumerate(free):
+            if room >= need:
+                free[i] -= need
+                break
+        else:
+            free.append(per_node - need)
+    return len(free)
+
+
+def _karpenter_pool(p: _Pricer, r: Resource, pinned: Mapping[str, list[int]]) -> tuple[Kind, float, float, str] | None:
+    labels = r.get("spec", "template", "metadata", "labels") or {}
+    name = str(labels.get(GPU_POOL_LABEL) or r.get("metadata", "name") or r.name)
+    types = [t for t in _requirement(r, "node.kubernetes.io/instance-type") if t in p.prices.ec2_hourly_usd]
+    capacities = _requirement(r, "karpenter.sh/capacity-type") or ["on-demand"]
+    if not types:
+        return None
+    limit = _int(r.get("spec", "limits", GPU))
+    # Karpenter launches spot first when a pool allows it; the ceiling assumes on-demand (spot can run out).
+    cheap = "spot" if "spot" in capacities else "on-demand"
+    worst = "on-demand" if "on-demand" in capacities else "spot"
+    gpus = {t: p.prices.ec2_hourly_usd[t].gpus or 1 for t in types}
+    node_class = next(
+        (
+            c
+            for c in p.stack.of_type("kubernetes:karpenter.k8s.aws/v1:EC2NodeClass")
+            if c.get("metadata", "name") == r.get("spec", "template", "spec", "nodeClassRef", "name")
+        ),
+        None,
+    )
+    disk = _gib(node_class.get("spec", "blockDeviceMappings", 0, "ebs", "volumeSize")) if node_class else 0
+    disk_month = disk * p.svc("ebs_gp3_gb_month")
+    pods = pinned.get(name, [])
+    baseline, base_basis = 0.0, "scales to zero, nothing pinned"
+    if pods:
+        options = []
+        for t in types:
+            if gpus[t] >= max(pods):
+                nodes = pack(pods, gpus[t])
+                options.append((nodes * ((p.ec2(t, cheap) or 0) * p.hours + disk_month), nodes, t))
+        if options:
+            baseline, nodes, best = min(options)
+            base_basis = f"{sum(pods)} pinned GPUs on {nodes} x {best} {cheap}"
+    per_gpu = min(types, key=lambda t: (p.ec2(t, worst) or 0) / gpus[t])
+    nodes = math.ceil(limit / gpus[per_gpu]) if limit else 0
+    ceiling = nodes * ((p.ec2(per_gpu, worst) or 0) * p.hours + disk_month)
+    return (
+        "fixed",
+        baseline,
+        ceiling,
+        f"{base_basis}; ceiling {limit} GPUs = {nodes} x {per_gpu} {worst}; {disk} GiB gp3 per node",
+    )
+
+
+def region_of(stack: Stack) -> str:
+    for r in stack.of_type("pulumi:providers:aws"):
+        region = r.get("region")
+        if isinstance(region, str) and known(region):
+            return region
+    return DEFAULT_REGION
+
+
+def estimate(resources: Iterable[Resource] | Stack, usage: Usage | None = None, region: str | None = None) -> Estimate:
+    stack = resources if isinstance(resources, Stack) else Stack(resources)
+    book = price_book()
+    region = region or region_of(stack)
+    notes: list[str] = []
+    if region not in book.regions:
+        notes.append(f"no prices for {region}; priced with {DEFAULT_REGION}")
+        region = DEFAULT_REGION
+    p = _Pricer(stack, book, book.region(region), usage or load_usage(), notes)
+    pinned = pinned_gpu_pods(stack)
+    rules: dict[str, Callable[[Resource], tuple[Kind, float, float, str] | None]] = {
+        "aws:eks/cluster:Cluster": p.eks,
+        "aws:ec2/natGateway:NatGateway": p.nat,
+        "aws:ec2/eip:Eip": p.eip,
+        "aws:ec2/vpcEndpoint:VpcEndpoint": p.endpoint,
+        "aws:kms/key:Key": p.kms,
+        "aws:s3/bucket:Bucket": p.bucket,
+        "aws:s3/bucketV2:BucketV2": p.bucket,
+        "aws:cloudwatch/logGroup:LogGroup": p.log_group,
+        "aws:ecr/repository:Repository": p.ecr,
+        "aws:lb/loadBalancer:LoadBalancer": p.load_balancer,
+        "aws:alb/loadBalancer:LoadBalancer": p.load_balancer,
+        "aws:ebs/volume:Volume": p.ebs,
+        "aws:eks/nodeGroup:NodeGroup": p.node_group,
+        "kubernetes:helm.sh/v3:Release": p.release,
+        "kubernetes:karpenter.sh/v1:NodePool": lambda r: _karpenter_pool(p, r, pinned),
+    }
+    items = []
+    for r in stack.resources:
+        if not r.type or r.type.startswith("modelyard:") or r.type == "pulumi:pulumi:Stack":
+            continue
+        layer = layer_of(r, stack)
+        rule = rules.get(r.type)
+        priced = rule(r) if rule else None
+        if priced is not None:
+            kind, baseline, ceiling, basis = priced
+            items.append(Item(r.urn, r.type, layer, kind, round(baseline, 4), round(ceiling, 4), basis))
+        elif r.type in FREE_TYPES or r.type.startswith(FREE_PREFIXES):
+            items.append(Item(r.urn, r.type, layer, "free"))
+        else:
+            items.append(Item(r.urn, r.type, layer, "not priced", basis="no price rule for this type"))
+    if any(" spot" in i.basis for i in items):
+        notes.append(f"spot capacity at {book.spot_discount:.0%} off on-demand (an assumption, prices.yaml)")
+    return Estimate(region, items, p.usage, book.hours_per_month, notes)

@@ -1,0 +1,165 @@
+"""The resources of a preview, as rules and the cost estimator read them.
+
+A `Resource` is what both adapters can build: from a PreviewDigest step's `newState` (offline plan or
+`pulumi preview --json`) or from CrossGuard's `PolicyResource`. Property names are the engine's
+camelCase inputs. Values the engine does not know yet (computed outputs in a preview) appear as the
+`UNKNOWN` sentinel; `known()` tells them apart, and rules treat an unknown value as "cannot tell",
+never as a violation.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+#: The engine's placeholder for a value not known until apply (`pulumi preview --json` prints it).
+UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
+#: All of the engine's unknown sentinels: string (above), boolean, number, array, asset, archive, object.
+UNKNOWNS = frozenset(
+    {
+        UNKNOWN,
+        "1c4a061d-8072-4f0a-a4cb-0ff528b18fe7",
+        "3eeb2bf0-c639-47a8-9e75-3b44932eb421",
+        "6a19a0b0-7e62-4c92-b797-7f8e31da9cc2",
+        "030794c1-ac77-496b-92df-f27374a8bd58",
+        "e48ece36-62e2-4504-bad9-02848725956a",
+        "dd056dcd-154b-4c76-9bd3-c8f88648b5ff",
+    }
+)
+#: What secrets look like in a preview document.
+SECRET = "[secret]"
+
+
+def known(value: Any) -> bool:
+    return value is not None and not (isinstance(value, str) and value in UNKNOWNS)
+
+
+@dataclass(frozen=True)
+class Resource:
+    urn: str
+    type: str
+    inputs: Mapping[str, Any]
+    parent: str | None = None
+    provider: str | None = None
+    dependencies: Sequence[str] = ()
+    property_dependencies: Mapping[str, Sequence[str]] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.urn.rsplit("::", 1)[-1]
+
+    @property
+    def project(self) -> str:
+        parts = self.urn.split("::")
+        return parts[1] if len(parts) > 2 else ""
+
+    @property
+    def provider_urn(self) -> str:
+        """The provider's URN, without the `::<id>` a preview appends to it."""
+        parts = (self.provider or "").split("::")
+        return "::".join(parts[:4])
+
+    def get(self, *path: str | int) -> Any:
+        """The input at `path` (keys and list indexes), or None where any step is missing or unknown."""
+        value: Any = self.inputs
+        for step in path:
+            if isinstance(step, int) and isinstance(value, list) and -len(value) <= step < len(value):
+                value = value[step]
+            elif isinstance(step, str) and isinstance(value, Mapping):
+                value = value.get(step)
+            else:
+                return None
+            if not known(value):
+                return None
+        return value
+
+    def depends_on(self, urn: str, prop: str | None = None) -> bool:
+        """Whether this resource takes a value from `urn` (through `prop`, when given)."""
+        if prop is not None:
+            return urn in self.property_dependencies.get(prop, ())
+        return urn in self.dependencies or any(urn in deps for deps in self.property_dependencies.values())
+
+
+def from_state(state: Mapping[str, Any], provider: str | None = None) -> Resource:
+    return Resource(
+        urn=str(state.get("urn", "")),
+        type=str(state.get("type", "")),
+        inputs=state.get("inputs") or {},
+        parent=state.get("parent"),
+        provider=state.get("provider", provider),
+        dependencies=tuple(state.get("dependencies") or ()),
+        property_dependencies={k: tuple(v or ()) for k, v in (state.get("propertyDependencies") or {}).items()},
+    )
+
+
+def from_preview(document: Mapping[str, Any]) -> list[Resource]:
+    """The resources a preview leaves standing: every step's `newState`. Delete steps have none and
+    contribute nothing; a resource appearing in two steps (a replacement) is taken once."""
+    seen: dict[str, Resource] = {}
+    for step in document.get("steps") or ():
+        if not isinstance(step, Mapping):
+            continue
+        state = step.get("newState")
+        if isinstance(state, Mapping) and state.get("type"):
+            resource = from_state({"urn": step.get("urn"), **state}, step.get("provider"))
+            seen[resource.urn] = resource
+    return list(seen.values())
+
+
+def as_list(value: Any) -> list[Any]:
+    """IAM's "a string or a list of strings", and friends."""
+    if value is None:
+        return []
+    return list(value) if isinstance(value, list | tuple) else [value]
+
+
+def document(value: Any) -> Mapping[str, Any] | None:
+    """A policy document given as a JSON string or an object; None if unknown or unreadable."""
+    if isinstance(value, Mapping):
+        return value
+    if isinstance(value, str) and known(value) and value != SECRET:
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            return None
+        return parsed if isinstance(parsed, Mapping) else None
+    return None
+
+
+def statements(policy: Any) -> Iterator[Mapping[str, Any]]:
+    """The statements of a policy document (`Statement` as an object or a list)."""
+    doc = document(policy)
+    for st in as_list(doc.get("Statement") if doc else None):
+        if isinstance(st, Mapping):
+            yield st
+
+
+class Stack:
+    """Every resource of one preview, indexed for the joins stack rules make."""
+
+    def __init__(self, resources: Iterable[Resource]):
+        self.resources = list(resources)
+        self.by_urn = {r.urn: r for r in self.resources}
+        self._by_type: dict[str, list[Resource]] = {}
+        for r in self.resources:
+            self._by_type.setdefault(r.type, []).append(r)
+
+    def of_type(self, *types: str) -> list[Resource]:
+        if len(types) == 1:
+            return list(self._by_type.get(types[0], ()))
+        return [r for r in self.resources if r.type in types]
+
+    def referencing(self, target: Resource, *types: str, prop: str | None = None) -> list[Resource]:
+        """Resources of `types` that take a value from `target` (through `prop`, when given)."""
+        return [r for r in self.of_type(*types) if r.depends_on(target.urn, prop)]
+
+    def provider_default_tags(self, resource: Resource) -> dict[str, str]:
+        """The `defaultTags.tags` of the AWS provider `resource` uses (a JSON string or an object)."""
+        provider = self.by_urn.get(resource.provider_urn)
+        if provider is None:
+            return {}
+        tags = document(provider.get("defaultTags"))
+        inner = tags.get("tags") if tags else None
+        return dict(inner) if isinstance(inner, Mapping) else {}

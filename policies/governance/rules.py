@@ -1,0 +1,1054 @@
+"""The policy rules: plain functions over the resources of a preview.
+
+A resource rule looks at one resource (its type, camelCase inputs, and the stack around it for joins);
+a stack rule looks at the whole preview. Each returns `Finding`s naming the field, the bad value and
+the fix; `evaluate` turns them into `Violation`s with the rule's enforcement level for the environment.
+
+Absent fields mean the AWS or Kubernetes default (an EKS endpoint with no `endpointPublicAccess` is
+public to 0.0.0.0/0; a KMS key without `enableKeyRotation` does not rotate). Values the engine does not
+know yet are skipped, never reported. Shapes vary the way real previews do: policy documents as JSON
+strings or objects, `Statement` and `Action` as a value or a list, booleans as `true` or `"true"`.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from .cost import GPU, GPU_POOL_LABEL, Estimate, estimate
+from .resources import Resource, Stack, as_list, known, statements
+
+Level = Literal["advisory", "mandatory", "disabled"]
+
+REQUIRED_TAGS = ("env", "team", "cost-center", "managed-by")
+REQUIRED_LABELS = ("modelyard.io/env", "modelyard.io/team", "modelyard.io/cost-center", "app.kubernetes.io/managed-by")
+GPU_TAINT_KEY = "nvidia.com/gpu"
+ISVC = "kubernetes:serving.kserve.io/v1beta1:InferenceService"
+ISVC_LABEL = "serving.kserve.io/inferenceservice"
+PUBLIC_ACLS = ("public-read", "public-read-write", "authenticated-read")
+OPEN_CIDRS = ("0.0.0.0/0", "::/0")
+READ_ONLY_MODEL_ACTIONS = frozenset(
+    {"s3:GetObject", "s3:GetObjectVersion", "s3:ListBucket", "s3:GetBucketLocation", "kms:Decrypt"}
+)
+SEMVER = re.compile(r"^v?\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?$")
+#: Default Grafana credentials that must never be deployed (the charts' and Grafana's own).
+DEFAULT_GRAFANA_PASSWORDS = ("prom-operator", "admin", "password", "")
+
+#: AWS types that cannot carry tags (their parent resource does).
+UNTAGGABLE = frozenset(
+    {
+        "aws:iam/rolePolicy:RolePolicy",
+        "aws:iam/rolePolicyAttachment:RolePolicyAttachment",
+        "aws:ec2/route:Route",
+        "aws:ec2/routeTableAssociation:RouteTableAssociation",
+        "aws:ec2/securityGroupRule:SecurityGroupRule",
+        "aws:s3/bucketVersioning:BucketVersioning",
+        "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
+        "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock",
+        "aws:s3/bucketOwnershipControls:BucketOwnershipControls",
+        "aws:s3/bucketPolicy:BucketPolicy",
+        "aws:s3/bucketLogging:BucketLogging",
+        "aws:s3/bucketAcl:BucketAcl",
+        "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration",
+        "aws:kms/alias:Alias",
+        "aws:ecr/lifecyclePolicy:LifecyclePolicy",
+        "aws:ecr/repositoryPolicy:RepositoryPolicy",
+        "aws:sqs/queuePolicy:QueuePolicy",
+        "aws:cloudwatch/eventTarget:EventTarget",
+        "aws:sns/topicPolicy:TopicPolicy",
+        "aws:sns/topicSubscription:TopicSubscription",
+        "aws:eks/accessPolicyAssociation:AccessPolicyAssociation",
+        "aws:costexplorer/costAllocationTag:CostAllocationTag",
+    }
+)
+#: Resources holding policy documents, and the property each keeps it in.
+POLICY_FIELDS = {
+    "aws:s3/bucketPolicy:BucketPolicy": "policy",
+    "aws:sns/topicPolicy:TopicPolicy": "policy",
+    "aws:sqs/queuePolicy:QueuePolicy": "policy",
+    "aws:kms/key:Key": "policy",
+    "aws:ecr/repositoryPolicy:RepositoryPolicy": "policy",
+    "aws:iam/role:Role": "assumeRolePolicy",
+}
+IDENTITY_POLICIES = (
+    "aws:iam/rolePolicy:RolePolicy",
+    "aws:iam/policy:Policy",
+    "aws:iam/userPolicy:UserPolicy",
+    "aws:iam/groupPolicy:GroupPolicy",
+)
+WORKLOADS = {
+    "kubernetes:apps/v1:Deployment": ("spec", "template", "spec"),
+    "kubernetes:apps/v1:StatefulSet": ("spec", "template", "spec"),
+    "kubernetes:apps/v1:DaemonSet": ("spec", "template", "spec"),
+    "kubernetes:batch/v1:Job": ("spec", "template", "spec"),
+    "kubernetes:core/v1:Pod": ("spec",),
+    ISVC: ("spec", "predictor"),
+}
+
+
+@dataclass(frozen=True)
+class Finding:
+    urn: str
+    field: str
+    value: Any
+    message: str
+
+
+@dataclass(frozen=True)
+class Violation:
+    rule: str
+    level: Level
+    urn: str
+    field: str
+    value: Any
+    message: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "rule": self.rule,
+            "level": self.level,
+            "urn": self.urn,
+            "field": self.field,
+            "value": self.value,
+            "message": self.message,
+        }
+
+
+class Context:
+    """What a rule may look at: the environment, the whole preview, the rule's parameters."""
+
+    def __init__(self, env: str, stack: Stack, params: Mapping[str, Mapping[str, Any]]):
+        self.env = env
+        self.stack = stack
+        self._params = params
+        self._estimate: Estimate | None = None
+
+    def param(self, rule: str, key: str, default: Any = None) -> Any:
+        return self._params.get(rule, {}).get(key, default)
+
+    @property
+    def estimate(self) -> Estimate:
+        if self._estimate is None:
+            self._estimate = estimate(self.stack)
+        return self._estimate
+
+    def model_bucket(self) -> str | None:
+        """The model store's bucket name: from config, else the preview's bucket matching the pattern."""
+        configured = self.param("storage-uri-in-model-bucket", "modelBucket")
+        if configured:
+            return str(configured)
+        pattern = self.estimate.usage.model_bucket_pattern
+        for bucket in self.stack.of_type("aws:s3/bucket:Bucket"):
+            name = bucket.get("bucket")
+            if isinstance(name, str) and pattern in name:
+                return name
+        return None
+
+    def gpu_pools(self) -> set[str] | None:
+        pools = {
+            str(labels[GPU_POOL_LABEL])
+            for r in self.stack.of_type("kubernetes:karpenter.sh/v1:NodePool")
+            if isinstance(labels := r.get("spec", "template", "metadata", "labels"), Mapping)
+            and GPU_POOL_LABEL in labels
+        }
+        configured = self.param("inferenceservice-gpu-placement", "knownPools")
+        if configured:
+            pools |= set(configured)
+        return pools or None
+
+
+ResourceCheck = Callable[[Resource, Context], Iterable[tuple[str, Any, str]]]
+StackCheck = Callable[[Context], Iterable[Finding]]
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    description: str
+    #: A security basic: mandatory even where the environment is otherwise advisory.
+    basic: bool
+    types: tuple[str, ...] | None  # resource rules: the types it applies to (None: by prefix check inside)
+    check: ResourceCheck | None = None
+    stack_check: StackCheck | None = None
+    #: Parameters the rule reads from policy config, with their defaults.
+    params: Mapping[str, Any] | None = None
+
+    def run(self, ctx: Context) -> Iterator[Finding]:
+        if self.stack_check is not None:
+            yield from self.stack_check(ctx)
+            return
+        assert self.check is not None
+        for r in ctx.stack.resources:
+            if self.types is None or r.type in self.types:
+                for field_, value, message in self.check(r, ctx):
+                    yield Finding(r.urn, field_, value, message)
+
+
+RULES: dict[str, Rule] = {}
+
+
+def resource_rule(
+    name: str,
+    description: str,
+    types: Iterable[str] | None,
+    *,
+    basic: bool = False,
+    params: Mapping[str, Any] | None = None,
+) -> Callable[[ResourceCheck], ResourceCheck]:
+    def register(fn: ResourceCheck) -> ResourceCheck:
+        RULES[name] = Rule(
+            name, description, basic, tuple(types) if types is not None else None, check=fn, params=params
+        )
+        return fn
+
+    return register
+
+
+def stack_rule(
+    name: str, description: str, *, basic: bool = False, params: Mapping[str, Any] | None = None
+) -> Callable[[StackCheck], StackCheck]:
+    def register(fn: StackCheck) -> StackCheck:
+        RULES[name] = Rule(name, description, basic, None, stack_check=fn, params=params)
+        return fn
+
+    return register
+
+
+def _true(value: Any) -> bool:
+    """A boolean the way schemas give it: `true` or `"true"` (launch templates use strings)."""
+    return value is True or (isinstance(value, str) and value.lower() == "true")
+
+
+def _unknown(value: Any) -> bool:
+    return value is not None and not known(value)
+
+
+# ---------------------------------------------------------------------------------------------
+# Tags and labels
+
+
+@resource_rule("aws-required-tags", "Every taggable AWS resource carries env, team, cost-center and managed-by.", None)
+def _aws_tags(r: Resource, ctx: Context) -> Iterator[tuple[str, Any, str]]:
+    if not r.type.startswith("aws:") or r.type in UNTAGGABLE:
+        return
+    own = r.inputs.get("tags")
+    if _unknown(own):
+        return
+    tags = {**ctx.stack.provider_default_tags(r), **(own if isinstance(own, Mapping) else {})}
+    missing = [k for k in REQUIRED_TAGS if not tags.get(k)]
+    if missing:
+        yield (
+            "tags",
+            sorted(tags),
+            f"missing tag(s) {', '.join(missing)}; set them in the AWS provider's defaultTags (modelyard/tags.py)"
+            " or on the resource",
+        )
+
+
+@resource_rule("k8s-required-labels", "Kubernetes objects carry the matching modelyard.io labels.", None)
+def _k8s_labels(r: Resource, ctx: Context) -> Iterator[tuple[str, Any, str]]:
+    if not r.type.startswith("kubernetes:") or r.type.startswith(("kubernetes:helm.sh/", "pulumi:")):
+        return
+    labels = r.get("metadata", "labels")
+    if _unknown(r.inputs.get("metadata")):
+        return
+    labels = labels if isinstance(labels, Mapping) else {}
+    missing = [k for k in REQUIRED_LABELS if not labels.get(k)]
+    if missing:
+        yield (
+            "metadata.labels",
+            sorted(labels),
+            f"missing label(s) {', '.join(missing)}; use k8s_labels() (modelyard/tags.py)",
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# S3
+
+
+def _bucket_companions(ctx: Context, bucket: Resource, typ: str) -> list[Resource]:
+    return ctx.stack.referencing(bucket, typ, prop="bucket") or ctx.stack.referencing(bucket, typ)
+
+
+def _is_model_bucket(ctx: Context, bucket: Resource) -> bool:
+    name = bucket.get("bucket")
+    return isinstance(name, str) and name == ctx.model_bucket()
+
+
+@stack_rule("s3-public-access-blocked", "Every bucket blocks public access (all four settings).", basic=True)
+def _s3_pab(ctx: Context) -> Iterator[Finding]:
+    flags = ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets")
+    for bucket in ctx.stack.of_type("aws:s3/bucket:Bucket", "aws:s3/bucketV2:BucketV2"):
+        blocks = _bucket_companions(ctx, bucket, "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock")
+        if not blocks:
+            yield Finding(
+                bucket.urn, "publicAccessBlock", None, "no BucketPublicAccessBlock; add one with all four flags true"
+            )
+            continue
+        off = [f for f in flags if not _true(blocks[0].get(f)) and not _unknown(blocks[0].inputs.get(f))]
+        if off:
+            yield Finding(blocks[0].urn, ", ".join(off), False, "must be true: public access stays possible otherwise")
+
+
+@resource_rule(
+    "s3-no-public-acl",
+    "No bucket ACL grants public or any-AWS-user access.",
+    ("aws:s3/bucketAcl:BucketAcl", "aws:s3/bucket:Bucket"),
+    basic=True,
+)
+def _s3_acl(r: Resource, ctx: Context) -> Iterator[tuple[str, Any, str]]:
+    acl = r.get("acl")
+    if acl in PUBLIC_ACLS:
+        yield "acl", acl, "is a public canned ACL; use private and BucketOwnerEnforced ownership"
+    for i, grant in enumerate(as_list(r.get("accessControlPolicy", "grants"))):
+        uri = (grant.get("grantee") or {}).get("uri", "") if isinstance(grant, Mapping) else ""
+        if uri.endswith(("/AllUsers", "/AuthenticatedUsers")):
+            yield f"accessControlPolicy.grants[{i}]", uri, "grants access to everyone; remove the grant"
+
+
+@stack_rule("s3-encryption", "Every bucket has default encryption; the model store uses SSE-KMS.", basic=True)
+def _s3_sse(ctx: Context) -> Iterator[Finding]:
+    for bucket in ctx.stack.of_type("aws:s3/bucket:Bucket", "aws:s3/bucketV2:BucketV2"):
+        configs = _bucket_companions(
+            ctx, bucket, "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration"
+        )
+        if not configs:
+            yield Finding(bucket.urn, "serverSideEncryption", None, "no encryption configuration; add SSE-KMS")
+            continue
+        algo = configs[0].get("rules", 0, "applyServerSideEncryptionByDefault", "sseAlgorithm")
+        if _is_model_bucket(ctx, bucket) and algo is not None and algo != "aws:kms":
+            yield Finding(
+                configs[0].urn,
+                "rules[0].applyServerSideEncryptionByDefault.sseAlgorithm",
+                algo,
+                "the model store must use aws:kms",
+            )
+
+
+@stack_rule("s3-model-versioning", "The model store keeps versions (restores deleted models).")
+def _s3_versioning(ctx: Context) -> Iterator[Finding]:
+    for bucket in ctx.stack.of_type("aws:s3/bucket:Bucket", "aws:s3/bucketV2:BucketV2"):
+        if not _is_model_bucket(ctx, bucket):
+            continue
+        versioning = _bucket_companions(ctx, bucket, "aws:s3/bucketVersioning:BucketVersioning")
+        status = versioning[0].get("versioningConfiguration", "status") if versioning else None
+        if status != "Enabled" and not (
+            versioning and status is None and _unknown(versioning[0].inputs.get("versioningConfiguration"))
+        ):
+            yield Finding(bucket.urn, "versioning", status, "the model bucket must have versioning Enabled")
+
+
+@stack_rule("s3-tls-only", "Every bucket policy denies requests without TLS.", basic=True)
+def _s3_tls(ctx: Context) -> Iterator[Finding]:
+    for bucket in ctx.stack.of_type("aws:s3/bucket:Bucket", "aws:s3/bucketV2:BucketV2"):
+        policies = _bucket_companions(ctx, bucket, "aws:s3/bucketPolicy:BucketPolicy")
+        if policies and _unknown(policies[0].inputs.get("policy")):
+            continue
+        denies = any(
+            st.get("Effect") == "Deny"
+            and str((st.get("Condition") or {}).get("Bool", {}).get("aws:SecureTransport")).lower() == "false"
+            for p in policies
+            for st in statements(p.get("policy"))
+        )
+        if not denies:
+            yield Finding(bucket.urn, "policy", None, "no bucket policy statement denies aws:SecureTransport false")
+
+
+@resource_rule(
+    "no-public-principal",
+    'No resource policy allows Principal "*" without a condition.',
+    tuple(POLICY_FIELDS),
+    basic=True,
+)
+def _public_principal(r: Resource, ctx: Context) -> Iterator[tuple[str, Any, str]]:
+    field_ = POLICY_FIELDS[r.type]
+    for i, st in enumerate(statements(r.get(field_))):
+        principal = st.get("Principal")
+        values = as_list(principal.get("AWS")) if isinstance(principal, Mapping) else as_list(principal)
+        if st.get("Effect") == "Allow" and "*" in values and not st.get("Condition"):
+            yield f"{field_}.Statement[{i}]", principal, "allows anyone; name the principals or add a condition"
+
+
+# ---------------------------------------------------------------------------------------------
+# EKS
+
+CLUSTER = ("aws:eks/cluster:Cluster",)
+
+
+@resource_rule("eks-version", "The cluster runs a supported Kubernetes version.", CLUSTER, params={"supported": []})
+def _eks_version(r: Resource, ctx: Context) -> Iterator[tuple[str, Any, str]]:
+    supported = [str(v) for v in ctx.param("eks-version", "supported", [])]
+    version = r.inputs.get("version")
+    if _unknown(version) or not supported:
+        return
+    if version not in supported:
+        yield "version", version, f"must be one of {', '.join(supported)} (unset means whatever EKS defaults to)"
+
+
+@resource_rule("eks-secrets-encryption", "Kubernetes secrets are envelope-encrypted with KMS.", CLUSTER, basic=True)
+def _eks_secrets(r: Resource, ctx: Context) -> Iterator[tuple[str, Any, str]]:
+    config = r.inputs.get("encryptionConfig")
+    if _unknown(config):
+        return
+    resources = as_list(r.get("encryptionConfig", "resources"))
+    if "secrets" not in resources or not r.inputs.get("encryptionConfig", {}).get("provider"):
+        yield "encryptionConfig", config, "set encryptionConfig {resources: [secrets], provider: {keyArn}}"
+
+
+@resource_rule("eks-logging", "Control-plane logs api, audit and authenticator are on.", CLUSTER, basic=True)
+def _eks_logging(r: Resource, ctx: Context) -> Iterator[tuple[str, Any, str]]:
+    types = r.inputs.get("enabledClusterLogTypes")
+    if _unknown(types):
+        return
+    missing = [t for t in ("api", "audit", "authenticator") if t not in as_list(types)]
+    if missing:
+        yield "enabledClusterLogTypes", as_list(types), f"add {', '.join(missing)}"
+
+
+@resource_rule(
+    "eks-endpoint",
+    "The API endpoint is never open to 0.0.0.0/0, and private where required.",
+    CLUSTER,
+    basic=True,
+    params={"requirePrivate": False},
+)
+def _eks_endpoint(r: Resource, ctx: Context) -> Iterator[tuple[str, Any, str]]:
+    vpc = r.inputs.get("vpcConfig")
+    if _unknown(vpc):
+        return
+    public = r.get("vpcConfig", "endpointPublicAccess")
+    public = True if public is None else _true(public)  # the EKS default is a public endpoint
+    cidrs = r.get("vpcConfig", "publicAccessCidrs")
+    cidrs = ["0.0.0.0/0"] if cidrs is None else as_list(cidrs)  # ... open to everyone by default
+    if public and ctx.param("eks-endpoint", "requirePrivate", False):
+        yield "vpcConfig.endpointPublicAccess", True, f"must be false in {ctx.env}: reach the API from inside the VPC"
+    if public and any(c in OPEN_CIDRS for c in cidrs):
+        yield "vpcConfig.publicAccessCidrs", cidrs, "opens the API endpoint to the internet; list your own ranges"
+
+
+@resource_rule("eks-access-entries", "Cluster access is managed by access entries (authentication mode API).", CLUSTER)
+def _eks_access(r: Resource, ctx: Context) -> Iterator[tuple[str, Any, str]]:
+    mode = r.get("accessConfig", "authenticationMode")
+    if _unknown(r.inputs.get("accessConfig")):
+        return
+    if mode != "API":
+        yield (
+            "accessConfig.authenticationMode",
+            mode or "CONFIG_MAP (default)",
+            "set API: access entries, no aws-auth ConfigMap",
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# Compute
+
+NODE_CLASS = "kubernetes:karpenter.k8s.aws/v1:EC2NodeClass"
+NODE_POOL = "kubernetes:karpenter.sh/v1:NodePool"
+
+
+@resource_rule(
+    "imdsv2-required",
+    "Instances require IMDSv2 tokens.",
+    ("aws:ec2/launchTemplate:LaunchTemplate", "aws:ec2/instance:Instance", NODE_CLASS),
+    basic=True,
+)
+def _imdsv2(r: Resource, ctx: Context) -> Iterator[tuple[str, Any, str]]:
+    if r.type == NODE_CLASS:
+        tokens = r.get("spec", "metadataOptions", "httpTokens")
+        if tokens not in (None, "required"):  # Karpenter defaults to required
+            yield "spec.metadataOptions.httpTokens", tokens, "must be required"
+        return
+    if _unknown(r.inputs.get("metadataOptions")):
+        return
+    tokens = r.get("metadataOptions", "httpTokens")
+    if tokens != "required":
+        yield "metadataOptions.httpTokens", tokens or "optional (default)", "must be required (IMDSv2)"
+
+
+@resource_rule(
+    "ebs-encrypted",
+    "Every EBS volume and block-device mapping is encrypted.",
+    (
+        "aws:ec2/launchTemplate:LaunchTemplate",
+        "aws:ebs/volume:Volume",
+        "aws:ec2/instance:Instance",
+        NODE_CLASS,
+        "kubernetes:storage.k8s.io/v1:StorageClass",
+    ),
+    basic=True,
+)
+def _ebs(r: Resource, ctx: Context) -> Iterator[tuple[str, Any, str]]:
+    if r.type == "aws:ebs/volume:Volume":
+        if not _true(r.get("encrypted")) and not _unknown(r.inputs.get("encrypted")):
+            yield "encrypted", r.get("encrypted"), "must be true"
+    elif r.type == "aws:ec2/instance:Instance":
+        if r.get("rootBlockDevice") is not None and not _true(r.get("rootBlockDevice", "encrypted")):
+            yield "rootBlockDevice.encrypted", r.get("rootBlockDevice", "encrypted"), "must be true"
+    elif r.type == "kubernetes:storage.k8s.io/v1:StorageClass":
+        if r.get("provisioner") == "ebs.csi.aws.com" and r.get("parameters", "encrypted") != "true":
+            yield "parameters.encrypted", r.get("parameters", "encrypted"), 'must be "true"'
+    else:
+        mappings = r.get("spec", "blockDeviceMappings") if r.type == NODE_CLASS else r.get("blockDeviceMappings")
+        prefix = "spec.blockDeviceMappings" if r.type == NODE_CLASS else "blockDeviceMappings"
+        for i, mapping in enumerate(as_list(mappings)):
+            ebs = mapping.get("ebs") if isinstance(mapping, Mapping) else None
+            if isinstance(ebs, Mapping) and not _true(ebs.get("encrypted")) and not _unknown(ebs.get("encrypted")):
+                yield (
+                    f"{prefix}[{i}].ebs.encrypted",
+                    ebs.get("encrypted"),
+                    'must be true (the schema takes the string "true")',
+                )
+
+
+def _nodepool_values(r: Resource, key: str) -> list[str]:
+    for req in as_list(r.get("spec", "template", "spec", "requirements")):
+        if isinstance(req, Mapping) and req.get("key") == key and req.get("operator") == "In":
+            return [str(v) for v in as_list(req.get("values"))]
+    return []
+
+
+@resource_rule(
+    "gpu-instance-allowlist",
+    "GPU instance and capacity types are allow-listed per environment.",
+    (NODE_POOL, "aws:eks/nodeGroup:NodeGroup"),
+    params={"instanceTypes": [], "capacityTypes": ["on-demand", "spot"]},
+)
+def _gpu_allowlist(r: Resource, ctx: Context) -> Iterator[tuple[str, Any, str]]:
+    allowed_types = set(ctx.param("gpu-instance-allowlist", "instanceTypes", []))
+    allowed_caps = set(ctx.param("gpu-instance-allowlist", "capacityTypes", ["on-demand", "spot"]))
+    if r.type == NODE_POOL:
+        types = _nodepool_values(r, "node.kubernetes.io/instance-type")
+        caps = _nodepool_values(r, "karpenter.sh/capacity-type")
+        field_types, field_caps = (
+            "spec.template.spec.requirements[instance-type]",
+            "spec.template.spec.requirements[capacity-type]",
+        )
+    else:
+        types = [str(t) for t in as_list(r.get("instanceTypes"))]
+        cap = r.get("capacityType")
+        caps = ["spot" if cap == "SPOT" else "on-demand"]
+        field_types, field_caps = "instanceTypes", "capacityType"
+        if not any(_is_gpu_type(t) for t in types):
+            return
+    bad = [t for t in types if _is_gpu_type(t) and allowed_types and t not in allowed_types]
+    if bad:
+        yield field_types, bad, f"not allowed in {ctx.env}; allowed: {', '.join(sorted(allowed_types))}"
+    bad_caps = [c for c in caps if c not in allowed_caps]
+    if bad_caps:
+        yield field_caps, bad_caps, f"not allowed in {ctx.env}; allowed: {', '.join(sorted(allowed_caps))}"
+
+
+def _is_gpu_type(instance_type: str) -> bool:
+    from .prices import price_book
+
+    for region in price_book().regions.values():
+        price = region.ec2_hourly_usd.get(instance_type)
+        if price is not None:
+            return price.gpus > 0
+    return instance_type.split(".")[0] in ("g4dn", "g5", "g6", "g6e", "p4d", "p4de", "p5", "p5e", "p5en")
+
+
+@stack_rule(
+    "gpu-capacity-cap", "All GPU pools together stay under the environment's GPU cap.", params={"maxGpus": None}
+)
+def _gpu_cap(ctx: Context) -> Iterator[Finding]:
+    cap = ctx.param("gpu-capacity-cap", "maxGpus")
+    if cap is None:
+        return
+    total, parts = 0, []
+    for pool in ctx.stack.of_type(NODE_POOL):
+        limit = pool.get("spec", "limits", GPU)
+        if limit is not None:
+            total += int(limit)
+            parts.append(f"{pool.name} {limit}")
+    from .prices import price_book
+
+    gpus_per = {n: p.gpus for region in price_book().regions.values() for n, p in region.ec2_hourly_usd.items()}
+    for group in ctx.stack.of_type("aws:eks/nodeGroup:NodeGroup"):
+        types = as_list(group.get("instanceTypes"))
+        most = group.get("scalingConfig", "maxSize")
+        gpus = max((gpus_per.get(str(t), 0) for t in types), default=0)
+        if gpus and most is not None:
+            total += int(most) * gpus
+            parts.append(f"{group.name} {int(most) * gpus}")
+    if total > int(cap):
+        urn = ctx.stack.of_type(NODE_POOL)[0].urn if ctx.stack.of_type(NODE_POOL) else ""
+        yield Finding(
+            urn,
+            "spec.limits.nvidia.com/gpu",
+            total,
+            f"GPU pools add up to {total} GPUs ({', '.join(parts)}), over the {ctx.env} cap of {cap}",
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# Network
+
+
+def _sg_is_load_balancers(ctx: Context, sg_urn: str) -> bool:
+    return any(
+        lb.depends_on(sg_urn, "securityGroups")
+        for lb in ctx.stack.of_type("aws:lb/loadBalancer:LoadBalancer", "aws:alb/loadBalancer:LoadBalancer")
+    )
+
+
+@resource_rule(
+    "no-open-ingress",
+    "No ingress from 0.0.0.0/0 or ::/0, except 80/443 on load balancers.",
+    (
+        "aws:ec2/securityGroup:SecurityGroup",
+        "aws:ec2/securityGroupRule:SecurityGroupRule",
+        "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule",
+    ),
+    basic=True,
+)
+def _open_ingress(r: Resource, ctx: Context) -> Iterator[tuple[str, Any, str]]:
+    rules: list[tuple[str, Mapping[str, Any], str | None]] = []
+    if r.type == "aws:ec2/securityGroup:SecurityGroup":
+        rules = [
+            (f"ingress[{i}]", rule, r.urn)
+            for i, rule in enumerate(as_list(r.get("ingress")))
+            if isinstance(rule, Mapping)
+        ]
+    elif r.type == "aws:ec2/securityGroupRule:SecurityGroupRule":
+        if r.get("type") == "ingress":
+            deps = r.property_dependencies.get("securityGroupId", ())
+            rules = [("", r.inputs, deps[0] if deps else None)]
+    else:
+        deps = r.property_dependencies.get("securityGroupId", ())
+        single: dict[str, Any] = dict(r.inputs)
+        single["cidrBlocks"] = [single.get("cidrIpv4")] if single.get("cidrIpv4") else []
+        single["ipv6CidrBlocks"] = [single.get("cidrIpv6")] if single.get("cidrIpv6") else []
+        rules = [("", single, deps[0] if deps else None)]
+    for path, rule, sg in rules:
+        cidrs = [c for c in [*as_list(rule.get("cidrBlocks")), *as_list(rule.get("ipv6CidrBlocks"))] if c in OPEN_CIDRS]
+        if not cidrs:
+            continue
+        ports = (rule.get("fromPort"), rule.get("toPort"))
+        web = ports[0] == ports[1] and ports[0] in (80, 443)
+        if web and sg and _sg_is_load_balancers(ctx, sg):
+            continue
+        prefix = f"{path}." if path else ""
+        yield (
+            f"{prefix}cidrBlocks",
+            cidrs,
+            f"opens ports {ports[0]}-{ports[1]} to the internet; only 80/443 on a load balancer may be",
+        )
+
+
+@stack_rule("vpc-flow-logs", "Every VPC has flow logs.", basic=True)
+def _flow_logs(ctx: Context) -> Iterator[Finding]:
+    for vpc in ctx.stack.of_type("aws:ec2/vpc:Vpc"):
+        if not ctx.stack.referencing(vpc, "aws:ec2/flowLog:FlowLog"):
+            yield Finding(
+                vpc.urn, "flowLogs", None, "no aws:ec2/flowLog for this VPC; add one to an encrypted log group"
+            )
+
+
+# ---------------------------------------------------------------------------------------------
+# IAM
+
+
+@resource_rule(
+    "iam-no-wildcards", 'No Action "*", and no service-wide wildcard on all resources.', IDENTITY_POLICIES, basic=True
+)
+def _iam_wildcards(r: Resource, ctx: Context) -> Iterator[tuple[str, Any, str]]:
+    for i, st in enumerate(statements(r.get("policy"))):
+        if st.get("Effect") != "Allow":
+            continue
+        actions = [str(a) for a in as_list(st.get("Action"))]
+        resources = [str(x) for x in as_list(st.get("Resource"))]
+        everything = any(x == "*" or re.match(r"^arn:[^:]+:s3:::\*$", x) for x in resources)
+        if "*" in actions or "*:*" in actions:
+            yield f"policy.Statement[{i}].Action", actions, "allows every action; list the actions needed"
+        elif everything and any(a.endswith(":*") for a in actions):
+            wild = [a for a in actions if a.endswith(":*")]
+            yield (
+                f"policy.Statement[{i}]",
+                {"Action": wild, "Resource": resources},
+                "a service-wide wildcard on all resources; scope actions and resources",
+            )
+
+
+def _web_identity_subjects(role: Resource) -> list[tuple[int, Mapping[str, Any]]]:
+    out = []
+    for i, st in enumerate(statements(role.get("assumeRolePolicy"))):
+        if "sts:AssumeRoleWithWebIdentity" in as_list(st.get("Action")):
+            out.append((i, st))
+    return out
+
+
+@resource_rule(
+    "irsa-trust-scoped", "IRSA trust is scoped to exactly one service account.", ("aws:iam/role:Role",), basic=True
+)
+def _irsa(r: Resource, ctx: Context) -> Iterator[tuple[str, Any, str]]:
+    for i, st in _web_identity_subjects(r):
+        condition = st.get("Condition") or {}
+        equals = condition.get("StringEquals") or {}
+        subs = [v for k, v in equals.items() if str(k).endswith(":sub")]
+        values = [x for v in subs for x in as_list(v)]
+        like = [k for k in (condition.get("StringLike") or {}) if str(k).endswith(":sub")]
+        if like or len(values) != 1 or "*" in str(values[0]) or not str(values[0]).startswith("system:serviceaccount:"):
+            yield (
+                f"assumeRolePolicy.Statement[{i}].Condition",
+                condition,
+                "StringEquals <issuer>:sub must name one system:serviceaccount:<ns>:<name>",
+            )
+
+
+@stack_rule(
+    "model-pull-role-read-only",
+    "The model-pull role only reads its environment's model bucket.",
+    basic=True,
+    params={"namespace": "models", "serviceAccount": "model-puller"},
+)
+def _model_pull(ctx: Context) -> Iterator[Finding]:
+    namespace = ctx.param("model-pull-role-read-only", "namespace", "models")
+    account = ctx.param("model-pull-role-read-only", "serviceAccount", "model-puller")
+    subject = f"system:serviceaccount:{namespace}:{account}"
+    bucket = ctx.model_bucket()
+    for role in ctx.stack.of_type("aws:iam/role:Role"):
+        trusted = any(subject in str(st.get("Condition")) for _, st in _web_identity_subjects(role))
+        if not trusted:
+            continue
+        for attachment in ctx.stack.referencing(role, "aws:iam/rolePolicyAttachment:RolePolicyAttachment"):
+            yield Finding(
+                attachment.urn,
+                "policyArn",
+                attachment.get("policyArn"),
+                "the model-pull role takes no managed policies",
+            )
+        for policy in ctx.stack.referencing(role, "aws:iam/rolePolicy:RolePolicy"):
+            for i, st in enumerate(statements(policy.get("policy"))):
+                if st.get("Effect") != "Allow":
+                    continue
+                extra = [a for a in as_list(st.get("Action")) if a not in READ_ONLY_MODEL_ACTIONS]
+                if extra:
+                    yield Finding(
+                        policy.urn,
+                        f"policy.Statement[{i}].Action",
+                        extra,
+                        f"the model-pull role may only {', '.join(sorted(READ_ONLY_MODEL_ACTIONS))}",
+                    )
+                for res in as_list(st.get("Resource")):
+                    s3 = str(res).startswith("arn:aws") and ":s3:::" in str(res)
+                    if s3 and bucket and str(res).split(":::", 1)[1].split("/", 1)[0] != bucket:
+                        yield Finding(
+                            policy.urn,
+                            f"policy.Statement[{i}].Resource",
+                            res,
+                            f"only the {ctx.env} model bucket {bucket} may be read",
+                        )
+                    elif res == "*" and any(str(a).startswith("s3:") for a in as_list(st.get("Action"))):
+                        yield Finding(
+                            policy.urn, f"policy.Statement[{i}].Resource", res, "scope S3 reads to the model bucket"
+                        )
+
+
+# ---------------------------------------------------------------------------------------------
+# KMS, ECR, Helm
+
+
+@resource_rule("kms-rotation", "Customer-managed KMS keys rotate.", ("aws:kms/key:Key",), basic=True)
+def _kms(r: Resource, ctx: Context) -> Iterator[tuple[str, Any, str]]:
+    if not _true(r.get("enableKeyRotation")) and not _unknown(r.inputs.get("enableKeyRotation")):
+        yield "enableKeyRotation", r.get("enableKeyRotation") or False, "must be true"
+
+
+@resource_rule(
+    "ecr-immutable-scanned",
+    "ECR tags are immutable and images are scanned on push.",
+    ("aws:ecr/repository:Repository",),
+)
+def _ecr(r: Resource, ctx: Context) -> Iterator[tuple[str, Any, str]]:
+    if r.get("imageTagMutability") != "IMMUTABLE":
+        yield "imageTagMutability", r.get("imageTagMutability") or "MUTABLE (default)", "must be IMMUTABLE"
+    if not _true(r.get("imageScanningConfiguration", "scanOnPush")):
+        yield "imageScanningConfiguration.scanOnPush", r.get("imageScanningConfiguration", "scanOnPush"), "must be true"
+
+
+@resource_rule(
+    "helm-pinned",
+    "Helm releases pin an exact chart version.",
+    ("kubernetes:helm.sh/v3:Release", "kubernetes:helm.sh/v4:Chart"),
+)
+def _helm(r: Resource, ctx: Context) -> Iterator[tuple[str, Any, str]]:
+    version = r.inputs.get("version")
+    if _unknown(version):
+        return
+    if not isinstance(version, str) or not SEMVER.match(version):
+        yield "version", version, "pin an exact chart version (x.y.z); unset means the latest"
+
+
+@resource_rule(
+    "grafana-credentials",
+    "Grafana never runs with a default admin password.",
+    ("kubernetes:helm.sh/v3:Release",),
+    basic=True,
+)
+def _grafana(r: Resource, ctx: Context) -> Iterator[tuple[str, Any, str]]:
+    chart = str(r.get("chart") or "")
+    values = r.get("values") or {}
+    if not isinstance(values, Mapping):
+        return
+    if chart.endswith("kube-prometheus-stack"):
+        grafana, path = values.get("grafana") or {}, "values.grafana"
+        if isinstance(grafana, Mapping) and grafana.get("enabled") is False:
+            return
+    elif chart.endswith("grafana"):
+        grafana, path = values, "values"
+    else:
+        return
+    password = grafana.get("adminPassword")
+    secret = (grafana.get("admin") or {}).get("existingSecret")
+    if password is not None and password in DEFAULT_GRAFANA_PASSWORDS:
+        yield f"{path}.adminPassword", password, "is a default password; use admin.existingSecret"
+    elif password is None and not secret:
+        yield (
+            f"{path}.admin.existingSecret",
+            None,
+            "unset means the chart's default password (prom-operator); point it at a generated Secret",
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# Pods and InferenceServices
+
+
+def _containers(r: Resource) -> list[tuple[str, Mapping[str, Any]]]:
+    spec = r.get(*WORKLOADS[r.type])
+    if not isinstance(spec, Mapping):
+        return []
+    prefix = ".".join(WORKLOADS[r.type])
+    out = [
+        (f"{prefix}.containers[{i}]", c)
+        for i, c in enumerate(as_list(spec.get("containers")))
+        if isinstance(c, Mapping)
+    ]
+    if r.type == ISVC and isinstance(spec.get("model"), Mapping):
+        out.append((f"{prefix}.model", spec["model"]))
+    return out
+
+
+def _pod_spec(r: Resource) -> Mapping[str, Any]:
+    spec = r.get(*WORKLOADS[r.type])
+    return spec if isinstance(spec, Mapping) else {}
+
+
+@resource_rule(
+    "workload-resources",
+    "Every container sets requests and limits; GPU requests equal limits.",
+    tuple(WORKLOADS),
+    basic=True,
+)
+def _resources(r: Resource, ctx: Context) -> Iterator[tuple[str, Any, str]]:
+    for path, c in _containers(r):
+        res = c.get("resources") or {}
+        requests, limits = res.get("requests") or {}, res.get("limits") or {}
+        missing = [
+            f"{kind}.{k}"
+            for kind, d in (("requests", requests), ("limits", limits))
+            for k in ("cpu", "memory")
+            if k not in d
+        ]
+        if missing:
+            yield f"{path}.resources", res, f"set {', '.join(missing)}"
+        if GPU in requests and str(requests[GPU]) != str(limits.get(GPU)):
+            yield f"{path}.resources", res, "GPU requests must equal GPU limits"
+
+
+@resource_rule(
+    "workload-images",
+    "Images are pinned (no latest) and come from allowed registries.",
+    tuple(WORKLOADS),
+    params={"registries": []},
+)
+def _images(r: Resource, ctx: Context) -> Iterator[tuple[str, Any, str]]:
+    allowed = [str(x) for x in ctx.param("workload-images", "registries", [])]
+    for path, c in _containers(r):
+        image = c.get("image")
+        if not isinstance(image, str) or not known(image):
+            continue
+        name = image.split("@", 1)[0]
+        tag = name.rsplit(":", 1)[1] if ":" in name.rsplit("/", 1)[-1] else None
+        if "@sha256:" not in image and (tag is None or tag == "latest"):
+            yield f"{path}.image", image, "pin an immutable tag or a digest (never latest or untagged)"
+        if allowed and not any(fnmatch.fnmatchcase(image, pattern) for pattern in allowed):
+            yield f"{path}.image", image, f"registry not allowed in {ctx.env}; allowed: {', '.join(allowed)}"
+
+
+@resource_rule(
+    "workload-security",
+    "Pods run non-root, unprivileged, without escalation, capabilities dropped, read-only root.",
+    tuple(WORKLOADS),
+    basic=True,
+)
+def _security(r: Resource, ctx: Context) -> Iterator[tuple[str, Any, str]]:
+    pod = _pod_spec(r)
+    pod_nonroot = _true((pod.get("securityContext") or {}).get("runAsNonRoot"))
+    for path, c in _containers(r):
+        sc = c.get("securityContext") or {}
+        problems = []
+        if not (pod_nonroot or _true(sc.get("runAsNonRoot"))):
+            problems.append("runAsNonRoot: true")
+        if _true(sc.get("privileged")):
+            problems.append("privileged: false")
+        if sc.get("allowPrivilegeEscalation") is not False:
+            problems.append("allowPrivilegeEscalation: false")
+        if "ALL" not in as_list((sc.get("capabilities") or {}).get("drop")):
+            problems.append("capabilities.drop: [ALL]")
+        if not _true(sc.get("readOnlyRootFilesystem")):
+            problems.append("readOnlyRootFilesystem: true")
+        if problems:
+            yield f"{path}.securityContext", sc, f"set {', '.join(problems)}"
+
+
+@resource_rule(
+    "inferenceservice-min-replicas",
+    "InferenceServices keep enough replicas for the environment.",
+    (ISVC,),
+    params={"minReplicas": 1},
+)
+def _min_replicas(r: Resource, ctx: Context) -> Iterator[tuple[str, Any, str]]:
+    least = int(ctx.param("inferenceservice-min-replicas", "minReplicas", 1))
+    value = r.get("spec", "predictor", "minReplicas")
+    if _unknown(r.inputs.get("spec")):
+        return
+    replicas = 1 if value is None else int(value)  # KServe's default is 1
+    if replicas < least:
+        yield "spec.predictor.minReplicas", value, f"must be ≥ {least} in {ctx.env}"
+
+
+@stack_rule("inferenceservice-pdb", "Every InferenceService has a PodDisruptionBudget.")
+def _pdb(ctx: Context) -> Iterator[Finding]:
+    pdbs = ctx.stack.of_type("kubernetes:policy/v1:PodDisruptionBudget")
+    for isvc in ctx.stack.of_type(ISVC):
+        name, ns = isvc.get("metadata", "name"), isvc.get("metadata", "namespace")
+        covered = any(
+            p.get("metadata", "namespace") == ns
+            and (p.get("spec", "selector", "matchLabels") or {}).get(ISVC_LABEL) == name
+            for p in pdbs
+        )
+        if not covered:
+            yield Finding(
+                isvc.urn, "podDisruptionBudget", None, f"no PodDisruptionBudget selecting {ISVC_LABEL}={name}"
+            )
+
+
+@resource_rule(
+    "inferenceservice-gpu-placement",
+    "GPU predictors tolerate the GPU taint and select a pool that exists.",
+    (ISVC,),
+    params={"knownPools": []},
+)
+def _placement(r: Resource, ctx: Context) -> Iterator[tuple[str, Any, str]]:
+    predictor = r.get("spec", "predictor") or {}
+    gpus = any(GPU in ((c.get("resources") or {}).get("limits") or {}) for _, c in _containers(r))
+    if not gpus:
+        return
+    tolerations = [t for t in as_list(predictor.get("tolerations")) if isinstance(t, Mapping)]
+    if not any(t.get("key") == GPU_TAINT_KEY for t in tolerations):
+        yield "spec.predictor.tolerations", tolerations, f"GPU predictors must tolerate {GPU_TAINT_KEY}"
+    pool = (predictor.get("nodeSelector") or {}).get(GPU_POOL_LABEL)
+    pools = ctx.gpu_pools()
+    if pool is None:
+        yield "spec.predictor.nodeSelector", predictor.get("nodeSelector"), f"select a GPU pool with {GPU_POOL_LABEL}"
+    elif pools is not None and pool not in pools:
+        yield (
+            f"spec.predictor.nodeSelector.{GPU_POOL_LABEL}",
+            pool,
+            f"no such GPU pool; pools: {', '.join(sorted(pools))}",
+        )
+
+
+@resource_rule(
+    "storage-uri-in-model-bucket",
+    "Models load from the environment's model bucket.",
+    (ISVC,),
+    params={"modelBucket": None},
+)
+def _storage_uri(r: Resource, ctx: Context) -> Iterator[tuple[str, Any, str]]:
+    uri = r.get("spec", "predictor", "model", "storageUri") or r.get("spec", "predictor", "storageUri")
+    bucket = ctx.model_bucket()
+    if not isinstance(uri, str) or not known(uri) or bucket is None:
+        return
+    if not uri.startswith(f"s3://{bucket}/"):
+        yield "spec.predictor.model.storageUri", uri, f"must be inside s3://{bucket}/"
+
+
+# ---------------------------------------------------------------------------------------------
+# Budgets
+
+
+def _budget(ctx: Context) -> Resource | None:
+    budgets = ctx.stack.of_type("aws:budgets/budget:Budget")
+    return budgets[0] if budgets else None
+
+
+@stack_rule("budget-exists", "The environment has an AWS Budget with actual and forecast notifications.")
+def _budget_exists(ctx: Context) -> Iterator[Finding]:
+    clusters = ctx.stack.of_type(*CLUSTER)
+    if not clusters:
+        return  # a workloads-only preview: the platform stack owns the budget
+    budget = _budget(ctx)
+    if budget is None:
+        yield Finding(
+            clusters[0].urn, "budget", None, f"no aws:budgets/budget for {ctx.env}; add one (infra/alerts.py)"
+        )
+        return
+    kinds = {n.get("notificationType") for n in as_list(budget.get("notifications")) if isinstance(n, Mapping)}
+    missing = [k for k in ("ACTUAL", "FORECASTED") if k not in kinds]
+    if missing:
+        yield Finding(
+            budget.urn, "notifications", sorted(k for k in kinds if k), f"add {' and '.join(missing)} notifications"
+        )
+
+
+def _budget_amount(ctx: Context) -> tuple[float, str] | None:
+    budget = _budget(ctx)
+    amount = budget.get("limitAmount") if budget else None
+    if amount is not None:
+        try:
+            return float(amount), budget.urn if budget else ""
+        except (TypeError, ValueError):
+            return None
+    configured = ctx.param("budget-baseline", "monthlyBudgetUsd")
+    return (float(configured), "") if configured else None
+
+
+@stack_rule(
+    "budget-baseline",
+    "The estimated monthly cost at minimum stays under the budget.",
+    params={"monthlyBudgetUsd": None},
+)
+def _budget_baseline(ctx: Context) -> Iterator[Finding]:
+    found = _budget_amount(ctx)
+    if found is None:
+        return
+    amount, urn = found
+    if ctx.estimate.baseline > amount:
+        yield Finding(
+            urn,
+            "limitAmount",
+            amount,
+            f"estimated baseline ${ctx.estimate.baseline:,.2f}/month is over the ${amount:,.2f} budget",
+        )
+
+
+@stack_rule("budget-ceiling", "With every pool at its limit, the estimate stays under the budget.")
+def _budget_ceiling(ctx: Context) -> Iterator[Finding]:
+    found = _budget_amount(ctx)
+    if found is None:
+        return
+    amount, urn = found
+    if ctx.estimate.ceiling > amount:
+        yield Finding(
+            urn,
+            "limitAmount",
+            amount,
+            f"with every pool at its limit the estimate is ${ctx.estimate.ceiling:,.2f}/month, "
+            f"over the ${amount:,.2f} budget",
+        )

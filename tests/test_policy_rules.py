@@ -1,0 +1,673 @@
+"""Every policy rule, on engine-shaped inputs: one compliant and one violating case each, plus the
+shapes real previews contain (JSON-string policies, single statements, unknowns, string booleans)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from modelyard.policies.governance import rules
+from modelyard.policies.governance.resources import UNKNOWN, Resource, Stack
+from modelyard.policies.governance.rules import RULES, Context, Finding
+
+PROVIDER = "urn:pulumi:prod::p::pulumi:providers:aws::aws"
+TAGS = {"env": "prod", "team": "ml", "cost-center": "cc-1", "managed-by": "modelyard"}
+LABELS = {
+    "modelyard.io/env": "prod",
+    "modelyard.io/team": "ml",
+    "modelyard.io/cost-center": "cc-1",
+    "app.kubernetes.io/managed-by": "modelyard",
+}
+
+
+def res(typ: str, name: str, inputs: dict[str, Any] | None = None, **deps: list[str]) -> Resource:
+    return Resource(
+        urn=f"urn:pulumi:prod::p::{typ}::{name}",
+        type=typ,
+        inputs=inputs or {},
+        provider=f"{PROVIDER}::0000-id" if typ.startswith("aws:") else None,
+        dependencies=tuple(u for v in deps.values() for u in v),
+        property_dependencies=dict(deps),
+    )
+
+
+def provider(tags: dict[str, str] | None = None) -> Resource:
+    inputs = {"region": "us-east-1"}
+    if tags is not None:
+        inputs["defaultTags"] = json.dumps({"tags": tags})
+    return Resource(PROVIDER, "pulumi:providers:aws", inputs)
+
+
+def run(rule: str, resources: list[Resource], params: dict[str, Any] | None = None, env: str = "prod") -> list[Finding]:
+    stack = Stack([provider(TAGS), *resources])
+    return list(RULES[rule].run(Context(env, stack, {rule: {**(RULES[rule].params or {}), **(params or {})}})))
+
+
+BUCKET = "aws:s3/bucket:Bucket"
+MODEL_BUCKET = "modelyard-prod-models-123456789012"
+
+
+def bucket_set(
+    pab: dict[str, Any] | None = None,
+    sse: str | None = "aws:kms",
+    versioning: str | None = "Enabled",
+    tls: bool = True,
+    name: str = MODEL_BUCKET,
+) -> list[Resource]:
+    b = res(BUCKET, "b", {"bucket": name})
+    out = [b]
+    if pab is not None:
+        out.append(res("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock", "pab", pab, bucket=[b.urn]))
+    if sse is not None:
+        out.append(
+            res(
+                "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
+                "sse",
+                {"rules": [{"applyServerSideEncryptionByDefault": {"sseAlgorithm": sse}}]},
+                bucket=[b.urn],
+            )
+        )
+    if versioning is not None:
+        out.append(
+            res(
+                "aws:s3/bucketVersioning:BucketVersioning",
+                "v",
+                {"versioningConfiguration": {"status": versioning}},
+                bucket=[b.urn],
+            )
+        )
+    statement = {
+        "Effect": "Deny",
+        "Principal": "*",
+        "Action": "s3:*",
+        "Resource": "*",
+        "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+    }
+    # A single statement object, not a list, as some documents have it.
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": statement
+        if tls
+        else {
+            "Effect": "Allow",
+            "Principal": {"AWS": "arn:aws:iam::1:root"},
+            "Action": "s3:GetObject",
+            "Resource": "*",
+        },
+    }
+    out.append(res("aws:s3/bucketPolicy:BucketPolicy", "pol", {"policy": json.dumps(policy)}, bucket=[b.urn]))
+    return out
+
+
+ALL_BLOCKED = dict.fromkeys(("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets"), True)
+CLUSTER = "aws:eks/cluster:Cluster"
+GOOD_CLUSTER = {
+    "version": "1.35",
+    "encryptionConfig": {"resources": ["secrets"], "provider": {"keyArn": "arn:aws:kms:us-east-1:1:key/x"}},
+    "enabledClusterLogTypes": ["api", "audit", "authenticator", "controllerManager", "scheduler"],
+    "vpcConfig": {"endpointPublicAccess": False, "endpointPrivateAccess": True},
+    "accessConfig": {"authenticationMode": "API"},
+}
+NODEPOOL = "kubernetes:karpenter.sh/v1:NodePool"
+
+
+def nodepool(types: list[str], caps: list[str], limit: int = 4, pool: str = "a10g") -> Resource:
+    return res(
+        NODEPOOL,
+        f"np-{pool}",
+        {
+            "metadata": {"name": f"gpu-{pool}", "labels": LABELS},
+            "spec": {
+                "template": {
+                    "metadata": {"labels": {"modelyard.io/gpu-pool": pool}},
+                    "spec": {
+                        "requirements": [
+                            {"key": "node.kubernetes.io/instance-type", "operator": "In", "values": types},
+                            {"key": "karpenter.sh/capacity-type", "operator": "In", "values": caps},
+                        ]
+                    },
+                },
+                "limits": {"nvidia.com/gpu": str(limit)},
+            },
+        },
+    )
+
+
+SECURE = {
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
+    "capabilities": {"drop": ["ALL"]},
+    "runAsNonRoot": True,
+}
+LIMITS = {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"cpu": "1", "memory": "1Gi"}}
+
+
+def isvc(
+    name: str = "embed",
+    *,
+    min_replicas: int | None = 2,
+    gpus: int = 1,
+    pool: str | None = "a10g",
+    tolerate: bool = True,
+    uri: str = f"s3://{MODEL_BUCKET}/embed/1/",
+    image: str = "1.dkr.ecr.us-east-1.amazonaws.com/model-server:1.0.0",
+    security: dict[str, Any] | None = None,
+    resources: dict[str, Any] | None = None,
+) -> Resource:
+    limits = {**LIMITS["limits"], **({"nvidia.com/gpu": str(gpus)} if gpus else {})}
+    predictor: dict[str, Any] = {
+        "containers": [
+            {
+                "name": "kserve-container",
+                "image": image,
+                "resources": resources if resources is not None else {"requests": limits, "limits": limits},
+                "securityContext": SECURE if security is None else security,
+            }
+        ],
+        "storageUri": uri,
+    }
+    if min_replicas is not None:
+        predictor["minReplicas"] = min_replicas
+    if pool:
+        predictor["nodeSelector"] = {"modelyard.io/gpu-pool": pool}
+    if tolerate:
+        predictor["tolerations"] = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    return res(
+        rules.ISVC,
+        name,
+        {"metadata": {"name": name, "namespace": "models", "labels": LABELS}, "spec": {"predictor": predictor}},
+    )
+
+
+def pdb(name: str = "embed") -> Resource:
+    return res(
+        "kubernetes:policy/v1:PodDisruptionBudget",
+        f"{name}-pdb",
+        {
+            "metadata": {"name": name, "namespace": "models", "labels": LABELS},
+            "spec": {"selector": {"matchLabels": {rules.ISVC_LABEL: name}}, "maxUnavailable": 1},
+        },
+    )
+
+
+def role_with_trust(trust: dict[str, Any]) -> Resource:
+    return res(
+        "aws:iam/role:Role", "r", {"assumeRolePolicy": json.dumps({"Version": "2012-10-17", "Statement": [trust]})}
+    )
+
+
+IRSA_OK = {
+    "Effect": "Allow",
+    "Principal": {"Federated": "arn:aws:iam::1:oidc-provider/x"},
+    "Action": "sts:AssumeRoleWithWebIdentity",
+    "Condition": {
+        "StringEquals": {
+            "oidc.eks/x:sub": "system:serviceaccount:models:model-puller",
+            "oidc.eks/x:aud": "sts.amazonaws.com",
+        }
+    },
+}
+
+
+def model_pull(actions: list[str], resource: str) -> list[Resource]:
+    role = role_with_trust(IRSA_OK)
+    doc = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": actions, "Resource": resource}]}
+    return [
+        *bucket_set(ALL_BLOCKED),
+        role,
+        res("aws:iam/rolePolicy:RolePolicy", "rp", {"policy": json.dumps(doc)}, role=[role.urn]),
+    ]
+
+
+def kps(grafana: dict[str, Any]) -> Resource:
+    return res(
+        "kubernetes:helm.sh/v3:Release",
+        "kps",
+        {"chart": "kube-prometheus-stack", "version": "81.6.2", "values": {"grafana": grafana}},
+    )
+
+
+def budget(amount: str, kinds: tuple[str, ...] = ("ACTUAL", "FORECASTED")) -> Resource:
+    return res(
+        "aws:budgets/budget:Budget",
+        "budget",
+        {
+            "limitAmount": amount,
+            "notifications": [{"notificationType": k, "threshold": 100} for k in kinds],
+            "tags": TAGS,
+        },
+    )
+
+
+def g5_nodes(n: int) -> list[Resource]:
+    """A managed node group of n always-on g5.xlarge: n x 1.006 x 730 = 734.38 USD each."""
+    return [
+        res(
+            "aws:eks/nodeGroup:NodeGroup",
+            "gpu-ng",
+            {
+                "instanceTypes": ["g5.xlarge"],
+                "scalingConfig": {"desiredSize": n, "maxSize": n * 2, "minSize": n},
+                "diskSize": 0,
+            },
+        )
+    ]
+
+
+# (rule, compliant resources, violating resources, params, the violating finding's field)
+CASES: list[tuple[str, Callable[[], list[Resource]], Callable[[], list[Resource]], dict[str, Any], str]] = [
+    (
+        "aws-required-tags",
+        lambda: [res("aws:sqs/queue:Queue", "q")],
+        lambda: [res("aws:sqs/queue:Queue", "q", {"tags": {"env": ""}})],
+        {},
+        "tags",
+    ),
+    (
+        "k8s-required-labels",
+        lambda: [res("kubernetes:core/v1:Namespace", "ns", {"metadata": {"name": "x", "labels": LABELS}})],
+        lambda: [res("kubernetes:core/v1:Namespace", "ns", {"metadata": {"name": "x"}})],
+        {},
+        "metadata.labels",
+    ),
+    (
+        "s3-public-access-blocked",
+        lambda: bucket_set(ALL_BLOCKED),
+        lambda: bucket_set({**ALL_BLOCKED, "restrictPublicBuckets": False}),
+        {},
+        "restrictPublicBuckets",
+    ),
+    (
+        "s3-no-public-acl",
+        lambda: [res("aws:s3/bucketAcl:BucketAcl", "acl", {"acl": "private"})],
+        lambda: [res("aws:s3/bucketAcl:BucketAcl", "acl", {"acl": "public-read"})],
+        {},
+        "acl",
+    ),
+    (
+        "s3-encryption",
+        lambda: bucket_set(ALL_BLOCKED),
+        lambda: bucket_set(ALL_BLOCKED, sse="AES256"),
+        {},
+        "sseAlgorithm",
+    ),
+    (
+        "s3-model-versioning",
+        lambda: bucket_set(ALL_BLOCKED),
+        lambda: bucket_set(ALL_BLOCKED, versioning="Suspended"),
+        {},
+        "versioning",
+    ),
+    ("s3-tls-only", lambda: bucket_set(ALL_BLOCKED), lambda: bucket_set(ALL_BLOCKED, tls=False), {}, "policy"),
+    (
+        "no-public-principal",
+        lambda: [
+            res(
+                "aws:sns/topicPolicy:TopicPolicy",
+                "tp",
+                {
+                    "policy": json.dumps(
+                        {
+                            "Statement": [
+                                {
+                                    "Effect": "Allow",
+                                    "Principal": "*",
+                                    "Action": "sns:Publish",
+                                    "Resource": "*",
+                                    "Condition": {"StringEquals": {"aws:SourceAccount": "1"}},
+                                }
+                            ]
+                        }
+                    )
+                },
+            )
+        ],
+        lambda: [
+            res(
+                "aws:sns/topicPolicy:TopicPolicy",
+                "tp",
+                {
+                    "policy": {
+                        "Statement": {
+                            "Effect": "Allow",
+                            "Principal": {"AWS": ["*"]},
+                            "Action": "sns:Publish",
+                            "Resource": "*",
+                        }
+                    }
+                },
+            )
+        ],
+        {},
+        "policy.Statement[0]",
+    ),
+    (
+        "eks-version",
+        lambda: [res(CLUSTER, "c", GOOD_CLUSTER)],
+        lambda: [res(CLUSTER, "c", {**GOOD_CLUSTER, "version": "1.29"})],
+        {"supported": ["1.34", "1.35"]},
+        "version",
+    ),
+    (
+        "eks-secrets-encryption",
+        lambda: [res(CLUSTER, "c", GOOD_CLUSTER)],
+        lambda: [res(CLUSTER, "c", {**GOOD_CLUSTER, "encryptionConfig": {"resources": []}})],
+        {},
+        "encryptionConfig",
+    ),
+    (
+        "eks-logging",
+        lambda: [res(CLUSTER, "c", GOOD_CLUSTER)],
+        lambda: [res(CLUSTER, "c", {**GOOD_CLUSTER, "enabledClusterLogTypes": ["api"]})],
+        {},
+        "enabledClusterLogTypes",
+    ),
+    # No endpointPublicAccess and no publicAccessCidrs: EKS's defaults, a public endpoint open to 0.0.0.0/0.
+    (
+        "eks-endpoint",
+        lambda: [res(CLUSTER, "c", GOOD_CLUSTER)],
+        lambda: [res(CLUSTER, "c", {**GOOD_CLUSTER, "vpcConfig": {"subnetIds": ["s"]}})],
+        {},
+        "vpcConfig.publicAccessCidrs",
+    ),
+    (
+        "eks-access-entries",
+        lambda: [res(CLUSTER, "c", GOOD_CLUSTER)],
+        lambda: [res(CLUSTER, "c", {k: v for k, v in GOOD_CLUSTER.items() if k != "accessConfig"})],
+        {},
+        "accessConfig.authenticationMode",
+    ),
+    (
+        "imdsv2-required",
+        lambda: [res("aws:ec2/launchTemplate:LaunchTemplate", "lt", {"metadataOptions": {"httpTokens": "required"}})],
+        lambda: [res("aws:ec2/launchTemplate:LaunchTemplate", "lt", {"metadataOptions": {"httpTokens": "optional"}})],
+        {},
+        "metadataOptions.httpTokens",
+    ),
+    # The launch template schema takes the string "true".
+    (
+        "ebs-encrypted",
+        lambda: [
+            res(
+                "aws:ec2/launchTemplate:LaunchTemplate", "lt", {"blockDeviceMappings": [{"ebs": {"encrypted": "true"}}]}
+            )
+        ],
+        lambda: [
+            res(
+                "aws:ec2/launchTemplate:LaunchTemplate",
+                "lt",
+                {"blockDeviceMappings": [{"ebs": {"encrypted": "false"}}]},
+            )
+        ],
+        {},
+        "blockDeviceMappings[0].ebs.encrypted",
+    ),
+    (
+        "gpu-instance-allowlist",
+        lambda: [nodepool(["g5.xlarge"], ["on-demand"])],
+        lambda: [nodepool(["g5.xlarge", "p5.48xlarge"], ["spot"])],
+        {"instanceTypes": ["g5.xlarge"], "capacityTypes": ["on-demand"]},
+        "spec.template.spec.requirements[instance-type]",
+    ),
+    (
+        "gpu-capacity-cap",
+        lambda: [nodepool(["g5.xlarge"], ["on-demand"], 8)],
+        lambda: [nodepool(["g5.xlarge"], ["on-demand"], 8), nodepool(["g6e.xlarge"], ["on-demand"], 8, "l40s")],
+        {"maxGpus": 12},
+        "spec.limits.nvidia.com/gpu",
+    ),
+    (
+        "no-open-ingress",
+        lambda: [
+            res(
+                "aws:ec2/securityGroup:SecurityGroup",
+                "sg",
+                {"ingress": [{"fromPort": 443, "toPort": 443, "protocol": "tcp", "cidrBlocks": ["10.0.0.0/8"]}]},
+            )
+        ],
+        lambda: [
+            res(
+                "aws:ec2/securityGroup:SecurityGroup",
+                "sg",
+                {"ingress": [{"fromPort": 22, "toPort": 22, "protocol": "tcp", "cidrBlocks": ["0.0.0.0/0"]}]},
+            )
+        ],
+        {},
+        "ingress[0].cidrBlocks",
+    ),
+    (
+        "vpc-flow-logs",
+        lambda: [
+            v := res("aws:ec2/vpc:Vpc", "vpc"),
+            res("aws:ec2/flowLog:FlowLog", "fl", {"trafficType": "ALL"}, vpcId=[v.urn]),
+        ],
+        lambda: [res("aws:ec2/vpc:Vpc", "vpc")],
+        {},
+        "flowLogs",
+    ),
+    (
+        "iam-no-wildcards",
+        lambda: [
+            res(
+                "aws:iam/rolePolicy:RolePolicy",
+                "p",
+                {
+                    "policy": json.dumps(
+                        {"Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::b/*"}]}
+                    )
+                },
+            )
+        ],
+        lambda: [
+            res(
+                "aws:iam/rolePolicy:RolePolicy",
+                "p",
+                {
+                    "policy": json.dumps(
+                        {"Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "arn:aws:s3:::*"}]}
+                    )
+                },
+            )
+        ],
+        {},
+        "policy.Statement[0]",
+    ),
+    (
+        "irsa-trust-scoped",
+        lambda: [role_with_trust(IRSA_OK)],
+        lambda: [
+            role_with_trust(
+                {**IRSA_OK, "Condition": {"StringLike": {"oidc.eks/x:sub": "system:serviceaccount:models:*"}}}
+            )
+        ],
+        {},
+        "assumeRolePolicy.Statement[0].Condition",
+    ),
+    (
+        "model-pull-role-read-only",
+        lambda: model_pull(["s3:GetObject", "s3:ListBucket"], f"arn:aws:s3:::{MODEL_BUCKET}/*"),
+        lambda: model_pull(["s3:GetObject", "s3:PutObject"], f"arn:aws:s3:::{MODEL_BUCKET}/*"),
+        {},
+        "policy.Statement[0].Action",
+    ),
+    (
+        "kms-rotation",
+        lambda: [res("aws:kms/key:Key", "k", {"enableKeyRotation": True})],
+        lambda: [res("aws:kms/key:Key", "k", {"description": "no rotation set"})],
+        {},
+        "enableKeyRotation",
+    ),
+    (
+        "ecr-immutable-scanned",
+        lambda: [
+            res(
+                "aws:ecr/repository:Repository",
+                "r",
+                {"imageTagMutability": "IMMUTABLE", "imageScanningConfiguration": {"scanOnPush": True}},
+            )
+        ],
+        lambda: [res("aws:ecr/repository:Repository", "r", {"imageScanningConfiguration": {"scanOnPush": True}})],
+        {},
+        "imageTagMutability",
+    ),
+    (
+        "helm-pinned",
+        lambda: [res("kubernetes:helm.sh/v3:Release", "h", {"chart": "x", "version": "v1.19.4"})],
+        lambda: [res("kubernetes:helm.sh/v3:Release", "h", {"chart": "x", "version": "~1.19"})],
+        {},
+        "version",
+    ),
+    (
+        "grafana-credentials",
+        lambda: [kps({"admin": {"existingSecret": "grafana-admin"}})],
+        lambda: [kps({"adminPassword": "prom-operator"})],
+        {},
+        "values.grafana.adminPassword",
+    ),
+    (
+        "workload-resources",
+        lambda: [isvc()],
+        lambda: [
+            isvc(
+                resources={
+                    "limits": {"cpu": "1", "memory": "1Gi", "nvidia.com/gpu": "1"},
+                    "requests": {"cpu": "1", "memory": "1Gi", "nvidia.com/gpu": "2"},
+                }
+            )
+        ],
+        {},
+        "spec.predictor.containers[0].resources",
+    ),
+    (
+        "workload-images",
+        lambda: [isvc()],
+        lambda: [isvc(image="docker.io/someone/model:latest")],
+        {"registries": ["*.dkr.ecr.*.amazonaws.com/*"]},
+        "spec.predictor.containers[0].image",
+    ),
+    (
+        "workload-security",
+        lambda: [isvc()],
+        lambda: [isvc(security={"privileged": True})],
+        {},
+        "spec.predictor.containers[0].securityContext",
+    ),
+    (
+        "inferenceservice-min-replicas",
+        lambda: [isvc(min_replicas=2)],
+        lambda: [isvc(min_replicas=None)],
+        {"minReplicas": 2},
+        "spec.predictor.minReplicas",
+    ),
+    ("inferenceservice-pdb", lambda: [isvc(), pdb()], lambda: [isvc(), pdb("other")], {}, "podDisruptionBudget"),
+    (
+        "inferenceservice-gpu-placement",
+        lambda: [nodepool(["g5.xlarge"], ["on-demand"]), isvc()],
+        lambda: [nodepool(["g5.xlarge"], ["on-demand"]), isvc(pool="h100")],
+        {},
+        "spec.predictor.nodeSelector.modelyard.io/gpu-pool",
+    ),
+    (
+        "storage-uri-in-model-bucket",
+        lambda: [*bucket_set(ALL_BLOCKED), isvc()],
+        lambda: [*bucket_set(ALL_BLOCKED), isvc(uri="s3://someone-elses-bucket/embed/")],
+        {},
+        "spec.predictor.model.storageUri",
+    ),
+    (
+        "budget-exists",
+        lambda: [res(CLUSTER, "c", GOOD_CLUSTER), budget("1000.00")],
+        lambda: [res(CLUSTER, "c", GOOD_CLUSTER), budget("1000.00", ("ACTUAL",))],
+        {},
+        "notifications",
+    ),
+    # 2 always-on g5.xlarge: 2 x 1.006 x 730 = 1,468.76 USD a month.
+    (
+        "budget-baseline",
+        lambda: [budget("1500.00"), *g5_nodes(2)],
+        lambda: [budget("1400.00"), *g5_nodes(2)],
+        {},
+        "limitAmount",
+    ),
+    (
+        "budget-ceiling",
+        lambda: [budget("3000.00"), *g5_nodes(2)],
+        lambda: [budget("2000.00"), *g5_nodes(2)],
+        {},
+        "limitAmount",
+    ),
+]
+
+
+def test_every_rule_has_a_case() -> None:
+    assert sorted(c[0] for c in CASES) == sorted(RULES)
+
+
+@pytest.mark.parametrize(("rule", "good", "bad", "params", "field"), CASES, ids=[c[0] for c in CASES])
+def test_rule_passes_the_compliant_case_and_names_the_violation(
+    rule: str, good: Callable[[], list[Resource]], bad: Callable[[], list[Resource]], params: dict[str, Any], field: str
+) -> None:
+    assert run(rule, good(), params) == [], f"{rule} flagged its compliant case"
+    found = run(rule, bad(), params)
+    assert found, f"{rule} missed its violating case"
+    assert any(field in f.field for f in found), [f.field for f in found]
+    assert all(f.message and f.urn for f in found)
+
+
+def test_storage_uri_fix_names_the_bucket() -> None:
+    found = run("storage-uri-in-model-bucket", [*bucket_set(ALL_BLOCKED), isvc(uri="s3://elsewhere/m/")])
+    assert found[0].message == f"must be inside s3://{MODEL_BUCKET}/" and found[0].value == "s3://elsewhere/m/"
+
+
+def test_budget_figures_are_in_the_message() -> None:
+    [finding] = run("budget-baseline", [budget("1400.00"), *g5_nodes(2)])
+    assert "$1,468.76/month" in finding.message and "$1,400.00" in finding.message
+
+
+def test_unknown_values_are_never_violations() -> None:
+    unknown = [
+        res(
+            CLUSTER,
+            "c",
+            {**GOOD_CLUSTER, "vpcConfig": UNKNOWN, "encryptionConfig": UNKNOWN, "enabledClusterLogTypes": UNKNOWN},
+        ),
+        res("aws:kms/key:Key", "k", {"enableKeyRotation": "1c4a061d-8072-4f0a-a4cb-0ff528b18fe7"}),
+        res("aws:iam/rolePolicy:RolePolicy", "p", {"policy": UNKNOWN}),
+        res("aws:sqs/queue:Queue", "q", {"tags": UNKNOWN}),
+        res("kubernetes:helm.sh/v3:Release", "h", {"chart": "x", "version": UNKNOWN}),
+        budget(UNKNOWN),
+    ]
+    for name in RULES:
+        assert run(name, unknown) == [], name
+
+
+def test_deleted_resources_and_odd_shapes_do_not_crash() -> None:
+    from modelyard.policies.governance.policy import evaluate, load_config
+    from modelyard.policies.governance.resources import from_preview
+
+    doc = {
+        "steps": [
+            {"op": "delete", "urn": "urn:pulumi:prod::p::aws:s3/bucket:Bucket::gone", "oldState": {"type": BUCKET}},
+            {
+                "op": "create",
+                "urn": "urn:pulumi:prod::p::aws:iam/rolePolicy:RolePolicy::p",
+                "newState": {"type": "aws:iam/rolePolicy:RolePolicy", "inputs": {"policy": "not json"}},
+            },
+            {
+                "op": "create",
+                "urn": "urn:pulumi:prod::p::aws:iam/role:Role::r",
+                "newState": {"type": "aws:iam/role:Role", "inputs": {"assumeRolePolicy": {"Statement": "odd"}}},
+            },
+            {
+                "op": "create",
+                "urn": "urn:pulumi:prod::p::kubernetes:apps/v1:Deployment::d",
+                "newState": {"type": "kubernetes:apps/v1:Deployment", "inputs": {"spec": [1, 2]}},
+            },
+        ]
+    }
+    resources = from_preview(doc)
+    assert [r.name for r in resources] == ["p", "r", "d"]
+    report = evaluate(resources, "prod", load_config("prod"))
+    assert report.rules_run == len(RULES)
