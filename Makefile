@@ -2,8 +2,11 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
+# The model server's own environment: kserve needs protobuf 6, the Pulumi SDKs protobuf 5.
+SERVING_VENV ?= .venv-serving
+SERVING_BIN  := $(SERVING_VENV)/bin
 
-.PHONY: plan test lint tools bench clean
+.PHONY: plan test test-serving serve lint tools bench bench-serving clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +28,7 @@ plan: $(VENV)/.installed
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy modelyard infra platform policies/governance
+	$(BIN)/mypy modelyard infra platform policies/governance workloads --exclude workloads/serving
 
 # promtool checks and unit-tests the alert rules: Debian's `prometheus` package (2.42) ships it.
 tools:
@@ -34,14 +37,35 @@ tools:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq prometheus >/dev/null; }
 
-## test: lint, type-check and the whole test suite
-test: lint tools
+$(SERVING_BIN)/python:
+	$(PYTHON) -m venv $(SERVING_VENV)
+
+$(SERVING_VENV)/.installed: workloads/serving/requirements.txt workloads/serving/requirements-test.txt | $(SERVING_BIN)/python
+	$(SERVING_BIN)/python -m pip install --quiet --disable-pip-version-check -r workloads/serving/requirements-test.txt
+	touch $@
+
+## test: lint, type-check and the whole test suite (the platform's, then the model server's)
+test: lint tools $(SERVING_VENV)/.installed
 	$(BIN)/python -m pytest
+	cd workloads/serving && ../../$(SERVING_BIN)/python -m pytest
+
+## test-serving: only the model server's tests
+test-serving: $(SERVING_VENV)/.installed
+	cd workloads/serving && ../../$(SERVING_BIN)/python -m pytest
+
+## serve: the model server on the bundled all-MiniLM-L6-v2, on port 8080
+serve: $(VENV)/.installed $(SERVING_VENV)/.installed
+	$(BIN)/modelyard serve --port 8080
 
 ## bench: offline-plan scaling (1x, 10x, 50x GPU pools), and policy + cost on a 10,000-resource preview
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/plan_scaling.py
 	$(BIN)/python benchmarks/governance_scale.py
 
+## bench-serving: the model server benchmark (raw encode vs unbatched vs batched, overload); needs wrk
+bench-serving: $(SERVING_VENV)/.installed
+	@command -v wrk >/dev/null || echo "wrk is not installed (apt-get install wrk): a Python client will drive the load"
+	cd workloads/serving && ../../$(SERVING_BIN)/python bench.py
+
 clean:
-	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(SERVING_VENV) out .pytest_cache .mypy_cache .ruff_cache

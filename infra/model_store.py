@@ -16,6 +16,11 @@ MODEL_PULL_OBJECT_ACTIONS = ("s3:GetObject", "s3:GetObjectVersion")
 MODEL_PULL_BUCKET_ACTIONS = ("s3:ListBucket", "s3:GetBucketLocation")
 
 
+def model_bucket_name(env: str, account_id: str) -> str:
+    """The model store's bucket name: `modelyard model push` finds it the same way."""
+    return f"modelyard-{env}-models-{account_id}"
+
+
 @dataclass(frozen=True, kw_only=True)
 class ModelStoreArgs:
     config: ModelStoreConfig
@@ -118,7 +123,7 @@ class ModelStore(pulumi.ComponentResource):
 
         bucket = aws.s3.Bucket(
             f"{name}-bucket",
-            bucket=pulumi.Output.concat("modelyard-", args.env, "-models-", account.account_id),
+            bucket=pulumi.Output.from_input(account.account_id).apply(lambda a: model_bucket_name(args.env, a)),
             force_destroy=False,
             opts=protect,
         )

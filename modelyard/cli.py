@@ -38,37 +38,51 @@ def cmd_plan(args: argparse.Namespace) -> int:
     # Imported here so `modelyard --help` stays instant.
     from modelyard.plan import digest as digest_mod
     from modelyard.plan.engine import PlanError, run_program
-    from modelyard.plan.report import summary, write_manifests
+    from modelyard.plan.report import config_lines, summary, workloads_lines, write_manifests
     from modelyard.programs import PROJECTS
 
     env: str = args.env
     if not STACK_NAME.match(env):
         raise UsageError(f"ENV {env!r} is not a stack name: use a lowercase name such as dev, staging or prod")
     names = _projects_for(args.project)
+    if args.config_file and len(names) > 1:
+        raise UsageError("--config-file names one stack file: use it with --project platform or --project workloads")
 
-    plans, configs, seconds = [], {}, 0.0
-    for key in names:
+    def load(key: str) -> tuple[Any, Any, dict[str, Any], Path]:
         project = PROJECTS[key]
-        path = Path(args.config_file) if args.config_file else project.stack_file(env)
-        if args.config_file is None and not path.exists():
+        path = Path(args.config_file) if args.config_file and key in names else project.stack_file(env)
+        if not (args.config_file and key in names) and not path.exists():
             available = sorted(p.name.split(".")[1] for p in project.directory.glob("Pulumi.*.yaml"))
             raise UsageError(
                 f"no stack file for {env!r} in project {project.pulumi_name}: {path} does not exist "
                 f"(stacks: {', '.join(available) or 'none'})"
             )
-        raw = read_stack_config(path, stack=env)
-        cfg = project.parse_config(raw, env, path.name)
-        try:
-            plan = run_program(project, env, cfg, raw, region=cfg.region)
-        except PlanError as exc:
-            print(f"modelyard plan: {exc}", file=sys.stderr)
-            return EXIT_USAGE
-        plans.append(plan)
-        configs[project.pulumi_name] = cfg
-        seconds += plan.seconds
+        raw = read_stack_config(path, stack=env, key=project.config_key)
+        return project, project.parse_config(raw, env, path.name), raw, path
+
+    plans, descriptions, seconds = [], {}, 0.0
+    try:
+        # The workloads stack reads the platform stack's outputs: plan the platform first, always.
+        platform, platform_cfg, platform_raw, _ = load("platform")
+        platform_plan = run_program(platform, env, platform_cfg, platform_raw, region=platform_cfg.region)
+        if "platform" in names:
+            plans.append(platform_plan)
+            descriptions[platform.pulumi_name] = config_lines(platform_cfg)
+            seconds += platform_plan.seconds
+        if "workloads" in names:
+            project, w, raw, path = load("workloads")
+            _check_pools(w, platform_plan.outputs, env, path.name)
+            outputs = {w.config.platform_stack: platform_plan.outputs}
+            plan = run_program(project, env, w, raw, region=platform_cfg.region, stack_outputs=outputs)
+            plans.append(plan)
+            descriptions[project.pulumi_name] = workloads_lines(w)
+            seconds += plan.seconds
+    except PlanError as exc:
+        print(f"modelyard plan: {exc}", file=sys.stderr)
+        return EXIT_USAGE
 
     digest = digest_mod.build_digest(plans, env=env)
-    print(summary(digest, configs, seconds=seconds), end="")
+    print(summary(digest, descriptions, seconds=seconds), end="")
     code = _verdicts(digest, env, args.policy_config)
     if args.out:
         out = Path(args.out)
@@ -79,6 +93,22 @@ def cmd_plan(args: argparse.Namespace) -> int:
         count = write_manifests(digest, Path(args.manifests))
         print(f"{count} Kubernetes manifests written under {args.manifests}/")
     return code
+
+
+def _check_pools(w: Any, outputs: dict[str, Any], env: str, source: str) -> None:
+    """Every GPU pool the catalog names exists in the platform plan (under `pulumi up` the program
+    checks the same against the StackReference)."""
+    from modelyard.workloads.catalog import CATALOG
+
+    pools = [p.get("name") for p in outputs.get("gpuPools") or []]
+    problems = [
+        f"{CATALOG}.models[{i}].resources.gpu.pool: no such GPU pool in the {env} platform stack "
+        f"(pools: {', '.join(map(str, pools))}) (got {m.resources.gpu.pool!r})"
+        for i, m in enumerate(w.catalog.models)
+        if m.resources.gpu and m.resources.gpu.pool not in pools
+    ]
+    if problems:
+        raise ConfigError(env, w.catalog_path.name, problems)
 
 
 def _resources(digest: Any) -> Any:
@@ -175,6 +205,72 @@ def cmd_cost(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+SERVING_DIR = Path("workloads") / "serving"
+SERVING_PYTHON = Path(".venv-serving") / "bin" / "python"
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """The model server, locally, on the bundled model: runs in its own environment (.venv-serving),
+    which `make serve` builds, because kserve needs protobuf 6 and this environment has protobuf 5."""
+    import os
+
+    from modelyard.programs import REPO_ROOT
+
+    if not 1 <= args.port <= 65535:
+        raise UsageError(f"--port {args.port} is not a TCP port (1-65535)")
+    python = REPO_ROOT / SERVING_PYTHON
+    if not python.exists():
+        raise UsageError(
+            f"the model server's environment is missing ({SERVING_PYTHON}): run `make serve`, which builds it "
+            "from workloads/serving/requirements.txt"
+        )
+    argv = [str(python), "-m", "modelyard_server", "--http_port", str(args.port), "--model_name", args.model]
+    if args.model_dir:
+        argv += ["--model_dir", args.model_dir]
+    print(
+        f"serving {args.model} on http://127.0.0.1:{args.port}; try:\n"
+        f"  curl -s localhost:{args.port}/v1/embeddings -H 'content-type: application/json' "
+        f'-d \'{{"model": "{args.model}", "input": "hello"}}\'',
+        flush=True,
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT / SERVING_DIR)}
+    os.execve(argv[0], argv, env)
+    return EXIT_OK  # not reached: execve replaces this process
+
+
+def cmd_model_push(args: argparse.Namespace) -> int:
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+    from modelyard.infra.model_store import model_bucket_name
+    from modelyard.model_push import PushError, push
+    from modelyard.programs import PROJECTS
+
+    if not STACK_NAME.match(args.env):
+        raise UsageError(f"--env {args.env!r} is not a stack name: use a lowercase name such as dev, staging or prod")
+    region = args.region
+    if region is None:
+        stack_file = PROJECTS["platform"].stack_file(args.env)
+        if stack_file.exists():
+            region = read_stack_config(stack_file, stack=args.env).get(FULL_KEY, {}).get("region")
+    try:
+        session = boto3.session.Session(region_name=region)
+        bucket = args.bucket
+        if bucket is None:
+            account = session.client("sts").get_caller_identity()["Account"]
+            bucket = model_bucket_name(args.env, account)
+        push(session.client("s3"), Path(args.directory), bucket=bucket, model=args.model, version=args.version)
+    except PushError as exc:
+        raise UsageError(str(exc)) from None
+    except NoCredentialsError:
+        raise UsageError(
+            "no AWS credentials: configure a profile or role (aws sts get-caller-identity must work)"
+        ) from None
+    except (ClientError, BotoCoreError) as exc:
+        raise UsageError(f"AWS refused: {exc}") from None
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     from modelyard import __version__
 
@@ -230,6 +326,33 @@ def build_parser() -> argparse.ArgumentParser:
     cost.add_argument("--usage", metavar="F", help="usage assumptions (default: policies/governance/usage.yaml)")
     cost.add_argument("--json", action="store_true", help="print JSON instead of text")
     cost.set_defaults(handler=cmd_cost)
+
+    serve = sub.add_parser(
+        "serve",
+        help="the model server, locally, on the bundled all-MiniLM-L6-v2 (runs until stopped)",
+        description="Run the model server (workloads/serving) in its own environment: KServe v1, Open "
+        "Inference Protocol v2 and OpenAI /v1/embeddings. Ctrl-C or SIGTERM drains and exits.",
+    )
+    serve.add_argument("--port", type=int, default=8080, help="HTTP port (default: 8080)")
+    serve.add_argument("--model", default="minilm", help="the model name clients use (default: minilm)")
+    serve.add_argument("--model-dir", help="a sentence-transformers model directory (default: the bundled model)")
+    serve.set_defaults(handler=cmd_serve)
+
+    model = sub.add_parser("model", help="model artifacts in the environment's model store")
+    model_sub = model.add_subparsers(dest="model_command", required=True, parser_class=_Parser, metavar="ACTION")
+    push_cmd = model_sub.add_parser(
+        "push",
+        help="upload a model directory to s3://<bucket>/<model>/<version>/ with a manifest, never overwriting",
+        description="Upload DIR to the environment's model bucket as MODEL/VERSION, with manifest.json "
+        "(files, sizes, sha256). Refuses an existing version; verifies every file after upload.",
+    )
+    push_cmd.add_argument("directory", metavar="DIR", help="the model directory (e.g. a sentence-transformers model)")
+    push_cmd.add_argument("--env", required=True, help="the environment (its model bucket is the target)")
+    push_cmd.add_argument("--model", required=True, help="the model's catalog name")
+    push_cmd.add_argument("--version", required=True, help="the version to create (immutable once pushed)")
+    push_cmd.add_argument("--bucket", help="the bucket (default: modelyard-<env>-models-<account>)")
+    push_cmd.add_argument("--region", help="AWS region (default: the platform stack file's region)")
+    push_cmd.set_defaults(handler=cmd_model_push)
     return parser
 
 

@@ -623,16 +623,16 @@ def _join(path: str, sub: str) -> str:
     return path + sub if sub.startswith("[") else f"{path}.{sub}"
 
 
-def _loc_path(loc: Iterable[int | str]) -> str:
-    path = FULL_KEY
+def _loc_path(loc: Iterable[int | str], prefix: str = FULL_KEY) -> str:
+    path = prefix
     for part in loc:
         path = _join(path, f"[{part}]" if isinstance(part, int) else str(part))
     return path
 
 
-def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
+def _model_at(loc: tuple[int | str, ...], root: type[BaseModel]) -> type[BaseModel] | None:
     """The model class that owns the last key of `loc`, for listing the keys it allows."""
-    model: Any = PlatformConfig
+    model: Any = root
     for part in loc[:-1]:
         if isinstance(part, int):
             continue
@@ -665,24 +665,27 @@ def _pattern_hint(pattern: str) -> str:
     return _PATTERN_HINTS.get(pattern, f"a string matching {pattern}")
 
 
-def _render(err: Mapping[str, Any]) -> list[str]:
+def _render(err: Mapping[str, Any], root: type[BaseModel], prefix: str) -> list[str]:
     loc: tuple[int | str, ...] = tuple(err["loc"])
     kind = err["type"]
     value = err.get("input")
     ctx = err.get("ctx") or {}
     error = ctx.get("error")
     if isinstance(error, FieldProblems):
-        base = _loc_path(loc)
+        base = _loc_path(loc, prefix)
         return [f"{_join(base, sub)}: {msg} (got {_fmt_value(val)})" for sub, msg, val in error.problems]
-    path = _loc_path(loc)
+    path = _loc_path(loc, prefix)
     if kind == "extra_forbidden":
-        model = _model_at(loc)
+        model = _model_at(loc, root)
         allowed = sorted(model.model_fields) if model else []
         close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
         hint = f"did you mean '{close[0]}'? " if close else ""
         return [f"{path}: unknown key; {hint}allowed keys: {', '.join(allowed)}"]
     if kind == "missing":
         return [f"{path}: is required but missing"]
+    if kind == "union_tag_invalid":
+        field = str(ctx.get("discriminator", "kind")).strip("'")
+        return [f"{path}.{field}: must be one of {ctx.get('expected_tags')} (got {ctx.get('tag')!r})"]
     if kind == "too_short":
         least = ctx.get("min_length", 1)
         return [f"{path}: must list at least {least} item{'s' if least != 1 else ''} (got {_fmt_value(value)})"]
@@ -698,12 +701,13 @@ def _render(err: Mapping[str, Any]) -> list[str]:
     return [f"{path}: {message} (got {_fmt_value(value)})"]
 
 
-def parse_platform_config(raw: Any, *, stack: str, source: str) -> PlatformConfig:
-    """Validate the value of `modelyard:platform` for `stack`; raise ConfigError listing every problem."""
-    if not isinstance(raw, Mapping):
-        raise ConfigError(stack, source, [f"{FULL_KEY}: must be a mapping of keys (got {_fmt_value(raw)})"])
+M = TypeVar("M", bound=BaseModel)
+
+
+def validate_model(model: type[M], raw: Mapping[str, Any], prefix: str) -> tuple[M | None, list[str]]:
+    """`raw` validated as `model`; on failure, one line per problem, each path starting at `prefix`."""
     try:
-        config = PlatformConfig.model_validate(dict(raw))
+        return model.model_validate(dict(raw)), []
     except ValidationError as exc:
         errors = exc.errors()
         locs = [tuple(e["loc"]) for e in errors]
@@ -713,8 +717,17 @@ def parse_platform_config(raw: Any, *, stack: str, source: str) -> PlatformConfi
             # A list whose item failed also reports itself "too short"; the item's error says it all.
             if err["type"] == "too_short" and any(o[: len(loc)] == loc and len(o) > len(loc) for o in locs):
                 continue
-            problems += _render(err)
-        raise ConfigError(stack, source, problems) from None
+            problems += _render(err, model, prefix)
+        return None, problems
+
+
+def parse_platform_config(raw: Any, *, stack: str, source: str) -> PlatformConfig:
+    """Validate the value of `modelyard:platform` for `stack`; raise ConfigError listing every problem."""
+    if not isinstance(raw, Mapping):
+        raise ConfigError(stack, source, [f"{FULL_KEY}: must be a mapping of keys (got {_fmt_value(raw)})"])
+    config, problems = validate_model(PlatformConfig, raw, FULL_KEY)
+    if config is None:
+        raise ConfigError(stack, source, problems)
     if config.env != stack:
         raise ConfigError(
             stack,
@@ -727,8 +740,9 @@ def parse_platform_config(raw: Any, *, stack: str, source: str) -> PlatformConfi
     return config
 
 
-def read_stack_config(path: Path, *, stack: str) -> dict[str, Any]:
-    """The `config:` mapping of a Pulumi stack file, with clear errors for unreadable files."""
+def read_stack_config(path: Path, *, stack: str, key: str = FULL_KEY) -> dict[str, Any]:
+    """The `config:` mapping of a Pulumi stack file, with clear errors for unreadable files; `key` is the
+    one `modelyard:` key the project reads."""
     source = path.name
     try:
         text = path.read_text(encoding="utf-8")
@@ -747,16 +761,16 @@ def read_stack_config(path: Path, *, stack: str) -> dict[str, Any]:
         raise ConfigError(stack, source, ["the file must be a mapping with a top-level 'config:' mapping"])
     config = dict(document["config"])
     ours = [k for k in config if isinstance(k, str) and k.startswith(f"{CONFIG_NAMESPACE}:")]
-    unknown = [k for k in ours if k != FULL_KEY]
+    unknown = [k for k in ours if k != key]
     if unknown:
         raise ConfigError(
-            stack, source, [f"{k}: unknown config key; this project reads only {FULL_KEY}" for k in sorted(unknown)]
+            stack, source, [f"{k}: unknown config key; this project reads only {key}" for k in sorted(unknown)]
         )
-    if FULL_KEY not in config:
-        raise ConfigError(stack, source, [f"{FULL_KEY}: is required but missing"])
-    value = config[FULL_KEY]
+    if key not in config:
+        raise ConfigError(stack, source, [f"{key}: is required but missing"])
+    value = config[key]
     if isinstance(value, Mapping) and "secure" in value and len(value) == 1:
-        raise ConfigError(stack, source, [f"{FULL_KEY}: must be plain config, not a secret"])
+        raise ConfigError(stack, source, [f"{key}: must be plain config, not a secret"])
     return config
 
 

@@ -41,6 +41,7 @@ from modelyard.platform.monitoring import Monitoring, MonitoringArgs
 from modelyard.platform.rules import InstancePrice, RuleParams
 from modelyard.policies.governance.prices import price_book
 from modelyard.tags import k8s_labels, standard_tags
+from modelyard.workloads.catalog import WORKLOADS_KEY, Workloads, parse_workloads
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -219,6 +220,53 @@ def platform_program(cfg: PlatformConfig) -> None:
     pulumi.export("costAlertTopicArn", topics.cost_topic_arn)
 
 
+def workloads_program(w: Workloads) -> None:
+    """The workloads stack: every catalogued model, on the cluster the platform stack describes."""
+    from modelyard.workloads.models import ModelDeployment, ModelDeploymentArgs
+
+    cfg = w.config
+    platform = pulumi.StackReference("platform", stack_name=cfg.platform_stack)
+    k8s_provider = k8s.Provider("k8s", kubeconfig=platform.require_output("kubeconfig"), enable_server_side_apply=True)
+    labels = k8s_labels(standard_tags(env=cfg.env, team=cfg.tags.team, cost_center=cfg.tags.cost_center))
+    namespace = platform.require_output("modelNamespace")
+    for model in w.catalog.models:
+        ModelDeployment(
+            model.name,
+            ModelDeploymentArgs(
+                model=model,
+                namespace=namespace,
+                service_account=platform.require_output("modelPullServiceAccount"),
+                bucket=platform.require_output("modelBucket"),
+                registry=platform.require_output("ecrRepositoryUrl"),
+                pools=platform.require_output("gpuPools"),
+                labels=labels,
+                runbook_base_url="",
+            ),
+            opts=pulumi.ResourceOptions(providers=[k8s_provider]),
+        )
+    pulumi.export("env", cfg.env)
+    pulumi.export("models", [m.name for m in w.catalog.models])
+    pulumi.export(
+        "canaries",
+        {
+            m.name: {"version": m.canary.version, "trafficPercent": m.canary.traffic_percent}
+            for m in w.catalog.models
+            if m.canary_active and m.canary
+        },
+    )
+
+
+def run_workloads() -> None:
+    """Entry point of workloads/__main__.py under the Pulumi CLI."""
+    stack = pulumi.get_stack()
+    raw = {WORKLOADS_KEY: pulumi.Config(CONFIG_NAMESPACE).get_object("workloads")}
+    try:
+        w = parse_workloads(raw, stack=stack, source=f"Pulumi.{stack}.yaml", directory=REPO_ROOT / "workloads")
+    except ConfigError as exc:
+        raise pulumi.RunError(str(exc)) from None
+    workloads_program(w)
+
+
 def run_platform() -> None:
     """Entry point under the Pulumi CLI: read and validate the stack's config, then run the program."""
     stack = pulumi.get_stack()
@@ -240,6 +288,8 @@ class Project:
     key: str
     #: The `name:` in its Pulumi.yaml; URNs carry it.
     pulumi_name: str
+    #: The one `modelyard:` key its stack files hold.
+    config_key: str
     directory: Path
     #: Validates a stack file's `config:` mapping for a stack; raises ConfigError.
     parse_config: Callable[[Mapping[str, Any], str, str], Any]
@@ -253,8 +303,19 @@ PROJECTS: dict[str, Project] = {
     "platform": Project(
         key="platform",
         pulumi_name="modelyard-platform",
+        config_key=FULL_KEY,
         directory=REPO_ROOT,
         parse_config=lambda raw, env, source: parse_platform_config(raw[FULL_KEY], stack=env, source=source),
         program=platform_program,
+    ),
+    "workloads": Project(
+        key="workloads",
+        pulumi_name="modelyard-workloads",
+        config_key=WORKLOADS_KEY,
+        directory=REPO_ROOT / "workloads",
+        parse_config=lambda raw, env, source: parse_workloads(
+            raw, stack=env, source=source, directory=REPO_ROOT / "workloads"
+        ),
+        program=workloads_program,
     ),
 }

@@ -225,14 +225,28 @@ def chart_values(
     }
 
 
-def model_pod_monitor(model_namespace: str) -> dict[str, Any]:
-    """The PodMonitor for every KServe model pod: kube-prometheus-stack ignores `prometheus.io/*`
-    annotations, so model pods are selected by KServe's own label. Targets get the `job`, `model`,
-    `inferenceservice` and `model_version` labels the rules and dashboards use."""
+def model_pod_monitor(model_namespace: str, match_labels: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """A PodMonitor for KServe model pods: kube-prometheus-stack ignores `prometheus.io/*` annotations,
+    so pods are selected by label. Targets get the `job`, `model`, `inferenceservice` and
+    `model_version` labels the rules and dashboards use.
+
+    With `match_labels` it selects one catalogued model (the workloads stack makes one per model);
+    without, the platform's catch-all selects KServe pods that no catalog entry owns (no
+    `modelyard.io/model` label), so no pod is scraped twice."""
     meta = "__meta_kubernetes_pod_label_"
+    selector: dict[str, Any] = (
+        {"matchLabels": dict(match_labels)}
+        if match_labels
+        else {
+            "matchExpressions": [
+                {"key": "serving.kserve.io/inferenceservice", "operator": "Exists"},
+                {"key": "modelyard.io/model", "operator": "DoesNotExist"},
+            ]
+        }
+    )
     return {
         "namespaceSelector": {"matchNames": [model_namespace]},
-        "selector": {"matchExpressions": [{"key": "serving.kserve.io/inferenceservice", "operator": "Exists"}]},
+        "selector": selector,
         "podMetricsEndpoints": [
             {
                 # Model containers name their HTTP port http1, KServe's convention (workloads/).

@@ -22,7 +22,7 @@ from pulumi.runtime import settings as pulumi_settings
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
-from modelyard.plan.mocks import PlanMocks
+from modelyard.plan.mocks import SECRET_MASK, PlanMocks
 from modelyard.programs import Project
 
 #: Special values in Pulumi's wire format (sdk/go/common/resource/plugin/rpc.go).
@@ -31,7 +31,6 @@ SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
 RESOURCE_REF_SIG = "5cf8f73096256a8f31e491e813e4eb8e"
 OUTPUT_VALUE_SIG = "d0e6a833031e9bbcd3f4e8bde6ca49a4"
 UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
-SECRET_MASK = "[secret]"
 
 
 def plain(value: Any) -> Any:
@@ -114,28 +113,41 @@ class PlanError(Exception):
 
 
 def run_program(
-    project: Project, stack: str, config: Any, raw_config: Mapping[str, Any], *, region: str
+    project: Project,
+    stack: str,
+    config: Any,
+    raw_config: Mapping[str, Any],
+    *,
+    region: str,
+    stack_outputs: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> ProjectPlan:
     """Run `project.program(config)` for `stack` under mocks and return what it registered.
 
     `raw_config` is the stack file's `config:` mapping; it is handed to the Pulumi runtime so the
-    program's own `pulumi.Config` reads behave as under the CLI. The run happens in a copied context
+    program's own `pulumi.Config` reads behave as under the CLI. `stack_outputs` answers the program's
+    StackReferences: stack name → that stack's outputs (another project's plan). The run happens in a copied context
     so repeated plans in one process (tests, `--project all`) never share runtime state.
     """
     plan = ProjectPlan(project=project.pulumi_name, stack=stack)
     started = time.perf_counter()
     context = contextvars.copy_context()
-    context.run(_run, project, stack, config, raw_config, region, plan)
+    context.run(_run, project, stack, config, raw_config, region, plan, dict(stack_outputs or {}))
     plan.seconds = time.perf_counter() - started
     return plan
 
 
 def _run(
-    project: Project, stack: str, config: Any, raw_config: Mapping[str, Any], region: str, plan: ProjectPlan
+    project: Project,
+    stack: str,
+    config: Any,
+    raw_config: Mapping[str, Any],
+    region: str,
+    plan: ProjectPlan,
+    stack_outputs: Mapping[str, Mapping[str, Any]],
 ) -> None:
     pulumi_settings.reset_options(project=project.pulumi_name, stack=stack)
     pulumi.runtime.set_all_config({k: v if isinstance(v, str) else json.dumps(v) for k, v in raw_config.items()})
-    mocks = PlanMocks(region=region)
+    mocks = PlanMocks(region=region, stack_outputs=stack_outputs)
     pulumi_settings.SETTINGS.rpc_manager.clear()
     pulumi_settings.SETTINGS.outputs.clear()
     pulumi.runtime.set_mocks(

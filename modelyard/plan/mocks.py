@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import pulumi
@@ -21,6 +21,10 @@ def _hex(seed: str, n: int) -> str:
     return hashlib.sha256(seed.encode()).hexdigest()[:n]
 
 
+#: How a secret value appears in a plan (the engine masks secrets the same way).
+SECRET_MASK = "[secret]"
+
+
 class UnknownInvokeError(RuntimeError):
     """The program called a data source the offline plan has no answer for."""
 
@@ -28,7 +32,15 @@ class UnknownInvokeError(RuntimeError):
 class PlanMocks(pulumi.runtime.Mocks):
     """Answers resource registrations and invokes for one stack in one region."""
 
-    def __init__(self, *, region: str, account_id: str = OFFLINE_ACCOUNT_ID):
+    def __init__(
+        self,
+        *,
+        region: str,
+        account_id: str = OFFLINE_ACCOUNT_ID,
+        stack_outputs: Mapping[str, Mapping[str, Any]] | None = None,
+    ):
+        #: Outputs of other stacks, by stack name, for StackReferences (another project's offline plan).
+        self.stack_outputs = dict(stack_outputs or {})
         self.region = region
         self.account_id = account_id
         self.partition = "aws-us-gov" if region.startswith("us-gov-") else "aws"
@@ -93,6 +105,8 @@ class PlanMocks(pulumi.runtime.Mocks):
         seed = f"{typ}::{name}"
         if typ.startswith("pulumi:providers:"):
             return _uuid(seed), state
+        if typ == "pulumi:pulumi:StackReference":
+            return self._stack_reference(state)
         if typ.startswith("kubernetes:"):
             return self._k8s_id(state, name), state
         computed = _COMPUTED.get(typ)
@@ -102,6 +116,17 @@ class PlanMocks(pulumi.runtime.Mocks):
             return rid, state
         rid = f"{name}-{_hex(seed, 8)}"
         return rid, {"arn": self._arn(typ, rid), **state}
+
+    def _stack_reference(self, state: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        name = str(state.get("name", ""))
+        outputs = self.stack_outputs.get(name)
+        if outputs is None:
+            known = ", ".join(sorted(self.stack_outputs)) or "none"
+            raise UnknownInvokeError(
+                f"the offline plan has no outputs for the stack reference {name!r} (planned stacks: {known})"
+            )
+        secrets = sorted(k for k, v in outputs.items() if v == SECRET_MASK)
+        return name, {"name": name, "outputs": dict(outputs), "secretOutputNames": secrets}
 
     @staticmethod
     def _k8s_id(state: dict[str, Any], name: str) -> str:

@@ -11,6 +11,7 @@ import yaml
 
 from modelyard.config import PlatformConfig
 from modelyard.plan.digest import new_states
+from modelyard.workloads.catalog import Workloads
 
 #: Kubernetes types that are not objects in the cluster.
 _NOT_OBJECTS = ("kubernetes:helm.sh/", "pulumi:providers:kubernetes")
@@ -81,16 +82,44 @@ def config_lines(cfg: PlatformConfig) -> list[str]:
     return lines
 
 
-def summary(digest: Mapping[str, Any], configs: Mapping[str, PlatformConfig], *, seconds: float) -> str:
+def workloads_lines(w: Workloads) -> list[str]:
+    """One line per catalogued model: version, canary split, resources, replicas, SLO."""
+    cfg = w.config
+    lines = [f"tier {cfg.tier} · reads {cfg.platform_stack} · catalog {cfg.catalog} ({len(w.catalog.models)} models)"]
+    for m in w.catalog.models:
+        where = f"{m.resources.gpu.count} GPU on pool {m.resources.gpu.pool}" if m.resources.gpu else "CPU"
+        runtime = (
+            f"modelyard:{m.runtime.image_tag}" if m.runtime.kind == "modelyard" else f"kserve {m.runtime.model_format}"
+        )
+        line = (
+            f"model {m.name} v{m.version} ({m.team}) · {runtime} · {where}, "
+            f"{m.resources.cpu} CPU {m.resources.memory} · replicas {m.replicas.min}..{m.replicas.max} · "
+            f"SLO {m.slo.availability:.3%} available, p99 ≤ {m.slo.p99_latency_ms} ms"
+        )
+        if m.canary_active and m.canary:
+            stable, canary = m.canary_replicas()
+            effective = canary / (stable + canary)
+            line += (
+                f" · canary v{m.canary.version}: {m.canary.traffic_percent}% requested, "
+                f"{canary} of {stable + canary} replicas = {effective:.0%} of traffic"
+            )
+        elif m.canary is not None:
+            state = "promoted" if m.canary.version == m.version else "rolled back (0%)"
+            line += f" · canary v{m.canary.version} {state}, not deployed"
+        lines.append(line)
+    return lines
+
+
+def summary(digest: Mapping[str, Any], descriptions: Mapping[str, list[str]], *, seconds: float) -> str:
     """The plan summary: what each stack is, and what it creates by layer and type."""
     meta = digest.get("modelyard", {})
     projects = ", ".join(f"{p['project']}/{p['stack']}" for p in meta.get("projects", []))
     states = list(new_states(digest))
     custom = sum(1 for s in states if s.get("custom"))
     out = [f"modelyard plan {meta.get('env', '?')} — {projects} (offline: Pulumi mocks, no cloud calls)", ""]
-    for name, cfg in configs.items():
+    for name, lines in descriptions.items():
         out.append(f"{name}:")
-        out += [f"  {line}" for line in config_lines(cfg)]
+        out += [f"  {line}" for line in lines]
         out.append("")
     out.append(
         f"{custom} resources to create ({len(states)} with components and the stack), planned in {seconds:.2f} s"

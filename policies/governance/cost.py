@@ -323,16 +323,24 @@ def _pod_gpus(pod_spec: Any) -> int:
     return total
 
 
+#: Placeholder pods that hold warm GPUs (infra/karpenter.py) run at this priority class; models preempt
+#: them, so they set a floor under a pool rather than adding to what models use.
+WARM_PRIORITY_CLASS = "modelyard-warm-capacity"
+
+
 def pinned_gpu_pods(stack: Stack) -> dict[str, list[int]]:
     """Per GPU pool, the GPU count of every pod that must run there at minimum: Deployments at their
-    replicas and InferenceServices at their minReplicas, selecting the pool by its label."""
+    replicas and InferenceServices at their minReplicas, selecting the pool by its label. Warm-capacity
+    placeholders count only for the GPUs the models leave unused."""
     pods: dict[str, list[int]] = defaultdict(list)
+    warm: dict[str, list[int]] = defaultdict(list)
     for r in stack.of_type("kubernetes:apps/v1:Deployment"):
         template = r.get("spec", "template", "spec")
         pool = ((template or {}).get("nodeSelector") or {}).get(GPU_POOL_LABEL)
         gpus = _pod_gpus(template)
         if pool and gpus:
-            pods[pool] += [gpus] * _int(r.get("spec", "replicas"), 1)
+            target = warm if (template or {}).get("priorityClassName") == WARM_PRIORITY_CLASS else pods
+            target[pool] += [gpus] * _int(r.get("spec", "replicas"), 1)
     for r in stack.of_type("kubernetes:serving.kserve.io/v1beta1:InferenceService"):
         predictor = r.get("spec", "predictor") or {}
         pool = (predictor.get("nodeSelector") or {}).get(GPU_POOL_LABEL)
@@ -340,7 +348,10 @@ def pinned_gpu_pods(stack: Stack) -> dict[str, list[int]]:
         gpus = _int(((model.get("resources") or {}).get("limits") or {}).get(GPU)) or _pod_gpus(predictor)
         if pool and gpus:
             pods[pool] += [gpus] * max(_int(predictor.get("minReplicas"), 1), 0)
-    return pods
+    for pool, placeholders in warm.items():
+        spare = sum(placeholders) - sum(pods.get(pool, []))
+        pods[pool] += [1] * max(spare, 0)
+    return dict(pods)
 
 
 def _requirement(pool: Resource, key: str) -> list[str]:

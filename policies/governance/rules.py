@@ -28,6 +28,7 @@ REQUIRED_LABELS = ("modelyard.io/env", "modelyard.io/team", "modelyard.io/cost-c
 GPU_TAINT_KEY = "nvidia.com/gpu"
 ISVC = "kubernetes:serving.kserve.io/v1beta1:InferenceService"
 ISVC_LABEL = "serving.kserve.io/inferenceservice"
+ROLE_LABEL = "modelyard.io/role"
 PUBLIC_ACLS = ("public-read", "public-read-write", "authenticated-read")
 OPEN_CIDRS = ("0.0.0.0/0", "::/0")
 READ_ONLY_MODEL_ACTIONS = frozenset(
@@ -914,6 +915,8 @@ def _security(r: Resource, ctx: Context) -> Iterator[tuple[str, Any, str]]:
 )
 def _min_replicas(r: Resource, ctx: Context) -> Iterator[tuple[str, Any, str]]:
     least = int(ctx.param("inferenceservice-min-replicas", "minReplicas", 1))
+    if (r.get("metadata", "labels") or {}).get(ROLE_LABEL) == "canary":
+        return  # a canary is small on purpose; its stable InferenceService carries the floor
     value = r.get("spec", "predictor", "minReplicas")
     if _unknown(r.inputs.get("spec")):
         return

@@ -1,0 +1,266 @@
+"""The workloads project: catalog validation, the plan of each environment (with the StackReference
+answered from the platform plan), canaries, and the SLO objectives the platform's alerts read."""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from conftest import ENVS, Plan
+from modelyard.platform import rules
+from modelyard.workloads.catalog import WORKLOADS_KEY, load_workloads, parse_catalog, parse_workloads
+from modelyard.workloads.models import slo_rule_groups
+from test_rules import promtool
+
+from modelyard.cli import main
+from modelyard.config import ConfigError, parse_platform_config
+from modelyard.plan.digest import build_digest
+from modelyard.plan.engine import run_program
+from modelyard.programs import PROJECTS, REPO_ROOT
+
+BAD = sorted((Path(__file__).parent / "fixtures" / "bad_catalog").glob("*.yaml"))
+ISVC = "kubernetes:serving.kserve.io/v1beta1:InferenceService"
+
+
+def header(path: Path) -> tuple[str, list[str]]:
+    lines = path.read_text().splitlines()
+    return lines[0].removeprefix("# stack: "), [
+        x.removeprefix("# expect: ") for x in lines if x.startswith("# expect: ")
+    ]
+
+
+def test_at_least_15_distinct_bad_catalogs() -> None:
+    assert len(BAD) >= 15
+    assert len({tuple(header(p)[1]) for p in BAD}) == len(BAD)
+
+
+@pytest.mark.parametrize("path", BAD, ids=[p.stem for p in BAD])
+def test_bad_catalog_gives_exactly_the_expected_problems(path: Path) -> None:
+    stack, expected = header(path)
+    with pytest.raises(ConfigError) as caught:
+        parse_catalog(yaml.safe_load(path.read_text()), stack=stack, source=path.name, tier=stack)
+    assert caught.value.problems == expected
+
+
+def plan_all(env: str, catalog: dict[str, Any] | None = None, tmp: Path | None = None) -> Plan:
+    """Both projects of `env`, the workloads stack reading the platform plan's outputs."""
+    platform = PROJECTS["platform"]
+    raw = yaml.safe_load(platform.stack_file(env).read_text())["config"]
+    cfg = parse_platform_config(raw["modelyard:platform"], stack=env, source="x")
+    first = run_program(platform, env, cfg, raw, region=cfg.region)
+    project = PROJECTS["workloads"]
+    wraw = yaml.safe_load(project.stack_file(env).read_text())["config"]
+    directory = project.directory
+    if catalog is not None:
+        assert tmp is not None
+        (tmp / "catalog.yaml").write_text(yaml.safe_dump(catalog))
+        wraw[WORKLOADS_KEY] = {**wraw[WORKLOADS_KEY], "catalog": "catalog.yaml"}
+        directory = tmp
+    w = parse_workloads(wraw, stack=env, source="x", directory=directory)
+    second = run_program(
+        project, env, w, wraw, region=cfg.region, stack_outputs={w.config.platform_stack: first.outputs}
+    )
+    return Plan(build_digest([first, second], env=env))
+
+
+@pytest.fixture(scope="module")
+def all_plans() -> dict[str, Plan]:
+    return {env: plan_all(env) for env in ENVS}
+
+
+def isvcs(plan: Plan) -> dict[str, dict[str, Any]]:
+    return {s["inputs"]["metadata"]["name"]: s["inputs"] for s in plan.of_type(ISVC)}
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_every_model_gets_its_objects_and_urns_keep_their_project(all_plans: dict[str, Plan], env: str) -> None:
+    plan = all_plans[env]
+    w = load_workloads(PROJECTS["workloads"].stack_file(env), stack=env)
+    projects = {p["project"] for p in plan.digest["modelyard"]["projects"]}
+    assert projects == {"modelyard-platform", "modelyard-workloads"}
+    for state in plan.of_type(ISVC):
+        assert state["urn"].startswith(f"urn:pulumi:{env}::modelyard-workloads::")
+    for m in w.catalog.models:
+        names = [m.name] + ([f"{m.name}-canary"] if m.canary_active else [])
+        assert set(names) <= set(isvcs(plan))
+        pdbs = {
+            s["inputs"]["metadata"]["name"]: s["inputs"]
+            for s in plan.of_type("kubernetes:policy/v1:PodDisruptionBudget")
+        }
+        for name in names:
+            assert pdbs[name]["spec"]["selector"]["matchLabels"] == {"serving.kserve.io/inferenceservice": name}
+        monitors = {
+            s["inputs"]["metadata"]["name"] for s in plan.of_type("kubernetes:monitoring.coreos.com/v1:PodMonitor")
+        }
+        assert m.name in monitors
+    outputs = plan.digest["modelyard"]["projects"][1]["outputs"]
+    assert outputs["models"] == [m.name for m in w.catalog.models]
+
+
+def test_inference_service_fields(all_plans: dict[str, Plan]) -> None:
+    plan = all_plans["prod"]
+    platform = plan.digest["modelyard"]["projects"][0]["outputs"]
+    gpu = isvcs(plan)["minilm-gpu"]
+    assert gpu["metadata"]["annotations"] == {"serving.kserve.io/deploymentMode": "Standard"}
+    assert gpu["metadata"]["labels"]["modelyard.io/model-version"] == "1"
+    p = gpu["spec"]["predictor"]
+    assert p["minReplicas"] == 3 and p["maxReplicas"] == 8
+    assert p["serviceAccountName"] == platform["modelPullServiceAccount"] == "model-puller"
+    assert p["nodeSelector"] == {"modelyard.io/gpu-pool": "a10g"}
+    assert p["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    assert p["securityContext"]["runAsNonRoot"] is True
+    [c] = p["containers"]
+    assert c["image"] == f"{platform['ecrRepositoryUrl']}:1.0.0-cuda"
+    assert (
+        c["resources"]["requests"] == c["resources"]["limits"] == {"cpu": "2", "memory": "8Gi", "nvidia.com/gpu": "1"}
+    )
+    assert c["env"] == [{"name": "STORAGE_URI", "value": f"s3://{platform['modelBucket']}/minilm-gpu/1/"}]
+    assert c["ports"] == [{"name": "http1", "containerPort": 8080, "protocol": "TCP"}]
+    assert c["readinessProbe"]["httpGet"]["path"] == "/v2/models/minilm-gpu/ready"
+    assert c["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
+    sc = c["securityContext"]
+    assert (
+        sc["readOnlyRootFilesystem"] is True
+        and sc["allowPrivilegeEscalation"] is False
+        and sc["capabilities"] == {"drop": ["ALL"]}
+    )
+    cpu = isvcs(plan)["minilm"]["spec"]["predictor"]
+    assert "nodeSelector" not in cpu and "tolerations" not in cpu
+
+
+def test_prod_keeps_at_least_two_replicas(all_plans: dict[str, Plan]) -> None:
+    for name, isvc in isvcs(all_plans["prod"]).items():
+        if isvc["metadata"]["labels"]["modelyard.io/role"] == "stable":
+            assert isvc["spec"]["predictor"]["minReplicas"] >= 2, name
+
+
+def test_canary_split_promote_and_rollback_are_one_line(tmp_path: Path) -> None:
+    catalog = yaml.safe_load((REPO_ROOT / "workloads" / "catalog" / "prod.yaml").read_text())
+    running = isvcs(plan_all("prod", catalog, tmp_path))
+    assert running["minilm-gpu-canary"]["spec"]["predictor"]["containers"][0]["env"][0]["value"].endswith(
+        "/minilm-gpu/2/"
+    )
+    assert running["minilm-gpu-canary"]["spec"]["predictor"]["minReplicas"] == 1  # 1 of 4 = 25%
+    promoted = copy.deepcopy(catalog)
+    promoted["models"][1]["version"] = "2"
+    after = isvcs(plan_all("prod", promoted, tmp_path))
+    assert "minilm-gpu-canary" not in after
+    assert after["minilm-gpu"]["spec"]["predictor"]["containers"][0]["env"][0]["value"].endswith("/minilm-gpu/2/")
+    rolled_back = copy.deepcopy(catalog)
+    rolled_back["models"][1]["canary"]["traffic_percent"] = 0
+    back = isvcs(plan_all("prod", rolled_back, tmp_path))
+    assert (
+        "minilm-gpu-canary" not in back
+        and back["minilm-gpu"]["metadata"]["labels"]["modelyard.io/model-version"] == "1"
+    )
+
+
+def test_plan_shows_the_split(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["plan", "prod", "--project", "workloads"]) == 0
+    out = capsys.readouterr().out
+    assert "canary v2: 25% requested, 1 of 4 replicas = 25% of traffic" in out
+    assert "modelyard plan prod — modelyard-workloads/prod" in out
+
+
+def test_all_plans_both_projects_into_one_digest(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "all.json"
+    assert main(["plan", "staging", "--project", "all", "--out", str(out)]) == 0
+    digest = json.loads(out.read_text())
+    assert [p["project"] for p in digest["modelyard"]["projects"]] == ["modelyard-platform", "modelyard-workloads"]
+    assert "Policy (policies/config/staging.json): 36 rules, 0 mandatory" in capsys.readouterr().out
+
+
+def test_a_pool_the_platform_lacks_is_a_config_error(tmp_path: Path) -> None:
+    catalog = yaml.safe_load((REPO_ROOT / "workloads" / "catalog" / "staging.yaml").read_text())
+    catalog["models"][1]["resources"]["gpu"]["pool"] = "h100"
+    stack = yaml.safe_load((REPO_ROOT / "workloads" / "Pulumi.staging.yaml").read_text())
+    (tmp_path / "catalog.yaml").write_text(yaml.safe_dump(catalog))
+    stack["config"][WORKLOADS_KEY]["catalog"] = str(tmp_path / "catalog.yaml")
+    stack_file = tmp_path / "Pulumi.staging.yaml"
+    stack_file.write_text(yaml.safe_dump(stack))
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "modelyard.cli",
+            "plan",
+            "staging",
+            "--project",
+            "workloads",
+            "--config-file",
+            str(stack_file),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert (
+        "catalog.models[1].resources.gpu.pool: no such GPU pool in the staging platform stack "
+        "(pools: a10g, l4) (got 'h100')" in run.stderr
+    )
+    assert "Traceback" not in run.stderr
+
+
+def test_slo_objectives_feed_the_platform_burn_alerts(tmp_path: Path) -> None:
+    """promtool: a catalogued model's objective rules plus the platform's rules page on its 5xx burn."""
+    w = load_workloads(PROJECTS["workloads"].stack_file("prod"), stack="prod")
+    model = w.catalog.models[0]
+    groups = slo_rule_groups(model, "models") + rules.slo_groups()
+    spec = rules.prometheus_rule_spec(groups, "https://x/runbooks")
+    for group in spec["groups"]:
+        for rule in group["rules"]:
+            rule.pop("annotations", None)
+    (tmp_path / "rules.yaml").write_text(yaml.safe_dump(spec))
+    test = {
+        "rule_files": ["rules.yaml"],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": [
+                    {
+                        "series": f'modelyard_requests_total{{namespace="models", model="{model.name}", code="200"}}',
+                        "values": "0+100x90",
+                    },
+                    {
+                        "series": f'modelyard_requests_total{{namespace="models", model="{model.name}", code="503"}}',
+                        "values": "0+3x90",
+                    },
+                ],
+                "promql_expr_test": [
+                    {
+                        "expr": "modelyard:slo_latency_threshold",
+                        "eval_time": "1m",
+                        "exp_samples": [
+                            {
+                                "labels": "modelyard:slo_latency_threshold"
+                                f'{{le="0.25", model="{model.name}", namespace="models"}}',
+                                "value": 1,
+                            }
+                        ],
+                    }
+                ],
+                "alert_rule_test": [
+                    {
+                        "eval_time": "70m",
+                        "alertname": "ModelErrorBudgetBurnFast",
+                        "exp_alerts": [
+                            {"exp_labels": {"severity": "critical", "namespace": "models", "model": model.name}}
+                        ],
+                    }
+                ],
+            }
+        ],
+    }
+    (tmp_path / "slo.test.yaml").write_text(yaml.safe_dump(test))
+    result = promtool("test", "rules", "slo.test.yaml", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    check = promtool("check", "rules", "rules.yaml", cwd=tmp_path)
+    assert check.returncode == 0, check.stdout

@@ -1,0 +1,215 @@
+"""One catalogued model in the cluster: its InferenceService (and canary), PodDisruptionBudget, PodMonitor
+and SLO objective series."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+from modelyard.infra.karpenter import GPU_POOL_LABEL, GPU_TAINT
+from modelyard.platform import signals
+from modelyard.platform.common import CONTAINER_SECURITY
+from modelyard.platform.monitoring import model_pod_monitor
+from modelyard.platform.rules import Record, RuleGroup, prometheus_rule_spec
+from modelyard.workloads.catalog import ModelEntry
+
+HTTP_PORT = 8080
+MODEL_LABEL = "modelyard.io/model"
+VERSION_LABEL = "modelyard.io/model-version"
+ISVC_LABEL = "serving.kserve.io/inferenceservice"
+#: `stable` or `canary`: a canary is small on purpose, and policy holds only stable ones to the tier's replica floor.
+ROLE_LABEL = "modelyard.io/role"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelDeploymentArgs:
+    model: ModelEntry
+    namespace: pulumi.Input[str]
+    service_account: pulumi.Input[str]
+    bucket: pulumi.Input[str]
+    registry: pulumi.Input[str]
+    #: The platform's `gpuPools` output: name → node selector (checked to contain the model's pool).
+    pools: pulumi.Input[list[dict[str, Any]]]
+    labels: Mapping[str, str]
+    runbook_base_url: str
+
+
+def slo_rule_groups(model: ModelEntry, namespace: str) -> list[RuleGroup]:
+    """The model's objectives as series; the platform's burn-rate alerts join on them (platform/rules.py)."""
+    labels = {"namespace": namespace, "model": model.name}
+    le = signals.LATENCY_BUCKETS[
+        [int(float(b) * 1000) for b in signals.LATENCY_BUCKETS].index(model.slo.p99_latency_ms)
+    ]
+    return [
+        RuleGroup(
+            f"slo-{model.name}",
+            (
+                Record(signals.SLO_AVAILABILITY, f"vector({model.slo.availability:g})", labels),
+                # "p99 under X ms" is "99% of requests within the X ms bucket".
+                Record(signals.SLO_LATENCY, "vector(0.99)", labels),
+                Record(signals.SLO_LATENCY_THRESHOLD, "vector(1)", {**labels, "le": le}),
+            ),
+        )
+    ]
+
+
+def _resources(model: ModelEntry) -> dict[str, dict[str, str]]:
+    r = model.resources
+    requests = {"cpu": r.cpu, "memory": r.memory}
+    if r.gpu:
+        requests["nvidia.com/gpu"] = str(r.gpu.count)
+    # Limits equal requests: guaranteed QoS, and GPU requests must equal limits anyway.
+    return {"requests": requests, "limits": dict(requests)}
+
+
+def predictor(
+    model: ModelEntry, *, name: str, version: str, min_replicas: int, bucket: str, registry: str, service_account: str
+) -> dict[str, Any]:
+    """The InferenceService predictor for `version` of `model`."""
+    uri = f"s3://{bucket}/{model.name}/{version}/"
+    spec: dict[str, Any] = {
+        "minReplicas": min_replicas,
+        "maxReplicas": max(model.replicas.max, min_replicas),
+        "scaleMetric": model.replicas.scale_metric,
+        "scaleTarget": model.replicas.scale_target,
+        "serviceAccountName": service_account,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": 1000,
+            "runAsGroup": 1000,
+            "fsGroup": 1000,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+    }
+    if model.resources.gpu:
+        spec["nodeSelector"] = {GPU_POOL_LABEL: model.resources.gpu.pool}
+        spec["tolerations"] = [{"key": GPU_TAINT["key"], "operator": "Exists", "effect": GPU_TAINT["effect"]}]
+    hardened = {**CONTAINER_SECURITY, "runAsNonRoot": True}
+    if model.runtime.kind == "modelyard":
+        probe = {"httpGet": {"path": f"/v2/models/{name}/ready", "port": HTTP_PORT}}
+        spec["containers"] = [
+            {
+                "name": "kserve-container",
+                "image": f"{registry}:{model.runtime.image_tag}",
+                "args": ["--model_name", name, "--model_dir", "/mnt/models", "--http_port", str(HTTP_PORT)],
+                # KServe's storage initializer downloads STORAGE_URI into /mnt/models before start.
+                "env": [{"name": "STORAGE_URI", "value": uri}],
+                "ports": [{"name": "http1", "containerPort": HTTP_PORT, "protocol": "TCP"}],
+                "resources": _resources(model),
+                "readinessProbe": {**probe, "periodSeconds": 5, "failureThreshold": 3},
+                "livenessProbe": {
+                    "httpGet": {"path": "/v2/health/live", "port": HTTP_PORT},
+                    "periodSeconds": 10,
+                    "failureThreshold": 3,
+                },
+                "startupProbe": {**probe, "periodSeconds": 5, "failureThreshold": 60},
+                "securityContext": hardened,
+                "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+            }
+        ]
+        spec["volumes"] = [{"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}]
+    else:
+        spec["model"] = {
+            "modelFormat": {"name": model.runtime.model_format},
+            "storageUri": uri,
+            "resources": _resources(model),
+            "securityContext": hardened,
+        }
+    return spec
+
+
+class ModelDeployment(pulumi.ComponentResource):
+    """A catalogued model: InferenceService (Standard mode) for its version and, while a canary runs,
+    one for the canary version; a PodDisruptionBudget for each; a PodMonitor; SLO objective series; and
+    with a canary, a Service over both versions' pods that splits traffic by replica count."""
+
+    def __init__(self, name: str, args: ModelDeploymentArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("modelyard:workloads:ModelDeployment", name, None, opts)
+        m = args.model
+        child = pulumi.ResourceOptions(parent=self)
+        if m.resources.gpu:
+            pool = m.resources.gpu.pool
+
+            def check(pools: list[dict[str, Any]]) -> str:
+                names = [p["name"] for p in pools]
+                if pool not in names:
+                    raise ValueError(
+                        f"catalog: model {m.name} asks for GPU pool {pool!r}, which the platform stack does not have "
+                        f"(pools: {', '.join(names)})"
+                    )
+                return pool
+
+            pulumi.Output.from_input(args.pools).apply(check)
+
+        versions = [(m.name, m.version, m.replicas.min, "stable")]
+        if m.canary_active:
+            assert m.canary is not None
+            stable, canary = m.canary_replicas()
+            versions = [(m.name, m.version, stable, "stable"), (f"{m.name}-canary", m.canary.version, canary, "canary")]
+        for isvc_name, version, replicas, role in versions:
+            labels = {
+                **args.labels,
+                "modelyard.io/team": m.team,
+                MODEL_LABEL: m.name,
+                VERSION_LABEL: version,
+                ROLE_LABEL: role,
+            }
+
+            def spec_for(v: list[Any], n: str = isvc_name, ver: str = version, r: int = replicas) -> dict[str, Any]:
+                return {
+                    "predictor": predictor(
+                        m, name=n, version=ver, min_replicas=r, bucket=v[0], registry=v[1], service_account=v[2]
+                    )
+                }
+
+            spec = pulumi.Output.all(args.bucket, args.registry, args.service_account).apply(spec_for)
+            k8s.apiextensions.CustomResource(
+                f"{isvc_name}-isvc",
+                api_version="serving.kserve.io/v1beta1",
+                kind="InferenceService",
+                metadata={
+                    "name": isvc_name,
+                    "namespace": args.namespace,
+                    "labels": labels,
+                    "annotations": {"serving.kserve.io/deploymentMode": "Standard"},
+                },
+                spec=spec,
+                opts=child,
+            )
+            pdb_meta: Any = {"name": isvc_name, "namespace": args.namespace, "labels": labels}
+            pdb_spec: Any = {"maxUnavailable": 1, "selector": {"matchLabels": {ISVC_LABEL: isvc_name}}}
+            k8s.policy.v1.PodDisruptionBudget(f"{isvc_name}-pdb", metadata=pdb_meta, spec=pdb_spec, opts=child)
+        labels = {**args.labels, "modelyard.io/team": m.team, MODEL_LABEL: m.name}
+        if m.canary_active:
+            svc_meta: Any = {"name": f"{m.name}-traffic", "namespace": args.namespace, "labels": labels}
+            svc_spec: Any = {
+                "selector": {MODEL_LABEL: m.name},
+                "ports": [{"name": "http", "port": 80, "targetPort": HTTP_PORT, "protocol": "TCP"}],
+            }
+            k8s.core.v1.Service(f"{m.name}-traffic", metadata=svc_meta, spec=svc_spec, opts=child)
+        monitor = pulumi.Output.from_input(args.namespace).apply(
+            lambda ns: model_pod_monitor(ns, {MODEL_LABEL: m.name})
+        )
+        k8s.apiextensions.CustomResource(
+            f"{m.name}-podmonitor",
+            api_version="monitoring.coreos.com/v1",
+            kind="PodMonitor",
+            metadata={"name": m.name, "namespace": args.namespace, "labels": labels},
+            spec=monitor,
+            opts=child,
+        )
+        rules = pulumi.Output.from_input(args.namespace).apply(
+            lambda ns: prometheus_rule_spec(slo_rule_groups(m, ns), args.runbook_base_url)
+        )
+        k8s.apiextensions.CustomResource(
+            f"{m.name}-slo",
+            api_version="monitoring.coreos.com/v1",
+            kind="PrometheusRule",
+            metadata={"name": f"{m.name}-slo", "namespace": args.namespace, "labels": labels},
+            spec=rules,
+            opts=child,
+        )
+        self.register_outputs({})

@@ -1,0 +1,375 @@
+"""Model-server benchmark: measures, in one run on this machine,
+(a) raw in-process encode throughput of the model at its best batch size (the limit),
+(b) an unbatched server (max batch 1: one request per forward pass) under concurrent load,
+(c) this server (adaptive batching) under concurrent load, then at 80% of its saturation,
+(d) this server at 2x saturation: only 200s and 503s, every accepted request answered,
+and prints sentences/s, p50/p99 latency, the servers' peak RSS and the ratios.
+
+Targets on CPU here: (c) >= 85% of (a) and >= 2x (b); p99 under 250 ms at 80% of saturation; RSS
+under 1.5 GiB. Run it with the serving environment's python (make bench-serving):
+
+    python bench.py [--seconds 15] [--overload-seconds 60] [--device cpu]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+HERE = Path(__file__).resolve().parent
+#: wrk (Debian package `wrk`) drives the closed-loop runs: a C load generator takes far less of this
+#: 2-core machine than a Python client would, so the servers' figures are theirs, not the client's.
+WRK_SCRIPT = """
+local f = assert(io.open(os.getenv("BODIES"), "r"))
+bodies = {}
+for line in f:lines() do bodies[#bodies + 1] = line end
+f:close()
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+local i = 0
+request = function()
+  i = i + 1
+  return wrk.format(nil, nil, nil, bodies[(i % #bodies) + 1])
+end
+"""
+WORDS = [
+    "model",
+    "serving",
+    "platform",
+    "latency",
+    "throughput",
+    "embedding",
+    "vector",
+    "search",
+    "cluster",
+    "node",
+    "gpu",
+    "kernel",
+    "batch",
+    "queue",
+    "request",
+    "response",
+    "retrieval",
+    "document",
+    "query",
+    "index",
+    "shard",
+    "replica",
+    "budget",
+    "alert",
+    "dashboard",
+    "metric",
+    "label",
+]
+
+
+def corpus(n: int, seed: int = 7) -> list[str]:
+    rng = random.Random(seed)
+    return [" ".join(rng.choice(WORDS) for _ in range(rng.randint(8, 24))) for _ in range(n)]
+
+
+def peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def raw_throughput(device: str | None, seconds: float) -> tuple[int, float, dict[int, float]]:
+    sys.path.insert(0, str(HERE))
+    from modelyard_server.encoder import Encoder, bundled_model_dir
+
+    enc = Encoder(bundled_model_dir(), device=device)
+    texts = corpus(2048)
+    enc.encode(texts[:8])  # warm up
+    results = {}
+    for size in (1, 8, 16, 32, 64):
+        done, started, i = 0, time.perf_counter(), 0
+        while time.perf_counter() - started < seconds / 5:
+            batch = [texts[(i + k) % len(texts)] for k in range(size)]
+            enc.encode(batch)
+            done += size
+            i += size
+        results[size] = done / (time.perf_counter() - started)
+    best = max(results, key=lambda k: results[k])
+    return best, results[best], results
+
+
+class Server:
+    def __init__(self, port: int, *extra: str, device: str | None = None):
+        env = {**os.environ, "PYTHONPATH": str(HERE)}
+        if device == "cpu":
+            env["CUDA_VISIBLE_DEVICES"] = ""
+        self.port = port
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "modelyard_server", "--http_port", str(port), "--host", "127.0.0.1", *extra],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.time() + 180
+        while time.time() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/v2/health/ready", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}")
+            time.sleep(0.5)
+        raise RuntimeError("server did not become ready")
+
+    def stop(self) -> float:
+        rss = peak_rss_mib(self.proc.pid)
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(timeout=60)
+        return rss
+
+
+def wrk_closed_loop(port: int, concurrency: int, seconds: float, workdir: Path) -> dict[str, Any]:
+    """`concurrency` connections with wrk, each sending the next one-sentence request when the last returns."""
+    import re
+    import shutil
+
+    bodies = workdir / "bodies.jsonl"
+    bodies.write_text("\n".join(json.dumps({"instances": [t]}) for t in corpus(1024, seed=11)) + "\n")
+    script = workdir / "post.lua"
+    script.write_text(WRK_SCRIPT)
+    wrk = shutil.which("wrk")
+    assert wrk
+    out = subprocess.run(
+        [
+            wrk,
+            "-t1",
+            f"-c{concurrency}",
+            f"-d{int(seconds)}s",
+            "--latency",
+            "-s",
+            str(script),
+            f"http://127.0.0.1:{port}/v1/models/minilm:predict",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "BODIES": str(bodies)},
+    ).stdout
+
+    def ms(label: str) -> float:
+        m = re.search(rf"{label}%\s+([\d.]+)(us|ms|s)", out)
+        assert m, out
+        return float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
+
+    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    non2xx = int(bad.group(1)) if bad else 0
+    return {
+        "rps": rate * (total - non2xx) / max(total, 1),
+        "p50": ms("50"),
+        "p99": ms("99"),
+        "codes": {"non-2xx": non2xx, "total": total},
+    }
+
+
+def closed(port: int, concurrency: int, seconds: float, workdir: Path) -> dict[str, Any]:
+    import shutil
+
+    if shutil.which("wrk"):
+        return wrk_closed_loop(port, concurrency, seconds, workdir)
+    print("    (wrk not installed: a Python client drives this run and takes CPU from the server)")
+    return asyncio.run(closed_loop(port, concurrency, seconds))
+
+
+async def closed_loop(port: int, concurrency: int, seconds: float) -> dict[str, Any]:
+    """`concurrency` clients, each sending the next one-sentence request as soon as the last returns."""
+    texts = corpus(4096, seed=11)
+    latencies: list[float] = []
+    codes: dict[int, int] = {}
+    stop = time.perf_counter() + seconds
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", limits=limits, timeout=30) as client:
+
+        async def worker(w: int) -> None:
+            i = w
+            while time.perf_counter() < stop:
+                body = {"instances": [texts[i % len(texts)]]}
+                t0 = time.perf_counter()
+                r = await client.post("/v1/models/minilm:predict", json=body)
+                latencies.append(time.perf_counter() - t0)
+                codes[r.status_code] = codes.get(r.status_code, 0) + 1
+                i += concurrency
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker(w) for w in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    ok = codes.get(200, 0)
+    q = statistics.quantiles(latencies, n=100)
+    return {"rps": ok / elapsed, "p50": q[49] * 1000, "p99": q[98] * 1000, "codes": codes}  # type: ignore[dict-item]
+
+
+class _Conn:
+    """One keep-alive HTTP/1.1 connection, spoken by hand: far cheaper per request than an HTTP library,
+    so the load generator leaves the CPU to the server."""
+
+    def __init__(self, port: int):
+        self.port = port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
+        assert self.reader is not None
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        )
+        self.writer.write(head.encode() + body)
+        status_line = await self.reader.readline()
+        if not status_line:
+            self.writer = None
+            raise ConnectionError("connection closed")
+        status = int(status_line.split()[1])
+        length = 0
+        close = False
+        while (line := await self.reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.decode().partition(":")
+            if name.lower() == "content-length":
+                length = int(value)
+            elif name.lower() == "connection" and "close" in value.lower():
+                close = True
+        data = await self.reader.readexactly(length)
+        if close:
+            self.writer.close()
+            self.writer = None
+        return status, data
+
+
+async def open_loop(port: int, rate: float, seconds: float, connections: int = 512) -> dict[str, Any]:
+    """Requests arriving at `rate` per second (Poisson), whatever the server does; latency counts from the
+    intended arrival, so waiting for a free connection is included."""
+    bodies = [json.dumps({"instances": [t]}).encode() for t in corpus(1024, seed=13)]
+    latencies: list[float] = []
+    codes: dict[int | str, int] = {}
+    rng = random.Random(3)
+    pool: asyncio.Queue[_Conn] = asyncio.Queue()
+    for _ in range(connections):
+        pool.put_nowait(_Conn(port))
+
+    async def one(i: int, due: float) -> None:
+        conn = await pool.get()
+        key: int | str
+        try:
+            status, data = await conn.post("/v1/models/minilm:predict", bodies[i % len(bodies)])
+            key = status
+            if status == 200:
+                assert data.count(b"[") == 2, "one embedding per accepted request"
+                latencies.append(time.perf_counter() - due)
+        except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
+            key = type(exc).__name__
+            conn.writer = None
+        finally:
+            pool.put_nowait(conn)
+        codes[key] = codes.get(key, 0) + 1
+
+    tasks = []
+    started = time.perf_counter()
+    due, i = started, 0
+    while due < started + seconds:
+        delay = due - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(i, due)))
+        i += 1
+        due += rng.expovariate(rate)
+    await asyncio.gather(*tasks)
+    elapsed = time.perf_counter() - started
+    q = statistics.quantiles(latencies, n=100) if len(latencies) > 2 else [float("nan")] * 99
+    return {"rps": len(latencies) / elapsed, "sent": i, "p50": q[49] * 1000, "p99": q[98] * 1000, "codes": codes}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=float, default=15)
+    parser.add_argument("--overload-seconds", type=float, default=60)
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    parser.add_argument("--json", metavar="F", help="also write the figures as JSON to F")
+    parser.add_argument("--server-arg", action="append", default=[], help="extra argument for server (c), repeatable")
+    args = parser.parse_args()
+    import torch
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    print(f"device {device}, torch {torch.__version__}, {os.cpu_count()} CPUs, {torch.get_num_threads()} torch threads")
+
+    best, limit, by_size = raw_throughput(device, args.seconds)
+    print("(a) raw encode, sentences/s by batch size: " + ", ".join(f"{k}: {v:.0f}" for k, v in by_size.items()))
+
+    workdir = Path(tempfile.mkdtemp(prefix="modelyard-bench-"))
+    unbatched = Server(18181, "--max_batch_size", "1", "--max_wait_ms", "0", "--max_queue", "100000", device=device)
+    b = closed(unbatched.port, args.concurrency, args.seconds, workdir)
+    b_rss = unbatched.stop()
+    print(
+        f"(b) unbatched server: {b['rps']:.0f} sentences/s, p50 {b['p50']:.1f} ms, "
+        f"p99 {b['p99']:.1f} ms, RSS {b_rss:.0f} MiB"
+    )
+
+    server = Server(18182, *args.server_arg, device=device)
+    c = closed(server.port, args.concurrency, args.seconds, workdir)
+    print(
+        f"(c) this server, {args.concurrency} clients: {c['rps']:.0f} sentences/s, "
+        f"p50 {c['p50']:.1f} ms, p99 {c['p99']:.1f} ms, codes {c['codes']}"
+    )
+    at80 = asyncio.run(open_loop(server.port, 0.8 * c["rps"], args.seconds))
+    print(
+        f"    at 80% of saturation ({0.8 * c['rps']:.0f}/s offered): "
+        f"p50 {at80['p50']:.1f} ms, p99 {at80['p99']:.1f} ms, codes {at80['codes']}"
+    )
+    over = asyncio.run(open_loop(server.port, 2 * c["rps"], args.overload_seconds))
+    c_rss = server.stop()
+    fives = {k: v for k, v in over["codes"].items() if isinstance(k, int) and k >= 500 and k != 503}
+    errors = {k: v for k, v in over["codes"].items() if isinstance(k, str)}
+    print(
+        f"(d) 2x saturation for {args.overload_seconds:.0f} s ({2 * c['rps']:.0f}/s offered, {over['sent']} sent): "
+        f"codes {over['codes']}; 5xx other than 503: {sum(fives.values())}; unanswered: {sum(errors.values())}"
+    )
+    print(f"    peak RSS of this server: {c_rss:.0f} MiB")
+    ratio_a, ratio_b = c["rps"] / limit, c["rps"] / b["rps"]
+    print(
+        f"ratios: (c)/(a) = {ratio_a:.2f} (target >= 0.85: {'met' if ratio_a >= 0.85 else 'MISSED'}); "
+        f"(c)/(b) = {ratio_b:.2f} (target >= 2: {'met' if ratio_b >= 2 else 'MISSED'}); "
+        f"p99 at 80% = {at80['p99']:.0f} ms (target < 250: {'met' if at80['p99'] < 250 else 'MISSED'}); "
+        f"RSS {c_rss:.0f} MiB (target < 1536: {'met' if c_rss < 1536 else 'MISSED'})"
+    )
+    if args.json:
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "device": device,
+                    "a": {"best_batch": best, "sps": limit, "by_size": by_size},
+                    "b": b,
+                    "c": c,
+                    "at80": at80,
+                    "overload": over,
+                    "rss_mib": c_rss,
+                },
+                indent=2,
+                default=str,
+            )
+        )
+
+
+if __name__ == "__main__":
+    main()

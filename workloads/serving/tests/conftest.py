@@ -1,0 +1,72 @@
+"""A real server process on a loopback port, shared by the HTTP tests (start-up loads the model once)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+SERVING = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class RunningServer:
+    proc: subprocess.Popen[bytes]
+    port: int
+    log: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+def start(tmp: Path, *args: str) -> RunningServer:
+    port = free_port()
+    log = tmp / f"server-{port}.log"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "modelyard_server", "--http_port", str(port), "--host", "127.0.0.1", *args],
+        cwd=SERVING,
+        env={**os.environ, "PYTHONPATH": str(SERVING)},
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/v2/health/ready", timeout=1).status_code == 200:
+                return RunningServer(proc, port, log)
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    proc.kill()
+    raise RuntimeError("server did not become ready in 180 s")
+
+
+def stop(server: RunningServer) -> int:
+    if server.proc.poll() is None:
+        server.proc.send_signal(signal.SIGTERM)
+    return server.proc.wait(timeout=60)
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    running = start(tmp_path_factory.mktemp("srv"), "--max_inputs", "8", "--max_chars", "500")
+    yield running
+    stop(running)

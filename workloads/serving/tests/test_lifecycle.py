@@ -1,0 +1,103 @@
+"""Overload, drain on SIGTERM, and the contract with the platform (metric names, latency buckets)."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+import time
+from pathlib import Path
+
+import httpx
+from conftest import SERVING, start, stop
+
+REPO = SERVING.parent.parent
+
+
+async def burst(url: str, n: int, texts_each: int = 8) -> list[httpx.Response | Exception]:
+    async with httpx.AsyncClient(timeout=120, limits=httpx.Limits(max_connections=n)) as client:
+
+        async def one(i: int) -> httpx.Response | Exception:
+            try:
+                return await client.post(
+                    f"{url}/v1/models/minilm:predict", json={"instances": [f"text {i} {j}" for j in range(texts_each)]}
+                )
+            except httpx.HTTPError as exc:
+                return exc
+
+        return await asyncio.gather(*(one(i) for i in range(n)))
+
+
+def test_overload_is_503_with_retry_after_and_everything_accepted_is_answered(tmp_path: Path) -> None:
+    server = start(tmp_path, "--max_queue", "16", "--max_batch_size", "8")
+    try:
+        results = asyncio.run(burst(server.url, 40))
+        codes = [r.status_code if isinstance(r, httpx.Response) else type(r).__name__ for r in results]
+        assert set(codes) <= {200, 503}, codes  # nothing else: no 500, no dropped connection
+        assert codes.count(200) >= 2 and codes.count(503) >= 1, codes
+        for r in results:
+            assert isinstance(r, httpx.Response)
+            if r.status_code == 503:
+                assert r.headers["retry-after"] == "1" and "queue full" in r.json()["error"]
+            else:
+                assert len(r.json()["predictions"]) == 8
+        metrics = httpx.get(f"{server.url}/metrics", timeout=10).text
+        assert 'modelyard_rejected_requests_total{model_name="minilm",reason="queue_full"}' in metrics
+    finally:
+        assert stop(server) == 0
+
+
+def test_sigterm_drains_in_flight_requests_and_exits_0(tmp_path: Path) -> None:
+    server = start(tmp_path, "--max_batch_size", "4")
+
+    async def scenario() -> tuple[list[httpx.Response | Exception], float]:
+        task = asyncio.create_task(burst(server.url, 12, texts_each=16))
+        # Wait until the server holds work: requests queued or a batch running.
+        deadline = time.time() + 30
+        async with httpx.AsyncClient(timeout=5) as client:
+            while time.time() < deadline:
+                metrics = (await client.get(f"{server.url}/metrics")).text
+                if 'modelyard_queue_depth{model_name="minilm"} 0.0' not in metrics:
+                    break
+                await asyncio.sleep(0.01)
+        sent = time.time()
+        server.proc.send_signal(signal.SIGTERM)
+        return await task, sent
+
+    results, _ = asyncio.run(scenario())
+    code = server.proc.wait(timeout=60)
+    assert code == 0, server.log.read_text()[-2000:]
+    answered = [r for r in results if isinstance(r, httpx.Response)]
+    # Whatever was in flight when the signal came is answered; nothing gets a 5xx other than 503.
+    assert all(r.status_code in (200, 503) for r in answered), [r.status_code for r in answered]
+    assert sum(r.status_code == 200 for r in answered) >= 1
+    log = server.log.read_text()
+    assert "draining" in log and "drained, exiting" in log
+
+
+def test_after_sigterm_no_new_connections(tmp_path: Path) -> None:
+    server = start(tmp_path)
+    assert stop(server) == 0
+    try:
+        httpx.get(f"{server.url}/v2/health/ready", timeout=2)
+        raise AssertionError("the server still accepts connections")
+    except httpx.ConnectError:
+        pass
+
+
+def test_metric_names_and_buckets_match_the_platform() -> None:
+    """The dashboards and alerts (platform/signals.py) read exactly what this server exports."""
+    sys.path.insert(0, str(REPO))
+    try:
+        from modelyard.platform import signals
+    finally:
+        sys.path.remove(str(REPO))
+    from modelyard_server import server
+
+    assert server.REQUESTS._name + "_total" == signals.REQUESTS_TOTAL
+    assert server.DURATION._name == signals.REQUEST_DURATION
+    assert server.BATCH_SIZE._name == signals.BATCH_SIZE
+    assert server.QUEUE_DEPTH._name == signals.QUEUE_DEPTH
+    assert server.REJECTED._name + "_total" == signals.REJECTED_TOTAL
+    rendered = tuple(str(b) for b in server.LATENCY_BUCKETS)
+    assert rendered == signals.LATENCY_BUCKETS

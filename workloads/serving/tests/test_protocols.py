@@ -1,0 +1,117 @@
+"""Every protocol over real HTTP: KServe v1 and v2 through the kserve SDK's REST client, OpenAI with plain
+HTTP. Embeddings are unit length, deterministic, and the same whichever protocol asked."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import math
+import struct
+
+import httpx
+import pytest
+from conftest import RunningServer
+from kserve import InferenceRESTClient, InferInput, InferRequest, RESTConfig
+
+TEXTS = ["The cat sat on the mat.", "A feline rested on the rug.", "Quarterly revenue grew by four percent."]
+
+
+def cosine(a: list[float], b: list[float]) -> float:
+    return sum(x * y for x, y in zip(a, b, strict=True))
+
+
+async def v1(server: RunningServer, texts: list[str]) -> list[list[float]]:
+    client = InferenceRESTClient(RESTConfig(protocol="v1", timeout=60))
+    try:
+        response = await client.infer(server.url, {"instances": texts}, model_name="minilm")
+    finally:
+        await client.close()
+    return response["predictions"]
+
+
+async def v2(server: RunningServer, texts: list[str]) -> list[list[float]]:
+    client = InferenceRESTClient(RESTConfig(protocol="v2", timeout=60))
+    text = InferInput("text", [len(texts)], "BYTES", data=texts)
+    try:
+        response = await client.infer(
+            server.url, InferRequest(model_name="minilm", infer_inputs=[text]), model_name="minilm"
+        )
+    finally:
+        await client.close()
+    output = response.outputs[0]
+    assert output.name == "embedding" and output.datatype == "FP32" and list(output.shape) == [len(texts), 384]
+    flat = list(output.data)
+    return [flat[i * 384 : (i + 1) * 384] for i in range(len(texts))]
+
+
+def test_v1_embeddings_are_normalised_and_meaningful(server: RunningServer) -> None:
+    vectors = asyncio.run(v1(server, TEXTS))
+    assert len(vectors) == 3 and all(len(v) == 384 for v in vectors)
+    assert all(math.isclose(math.sqrt(sum(x * x for x in v)), 1.0, abs_tol=1e-4) for v in vectors)
+    # Paraphrases sit closer than unrelated sentences.
+    assert cosine(vectors[0], vectors[1]) > cosine(vectors[0], vectors[2]) + 0.2
+
+
+def test_every_protocol_gives_the_same_deterministic_embedding(server: RunningServer) -> None:
+    first = asyncio.run(v1(server, TEXTS))
+    again = asyncio.run(v1(server, TEXTS))
+    by_v2 = asyncio.run(v2(server, TEXTS))
+    openai = httpx.post(f"{server.url}/v1/embeddings", json={"model": "minilm", "input": TEXTS}, timeout=60).json()
+    by_openai = [d["embedding"] for d in sorted(openai["data"], key=lambda d: d["index"])]
+    for a, b, c, d in zip(first, again, by_v2, by_openai, strict=True):
+        assert a == b  # same input, same bytes out
+        assert cosine(a, c) > 0.99999 and cosine(a, d) > 0.99999
+
+
+def test_batched_and_alone_agree(server: RunningServer) -> None:
+    """A text embedded alone and inside a padded batch gets the same vector."""
+    alone = asyncio.run(v1(server, [TEXTS[0]]))[0]
+    batched = asyncio.run(v1(server, [TEXTS[0], "a much longer sentence " * 20]))[0]
+    assert cosine(alone, batched) > 0.99999
+
+
+def test_openai_shape_usage_and_base64(server: RunningServer) -> None:
+    r = httpx.post(f"{server.url}/v1/embeddings", json={"model": "minilm", "input": "hello"}, timeout=60)
+    assert r.status_code == 200
+    body = r.json()
+    assert body["object"] == "list" and body["model"] == "minilm"
+    assert body["data"][0]["object"] == "embedding" and body["data"][0]["index"] == 0
+    assert body["usage"]["prompt_tokens"] == body["usage"]["total_tokens"] == 3  # [CLS] hello [SEP]
+    packed = httpx.post(
+        f"{server.url}/v1/embeddings",
+        json={"model": "minilm", "input": "hello", "encoding_format": "base64"},
+        timeout=60,
+    ).json()["data"][0]["embedding"]
+    decoded = list(struct.unpack("<384f", base64.b64decode(packed)))
+    assert cosine(decoded, body["data"][0]["embedding"]) > 0.99999
+
+
+def test_v2_metadata_and_health(server: RunningServer) -> None:
+    meta = httpx.get(f"{server.url}/v2/models/minilm", timeout=10).json()
+    assert meta["inputs"] == [{"name": "text", "datatype": "BYTES", "shape": [-1]}]
+    assert meta["outputs"] == [{"name": "embedding", "datatype": "FP32", "shape": [-1, 384]}]
+    assert httpx.get(f"{server.url}/v2/models/minilm/ready", timeout=10).status_code == 200
+    assert httpx.get(f"{server.url}/v2/health/live", timeout=10).status_code == 200
+    assert httpx.get(f"{server.url}/v1/models/minilm", timeout=10).json()["ready"] is True
+
+
+def test_metrics_count_by_protocol_and_code(server: RunningServer) -> None:
+    httpx.post(f"{server.url}/v1/models/minilm:predict", json={"instances": ["x"]}, timeout=60)
+    httpx.post(f"{server.url}/v1/models/minilm:predict", json={"instances": []}, timeout=60)
+    text = httpx.get(f"{server.url}/metrics", timeout=10).text
+    assert 'modelyard_requests_total{code="200",model_name="minilm",protocol="v1"}' in text
+    assert 'modelyard_requests_total{code="400",model_name="minilm",protocol="v1"}' in text
+    assert 'modelyard_request_duration_seconds_bucket{le="0.25",model_name="minilm",protocol="v1"}' in text
+    assert "modelyard_batch_size_bucket" in text and 'modelyard_queue_depth{model_name="minilm"}' in text
+    # KServe's own latency histograms are still there.
+    assert "request_predict_seconds_bucket" in text
+
+
+@pytest.mark.parametrize("path", ["/v1/models/other:predict", "/v2/models/other/infer"])
+def test_unknown_model_is_404(server: RunningServer, path: str) -> None:
+    body = (
+        {"instances": ["x"]}
+        if "v1" in path
+        else {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [1], "data": ["x"]}]}
+    )
+    assert httpx.post(f"{server.url}{path}", json=body, timeout=30).status_code == 404
