@@ -271,6 +271,12 @@ def cmd_model_push(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _add_preview(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "preview", metavar="PREVIEW.json", help="a PreviewDigest: modelyard plan --out, or pulumi preview --json"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     from modelyard import __version__
 
@@ -306,9 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run the governance rules (the same ones the CrossGuard pack in policies/ runs) on an "
         "offline plan or on `pulumi preview --json` output.",
     )
-    policy.add_argument(
-        "preview", metavar="PREVIEW.json", help="a PreviewDigest: modelyard plan --out, or pulumi preview --json"
-    )
+    _add_preview(policy)
     policy.add_argument("--env", required=True, help="the environment whose policy config applies (dev, staging, prod)")
     policy.add_argument("--config", metavar="F", help="policy configuration (default: policies/config/<ENV>.json)")
     policy.add_argument("--json", action="store_true", help="print JSON instead of text")
@@ -320,9 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Price the resources of an offline plan or of `pulumi preview --json` output with "
         "policies/governance/prices.yaml and the usage assumptions in policies/governance/usage.yaml.",
     )
-    cost.add_argument(
-        "preview", metavar="PREVIEW.json", help="a PreviewDigest: modelyard plan --out, or pulumi preview --json"
-    )
+    _add_preview(cost)
     cost.add_argument("--usage", metavar="F", help="usage assumptions (default: policies/governance/usage.yaml)")
     cost.add_argument("--json", action="store_true", help="print JSON instead of text")
     cost.set_defaults(handler=cmd_cost)

@@ -24,7 +24,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from .prices import PriceBook, RegionPrices, price_book
-from .resources import Resource, Stack, known
+from .resources import S3_BUCKET_COMPANIONS, Resource, Stack, known
 
 USAGE_FILE = Path(__file__).parent / "usage.yaml"
 #: Karpenter GPU pools carry this label (infra/karpenter.py); pods select a pool by it.
@@ -119,7 +119,7 @@ class Estimate:
 
 #: Types that cost nothing by themselves: their cost is in what they configure or run on.
 FREE_PREFIXES = ("kubernetes:", "random:", "pulumi:")
-FREE_TYPES = frozenset(
+FREE_TYPES = S3_BUCKET_COMPANIONS | frozenset(
     {
         "aws:iam/role:Role",
         "aws:iam/rolePolicy:RolePolicy",
@@ -143,13 +143,6 @@ FREE_TYPES = frozenset(
         "aws:eks/accessPolicyAssociation:AccessPolicyAssociation",
         "aws:eks/podIdentityAssociation:PodIdentityAssociation",
         "aws:kms/alias:Alias",
-        "aws:s3/bucketVersioning:BucketVersioning",
-        "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
-        "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock",
-        "aws:s3/bucketOwnershipControls:BucketOwnershipControls",
-        "aws:s3/bucketPolicy:BucketPolicy",
-        "aws:s3/bucketLogging:BucketLogging",
-        "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration",
         "aws:ecr/lifecyclePolicy:LifecyclePolicy",
         "aws:sqs/queuePolicy:QueuePolicy",
         "aws:sqs/queue:Queue",  # interruption events: within the SQS free tier

@@ -32,6 +32,21 @@ UNKNOWNS = frozenset(
 SECRET = "[secret]"
 
 
+#: The resources pulumi-aws 7 splits a bucket's settings into; each names its bucket in `bucket`.
+S3_BUCKET_COMPANIONS = frozenset(
+    {
+        "aws:s3/bucketVersioning:BucketVersioning",
+        "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
+        "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock",
+        "aws:s3/bucketOwnershipControls:BucketOwnershipControls",
+        "aws:s3/bucketPolicy:BucketPolicy",
+        "aws:s3/bucketLogging:BucketLogging",
+        "aws:s3/bucketAcl:BucketAcl",
+        "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration",
+    }
+)
+
+
 def known(value: Any) -> bool:
     return value is not None and not (isinstance(value, str) and value in UNKNOWNS)
 

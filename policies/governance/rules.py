@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from .cost import GPU, GPU_POOL_LABEL, Estimate, estimate
-from .resources import Resource, Stack, as_list, known, statements
+from .resources import S3_BUCKET_COMPANIONS, Resource, Stack, as_list, known, statements
 
 Level = Literal["advisory", "mandatory", "disabled"]
 
@@ -39,21 +39,13 @@ SEMVER = re.compile(r"^v?\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?$")
 DEFAULT_GRAFANA_PASSWORDS = ("prom-operator", "admin", "password", "")
 
 #: AWS types that cannot carry tags (their parent resource does).
-UNTAGGABLE = frozenset(
+UNTAGGABLE = S3_BUCKET_COMPANIONS | frozenset(
     {
         "aws:iam/rolePolicy:RolePolicy",
         "aws:iam/rolePolicyAttachment:RolePolicyAttachment",
         "aws:ec2/route:Route",
         "aws:ec2/routeTableAssociation:RouteTableAssociation",
         "aws:ec2/securityGroupRule:SecurityGroupRule",
-        "aws:s3/bucketVersioning:BucketVersioning",
-        "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
-        "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock",
-        "aws:s3/bucketOwnershipControls:BucketOwnershipControls",
-        "aws:s3/bucketPolicy:BucketPolicy",
-        "aws:s3/bucketLogging:BucketLogging",
-        "aws:s3/bucketAcl:BucketAcl",
-        "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration",
         "aws:kms/alias:Alias",
         "aws:ecr/lifecyclePolicy:LifecyclePolicy",
         "aws:ecr/repositoryPolicy:RepositoryPolicy",

@@ -145,6 +145,11 @@ def _float_b64(vector: list[float]) -> str:
     return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
 
 
+Scope = MutableMapping[str, Any]
+Receive = Callable[..., Awaitable[Any]]
+Send = Callable[..., Awaitable[Any]]
+
+
 class MetricsMiddleware:
     """Counts every inference request by protocol and status code, and times it (pure ASGI)."""
 
@@ -152,12 +157,7 @@ class MetricsMiddleware:
         self.app = app
         self.model_name = model_name
 
-    async def __call__(
-        self,
-        scope: MutableMapping[str, Any],
-        receive: Callable[..., Awaitable[Any]],
-        send: Callable[..., Awaitable[Any]],
-    ) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = protocol_of(scope.get("path", "")) if scope["type"] == "http" else None
         if kind is None:
             await self.app(scope, receive, send)
@@ -186,12 +186,7 @@ class BodyLimitMiddleware:
         self.app = app
         self.limit = limit
 
-    async def __call__(
-        self,
-        scope: MutableMapping[str, Any],
-        receive: Callable[..., Awaitable[Any]],
-        send: Callable[..., Awaitable[Any]],
-    ) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             length = dict(scope.get("headers") or []).get(b"content-length")
             if length is not None and length.isdigit() and int(length) > self.limit:
