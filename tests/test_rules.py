@@ -13,8 +13,6 @@ import yaml
 from conftest import ENVS, Plan
 from modelyard.platform import rules
 
-from modelyard.programs import REPO_ROOT
-
 PROMTOOL_TESTS = sorted((Path(__file__).parent / "promtool").glob("*.test.yaml"))
 
 #: The parameters the unit tests in tests/promtool/ are written against (see cost.test.yaml).

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import re
 import shlex
-from pathlib import Path
 
 import pytest
+from modelyard.platform import rules
+from test_rules import TEST_PARAMS
 
 from modelyard.cli import build_parser
-from modelyard.platform import rules
 from modelyard.programs import REPO_ROOT
-from test_rules import TEST_PARAMS
 
 RUNBOOKS = REPO_ROOT / "runbooks"
 SECTIONS = ("Meaning", "Impact", "Diagnosis", "Mitigation", "Escalation", "Verify recovery")
