@@ -271,6 +271,75 @@ def cmd_model_push(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _diff_report(base: Any, head: Any, policy_config: str | None) -> Any:
+    from modelyard.policies.governance.policy import CONFIG_DIR
+    from modelyard.review import compare
+
+    env = (head.get("modelyard") or {}).get("env") or ""
+    if not env:
+        steps = head.get("steps") or base.get("steps") or []
+        env = str(steps[0].get("urn", "urn:pulumi:")).split(":")[2] if steps else ""
+    config = None
+    if policy_config or (env and (CONFIG_DIR / f"{env}.json").exists()):
+        config, _ = _policy_config(env, policy_config)
+    return compare(base, head, config)
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    import json
+
+    from modelyard.review import markdown, to_json
+
+    report = _diff_report(_load_preview(args.base), _load_preview(args.head), args.policy_config)
+    if args.json:
+        print(json.dumps(to_json(report), indent=2, sort_keys=True))
+    else:
+        print(markdown(report), end="")
+    return EXIT_OK
+
+
+def cmd_review(args: argparse.Namespace) -> int:
+    """Plan the working tree and a base git ref (in a temporary worktree) for each environment, and print
+    the review report of each."""
+    import subprocess
+    import tempfile
+
+    from modelyard.programs import REPO_ROOT
+    from modelyard.review import markdown
+
+    envs = args.env or ["dev", "staging", "prod"]
+    with tempfile.TemporaryDirectory(prefix="modelyard-review-") as tmp:
+        base_tree = Path(tmp) / "base"
+        added = subprocess.run(
+            ["git", "-C", str(REPO_ROOT), "worktree", "add", "--detach", str(base_tree), args.base],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if added.returncode != 0:
+            raise UsageError(f"cannot check out --base {args.base!r}: {added.stderr.strip()}")
+        try:
+            for env in envs:
+                docs = []
+                for tree in (base_tree, REPO_ROOT):
+                    out = Path(tmp) / f"{env}-{'base' if tree == base_tree else 'head'}.json"
+                    run = subprocess.run(
+                        [sys.executable, "-m", "modelyard.cli", "plan", env, "--project", "all", "--out", str(out)],
+                        cwd=tree,
+                        env={**__import__("os").environ, "PYTHONPATH": str(tree)},
+                        capture_output=True,
+                        text=True,
+                        check=False,
+                    )
+                    if run.returncode == EXIT_USAGE or not out.exists():
+                        raise UsageError(f"planning {env} at {tree.name}: {run.stderr.strip() or run.stdout[-500:]}")
+                    docs.append(_load_preview(str(out)))
+                print(markdown(_diff_report(docs[0], docs[1], None)))
+        finally:
+            subprocess.run(["git", "-C", str(REPO_ROOT), "worktree", "remove", "--force", str(base_tree)], check=False)
+    return EXIT_OK
+
+
 def _add_preview(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "preview", metavar="PREVIEW.json", help="a PreviewDigest: modelyard plan --out, or pulumi preview --json"
@@ -339,6 +408,29 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--model", default="minilm", help="the model name clients use (default: minilm)")
     serve.add_argument("--model-dir", help="a sentence-transformers model directory (default: the bundled model)")
     serve.set_defaults(handler=cmd_serve)
+
+    diff = sub.add_parser(
+        "diff",
+        help="PR review report between two PreviewDigests: changes, cost delta, policy delta",
+        description="Compare BASE and HEAD (offline plans or pulumi preview --json): resources created, "
+        "updated (with the changed properties), replaced and deleted, by layer; stateful replacements and "
+        "deletions first; the monthly cost delta; new and fixed policy violations. Markdown by default.",
+    )
+    diff.add_argument("base", metavar="BASE.json")
+    diff.add_argument("head", metavar="HEAD.json")
+    form = diff.add_mutually_exclusive_group()
+    form.add_argument("--markdown", action="store_true", help="Markdown for a PR comment (the default)")
+    form.add_argument("--json", action="store_true", help="JSON instead of Markdown")
+    diff.add_argument("--policy-config", metavar="F", help="policy configuration (default: policies/config/<ENV>.json)")
+    diff.set_defaults(handler=cmd_diff)
+
+    review = sub.add_parser(
+        "review",
+        help="plan the working tree and a base git ref for each environment and print the review report",
+    )
+    review.add_argument("--base", default="HEAD", help="the git ref to compare with (default: HEAD)")
+    review.add_argument("--env", action="append", help="an environment (repeatable; default: dev, staging, prod)")
+    review.set_defaults(handler=cmd_review)
 
     model = sub.add_parser("model", help="model artifacts in the environment's model store")
     model_sub = model.add_subparsers(dest="model_command", required=True, parser_class=_Parser, metavar="ACTION")

@@ -1,0 +1,105 @@
+"""The PR review report: golden files over fixture previews (create, update, replace, delete, cost up and
+down, violations added and fixed), determinism, bad input, and a review of this repository's previous
+commit."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from modelyard.cli import main
+from modelyard.programs import REPO_ROOT
+
+FIXTURES = Path(__file__).parent / "fixtures" / "diff"
+ARGS = [str(FIXTURES / "base.json"), str(FIXTURES / "head.json"), "--policy-config", "policies/config/dev.json"]
+
+
+def run_diff(*extra: str) -> str:
+    result = subprocess.run(
+        [sys.executable, "-m", "modelyard.cli", "diff", *ARGS, *extra],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_markdown_matches_the_golden_file() -> None:
+    assert run_diff() == (FIXTURES / "expected.md").read_text()
+
+
+def test_json_matches_the_golden_file() -> None:
+    assert json.loads(run_diff("--json")) == json.loads((FIXTURES / "expected.json").read_text())
+
+
+def test_same_inputs_same_bytes() -> None:
+    assert run_diff("--markdown") == run_diff("--markdown") == run_diff()
+
+
+def test_the_report_says_what_a_reviewer_needs() -> None:
+    report = json.loads((FIXTURES / "expected.json").read_text())
+    assert report["counts"] == {"create": 1, "update": 3, "replace": 1, "delete": 2}
+    stateful = sorted((c["kind"], c["type"]) for c in report["changes"] if c["stateful"])
+    assert stateful == [("delete", "aws:kms/key:Key"), ("replace", "aws:s3/bucket:Bucket")]
+    assert [v["rule"] for v in report["policy"]["new"]] == ["kms-rotation"]
+    assert [v["rule"] for v in report["policy"]["fixed"]] == ["ecr-immutable-scanned"]
+    costs = {r["urn"].rsplit("::", 1)[1]: r for r in report["cost"]["resources"]}
+    assert costs["nat-1"]["baseline"] == [37.35, 0.0]  # cost down
+    assert costs["system-ng"]["baseline"] == [155.17, 232.75]  # cost up: one more m7i.large node
+    markdown = (FIXTURES / "expected.md").read_text()
+    assert markdown.index("Stateful resources replaced or deleted") < markdown.index("### Replaced")
+    assert "```mermaid\nflowchart LR" in markdown
+
+
+def test_secrets_stay_masked(tmp_path: Path) -> None:
+    """A secret shows as [secret] on either side of a change, never as its value."""
+    base = json.loads((FIXTURES / "base.json").read_text())
+    head = json.loads((FIXTURES / "head.json").read_text())
+    for doc, value in ((base, {"url": "[secret]"}), (head, {"url": "[secret]", "token": "[secret]"})):
+        for step in doc["steps"]:
+            if step["newState"]["type"] == "kubernetes:core/v1:Secret":
+                step["newState"]["inputs"]["data"] = value
+    (tmp_path / "b.json").write_text(json.dumps(base))
+    (tmp_path / "h.json").write_text(json.dumps(head))
+    result = subprocess.run(
+        [sys.executable, "-m", "modelyard.cli", "diff", str(tmp_path / "b.json"), str(tmp_path / "h.json")],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "`data.token`: null → [secret]" in result.stdout
+    assert "data.url" not in result.stdout  # unchanged (both masked)
+
+
+def test_bad_input_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "bad.json").write_text("[1, 2]")
+    assert main(["diff", str(tmp_path / "bad.json"), str(FIXTURES / "head.json")]) == 2
+    assert "not a PreviewDigest" in capsys.readouterr().err
+    assert main(["review", "--base", "no-such-ref-anywhere", "--env", "dev"]) == 2
+    assert "cannot check out --base 'no-such-ref-anywhere'" in capsys.readouterr().err
+
+
+def test_review_of_this_repository_s_previous_commit() -> None:
+    has_parent = subprocess.run(
+        ["git", "rev-parse", "--verify", "HEAD~1"], cwd=REPO_ROOT, capture_output=True, check=False
+    )
+    base = "HEAD~1" if has_parent.returncode == 0 else "HEAD"
+    result = subprocess.run(
+        [sys.executable, "-m", "modelyard.cli", "review", "--base", base, "--env", "dev"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("## modelyard review: dev\n")
+    assert "to create" in result.stdout and "monthly cost" in result.stdout
