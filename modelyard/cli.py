@@ -340,6 +340,49 @@ def cmd_review(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_ops(args: argparse.Namespace) -> int:
+    import json
+
+    from modelyard import ops
+
+    try:
+        prom = ops.Prometheus(args.prometheus)
+        if args.ops_command == "slo":
+            result = ops.slo(prom, args.model)
+        elif args.ops_command == "gpu":
+            result = ops.gpu(prom)
+        elif args.ops_command == "canary":
+            result = ops.canary(prom, args.model, args.window)
+        elif args.ops_command == "alerts":
+            result = ops.alerts(prom)
+        else:
+            result = _ops_cost(prom, args.env)
+    except ops.OpsError as exc:
+        raise UsageError(str(exc)) from None
+    print(json.dumps(result.to_json(), indent=2, sort_keys=True) if args.json else ops.render(result), end="\n")
+    return EXIT_VIOLATION if result.problem else EXIT_OK
+
+
+def _ops_cost(prom: Any, env: str) -> Any:
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+    from modelyard import ops
+
+    if not STACK_NAME.match(env):
+        raise UsageError(f"--env {env!r} is not a stack name: use a lowercase name such as dev, staging or prod")
+    try:
+        session = boto3.session.Session()
+        account = session.client("sts", region_name="us-east-1").get_caller_identity()["Account"]
+        return ops.cost(prom, session.client("budgets", region_name="us-east-1"), account, env)
+    except NoCredentialsError:
+        raise ops.OpsError(
+            "no AWS credentials: configure a profile or role (aws sts get-caller-identity must work)"
+        ) from None
+    except (ClientError, BotoCoreError) as exc:
+        raise ops.OpsError(f"AWS refused: {exc}") from None
+
+
 def _add_preview(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "preview", metavar="PREVIEW.json", help="a PreviewDigest: modelyard plan --out, or pulumi preview --json"
@@ -431,6 +474,29 @@ def build_parser() -> argparse.ArgumentParser:
     review.add_argument("--base", default="HEAD", help="the git ref to compare with (default: HEAD)")
     review.add_argument("--env", action="append", help="an environment (repeatable; default: dev, staging, prod)")
     review.set_defaults(handler=cmd_review)
+
+    ops_cmd = sub.add_parser(
+        "ops",
+        help="runbook tooling against Prometheus and AWS (exit 1: a problem found; 2: unreachable or bad usage)",
+        description="What the runbooks would otherwise have you type. Tables by default, --json for scripts.",
+    )
+    ops_cmd.add_argument(
+        "--prometheus",
+        default=__import__("os").environ.get("MODELYARD_PROMETHEUS_URL", "http://127.0.0.1:9090"),
+        help="Prometheus URL (default: $MODELYARD_PROMETHEUS_URL or http://127.0.0.1:9090, a port-forward)",
+    )
+    ops_cmd.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    ops_sub = ops_cmd.add_subparsers(dest="ops_command", required=True, parser_class=_Parser, metavar="ACTION")
+    slo = ops_sub.add_parser("slo", help="burn rates over the alert windows and error budget left, per model")
+    slo.add_argument("--model", help="one model (default: every model with an SLO)")
+    ops_sub.add_parser("gpu", help="provisioned vs allocated vs used GPUs by pool; idle GPUs and their cost a day")
+    cost_ops = ops_sub.add_parser("cost", help="month-to-date spend and forecast against the budget, and live GPU cost")
+    cost_ops.add_argument("--env", required=True, help="the environment (its AWS Budget is modelyard-<env>)")
+    canary_ops = ops_sub.add_parser("canary", help="canary vs stable error ratio and p99, with a verdict")
+    canary_ops.add_argument("model", metavar="MODEL")
+    canary_ops.add_argument("--window", default="30m", help="how far back to compare (default: 30m)")
+    ops_sub.add_parser("alerts", help="what is firing or pending, with the runbook of each")
+    ops_cmd.set_defaults(handler=cmd_ops)
 
     model = sub.add_parser("model", help="model artifacts in the environment's model store")
     model_sub = model.add_subparsers(dest="model_command", required=True, parser_class=_Parser, metavar="ACTION")

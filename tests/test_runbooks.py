@@ -19,9 +19,24 @@ ALERTS = sorted(a.alert for a in rules.alerts(rules.platform_rule_groups(TEST_PA
 PAGES = sorted(RUNBOOKS.glob("*.md"))
 
 
+PROCEDURES = (
+    "new-environment",
+    "canary-rollout",
+    "gpu-pool",
+    "budget-alert",
+    "restore-model-version",
+    "upgrade-eks",
+    "rotate-grafana-secret",
+)
+
+
 def test_pages_are_exactly_the_alerts_plus_procedures() -> None:
     alert_pages = {p.stem for p in PAGES if p.stem[:1].isupper() and p.name != "README.md"}
     assert alert_pages == set(ALERTS)
+    procedures = {p.stem for p in PAGES if p.stem[:1].islower()}
+    assert procedures == set(PROCEDURES)
+    index = (RUNBOOKS / "README.md").read_text()
+    assert all(f"({name}.md)" in index for name in PROCEDURES)
 
 
 @pytest.mark.parametrize("alert", ALERTS)

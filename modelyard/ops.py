@@ -1,0 +1,315 @@
+"""`modelyard ops`: the steps a runbook would otherwise have someone type, against the environment's
+Prometheus (prometheus-api-client) and AWS (boto3).
+
+Every command returns rows (plain dicts, printed as a table or as `--json`) and whether it found a
+problem (exit 1). Prometheus unreachable, no AWS credentials, an unknown model: `OpsError`, exit 2.
+The series are the ones `platform/signals.py` names and `platform/rules.py` records.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from modelyard.platform import signals
+from modelyard.platform.rules import PAGE_BURNS, TICKET_BURNS
+
+#: Windows the SLO burn rates are reported over, and the error-budget period.
+WINDOWS = ("5m", "1h", "6h", "3d")
+BUDGET_PERIOD = "30d"
+
+
+class OpsError(Exception):
+    """Something outside the command is missing or wrong; the message says what and how to fix it."""
+
+
+@dataclass
+class Result:
+    title: str
+    columns: Sequence[str]
+    rows: list[dict[str, Any]]
+    problem: bool = False
+    notes: list[str] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"title": self.title, "problem": self.problem, "rows": self.rows, "notes": self.notes, **self.extra}
+
+
+class Prometheus:
+    """The queries ops needs, through prometheus-api-client."""
+
+    def __init__(self, url: str, timeout: float = 10):
+        from prometheus_api_client import PrometheusConnect
+
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+        self.client = PrometheusConnect(url=self.url, disable_ssl=not self.url.startswith("https://"))
+        try:
+            reachable = self.client.check_prometheus_connection()
+        except Exception:  # the client raises on connection errors in some versions
+            reachable = False
+        if not reachable:
+            raise OpsError(
+                f"Prometheus at {self.url} is unreachable; port-forward it first (kubectl -n monitoring "
+                "port-forward svc/kube-prometheus-stack-prometheus 9090) or pass --prometheus URL"
+            )
+
+    def vector(self, expr: str) -> list[tuple[dict[str, str], float]]:
+        try:
+            result = self.client.custom_query(query=expr, params={"timeout": str(int(self.timeout))})
+        except Exception as exc:
+            raise OpsError(f"Prometheus at {self.url} refused the query {expr!r}: {exc}") from None
+        out = []
+        for item in result:
+            value = float(item["value"][1])
+            out.append((dict(item["metric"]), value))
+        return out
+
+    def scalar_by(self, expr: str, *labels: str) -> dict[tuple[str, ...], float]:
+        return {tuple(m.get(k, "") for k in labels): v for m, v in self.vector(expr)}
+
+    def alerts(self) -> list[dict[str, Any]]:
+        import requests
+
+        try:
+            response = requests.get(f"{self.url}/api/v1/alerts", timeout=self.timeout)
+            response.raise_for_status()
+        except requests.RequestException as exc:
+            raise OpsError(f"Prometheus at {self.url}: cannot list alerts: {exc}") from None
+        return list(response.json()["data"]["alerts"])
+
+
+def _num(value: float | None, digits: int = 2) -> float | None:
+    if value is None or math.isnan(value) or math.isinf(value):
+        return None
+    return round(value, digits)
+
+
+def _models(prom: Prometheus, model: str | None) -> dict[tuple[str, ...], float]:
+    objectives = prom.scalar_by(signals.SLO_AVAILABILITY, "namespace", "model")
+    if model is not None:
+        objectives = {k: v for k, v in objectives.items() if k[1] == model}
+        if not objectives:
+            known = sorted({m for _, m in prom.scalar_by(signals.SLO_AVAILABILITY, "namespace", "model")})
+            raise OpsError(f"unknown model {model!r}: models with an SLO here: {', '.join(known) or 'none'}")
+    return objectives
+
+
+def slo(prom: Prometheus, model: str | None = None) -> Result:
+    """Availability burn rates over the alert windows and the error budget left, per model."""
+    objectives = _models(prom, model)
+
+    def ratios(window: str) -> dict[tuple[str, ...], float]:
+        errors = f'sum by (namespace, model) (rate({signals.REQUESTS_TOTAL}{{code=~"5.."}}[{window}]))'
+        total = f"sum by (namespace, model) (rate({signals.REQUESTS_TOTAL}[{window}]))"
+        return prom.scalar_by(f"({errors} or {total} * 0) / {total}", "namespace", "model")
+
+    by_window = {w: ratios(w) for w in (*WINDOWS, BUDGET_PERIOD)}
+    page = max(rate for _, _, rate in PAGE_BURNS)
+    ticket = min(rate for _, _, rate in TICKET_BURNS)
+    rows, problem = [], False
+    for (namespace, name), objective in sorted(objectives.items()):
+        allowed = 1 - objective
+        burns = {w: (by_window[w].get((namespace, name)) or 0.0) / allowed for w in WINDOWS}
+        spent = (by_window[BUDGET_PERIOD].get((namespace, name)) or 0.0) / allowed
+        if burns["1h"] >= page and burns["5m"] >= page:
+            status = "page"
+        elif burns["3d"] >= ticket and burns["6h"] >= ticket:
+            status = "ticket"
+        else:
+            status = "ok"
+        problem = problem or status != "ok"
+        rows.append(
+            {
+                "namespace": namespace,
+                "model": name,
+                "objective": objective,
+                **{f"burn_{w}": _num(burns[w]) for w in WINDOWS},
+                "budget_left": _num(max(0.0, 1 - spent), 4),
+                "status": status,
+            }
+        )
+    columns = ["namespace", "model", "objective", *[f"burn_{w}" for w in WINDOWS], "budget_left", "status"]
+    return Result("SLO burn rates (1 = spending the 30-day budget exactly)", columns, rows, problem)
+
+
+def gpu(prom: Prometheus) -> Result:
+    """Provisioned vs allocated vs used GPUs by pool; idle GPUs and what they cost a day."""
+    provisioned = prom.scalar_by("pool:modelyard_gpus_provisioned:sum", "gpu_pool")
+    allocated = prom.scalar_by("pool:modelyard_gpus_allocated:sum", "gpu_pool")
+    cost = prom.scalar_by("pool:modelyard_gpu_cost_usd_per_hour:sum", "gpu_pool")
+    used = prom.scalar_by(
+        f"avg by (gpu_pool) ({signals.GPU_UTIL} * on (hostname) group_left (gpu_pool) "
+        'label_replace(node:modelyard_gpu_node:info, "hostname", "$1", "node", "(.*)"))',
+        "gpu_pool",
+    )
+    rows, problem = [], False
+    for (pool,) in sorted(set(provisioned) | set(allocated)):
+        p, a = provisioned.get((pool,), 0.0), allocated.get((pool,), 0.0)
+        idle = max(p - a, 0.0)
+        per_gpu_hour = cost.get((pool,), 0.0) / p if p else 0.0
+        problem = problem or idle > 0
+        rows.append(
+            {
+                "gpu_pool": pool,
+                "provisioned": p,
+                "allocated": a,
+                "idle": idle,
+                "utilisation_pct": _num(used.get((pool,))),
+                "idle_usd_per_day": _num(idle * per_gpu_hour * 24),
+            }
+        )
+    by_model = [
+        {"namespace": m.get("namespace", ""), "model": m.get("model", ""), "gpus": v}
+        for m, v in prom.vector("namespace_model:modelyard_gpus_allocated:sum")
+    ]
+    return Result(
+        "GPUs by pool",
+        ["gpu_pool", "provisioned", "allocated", "idle", "utilisation_pct", "idle_usd_per_day"],
+        rows,
+        problem,
+        extra={"byModel": sorted(by_model, key=lambda r: (r["namespace"], r["model"]))},
+    )
+
+
+def cost(prom: Prometheus, budgets: Any, account_id: str, env: str, hours_per_month: int = 730) -> Result:
+    """Month-to-date spend and forecast (AWS Budgets) against the budget, beside the live GPU cost."""
+    name = f"modelyard-{env}"
+    try:
+        budget = budgets.describe_budget(AccountId=account_id, BudgetName=name)["Budget"]
+    except budgets.exceptions.NotFoundException:
+        raise OpsError(f"no AWS Budget named {name} in account {account_id}: is the {env} platform stack up?") from None
+    limit = float(budget["BudgetLimit"]["Amount"])
+    spend = budget.get("CalculatedSpend", {})
+    actual = float(spend.get("ActualSpend", {}).get("Amount", 0))
+    forecast = float(spend.get("ForecastedSpend", {}).get("Amount", 0)) if spend.get("ForecastedSpend") else None
+    gpu_hourly = sum(v for _, v in prom.vector("sum(pool:modelyard_gpu_cost_usd_per_hour:sum)"))
+    row = {
+        "budget": name,
+        "limit_usd": limit,
+        "actual_usd": actual,
+        "forecast_usd": forecast,
+        "forecast_pct": _num(100 * forecast / limit, 1) if forecast is not None else None,
+        "gpu_usd_per_hour_live": _num(gpu_hourly),
+        "gpu_usd_month_pace": _num(gpu_hourly * hours_per_month),
+    }
+    over = (forecast is not None and forecast > limit) or actual > limit
+    return Result(f"Spend against the {env} budget", list(row), [row], over)
+
+
+def canary(prom: Prometheus, model: str, window: str = "30m", min_requests: int = 100) -> Result:
+    """Canary vs stable error ratio and p99 over `window`, with a verdict (promote / hold / roll back) in
+    the shape Argo Rollouts' analysis uses: each metric Successful, Failed or Inconclusive."""
+    canary_isvc = f"{model}-canary"
+    where = f'model="{model}"'
+    totals = prom.scalar_by(
+        f"sum by (inferenceservice) (increase({signals.REQUESTS_TOTAL}{{{where}}}[{window}]))", "inferenceservice"
+    )
+    if (model,) not in totals and (canary_isvc,) not in totals:
+        raise OpsError(f"unknown model {model!r}: no requests from it in the last {window}")
+    if (canary_isvc,) not in totals:
+        raise OpsError(f"model {model!r} has no canary receiving traffic (no {canary_isvc} in the last {window})")
+    errors = prom.scalar_by(
+        f'sum by (inferenceservice) (increase({signals.REQUESTS_TOTAL}{{{where}, code=~"5.."}}[{window}]))',
+        "inferenceservice",
+    )
+    p99 = prom.scalar_by(
+        f"histogram_quantile(0.99, sum by (inferenceservice, le) "
+        f"(rate({signals.REQUEST_DURATION}_bucket{{{where}}}[{window}])))",
+        "inferenceservice",
+    )
+
+    def side(isvc: str) -> tuple[float, float, float | None]:
+        n = totals.get((isvc,), 0.0)
+        return n, (errors.get((isvc,), 0.0) / n if n else 0.0), _num(p99.get((isvc,)), 4)
+
+    cn, c_err, c_p99 = side(canary_isvc)
+    sn, s_err, s_p99 = side(model)
+    metrics = []
+    enough = cn >= min_requests
+    err_ok = c_err <= s_err + 0.005
+    err_bad = c_err > 2 * s_err + 0.01
+    metrics.append(
+        {
+            "name": "error-ratio",
+            "canary": _num(c_err, 5),
+            "stable": _num(s_err, 5),
+            "successCondition": "canary <= stable + 0.005",
+            "failureCondition": "canary > 2 * stable + 0.01",
+            "result": "Inconclusive"
+            if not enough
+            else ("Failed" if err_bad else "Successful" if err_ok else "Inconclusive"),
+        }
+    )
+    lat_ok = c_p99 is not None and s_p99 is not None and c_p99 <= 1.2 * s_p99
+    lat_bad = c_p99 is not None and s_p99 is not None and c_p99 > 1.5 * s_p99
+    metrics.append(
+        {
+            "name": "latency-p99-seconds",
+            "canary": c_p99,
+            "stable": s_p99,
+            "successCondition": "canary <= 1.2 * stable",
+            "failureCondition": "canary > 1.5 * stable",
+            "result": "Inconclusive"
+            if not enough
+            else ("Failed" if lat_bad else "Successful" if lat_ok else "Inconclusive"),
+        }
+    )
+    results = {m["result"] for m in metrics}
+    verdict = "rollback" if "Failed" in results else "promote" if results == {"Successful"} else "hold"
+    notes = [f"canary {int(cn)} requests, stable {int(sn)} in the last {window} (at least {min_requests} needed)"]
+    return Result(
+        f"Canary analysis of {model}: {verdict}",
+        ["name", "canary", "stable", "successCondition", "failureCondition", "result"],
+        metrics,
+        verdict == "rollback",
+        notes,
+        extra={"verdict": verdict, "window": window},
+    )
+
+
+def alerts(prom: Prometheus) -> Result:
+    """What is firing or pending, with each alert's runbook."""
+    rows = []
+    for a in prom.alerts():
+        labels: Mapping[str, str] = a.get("labels", {})
+        notes: Mapping[str, str] = a.get("annotations", {})
+        subject = ", ".join(f"{k}={v}" for k, v in sorted(labels.items()) if k not in ("alertname", "severity"))
+        rows.append(
+            {
+                "alert": labels.get("alertname", ""),
+                "severity": labels.get("severity", ""),
+                "state": a.get("state", ""),
+                "labels": subject,
+                "summary": notes.get("summary", ""),
+                "runbook": notes.get("runbook_url", ""),
+            }
+        )
+    rows.sort(key=lambda r: ({"critical": 0, "warning": 1}.get(r["severity"], 2), r["alert"], r["labels"]))
+    firing = any(r["state"] == "firing" for r in rows)
+    return Result("Alerts", ["alert", "severity", "state", "labels", "summary", "runbook"], rows, firing)
+
+
+def render(result: Result) -> str:
+    """A table for a terminal (rich), with its notes."""
+    from io import StringIO
+
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=result.title)
+    for column in result.columns:
+        table.add_column(column)
+    for row in result.rows:
+        table.add_row(*("" if row.get(c) is None else str(row.get(c)) for c in result.columns))
+    buffer = StringIO()
+    console = Console(file=buffer, width=160, force_terminal=False, color_system=None)
+    console.print(table)
+    for note in result.notes:
+        console.print(note)
+    if not result.rows:
+        console.print("(nothing)")
+    return buffer.getvalue()

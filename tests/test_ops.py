@@ -1,0 +1,248 @@
+"""`modelyard ops` against a real Prometheus server on loopback, loaded with series through
+`promtool tsdb create-blocks-from openmetrics` and evaluating the platform's own rules, and against
+moto for AWS Budgets. No mocked Prometheus client."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+
+import boto3
+import pytest
+import requests
+import yaml
+from modelyard.platform import rules
+from moto import mock_aws
+from test_rules import TEST_PARAMS
+
+from modelyard.cli import main
+
+STEP = 15  # seconds between samples
+HOURS = 3
+
+
+def openmetrics(now: int) -> str:
+    """Three hours of series ending 30 s ago: two models (embed burning its budget, with a failing canary;
+    calm healthy), a GPU pool of two g5.xlarge nodes with one GPU held, and a GPU reporting an XID."""
+    start = now - HOURS * 3600
+    times = list(range(start, now - 30, STEP))
+    families: dict[str, list[str]] = {}
+
+    def add(name: str, labels: str, value_at) -> None:  # type: ignore[no-untyped-def]
+        families.setdefault(name, [])
+        families[name] += [f"{name}{{{labels}}} {value_at(i)} {t}" for i, t in enumerate(times)]
+
+    m = 'namespace="models",model="embed"'
+    add("modelyard_requests_total", f'{m},inferenceservice="embed",code="200"', lambda i: 25 * i)
+    add("modelyard_requests_total", f'{m},inferenceservice="embed",code="500"', lambda i: 1 * i)  # ~4% errors
+    add("modelyard_requests_total", f'{m},inferenceservice="embed-canary",code="200"', lambda i: 5 * i)
+    add("modelyard_requests_total", f'{m},inferenceservice="embed-canary",code="500"', lambda i: 2 * i)  # ~29%
+    add(
+        "modelyard_requests_total",
+        'namespace="models",model="calm",inferenceservice="calm",code="200"',
+        lambda i: 50 * i,
+    )
+    # Stable: 99.2% within 100 ms. Canary: 3 of 7 over 250 ms, so its p99 is the last bucket's bound.
+    for isvc, fast, mid, total in (("embed", 25.8, 26, 26), ("embed-canary", 2, 4, 7)):
+        add(
+            "modelyard_request_duration_seconds_bucket",
+            f'{m},inferenceservice="{isvc}",le="0.1"',
+            lambda i, f=fast: f * i,
+        )
+        add(
+            "modelyard_request_duration_seconds_bucket",
+            f'{m},inferenceservice="{isvc}",le="0.25"',
+            lambda i, v=mid: v * i,
+        )
+        add(
+            "modelyard_request_duration_seconds_bucket",
+            f'{m},inferenceservice="{isvc}",le="+Inf"',
+            lambda i, t=total: t * i,
+        )
+    for model in ("embed", "calm"):
+        add("modelyard:slo_availability_objective", f'namespace="models",model="{model}"', lambda i: 0.999)
+    for node in ("n1", "n2"):
+        labels = (
+            f'node="{node}",label_modelyard_io_gpu_pool="a10g",'
+            'label_node_kubernetes_io_instance_type="g5.xlarge",label_karpenter_sh_capacity_type="on-demand"'
+        )
+        add("kube_node_labels", labels, lambda i: 1)
+        add("kube_node_status_capacity", f'node="{node}",resource="nvidia_com_gpu"', lambda i: 1)
+        add("DCGM_FI_DEV_GPU_UTIL", f'hostname="{node}",gpu="0"', lambda i, n=node: 60 if n == "n1" else 0)
+    add(
+        "kube_pod_container_resource_requests",
+        'namespace="models",pod="embed-1",container="c",node="n1",resource="nvidia_com_gpu"',
+        lambda i: 1,
+    )
+    add(
+        "kube_pod_labels",
+        'namespace="models",pod="embed-1",label_serving_kserve_io_inferenceservice="embed"',
+        lambda i: 1,
+    )
+    add("DCGM_FI_DEV_XID_ERRORS", 'hostname="n2",gpu="0"', lambda i: 79)
+    return "\n".join(line for lines in families.values() for line in lines) + "\n# EOF\n"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    for tool in ("prometheus", "promtool"):
+        assert shutil.which(tool), f"{tool} is missing: install Debian's prometheus package (make test does)"
+    tmp = tmp_path_factory.mktemp("prom")
+    (tmp / "series.om").write_text(openmetrics(int(time.time())))
+    subprocess.run(
+        ["promtool", "tsdb", "create-blocks-from", "openmetrics", "-q", "series.om", "data"], cwd=tmp, check=True
+    )
+    spec = rules.prometheus_rule_spec(rules.platform_rule_groups(TEST_PARAMS), "https://x/runbooks")
+    for group in spec["groups"]:
+        group.pop("interval", None)  # evaluate every second here, not every 30 s or minute
+    (tmp / "rules.yaml").write_text(yaml.safe_dump(spec))
+    (tmp / "prometheus.yml").write_text(
+        yaml.safe_dump({"global": {"evaluation_interval": "1s"}, "rule_files": ["rules.yaml"]})
+    )
+    port = free_port()
+    log = (tmp / "prometheus.log").open("wb")
+    proc = subprocess.Popen(
+        [
+            "prometheus",
+            "--config.file=prometheus.yml",
+            "--storage.tsdb.path=data",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        cwd=tmp,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                ready = requests.get(
+                    f"{url}/api/v1/query", params={"query": "pool:modelyard_gpus_provisioned:sum"}, timeout=2
+                )
+                if ready.status_code == 200 and ready.json()["data"]["result"]:
+                    alerts = requests.get(f"{url}/api/v1/alerts", timeout=2).json()["data"]["alerts"]
+                    names = {a["labels"]["alertname"]: a["state"] for a in alerts}
+                    if names.get("GPUXidError") == "firing" and "ModelErrorBudgetBurnFast" in names:
+                        break
+            except requests.RequestException:
+                pass
+            time.sleep(0.5)
+        else:
+            raise AssertionError(
+                "Prometheus did not evaluate the rules in 60 s:\n" + (tmp / "prometheus.log").read_text()[-3000:]
+            )
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def ops(url: str, *args: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, dict]:  # type: ignore[type-arg]
+    code = main(["ops", "--prometheus", url, "--json", *args])
+    out = capsys.readouterr().out
+    return code, json.loads(out) if out.strip() else {}
+
+
+def test_slo_burn_rates_and_budget(prometheus: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, result = ops(prometheus, "slo", capsys=capsys)
+    rows = {r["model"]: r for r in result["rows"]}
+    assert rows["embed"]["status"] == "page" and rows["embed"]["burn_1h"] > 14.4
+    assert rows["embed"]["budget_left"] == 0.0
+    assert rows["calm"]["status"] == "ok" and rows["calm"]["burn_1h"] == 0.0 and rows["calm"]["budget_left"] == 1.0
+    assert code == 1  # a problem found
+    code, one = ops(prometheus, "slo", "--model", "calm", capsys=capsys)
+    assert code == 0 and [r["model"] for r in one["rows"]] == ["calm"]
+
+
+def test_gpu_idle_and_its_cost(prometheus: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, result = ops(prometheus, "gpu", capsys=capsys)
+    [pool] = result["rows"]
+    assert (pool["gpu_pool"], pool["provisioned"], pool["allocated"], pool["idle"]) == ("a10g", 2.0, 1.0, 1.0)
+    assert pool["idle_usd_per_day"] == round(1.006 * 24, 2)  # one idle g5.xlarge GPU
+    assert pool["utilisation_pct"] == 30.0
+    assert result["byModel"] == [{"namespace": "models", "model": "embed", "gpus": 1.0}]
+    assert code == 1
+
+
+def test_canary_verdict_with_evidence(prometheus: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, result = ops(prometheus, "canary", "embed", capsys=capsys)
+    assert result["verdict"] == "rollback" and code == 1
+    metrics = {m["name"]: m for m in result["rows"]}
+    assert metrics["error-ratio"]["result"] == "Failed"
+    assert metrics["error-ratio"]["canary"] > 0.25 and metrics["error-ratio"]["stable"] < 0.05
+    assert metrics["latency-p99-seconds"]["result"] == "Failed"
+
+
+def test_alerts_with_runbooks(prometheus: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, result = ops(prometheus, "alerts", capsys=capsys)
+    by_name = {r["alert"]: r for r in result["rows"]}
+    assert by_name["GPUXidError"]["state"] == "firing"
+    assert by_name["GPUXidError"]["runbook"] == "https://x/runbooks/GPUXidError.md"
+    assert by_name["ModelErrorBudgetBurnFast"]["state"] in ("pending", "firing")
+    assert code == 1
+    assert main(["ops", "--prometheus", prometheus, "alerts"]) == 1
+    assert "GPUXidError" in capsys.readouterr().out  # the table
+
+
+def test_cost_against_the_budget(
+    prometheus: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    with mock_aws():
+        boto3.client("budgets", region_name="us-east-1").create_budget(
+            AccountId="123456789012",
+            Budget={
+                "BudgetName": "modelyard-dev",
+                "BudgetLimit": {"Amount": "1500", "Unit": "USD"},
+                "TimeUnit": "MONTHLY",
+                "BudgetType": "COST",
+                "CalculatedSpend": {
+                    "ActualSpend": {"Amount": "700", "Unit": "USD"},
+                    "ForecastedSpend": {"Amount": "1800", "Unit": "USD"},
+                },
+            },
+        )
+        code, result = ops(prometheus, "cost", "--env", "dev", capsys=capsys)
+        [row] = result["rows"]
+        assert (row["limit_usd"], row["actual_usd"], row["forecast_usd"], row["forecast_pct"]) == (
+            1500.0,
+            700.0,
+            1800.0,
+            120.0,
+        )
+        assert row["gpu_usd_per_hour_live"] == 2.01  # two on-demand g5.xlarge
+        assert code == 1  # the forecast passes the budget
+        assert main(["ops", "--prometheus", prometheus, "cost", "--env", "prod"]) == 2
+        assert "no AWS Budget named modelyard-prod" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["slo", "--model", "nope"], "unknown model 'nope': models with an SLO here: calm, embed"),
+        (["canary", "calm"], "model 'calm' has no canary receiving traffic"),
+        (["canary", "ghost"], "unknown model 'ghost'"),
+    ],
+)
+def test_unknown_models_exit_2(
+    prometheus: str, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    assert main(["ops", "--prometheus", prometheus, *args]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_unreachable_prometheus_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["ops", "--prometheus", f"http://127.0.0.1:{free_port()}", "gpu"]) == 2
+    assert "is unreachable" in capsys.readouterr().err
