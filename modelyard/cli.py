@@ -288,9 +288,14 @@ def _diff_report(base: Any, head: Any, policy_config: str | None) -> Any:
 def cmd_diff(args: argparse.Namespace) -> int:
     import json
 
-    from modelyard.review import markdown, to_json
+    from modelyard.review import markdown, split_preview, to_json
 
-    report = _diff_report(_load_preview(args.base), _load_preview(args.head), args.policy_config)
+    if args.head is None:
+        # One real preview: its old states against its new states.
+        base, head = split_preview(_load_preview(args.base))
+    else:
+        base, head = _load_preview(args.base), _load_preview(args.head)
+    report = _diff_report(base, head, args.policy_config)
     if args.json:
         print(json.dumps(to_json(report), indent=2, sort_keys=True))
     else:
@@ -459,8 +464,13 @@ def build_parser() -> argparse.ArgumentParser:
         "updated (with the changed properties), replaced and deleted, by layer; stateful replacements and "
         "deletions first; the monthly cost delta; new and fixed policy violations. Markdown by default.",
     )
-    diff.add_argument("base", metavar="BASE.json")
-    diff.add_argument("head", metavar="HEAD.json")
+    diff.add_argument("base", metavar="BASE.json", help="the base digest; alone, a real preview to report on")
+    diff.add_argument(
+        "head",
+        metavar="HEAD.json",
+        nargs="?",
+        help="the head digest (omit it to read BASE.json's own old and new states)",
+    )
     form = diff.add_mutually_exclusive_group()
     form.add_argument("--markdown", action="store_true", help="Markdown for a PR comment (the default)")
     form.add_argument("--json", action="store_true", help="JSON instead of Markdown")

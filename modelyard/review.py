@@ -123,6 +123,20 @@ def _env(document: Mapping[str, Any], resources: Iterable[Resource]) -> str:
     return ""
 
 
+def split_preview(document: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A real `pulumi preview --json` as (before, after): each step's `oldState` is what the stack has
+    now, its `newState` what it will have; a delete step has only the first, a create only the second."""
+    before, after = [], []
+    for step in document.get("steps") or []:
+        if not isinstance(step, Mapping):
+            continue
+        if isinstance(step.get("oldState"), Mapping):
+            before.append({"op": "same", "urn": step.get("urn"), "newState": step["oldState"]})
+        if isinstance(step.get("newState"), Mapping):
+            after.append({"op": step.get("op"), "urn": step.get("urn"), "newState": step["newState"]})
+    return {"steps": before}, {"steps": after}
+
+
 def compare(base_doc: Mapping[str, Any], head_doc: Mapping[str, Any], config: PolicyConfig | None) -> Report:
     base, _ = _by_urn(base_doc)
     head, head_ops = _by_urn(head_doc)

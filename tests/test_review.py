@@ -103,3 +103,43 @@ def test_review_of_this_repository_s_previous_commit() -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("## modelyard review: dev\n")
     assert "to create" in result.stdout and "monthly cost" in result.stdout
+
+
+def test_one_real_preview_is_reported_from_its_own_old_and_new_states(tmp_path: Path) -> None:
+    """`pulumi preview --json` carries oldState (now) and newState (after): diff reads both from one file."""
+    urn = "urn:pulumi:dev::modelyard-platform::"
+    preview = {
+        "steps": [
+            {
+                "op": "update",
+                "urn": urn + "aws:kms/key:Key::k",
+                "oldState": {"type": "aws:kms/key:Key", "inputs": {"enableKeyRotation": True}},
+                "newState": {"type": "aws:kms/key:Key", "inputs": {"enableKeyRotation": False}},
+            },
+            {
+                "op": "delete",
+                "urn": urn + "aws:s3/bucket:Bucket::old",
+                "oldState": {"type": "aws:s3/bucket:Bucket", "inputs": {}},
+            },
+            {
+                "op": "create",
+                "urn": urn + "aws:sqs/queue:Queue::q",
+                "newState": {"type": "aws:sqs/queue:Queue", "inputs": {}},
+            },
+        ],
+        "changeSummary": {"update": 1, "delete": 1, "create": 1},
+    }
+    (tmp_path / "preview.json").write_text(json.dumps(preview))
+    result = subprocess.run(
+        [sys.executable, "-m", "modelyard.cli", "diff", str(tmp_path / "preview.json"), "--json"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["counts"] == {"create": 1, "update": 1, "replace": 0, "delete": 1}
+    # The key loses its rotation; the new queue has no tags (no provider in this small preview).
+    assert sorted(v["rule"] for v in report["policy"]["new"]) == ["aws-required-tags", "kms-rotation"]
+    assert any(c["stateful"] and c["kind"] == "delete" for c in report["changes"])
