@@ -1014,36 +1014,24 @@ def _budget_amount(ctx: Context) -> tuple[float, str] | None:
     return (float(configured), "") if configured else None
 
 
+def _over_budget(ctx: Context, figure: float, what: str) -> Iterator[Finding]:
+    found = _budget_amount(ctx)
+    if found is None:
+        return
+    amount, urn = found
+    if figure > amount:
+        yield Finding(urn, "limitAmount", amount, f"{what} ${figure:,.2f}/month, over the ${amount:,.2f} budget")
+
+
 @stack_rule(
     "budget-baseline",
     "The estimated monthly cost at minimum stays under the budget.",
     params={"monthlyBudgetUsd": None},
 )
 def _budget_baseline(ctx: Context) -> Iterator[Finding]:
-    found = _budget_amount(ctx)
-    if found is None:
-        return
-    amount, urn = found
-    if ctx.estimate.baseline > amount:
-        yield Finding(
-            urn,
-            "limitAmount",
-            amount,
-            f"estimated baseline ${ctx.estimate.baseline:,.2f}/month is over the ${amount:,.2f} budget",
-        )
+    yield from _over_budget(ctx, ctx.estimate.baseline, "the estimated baseline is")
 
 
 @stack_rule("budget-ceiling", "With every pool at its limit, the estimate stays under the budget.")
 def _budget_ceiling(ctx: Context) -> Iterator[Finding]:
-    found = _budget_amount(ctx)
-    if found is None:
-        return
-    amount, urn = found
-    if ctx.estimate.ceiling > amount:
-        yield Finding(
-            urn,
-            "limitAmount",
-            amount,
-            f"with every pool at its limit the estimate is ${ctx.estimate.ceiling:,.2f}/month, "
-            f"over the ${amount:,.2f} budget",
-        )
+    yield from _over_budget(ctx, ctx.estimate.ceiling, "with every pool at its limit the estimate is")
