@@ -8,6 +8,7 @@ stderr and exits 2; a traceback is never the answer to a user's mistake.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -212,8 +213,6 @@ SERVING_PYTHON = Path(".venv-serving") / "bin" / "python"
 def cmd_serve(args: argparse.Namespace) -> int:
     """The model server, locally, on the bundled model: runs in its own environment (.venv-serving),
     which `make serve` builds, because kserve needs protobuf 6 and this environment has protobuf 5."""
-    import os
-
     from modelyard.programs import REPO_ROOT
 
     if not 1 <= args.port <= 65535:
@@ -331,7 +330,7 @@ def cmd_review(args: argparse.Namespace) -> int:
                     run = subprocess.run(
                         [sys.executable, "-m", "modelyard.cli", "plan", env, "--project", "all", "--out", str(out)],
                         cwd=tree,
-                        env={**__import__("os").environ, "PYTHONPATH": str(tree)},
+                        env={**os.environ, "PYTHONPATH": str(tree)},
                         capture_output=True,
                         text=True,
                         check=False,
@@ -492,7 +491,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ops_cmd.add_argument(
         "--prometheus",
-        default=__import__("os").environ.get("MODELYARD_PROMETHEUS_URL", "http://127.0.0.1:9090"),
+        default=os.environ.get("MODELYARD_PROMETHEUS_URL", "http://127.0.0.1:9090"),
         help="Prometheus URL (default: $MODELYARD_PROMETHEUS_URL or http://127.0.0.1:9090, a port-forward)",
     )
     ops_cmd.add_argument("--json", action="store_true", help="print JSON instead of a table")

@@ -112,7 +112,7 @@ def slo(prom: Prometheus, model: str | None = None) -> Result:
     ticket = min(rate for _, _, rate in TICKET_BURNS)
     rows, problem = [], False
     for (namespace, name), objective in sorted(objectives.items()):
-        allowed = 1 - objective
+        allowed = max(1 - objective, 1e-9)  # an objective of 1 allows no errors at all
         burns = {w: (by_window[w].get((namespace, name)) or 0.0) / allowed for w in WINDOWS}
         spent = (by_window[BUDGET_PERIOD].get((namespace, name)) or 0.0) / allowed
         if burns["1h"] >= page and burns["5m"] >= page:
