@@ -300,3 +300,16 @@ def test_pack_requirements_are_pinned_like_the_project() -> None:
     pyproject = (REPO_ROOT / "pyproject.toml").read_text()
     for line in lines:
         assert f'"{line}"' in pyproject, f"{line} differs from pyproject.toml"
+
+
+def test_price_file_gpu_counts_match_the_gpu_table() -> None:
+    """The policy pack cannot import modelyard/gpus.py, so prices.yaml carries GPUs per instance too."""
+    from modelyard.policies.governance.prices import price_book
+
+    from modelyard import gpus
+
+    book = price_book()
+    for spec in gpus.GPU_CLASSES.values():
+        for name, instance in spec.instance_types.items():
+            assert book.gpus(name) == instance.gpus, name
+    assert book.gpus("m7i.large") == 0 and book.gpus("x9.huge") is None

@@ -65,6 +65,14 @@ class PriceBook(_Model):
         price = self.region(region).ec2_hourly_usd.get(instance_type)
         return None if price is None else price.usd
 
+    def gpus(self, instance_type: str) -> int | None:
+        """GPUs per instance of `instance_type` (0 for CPU types), or None when no region prices it."""
+        for region in self.regions.values():
+            price = region.ec2_hourly_usd.get(instance_type)
+            if price is not None:
+                return price.gpus
+        return None
+
     @property
     def spot_discount(self) -> float:
         return self.assumptions["spot_discount"].value

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from .cost import GPU, GPU_POOL_LABEL, Estimate, estimate
+from .prices import price_book
 from .resources import S3_BUCKET_COMPANIONS, Resource, Stack, as_list, known, statements
 
 Level = Literal["advisory", "mandatory", "disabled"]
@@ -535,13 +536,11 @@ def _gpu_allowlist(r: Resource, ctx: Context) -> Iterator[tuple[str, Any, str]]:
 
 
 def _is_gpu_type(instance_type: str) -> bool:
-    from .prices import price_book
-
-    for region in price_book().regions.values():
-        price = region.ec2_hourly_usd.get(instance_type)
-        if price is not None:
-            return price.gpus > 0
-    return instance_type.split(".")[0] in ("g4dn", "g5", "g6", "g6e", "p4d", "p4de", "p5", "p5e", "p5en")
+    gpus = price_book().gpus(instance_type)
+    if gpus is not None:
+        return gpus > 0
+    # Unpriced: judge by family (EC2's accelerated-computing g* and p* families), never let it pass unseen.
+    return bool(re.match(r"^[gp]\d", instance_type))
 
 
 @stack_rule(
@@ -557,13 +556,10 @@ def _gpu_cap(ctx: Context) -> Iterator[Finding]:
         if limit is not None:
             total += int(limit)
             parts.append(f"{pool.name} {limit}")
-    from .prices import price_book
-
-    gpus_per = {n: p.gpus for region in price_book().regions.values() for n, p in region.ec2_hourly_usd.items()}
     for group in ctx.stack.of_type("aws:eks/nodeGroup:NodeGroup"):
         types = as_list(group.get("instanceTypes"))
         most = group.get("scalingConfig", "maxSize")
-        gpus = max((gpus_per.get(str(t), 0) for t in types), default=0)
+        gpus = max((price_book().gpus(str(t)) or 0 for t in types), default=0)
         if gpus and most is not None:
             total += int(most) * gpus
             parts.append(f"{group.name} {int(most) * gpus}")
