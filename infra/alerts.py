@@ -28,6 +28,24 @@ ALERTMANAGER_NAMESPACE = "monitoring"
 ALERTMANAGER_SERVICE_ACCOUNT = "alertmanager"
 
 
+def cost_publisher_statement(service: str, topic_arn: pulumi.Input[str], account: AccountContext) -> iam.Document:
+    """Let one AWS cost service publish to a topic, only on this account's behalf. For AWS Budgets that is
+    the statement its user guide gives (source account and the account's budgets as source ARN)."""
+    condition: iam.Document = {"StringEquals": {"aws:SourceAccount": account.account_id}}
+    if service == "budgets.amazonaws.com":
+        condition["ArnLike"] = {
+            "aws:SourceArn": pulumi.Output.concat("arn:", account.partition, ":budgets::", account.account_id, ":*")
+        }
+    return {
+        "Sid": f"{service.split('.')[0].capitalize()}Publish",
+        "Effect": "Allow",
+        "Principal": {"Service": service},
+        "Action": "sns:Publish",
+        "Resource": topic_arn,
+        "Condition": condition,
+    }
+
+
 @dataclass(frozen=True, kw_only=True)
 class AlertTopicsArgs:
     env: str
@@ -77,19 +95,10 @@ class AlertTopics(pulumi.ComponentResource):
                 kms_master_key_id=key.arn,
                 opts=child,
             )
-            statements: list[iam.Document] = [iam.deny_insecure_transport([sns.arn])]
-            if publishers:
-                statements.insert(
-                    0,
-                    {
-                        "Sid": "CostServicesPublish",
-                        "Effect": "Allow",
-                        "Principal": {"Service": list(publishers)},
-                        "Action": "sns:Publish",
-                        "Resource": sns.arn,
-                        "Condition": {"StringEquals": {"aws:SourceAccount": account.account_id}},
-                    },
-                )
+            statements: list[iam.Document] = [
+                *(cost_publisher_statement(service, sns.arn, account) for service in publishers),
+                iam.deny_insecure_transport([sns.arn]),
+            ]
             aws.sns.TopicPolicy(
                 f"{name}-{suffix}-policy",
                 arn=sns.arn,

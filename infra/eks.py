@@ -28,6 +28,9 @@ ADDON_IDENTITIES: Mapping[str, tuple[str, str]] = {
     "vpc-cni": ("aws-node", "AmazonEKS_CNI_Policy"),
     "aws-ebs-csi-driver": ("ebs-csi-controller-sa", "service-role/AmazonEBSCSIDriverPolicy"),
 }
+#: Add-on configuration (the add-on's own schema: `aws eks describe-addon-configuration`). The VPC CNI
+#: enforces Kubernetes NetworkPolicies only when its network policy agent is switched on.
+ADDON_CONFIGURATION: Mapping[str, Mapping[str, str]] = {"vpc-cni": {"enableNetworkPolicy": "true"}}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -201,6 +204,7 @@ def add_managed_addons(
             resolve_conflicts_on_create="OVERWRITE",
             resolve_conflicts_on_update="PRESERVE",
             pod_identity_associations=identities,
+            configuration_values=json.dumps(dict(ADDON_CONFIGURATION[addon])) if addon in ADDON_CONFIGURATION else None,
             opts=pulumi.ResourceOptions(parent=parent, depends_on=after),
         )
     return addons

@@ -33,17 +33,30 @@ INTERRUPTION_EVENTS: Mapping[str, dict[str, Any]] = {
     "spot-interruption": {"source": ["aws.ec2"], "detail-type": ["EC2 Spot Instance Interruption Warning"]},
     "rebalance": {"source": ["aws.ec2"], "detail-type": ["EC2 Instance Rebalance Recommendation"]},
     "state-change": {"source": ["aws.ec2"], "detail-type": ["EC2 Instance State-change Notification"]},
+    "capacity-reservation": {
+        "source": ["aws.ec2"],
+        "detail-type": ["EC2 Capacity Reservation Instance Interruption Warning"],
+    },
 }
 
 
 def controller_policy(
     *, cluster_name: pulumi.Input[str], account: Any, queue_arn: pulumi.Input[str], node_role_arn: pulumi.Input[str]
 ) -> iam.Document:
-    """Karpenter v1's controller policy, scoped to this cluster by tags, region and ARNs."""
+    """Karpenter v1.12's controller policy, statement for statement as its reference CloudFormation has it
+    (tests/references/karpenter-1.12.json, compared by tests/test_iam_references.py): scoped to this
+    cluster by tags, to the region, and to this account's ARNs.
+
+    Creating an instance profile is allowed on the tags the request carries (`aws:RequestTag`): a
+    profile being created has no tags yet, so an `aws:ResourceTag` condition could never match it."""
     region = account.region
-    ec2 = pulumi.Output.concat("arn:", account.partition, ":ec2:", region, ":*:")
+    partition = account.partition
+    ec2 = pulumi.Output.concat("arn:", partition, ":ec2:", region, ":*:")
     owned = pulumi.Output.concat("kubernetes.io/cluster/", cluster_name)
-    in_region = {"aws:RequestedRegion": region}
+    instance_profiles = pulumi.Output.concat("arn:", partition, ":iam::", account.account_id, ":instance-profile/*")
+    cluster_arn = pulumi.Output.concat(
+        "arn:", partition, ":eks:", region, ":", account.account_id, ":cluster/", cluster_name
+    )
     # What RunInstances/CreateFleet create, and so what Karpenter tags at creation.
     launched = [
         pulumi.Output.concat(ec2, kind)
@@ -56,6 +69,14 @@ def controller_policy(
             "spot-instances-request/*",
         )
     ]
+    # Condition blocks keyed by Outputs (the cluster's tag key) and by plain strings.
+    owned_now: dict[Any, Any] = {pulumi.Output.concat("aws:ResourceTag/", owned): "owned"}
+    owned_on_create: dict[Any, Any] = {
+        pulumi.Output.concat("aws:RequestTag/", owned): "owned",
+        "aws:RequestTag/eks:eks-cluster-name": cluster_name,
+    }
+    profile_owned_now = {**owned_now, "aws:ResourceTag/topology.kubernetes.io/region": region}
+    profile_owned_on_create = {**owned_on_create, "aws:RequestTag/topology.kubernetes.io/region": region}
     return {
         "Version": "2012-10-17",
         "Statement": [
@@ -64,12 +85,12 @@ def controller_policy(
                 "Effect": "Allow",
                 "Action": ["ec2:RunInstances", "ec2:CreateFleet"],
                 "Resource": [
-                    pulumi.Output.concat("arn:", account.partition, ":ec2:", region, "::", kind)
+                    pulumi.Output.concat("arn:", partition, ":ec2:", region, "::", kind)
                     for kind in ("image/*", "snapshot/*")
                 ]
                 + [
                     pulumi.Output.concat(ec2, kind)
-                    for kind in ("security-group/*", "subnet/*", "capacity-reservation/*")
+                    for kind in ("security-group/*", "subnet/*", "capacity-reservation/*", "placement-group/*")
                 ],
             },
             {
@@ -78,7 +99,7 @@ def controller_policy(
                 "Action": ["ec2:RunInstances", "ec2:CreateFleet"],
                 "Resource": pulumi.Output.concat(ec2, "launch-template/*"),
                 "Condition": {
-                    "StringEquals": {pulumi.Output.concat("aws:ResourceTag/", owned): "owned"},
+                    "StringEquals": owned_now,
                     "StringLike": {"aws:ResourceTag/karpenter.sh/nodepool": "*"},
                 },
             },
@@ -88,10 +109,7 @@ def controller_policy(
                 "Action": ["ec2:RunInstances", "ec2:CreateFleet", "ec2:CreateLaunchTemplate"],
                 "Resource": launched,
                 "Condition": {
-                    "StringEquals": {
-                        pulumi.Output.concat("aws:RequestTag/", owned): "owned",
-                        "aws:RequestTag/eks:eks-cluster-name": cluster_name,
-                    },
+                    "StringEquals": owned_on_create,
                     "StringLike": {"aws:RequestTag/karpenter.sh/nodepool": "*"},
                 },
             },
@@ -102,8 +120,7 @@ def controller_policy(
                 "Resource": launched,
                 "Condition": {
                     "StringEquals": {
-                        pulumi.Output.concat("aws:RequestTag/", owned): "owned",
-                        "aws:RequestTag/eks:eks-cluster-name": cluster_name,
+                        **owned_on_create,
                         "ec2:CreateAction": ["RunInstances", "CreateFleet", "CreateLaunchTemplate"],
                     },
                     "StringLike": {"aws:RequestTag/karpenter.sh/nodepool": "*"},
@@ -115,7 +132,7 @@ def controller_policy(
                 "Action": "ec2:CreateTags",
                 "Resource": pulumi.Output.concat(ec2, "instance/*"),
                 "Condition": {
-                    "StringEquals": {pulumi.Output.concat("aws:ResourceTag/", owned): "owned"},
+                    "StringEquals": owned_now,
                     "StringLike": {"aws:ResourceTag/karpenter.sh/nodepool": "*"},
                     "StringEqualsIfExists": {"aws:RequestTag/eks:eks-cluster-name": cluster_name},
                     "ForAllValues:StringEquals": {
@@ -129,9 +146,71 @@ def controller_policy(
                 "Action": ["ec2:TerminateInstances", "ec2:DeleteLaunchTemplate"],
                 "Resource": [pulumi.Output.concat(ec2, kind) for kind in ("instance/*", "launch-template/*")],
                 "Condition": {
-                    "StringEquals": {pulumi.Output.concat("aws:ResourceTag/", owned): "owned"},
+                    "StringEquals": owned_now,
                     "StringLike": {"aws:ResourceTag/karpenter.sh/nodepool": "*"},
                 },
+            },
+            {
+                "Sid": "AllowPassingInstanceRole",
+                "Effect": "Allow",
+                "Action": "iam:PassRole",
+                "Resource": node_role_arn,
+                "Condition": {"StringEquals": {"iam:PassedToService": ["ec2.amazonaws.com", "ec2.amazonaws.com.cn"]}},
+            },
+            {
+                "Sid": "AllowScopedInstanceProfileCreationActions",
+                "Effect": "Allow",
+                "Action": ["iam:CreateInstanceProfile"],
+                "Resource": instance_profiles,
+                "Condition": {
+                    "StringEquals": profile_owned_on_create,
+                    "StringLike": {"aws:RequestTag/karpenter.k8s.aws/ec2nodeclass": "*"},
+                },
+            },
+            {
+                "Sid": "AllowScopedInstanceProfileTagActions",
+                "Effect": "Allow",
+                "Action": ["iam:TagInstanceProfile"],
+                "Resource": instance_profiles,
+                "Condition": {
+                    "StringEquals": {**profile_owned_now, **profile_owned_on_create},
+                    "StringLike": {
+                        "aws:ResourceTag/karpenter.k8s.aws/ec2nodeclass": "*",
+                        "aws:RequestTag/karpenter.k8s.aws/ec2nodeclass": "*",
+                    },
+                },
+            },
+            {
+                "Sid": "AllowScopedInstanceProfileActions",
+                "Effect": "Allow",
+                "Action": [
+                    "iam:AddRoleToInstanceProfile",
+                    "iam:RemoveRoleFromInstanceProfile",
+                    "iam:DeleteInstanceProfile",
+                ],
+                "Resource": instance_profiles,
+                "Condition": {
+                    "StringEquals": profile_owned_now,
+                    "StringLike": {"aws:ResourceTag/karpenter.k8s.aws/ec2nodeclass": "*"},
+                },
+            },
+            {
+                "Sid": "AllowAPIServerEndpointDiscovery",
+                "Effect": "Allow",
+                "Action": "eks:DescribeCluster",
+                "Resource": cluster_arn,
+            },
+            {
+                "Sid": "AllowInterruptionQueueActions",
+                "Effect": "Allow",
+                "Action": ["sqs:DeleteMessage", "sqs:GetQueueUrl", "sqs:ReceiveMessage"],
+                "Resource": queue_arn,
+            },
+            {
+                "Sid": "AllowZonalShiftStatusReadOnly",
+                "Effect": "Allow",
+                "Action": ["arc-zonal-shift:GetManagedResource"],
+                "Resource": cluster_arn,
             },
             {
                 "Sid": "AllowRegionalReadActions",
@@ -143,22 +222,20 @@ def controller_policy(
                     "ec2:DescribeInstanceTypeOfferings",
                     "ec2:DescribeInstanceTypes",
                     "ec2:DescribeLaunchTemplates",
+                    "ec2:DescribePlacementGroups",
                     "ec2:DescribeSecurityGroups",
                     "ec2:DescribeSpotPriceHistory",
                     "ec2:DescribeSubnets",
-                    "ec2:DescribeAvailabilityZones",
                 ],
                 # Describe calls do not support resource-level permissions; the region condition bounds them.
                 "Resource": "*",
-                "Condition": {"StringEquals": in_region},
+                "Condition": {"StringEquals": {"aws:RequestedRegion": region}},
             },
             {
                 "Sid": "AllowSSMReadActions",
                 "Effect": "Allow",
                 "Action": "ssm:GetParameter",
-                "Resource": pulumi.Output.concat(
-                    "arn:", account.partition, ":ssm:", region, "::parameter/aws/service/*"
-                ),
+                "Resource": pulumi.Output.concat("arn:", partition, ":ssm:", region, "::parameter/aws/service/*"),
             },
             {
                 "Sid": "AllowPricingReadActions",
@@ -168,55 +245,51 @@ def controller_policy(
                 "Resource": "*",
             },
             {
-                "Sid": "AllowInterruptionQueueActions",
+                "Sid": "AllowUnscopedInstanceProfileListAction",
                 "Effect": "Allow",
-                "Action": ["sqs:DeleteMessage", "sqs:GetQueueUrl", "sqs:ReceiveMessage"],
-                "Resource": queue_arn,
-            },
-            {
-                "Sid": "AllowPassingInstanceRole",
-                "Effect": "Allow",
-                "Action": "iam:PassRole",
-                "Resource": node_role_arn,
-                "Condition": {"StringEquals": {"iam:PassedToService": ["ec2.amazonaws.com"]}},
-            },
-            {
-                "Sid": "AllowScopedInstanceProfileActions",
-                "Effect": "Allow",
-                "Action": [
-                    "iam:CreateInstanceProfile",
-                    "iam:TagInstanceProfile",
-                    "iam:AddRoleToInstanceProfile",
-                    "iam:RemoveRoleFromInstanceProfile",
-                    "iam:DeleteInstanceProfile",
-                ],
-                "Resource": pulumi.Output.concat(
-                    "arn:", account.partition, ":iam::", account.account_id, ":instance-profile/*"
-                ),
-                "Condition": {
-                    "StringEquals": {
-                        pulumi.Output.concat("aws:ResourceTag/", owned): "owned",
-                        "aws:ResourceTag/topology.kubernetes.io/region": region,
-                    },
-                    "StringLikeIfExists": {"aws:ResourceTag/karpenter.k8s.aws/ec2nodeclass": "*"},
-                },
+                # ListInstanceProfiles has no resource-level permissions.
+                "Action": "iam:ListInstanceProfiles",
+                "Resource": "*",
             },
             {
                 "Sid": "AllowInstanceProfileReadActions",
                 "Effect": "Allow",
-                "Action": ["iam:GetInstanceProfile", "iam:ListInstanceProfiles"],
-                "Resource": pulumi.Output.concat(
-                    "arn:", account.partition, ":iam::", account.account_id, ":instance-profile/*"
-                ),
+                "Action": "iam:GetInstanceProfile",
+                "Resource": instance_profiles,
             },
             {
-                "Sid": "AllowAPIServerEndpointDiscovery",
+                "Sid": "AllowUnscopedEC2DescribeInstanceStatus",
                 "Effect": "Allow",
-                "Action": "eks:DescribeCluster",
-                "Resource": pulumi.Output.concat(
-                    "arn:", account.partition, ":eks:", region, ":", account.account_id, ":cluster/", cluster_name
-                ),
+                # DescribeInstanceStatus has no resource-level permissions.
+                "Action": "ec2:DescribeInstanceStatus",
+                "Resource": "*",
             },
+        ],
+    }
+
+
+def interruption_queue_policy(
+    *, queue_arn: pulumi.Input[str], account_id: pulumi.Input[str], rule_arns: list[pulumi.Input[str]]
+) -> iam.Document:
+    """Only this account's interruption rules may send to the queue, over TLS.
+
+    Tighter than Karpenter's reference, which lets any EventBridge rule (any account's) and the SQS
+    service send: a forged interruption message would make Karpenter drain and replace GPU nodes."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "EventBridgeDeliversInterruptions",
+                "Effect": "Allow",
+                "Principal": {"Service": "events.amazonaws.com"},
+                "Action": "sqs:SendMessage",
+                "Resource": queue_arn,
+                "Condition": {
+                    "StringEquals": {"aws:SourceAccount": account_id},
+                    "ArnEquals": {"aws:SourceArn": rule_arns},
+                },
+            },
+            iam.deny_insecure_transport([queue_arn]),
         ],
     }
 
@@ -240,6 +313,8 @@ class Karpenter(pulumi.ComponentResource):
     low-priority placeholder pods that real models preempt."""
 
     node_pools: pulumi.Output[list[dict[str, Any]]]
+    #: The namespaces this component created.
+    namespaces: list[str]
 
     def __init__(self, name: str, args: KarpenterArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("modelyard:infra:Karpenter", name, None, opts)
@@ -265,26 +340,7 @@ class Karpenter(pulumi.ComponentResource):
             sqs_managed_sse_enabled=True,
             opts=child,
         )
-        aws.sqs.QueuePolicy(
-            f"{name}-interruptions-policy",
-            queue_url=queue.url,
-            policy=iam.to_json(
-                {
-                    "Version": "2012-10-17",
-                    "Statement": [
-                        {
-                            "Sid": "EventBridgeDeliversInterruptions",
-                            "Effect": "Allow",
-                            "Principal": {"Service": ["events.amazonaws.com", "sqs.amazonaws.com"]},
-                            "Action": "sqs:SendMessage",
-                            "Resource": queue.arn,
-                        },
-                        iam.deny_insecure_transport([queue.arn]),
-                    ],
-                }
-            ),
-            opts=child,
-        )
+        rules = []
         for event, pattern in INTERRUPTION_EVENTS.items():
             rule = aws.cloudwatch.EventRule(
                 f"{name}-{event}",
@@ -293,6 +349,17 @@ class Karpenter(pulumi.ComponentResource):
                 opts=child,
             )
             aws.cloudwatch.EventTarget(f"{name}-{event}-target", rule=rule.name, arn=queue.arn, opts=child)
+            rules.append(rule)
+        aws.sqs.QueuePolicy(
+            f"{name}-interruptions-policy",
+            queue_url=queue.url,
+            policy=iam.to_json(
+                interruption_queue_policy(
+                    queue_arn=queue.arn, account_id=account.account_id, rule_arns=[r.arn for r in rules]
+                )
+            ),
+            opts=child,
+        )
 
         controller = aws.iam.Role(
             f"{name}-controller-role",
@@ -343,8 +410,10 @@ class Karpenter(pulumi.ComponentResource):
         pools = []
         for pool in args.pools:
             pools.append(self._pool(name, pool, cluster, nodes, release, args.tags, labels))
+        self.namespaces = [NAMESPACE]
         if any(not p.scale_to_zero for p in args.pools):
             self._warm_capacity(name, [p for p in args.pools if not p.scale_to_zero], release, labels)
+            self.namespaces.append(WARM_CAPACITY_NAMESPACE)
 
         self.node_pools = pulumi.Output.from_input(pools)
         self.register_outputs({"node_pools": self.node_pools})

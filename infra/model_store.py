@@ -11,9 +11,12 @@ from modelyard.infra.common import AccountContext, kms_key
 
 from modelyard.config import ModelStoreConfig
 
-#: Actions the model-pull role may take: read objects (any version) and list the bucket. Nothing else.
-MODEL_PULL_OBJECT_ACTIONS = ("s3:GetObject", "s3:GetObjectVersion")
-MODEL_PULL_BUCKET_ACTIONS = ("s3:ListBucket", "s3:GetBucketLocation")
+#: Actions the model-pull role may take, exactly the calls KServe's storage initializer makes (it lists
+#: the model's prefix, then downloads each object; tests/references/aws-services.json). Nothing else.
+MODEL_PULL_OBJECT_ACTIONS = ("s3:GetObject",)
+MODEL_PULL_BUCKET_ACTIONS = ("s3:ListBucket",)
+#: The prefix server access logs are written under in the log bucket.
+ACCESS_LOG_PREFIX = "models/"
 
 
 def model_bucket_name(env: str, account_id: str) -> str:
@@ -188,7 +191,8 @@ class ModelStore(pulumi.ComponentResource):
                             "Effect": "Allow",
                             "Principal": {"Service": "logging.s3.amazonaws.com"},
                             "Action": "s3:PutObject",
-                            "Resource": pulumi.Output.concat(logs.arn, "/*"),
+                            # Only under the prefix the model bucket logs to, only from that bucket.
+                            "Resource": pulumi.Output.concat(logs.arn, "/", ACCESS_LOG_PREFIX, "*"),
                             "Condition": {
                                 "ArnLike": {"aws:SourceArn": bucket.arn},
                                 "StringEquals": {"aws:SourceAccount": account.account_id},
@@ -204,7 +208,7 @@ class ModelStore(pulumi.ComponentResource):
             f"{name}-bucket-logging",
             bucket=bucket.id,
             target_bucket=logs.id,
-            target_prefix="models/",
+            target_prefix=ACCESS_LOG_PREFIX,
             opts=child,
         )
 

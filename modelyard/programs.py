@@ -34,10 +34,15 @@ from modelyard.infra.logs import LogEncryption, LogEncryptionArgs
 from modelyard.infra.model_store import ModelStore, ModelStoreArgs
 from modelyard.infra.network import Network, NetworkArgs
 from modelyard.infra.nodes import SystemNodeGroup, SystemNodeGroupArgs
+from modelyard.platform.cert_manager import NAMESPACE as CERT_MANAGER_NAMESPACE
 from modelyard.platform.cert_manager import CertManager, CertManagerArgs
+from modelyard.platform.gpu import NAMESPACE as NVIDIA_NAMESPACE
 from modelyard.platform.gpu import NvidiaGpu, NvidiaGpuArgs
+from modelyard.platform.kserve import NAMESPACE as KSERVE_NAMESPACE
 from modelyard.platform.kserve import KServe, KServeArgs
+from modelyard.platform.monitoring import NAMESPACE as MONITORING_NAMESPACE
 from modelyard.platform.monitoring import Monitoring, MonitoringArgs
+from modelyard.platform.network_policy import NetworkPolicies, NetworkPoliciesArgs
 from modelyard.platform.rules import InstancePrice, RuleParams
 from modelyard.policies.governance.prices import price_book
 from modelyard.tags import k8s_labels, standard_tags
@@ -185,7 +190,7 @@ def platform_program(cfg: PlatformConfig) -> None:
         CertManagerArgs(labels=labels, replicas=cfg.system_pool.controller_replicas, depends_on=[monitoring.release]),
         opts=with_both,
     )
-    KServe(
+    kserve = KServe(
         "kserve",
         KServeArgs(
             labels=labels,
@@ -198,7 +203,25 @@ def platform_program(cfg: PlatformConfig) -> None:
         ),
         opts=with_both,
     )
-    NvidiaGpu("nvidia", NvidiaGpuArgs(labels=labels, depends_on=[monitoring.release]), opts=with_both)
+    nvidia = NvidiaGpu("nvidia", NvidiaGpuArgs(labels=labels, depends_on=[monitoring.release]), opts=with_both)
+    NetworkPolicies(
+        "network-policies",
+        NetworkPoliciesArgs(
+            labels=labels,
+            vpc_cidr=cfg.network.vpc_cidr,
+            model_namespace=cfg.serving.model_namespace,
+            namespaces=[
+                *karpenter.namespaces,
+                MONITORING_NAMESPACE,
+                CERT_MANAGER_NAMESPACE,
+                KSERVE_NAMESPACE,
+                NVIDIA_NAMESPACE,
+                cfg.serving.model_namespace,
+            ],
+            depends_on=[karpenter, monitoring, cert_manager, kserve, nvidia],
+        ),
+        opts=with_both,
+    )
 
     # The contract the workloads stack reads through its StackReference.
     pulumi.export("env", cfg.env)

@@ -94,3 +94,42 @@ IMAGES: Final = MappingProxyType(
         "pause": "registry.k8s.io/pause:3.10.1",
     }
 )
+
+
+@dataclass(frozen=True)
+class Unverified:
+    """A pinned value or AWS behaviour no build machine here can confirm, and the command that does."""
+
+    what: str
+    check: str
+
+
+#: Everything this blueprint pins or relies on that only AWS or a chart registry can confirm. The README
+#: lists each with its command (tests/test_versions.py keeps the two in step); run them before an upgrade.
+UNVERIFIED: Final = (
+    Unverified(
+        f"Karpenter AMI alias {KARPENTER_AMI_ALIAS} (EKS-optimised AL2023, NVIDIA variant for GPU types)",
+        "aws ssm get-parameters-by-path --path /aws/service/eks/optimized-ami/<k8s-minor>/amazon-linux-2023/ "
+        "--recursive --query 'Parameters[].Name'",
+    ),
+    Unverified(
+        "EKS add-on versions in EKS_ADDONS, per Kubernetes minor version",
+        "aws eks describe-addon-versions --kubernetes-version <minor> --addon-name <addon> "
+        "--query 'addons[].addonVersions[].addonVersion'",
+    ),
+    Unverified(
+        "the VPC CNI add-on's `enableNetworkPolicy` configuration key (infra/eks.py ADDON_CONFIGURATION)",
+        "aws eks describe-addon-configuration --addon-name vpc-cni --addon-version <version> "
+        "--query configurationSchema",
+    ),
+    Unverified(
+        "Helm chart versions in HELM_CHARTS (the DCGM exporter's held at 4.8.3 among them)",
+        "helm show chart <chart> --repo <repository> --version <version>   # oci:// charts: helm show chart oci://... "
+        "--version <version>",
+    ),
+    Unverified(
+        "kubelet probes reach pods behind default-deny NetworkPolicies (the VPC CNI's policy agent admits the "
+        "node's own traffic)",
+        "kubectl get pods -A -o wide   # after pulumi up: every platform pod Ready",
+    ),
+)

@@ -17,6 +17,17 @@ NAMESPACE = "kserve"
 #: KServe 0.16 renamed RawDeployment to Standard: plain Deployments, Services and HPAs; no Knative,
 #: no Istio. (Scale-to-zero and canaryTrafficPercent need the Knative mode; see workloads/.)
 DEPLOYMENT_MODE = "Standard"
+#: The storage initializer KServe injects into every model pod (its ClusterStorageContainer takes this
+#: securityContext from the chart's `kserve.storage.containerSecurityContext`). Model namespaces enforce
+#: Pod Security `restricted`, and an injected container that fails it keeps the whole pod out. The root
+#: filesystem stays writable: the initializer downloads through temporary files.
+STORAGE_INITIALIZER_SECURITY: Mapping[str, Any] = {
+    "allowPrivilegeEscalation": False,
+    "privileged": False,
+    "runAsNonRoot": True,
+    "capabilities": {"drop": ["ALL"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
 #: Defaults for model containers that state no resources (a LimitRange in the model namespace).
 MODEL_DEFAULT_RESOURCES = resources("500m", "1Gi", "2", "4Gi")
 
@@ -84,6 +95,7 @@ class KServe(pulumi.ComponentResource):
                         "resources": resources("100m", "300Mi", "1", "1Gi"),
                         "containerSecurityContext": {**CONTAINER_SECURITY, "privileged": False, "runAsNonRoot": True},
                     },
+                    "storage": {"containerSecurityContext": dict(STORAGE_INITIALIZER_SECURITY)},
                 },
             },
             opts=pulumi.ResourceOptions(parent=self, depends_on=[crds, *args.depends_on]),

@@ -41,8 +41,13 @@ def test_topics_are_encrypted_tls_only_and_cost_services_may_publish(plans: dict
         for p in plan.of_type("aws:sns/topicPolicy:TopicPolicy")
     }
     cost = policies["alerts-cost-policy"]["Statement"]
-    assert cost[0]["Principal"] == {"Service": ["budgets.amazonaws.com", "costalerts.amazonaws.com"]}
-    assert cost[0]["Condition"] == {"StringEquals": {"aws:SourceAccount": "123456789012"}}
+    # One statement per publisher, each bound to this account (test_iam_references.py compares Budgets'
+    # with its user guide).
+    assert [st["Principal"] for st in cost[:2]] == [
+        {"Service": "budgets.amazonaws.com"},
+        {"Service": "costalerts.amazonaws.com"},
+    ]
+    assert all(st["Condition"]["StringEquals"] == {"aws:SourceAccount": "123456789012"} for st in cost[:2])
     for statements in policies.values():
         assert statements["Statement"][-1]["Sid"] == "DenyInsecureTransport"
     key = plan.named("aws:kms/key:Key", "alerts-key")["inputs"]

@@ -70,7 +70,7 @@ def test_model_pull_role_is_read_only_on_this_bucket_for_one_service_account(pla
     actions = sorted(
         a for st in doc["Statement"] for a in (st["Action"] if isinstance(st["Action"], list) else [st["Action"]])
     )
-    assert actions == ["kms:Decrypt", "s3:GetBucketLocation", "s3:GetObject", "s3:GetObjectVersion", "s3:ListBucket"]
+    assert actions == ["kms:Decrypt", "s3:GetObject", "s3:ListBucket"]
     resources = {st["Sid"]: st["Resource"] for st in doc["Statement"]}
     assert resources["ListModelBucket"] == "arn:aws:s3:::modelyard-dev-models-123456789012"
     assert resources["ReadModels"] == "arn:aws:s3:::modelyard-dev-models-123456789012/*"

@@ -15,6 +15,7 @@ from modelyard.versions import (
     IMAGES,
     KARPENTER_AMI_ALIAS,
     SUPPORTED_KUBERNETES_VERSIONS,
+    UNVERIFIED,
 )
 
 PIN = re.compile(r"^[A-Za-z0-9_.\-\[\]]+==[0-9][0-9A-Za-z.+-]*$")
@@ -57,3 +58,13 @@ def test_plan_uses_only_pinned_versions(plans: dict[str, Plan]) -> None:
             text = str(state.get("inputs", {}))
             for image in re.findall(r"'image': '([^']+)'", text):
                 assert image in IMAGES.values(), f"{state['urn']} uses unpinned image {image}"
+
+
+def test_what_cannot_be_verified_here_is_listed_once_with_its_command() -> None:
+    """versions.UNVERIFIED is the one list; the README shows each entry with the command that checks it."""
+    readme = (REPO_ROOT / "README.md").read_text()
+    for entry in UNVERIFIED:
+        assert f"| {entry.what} | `{entry.check}` |" in readme, f"README lacks: {entry.what}"
+    listed = " ".join(e.what for e in UNVERIFIED)
+    for pinned in (KARPENTER_AMI_ALIAS, "EKS_ADDONS", "HELM_CHARTS", "enableNetworkPolicy"):
+        assert pinned in listed, f"{pinned} is pinned but not in versions.UNVERIFIED"
