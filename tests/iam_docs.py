@@ -7,6 +7,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from conftest import Plan
+from modelyard.policies.governance.resources import as_list
 
 #: Resource types whose inputs hold an IAM policy document, and the property that holds it.
 POLICY_PROPERTIES: Mapping[str, str] = {
@@ -27,10 +28,6 @@ def documents(plan: Plan) -> Iterator[tuple[str, str, dict[str, Any]]]:
             text = state["inputs"].get(prop)
             if text:
                 yield token, state["urn"].split("::")[-1], json.loads(text)
-
-
-def as_list(value: Any) -> list[Any]:
-    return list(value) if isinstance(value, list) else [value]
 
 
 def substitute(value: Any, variables: Mapping[str, str]) -> Any:

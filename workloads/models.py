@@ -13,10 +13,12 @@ from modelyard.infra.karpenter import GPU_POOL_LABEL, GPU_TAINT
 from modelyard.platform import signals
 from modelyard.platform.common import CONTAINER_SECURITY
 from modelyard.platform.monitoring import model_pod_monitor
+from modelyard.platform.network_policy import MODEL_PORT
 from modelyard.platform.rules import Record, RuleGroup, prometheus_rule_spec
 from modelyard.workloads.catalog import ModelEntry
 
-HTTP_PORT = 8080
+#: The port model servers listen on: the platform's NetworkPolicies open it in the model namespace.
+HTTP_PORT = MODEL_PORT
 MODEL_LABEL = "modelyard.io/model"
 VERSION_LABEL = "modelyard.io/model-version"
 ISVC_LABEL = "serving.kserve.io/inferenceservice"
