@@ -22,7 +22,8 @@ from modelyard.policies.governance import cost, policy
 from modelyard.policies.governance.resources import Stack, from_preview
 
 from modelyard.config import FULL_KEY, parse_platform_config
-from modelyard.plan.digest import build_digest, load
+from modelyard.plan.digest import build_digest
+from modelyard.plan.preview import read
 from modelyard.plan.engine import run_program
 from modelyard.programs import PROJECTS, REPO_ROOT
 
@@ -58,7 +59,7 @@ def main() -> None:
         path.write_text(json.dumps(doc))
         size = path.stat().st_size
         t0 = time.perf_counter()
-        stack = Stack(from_preview(load(path)))
+        stack = Stack(from_preview(read(path).document))
         t1 = time.perf_counter()
         report = policy.evaluate(stack.resources, "prod", policy.load_config("prod"), stack)
         t2 = time.perf_counter()

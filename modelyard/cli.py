@@ -17,6 +17,8 @@ from typing import Any
 from modelyard.config import FULL_KEY, STACK_NAME, ConfigError, read_stack_config
 
 EXIT_OK, EXIT_VIOLATION, EXIT_USAGE = 0, 1, 2
+#: Ctrl-C, as shells report a process ended by SIGINT.
+EXIT_INTERRUPTED = 130
 
 
 class UsageError(Exception):
@@ -153,13 +155,18 @@ def _verdicts(digest: Any, env: str, policy_config: str | None) -> int:
     return EXIT_VIOLATION if report.mandatory else EXIT_OK
 
 
-def _load_preview(path: str) -> Any:
-    from modelyard.plan import digest as digest_mod
+def _load_preview(path: str, verdict: str | None = None) -> Any:
+    """The preview file, read as Pulumi means it (modelyard.plan.preview); with `verdict`, only a
+    preview that holds the whole stack and did not fail."""
+    from modelyard.plan.preview import PreviewError, read
 
     try:
-        return digest_mod.load(Path(path))
-    except digest_mod.DigestError as exc:
+        preview = read(Path(path))
+        if verdict:
+            preview.require_whole(verdict)
+    except PreviewError as exc:
         raise UsageError(str(exc)) from None
+    return preview
 
 
 def cmd_policy(args: argparse.Namespace) -> int:
@@ -170,7 +177,8 @@ def cmd_policy(args: argparse.Namespace) -> int:
 
     if not STACK_NAME.match(args.env):
         raise UsageError(f"--env {args.env!r} is not a stack name: use a lowercase name such as dev, staging or prod")
-    stack = _resources(_load_preview(args.preview))
+    preview = _load_preview(args.preview, "policy verdict")
+    stack = _resources(preview.document)
     config, source = _policy_config(args.env, args.config)
     report = evaluate(stack.resources, args.env, config, stack)
     if args.json:
@@ -188,7 +196,8 @@ def cmd_cost(args: argparse.Namespace) -> int:
     from modelyard.policies.governance.cost import estimate, load_usage
     from modelyard.verdicts import cost_text
 
-    stack = _resources(_load_preview(args.preview))
+    preview = _load_preview(args.preview, "cost estimate")
+    stack = _resources(preview.document)
     usage = None
     if args.usage:
         try:
@@ -198,7 +207,7 @@ def cmd_cost(args: argparse.Namespace) -> int:
             raise UsageError(f"{args.usage}: not a usage file: {problems}") from None
         except (ValueError, AttributeError) as exc:
             raise UsageError(f"{args.usage}: not a usage file: {exc}") from None
-    est = estimate(stack, usage)
+    est = estimate(stack, usage, region=preview.region)
     if args.json:
         print(json.dumps(est.to_json(), indent=2))
     else:
@@ -270,36 +279,56 @@ def cmd_model_push(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _diff_report(base: Any, head: Any, policy_config: str | None) -> Any:
+def _diff_policy(env: str, policy_config: str | None, notes: list[str]) -> Any:
+    """The policy configuration for `env`, or None with a note saying why policy is not evaluated."""
     from modelyard.policies.governance.policy import CONFIG_DIR
+
+    if policy_config or (env and (CONFIG_DIR / f"{env}.json").exists()):
+        return _policy_config(env, policy_config)[0]
+    notes.append(
+        f"Policy not evaluated: no policy configuration for stack {env!r} "
+        f"({_shown(CONFIG_DIR)}/{env or '<stack>'}.json); pass --policy-config."
+    )
+    return None
+
+
+def _diff_report(base: Any, head: Any, policy_config: str | None) -> Any:
+    """Two whole documents (base and head)."""
     from modelyard.review import compare
 
-    env = (head.get("modelyard") or {}).get("env") or ""
-    if not env:
-        steps = head.get("steps") or base.get("steps") or []
-        env = str(steps[0].get("urn", "urn:pulumi:")).split(":")[2] if steps else ""
-    config = None
-    if policy_config or (env and (CONFIG_DIR / f"{env}.json").exists()):
-        config, _ = _policy_config(env, policy_config)
-    return compare(base, head, config)
+    notes: list[str] = []
+    config = _diff_policy(head.env or base.env, policy_config, notes)
+    report = compare(base.document, head.document, config)
+    report.notes += notes
+    return report
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
     import json
 
-    from modelyard.review import markdown, split_preview, to_json
+    from modelyard.review import engine_report, markdown, to_json
 
     if args.head is None:
-        # One real preview: its old states against its new states.
-        base, head = split_preview(_load_preview(args.base))
+        # One real preview: the engine's own operations and diffs.
+        preview = _load_preview(args.base)
+        whole = not preview.errors and preview.omitted_sames == 0
+        notes: list[str] = []
+        config = _diff_policy(preview.env, args.policy_config, notes) if whole else None
+        report = engine_report(preview.document, config, whole=whole, env=preview.env)
+        report.notes += notes
+        report.errors = list(preview.errors)
     else:
-        base, head = _load_preview(args.base), _load_preview(args.head)
-    report = _diff_report(base, head, args.policy_config)
+        report = _diff_report(
+            _load_preview(args.base, "comparison of two previews"),
+            _load_preview(args.head, "comparison of two previews"),
+            args.policy_config,
+        )
     if args.json:
         print(json.dumps(to_json(report), indent=2, sort_keys=True))
     else:
         print(markdown(report), end="")
-    return EXIT_OK
+    # A failed preview is reported, and the command fails: its steps are partial.
+    return EXIT_USAGE if report.errors else EXIT_OK
 
 
 def cmd_review(args: argparse.Namespace) -> int:
@@ -337,7 +366,7 @@ def cmd_review(args: argparse.Namespace) -> int:
                     )
                     if run.returncode == EXIT_USAGE or not out.exists():
                         raise UsageError(f"planning {env} at {tree.name}: {run.stderr.strip() or run.stdout[-500:]}")
-                    docs.append(_load_preview(str(out)))
+                    docs.append(_load_preview(str(out), "comparison of two previews"))
                 print(markdown(_diff_report(docs[0], docs[1], None)))
         finally:
             subprocess.run(["git", "-C", str(REPO_ROOT), "worktree", "remove", "--force", str(base_tree)], check=False)
@@ -526,10 +555,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # A terminal that cannot show a character (a non-UTF-8 locale) gets an escape, not a traceback.
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         code: int = args.handler(args)
+    except KeyboardInterrupt:
+        print(f"modelyard {args.command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return EXIT_USAGE

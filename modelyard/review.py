@@ -1,9 +1,15 @@
-"""The pull-request review report: what changes between two PreviewDigests (a base and a head), what it
-costs, and which policy violations it adds or fixes.
+"""The pull-request review report: what changes, what it costs, and which policy violations it adds or
+fixes.
 
-Both digests may be offline plans (`modelyard plan --out`) or real `pulumi preview --json` output.
-Resources are matched by URN: created (only in head), deleted (only in base), updated (inputs differ)
-and replaced (a preview that says so, or a change to a property the provider cannot update in place).
+Two ways in:
+- one real `pulumi preview --json`: the changes are the engine's own (each step's `op`, and its
+  `detailedDiff` or `diffReasons` for the properties); cost and policy compare the steps' old states
+  with their new states, when the preview holds the whole stack;
+- two whole documents (offline plans, or previews with --show-sames), a base and a head: resources
+  matched by URN, created, deleted, updated (inputs differ) or replaced (a known property the provider
+  cannot update in place changes). No engine compared these two, so a value the head does not know
+  yet is reported as known after apply, never as a replacement.
+
 Replacements and deletions of stateful resources (buckets, KMS keys, the cluster, registries) lead
 the report in bold. Output is sorted and stable: the same inputs give the same bytes.
 """
@@ -17,7 +23,7 @@ from typing import Any, Literal
 
 from modelyard.policies.governance.cost import Estimate, estimate, layer_of
 from modelyard.policies.governance.policy import PolicyConfig, evaluate
-from modelyard.policies.governance.resources import SECRET, Resource, Stack, from_preview
+from modelyard.policies.governance.resources import UNKNOWNS, SECRET, Resource, Stack, from_preview, known
 from modelyard.policies.governance.rules import Violation
 
 Kind = Literal["create", "update", "replace", "delete"]
@@ -42,7 +48,16 @@ FORCE_NEW: Mapping[str, tuple[str, ...]] = {
     "aws:ec2/subnet:Subnet": ("cidrBlock", "availabilityZone", "vpcId"),
     "aws:eks/nodeGroup:NodeGroup": ("nodeGroupName", "subnetIds", "amiType", "capacityType", "instanceTypes"),
 }
-REPLACE_OPS = ("replace", "create-replacement", "delete-replaced")
+REPLACE_OPS = ("replace", "create-replacement", "delete-replaced", "import-replacement")
+#: How each engine operation shows in the report; operations not listed change nothing the stack owns.
+ENGINE_KINDS: Mapping[str, Kind] = {
+    "create": "create",
+    "import": "create",
+    "update": "update",
+    "delete": "delete",
+    **dict.fromkeys(REPLACE_OPS, "replace"),
+}
+KNOWN_AFTER_APPLY = "(known after apply)"
 
 
 def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
@@ -86,16 +101,23 @@ class Change:
 class Report:
     env: str
     changes: list[Change]
-    base_cost: Estimate
-    head_cost: Estimate
+    #: None when the documents cannot support an estimate (a preview without its unchanged resources).
+    base_cost: Estimate | None
+    head_cost: Estimate | None
     new_violations: list[Violation] = field(default_factory=list)
     fixed_violations: list[Violation] = field(default_factory=list)
+    #: What the report could not judge, and why (policy not evaluated, cost not estimated).
+    notes: list[str] = field(default_factory=list)
+    #: The error diagnostics of a failed preview: its changes are partial.
+    errors: list[str] = field(default_factory=list)
 
     def counts(self) -> dict[str, int]:
         return {k: sum(1 for c in self.changes if c.kind == k) for k in ("create", "update", "replace", "delete")}
 
     def cost_changes(self) -> list[tuple[str, str, float, float, float, float]]:
         """(urn, type, base baseline, head baseline, base ceiling, head ceiling) for resources whose cost moved."""
+        if self.base_cost is None or self.head_cost is None:
+            return []
         base = {i.urn: i for i in self.base_cost.items}
         head = {i.urn: i for i in self.head_cost.items}
         rows = []
@@ -137,37 +159,128 @@ def split_preview(document: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str
     return {"steps": before}, {"steps": after}
 
 
+def _forces_replacement(type_: str, props: Iterable[tuple[str, Any, Any]]) -> bool:
+    """A known property the provider cannot update in place takes a new known value."""
+    return any(
+        (p == f or p.startswith(f + ".")) and known(old) and known(new)
+        for p, old, new in props
+        for f in FORCE_NEW.get(type_, ())
+    )
+
+
+def _policy_delta(report: Report, base_stack: Stack, head_stack: Stack, config: PolicyConfig) -> None:
+    def found(stack: Stack) -> dict[tuple[str, str, str], Violation]:
+        return {(v.rule, v.urn, v.field): v for v in evaluate(stack.resources, report.env, config, stack).violations}
+
+    before, after = found(base_stack), found(head_stack)
+    report.new_violations = [after[k] for k in sorted(set(after) - set(before))]
+    report.fixed_violations = [before[k] for k in sorted(set(before) - set(after))]
+
+
 def compare(base_doc: Mapping[str, Any], head_doc: Mapping[str, Any], config: PolicyConfig | None) -> Report:
+    """Two whole documents, base and head, matched by URN."""
     base, _ = _by_urn(base_doc)
-    head, head_ops = _by_urn(head_doc)
+    head, _ = _by_urn(head_doc)
     env = _env(head_doc, head.values()) or _env(base_doc, base.values())
     base_stack, head_stack = Stack(base.values()), Stack(head.values())
     changes: list[Change] = []
     for urn in sorted(set(base) | set(head)):
         b, h = base.get(urn), head.get(urn)
         if b is None and h is not None:
-            kind: Kind = "replace" if head_ops.get(urn) in REPLACE_OPS else "create"
-            props = tuple(changed_properties({}, h.inputs)) if kind == "replace" else ()
-            changes.append(Change(kind, urn, h.type, layer_of(h, head_stack), props))
+            changes.append(Change("create", urn, h.type, layer_of(h, head_stack)))
         elif h is None and b is not None:
             changes.append(Change("delete", urn, b.type, layer_of(b, base_stack)))
         elif b is not None and h is not None:
             props = tuple(changed_properties(b.inputs, h.inputs))
-            replaced = head_ops.get(urn) in REPLACE_OPS or any(
-                p == f or p.startswith(f + ".") for p, _, _ in props for f in FORCE_NEW.get(h.type, ())
-            )
-            if props or replaced:
-                changes.append(Change("replace" if replaced else "update", urn, h.type, layer_of(h, head_stack), props))
+            if props:
+                kind: Kind = "replace" if _forces_replacement(h.type, props) else "update"
+                changes.append(Change(kind, urn, h.type, layer_of(h, head_stack), props))
     report = Report(env, changes, estimate(base_stack), estimate(head_stack))
     if config is not None:
-        before = {
-            (v.rule, v.urn, v.field): v for v in evaluate(base_stack.resources, env, config, base_stack).violations
-        }
-        after = {
-            (v.rule, v.urn, v.field): v for v in evaluate(head_stack.resources, env, config, head_stack).violations
-        }
-        report.new_violations = [after[k] for k in sorted(set(after) - set(before))]
-        report.fixed_violations = [before[k] for k in sorted(set(before) - set(after))]
+        _policy_delta(report, base_stack, head_stack, config)
+    return report
+
+
+def property_at(inputs: Any, path: str) -> Any:
+    """The value at a Pulumi property path (`tags.env`, `ingress[0].cidrBlocks`, `tags["a.b"]`), or None.
+    Raises ValueError on a path it cannot follow."""
+    value = inputs
+    i = 0
+    while i < len(path) and value is not None:
+        if path[i] == ".":
+            i += 1
+        key: str | int
+        if path.startswith('["', i):
+            end = path.index('"]', i + 2)
+            key, i = path[i + 2 : end], end + 2
+        elif path.startswith("[", i):
+            end = path.index("]", i)
+            inner = path[i + 1 : end]
+            key, i = (int(inner) if inner.isdigit() else inner), end + 1
+        else:
+            stops = [j for j in (path.find(".", i), path.find("[", i)) if j != -1]
+            end = min(stops, default=len(path))
+            key, i = path[i:end], end
+        if isinstance(key, int) and isinstance(value, list):
+            value = value[key] if key < len(value) else None
+        elif isinstance(key, str) and isinstance(value, Mapping):
+            value = value.get(key)
+        else:
+            value = None
+    return value
+
+
+def _engine_properties(step: Mapping[str, Any]) -> tuple[tuple[str, Any, Any], ...]:
+    """What the engine said changed: `detailedDiff` paths (a `-replace` kind forces the replacement), or
+    the top-level `diffReasons`."""
+    old = (step.get("oldState") or {}).get("inputs") or {}
+    new = (step.get("newState") or {}).get("inputs") or {}
+    detailed = step.get("detailedDiff") or {}
+    if detailed:
+        rows = []
+        for path in sorted(detailed):
+            diff = detailed[path] if isinstance(detailed[path], Mapping) else {}
+            label = f"{path} (forces replacement)" if str(diff.get("kind", "")).endswith("-replace") else path
+            try:
+                rows.append((label, property_at(old, path), property_at(new, path)))
+            except ValueError:  # a path this reader cannot follow: named, values not shown
+                rows.append((label, None, None))
+        return tuple(rows)
+    reasons = sorted(str(r) for r in step.get("diffReasons") or [])
+    if reasons:
+        return tuple((r, old.get(r), new.get(r)) for r in reasons)
+    # The engine named nothing (an older CLI, or a hand-made preview): compare the states.
+    return tuple(changed_properties(old if isinstance(old, Mapping) else {}, new if isinstance(new, Mapping) else {}))
+
+
+def engine_report(document: Mapping[str, Any], config: PolicyConfig | None, *, whole: bool, env: str) -> Report:
+    """One real preview, as the engine reported it: its operations and its diffs. Cost and policy compare
+    old states with new states only when the preview is whole."""
+    before_doc, after_doc = split_preview(document)
+    base_stack = Stack(r for r in from_preview(before_doc) if r.type != "pulumi:pulumi:Stack")
+    head_stack = Stack(r for r in from_preview(after_doc) if r.type != "pulumi:pulumi:Stack")
+    changes: dict[str, Change] = {}
+    for step in document.get("steps") or []:
+        kind = ENGINE_KINDS.get(str(step.get("op")))
+        urn = str(step.get("urn"))
+        state = step.get("newState") or step.get("oldState") or {}
+        type_ = str(state.get("type", ""))
+        if kind is None or type_ == "pulumi:pulumi:Stack" or urn in changes:
+            continue
+        stack = head_stack if urn in head_stack.by_urn else base_stack
+        resource = stack.by_urn.get(urn) or Resource(urn, type_, {})
+        props = _engine_properties(step) if kind in ("update", "replace") else ()
+        changes[urn] = Change(kind, urn, type_, layer_of(resource, stack), props)
+    report = Report(env, [changes[u] for u in sorted(changes)], None, None)
+    if not whole:
+        report.notes.append(
+            "Cost and policy not evaluated: the preview leaves out unchanged resources or failed; "
+            "run `pulumi preview --json --show-sames` for the whole stack."
+        )
+        return report
+    report.base_cost, report.head_cost = estimate(base_stack), estimate(head_stack)
+    if config is not None:
+        _policy_delta(report, base_stack, head_stack, config)
     return report
 
 
@@ -185,6 +298,10 @@ def _usd(value: float, signed: bool = False) -> str:
 def _value(value: Any) -> str:
     if value == SECRET or (isinstance(value, str) and SECRET in value):
         return "[secret]"
+    if isinstance(value, str) and value in UNKNOWNS:
+        return KNOWN_AFTER_APPLY
+    if value is None:
+        return "(none)"
     text = json.dumps(value, sort_keys=True) if not isinstance(value, str) else value
     return text if len(text) <= 60 else text[:57] + "..."
 
@@ -210,13 +327,26 @@ def markdown(report: Report) -> str:
     n = report.counts()
     base, head = report.base_cost, report.head_cost
     out = [f"## modelyard review: {report.env}", ""]
+    if report.errors:
+        out.append(f"### ❌ The preview failed ({len(report.errors)} errors): the changes below are partial")
+        out += [f"- {_value(e) if len(e) > 300 else e}" for e in report.errors[:10]]
+        out.append("")
+    if base is not None and head is not None:
+        cost = (
+            f"monthly cost {_usd(head.baseline)} ({_usd(head.baseline - base.baseline, True)}) "
+            f"baseline, {_usd(head.ceiling)} ({_usd(head.ceiling - base.ceiling, True)}) ceiling"
+        )
+        policy = f"policy: {len(report.new_violations)} new, {len(report.fixed_violations)} fixed"
+    else:
+        cost, policy = "monthly cost not estimated", "policy not evaluated"
     out.append(
         f"**{n['create']} to create, {n['update']} to update, {n['replace']} to replace, {n['delete']} to delete** · "
-        f"monthly cost {_usd(head.baseline)} ({_usd(head.baseline - base.baseline, True)}) "
-        f"baseline, {_usd(head.ceiling)} ({_usd(head.ceiling - base.ceiling, True)}) "
-        f"ceiling · policy: {len(report.new_violations)} new, {len(report.fixed_violations)} fixed"
+        f"{cost} · {policy}"
     )
     out.append("")
+    for note in report.notes:
+        out.append(f"> {note}")
+        out.append("")
     danger = [c for c in report.changes if c.stateful]
     if danger:
         out.append("### ⚠️ Stateful resources replaced or deleted")
@@ -248,9 +378,10 @@ def markdown(report: Report) -> str:
                 f"| {urn.rsplit('::', 1)[-1]} | {_usd(bb)} → {_usd(hb)} ({_usd(hb - bb, True)}) | "
                 f"{_usd(bc)} → {_usd(hc)} ({_usd(hc - bc, True)}) |"
             )
+        assert base is not None and head is not None  # cost rows exist only with both estimates
         out.append(
-            f"| **total** | {_usd(report.base_cost.baseline)} → {_usd(report.head_cost.baseline)} | "
-            f"{_usd(report.base_cost.ceiling)} → {_usd(report.head_cost.ceiling)} |"
+            f"| **total** | {_usd(base.baseline)} → {_usd(head.baseline)} | "
+            f"{_usd(base.ceiling)} → {_usd(head.ceiling)} |"
         )
         out.append("")
     if report.new_violations or report.fixed_violations:
@@ -281,7 +412,9 @@ def to_json(report: Report) -> dict[str, Any]:
             }
             for c in report.changes
         ],
-        "cost": {
+        "cost": None
+        if report.base_cost is None or report.head_cost is None
+        else {
             "baseline": {"base": report.base_cost.baseline, "head": report.head_cost.baseline},
             "ceiling": {"base": report.base_cost.ceiling, "head": report.head_cost.ceiling},
             "resources": [
@@ -289,6 +422,8 @@ def to_json(report: Report) -> dict[str, Any]:
                 for u, t, bb, hb, bc, hc in report.cost_changes()
             ],
         },
+        "notes": list(report.notes),
+        "errors": list(report.errors),
         "policy": {
             "new": [v.to_json() for v in report.new_violations],
             "fixed": [v.to_json() for v in report.fixed_violations],

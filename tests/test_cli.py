@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +11,6 @@ import pytest
 import yaml
 
 from modelyard.cli import main
-from modelyard.plan import digest
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -27,7 +27,7 @@ def test_plan_dev_prints_a_summary_and_writes_files(tmp_path: Path) -> None:
     assert text.startswith("modelyard plan dev — modelyard-platform/dev (offline")
     assert "GPU pool a10g: a10g on g5.xlarge, g5.2xlarge · spot+on-demand · ≤4 GPUs · scales to zero" in text
     assert "  infra (" in text and "aws:eks/cluster:Cluster" in text
-    loaded = digest.load(out)
+    loaded = json.loads(out.read_text())
     assert loaded["modelyard"]["env"] == "dev"
     files = sorted(p.relative_to(manifests).as_posix() for p in manifests.rglob("*.yaml"))
     assert "modelyard-platform/_cluster/NodePool-gpu-a10g.yaml" in files

@@ -75,14 +75,14 @@ def test_secrets_stay_masked(tmp_path: Path) -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    assert "`data.token`: null → [secret]" in result.stdout
+    assert "`data.token`: (none) → [secret]" in result.stdout
     assert "data.url" not in result.stdout  # unchanged (both masked)
 
 
 def test_bad_input_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "bad.json").write_text("[1, 2]")
     assert main(["diff", str(tmp_path / "bad.json"), str(FIXTURES / "head.json")]) == 2
-    assert "not a PreviewDigest" in capsys.readouterr().err
+    assert "not a preview: the document must be a JSON object" in capsys.readouterr().err
     assert main(["review", "--base", "no-such-ref-anywhere", "--env", "dev"]) == 2
     assert "cannot check out --base 'no-such-ref-anywhere'" in capsys.readouterr().err
 

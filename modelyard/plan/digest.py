@@ -13,7 +13,6 @@ import json
 from collections.abc import Iterable, Mapping
 from functools import cache
 from importlib import resources
-from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -21,10 +20,6 @@ import jsonschema
 from modelyard.plan.engine import ProjectPlan, Registration
 
 DIGEST_FORMAT = 1
-
-
-class DigestError(Exception):
-    """A file is not a readable PreviewDigest. `str()` names the file and what is wrong."""
 
 
 def _step(reg: Registration) -> dict[str, Any]:
@@ -83,32 +78,14 @@ def schema() -> dict[str, Any]:
     return result
 
 
-def validate(document: Any, *, source: str = "document") -> None:
-    """Raise DigestError naming the first place `document` departs from the PreviewDigest shape."""
+def schema_errors(document: Any) -> list[str]:
+    """Where `document` departs from the PreviewDigest schema (the offline plan's contract; files are read
+    by modelyard.plan.preview, which checks what consumers need of any preview)."""
     validator = jsonschema.Draft202012Validator(schema())
     errors = sorted(validator.iter_errors(document), key=lambda e: list(e.absolute_path))
-    if errors:
-        first = errors[0]
-        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in first.absolute_path) or "(top level)"
-        more = f" (and {len(errors) - 1} more problems)" if len(errors) > 1 else ""
-        raise DigestError(f"{source}: not a PreviewDigest: at {where}: {first.message}{more}")
-
-
-def load(path: Path) -> dict[str, Any]:
-    """Read and validate a PreviewDigest file (an offline plan or `pulumi preview --json` output)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise DigestError(f"{path}: no such file") from None
-    except OSError as exc:
-        raise DigestError(f"{path}: cannot read: {exc.strerror}") from None
-    try:
-        document = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise DigestError(f"{path}: not JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}") from None
-    validate(document, source=str(path))
-    result: dict[str, Any] = document
-    return result
+    return [
+        "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in e.absolute_path) + f": {e.message}" for e in errors
+    ]
 
 
 def new_states(digest: Mapping[str, Any]) -> Iterable[dict[str, Any]]:

@@ -109,12 +109,19 @@ def from_state(state: Mapping[str, Any], provider: str | None = None) -> Resourc
     )
 
 
+#: Steps that leave no resource the stack owns: reads of existing resources (the stack does not own or
+#: pay for them), discards, and deletions.
+NOT_STANDING = frozenset(
+    {"read", "read-replacement", "read-discard", "discard", "discard-replaced", "delete", "delete-replaced"}
+)
+
+
 def from_preview(document: Mapping[str, Any]) -> list[Resource]:
-    """The resources a preview leaves standing: every step's `newState`. Delete steps have none and
-    contribute nothing; a resource appearing in two steps (a replacement) is taken once."""
+    """The resources a preview leaves standing and the stack owns: every step's `newState`, except for
+    reads and deletions. A resource appearing in two steps (a replacement) is taken once."""
     seen: dict[str, Resource] = {}
     for step in document.get("steps") or ():
-        if not isinstance(step, Mapping):
+        if not isinstance(step, Mapping) or step.get("op") in NOT_STANDING:
             continue
         state = step.get("newState")
         if isinstance(state, Mapping) and state.get("type"):
