@@ -23,8 +23,8 @@ from modelyard.policies.governance.resources import Stack, from_preview
 
 from modelyard.config import FULL_KEY, parse_platform_config
 from modelyard.plan.digest import build_digest
-from modelyard.plan.preview import read
 from modelyard.plan.engine import run_program
+from modelyard.plan.preview import read
 from modelyard.programs import PROJECTS, REPO_ROOT
 
 

@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 from modelyard.policies.governance.cost import Estimate, estimate, layer_of
 from modelyard.policies.governance.policy import PolicyConfig, evaluate
-from modelyard.policies.governance.resources import UNKNOWNS, SECRET, Resource, Stack, from_preview, known
+from modelyard.policies.governance.resources import SECRET, UNKNOWNS, Resource, Stack, from_preview, known
 from modelyard.policies.governance.rules import Violation
 
 Kind = Literal["create", "update", "replace", "delete"]

@@ -1,4 +1,4 @@
-"""The PreviewDigest: shape, determinism, masking, and clear errors for files that are not one."""
+"""The PreviewDigest: shape, determinism and masking (files are read by modelyard.plan.preview, tests/test_preview.py)."""
 
 from __future__ import annotations
 

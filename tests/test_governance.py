@@ -208,10 +208,15 @@ def test_plan_exits_1_when_a_mandatory_rule_fails(tmp_path: Path, capsys: pytest
     ("content", "args", "message"),
     [
         ("{not json", ["policy", "{p}", "--env", "dev"], "not JSON: Expecting property name"),
-        ('{"steps": [{"op": "explode", "urn": "x"}]}', ["cost", "{p}"], "not a PreviewDigest"),
-        ('{"steps": []}', ["policy", "{p}", "--env", "qa"], "no policy config for 'qa'"),
-        ('{"steps": []}', ["policy", "{p}", "--env", "Prod!"], "is not a stack name"),
-        ('{"steps": []}', ["cost", "{p}", "--usage", "{p}"], "not a usage file"),
+        (
+            '{"steps": [{"op": "explode", "urn": "x"}]}',
+            ["cost", "{p}"],
+            "not a preview: steps[0].urn must be a Pulumi URN",
+        ),
+        ('{"steps": [], "changeSummary": {}}', ["policy", "{p}", "--env", "qa"], "no policy config for 'qa'"),
+        ('{"steps": [], "changeSummary": {}}', ["policy", "{p}", "--env", "Prod!"], "is not a stack name"),
+        ('{"steps": [], "changeSummary": {}}', ["cost", "{p}", "--usage", "{p}"], "not a usage file"),
+        ('{"steps": []}', ["cost", "{p}"], "it has no changeSummary"),
         (None, ["cost", "/no/such.json"], "no such file"),
     ],
 )

@@ -79,3 +79,12 @@ def test_pull_requests_get_the_review_comment_and_a_real_preview_where_configure
     assert jobs["review"]["permissions"] == {"contents": "read", "pull-requests": "write"}
     assert jobs["preview"]["permissions"] == {"contents": "read", "id-token": "write"}
     assert "--policy-pack policies" in jobs["preview"]["steps"][-1]["run"]
+
+
+def test_the_real_preview_holds_the_whole_stack() -> None:
+    """`pulumi preview --json` leaves unchanged resources out unless --show-sames; cost and policy refuse
+    such a preview, so the pull-request workflow must ask for them."""
+    text = (REPO_ROOT / ".github" / "workflows" / "pull-request.yml").read_text()
+    commands = text.replace("\\\n", " ").splitlines()  # shell continuation lines joined
+    previews = [line for line in commands if "pulumi preview" in line and "--json" in line]
+    assert previews and all("--show-sames" in line for line in previews), previews

@@ -66,16 +66,15 @@ def quote(value: Any, limit: int = QUOTE) -> str:
 def decode(data: bytes, source: str) -> str:
     """Text by byte-order mark (UTF-8, UTF-16, UTF-32), else UTF-16 recognised by its zero bytes, else
     strict UTF-8."""
-    for bom, encoding in (
+    boms = (
         (codecs.BOM_UTF32_LE, "utf-32"),
         (codecs.BOM_UTF32_BE, "utf-32"),
         (codecs.BOM_UTF8, "utf-8-sig"),
         (codecs.BOM_UTF16_LE, "utf-16"),
         (codecs.BOM_UTF16_BE, "utf-16"),
-    ):
-        if data.startswith(bom):
-            break
-    else:
+    )
+    encoding = next((name for bom, name in boms if data.startswith(bom)), None)
+    if encoding is None:
         if len(data) >= 2 and data[0] == 0 and data[1] != 0:
             encoding = "utf-16-be"
         elif len(data) >= 2 and data[1] == 0 and data[0] != 0:
@@ -105,7 +104,9 @@ def parse(text: str, source: str) -> Any:
     except ValueError as exc:  # NaN, Infinity
         raise PreviewError(f"{source}: not JSON: {exc}") from None
     except RecursionError:
-        raise PreviewError(f"{source}: not a preview: JSON nested too deeply to read (a preview is a few levels)") from None
+        raise PreviewError(
+            f"{source}: not a preview: JSON nested too deeply to read (a preview is a few levels)"
+        ) from (None)
 
 
 def _problem(source: str, where: str, want: str, got: Any) -> PreviewError:
@@ -118,7 +119,8 @@ def check_shape(document: Any, source: str) -> None:
         raise _problem(source, "the document", "a JSON object with `steps`", document)
     steps = document.get("steps")
     if not isinstance(steps, list):
-        raise _problem(source, "`steps`", "a list (the output of `pulumi preview --json` or `modelyard plan --out`)", steps)
+        expected = "a list (the output of `pulumi preview --json` or `modelyard plan --out`)"
+        raise _problem(source, "`steps`", expected, steps)
     for key, want in (("diagnostics", list), ("changeSummary", dict), ("config", dict)):
         if key in document and document[key] is not None and not isinstance(document[key], want):
             raise _problem(source, f"`{key}`", f"a {want.__name__.replace('dict', 'object')}", document[key])
