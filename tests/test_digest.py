@@ -1,4 +1,4 @@
-"""The PreviewDigest: shape, determinism and masking (files are read by modelyard.plan.preview, tests/test_preview.py)."""
+"""The PreviewDigest: shape, determinism and masking (files are read by modelyard.plan.preview)."""
 
 from __future__ import annotations
 

@@ -24,7 +24,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from .prices import PriceBook, RegionPrices, price_book
-from .resources import S3_BUCKET_COMPANIONS, Resource, Stack, known
+from .resources import S3_BUCKET_COMPANIONS, Resource, Stack, dig, known, sequence
 
 USAGE_FILE = Path(__file__).parent / "usage.yaml"
 #: Karpenter GPU pools carry this label (infra/karpenter.py); pods select a pool by it.
@@ -270,7 +270,7 @@ class _Pricer:
         return "fixed", cost, cost, f"{gib} GiB gp3"
 
     def node_group(self, r: Resource) -> tuple[Kind, float, float, str] | None:
-        types = r.get("instanceTypes") or []
+        types = sequence(r.get("instanceTypes"))
         template = next(
             (self.stack.by_urn[u] for u in r.property_dependencies.get("launchTemplate", ()) if u in self.stack.by_urn),
             None,
@@ -289,19 +289,14 @@ class _Pricer:
 
     def release(self, r: Resource) -> tuple[Kind, float, float, str]:
         """Helm releases run on priced nodes; their persistent volumes are priced here (kube-prometheus-stack)."""
-        values = r.get("values") or {}
+        values = r.get("values")
         volumes = 0
-        spec = values.get("prometheus", {}).get("prometheusSpec", {}) if isinstance(values, Mapping) else {}
-        claims = [(spec, "replicas")]
-        am = values.get("alertmanager", {}).get("alertmanagerSpec", {}) if isinstance(values, Mapping) else {}
-        claims.append((am, "replicas"))
-        for part, replicas_key in claims:
-            storage = part.get("storageSpec") or part.get("storage") or {}
-            size = storage.get("volumeClaimTemplate", {}).get("spec", {}).get("resources", {}).get("requests", {})
-            volumes += _gib(size.get("storage", 0)) * max(_int(part.get(replicas_key), 1), 1)
-        grafana = values.get("grafana", {}).get("persistence", {}) if isinstance(values, Mapping) else {}
-        if isinstance(grafana, Mapping) and grafana.get("enabled"):
-            volumes += _gib(grafana.get("size", 0))
+        for part in (dig(values, "prometheus", "prometheusSpec"), dig(values, "alertmanager", "alertmanagerSpec")):
+            storage = dig(part, "storageSpec") or dig(part, "storage")
+            size = dig(storage, "volumeClaimTemplate", "spec", "resources", "requests", "storage")
+            volumes += _gib(size or 0) * max(_int(dig(part, "replicas"), 1), 1)
+        if dig(values, "grafana", "persistence", "enabled") is True:
+            volumes += _gib(dig(values, "grafana", "persistence", "size") or 0)
         if not volumes:
             return "free", 0.0, 0.0, "runs on priced nodes"
         cost = volumes * self.svc("ebs_gp3_gb_month")
@@ -309,11 +304,7 @@ class _Pricer:
 
 
 def _pod_gpus(pod_spec: Any) -> int:
-    total = 0
-    for container in (pod_spec or {}).get("containers", []) if isinstance(pod_spec, Mapping) else []:
-        limits = (container.get("resources") or {}).get("limits") or {}
-        total += _int(limits.get(GPU))
-    return total
+    return sum(_int(dig(container, "resources", "limits", GPU)) for container in sequence(dig(pod_spec, "containers")))
 
 
 #: Placeholder pods that hold warm GPUs (infra/karpenter.py) run at this priority class; models preempt
@@ -329,18 +320,17 @@ def pinned_gpu_pods(stack: Stack) -> dict[str, list[int]]:
     warm: dict[str, list[int]] = defaultdict(list)
     for r in stack.of_type("kubernetes:apps/v1:Deployment"):
         template = r.get("spec", "template", "spec")
-        pool = ((template or {}).get("nodeSelector") or {}).get(GPU_POOL_LABEL)
+        pool = dig(template, "nodeSelector", GPU_POOL_LABEL)
         gpus = _pod_gpus(template)
-        if pool and gpus:
-            target = warm if (template or {}).get("priorityClassName") == WARM_PRIORITY_CLASS else pods
+        if isinstance(pool, str) and gpus:
+            target = warm if dig(template, "priorityClassName") == WARM_PRIORITY_CLASS else pods
             target[pool] += [gpus] * _int(r.get("spec", "replicas"), 1)
     for r in stack.of_type("kubernetes:serving.kserve.io/v1beta1:InferenceService"):
-        predictor = r.get("spec", "predictor") or {}
-        pool = (predictor.get("nodeSelector") or {}).get(GPU_POOL_LABEL)
-        model = predictor.get("model") or {}
-        gpus = _int(((model.get("resources") or {}).get("limits") or {}).get(GPU)) or _pod_gpus(predictor)
-        if pool and gpus:
-            pods[pool] += [gpus] * max(_int(predictor.get("minReplicas"), 1), 0)
+        predictor = r.get("spec", "predictor")
+        pool = dig(predictor, "nodeSelector", GPU_POOL_LABEL)
+        gpus = _int(dig(predictor, "model", "resources", "limits", GPU)) or _pod_gpus(predictor)
+        if isinstance(pool, str) and gpus:
+            pods[pool] += [gpus] * max(_int(dig(predictor, "minReplicas"), 1), 0)
     for pool, placeholders in warm.items():
         spare = sum(placeholders) - sum(pods.get(pool, []))
         pods[pool] += [1] * max(spare, 0)
@@ -348,9 +338,9 @@ def pinned_gpu_pods(stack: Stack) -> dict[str, list[int]]:
 
 
 def _requirement(pool: Resource, key: str) -> list[str]:
-    for req in pool.get("spec", "template", "spec", "requirements") or []:
-        if isinstance(req, Mapping) and req.get("key") == key and req.get("operator") == "In":
-            return [str(v) for v in req.get("values") or []]
+    for req in sequence(pool.get("spec", "template", "spec", "requirements")):
+        if dig(req, "key") == key and dig(req, "operator") == "In":
+            return [str(v) for v in sequence(dig(req, "values"))]
     return []
 
 
@@ -368,8 +358,7 @@ def pack(pods: list[int], per_node: int) -> int:
 
 
 def _karpenter_pool(p: _Pricer, r: Resource, pinned: Mapping[str, list[int]]) -> tuple[Kind, float, float, str] | None:
-    labels = r.get("spec", "template", "metadata", "labels") or {}
-    name = str(labels.get(GPU_POOL_LABEL) or r.get("metadata", "name") or r.name)
+    name = str(r.get("spec", "template", "metadata", "labels", GPU_POOL_LABEL) or r.get("metadata", "name") or r.name)
     types = [t for t in _requirement(r, "node.kubernetes.io/instance-type") if t in p.prices.ec2_hourly_usd]
     capacities = _requirement(r, "karpenter.sh/capacity-type") or ["on-demand"]
     if not types:

@@ -51,6 +51,36 @@ def known(value: Any) -> bool:
     return value is not None and not (isinstance(value, str) and value in UNKNOWNS)
 
 
+def readable(value: Any) -> bool:
+    """Known, and not a secret: a value a rule or a price can be judged on."""
+    return known(value) and value != SECRET
+
+
+def mapping(value: Any) -> Mapping[str, Any]:
+    """`value` if it is an object, else an empty one (a secret, an unknown, another type)."""
+    return value if isinstance(value, Mapping) else {}
+
+
+def sequence(value: Any) -> list[Any]:
+    """`value` if it is a list, else an empty one."""
+    return value if isinstance(value, list) else []
+
+
+def dig(value: Any, *path: str | int) -> Any:
+    """The value at `path` (keys and list indexes) inside `value`, or None where any step is missing,
+    of another type, unknown or secret."""
+    for step in path:
+        if isinstance(step, int) and isinstance(value, list) and -len(value) <= step < len(value):
+            value = value[step]
+        elif isinstance(step, str) and isinstance(value, Mapping):
+            value = value.get(step)
+        else:
+            return None
+        if not readable(value):
+            return None
+    return value
+
+
 @dataclass(frozen=True)
 class Resource:
     urn: str
@@ -77,18 +107,9 @@ class Resource:
         return "::".join(parts[:4])
 
     def get(self, *path: str | int) -> Any:
-        """The input at `path` (keys and list indexes), or None where any step is missing or unknown."""
-        value: Any = self.inputs
-        for step in path:
-            if isinstance(step, int) and isinstance(value, list) and -len(value) <= step < len(value):
-                value = value[step]
-            elif isinstance(step, str) and isinstance(value, Mapping):
-                value = value.get(step)
-            else:
-                return None
-            if not known(value):
-                return None
-        return value
+        """The input at `path` (keys and list indexes), or None where any step is missing, unknown or a
+        secret: what cannot be read cannot be judged."""
+        return dig(self.inputs, *path)
 
     def depends_on(self, urn: str, prop: str | None = None) -> bool:
         """Whether this resource takes a value from `urn` (through `prop`, when given)."""

@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 from .cost import GPU, GPU_POOL_LABEL, Estimate, estimate
 from .prices import price_book
-from .resources import S3_BUCKET_COMPANIONS, Resource, Stack, as_list, known, statements
+from .resources import S3_BUCKET_COMPANIONS, Resource, Stack, as_list, dig, known, mapping, statements
 
 Level = Literal["advisory", "mandatory", "disabled"]
 
@@ -209,6 +209,16 @@ def stack_rule(
         return fn
 
     return register
+
+
+def _count(value: Any) -> int | None:
+    """A whole number given as a number or a string (`16`, `"16"`); None for anything else."""
+    if isinstance(value, bool) or not known(value):
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
 
 
 def _true(value: Any) -> bool:
@@ -552,17 +562,17 @@ def _gpu_cap(ctx: Context) -> Iterator[Finding]:
         return
     total, parts = 0, []
     for pool in ctx.stack.of_type(NODE_POOL):
-        limit = pool.get("spec", "limits", GPU)
+        limit = _count(pool.get("spec", "limits", GPU))
         if limit is not None:
-            total += int(limit)
+            total += limit
             parts.append(f"{pool.name} {limit}")
     for group in ctx.stack.of_type("aws:eks/nodeGroup:NodeGroup"):
         types = as_list(group.get("instanceTypes"))
-        most = group.get("scalingConfig", "maxSize")
+        most = _count(group.get("scalingConfig", "maxSize"))
         gpus = max((price_book().gpus(str(t)) or 0 for t in types), default=0)
         if gpus and most is not None:
-            total += int(most) * gpus
-            parts.append(f"{group.name} {int(most) * gpus}")
+            total += most * gpus
+            parts.append(f"{group.name} {most * gpus}")
     if total > int(cap):
         urn = ctx.stack.of_type(NODE_POOL)[0].urn if ctx.stack.of_type(NODE_POOL) else ""
         yield Finding(
@@ -784,15 +794,15 @@ def _grafana(r: Resource, ctx: Context) -> Iterator[tuple[str, Any, str]]:
     if not isinstance(values, Mapping):
         return
     if chart.endswith("kube-prometheus-stack"):
-        grafana, path = values.get("grafana") or {}, "values.grafana"
-        if isinstance(grafana, Mapping) and grafana.get("enabled") is False:
+        grafana, path = mapping(values.get("grafana")), "values.grafana"
+        if grafana.get("enabled") is False:
             return
     elif chart.endswith("grafana"):
         grafana, path = values, "values"
     else:
         return
     password = grafana.get("adminPassword")
-    secret = (grafana.get("admin") or {}).get("existingSecret")
+    secret = dig(grafana, "admin", "existingSecret")
     if password is not None and password in DEFAULT_GRAFANA_PASSWORDS:
         yield f"{path}.adminPassword", password, "is a default password; use admin.existingSecret"
     elif password is None and not secret:
@@ -835,8 +845,8 @@ def _pod_spec(r: Resource) -> Mapping[str, Any]:
 )
 def _resources(r: Resource, ctx: Context) -> Iterator[tuple[str, Any, str]]:
     for path, c in _containers(r):
-        res = c.get("resources") or {}
-        requests, limits = res.get("requests") or {}, res.get("limits") or {}
+        res = mapping(c.get("resources"))
+        requests, limits = mapping(res.get("requests")), mapping(res.get("limits"))
         missing = [
             f"{kind}.{k}"
             for kind, d in (("requests", requests), ("limits", limits))
@@ -877,9 +887,9 @@ def _images(r: Resource, ctx: Context) -> Iterator[tuple[str, Any, str]]:
 )
 def _security(r: Resource, ctx: Context) -> Iterator[tuple[str, Any, str]]:
     pod = _pod_spec(r)
-    pod_nonroot = _true((pod.get("securityContext") or {}).get("runAsNonRoot"))
+    pod_nonroot = _true(dig(pod, "securityContext", "runAsNonRoot"))
     for path, c in _containers(r):
-        sc = c.get("securityContext") or {}
+        sc = mapping(c.get("securityContext"))
         problems = []
         if not (pod_nonroot or _true(sc.get("runAsNonRoot"))):
             problems.append("runAsNonRoot: true")
@@ -887,7 +897,7 @@ def _security(r: Resource, ctx: Context) -> Iterator[tuple[str, Any, str]]:
             problems.append("privileged: false")
         if sc.get("allowPrivilegeEscalation") is not False:
             problems.append("allowPrivilegeEscalation: false")
-        if "ALL" not in as_list((sc.get("capabilities") or {}).get("drop")):
+        if "ALL" not in as_list(dig(sc, "capabilities", "drop")):
             problems.append("capabilities.drop: [ALL]")
         if not _true(sc.get("readOnlyRootFilesystem")):
             problems.append("readOnlyRootFilesystem: true")
@@ -990,7 +1000,11 @@ def _budget_exists(ctx: Context) -> Iterator[Finding]:
             clusters[0].urn, "budget", None, f"no aws:budgets/budget for {ctx.env}; add one (infra/alerts.py)"
         )
         return
-    kinds = {n.get("notificationType") for n in as_list(budget.get("notifications")) if isinstance(n, Mapping)}
+    kinds = {
+        str(n.get("notificationType"))
+        for n in as_list(budget.get("notifications"))
+        if isinstance(n, Mapping) and isinstance(n.get("notificationType"), str)
+    }
     missing = [k for k in ("ACTUAL", "FORECASTED") if k not in kinds]
     if missing:
         yield Finding(

@@ -1,0 +1,146 @@
+"""Every command gives every input a clean answer: a verdict, or exit 2 with one line, never a traceback.
+
+Previews carry values no program of ours wrote: secrets (`[secret]`), unknowns (the engine's
+sentinels), and types other than the schema's (a Helm release whose `values` is a secret, labels that
+are unknown, a number where a list was). The table below puts such values at every depth of every
+resource of the prod plan, all at once and at random, and runs cost, policy and diff on each.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import random
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import Plan
+from modelyard.policies.governance.resources import SECRET, UNKNOWN, UNKNOWNS
+
+from modelyard.cli import main
+from modelyard.programs import REPO_ROOT
+
+ODD_VALUES: list[Any] = [SECRET, UNKNOWN, *sorted(UNKNOWNS - {UNKNOWN})[:2], 7, -1.5, True, None, [], {}, "x", [SECRET]]
+
+
+def _replace_at_depth(value: Any, depth: int, make: Callable[[], Any]) -> Any:
+    if depth == 0:
+        return make()
+    if isinstance(value, dict):
+        return {k: _replace_at_depth(v, depth - 1, make) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_replace_at_depth(v, depth - 1, make) for v in value]
+    return value
+
+
+def _mutated(plan: Plan, depth: int, make: Callable[[], Any]) -> dict[str, Any]:
+    document = copy.deepcopy(plan.digest)
+    for step in document["steps"]:
+        state = step["newState"]
+        if state["type"].startswith("pulumi:providers:"):
+            continue  # keep the provider: its region and default tags are the context under test
+        state["inputs"] = _replace_at_depth(state["inputs"], depth, make)
+    return document
+
+
+def _run(tmp_path: Path, document: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "preview.json"
+    path.write_text(json.dumps(document))
+    base = tmp_path / "base.json"
+    for args in (
+        ["cost", str(path), "--json"],
+        ["policy", str(path), "--env", "prod", "--json"],
+        ["diff", str(path)],
+        ["diff", str(base), str(path), "--json"],
+    ):
+        code = main(args)
+        out, err = capsys.readouterr()
+        assert code in (0, 1, 2), (args, code, err)
+        if code == 2:
+            assert err.count("\n") == 1, err
+        if "--json" in args and code != 2:
+            assert not any(word in out for word in ("NaN", "Infinity")), args
+            json.loads(out)
+
+
+@pytest.fixture
+def base_written(tmp_path: Path, plans: dict[str, Plan]) -> None:
+    (tmp_path / "base.json").write_text(json.dumps(plans["prod"].digest))
+
+
+@pytest.mark.parametrize("depth", [0, 1, 2, 3, 4])
+@pytest.mark.parametrize("odd", ODD_VALUES, ids=[json.dumps(v)[:12] for v in ODD_VALUES])
+def test_odd_values_at_every_depth(
+    tmp_path: Path, plans: dict[str, Plan], capsys: pytest.CaptureFixture[str], base_written: None, depth: int, odd: Any
+) -> None:
+    if depth == 0 and not isinstance(odd, dict):
+        pytest.skip("inputs themselves must be an object (the reader refuses anything else, tested elsewhere)")
+    _run(tmp_path, _mutated(plans["prod"], depth, lambda: copy.deepcopy(odd)), capsys)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_odd_values_at_random(
+    tmp_path: Path, plans: dict[str, Plan], capsys: pytest.CaptureFixture[str], base_written: None, seed: int
+) -> None:
+    rng = random.Random(seed)
+
+    def walk(value: Any) -> Any:
+        if rng.random() < 0.15:
+            return copy.deepcopy(rng.choice(ODD_VALUES))
+        if isinstance(value, dict):
+            return {k: walk(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [walk(v) for v in value]
+        return value
+
+    document = copy.deepcopy(plans["prod"].digest)
+    for step in document["steps"]:
+        if not step["newState"]["type"].startswith("pulumi:providers:"):
+            inputs = walk(step["newState"]["inputs"])
+            step["newState"]["inputs"] = inputs if isinstance(inputs, dict) else {}
+    _run(tmp_path, document, capsys)
+
+
+def test_ctrl_c_is_one_line_and_exit_130(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from modelyard.policies.governance import cost
+
+    def interrupted(*_: Any, **__: Any) -> Any:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cost, "estimate", interrupted)
+    path = tmp_path / "p.json"
+    path.write_text('{"steps": [], "changeSummary": {}}')
+    assert main(["cost", str(path)]) == 130
+    assert capsys.readouterr().err == "modelyard cost: interrupted\n"
+
+
+def test_a_terminal_that_cannot_show_the_report_gets_escapes(tmp_path: Path, plans: dict[str, Plan]) -> None:
+    """The diff report has ⚠️, → and ±; an ASCII-only terminal (LANG=C, PYTHONIOENCODING=ascii) still
+    gets all of it."""
+    base, head = tmp_path / "base.json", tmp_path / "head.json"
+    base.write_text(json.dumps(plans["dev"].digest))
+    head.write_text(json.dumps(plans["prod"].digest).replace("urn:pulumi:prod::", "urn:pulumi:dev::"))
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "modelyard.cli",
+            "diff",
+            str(base),
+            str(head),
+            "--policy-config",
+            "policies/config/dev.json",
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        env={"PATH": "/usr/bin:/bin", "LANG": "C", "PYTHONIOENCODING": "ascii"},
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr.decode()
+    assert b"\\u2192" in result.stdout and b"Traceback" not in result.stderr
