@@ -193,7 +193,8 @@ def cmd_cost(args: argparse.Namespace) -> int:
 
     from pydantic import ValidationError
 
-    from modelyard.policies.governance.cost import estimate, load_usage
+    from modelyard.config import read_yaml
+    from modelyard.policies.governance.cost import Usage, estimate
     from modelyard.verdicts import cost_text
 
     preview = _load_preview(args.preview, "cost estimate")
@@ -201,12 +202,12 @@ def cmd_cost(args: argparse.Namespace) -> int:
     usage = None
     if args.usage:
         try:
-            usage = load_usage(Path(args.usage))
+            usage = Usage.model_validate(read_yaml(Path(args.usage), stack="-", missing="no such file"))
+        except ConfigError as exc:
+            raise UsageError(f"{args.usage}: not a usage file: {'; '.join(exc.problems)}") from None
         except ValidationError as exc:
             problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
             raise UsageError(f"{args.usage}: not a usage file: {problems}") from None
-        except (ValueError, AttributeError) as exc:
-            raise UsageError(f"{args.usage}: not a usage file: {exc}") from None
     est = estimate(stack, usage, region=preview.region)
     if args.json:
         print(json.dumps(est.to_json(), indent=2))
@@ -392,8 +393,25 @@ def cmd_ops(args: argparse.Namespace) -> int:
             result = _ops_cost(prom, args.env)
     except ops.OpsError as exc:
         raise UsageError(str(exc)) from None
-    print(json.dumps(result.to_json(), indent=2, sort_keys=True) if args.json else ops.render(result), end="\n")
+    if args.json:
+        # JSON has no NaN or Infinity (a ratio over no traffic): they are written as null.
+        print(json.dumps(_finite(result.to_json()), indent=2, sort_keys=True, allow_nan=False))
+    else:
+        print(ops.render(result))
     return EXIT_VIOLATION if result.problem else EXIT_OK
+
+
+def _finite(value: Any) -> Any:
+    """`value` with every NaN or infinite float replaced by None, at any depth."""
+    import math
+
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
 
 
 def _ops_cost(prom: Any, env: str) -> Any:
@@ -573,7 +591,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"modelyard {args.command}: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except OSError as exc:
-        print(f"modelyard {args.command}: {exc.strerror}: {exc.filename}", file=sys.stderr)
+        # Network errors are OSErrors too, without an errno or a file: say what they say.
+        detail = exc.strerror or str(exc) or type(exc).__name__
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"modelyard {args.command}: {detail}{where}", file=sys.stderr)
         return EXIT_USAGE
     return code
 

@@ -740,26 +740,64 @@ def parse_platform_config(raw: Any, *, stack: str, source: str) -> PlatformConfi
     return config
 
 
-def read_stack_config(path: Path, *, stack: str, key: str = FULL_KEY) -> dict[str, Any]:
-    """The `config:` mapping of a Pulumi stack file, with clear errors for unreadable files; `key` is the
-    one `modelyard:` key the project reads."""
-    source = path.name
+#: The largest YAML file read (stack files and catalogs are a few kilobytes).
+MAX_YAML_BYTES = 4 * 2**20
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """YAML without aliases: `*name` can expand a few hundred bytes into gigabytes (a "billion laughs"),
+    and no stack file or catalog needs one."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.events.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(
+                None, None, "aliases (*name) are not allowed: write the value out", event.start_mark
+            )
+        return super().compose_node(parent, index)
+
+
+def read_yaml(path: Path, *, stack: str, missing: str) -> Any:
+    """A YAML file as data, or a ConfigError naming the file and what is wrong with it: missing (the
+    `missing` message), unreadable, too large, not UTF-8, not YAML, or using aliases."""
     try:
-        text = path.read_text(encoding="utf-8")
+        if path.stat().st_size > MAX_YAML_BYTES:
+            raise ConfigError(stack, path.name, [f"{path.stat().st_size:,} bytes: more than {MAX_YAML_BYTES:,}"])
+        data = path.read_bytes()
     except FileNotFoundError:
-        raise ConfigError(stack, str(path), [f"stack file not found: {path}"]) from None
+        raise ConfigError(stack, str(path), [missing]) from None
     except OSError as exc:
         raise ConfigError(stack, str(path), [f"cannot read {path}: {exc.strerror}"]) from None
     try:
-        document = yaml.safe_load(text)
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            stack, path.name, [f"not UTF-8 text: byte 0x{data[exc.start]:02x} at offset {exc.start:,}"]
+        ) from None
+    try:
+        return yaml.load(text, Loader=_NoAliasLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(stack, source, [f"not valid YAML{where}: {problem}"]) from None
+        raise ConfigError(stack, path.name, [f"not valid YAML{where}: {problem}"]) from None
+
+
+def read_stack_config(path: Path, *, stack: str, key: str = FULL_KEY) -> dict[str, Any]:
+    """The `config:` mapping of a Pulumi stack file, with clear errors for unreadable files; `key` is the
+    one `modelyard:` key the project reads."""
+    source = path.name
+    document = read_yaml(path, stack=stack, missing=f"stack file not found: {path}")
     if not isinstance(document, Mapping) or not isinstance(document.get("config"), Mapping):
         raise ConfigError(stack, source, ["the file must be a mapping with a top-level 'config:' mapping"])
     config = dict(document["config"])
+    disabled = config.get(DISABLE_DEFAULT_PROVIDERS)
+    if disabled is not None and not (isinstance(disabled, list) and all(isinstance(p, str) for p in disabled)):
+        raise ConfigError(
+            stack,
+            source,
+            [f'{DISABLE_DEFAULT_PROVIDERS}: must be a list of provider names, e.g. ["*"] (got {_fmt_value(disabled)})'],
+        )
     ours = [k for k in config if isinstance(k, str) and k.startswith(f"{CONFIG_NAMESPACE}:")]
     unknown = [k for k in ours if k != key]
     if unknown:
@@ -772,6 +810,10 @@ def read_stack_config(path: Path, *, stack: str, key: str = FULL_KEY) -> dict[st
     if isinstance(value, Mapping) and "secure" in value and len(value) == 1:
         raise ConfigError(stack, source, [f"{key}: must be plain config, not a secret"])
     return config
+
+
+#: Pulumi's setting that turns off default providers (a list of package names, or "*").
+DISABLE_DEFAULT_PROVIDERS = "pulumi:disable-default-providers"
 
 
 def load_platform_config(path: Path, *, stack: str) -> PlatformConfig:

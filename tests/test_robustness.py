@@ -144,3 +144,76 @@ def test_a_terminal_that_cannot_show_the_report_gets_escapes(tmp_path: Path, pla
     )
     assert result.returncode == 0, result.stderr.decode()
     assert b"\\u2192" in result.stdout and b"Traceback" not in result.stderr
+
+
+YAML_BOMB = """config:
+  modelyard:platform: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]
+  b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]
+  c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]
+  d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]
+  e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]
+  f: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]
+  g: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]
+  h: [*g,*g,*g,*g,*g,*g,*g,*g,*g]
+"""
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (YAML_BOMB.encode(), "not valid YAML at line 3, column 10: aliases (*name) are not allowed"),
+        (bytes(range(256)), "not UTF-8 text: byte 0x80 at offset 128"),
+        (b"config:\n  pulumi:disable-default-providers: true\n", "pulumi:disable-default-providers: must be a list"),
+        (b"config:\n  pulumi:disable-default-providers: '*'\n", "pulumi:disable-default-providers: must be a list"),
+    ],
+)
+def test_a_config_file_gets_one_clear_answer(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: bytes, message: str
+) -> None:
+    path = tmp_path / "Pulumi.dev.yaml"
+    path.write_bytes(content)
+    assert main(["plan", "dev", "--config-file", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err, err
+
+
+def test_a_usage_file_bomb_is_refused(
+    tmp_path: Path, plans: dict[str, Plan], capsys: pytest.CaptureFixture[str]
+) -> None:
+    preview_path, usage = tmp_path / "p.json", tmp_path / "usage.yaml"
+    preview_path.write_text(json.dumps(plans["dev"].digest))
+    usage.write_text(YAML_BOMB)
+    assert main(["cost", str(preview_path), "--usage", str(usage)]) == 2
+    assert "aliases (*name) are not allowed" in capsys.readouterr().err
+
+
+def test_ops_json_writes_null_for_nan(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """A ratio over no traffic is NaN in Prometheus; JSON has no NaN."""
+    from modelyard import ops
+
+    class Nowhere:
+        def __init__(self, url: str) -> None:
+            pass
+
+    monkeypatch.setattr(ops, "Prometheus", Nowhere)
+    monkeypatch.setattr(
+        ops, "gpu", lambda prom: ops.Result("GPUs", ["pool", "used"], [{"pool": "a10g", "used": float("nan")}])
+    )
+    assert main(["ops", "--json", "gpu"]) == 0
+    assert json.loads(capsys.readouterr().out)["rows"] == [{"pool": "a10g", "used": None}]
+
+
+def test_a_network_error_is_said_in_its_own_words(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """requests' errors are OSErrors with no errno or file name: never "None: None"."""
+    import requests
+
+    from modelyard import ops
+
+    def refuse(url: str) -> None:
+        raise requests.ConnectionError("Max retries exceeded with url: /api/v1/query")
+
+    monkeypatch.setattr(ops, "Prometheus", refuse)
+    assert main(["ops", "alerts"]) == 2
+    assert capsys.readouterr().err == "modelyard ops: Max retries exceeded with url: /api/v1/query\n"

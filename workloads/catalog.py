@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from modelyard.platform.signals import LATENCY_BUCKETS
 from pydantic import Field, model_validator
 
@@ -38,6 +37,7 @@ from modelyard.config import (
     _Model,
     _pattern,
     read_stack_config,
+    read_yaml,
     validate_model,
 )
 
@@ -231,16 +231,7 @@ def parse_workloads(raw: Mapping[str, Any], *, stack: str, source: str, director
             stack, source, [f"{WORKLOADS_KEY}.env: must match the stack name '{stack}' (got {cfg.env!r})"]
         )
     path = directory / cfg.catalog
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError:
-        raise ConfigError(stack, source, [f"{WORKLOADS_KEY}.catalog: file not found: {path}"]) from None
-    try:
-        document = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(stack, path.name, [f"not valid YAML{where}: {getattr(exc, 'problem', exc)}"]) from None
+    document = read_yaml(path, stack=stack, missing=f"{WORKLOADS_KEY}.catalog: file not found: {path}")
     return Workloads(cfg, parse_catalog(document, stack=stack, source=path.name, tier=cfg.tier), path)
 
 
