@@ -178,6 +178,7 @@ def cmd_policy(args: argparse.Namespace) -> int:
     if not STACK_NAME.match(args.env):
         raise UsageError(f"--env {args.env!r} is not a stack name: use a lowercase name such as dev, staging or prod")
     preview = _load_preview(args.preview, "policy verdict")
+    preview.drop_old_states()
     stack = _resources(preview.document)
     config, source = _policy_config(args.env, args.config)
     report = evaluate(stack.resources, args.env, config, stack)
@@ -198,6 +199,7 @@ def cmd_cost(args: argparse.Namespace) -> int:
     from modelyard.verdicts import cost_text
 
     preview = _load_preview(args.preview, "cost estimate")
+    preview.drop_old_states()
     stack = _resources(preview.document)
     usage = None
     if args.usage:

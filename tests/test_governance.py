@@ -166,7 +166,7 @@ def test_cli_policy_and_cost(plans: dict[str, Plan], tmp_path: Path, capsys: pyt
     path = write(tmp_path, plans["dev"].digest)
     assert main(["policy", str(path), "--env", "dev"]) == 0
     out = capsys.readouterr().out
-    assert "Policy (policies/config/dev.json): 36 rules, 0 mandatory and 1 advisory violation(s)" in out
+    assert "Policy (policies/config/dev.json): 37 rules, 0 mandatory and 1 advisory violation(s)" in out
     assert "ADVISORY  budget-ceiling" in out
     assert main(["policy", str(path), "--env", "dev", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
@@ -193,7 +193,7 @@ def test_plan_shows_cost_and_policy(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["plan", "staging"]) == 0
     out = capsys.readouterr().out
     assert "Monthly cost estimate (us-east-1, 730 h/month, AWS list prices)" in out
-    assert "Policy (policies/config/staging.json): 36 rules, 0 mandatory" in out
+    assert "Policy (policies/config/staging.json): 37 rules, 0 mandatory" in out
 
 
 def test_plan_exits_1_when_a_mandatory_rule_fails(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -318,3 +318,89 @@ def test_price_file_gpu_counts_match_the_gpu_table() -> None:
         for name, instance in spec.instance_types.items():
             assert book.gpus(name) == instance.gpus, name
     assert book.gpus("m7i.large") == 0 and book.gpus("x9.huge") is None
+
+
+def _costs_hold(est: Any) -> list[str]:
+    broken = [
+        f"{i.urn}: baseline {i.baseline} > ceiling {i.ceiling}" for i in est.items if i.baseline > i.ceiling + 1e-6
+    ]
+    for layer, (baseline, ceiling) in est.by_layer().items():
+        if baseline > ceiling:
+            broken.append(f"layer {layer}: {baseline} > {ceiling}")
+    if est.baseline > est.ceiling:
+        broken.append(f"total: {est.baseline} > {est.ceiling}")
+    return broken
+
+
+@pytest.mark.parametrize("env", ["dev", "staging", "prod"])
+@pytest.mark.parametrize("replicas", [None, 2792])
+def test_baseline_never_exceeds_ceiling(plans: dict[str, Plan], env: str, replicas: int | None) -> None:
+    """For every resource, layer and the total, whatever the workloads pin: a pool never runs more than
+    its GPU limit, so neither does its baseline (the 2,792-GPU case once priced $1.46 billion a month)."""
+    resources = from_preview(plans[env].digest)
+    if replicas is not None:
+        pool = next(r for r in resources if r.type == "kubernetes:karpenter.sh/v1:NodePool")
+        name = pool.inputs["spec"]["template"]["metadata"]["labels"]["modelyard.io/gpu-pool"]
+        pinned = {
+            "spec": {
+                "predictor": {
+                    "minReplicas": replicas,
+                    "nodeSelector": {"modelyard.io/gpu-pool": name},
+                    "containers": [{"name": "c", "resources": {"limits": {"nvidia.com/gpu": "1"}}}],
+                }
+            }
+        }
+        resources.append(
+            Resource(
+                "urn:pulumi:x::p::kubernetes:serving.kserve.io/v1beta1:InferenceService::big",
+                "kubernetes:serving.kserve.io/v1beta1:InferenceService",
+                pinned,
+            )
+        )
+    est = cost.estimate(Stack(resources))
+    assert _costs_hold(est) == []
+    if replicas is not None:
+        assert any("stay Pending" in i.basis for i in est.items)
+
+
+@pytest.mark.parametrize(
+    ("typ", "inputs", "kind", "basis"),
+    [
+        ("kubernetes:core/v1:Service", {"spec": {"type": "LoadBalancer"}}, "fixed", "LoadBalancer Service"),
+        ("kubernetes:core/v1:Service", {"spec": {"type": "ClusterIP"}}, "free", "no load balancer"),
+        ("kubernetes:core/v1:Service", {"spec": UNKNOWN}, "not priced", "may ask for a load balancer"),
+        (
+            "kubernetes:core/v1:PersistentVolumeClaim",
+            {"spec": {"resources": {"requests": {"storage": "100Gi"}}}},
+            "fixed",
+            "100 GiB EBS volume",
+        ),
+        ("kubernetes:core/v1:PersistentVolumeClaim", {"spec": {}}, "not priced", "size is not known"),
+        (
+            "kubernetes:apps/v1:StatefulSet",
+            {
+                "spec": {
+                    "replicas": 3,
+                    "volumeClaimTemplates": [{"spec": {"resources": {"requests": {"storage": "50Gi"}}}}],
+                }
+            },
+            "fixed",
+            "3 x 50 GiB EBS volumes",
+        ),
+        ("kubernetes:helm.sh/v3:Release", {"chart": "loki", "values": "[secret]"}, "not priced", "values are secret"),
+        (
+            "kubernetes:helm.sh/v3:Release",
+            {"chart": "loki", "values": {"singleBinary": {"persistence": {"enabled": True}}}},
+            "not priced",
+            "cannot size",
+        ),
+    ],
+)
+def test_kubernetes_objects_that_create_aws_resources_are_priced_or_listed(
+    typ: str, inputs: dict[str, Any], kind: str, basis: str
+) -> None:
+    resource = Resource(f"urn:pulumi:dev::p::{typ}::x", typ, inputs)
+    (item,) = cost.estimate([resource]).items
+    assert (item.kind, basis in item.basis) == (kind, True), item
+    if kind == "fixed":
+        assert item.baseline > 0

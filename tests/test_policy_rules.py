@@ -419,6 +419,13 @@ CASES: list[tuple[str, Callable[[], list[Resource]], Callable[[], list[Resource]
         "spec.limits.nvidia.com/gpu",
     ),
     (
+        "gpu-pool-demand-within-limit",
+        lambda: [nodepool(["g5.xlarge"], ["on-demand"], 4), isvc(min_replicas=4)],
+        lambda: [nodepool(["g5.xlarge"], ["on-demand"], 4), isvc(min_replicas=4), isvc("rerank", min_replicas=1)],
+        {},
+        "spec.limits.nvidia.com/gpu",
+    ),
+    (
         "no-open-ingress",
         lambda: [
             res(
@@ -671,3 +678,13 @@ def test_deleted_resources_and_odd_shapes_do_not_crash() -> None:
     assert [r.name for r in resources] == ["p", "r", "d"]
     report = evaluate(resources, "prod", load_config("prod"))
     assert report.rules_run == len(RULES)
+
+
+def test_gpu_demand_over_a_pool_limit_names_the_pool_the_demand_and_the_limit() -> None:
+    findings = run(
+        "gpu-pool-demand-within-limit", [nodepool(["g5.xlarge"], ["on-demand"], 16), isvc(min_replicas=2792)]
+    )
+    assert [f.message for f in findings] == [
+        "workloads pin 2792 GPUs to pool 'a10g', over its limit of 16: 2776 would stay Pending; raise the pool's "
+        "max_gpus or lower the models' replicas"
+    ]

@@ -168,6 +168,12 @@ class Preview:
     region: str | None
     env: str
 
+    def drop_old_states(self) -> None:
+        """Forget what the stack has now: cost and policy judge what it will have (halves the memory of a
+        --show-sames preview, which carries both)."""
+        for step in self.document["steps"]:
+            step.pop("oldState", None)
+
     @property
     def steps(self) -> Sequence[Mapping[str, Any]]:
         steps: Sequence[Mapping[str, Any]] = self.document["steps"]
@@ -253,6 +259,8 @@ def read(path: Path) -> Preview:
         raise PreviewError(f"{source}: a directory, not a preview file") from None
     except OSError as exc:
         raise PreviewError(f"{source}: cannot read: {exc.strerror}") from None
-    document = parse(decode(data, source), source)
-    del data
+    text = decode(data, source)
+    del data  # the bytes and the text and the parsed document are never all held at once
+    document = parse(text, source)
+    del text
     return from_document(document, source)

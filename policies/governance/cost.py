@@ -160,17 +160,32 @@ FREE_TYPES = S3_BUCKET_COMPANIONS | frozenset(
 
 
 def layer_of(resource: Resource, stack: Stack) -> str:
-    """The `<layer>` of the nearest `modelyard:<layer>:*` ancestor, else the project's name."""
+    """The `<layer>` of the nearest `modelyard:<layer>:*` ancestor, else the project's name (each
+    resource's answer is kept on the stack: siblings share their ancestors' walk)."""
+    layers: dict[str, str] = stack.derived.setdefault("layers", {})
+    if resource.urn in layers:
+        return layers[resource.urn]
+    path: list[str] = []
     current: Resource | None = resource
-    seen = 0
-    while current is not None and seen < 64:
+    layer = None
+    while current is not None and len(path) < 64:
+        if current.urn in layers:
+            layer = layers[current.urn]
+            break
+        path.append(current.urn)
         if current.type.startswith("modelyard:"):
-            return current.type.split(":")[1]
+            layer = current.type.split(":")[1]
+            break
         if current.type.startswith("pulumi:providers:"):
-            return "providers"
+            layer = "providers"
+            break
         current = stack.by_urn.get(current.parent or "")
-        seen += 1
-    return resource.project or "other"
+    if layer is None:
+        layer = resource.project or "other"
+        path = [resource.urn]  # only this resource: an ancestor's own answer may be its project's
+    for urn in path:
+        layers[urn] = layer
+    return layer
 
 
 def _int(value: Any, default: int = 0) -> int:
@@ -195,10 +210,20 @@ class _Pricer:
     prices: RegionPrices
     usage: Usage
     notes: list[str]
+    _node_classes: dict[str, Resource] | None = None
 
     @property
     def hours(self) -> int:
         return self.book.hours_per_month
+
+    def node_classes(self) -> dict[str, Resource]:
+        """EC2NodeClasses by name, indexed once per estimate."""
+        if self._node_classes is None:
+            self._node_classes = {
+                str(c.get("metadata", "name")): c
+                for c in self.stack.of_type("kubernetes:karpenter.k8s.aws/v1:EC2NodeClass")
+            }
+        return self._node_classes
 
     def svc(self, key: str) -> float:
         return self.prices.services_usd[key].usd
@@ -281,11 +306,48 @@ class _Pricer:
         if price is None:
             return None
         desired, most = _int(r.get("scalingConfig", "desiredSize"), 1), _int(r.get("scalingConfig", "maxSize"), 1)
+        desired = min(desired, most)  # EKS refuses a desired size over the maximum
         disk = _gib(template.get("blockDeviceMappings", 0, "ebs", "volumeSize")) if template else 0
         disk = disk or _int(r.get("diskSize"), 20)
         per_node = price * self.hours + disk * self.svc("ebs_gp3_gb_month")
         basis = f"{desired} (max {most}) x {instance} {capacity} {price:.4g}/h + {disk} GiB gp3 each"
         return "fixed", desired * per_node, most * per_node, basis
+
+    def service(self, r: Resource) -> tuple[Kind, float, float, str] | None:
+        """A Service of type LoadBalancer makes AWS create a load balancer (the AWS Load Balancer
+        Controller or the in-tree cloud provider); other Services cost nothing by themselves."""
+        kind = r.get("spec", "type")
+        if kind == "LoadBalancer":
+            cost = self.svc("load_balancer_hour") * self.hours
+            return (
+                "fixed",
+                cost,
+                cost,
+                f"a load balancer for a LoadBalancer Service, {self.svc('load_balancer_hour')}/h",
+            )
+        if kind is None and r.inputs.get("spec") is not None and not isinstance(r.get("spec"), Mapping):
+            return "not priced", 0.0, 0.0, "spec is secret or not known yet: it may ask for a load balancer"
+        return "free", 0.0, 0.0, "no load balancer"
+
+    def claim(self, r: Resource) -> tuple[Kind, float, float, str]:
+        """A PersistentVolumeClaim makes the EBS CSI driver create a volume (gp3 here)."""
+        size = _gib(r.get("spec", "resources", "requests", "storage") or 0)
+        if not size:
+            return "not priced", 0.0, 0.0, "a persistent volume whose size is not known"
+        cost = size * self.svc("ebs_gp3_gb_month")
+        return "fixed", cost, cost, f"{size} GiB EBS volume (gp3)"
+
+    def stateful_set(self, r: Resource) -> tuple[Kind, float, float, str]:
+        """Each replica of a StatefulSet gets one volume per volumeClaimTemplate."""
+        templates = sequence(r.get("spec", "volumeClaimTemplates"))
+        size = sum(_gib(dig(t, "spec", "resources", "requests", "storage") or 0) for t in templates)
+        if not templates:
+            return "free", 0.0, 0.0, "runs on priced nodes"
+        if not size:
+            return "not priced", 0.0, 0.0, "volume claim templates whose size is not known"
+        replicas = max(_int(r.get("spec", "replicas"), 1), 1)
+        cost = replicas * size * self.svc("ebs_gp3_gb_month")
+        return "fixed", cost, cost, f"{replicas} x {size} GiB EBS volumes (gp3)"
 
     def release(self, r: Resource) -> tuple[Kind, float, float, str]:
         """Helm releases run on priced nodes; their persistent volumes are priced here (kube-prometheus-stack)."""
@@ -298,9 +360,24 @@ class _Pricer:
         if dig(values, "grafana", "persistence", "enabled") is True:
             volumes += _gib(dig(values, "grafana", "persistence", "size") or 0)
         if not volumes:
+            if r.inputs.get("values") is not None and not isinstance(values, Mapping):
+                return "not priced", 0.0, 0.0, "values are secret or not known yet: its volumes cannot be sized"
+            if _asks_for_storage(values):
+                return "not priced", 0.0, 0.0, "its values ask for persistent volumes this estimator cannot size"
             return "free", 0.0, 0.0, "runs on priced nodes"
         cost = volumes * self.svc("ebs_gp3_gb_month")
         return "fixed", cost, cost, f"{volumes} GiB of gp3 volumes its values request"
+
+
+def _asks_for_storage(values: Any) -> bool:
+    """Chart values that enable persistence anywhere (`persistence.enabled: true`, a volumeClaimTemplate)."""
+    if isinstance(values, Mapping):
+        if dig(values, "persistence", "enabled") is True or "volumeClaimTemplate" in values:
+            return True
+        return any(_asks_for_storage(v) for v in values.values())
+    if isinstance(values, list):
+        return any(_asks_for_storage(v) for v in values)
+    return False
 
 
 def _pod_gpus(pod_spec: Any) -> int:
@@ -357,6 +434,19 @@ def pack(pods: list[int], per_node: int) -> int:
     return len(free)
 
 
+def _within(pods: list[int], limit: int) -> tuple[list[int], int]:
+    """The pods Karpenter can place under a pool's GPU limit (largest first, as they fit), and the GPUs of
+    those it cannot: a pool never runs more than its limit, so neither does the baseline."""
+    if not limit:
+        return list(pods), 0
+    placed, used = [], 0
+    for need in sorted(pods, reverse=True):
+        if used + need <= limit:
+            placed.append(need)
+            used += need
+    return placed, sum(pods) - used
+
+
 def _karpenter_pool(p: _Pricer, r: Resource, pinned: Mapping[str, list[int]]) -> tuple[Kind, float, float, str] | None:
     name = str(r.get("spec", "template", "metadata", "labels", GPU_POOL_LABEL) or r.get("metadata", "name") or r.name)
     types = [t for t in _requirement(r, "node.kubernetes.io/instance-type") if t in p.prices.ec2_hourly_usd]
@@ -368,17 +458,10 @@ def _karpenter_pool(p: _Pricer, r: Resource, pinned: Mapping[str, list[int]]) ->
     cheap = "spot" if "spot" in capacities else "on-demand"
     worst = "on-demand" if "on-demand" in capacities else "spot"
     gpus = {t: p.prices.ec2_hourly_usd[t].gpus or 1 for t in types}
-    node_class = next(
-        (
-            c
-            for c in p.stack.of_type("kubernetes:karpenter.k8s.aws/v1:EC2NodeClass")
-            if c.get("metadata", "name") == r.get("spec", "template", "spec", "nodeClassRef", "name")
-        ),
-        None,
-    )
+    node_class = p.node_classes().get(str(r.get("spec", "template", "spec", "nodeClassRef", "name")))
     disk = _gib(node_class.get("spec", "blockDeviceMappings", 0, "ebs", "volumeSize")) if node_class else 0
     disk_month = disk * p.svc("ebs_gp3_gb_month")
-    pods = pinned.get(name, [])
+    pods, pending = _within(pinned.get(name, []), limit)
     baseline, base_basis = 0.0, "scales to zero, nothing pinned"
     if pods:
         options = []
@@ -389,9 +472,15 @@ def _karpenter_pool(p: _Pricer, r: Resource, pinned: Mapping[str, list[int]]) ->
         if options:
             baseline, nodes, best = min(options)
             base_basis = f"{sum(pods)} pinned GPUs on {nodes} x {best} {cheap}"
+    if pending:
+        base_basis += f" ({pending} more pinned GPUs over the pool's limit of {limit} stay Pending)"
     per_gpu = min(types, key=lambda t: (p.ec2(t, worst) or 0) / gpus[t])
     nodes = math.ceil(limit / gpus[per_gpu]) if limit else 0
     ceiling = nodes * ((p.ec2(per_gpu, worst) or 0) * p.hours + disk_month)
+    if not limit:
+        # No GPU limit: nothing bounds the pool; the ceiling is at least what is pinned to it.
+        ceiling = max(ceiling, baseline)
+        base_basis += "; no GPU limit, so no ceiling beyond the pinned GPUs"
     return (
         "fixed",
         baseline,
@@ -410,6 +499,16 @@ def region_of(stack: Stack) -> str:
 
 def estimate(resources: Iterable[Resource] | Stack, usage: Usage | None = None, region: str | None = None) -> Estimate:
     stack = resources if isinstance(resources, Stack) else Stack(resources)
+    if usage is None and region is None:
+        # The default estimate of a stack is asked for by several consumers (policy rules, the review).
+        cached: Estimate | None = stack.derived.get("estimate")
+        if cached is None:
+            cached = stack.derived["estimate"] = _estimate(stack, None, None)
+        return cached
+    return _estimate(stack, usage, region)
+
+
+def _estimate(stack: Stack, usage: Usage | None, region: str | None) -> Estimate:
     book = price_book()
     region = region or region_of(stack)
     notes: list[str] = []
@@ -433,6 +532,10 @@ def estimate(resources: Iterable[Resource] | Stack, usage: Usage | None = None, 
         "aws:ebs/volume:Volume": p.ebs,
         "aws:eks/nodeGroup:NodeGroup": p.node_group,
         "kubernetes:helm.sh/v3:Release": p.release,
+        "kubernetes:helm.sh/v4:Chart": p.release,
+        "kubernetes:core/v1:Service": p.service,
+        "kubernetes:core/v1:PersistentVolumeClaim": p.claim,
+        "kubernetes:apps/v1:StatefulSet": p.stateful_set,
         "kubernetes:karpenter.sh/v1:NodePool": lambda r: _karpenter_pool(p, r, pinned),
     }
     items = []

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 #: The engine's placeholder for a value not known until apply (`pulumi preview --json` prints it).
@@ -158,16 +159,22 @@ def as_list(value: Any) -> list[Any]:
     return list(value) if isinstance(value, list | tuple) else [value]
 
 
+@lru_cache(maxsize=8192)
+def _json_object(text: str) -> Mapping[str, Any] | None:
+    try:
+        parsed = json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+    return parsed if isinstance(parsed, Mapping) else None
+
+
 def document(value: Any) -> Mapping[str, Any] | None:
-    """A policy document given as a JSON string or an object; None if unknown or unreadable."""
+    """A policy document given as a JSON string or an object; None if unknown or unreadable. Rules read
+    the same documents many times: each string is parsed once (treat the result as read-only)."""
     if isinstance(value, Mapping):
         return value
     if isinstance(value, str) and known(value) and value != SECRET:
-        try:
-            parsed = json.loads(value)
-        except ValueError:
-            return None
-        return parsed if isinstance(parsed, Mapping) else None
+        return _json_object(value)
     return None
 
 
@@ -186,8 +193,17 @@ class Stack:
         self.resources = list(resources)
         self.by_urn = {r.urn: r for r in self.resources}
         self._by_type: dict[str, list[Resource]] = {}
+        #: urn → the resources that take a value from it (joins stay linear in the size of the stack).
+        self._dependents: dict[str, list[Resource]] = {}
+        #: What is derived from the whole stack once (its layers, its cost estimate), by consumer.
+        self.derived: dict[str, Any] = {}
         for r in self.resources:
             self._by_type.setdefault(r.type, []).append(r)
+            targets = set(r.dependencies)
+            for deps in r.property_dependencies.values():
+                targets.update(deps)
+            for urn in targets:
+                self._dependents.setdefault(urn, []).append(r)
 
     def of_type(self, *types: str) -> list[Resource]:
         if len(types) == 1:
@@ -196,7 +212,8 @@ class Stack:
 
     def referencing(self, target: Resource, *types: str, prop: str | None = None) -> list[Resource]:
         """Resources of `types` that take a value from `target` (through `prop`, when given)."""
-        return [r for r in self.of_type(*types) if r.depends_on(target.urn, prop)]
+        wanted = set(types)
+        return [r for r in self._dependents.get(target.urn, ()) if r.type in wanted and r.depends_on(target.urn, prop)]
 
     def provider_default_tags(self, resource: Resource) -> dict[str, str]:
         """The `defaultTags.tags` of the AWS provider `resource` uses (a JSON string or an object)."""

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from .cost import GPU, GPU_POOL_LABEL, Estimate, estimate
+from .cost import GPU, GPU_POOL_LABEL, Estimate, estimate, pinned_gpu_pods
 from .prices import price_book
 from .resources import S3_BUCKET_COMPANIONS, Resource, Stack, as_list, dig, known, mapping, statements
 
@@ -209,6 +209,26 @@ def stack_rule(
         return fn
 
     return register
+
+
+@stack_rule(
+    "gpu-pool-demand-within-limit",
+    "The GPUs that workloads pin to a pool fit within its GPU limit (the rest would stay Pending).",
+)
+def _gpu_pool_demand(ctx: Context) -> Iterator[Finding]:
+    demand = pinned_gpu_pods(ctx.stack)
+    for pool in ctx.stack.of_type(NODE_POOL):
+        name = str(pool.get("spec", "template", "metadata", "labels", GPU_POOL_LABEL) or pool.get("metadata", "name"))
+        limit = _count(pool.get("spec", "limits", GPU))
+        wanted = sum(demand.get(name, ()))
+        if limit is not None and wanted > limit:
+            yield Finding(
+                pool.urn,
+                f"spec.limits.{GPU}",
+                limit,
+                f"workloads pin {wanted} GPUs to pool {name!r}, over its limit of {limit}: {wanted - limit} would "
+                "stay Pending; raise the pool's max_gpus or lower the models' replicas",
+            )
 
 
 def _count(value: Any) -> int | None:

@@ -1,0 +1,121 @@
+"""`modelyard cost`, `policy` and `diff` through the CLI, as a user's CI runs them, on previews of 1x, 10x,
+100x and 500x the prod plan (every copy with its own URNs, GPU pools and dependencies, so the joins of
+stack rules do real work; 500x is about 100,000 resources). Each command runs in its own process;
+the figures are its wall time and peak RSS.
+
+Targets (issue 13): 100,000 resources under 10 s and 1 GiB per command; the per-resource time at 100x
+within 1.5x of that at 1x (linear).
+
+    python benchmarks/review_scale.py [--scales 1 10 100 500]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from governance_scale import prod_digest, replicate
+
+
+def whole(steps: list[dict[str, Any]]) -> dict[str, Any]:
+    """An offline-plan document: every resource, nothing omitted."""
+    return {
+        "modelyard": {"format": 1, "source": "offline-plan", "env": "prod", "projects": []},
+        "steps": steps,
+        "changeSummary": {"create": len(steps)},
+    }
+
+
+def head_of(steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The same stack with a change on every 50th resource (a tag, or a description)."""
+    out = json.loads(json.dumps(steps))
+    for i, step in enumerate(out):
+        inputs = step["newState"]["inputs"]
+        if i % 50 == 0 and isinstance(inputs, dict):
+            inputs["description"] = f"changed {i}"
+    return out
+
+
+def run(args: list[str], out: Path) -> tuple[float, float, int]:
+    """Wall seconds, peak RSS (MiB, this process alone: wait4's rusage) and exit code of `modelyard ARGS`."""
+    with out.open("wb") as sink:
+        started = time.perf_counter()
+        child = subprocess.Popen([sys.executable, "-m", "modelyard.cli", *args], stdout=sink, stderr=sink)
+        _, status, usage = os.wait4(child.pid, 0)
+        seconds = time.perf_counter() - started
+    code = os.waitstatus_to_exitcode(status)
+    if code not in (0, 1):
+        raise SystemExit(f"{args[0]} failed ({code}): {out.read_text()[-2000:]}")
+    return seconds, usage.ru_maxrss / 1024, code
+
+
+def write(scale: int, directory: Path) -> None:
+    """base.json and head.json for `scale`; run in its own process, so the measuring process stays small
+    (a child's peak RSS on Linux includes what its parent held when it forked)."""
+    steps = replicate({"steps": prod_digest()["steps"]}, scale * 193)["steps"]
+    (directory / "base.json").write_text(json.dumps(whole(steps)))
+    (directory / "head.json").write_text(json.dumps(whole(head_of(steps))))
+    print(len(steps))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--scales", type=int, nargs="+", default=[1, 10, 100, 500])
+    parser.add_argument("--write", nargs=2, metavar=("SCALE", "DIR"), help=argparse.SUPPRESS)
+    options = parser.parse_args()
+    if options.write:
+        write(int(options.write[0]), Path(options.write[1]))
+        return
+    per_resource: dict[str, dict[int, float]] = {}
+    net: dict[str, dict[int, float]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        empty = Path(tmp) / "empty.json"
+        empty.write_text(json.dumps(whole([])))
+        startup = {
+            name: run(args, Path(tmp) / "out.txt")[0]
+            for name, args in {
+                "cost": ["cost", str(empty)],
+                "policy": ["policy", str(empty), "--env", "prod"],
+                "diff": ["diff", str(empty), str(empty)],
+            }.items()
+        }
+        print("start-up (an empty preview): " + ", ".join(f"{k} {v:.2f} s" for k, v in startup.items()))
+        for scale in options.scales:
+            made = subprocess.run(
+                [sys.executable, __file__, "--write", str(scale), tmp], capture_output=True, text=True, check=True
+            )
+            count = int(made.stdout.split()[-1])
+            base, head = Path(tmp) / "base.json", Path(tmp) / "head.json"
+            print(f"{scale}x: {count:,} resources, {head.stat().st_size / 1e6:,.1f} MB")
+            commands = {
+                "cost": ["cost", str(head), "--json"],
+                "policy": ["policy", str(head), "--env", "prod", "--json"],
+                "diff": ["diff", str(base), str(head), "--json"],
+            }
+            for name, args in commands.items():
+                seconds, rss, _ = run(args, Path(tmp) / "out.txt")
+                per_resource.setdefault(name, {})[scale] = seconds / count
+                net.setdefault(name, {})[scale] = max(seconds - startup[name], 0.0) / count
+                verdict = "met" if seconds < 10 and rss < 1024 else "MISSED"
+                print(f"  {name:6} {seconds:7.2f} s  {rss:7.0f} MiB peak RSS  (100k target < 10 s, < 1 GiB: {verdict})")
+    if 1 in options.scales and 100 in options.scales:
+        for name, times in per_resource.items():
+            ratio = times[100] / times[1]
+            verdict = "met" if ratio <= 1.5 else "MISSED"
+            print(f"per-resource time, 100x / 1x: {name} {ratio:.2f} (target <= 1.5: {verdict})")
+    largest = max(options.scales)
+    for name, times in net.items():
+        if 10 in times and largest > 10 and times[10]:
+            ratio = times[largest] / times[10]
+            print(f"per-resource time net of start-up, {largest}x / 10x: {name} {ratio:.2f} (1.0 is linear)")
+
+
+if __name__ == "__main__":
+    main()
