@@ -62,10 +62,12 @@ test-serving: $(SERVING_VENV)/.installed
 serve: $(VENV)/.installed $(SERVING_VENV)/.installed
 	$(BIN)/modelyard serve --port 8080
 
-## bench: offline-plan scaling (1x, 10x, 50x GPU pools), and policy + cost on a 10,000-resource preview
+## bench: offline-plan scaling (1x, 10x, 50x GPU pools), policy + cost on a 10,000-resource preview, and cost,
+## policy and diff through the CLI at 1x to 500x the prod plan (seconds and peak RSS)
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/plan_scaling.py
 	$(BIN)/python benchmarks/governance_scale.py
+	$(BIN)/python benchmarks/review_scale.py
 
 ## bench-serving: the model server benchmark (raw encode vs unbatched vs batched, overload); needs wrk
 bench-serving: $(SERVING_VENV)/.installed
