@@ -16,6 +16,7 @@ import pulumi
 import pulumi_aws as aws
 from modelyard.infra import iam
 from modelyard.infra.common import AccountContext, kms_key
+from modelyard.policies.governance.conventions import budget_name
 
 from modelyard.config import BudgetConfig, Receiver
 
@@ -187,7 +188,7 @@ class CostAlerts(pulumi.ComponentResource):
         after_tags = pulumi.ResourceOptions(parent=self, depends_on=activations)
         budget = aws.budgets.Budget(
             f"{name}-budget",
-            name=f"modelyard-{args.env}",
+            name=budget_name(args.env),
             budget_type="COST",
             # The Budgets API takes the amount as a decimal string.
             limit_amount=f"{cfg.monthly_usd:.2f}",

@@ -13,6 +13,13 @@ from modelyard.infra import iam
 from modelyard.infra.eks import Cluster
 from modelyard.infra.nodes import SYSTEM_POOL_LABEL, node_role
 from modelyard.platform.common import helm_release, namespace
+from modelyard.policies.governance.conventions import (
+    GPU_CLASS_LABEL,
+    GPU_POOL_LABEL,
+    GPU_RESOURCE,
+    WARM_CAPACITY_NAMESPACE,
+    WARM_PRIORITY_CLASS,
+)
 
 from modelyard import gpus
 from modelyard.config import GpuPoolConfig
@@ -21,11 +28,8 @@ from modelyard.versions import IMAGES, KARPENTER_AMI_ALIAS
 
 NAMESPACE = "karpenter"
 SERVICE_ACCOUNT = "karpenter"
-WARM_CAPACITY_NAMESPACE = "gpu-warm-capacity"
 
-GPU_TAINT = {"key": "nvidia.com/gpu", "value": "true", "effect": "NoSchedule"}
-GPU_POOL_LABEL = "modelyard.io/gpu-pool"
-GPU_CLASS_LABEL = "modelyard.io/gpu-class"
+GPU_TAINT = {"key": GPU_RESOURCE, "value": "true", "effect": "NoSchedule"}
 
 #: EC2 events Karpenter handles gracefully (drain before the instance goes away).
 INTERRUPTION_EVENTS: Mapping[str, dict[str, Any]] = {
@@ -491,7 +495,7 @@ class Karpenter(pulumi.ComponentResource):
                         "expireAfter": "720h",
                     },
                 },
-                "limits": {"nvidia.com/gpu": str(pool.max_gpus)},
+                "limits": {GPU_RESOURCE: str(pool.max_gpus)},
                 "disruption": {
                     "consolidationPolicy": "WhenEmptyOrUnderutilized",
                     "consolidateAfter": pool.consolidate_after,
@@ -526,7 +530,7 @@ class Karpenter(pulumi.ComponentResource):
         warm_ns = namespace(f"{name}-warm-ns", WARM_CAPACITY_NAMESPACE, labels, opts)
         priority = k8s.scheduling.v1.PriorityClass(
             f"{name}-warm-priority",
-            metadata={"name": "modelyard-warm-capacity", "labels": dict(labels)},
+            metadata={"name": WARM_PRIORITY_CLASS, "labels": dict(labels)},
             value=-10,
             preemption_policy="Never",
             global_default=False,
@@ -563,8 +567,8 @@ class Karpenter(pulumi.ComponentResource):
                                 "name": "pause",
                                 "image": IMAGES["pause"],
                                 "resources": {
-                                    "requests": {"cpu": "10m", "memory": "16Mi", "nvidia.com/gpu": "1"},
-                                    "limits": {"cpu": "10m", "memory": "16Mi", "nvidia.com/gpu": "1"},
+                                    "requests": {"cpu": "10m", "memory": "16Mi", GPU_RESOURCE: "1"},
+                                    "limits": {"cpu": "10m", "memory": "16Mi", GPU_RESOURCE: "1"},
                                 },
                                 "securityContext": {
                                     "allowPrivilegeEscalation": False,

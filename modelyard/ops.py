@@ -14,11 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from modelyard.platform import signals
-from modelyard.platform.rules import PAGE_BURNS, TICKET_BURNS
+from modelyard.policies.governance import conventions
 
 #: Windows the SLO burn rates are reported over, and the error-budget period.
-WINDOWS = ("5m", "1h", "6h", "3d")
-BUDGET_PERIOD = "30d"
 
 
 class OpsError(Exception):
@@ -98,52 +96,80 @@ def _models(prom: Prometheus, model: str | None) -> dict[tuple[str, ...], float]
     return objectives
 
 
+#: The SLO alerts `ops slo` mirrors, by SLI kind: (page alert, ticket alert).
+SLO_ALERTS = {
+    "errors": ("ModelErrorBudgetBurnFast", "ModelErrorBudgetBurnSlow"),
+    "slow": ("ModelLatencyBudgetBurnFast", "ModelLatencyBudgetBurnSlow"),
+}
+
+
+def _burning(burns: Mapping[str, float], pairs: Sequence[tuple[str, str, float]]) -> bool:
+    """The alert condition: over some (long, short) pair, both ratios above factor x the budget rate."""
+    return any(burns[long] > factor and burns[short] > factor for long, short, factor in pairs)
+
+
 def slo(prom: Prometheus, model: str | None = None) -> Result:
-    """Availability burn rates over the alert windows and the error budget left, per model."""
-    objectives = _models(prom, model)
-
-    def ratios(window: str) -> dict[tuple[str, ...], float]:
-        errors = f'sum by (namespace, model) (rate({signals.REQUESTS_TOTAL}{{code=~"5.."}}[{window}]))'
-        total = f"sum by (namespace, model) (rate({signals.REQUESTS_TOTAL}[{window}]))"
-        return prom.scalar_by(f"({errors} or {total} * 0) / {total}", "namespace", "model")
-
-    by_window = {w: ratios(w) for w in (*WINDOWS, BUDGET_PERIOD)}
-    page = max(rate for _, _, rate in PAGE_BURNS)
-    ticket = min(rate for _, _, rate in TICKET_BURNS)
+    """Burn rates per model over exactly the windows the SLO alerts use, read from the ratios the rules
+    record, and the alerts whose conditions hold (`alerts`): `page` when a fast-burn alert's holds for
+    some window pair, `ticket` when only a slow-burn one's does. Also the 30-day availability budget left."""
+    objectives = {"errors": _models(prom, model), "slow": prom.scalar_by(signals.SLO_LATENCY, "namespace", "model")}
+    ratios = {
+        (kind, w): prom.scalar_by(conventions.sli_ratio(kind, w), "namespace", "model")
+        for kind in conventions.SLI_KINDS
+        for w in conventions.SLI_WINDOWS
+    }
+    period_w = conventions.BUDGET_PERIOD
+    errors = f'sum by (namespace, model) (rate({signals.REQUESTS_TOTAL}{{code=~"5.."}}[{period_w}]))'
+    total = f"sum by (namespace, model) (rate({signals.REQUESTS_TOTAL}[{period_w}]))"
+    period = prom.scalar_by(f"({errors} or {total} * 0) / {total}", "namespace", "model")
     rows, problem = [], False
-    for (namespace, name), objective in sorted(objectives.items()):
-        allowed = max(1 - objective, 1e-9)  # an objective of 1 allows no errors at all
-        burns = {w: (by_window[w].get((namespace, name)) or 0.0) / allowed for w in WINDOWS}
-        spent = (by_window[BUDGET_PERIOD].get((namespace, name)) or 0.0) / allowed
-        if burns["1h"] >= page and burns["5m"] >= page:
-            status = "page"
-        elif burns["3d"] >= ticket and burns["6h"] >= ticket:
-            status = "ticket"
-        else:
-            status = "ok"
+    for key, availability in sorted(objectives["errors"].items()):
+        namespace, name = key
+        row: dict[str, Any] = {"namespace": namespace, "model": name, "objective": availability}
+        firing: list[str] = []
+        status = "ok"
+        for kind in conventions.SLI_KINDS:
+            objective = objectives[kind].get(key)
+            if objective is None:
+                continue  # no latency objective for this model
+            allowed = max(1 - objective, 1e-9)  # an objective of 1 allows no bad requests at all
+            burns = {w: (ratios[kind, w].get(key) or 0.0) / allowed for w in conventions.SLI_WINDOWS}
+            prefix = "burn" if kind == "errors" else "latency_burn"
+            row.update({f"{prefix}_{w}": _num(burns[w]) for w in conventions.SLI_WINDOWS})
+            page, ticket = SLO_ALERTS[kind]
+            if _burning(burns, conventions.PAGE_BURNS):
+                firing.append(page)
+                status = "page"
+            if _burning(burns, conventions.TICKET_BURNS):
+                firing.append(ticket)
+                status = "ticket" if status == "ok" else status
+        allowed = max(1 - availability, 1e-9)
+        row["budget_left"] = _num(max(0.0, 1 - (period.get(key) or 0.0) / allowed), 4)
+        row["status"] = status
+        row["alerts"] = firing
         problem = problem or status != "ok"
-        rows.append(
-            {
-                "namespace": namespace,
-                "model": name,
-                "objective": objective,
-                **{f"burn_{w}": _num(burns[w]) for w in WINDOWS},
-                "budget_left": _num(max(0.0, 1 - spent), 4),
-                "status": status,
-            }
-        )
-    columns = ["namespace", "model", "objective", *[f"burn_{w}" for w in WINDOWS], "budget_left", "status"]
-    return Result("SLO burn rates (1 = spending the 30-day budget exactly)", columns, rows, problem)
+        rows.append(row)
+    columns = [
+        "namespace",
+        "model",
+        "objective",
+        *[f"burn_{w}" for w in conventions.SLI_WINDOWS],
+        "budget_left",
+        "status",
+        "alerts",
+    ]
+    title = "SLO burn rates (1 = spending the 30-day budget exactly; the alerts' windows and factors)"
+    return Result(title, columns, rows, problem)
 
 
 def gpu(prom: Prometheus) -> Result:
     """Provisioned vs allocated vs used GPUs by pool; idle GPUs and what they cost a day."""
-    provisioned = prom.scalar_by("pool:modelyard_gpus_provisioned:sum", "gpu_pool")
-    allocated = prom.scalar_by("pool:modelyard_gpus_allocated:sum", "gpu_pool")
-    cost = prom.scalar_by("pool:modelyard_gpu_cost_usd_per_hour:sum", "gpu_pool")
+    provisioned = prom.scalar_by(conventions.POOL_GPUS_PROVISIONED, "gpu_pool")
+    allocated = prom.scalar_by(conventions.POOL_GPUS_ALLOCATED, "gpu_pool")
+    cost = prom.scalar_by(conventions.POOL_GPU_COST, "gpu_pool")
     used = prom.scalar_by(
         f"avg by (gpu_pool) ({signals.GPU_UTIL} * on (hostname) group_left (gpu_pool) "
-        'label_replace(node:modelyard_gpu_node:info, "hostname", "$1", "node", "(.*)"))',
+        f'label_replace({conventions.GPU_NODE_INFO}, "hostname", "$1", "node", "(.*)"))',
         "gpu_pool",
     )
     rows, problem = [], False
@@ -164,7 +190,7 @@ def gpu(prom: Prometheus) -> Result:
         )
     by_model = [
         {"namespace": m.get("namespace", ""), "model": m.get("model", ""), "gpus": v}
-        for m, v in prom.vector("namespace_model:modelyard_gpus_allocated:sum")
+        for m, v in prom.vector(conventions.MODEL_GPUS_ALLOCATED)
     ]
     return Result(
         "GPUs by pool",
@@ -177,7 +203,7 @@ def gpu(prom: Prometheus) -> Result:
 
 def cost(prom: Prometheus, budgets: Any, account_id: str, env: str, hours_per_month: int = 730) -> Result:
     """Month-to-date spend and forecast (AWS Budgets) against the budget, beside the live GPU cost."""
-    name = f"modelyard-{env}"
+    name = conventions.budget_name(env)
     try:
         budget = budgets.describe_budget(AccountId=account_id, BudgetName=name)["Budget"]
     except budgets.exceptions.NotFoundException:
@@ -186,7 +212,7 @@ def cost(prom: Prometheus, budgets: Any, account_id: str, env: str, hours_per_mo
     spend = budget.get("CalculatedSpend", {})
     actual = float(spend.get("ActualSpend", {}).get("Amount", 0))
     forecast = float(spend.get("ForecastedSpend", {}).get("Amount", 0)) if spend.get("ForecastedSpend") else None
-    gpu_hourly = sum(v for _, v in prom.vector("sum(pool:modelyard_gpu_cost_usd_per_hour:sum)"))
+    gpu_hourly = sum(v for _, v in prom.vector(f"sum({conventions.POOL_GPU_COST})"))
     row = {
         "budget": name,
         "limit_usd": limit,

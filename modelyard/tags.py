@@ -5,12 +5,14 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
+from modelyard.policies.governance.conventions import TAG_KEYS
+
 _LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?)?$")
 
 MANAGED_BY = "modelyard"
 
 #: Keys every taggable AWS resource and every Kubernetes object must carry.
-REQUIRED_KEYS = ("env", "team", "cost-center", "managed-by")
+REQUIRED_KEYS = TAG_KEYS
 
 
 def standard_tags(*, env: str, team: str, cost_center: str, model: str | None = None) -> dict[str, str]:

@@ -13,7 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from modelyard.platform import signals as s
+from modelyard.policies.governance import conventions as c
 
+#: The pool variable's filter on a recorded per-pool series.
+POOL_FILTER = '{gpu_pool=~"$gpu_pool"}'
 #: Label the Grafana sidecar watches for (kube-prometheus-stack's default).
 DASHBOARD_LABEL = ("grafana_dashboard", "1")
 #: Grafana folder the sidecar files these dashboards under.
@@ -152,12 +155,12 @@ def serving() -> Dashboard:
                 "Error budget burn rate (1h)",
                 (
                     Target(
-                        f"model:modelyard_request_errors:ratio_rate1h{{{_MODEL}}}\n/ on (namespace, model) "
+                        f"{c.sli_ratio('errors', '1h')}{{{_MODEL}}}\n/ on (namespace, model) "
                         f"(1 - {s.SLO_AVAILABILITY}{{{_MODEL}}})",
                         "availability {{model}}",
                     ),
                     Target(
-                        f"model:modelyard_request_slow:ratio_rate1h{{{_MODEL}}}\n/ on (namespace, model) "
+                        f"{c.sli_ratio('slow', '1h')}{{{_MODEL}}}\n/ on (namespace, model) "
                         f"(1 - {s.SLO_LATENCY}{{{_MODEL}}})",
                         "latency {{model}}",
                     ),
@@ -194,7 +197,7 @@ def _pool_of(metric: str) -> str:
     """`metric` (a DCGM series, by hostname) with the node's GPU pool attached."""
     return (
         f"{metric}\n* on (hostname) group_left (gpu_pool)\n"
-        'label_replace(node:modelyard_gpu_node:info{gpu_pool=~"$gpu_pool"}, "hostname", "$1", "node", "(.*)")'
+        f'label_replace({c.GPU_NODE_INFO}{{gpu_pool=~"$gpu_pool"}}, "hostname", "$1", "node", "(.*)")'
     )
 
 
@@ -203,13 +206,13 @@ def gpu_fleet() -> Dashboard:
         uid="modelyard-gpu-fleet",
         title="GPU fleet",
         description="GPUs by pool and node: provisioned vs allocated vs used, memory, power and errors.",
-        variables=(("gpu_pool", "label_values(node:modelyard_gpu_node:info, gpu_pool)"),),
+        variables=(("gpu_pool", f"label_values({c.GPU_NODE_INFO}, gpu_pool)"),),
         panels=(
             Panel(
                 "GPUs provisioned vs allocated by pool",
                 (
-                    Target('pool:modelyard_gpus_provisioned:sum{gpu_pool=~"$gpu_pool"}', "provisioned {{gpu_pool}}"),
-                    Target('pool:modelyard_gpus_allocated:sum{gpu_pool=~"$gpu_pool"}', "allocated {{gpu_pool}}"),
+                    Target(c.POOL_GPUS_PROVISIONED + POOL_FILTER, "provisioned {{gpu_pool}}"),
+                    Target(c.POOL_GPUS_ALLOCATED + POOL_FILTER, "allocated {{gpu_pool}}"),
                 ),
             ),
             Panel(
@@ -240,7 +243,7 @@ def gpu_fleet() -> Dashboard:
             ),
             Panel(
                 "Allocated GPUs by model",
-                (Target("namespace_model:modelyard_gpus_allocated:sum", "{{namespace}} {{model}}"),),
+                (Target(c.MODEL_GPUS_ALLOCATED, "{{namespace}} {{model}}"),),
             ),
             Panel(
                 "XID errors (last value per GPU)",
@@ -259,34 +262,32 @@ def cost(hours_per_month: int) -> Dashboard:
             "Live GPU cost from the same price table as the plan's estimate (list prices, spot at the "
             "assumed discount). AWS Budgets and Cost Explorer have the full bill."
         ),
-        variables=(("gpu_pool", "label_values(node:modelyard_gpu_node:info, gpu_pool)"),),
+        variables=(("gpu_pool", f"label_values({c.GPU_NODE_INFO}, gpu_pool)"),),
         panels=(
             Panel(
                 "GPU spend pace vs monthly budget (USD / month)",
                 (
-                    Target(
-                        f"sum (pool:modelyard_gpu_cost_usd_per_hour:sum) * {hours_per_month}", "GPU nodes, at this rate"
-                    ),
+                    Target(f"sum ({c.POOL_GPU_COST}) * {hours_per_month}", "GPU nodes, at this rate"),
                     Target("modelyard:budget_monthly_usd", "budget"),
                 ),
                 "currencyUSD",
             ),
             Panel(
                 "USD per hour by pool",
-                (Target('pool:modelyard_gpu_cost_usd_per_hour:sum{gpu_pool=~"$gpu_pool"}', "{{gpu_pool}}"),),
+                (Target(c.POOL_GPU_COST + POOL_FILTER, "{{gpu_pool}}"),),
                 "currencyUSD",
             ),
             Panel(
                 "USD per hour by namespace and model",
-                (Target("namespace_model:modelyard_gpu_cost_usd_per_hour:sum", "{{namespace}} {{model}}"),),
+                (Target(c.MODEL_GPU_COST, "{{namespace}} {{model}}"),),
                 "currencyUSD",
             ),
             Panel(
                 "Idle GPU cost (provisioned, not allocated), USD per hour",
                 (
                     Target(
-                        'pool:modelyard_gpu_cost_usd_per_hour:sum{gpu_pool=~"$gpu_pool"}\n'
-                        "* on (gpu_pool) (1 - pool:modelyard_gpus_allocated:sum / pool:modelyard_gpus_provisioned:sum)",
+                        f"{c.POOL_GPU_COST}{POOL_FILTER}\n"
+                        f"* on (gpu_pool) (1 - {c.POOL_GPUS_ALLOCATED} / {c.POOL_GPUS_PROVISIONED})",
                         "{{gpu_pool}}",
                     ),
                 ),
@@ -296,8 +297,7 @@ def cost(hours_per_month: int) -> Dashboard:
                 "GPU-hours in the selected range by pool",
                 (
                     Target(
-                        'sum by (gpu_pool) (sum_over_time(pool:modelyard_gpus_provisioned:sum{gpu_pool=~"$gpu_pool"}'
-                        "[$__range:5m])) / 12",
+                        f"sum by (gpu_pool) (sum_over_time({c.POOL_GPUS_PROVISIONED}{POOL_FILTER}[$__range:5m])) / 12",
                         "{{gpu_pool}}",
                     ),
                 ),
@@ -308,8 +308,7 @@ def cost(hours_per_month: int) -> Dashboard:
                 "USD in the selected range by namespace and model",
                 (
                     Target(
-                        "sum by (namespace, model) (sum_over_time(namespace_model:modelyard_gpu_cost_usd_per_hour:sum"
-                        "[$__range:5m])) / 12",
+                        f"sum by (namespace, model) (sum_over_time({c.MODEL_GPU_COST}[$__range:5m])) / 12",
                         "{{namespace}} {{model}}",
                     ),
                 ),

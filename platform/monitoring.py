@@ -29,6 +29,7 @@ from modelyard.infra.karpenter import NAMESPACE as KARPENTER_NAMESPACE
 from modelyard.infra.nodes import SYSTEM_POOL_LABEL
 from modelyard.platform import dashboards, rules, signals
 from modelyard.platform.common import POD_SECURITY, helm_release, namespace, resources
+from modelyard.policies.governance import conventions as c
 
 from modelyard.config import MonitoringConfig, Receiver, Severity
 
@@ -239,8 +240,8 @@ def model_pod_monitor(model_namespace: str, match_labels: Mapping[str, str] | No
         if match_labels
         else {
             "matchExpressions": [
-                {"key": "serving.kserve.io/inferenceservice", "operator": "Exists"},
-                {"key": "modelyard.io/model", "operator": "DoesNotExist"},
+                {"key": c.ISVC_LABEL, "operator": "Exists"},
+                {"key": c.MODEL_LABEL, "operator": "DoesNotExist"},
             ]
         }
     )

@@ -18,16 +18,13 @@ from typing import Any, Literal
 
 import yaml
 from modelyard.platform import signals as s
+from modelyard.policies.governance import conventions as c
 
 Severity = Literal["critical", "warning", "info"]
 
-#: Multi-window, multi-burn-rate pairs from the SRE workbook: (long window, short window, burn rate).
-PAGE_BURNS = (("1h", "5m", 14.4), ("6h", "30m", 6.0))
-TICKET_BURNS = (("3d", "6h", 1.0),)
-SLI_WINDOWS = ("5m", "30m", "1h", "6h", "3d")
-
-#: Namespace of the placeholder pods that hold warm GPUs on purpose (infra/karpenter.py).
-WARM_CAPACITY_NAMESPACE = "gpu-warm-capacity"
+# The SLO windows and burn factors, and the warm-capacity namespace, are conventions (one module).
+PAGE_BURNS, TICKET_BURNS, SLI_WINDOWS = c.PAGE_BURNS, c.TICKET_BURNS, c.SLI_WINDOWS
+WARM_CAPACITY_NAMESPACE = c.WARM_CAPACITY_NAMESPACE
 
 
 @dataclass(frozen=True)
@@ -129,24 +126,22 @@ def slo_groups() -> list[RuleGroup]:
         total = _by(per_model, f"rate({s.REQUESTS_TOTAL}[{w}])")
         errors = _by(per_model, f'rate({s.REQUESTS_TOTAL}{{code=~"5.."}}[{w}])')
         # `or ... * 0`: a model with traffic and no 5xx has an error ratio of 0, not no value.
-        records.append(
-            Record(f"model:modelyard_request_errors:ratio_rate{w}", f"({errors}\nor {total} * 0)\n/ {total}")
-        )
+        records.append(Record(c.sli_ratio("errors", w), f"({errors}\nor {total} * 0)\n/ {total}"))
         fast = _by(
             per_model,
             f"rate({s.REQUEST_DURATION}_bucket[{w}])\n"
             f"* on (namespace, model, le) group_left () {s.SLO_LATENCY_THRESHOLD}",
         )
         count = _by(per_model, f"rate({s.REQUEST_DURATION}_count[{w}])")
-        records.append(Record(f"model:modelyard_request_slow:ratio_rate{w}", f"1 - (\n{fast}\n/ {count}\n)"))
+        records.append(Record(c.sli_ratio("slow", w), f"1 - (\n{fast}\n/ {count}\n)"))
 
     def burn(kind: str, objective: str, pairs: Sequence[tuple[str, str, float]]) -> str:
         parts = []
         for long, short, rate in pairs:
             budget = f"on (namespace, model) ({rate:g} * (1 - {objective}))"
             parts.append(
-                f"(\n  model:modelyard_request_{kind}:ratio_rate{long} > {budget}\n"
-                f"and on (namespace, model)\n  model:modelyard_request_{kind}:ratio_rate{short} > {budget}\n)"
+                f"(\n  {c.sli_ratio(kind, long)} > {budget}\n"
+                f"and on (namespace, model)\n  {c.sli_ratio(kind, short)} > {budget}\n)"
             )
         return "\nor\n".join(parts)
 
@@ -212,7 +207,7 @@ def slo_groups() -> list[RuleGroup]:
 
 
 def kserve_group() -> RuleGroup:
-    isvc = s.ksm_label("serving.kserve.io/inferenceservice")
+    isvc = s.ksm_label(c.ISVC_LABEL)
     with_isvc = f'* on (namespace, pod) group_left ({isvc}) kube_pod_labels{{{isvc}!=""}}'
     return RuleGroup(
         "modelyard-kserve",
@@ -368,8 +363,8 @@ def monitoring_group() -> RuleGroup:
 def cost_groups(params: RuleParams) -> list[RuleGroup]:
     """Recording rules that price GPU nodes from kube-state-metrics, with the same price table the plan's
     cost estimate reads, and an alert on the spend pace."""
-    pool, itype, ctype = (s.ksm_label(k) for k in ("modelyard.io/gpu-pool", *s.KSM_NODE_LABELS[:2]))
-    isvc = s.ksm_label("serving.kserve.io/inferenceservice")
+    pool, itype, ctype = (s.ksm_label(k) for k in (c.GPU_POOL_LABEL, *s.KSM_NODE_LABELS[:2]))
+    isvc = s.ksm_label(c.ISVC_LABEL)
     prices = [
         Record(
             "modelyard:ec2_instance_price_usd_per_hour",
@@ -379,7 +374,7 @@ def cost_groups(params: RuleParams) -> list[RuleGroup]:
         for p in sorted(params.prices, key=lambda p: (p.instance_type, p.capacity_type))
     ]
     node_info = Record(
-        "node:modelyard_gpu_node:info",
+        c.GPU_NODE_INFO,
         "max by (node, gpu_pool, instance_type, capacity_type) (\n"
         "  label_replace(label_replace(label_replace(\n"
         f'    kube_node_labels{{{pool}!=""}},\n'
@@ -388,55 +383,43 @@ def cost_groups(params: RuleParams) -> list[RuleGroup]:
         f'    "capacity_type", "$1", "{ctype}", "(.+)")\n'
         ")",
     )
+    gpu_requests = 'kube_pod_container_resource_requests{resource="nvidia_com_gpu"}'
+    per_model = (
+        "  label_replace(\n"
+        f"    {gpu_requests}\n"
+        f"    * on (namespace, pod) group_left ({isvc}) kube_pod_labels,\n"
+        f'    "model", "$1", "{isvc}", "(.*)")\n'
+    )
     records = [
         *prices,
         node_info,
         Record(
-            "node:modelyard_gpu_price_usd_per_hour",
-            "node:modelyard_gpu_node:info\n"
+            c.GPU_NODE_PRICE,
+            f"{c.GPU_NODE_INFO}\n"
             "* on (instance_type, capacity_type) group_left () modelyard:ec2_instance_price_usd_per_hour",
         ),
         Record(
-            "node:modelyard_gpus:sum",
+            c.GPU_NODE_GPUS,
             'sum by (node) (kube_node_status_capacity{resource="nvidia_com_gpu"})\n'
-            "* on (node) group_left (gpu_pool) node:modelyard_gpu_node:info",
+            f"* on (node) group_left (gpu_pool) {c.GPU_NODE_INFO}",
         ),
+        Record(c.GPU_PRICE_PER_GPU, f"{c.GPU_NODE_PRICE} / on (node) group_left () {c.GPU_NODE_GPUS}"),
+        Record(c.POOL_GPU_COST, f"sum by (gpu_pool) ({c.GPU_NODE_PRICE})"),
+        Record(c.POOL_GPUS_PROVISIONED, f"sum by (gpu_pool) ({c.GPU_NODE_GPUS})"),
         Record(
-            "node:modelyard_gpu_price_usd_per_gpu_hour",
-            "node:modelyard_gpu_price_usd_per_hour / on (node) group_left () node:modelyard_gpus:sum",
+            c.POOL_GPUS_ALLOCATED,
+            f"sum by (gpu_pool) (\n  {gpu_requests}\n  * on (node) group_left (gpu_pool) {c.GPU_NODE_INFO}\n)",
         ),
-        Record("pool:modelyard_gpu_cost_usd_per_hour:sum", "sum by (gpu_pool) (node:modelyard_gpu_price_usd_per_hour)"),
-        Record("pool:modelyard_gpus_provisioned:sum", "sum by (gpu_pool) (node:modelyard_gpus:sum)"),
+        Record(c.MODEL_GPUS_ALLOCATED, f"sum by (namespace, model) (\n{per_model})"),
         Record(
-            "pool:modelyard_gpus_allocated:sum",
-            'sum by (gpu_pool) (\n  kube_pod_container_resource_requests{resource="nvidia_com_gpu"}\n'
-            "  * on (node) group_left (gpu_pool) node:modelyard_gpu_node:info\n)",
-        ),
-        Record(
-            "namespace_model:modelyard_gpus_allocated:sum",
-            "sum by (namespace, model) (\n"
-            "  label_replace(\n"
-            '    kube_pod_container_resource_requests{resource="nvidia_com_gpu"}\n'
-            f"    * on (namespace, pod) group_left ({isvc}) kube_pod_labels,\n"
-            f'    "model", "$1", "{isvc}", "(.*)")\n'
-            ")",
-        ),
-        Record(
-            "namespace_model:modelyard_gpu_cost_usd_per_hour:sum",
-            "sum by (namespace, model) (\n"
-            "  label_replace(\n"
-            '    kube_pod_container_resource_requests{resource="nvidia_com_gpu"}\n'
-            f"    * on (namespace, pod) group_left ({isvc}) kube_pod_labels,\n"
-            f'    "model", "$1", "{isvc}", "(.*)")\n'
-            "  * on (node) group_left () node:modelyard_gpu_price_usd_per_gpu_hour\n"
-            ")",
+            c.MODEL_GPU_COST,
+            f"sum by (namespace, model) (\n{per_model}  * on (node) group_left () {c.GPU_PRICE_PER_GPU}\n)",
         ),
         Record("modelyard:budget_monthly_usd", f"vector({params.monthly_budget_usd:.6g})"),
     ]
     pace = Alert(
         "GPUSpendPaceOverBudget",
-        f"sum (avg_over_time(pool:modelyard_gpu_cost_usd_per_hour:sum[6h])) * {params.hours_per_month}\n"
-        "> on () modelyard:budget_monthly_usd",
+        f"sum (avg_over_time({c.POOL_GPU_COST}[6h])) * {params.hours_per_month}\n> on () modelyard:budget_monthly_usd",
         "warning",
         "GPU nodes alone are on pace to exceed the monthly budget",
         "At the last 6 hours' rate, GPU nodes cost ${{ $value | humanize }} a month, over this environment's "

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Final
 
+from modelyard.policies.governance import conventions as c
+
 #: `job` label of every model-server target.
 MODEL_JOB: Final = "modelyard-models"
 
@@ -46,8 +48,8 @@ GPU_POWER: Final = "DCGM_FI_DEV_POWER_USAGE"
 GPU_XID: Final = "DCGM_FI_DEV_XID_ERRORS"
 
 #: kube-state-metrics pod and node labels the rules join on (allow-listed in the chart values).
-KSM_POD_LABELS: Final = ("serving.kserve.io/inferenceservice",)
-KSM_NODE_LABELS: Final = ("node.kubernetes.io/instance-type", "karpenter.sh/capacity-type", "modelyard.io/gpu-pool")
+KSM_POD_LABELS: Final = (c.ISVC_LABEL,)
+KSM_NODE_LABELS: Final = ("node.kubernetes.io/instance-type", "karpenter.sh/capacity-type", c.GPU_POOL_LABEL)
 
 
 def ksm_label(kubernetes_label: str) -> str:

@@ -63,7 +63,20 @@ def openmetrics(now: int) -> str:
             f'{m},inferenceservice="{isvc}",le="+Inf"',
             lambda i, t=total: t * i,
         )
-    for model in ("embed", "calm"):
+    # One model per SLO alert window pair, objective 0.999 (a budget of 0.1% errors), 1,000 requests a step:
+    # steady8 burns 8x everywhere (the 6h/30m page pair and not the 1h/5m one), burst burns 48x for the
+    # last 20 minutes (the 1h/5m page pair only: 16x over 1h, 5.3x over the 3 hours there are), steady3
+    # burns 3x (the 3d/6h ticket pair only).
+    burst_from = (now - 20 * 60 - start) // STEP
+    for model, errors_at in (
+        ("steady8", lambda i: 8 * i),
+        ("burst", lambda i: 48 * max(0, i - burst_from)),
+        ("steady3", lambda i: 3 * i),
+    ):
+        labels = f'namespace="models",model="{model}",inferenceservice="{model}"'
+        add("modelyard_requests_total", f'{labels},code="500"', errors_at)
+        add("modelyard_requests_total", f'{labels},code="200"', lambda i, e=errors_at: 1000 * i - e(i))
+    for model in ("embed", "calm", "steady8", "burst", "steady3"):
         add("modelyard:slo_availability_objective", f'namespace="models",model="{model}"', lambda i: 0.999)
     for node in ("n1", "n2"):
         labels = (
@@ -154,6 +167,41 @@ def ops(url: str, *args: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, 
     return code, json.loads(out) if out.strip() else {}
 
 
+def active_slo_alerts(url: str) -> dict[str, set[str]]:
+    """What the platform's own alert rules, evaluated by this Prometheus, say per model (pending or firing)."""
+    alerts = requests.get(f"{url}/api/v1/alerts", timeout=10).json()["data"]["alerts"]
+    out: dict[str, set[str]] = {}
+    for alert in alerts:
+        name = alert["labels"]["alertname"]
+        if name.startswith("Model") and "BudgetBurn" in name:
+            out.setdefault(alert["labels"]["model"], set()).add(name)
+    return out
+
+
+def test_slo_says_what_the_alerts_say_for_every_window_pair(
+    prometheus: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`ops slo` evaluates the alerts' own windows and factors on the ratios the rules record: for each
+    window pair, the verdict on-call reads is the one the pager gave."""
+    code, result = ops(prometheus, "slo", capsys=capsys)
+    rows = {r["model"]: r for r in result["rows"]}
+    alerts = active_slo_alerts(prometheus)
+    for name, row in rows.items():
+        assert set(row["alerts"]) == alerts.get(name, set()), (name, row, alerts.get(name))
+    # 8x over every window pages through the 6h/30m pair (it once said `ticket`).
+    steady8 = rows["steady8"]
+    assert steady8["status"] == "page" and steady8["burn_1h"] < 14.4 < steady8["burn_5m"] * 2
+    assert steady8["burn_6h"] > 6 and steady8["burn_30m"] > 6
+    # A 20-minute burst pages through the 1h/5m pair alone.
+    burst = rows["burst"]
+    assert burst["status"] == "page" and burst["burn_1h"] > 14.4 and burst["burn_5m"] > 14.4 and burst["burn_6h"] < 6
+    # 3x everywhere opens a ticket through the 3d/6h pair.
+    steady3 = rows["steady3"]
+    assert steady3["status"] == "ticket" and steady3["alerts"] == ["ModelErrorBudgetBurnSlow"]
+    assert rows["calm"]["status"] == "ok" and rows["calm"]["alerts"] == []
+    assert code == 1
+
+
 def test_slo_burn_rates_and_budget(prometheus: str, capsys: pytest.CaptureFixture[str]) -> None:
     code, result = ops(prometheus, "slo", capsys=capsys)
     rows = {r["model"]: r for r in result["rows"]}
@@ -231,7 +279,10 @@ def test_cost_against_the_budget(
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["slo", "--model", "nope"], "unknown model 'nope': models with an SLO here: calm, embed"),
+        (
+            ["slo", "--model", "nope"],
+            "unknown model 'nope': models with an SLO here: burst, calm, embed, steady3, steady8",
+        ),
         (["canary", "calm"], "model 'calm' has no canary receiving traffic"),
         (["canary", "ghost"], "unknown model 'ghost'"),
     ],

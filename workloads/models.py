@@ -15,15 +15,20 @@ from modelyard.platform.common import CONTAINER_SECURITY
 from modelyard.platform.monitoring import model_pod_monitor
 from modelyard.platform.network_policy import MODEL_PORT
 from modelyard.platform.rules import Record, RuleGroup, prometheus_rule_spec
+from modelyard.policies.governance.conventions import (
+    GPU_RESOURCE,
+    ISVC_LABEL,
+    MODEL_LABEL,
+    ROLE_LABEL,
+    TEAM_LABEL,
+    VERSION_LABEL,
+)
 from modelyard.workloads.catalog import ModelEntry
 
 #: The port model servers listen on: the platform's NetworkPolicies open it in the model namespace.
 HTTP_PORT = MODEL_PORT
-MODEL_LABEL = "modelyard.io/model"
-VERSION_LABEL = "modelyard.io/model-version"
-ISVC_LABEL = "serving.kserve.io/inferenceservice"
-#: `stable` or `canary`: a canary is small on purpose, and policy holds only stable ones to the tier's replica floor.
-ROLE_LABEL = "modelyard.io/role"
+# ROLE_LABEL is `stable` or `canary`: a canary is small on purpose, and policy holds only stable ones to the
+# tier's replica floor.
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -62,7 +67,7 @@ def _resources(model: ModelEntry) -> dict[str, dict[str, str]]:
     r = model.resources
     requests = {"cpu": r.cpu, "memory": r.memory}
     if r.gpu:
-        requests["nvidia.com/gpu"] = str(r.gpu.count)
+        requests[GPU_RESOURCE] = str(r.gpu.count)
     # Limits equal requests: guaranteed QoS, and GPU requests must equal limits anyway.
     return {"requests": requests, "limits": dict(requests)}
 
@@ -154,7 +159,7 @@ class ModelDeployment(pulumi.ComponentResource):
         for isvc_name, version, replicas, role in versions:
             labels = {
                 **args.labels,
-                "modelyard.io/team": m.team,
+                TEAM_LABEL: m.team,
                 MODEL_LABEL: m.name,
                 VERSION_LABEL: version,
                 ROLE_LABEL: role,
@@ -184,7 +189,7 @@ class ModelDeployment(pulumi.ComponentResource):
             pdb_meta: Any = {"name": isvc_name, "namespace": args.namespace, "labels": labels}
             pdb_spec: Any = {"maxUnavailable": 1, "selector": {"matchLabels": {ISVC_LABEL: isvc_name}}}
             k8s.policy.v1.PodDisruptionBudget(f"{isvc_name}-pdb", metadata=pdb_meta, spec=pdb_spec, opts=child)
-        labels = {**args.labels, "modelyard.io/team": m.team, MODEL_LABEL: m.name}
+        labels = {**args.labels, TEAM_LABEL: m.team, MODEL_LABEL: m.name}
         if m.canary_active:
             svc_meta: Any = {"name": f"{m.name}-traffic", "namespace": args.namespace, "labels": labels}
             svc_spec: Any = {

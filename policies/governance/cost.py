@@ -23,13 +23,12 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
+from .conventions import GPU_POOL_LABEL, GPU_RESOURCE, WARM_PRIORITY_CLASS
 from .prices import PriceBook, RegionPrices, price_book
 from .resources import S3_BUCKET_COMPANIONS, Resource, Stack, dig, known, sequence
 
 USAGE_FILE = Path(__file__).parent / "usage.yaml"
-#: Karpenter GPU pools carry this label (infra/karpenter.py); pods select a pool by it.
-GPU_POOL_LABEL = "modelyard.io/gpu-pool"
-GPU = "nvidia.com/gpu"
+GPU = GPU_RESOURCE
 DEFAULT_REGION = "us-east-1"
 
 Kind = Literal["fixed", "usage", "free", "not priced"]
@@ -384,9 +383,8 @@ def _pod_gpus(pod_spec: Any) -> int:
     return sum(_int(dig(container, "resources", "limits", GPU)) for container in sequence(dig(pod_spec, "containers")))
 
 
-#: Placeholder pods that hold warm GPUs (infra/karpenter.py) run at this priority class; models preempt
-#: them, so they set a floor under a pool rather than adding to what models use.
-WARM_PRIORITY_CLASS = "modelyard-warm-capacity"
+# Placeholder pods that hold warm GPUs (infra/karpenter.py) run at WARM_PRIORITY_CLASS; models preempt
+# them, so they set a floor under a pool rather than adding to what models use.
 
 
 def pinned_gpu_pods(stack: Stack) -> dict[str, list[int]]:

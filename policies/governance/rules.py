@@ -18,18 +18,17 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from .cost import GPU, GPU_POOL_LABEL, Estimate, estimate, pinned_gpu_pods
+from .conventions import GPU_POOL_LABEL, GPU_RESOURCE, ISVC_LABEL, LABEL_KEYS, ROLE_LABEL, TAG_KEYS
+from .cost import GPU, Estimate, estimate, pinned_gpu_pods
 from .prices import price_book
 from .resources import S3_BUCKET_COMPANIONS, Resource, Stack, as_list, dig, known, mapping, statements
 
 Level = Literal["advisory", "mandatory", "disabled"]
 
-REQUIRED_TAGS = ("env", "team", "cost-center", "managed-by")
-REQUIRED_LABELS = ("modelyard.io/env", "modelyard.io/team", "modelyard.io/cost-center", "app.kubernetes.io/managed-by")
-GPU_TAINT_KEY = "nvidia.com/gpu"
+REQUIRED_TAGS = TAG_KEYS
+REQUIRED_LABELS = LABEL_KEYS
+GPU_TAINT_KEY = GPU_RESOURCE
 ISVC = "kubernetes:serving.kserve.io/v1beta1:InferenceService"
-ISVC_LABEL = "serving.kserve.io/inferenceservice"
-ROLE_LABEL = "modelyard.io/role"
 PUBLIC_ACLS = ("public-read", "public-read-write", "authenticated-read")
 OPEN_CIDRS = ("0.0.0.0/0", "::/0")
 READ_ONLY_MODEL_ACTIONS = frozenset(

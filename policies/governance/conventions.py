@@ -1,0 +1,76 @@
+"""The names every layer shares, in one place: labels, resource names, tag keys, recorded series and the
+SLO windows and burn factors.
+
+Infrastructure, platform, workloads, the policy pack, the cost estimator, the dashboards and `modelyard
+ops` import these; none types them again (the way sloth keeps its conventions in one file). This module
+is standard-library only and lives inside the policy pack, which CrossGuard loads on its own.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# -- Kubernetes labels and names -----------------------------------------------------------------------
+#: Extended resource the NVIDIA device plugin advertises; also the GPU taint's key.
+GPU_RESOURCE: Final = "nvidia.com/gpu"
+#: Label on every GPU node (Karpenter NodePool template) and selector of every GPU pod: the pool name.
+GPU_POOL_LABEL: Final = "modelyard.io/gpu-pool"
+#: Label on every GPU node: the GPU class (a10g, l40s, ...).
+GPU_CLASS_LABEL: Final = "modelyard.io/gpu-class"
+#: Label (key, value) on the system node group's nodes; platform services select it.
+SYSTEM_POOL_LABEL: Final = ("modelyard.io/pool", "system")
+#: KServe's label on an InferenceService's pods.
+ISVC_LABEL: Final = "serving.kserve.io/inferenceservice"
+#: Labels the workloads stack puts on a model's objects.
+MODEL_LABEL: Final = "modelyard.io/model"
+VERSION_LABEL: Final = "modelyard.io/model-version"
+ROLE_LABEL: Final = "modelyard.io/role"
+TEAM_LABEL: Final = "modelyard.io/team"
+#: Where placeholder pods hold warm GPU capacity, and the priority class every model preempts.
+WARM_CAPACITY_NAMESPACE: Final = "gpu-warm-capacity"
+WARM_PRIORITY_CLASS: Final = "modelyard-warm-capacity"
+
+# -- AWS ------------------------------------------------------------------------------------------------
+#: Tag keys every AWS resource carries (and, prefixed, every Kubernetes object).
+TAG_KEYS: Final = ("env", "team", "cost-center", "managed-by")
+#: Kubernetes label form of the tag keys.
+LABEL_KEYS: Final = (
+    "modelyard.io/env",
+    "modelyard.io/team",
+    "modelyard.io/cost-center",
+    "app.kubernetes.io/managed-by",
+)
+
+
+def budget_name(env: str) -> str:
+    """The AWS Budget of an environment (infra/alerts.py creates it; `modelyard ops cost` reads it)."""
+    return f"modelyard-{env}"
+
+
+# -- recorded series (platform/rules.py records them; dashboards and ops read them) -----------------------
+GPU_NODE_INFO: Final = "node:modelyard_gpu_node:info"
+GPU_NODE_PRICE: Final = "node:modelyard_gpu_price_usd_per_hour"
+GPU_NODE_GPUS: Final = "node:modelyard_gpus:sum"
+GPU_PRICE_PER_GPU: Final = "node:modelyard_gpu_price_usd_per_gpu_hour"
+POOL_GPU_COST: Final = "pool:modelyard_gpu_cost_usd_per_hour:sum"
+POOL_GPUS_PROVISIONED: Final = "pool:modelyard_gpus_provisioned:sum"
+POOL_GPUS_ALLOCATED: Final = "pool:modelyard_gpus_allocated:sum"
+MODEL_GPUS_ALLOCATED: Final = "namespace_model:modelyard_gpus_allocated:sum"
+MODEL_GPU_COST: Final = "namespace_model:modelyard_gpu_cost_usd_per_hour:sum"
+
+# -- SLOs -------------------------------------------------------------------------------------------------
+#: Multi-window, multi-burn-rate pairs from the SRE workbook: (long window, short window, burn factor).
+#: An alert fires when the ratio over both windows is above factor x (1 - objective).
+PAGE_BURNS: Final = (("1h", "5m", 14.4), ("6h", "30m", 6.0))
+TICKET_BURNS: Final = (("3d", "6h", 1.0),)
+#: Every window an SLI ratio is recorded over.
+SLI_WINDOWS: Final = ("5m", "30m", "1h", "6h", "3d")
+#: The period an error budget is counted over.
+BUDGET_PERIOD: Final = "30d"
+#: The SLIs: (kind in the recorded series name, what a bad request is).
+SLI_KINDS: Final = ("errors", "slow")
+
+
+def sli_ratio(kind: str, window: str) -> str:
+    """The recorded share of bad requests (`errors`: 5xx; `slow`: over the latency threshold) per model."""
+    return f"model:modelyard_request_{kind}:ratio_rate{window}"
