@@ -9,12 +9,18 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from modelyard.config import FULL_KEY, STACK_NAME, ConfigError, read_stack_config
+# Only the standard library and the policy pack's conventions (standard-library only) at import time:
+# `modelyard --help` must not wait for pydantic, Pulumi or the AWS SDKs.
+from modelyard.policies.governance.conventions import DNS_LABEL, PLATFORM_CONFIG_KEY, PROJECT_KEYS
+
+STACK_NAME = re.compile(DNS_LABEL)
+FULL_KEY = PLATFORM_CONFIG_KEY
 
 EXIT_OK, EXIT_VIOLATION, EXIT_USAGE = 0, 1, 2
 #: Ctrl-C, as shells report a process ended by SIGINT.
@@ -31,6 +37,20 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
+def _project_root(cwd: str | None) -> Path:
+    """The checkout to read stack files from: the one the command runs in (or --cwd), as the Pulumi CLI
+    does, never the one this package happens to be installed from."""
+    from modelyard.programs import find_root
+
+    start = Path(cwd) if cwd else Path.cwd()
+    if cwd and not start.is_dir():
+        raise UsageError(f"--cwd {cwd}: no such directory")
+    try:
+        return find_root(start)
+    except LookupError as exc:
+        raise UsageError(str(exc)) from None
+
+
 def _projects_for(choice: str) -> list[str]:
     from modelyard.programs import PROJECTS
 
@@ -39,6 +59,7 @@ def _projects_for(choice: str) -> list[str]:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     # Imported here so `modelyard --help` stays instant.
+    from modelyard.config import read_stack_config
     from modelyard.plan import digest as digest_mod
     from modelyard.plan.engine import PlanError, run_program
     from modelyard.plan.report import config_lines, summary, workloads_lines, write_manifests
@@ -51,17 +72,19 @@ def cmd_plan(args: argparse.Namespace) -> int:
     if args.config_file and len(names) > 1:
         raise UsageError("--config-file names one stack file: use it with --project platform or --project workloads")
 
+    root = _project_root(args.cwd)
+
     def load(key: str) -> tuple[Any, Any, dict[str, Any], Path]:
         project = PROJECTS[key]
-        path = Path(args.config_file) if args.config_file and key in names else project.stack_file(env)
+        path = Path(args.config_file) if args.config_file and key in names else project.stack_file(env, root)
         if not (args.config_file and key in names) and not path.exists():
-            available = sorted(p.name.split(".")[1] for p in project.directory.glob("Pulumi.*.yaml"))
+            available = sorted(p.name.split(".")[1] for p in project.directory_in(root).glob("Pulumi.*.yaml"))
             raise UsageError(
                 f"no stack file for {env!r} in project {project.pulumi_name}: {path} does not exist "
                 f"(stacks: {', '.join(available) or 'none'})"
             )
         raw = read_stack_config(path, stack=env, key=project.config_key)
-        return project, project.parse_config(raw, env, path.name), raw, path
+        return project, project.parse_config(raw, env, path.name, project.directory_in(root)), raw, path
 
     plans, descriptions, seconds = [], {}, 0.0
     try:
@@ -101,6 +124,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 def _check_pools(w: Any, outputs: dict[str, Any], env: str, source: str) -> None:
     """Every GPU pool the catalog names exists in the platform plan (under `pulumi up` the program
     checks the same against the StackReference)."""
+    from modelyard.config import ConfigError
     from modelyard.workloads.catalog import CATALOG
 
     pools = [p.get("name") for p in outputs.get("gpuPools") or []]
@@ -194,7 +218,7 @@ def cmd_cost(args: argparse.Namespace) -> int:
 
     from pydantic import ValidationError
 
-    from modelyard.config import read_yaml
+    from modelyard.config import ConfigError, read_yaml
     from modelyard.policies.governance.cost import Usage, estimate
     from modelyard.verdicts import cost_text
 
@@ -253,6 +277,7 @@ def cmd_model_push(args: argparse.Namespace) -> int:
     import boto3
     from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
+    from modelyard.config import read_stack_config
     from modelyard.infra.model_store import model_bucket_name
     from modelyard.model_push import PushError, push
     from modelyard.programs import PROJECTS
@@ -261,7 +286,7 @@ def cmd_model_push(args: argparse.Namespace) -> int:
         raise UsageError(f"--env {args.env!r} is not a stack name: use a lowercase name such as dev, staging or prod")
     region = args.region
     if region is None:
-        stack_file = PROJECTS["platform"].stack_file(args.env)
+        stack_file = PROJECTS["platform"].stack_file(args.env, _project_root(args.cwd))
         if stack_file.exists():
             region = read_stack_config(stack_file, stack=args.env).get(FULL_KEY, {}).get("region")
     try:
@@ -340,9 +365,9 @@ def cmd_review(args: argparse.Namespace) -> int:
     import subprocess
     import tempfile
 
-    from modelyard.programs import REPO_ROOT
     from modelyard.review import markdown
 
+    REPO_ROOT = _project_root(args.cwd)  # the checkout under review: where the command runs
     envs = args.env or ["dev", "staging", "prod"]
     with tempfile.TemporaryDirectory(prefix="modelyard-review-") as tmp:
         base_tree = Path(tmp) / "base"
@@ -447,9 +472,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = _Parser(prog="modelyard", description="Plan, review and operate the modelyard platform.")
     parser.add_argument("--version", action="version", version=f"modelyard {__version__}")
+    parser.add_argument(
+        "-C",
+        "--cwd",
+        metavar="DIR",
+        help="run as if started in DIR: stack files and catalogs are read from the checkout DIR is in",
+    )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
-
-    from modelyard.programs import PROJECTS
 
     plan = sub.add_parser(
         "plan",
@@ -461,7 +490,7 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("env", metavar="ENV", help="the stack to plan: dev, staging, prod or any Pulumi.<ENV>.yaml")
     plan.add_argument(
         "--project",
-        choices=[*PROJECTS, "all"],
+        choices=[*PROJECT_KEYS, "all"],
         default="platform",
         help="which Pulumi project(s) to plan (default: platform)",
     )
@@ -581,6 +610,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             stream.reconfigure(errors="backslashreplace")
     parser = build_parser()
     args = parser.parse_args(argv)
+    from modelyard.config import ConfigError
+
     try:
         code: int = args.handler(args)
     except KeyboardInterrupt:

@@ -34,12 +34,12 @@ from pydantic import (
 )
 
 from modelyard import gpus
+from modelyard.policies.governance.conventions import CONFIG_NAMESPACE, DNS_LABEL, PLATFORM_CONFIG_KEY
 from modelyard.policies.governance.prices import PRICES_NAME, price_book
 from modelyard.versions import DEFAULT_KUBERNETES_VERSION, SUPPORTED_KUBERNETES_VERSIONS
 
-CONFIG_NAMESPACE = "modelyard"
 PLATFORM_KEY = "platform"
-FULL_KEY = f"{CONFIG_NAMESPACE}:{PLATFORM_KEY}"
+FULL_KEY = PLATFORM_CONFIG_KEY
 
 T = TypeVar("T")
 
@@ -65,7 +65,6 @@ def _pattern(regex: str, hint: str) -> StringConstraints:
 
 
 #: Names that become Kubernetes names and stack names: lowercase DNS labels of at most 32 characters.
-DNS_LABEL = r"^[a-z]([a-z0-9-]{0,30}[a-z0-9])?$"
 DnsLabel = Annotated[str, _pattern(DNS_LABEL, "a lowercase DNS label (a-z, 0-9, '-', at most 32 characters)")]
 TagValue = Annotated[
     str,

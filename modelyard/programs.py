@@ -284,7 +284,8 @@ def run_workloads() -> None:
     stack = pulumi.get_stack()
     raw = {WORKLOADS_KEY: pulumi.Config(CONFIG_NAMESPACE).get_object("workloads")}
     try:
-        w = parse_workloads(raw, stack=stack, source=f"Pulumi.{stack}.yaml", directory=REPO_ROOT / "workloads")
+        # The Pulumi CLI runs the program in the project's directory: the catalog is read from there.
+        w = parse_workloads(raw, stack=stack, source=f"Pulumi.{stack}.yaml", directory=Path.cwd())
     except ConfigError as exc:
         raise pulumi.RunError(str(exc)) from None
     workloads_program(w)
@@ -313,13 +314,23 @@ class Project:
     pulumi_name: str
     #: The one `modelyard:` key its stack files hold.
     config_key: str
-    directory: Path
-    #: Validates a stack file's `config:` mapping for a stack; raises ConfigError.
-    parse_config: Callable[[Mapping[str, Any], str, str], Any]
+    #: Where it lives in a checkout: "" for the platform project (the root), "workloads".
+    subdir: str
+    #: Validates a stack file's `config:` mapping (config, stack, file name, project directory); raises
+    #: ConfigError.
+    parse_config: Callable[[Mapping[str, Any], str, str, Path], Any]
     program: Callable[[Any], None]
 
-    def stack_file(self, env: str) -> Path:
-        return self.directory / f"Pulumi.{env}.yaml"
+    def directory_in(self, root: Path) -> Path:
+        return root / self.subdir if self.subdir else root
+
+    @property
+    def directory(self) -> Path:
+        """In the checkout this package is installed from."""
+        return self.directory_in(REPO_ROOT)
+
+    def stack_file(self, env: str, root: Path = REPO_ROOT) -> Path:
+        return self.directory_in(root) / f"Pulumi.{env}.yaml"
 
 
 PROJECTS: dict[str, Project] = {
@@ -327,18 +338,45 @@ PROJECTS: dict[str, Project] = {
         key="platform",
         pulumi_name="modelyard-platform",
         config_key=FULL_KEY,
-        directory=REPO_ROOT,
-        parse_config=lambda raw, env, source: parse_platform_config(raw[FULL_KEY], stack=env, source=source),
+        subdir="",
+        parse_config=lambda raw, env, source, _: parse_platform_config(raw[FULL_KEY], stack=env, source=source),
         program=platform_program,
     ),
     "workloads": Project(
         key="workloads",
         pulumi_name="modelyard-workloads",
         config_key=WORKLOADS_KEY,
-        directory=REPO_ROOT / "workloads",
-        parse_config=lambda raw, env, source: parse_workloads(
-            raw, stack=env, source=source, directory=REPO_ROOT / "workloads"
+        subdir="workloads",
+        parse_config=lambda raw, env, source, directory: parse_workloads(
+            raw, stack=env, source=source, directory=directory
         ),
         program=workloads_program,
     ),
 }
+
+
+def find_root(start: Path) -> Path:
+    """The checkout `start` is in, found the way the Pulumi CLI finds a project: the nearest Pulumi.yaml
+    at or above `start`. From the workloads project, its parent is the root. Raises LookupError."""
+    names = {p.pulumi_name: p for p in PROJECTS.values()}
+    for directory in (start.resolve(), *start.resolve().parents):
+        manifest = directory / "Pulumi.yaml"
+        if manifest.is_file():
+            name = _project_name(manifest)
+            project = names.get(name or "")
+            if project is None:
+                raise LookupError(
+                    f"{manifest} is project {name!r}, not one of {', '.join(sorted(names))}: run modelyard from "
+                    "a modelyard checkout, or pass --cwd"
+                )
+            return directory.parents[len(Path(project.subdir).parts) - 1] if project.subdir else directory
+    raise LookupError(
+        f"no Pulumi.yaml in {start.resolve()} or above: run modelyard from a modelyard checkout, or pass --cwd"
+    )
+
+
+def _project_name(manifest: Path) -> str | None:
+    for line in manifest.read_text(encoding="utf-8", errors="replace").splitlines():
+        if line.startswith("name:"):
+            return line.split(":", 1)[1].strip().strip("'\"")
+    return None

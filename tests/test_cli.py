@@ -11,17 +11,36 @@ import pytest
 import yaml
 
 from modelyard.cli import main
+from modelyard.programs import PROJECTS, REPO_ROOT
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "modelyard.cli", *args], capture_output=True, text=True, check=False, cwd="/"
+        [sys.executable, "-m", "modelyard.cli", *args], capture_output=True, text=True, check=False, cwd=REPO_ROOT
     )
 
 
 def test_plan_dev_prints_a_summary_and_writes_files(tmp_path: Path) -> None:
     out, manifests = tmp_path / "dev.json", tmp_path / "manifests"
-    result = run("plan", "dev", "--out", str(out), "--manifests", str(manifests))
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "modelyard.cli",
+            "--cwd",
+            str(REPO_ROOT),
+            "plan",
+            "dev",
+            "--out",
+            str(out),
+            "--manifests",
+            str(manifests),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd="/",
+    )
     assert result.returncode == 0, result.stderr
     text = result.stdout
     assert text.startswith("modelyard plan dev — modelyard-platform/dev (offline")
@@ -67,3 +86,58 @@ def test_usage_errors_exit_2_with_a_message(args: list[str], message: str) -> No
     assert result.returncode == 2, result.stdout
     assert message in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_plan_reads_the_checkout_it_runs_in(tmp_path: Path) -> None:
+    """Like the Pulumi CLI: a fork's edited stack file is what gets planned, whichever checkout the
+    package was installed from; from the workloads project, the root is found above it."""
+    fork = tmp_path / "fork"
+    (fork / "workloads" / "catalog").mkdir(parents=True)
+    for name in (
+        "Pulumi.yaml",
+        "Pulumi.dev.yaml",
+        "workloads/Pulumi.yaml",
+        "workloads/Pulumi.dev.yaml",
+        "workloads/catalog/dev.yaml",
+    ):
+        (fork / name).write_text((REPO_ROOT / name).read_text())
+    edited = (fork / "Pulumi.dev.yaml").read_text().replace("monthly_usd: 1500", "monthly_usd: 1234")
+    assert edited != (REPO_ROOT / "Pulumi.dev.yaml").read_text()
+    (fork / "Pulumi.dev.yaml").write_text(edited)
+    for cwd in (fork, fork / "workloads"):
+        result = subprocess.run(
+            [sys.executable, "-m", "modelyard.cli", "plan", "dev", "--project", "all"],
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=cwd,
+        )
+        assert "$1,234.00" in result.stdout, (cwd, result.stdout[-800:], result.stderr)
+    outside = subprocess.run(
+        [sys.executable, "-m", "modelyard.cli", "plan", "dev"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert outside.returncode == 2
+    assert f"no Pulumi.yaml in {tmp_path} or above" in outside.stderr
+
+
+def test_help_is_instant_and_projects_agree() -> None:
+    """`modelyard --help` imports no SDK: neither Pulumi, pydantic nor boto3."""
+    probe = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys\nfrom modelyard.cli import build_parser\nbuild_parser()\n"
+            "print(sorted(m for m in ('pulumi', 'pulumi_aws', 'pydantic', 'boto3', 'yaml') if m in sys.modules))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert probe.stdout.strip() == "[]"
+    from modelyard.policies.governance.conventions import PROJECT_KEYS
+
+    assert tuple(PROJECTS) == PROJECT_KEYS

@@ -23,10 +23,10 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from modelyard.platform.signals import LATENCY_BUCKETS
+from modelyard.policies.governance.conventions import WORKLOADS_CONFIG_KEY
 from pydantic import Field, model_validator
 
 from modelyard.config import (
-    CONFIG_NAMESPACE,
     ConfigError,
     DnsLabel,
     FieldProblems,
@@ -41,7 +41,7 @@ from modelyard.config import (
     validate_model,
 )
 
-WORKLOADS_KEY = f"{CONFIG_NAMESPACE}:workloads"
+WORKLOADS_KEY = WORKLOADS_CONFIG_KEY
 CATALOG = "catalog"
 
 Version = Annotated[str, _pattern(r"^[0-9A-Za-z][0-9A-Za-z._-]{0,62}$", "a version such as 1, 2 or 2026-11-01")]

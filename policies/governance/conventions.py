@@ -10,6 +10,16 @@ from __future__ import annotations
 
 from typing import Final
 
+# -- Pulumi projects, stacks and config keys -------------------------------------------------------------
+#: The Pulumi projects of this repository (modelyard/programs.py), by key.
+PROJECT_KEYS: Final = ("platform", "workloads")
+#: The config namespace and the one structured key each project's stack files hold.
+CONFIG_NAMESPACE: Final = "modelyard"
+PLATFORM_CONFIG_KEY: Final = f"{CONFIG_NAMESPACE}:platform"
+WORKLOADS_CONFIG_KEY: Final = f"{CONFIG_NAMESPACE}:workloads"
+#: A stack (environment) name, and so `env`: a lowercase DNS label of at most 32 characters.
+DNS_LABEL: Final = r"^[a-z]([a-z0-9-]{0,30}[a-z0-9])?$"
+
 # -- Kubernetes labels and names -----------------------------------------------------------------------
 #: Extended resource the NVIDIA device plugin advertises; also the GPU taint's key.
 GPU_RESOURCE: Final = "nvidia.com/gpu"
