@@ -13,6 +13,7 @@ from modelyard.infra import iam
 from modelyard.infra.eks import Cluster
 from modelyard.infra.nodes import SYSTEM_POOL_LABEL, node_role
 from modelyard.platform.common import helm_release, namespace
+from modelyard.policies.governance import gpus
 from modelyard.policies.governance.conventions import (
     GPU_CLASS_LABEL,
     GPU_POOL_LABEL,
@@ -21,7 +22,6 @@ from modelyard.policies.governance.conventions import (
     WARM_PRIORITY_CLASS,
 )
 
-from modelyard import gpus
 from modelyard.config import GpuPoolConfig
 from modelyard.tags import k8s_labels
 from modelyard.versions import IMAGES, KARPENTER_AMI_ALIAS

@@ -33,7 +33,7 @@ from pydantic import (
     model_validator,
 )
 
-from modelyard import gpus
+from modelyard.policies.governance import gpus
 from modelyard.policies.governance.conventions import CONFIG_NAMESPACE, DNS_LABEL, PLATFORM_CONFIG_KEY
 from modelyard.policies.governance.prices import PRICES_NAME, price_book
 from modelyard.versions import DEFAULT_KUBERNETES_VERSION, SUPPORTED_KUBERNETES_VERSIONS

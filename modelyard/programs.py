@@ -263,7 +263,6 @@ def workloads_program(w: Workloads) -> None:
                 registry=platform.require_output("ecrRepositoryUrl"),
                 pools=platform.require_output("gpuPools"),
                 labels=labels,
-                runbook_base_url="",
             ),
             opts=pulumi.ResourceOptions(providers=[k8s_provider]),
         )

@@ -33,7 +33,7 @@ class Record:
     expr: str
     labels: Mapping[str, str] = field(default_factory=dict)
 
-    def render(self, _: str) -> dict[str, Any]:
+    def render(self, _: str | None) -> dict[str, Any]:
         out: dict[str, Any] = {"record": self.record, "expr": _clean(self.expr)}
         if self.labels:
             out["labels"] = dict(self.labels)
@@ -49,7 +49,9 @@ class Alert:
     description: str
     for_: str = "0m"
 
-    def render(self, runbook_base_url: str) -> dict[str, Any]:
+    def render(self, runbook_base_url: str | None) -> dict[str, Any]:
+        if runbook_base_url is None:
+            raise ValueError(f"alert {self.alert} needs a runbook base URL (monitoring.runbook_base_url)")
         out: dict[str, Any] = {"alert": self.alert, "expr": _clean(self.expr)}
         if self.for_ != "0m":
             out["for"] = self.for_
@@ -68,7 +70,7 @@ class RuleGroup:
     rules: tuple[Record | Alert, ...]
     interval: str | None = None
 
-    def render(self, runbook_base_url: str) -> dict[str, Any]:
+    def render(self, runbook_base_url: str | None) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name}
         if self.interval:
             out["interval"] = self.interval
@@ -101,12 +103,12 @@ def alerts(groups: Iterable[RuleGroup]) -> list[Alert]:
     return [rule for group in groups for rule in group.rules if isinstance(rule, Alert)]
 
 
-def prometheus_rule_spec(groups: Sequence[RuleGroup], runbook_base_url: str) -> dict[str, Any]:
+def prometheus_rule_spec(groups: Sequence[RuleGroup], runbook_base_url: str | None = None) -> dict[str, Any]:
     """The `spec` of a PrometheusRule holding `groups`."""
     return {"groups": [g.render(runbook_base_url) for g in groups]}
 
 
-def promtool_rule_file(groups: Sequence[RuleGroup], runbook_base_url: str) -> str:
+def promtool_rule_file(groups: Sequence[RuleGroup], runbook_base_url: str | None = None) -> str:
     """`groups` as a plain Prometheus rule file (the input of promtool)."""
     return yaml.safe_dump(prometheus_rule_spec(groups, runbook_base_url), sort_keys=False, width=120)
 

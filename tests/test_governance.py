@@ -307,17 +307,19 @@ def test_pack_requirements_are_pinned_like_the_project() -> None:
         assert f'"{line}"' in pyproject, f"{line} differs from pyproject.toml"
 
 
-def test_price_file_gpu_counts_match_the_gpu_table() -> None:
-    """The policy pack cannot import modelyard/gpus.py, so prices.yaml carries GPUs per instance too."""
+def test_every_priced_gpu_type_is_in_the_gpu_table() -> None:
+    """One GPU table (policies/governance/gpus.py): a GPU instance the price file prices but the table does
+    not know would be counted as a CPU type."""
+    from modelyard.policies.governance import gpus
     from modelyard.policies.governance.prices import price_book
 
-    from modelyard import gpus
-
     book = price_book()
-    for spec in gpus.GPU_CLASSES.values():
-        for name, instance in spec.instance_types.items():
-            assert book.gpus(name) == instance.gpus, name
-    assert book.gpus("m7i.large") == 0 and book.gpus("x9.huge") is None
+    gpu_families = ("g4dn", "g5", "g6", "g6e", "p4d", "p5")
+    for region in book.regions.values():
+        for name in region.ec2_hourly_usd:
+            if name.split(".")[0] in gpu_families:
+                assert gpus.instance_type(name) is not None, name
+    assert book.gpus("g5.12xlarge") == 4 and book.gpus("m7i.large") == 0 and book.gpus("x9.huge") is None
 
 
 def _costs_hold(est: Any) -> list[str]:
@@ -404,3 +406,47 @@ def test_kubernetes_objects_that_create_aws_resources_are_priced_or_listed(
     assert (item.kind, basis in item.basis) == (kind, True), item
     if kind == "fixed":
         assert item.baseline > 0
+
+
+#: Tier rules (modelyard/config.py TIER_RULES, workloads MIN_REPLICAS) and the policy parameter or rule
+#: that enforces the same floor on any preview. A tier rule missing here fails the test below.
+TIER_RULE_POLICY: dict[str, Any] = {
+    "allow_spot_gpus": lambda cfg, t: ("spot" in cfg.params["gpu-instance-allowlist"]["capacityTypes"]) == t,
+    "allow_public_endpoint": lambda cfg, t: (not cfg.params["eks-endpoint"]["requirePrivate"]) == t,
+    "require_model_versioning": lambda cfg, t: cfg.level("s3-model-versioning") != "disabled" or not t,
+    # Tier rules no policy can see in a preview, with the reason:
+    "min_system_nodes": "a node group's size is capacity, not risk: only the stack file states it",
+    "require_nat_per_az": "NAT placement is availability, read from the stack file's network.nat",
+    "require_deletion_protection": "`protect` is the engine's resource option, not a resource input",
+}
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_every_tier_rule_agrees_with_the_environment_s_policy(env: str) -> None:
+    from dataclasses import fields
+
+    from modelyard.workloads.catalog import MIN_REPLICAS
+
+    from modelyard.config import TIER_RULES
+
+    cfg = policy.load_config(env)
+    rules_ = TIER_RULES[env]
+    assert {f.name for f in fields(rules_)} == set(TIER_RULE_POLICY), "map every tier rule to its policy"
+    for name, agrees in TIER_RULE_POLICY.items():
+        if callable(agrees):
+            assert agrees(cfg, getattr(rules_, name)), f"{env}: tier rule {name}={getattr(rules_, name)} vs policy"
+    assert cfg.params["inferenceservice-min-replicas"]["minReplicas"] == MIN_REPLICAS[env]
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_the_stack_file_fits_its_policy(env: str) -> None:
+    """The GPU instance types and capacity the stack asks for are within what its policy allows."""
+    from modelyard.config import load_platform_config
+
+    stack = load_platform_config(REPO_ROOT / f"Pulumi.{env}.yaml", stack=env)
+    params = policy.load_config(env).params
+    allowed = params["gpu-instance-allowlist"]
+    for pool in stack.gpu_pools:
+        assert set(pool.instance_types) <= set(allowed["instanceTypes"]), pool.name
+        assert set(pool.capacity_types) <= set(allowed["capacityTypes"]), pool.name
+    assert sum(p.max_gpus for p in stack.gpu_pools) <= params["gpu-capacity-cap"]["maxGpus"]

@@ -41,7 +41,6 @@ class ModelDeploymentArgs:
     #: The platform's `gpuPools` output: name → node selector (checked to contain the model's pool).
     pools: pulumi.Input[list[dict[str, Any]]]
     labels: Mapping[str, str]
-    runbook_base_url: str
 
 
 def slo_rule_groups(model: ModelEntry, namespace: str) -> list[RuleGroup]:
@@ -208,9 +207,7 @@ class ModelDeployment(pulumi.ComponentResource):
             spec=monitor,
             opts=child,
         )
-        rules = pulumi.Output.from_input(args.namespace).apply(
-            lambda ns: prometheus_rule_spec(slo_rule_groups(m, ns), args.runbook_base_url)
-        )
+        rules = pulumi.Output.from_input(args.namespace).apply(lambda ns: prometheus_rule_spec(slo_rule_groups(m, ns)))
         k8s.apiextensions.CustomResource(
             f"{m.name}-slo",
             api_version="monitoring.coreos.com/v1",

@@ -455,7 +455,7 @@ def _karpenter_pool(p: _Pricer, r: Resource, pinned: Mapping[str, list[int]]) ->
     # Karpenter launches spot first when a pool allows it; the ceiling assumes on-demand (spot can run out).
     cheap = "spot" if "spot" in capacities else "on-demand"
     worst = "on-demand" if "on-demand" in capacities else "spot"
-    gpus = {t: p.prices.ec2_hourly_usd[t].gpus or 1 for t in types}
+    gpus = {t: p.book.gpus(t) or 1 for t in types}
     node_class = p.node_classes().get(str(r.get("spec", "template", "spec", "nodeClassRef", "name")))
     disk = _gib(node_class.get("spec", "blockDeviceMappings", 0, "ebs", "volumeSize")) if node_class else 0
     disk_month = disk * p.svc("ebs_gp3_gb_month")

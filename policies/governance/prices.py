@@ -10,6 +10,8 @@ from typing import Annotated
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
+from . import gpus as gpu_table
+
 PRICES_FILE = Path(__file__).parent / "prices.yaml"
 #: How messages name the file: its path in the repository.
 PRICES_NAME = "policies/governance/prices.yaml"
@@ -35,8 +37,7 @@ class Assumption(_Model):
 
 
 class InstancePrice(Price):
-    #: GPUs per instance (0 for CPU types).
-    gpus: Annotated[int, Field(ge=0)] = 0
+    """An instance type's hourly price; its GPUs come from the GPU table (gpus.py)."""
 
 
 class ServicePrice(Price):
@@ -66,11 +67,13 @@ class PriceBook(_Model):
         return None if price is None else price.usd
 
     def gpus(self, instance_type: str) -> int | None:
-        """GPUs per instance of `instance_type` (0 for CPU types), or None when no region prices it."""
-        for region in self.regions.values():
-            price = region.ec2_hourly_usd.get(instance_type)
-            if price is not None:
-                return price.gpus
+        """GPUs per instance of `instance_type`, from the GPU table (0 for a priced CPU type), or None when
+        neither knows it."""
+        known = gpu_table.instance_type(instance_type)
+        if known is not None:
+            return known.gpus
+        if any(instance_type in region.ec2_hourly_usd for region in self.regions.values()):
+            return 0
         return None
 
     @property

@@ -1,7 +1,9 @@
-"""GPU classes and the EC2 instance types that carry them.
+"""GPU classes and the EC2 instance types that carry them: the one GPU table.
 
-One table feeds config validation (which instance types a pool may list), the Karpenter NodePools
-(instance families, GPU-class labels) and, later, cost and capacity policies (GPUs per instance).
+It feeds config validation (which instance types a pool may list), the Karpenter NodePools (instance
+families, GPU-class labels), the cost estimate and the capacity policies (GPUs per instance); prices
+live in prices.yaml, keyed by the same instance type names. Standard library only: the policy pack
+imports it on its own.
 """
 
 from __future__ import annotations
