@@ -21,11 +21,12 @@ import yaml
 from modelyard.policies.governance import cost, policy
 from modelyard.policies.governance.resources import Stack, from_preview
 
-from modelyard.config import FULL_KEY, parse_platform_config
+from modelyard.config import FULL_KEY
 from modelyard.plan.digest import build_digest
 from modelyard.plan.engine import run_program
 from modelyard.plan.preview import read
 from modelyard.programs import PROJECTS, REPO_ROOT
+from modelyard.stackfile import parse_platform_config
 
 
 def prod_digest() -> dict[str, Any]:

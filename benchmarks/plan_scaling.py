@@ -15,9 +15,10 @@ import sys
 
 import yaml
 
-from modelyard.config import FULL_KEY, parse_platform_config
+from modelyard.config import FULL_KEY
 from modelyard.plan.engine import run_program
 from modelyard.programs import PROJECTS
+from modelyard.stackfile import parse_platform_config
 
 FACTORS = (1, 10, 50)
 

@@ -59,11 +59,11 @@ def _projects_for(choice: str) -> list[str]:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     # Imported here so `modelyard --help` stays instant.
-    from modelyard.config import read_stack_config
     from modelyard.plan import digest as digest_mod
     from modelyard.plan.engine import PlanError, run_program
     from modelyard.plan.report import config_lines, summary, workloads_lines, write_manifests
     from modelyard.programs import PROJECTS
+    from modelyard.stackfile import read_stack_config
 
     env: str = args.env
     if not STACK_NAME.match(env):
@@ -124,7 +124,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 def _check_pools(w: Any, outputs: dict[str, Any], env: str, source: str) -> None:
     """Every GPU pool the catalog names exists in the platform plan (under `pulumi up` the program
     checks the same against the StackReference)."""
-    from modelyard.config import ConfigError
+    from modelyard.validation import ConfigError
     from modelyard.workloads.catalog import CATALOG
 
     pools = [p.get("name") for p in outputs.get("gpuPools") or []]
@@ -218,8 +218,8 @@ def cmd_cost(args: argparse.Namespace) -> int:
 
     from pydantic import ValidationError
 
-    from modelyard.config import ConfigError, read_yaml
     from modelyard.policies.governance.cost import Usage, estimate
+    from modelyard.validation import ConfigError, read_yaml
     from modelyard.verdicts import cost_text
 
     preview = _load_preview(args.preview, "cost estimate")
@@ -277,10 +277,10 @@ def cmd_model_push(args: argparse.Namespace) -> int:
     import boto3
     from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
-    from modelyard.config import read_stack_config
     from modelyard.infra.model_store import model_bucket_name
     from modelyard.model_push import PushError, push
     from modelyard.programs import PROJECTS
+    from modelyard.stackfile import read_stack_config
 
     if not STACK_NAME.match(args.env):
         raise UsageError(f"--env {args.env!r} is not a stack name: use a lowercase name such as dev, staging or prod")
@@ -610,7 +610,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             stream.reconfigure(errors="backslashreplace")
     parser = build_parser()
     args = parser.parse_args(argv)
-    from modelyard.config import ConfigError
+    from modelyard.validation import ConfigError
 
     try:
         code: int = args.handler(args)

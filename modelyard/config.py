@@ -1,4 +1,7 @@
-"""Typed per-environment configuration for the platform stack.
+"""Typed per-environment configuration for the platform stack: the schema.
+
+(The validation toolkit these models use is modelyard/validation.py; reading a stack file into them is
+modelyard/stackfile.py.)
 
 A stack's whole configuration lives under one structured key, `modelyard:platform`, in
 `Pulumi.<env>.yaml`. It is parsed into frozen pydantic models (no extra keys, literals, bounds) and
@@ -13,111 +16,48 @@ a value in the stack file; the tier only decides which of those values are *allo
 
 from __future__ import annotations
 
-import difflib
 import ipaddress
-import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal
 
-import yaml
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    StringConstraints,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import Field, field_validator, model_validator
 
 from modelyard.policies.governance import gpus
-from modelyard.policies.governance.conventions import CONFIG_NAMESPACE, DNS_LABEL, PLATFORM_CONFIG_KEY
+from modelyard.policies.governance.conventions import PLATFORM_CONFIG_KEY
 from modelyard.policies.governance.prices import PRICES_NAME, price_book
+from modelyard.validation import (
+    DnsLabel,
+    Duration,
+    Email,
+    FieldProblems,
+    InstanceTypeName,
+    KmsKeyArn,
+    Model,
+    Region,
+    RoleArn,
+    Seq,
+    TagValue,
+    pattern,
+)
 from modelyard.versions import DEFAULT_KUBERNETES_VERSION, SUPPORTED_KUBERNETES_VERSIONS
 
 PLATFORM_KEY = "platform"
 FULL_KEY = PLATFORM_CONFIG_KEY
 
-T = TypeVar("T")
-
-
-def _as_tuple(value: Any) -> Any:
-    # YAML gives lists; the frozen models hold tuples. Anything else stays as it is and fails.
-    return tuple(value) if isinstance(value, list) else value
-
-
-Seq = Annotated[tuple[T, ...], BeforeValidator(_as_tuple)]
-
 Tier = Literal["dev", "staging", "prod"]
 CapacityType = Literal["on-demand", "spot"]
 NatStrategy = Literal["single", "per_az"]
 
-#: What each string pattern means, for error messages; filled by `_pattern` as the types are declared.
-_PATTERN_HINTS: dict[str, str] = {}
 
-
-def _pattern(regex: str, hint: str) -> StringConstraints:
-    _PATTERN_HINTS[regex] = hint
-    return StringConstraints(pattern=regex)
-
-
-#: Names that become Kubernetes names and stack names: lowercase DNS labels of at most 32 characters.
-DnsLabel = Annotated[str, _pattern(DNS_LABEL, "a lowercase DNS label (a-z, 0-9, '-', at most 32 characters)")]
-TagValue = Annotated[
-    str,
-    _pattern(
-        r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$", "letters, digits, '.', '_' or '-' (at most 63 characters)"
-    ),
-]
-Email = Annotated[
-    str, _pattern(r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$", "an e-mail address such as ml-platform@example.com")
-]
-RoleArn = Annotated[
-    str,
-    _pattern(
-        r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$",
-        "an IAM role ARN such as arn:aws:iam::123456789012:role/platform-admin",
-    ),
-]
-KmsKeyArn = Annotated[
-    str,
-    _pattern(
-        r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[0-9a-f-]{36}$",
-        "a KMS key ARN such as arn:aws:kms:us-east-1:123456789012:key/<uuid>",
-    ),
-]
-Region = Annotated[str, _pattern(r"^[a-z]{2}(-gov)?-[a-z]+-\d$", "an AWS region such as us-east-1")]
-InstanceTypeName = Annotated[str, _pattern(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$", "an EC2 instance type such as g5.xlarge")]
-Duration = Annotated[str, _pattern(r"^\d+(s|m|h)$", "a duration such as 30s, 10m or 1h")]
-
-
-class FieldProblems(ValueError):
-    """Problems found by a cross-field check, each against a sub-path of the model being checked.
-
-    Raised inside a pydantic validator; the error renderer expands it so every problem is reported
-    against the field it concerns, not against the model that noticed it.
-    """
-
-    def __init__(self, problems: list[tuple[str, str, Any]]):
-        self.problems = problems
-        super().__init__("; ".join(f"{path}: {msg}" for path, msg, _ in problems))
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
-
-
-class Tags(_Model):
+class Tags(Model):
     """Ownership tags. Together with env and managed-by they form every resource's tag set."""
 
     team: TagValue
     cost_center: TagValue
 
 
-class EndpointAccess(_Model):
+class EndpointAccess(Model):
     """EKS API endpoint access. The private endpoint is always on.
 
     `public` opens the endpoint to the internet, and then only to `public_cidrs`, which must be
@@ -160,7 +100,7 @@ class EndpointAccess(_Model):
         return self
 
 
-class NetworkConfig(_Model):
+class NetworkConfig(Model):
     """The VPC: one public and one private subnet per availability zone."""
 
     az_count: int = Field(default=3, ge=2, le=6)
@@ -213,7 +153,7 @@ class NetworkConfig(_Model):
         return self
 
 
-class EksConfig(_Model):
+class EksConfig(Model):
     """The EKS control plane."""
 
     version: str = DEFAULT_KUBERNETES_VERSION
@@ -233,7 +173,7 @@ class EksConfig(_Model):
         return value
 
 
-class SystemPoolConfig(_Model):
+class SystemPoolConfig(Model):
     """The managed, on-demand node group that runs platform services (Karpenter, KServe, monitoring)."""
 
     instance_types: Seq[InstanceTypeName] = Field(default=("m7i.large",), min_length=1)
@@ -274,7 +214,7 @@ class SystemPoolConfig(_Model):
         return self
 
 
-class GpuPoolConfig(_Model):
+class GpuPoolConfig(Model):
     """One Karpenter NodePool for one GPU class."""
 
     name: DnsLabel
@@ -330,7 +270,7 @@ class GpuPoolConfig(_Model):
         return self
 
 
-class ModelStoreConfig(_Model):
+class ModelStoreConfig(Model):
     """The per-environment S3 bucket that holds model artifacts."""
 
     versioning: bool = True
@@ -340,7 +280,7 @@ class ModelStoreConfig(_Model):
     access_log_retention_days: int = Field(default=365, ge=1, le=3653)
 
 
-class IngressConfig(_Model):
+class IngressConfig(Model):
     """How KServe exposes InferenceServices outside the cluster.
 
     `cluster-local` (the default) creates no Ingress: models are reached through their cluster
@@ -351,7 +291,7 @@ class IngressConfig(_Model):
 
     mode: Literal["cluster-local", "ingress", "gateway-api"] = "cluster-local"
     class_name: DnsLabel | None = None
-    gateway: Annotated[str, _pattern(r"^[a-z0-9-]+/[a-z0-9-]+$", "a Gateway as namespace/name")] | None = None
+    gateway: Annotated[str, pattern(r"^[a-z0-9-]+/[a-z0-9-]+$", "a Gateway as namespace/name")] | None = None
 
     @model_validator(mode="after")
     def _fields_for_mode(self) -> IngressConfig:
@@ -369,7 +309,7 @@ class IngressConfig(_Model):
         return self
 
 
-class ServingConfig(_Model):
+class ServingConfig(Model):
     """Where model pods run and which service account pulls models (bound to the read-only role)."""
 
     model_namespace: DnsLabel = "models"
@@ -380,16 +320,16 @@ class ServingConfig(_Model):
 Severity = Literal["critical", "warning", "info"]
 
 
-class WebhookSecret(_Model):
+class WebhookSecret(Model):
     """A Kubernetes Secret in the monitoring namespace holding a webhook URL (URLs carry tokens, so
     they never sit in a stack file). Create it before `pulumi up`:
     `kubectl -n monitoring create secret generic <name> --from-literal=<key>=https://...`."""
 
     secret_name: DnsLabel
-    key: Annotated[str, _pattern(r"^[A-Za-z0-9._-]{1,253}$", "a Secret data key such as url")] = "url"
+    key: Annotated[str, pattern(r"^[A-Za-z0-9._-]{1,253}$", "a Secret data key such as url")] = "url"
 
 
-class Receiver(_Model):
+class Receiver(Model):
     """Where Alertmanager sends alerts.
 
     `sns`: an SNS topic this stack creates (KMS-encrypted), with `emails` subscribed to it; Alertmanager
@@ -419,7 +359,7 @@ class Receiver(_Model):
         return self
 
 
-class AlertingConfig(_Model):
+class AlertingConfig(Model):
     """Alertmanager receivers, and which receivers each alert severity goes to.
 
     `critical` pages (fast SLO burn, GPU XID errors, predictors down); `warning` opens a ticket (slow
@@ -451,7 +391,7 @@ class AlertingConfig(_Model):
         return self
 
 
-class MonitoringConfig(_Model):
+class MonitoringConfig(Model):
     """Prometheus, Alertmanager and Grafana (kube-prometheus-stack), on encrypted gp3 volumes."""
 
     prometheus_retention_days: int = Field(default=15, ge=1, le=365)
@@ -461,13 +401,13 @@ class MonitoringConfig(_Model):
     alertmanager_storage_gib: int = Field(default=5, ge=1, le=100)
     grafana_storage_gib: int = Field(default=10, ge=1, le=500)
     #: Where each alert's runbook lives: `<runbook_base_url>/<AlertName>.md` (your fork's runbooks/).
-    runbook_base_url: Annotated[str, _pattern(r"^https://[^\s]+/runbooks$", "an https:// URL ending in /runbooks")] = (
+    runbook_base_url: Annotated[str, pattern(r"^https://[^\s]+/runbooks$", "an https:// URL ending in /runbooks")] = (
         "https://github.com/modelyard/modelyard/blob/main/runbooks"
     )
     alerting: AlertingConfig
 
 
-class BudgetConfig(_Model):
+class BudgetConfig(Model):
     """The environment's monthly AWS budget and who hears about it."""
 
     monthly_usd: float = Field(gt=0, le=10_000_000)
@@ -520,7 +460,7 @@ TIER_RULES: Mapping[str, TierRules] = {
 }
 
 
-class PlatformConfig(_Model):
+class PlatformConfig(Model):
     """Everything under `modelyard:platform` in a stack file."""
 
     env: DnsLabel
@@ -593,233 +533,3 @@ class PlatformConfig(_Model):
         if problems:
             raise FieldProblems(problems)
         return self
-
-
-class ConfigError(Exception):
-    """A stack's configuration is invalid. `str()` is the full, user-facing message."""
-
-    def __init__(self, stack: str, source: str, problems: list[str]):
-        self.stack = stack
-        self.source = source
-        self.problems = problems
-        lines = [f"Invalid config for stack '{stack}' ({source}):"]
-        lines += [f"  • {p}" for p in problems]
-        super().__init__("\n".join(lines))
-
-
-# ---------------------------------------------------------------------------------------------
-# Loading and error rendering
-
-
-def _fmt_value(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
-def _join(path: str, sub: str) -> str:
-    if not sub:
-        return path
-    return path + sub if sub.startswith("[") else f"{path}.{sub}"
-
-
-def _loc_path(loc: Iterable[int | str], prefix: str = FULL_KEY) -> str:
-    path = prefix
-    for part in loc:
-        path = _join(path, f"[{part}]" if isinstance(part, int) else str(part))
-    return path
-
-
-def _model_at(loc: tuple[int | str, ...], root: type[BaseModel]) -> type[BaseModel] | None:
-    """The model class that owns the last key of `loc`, for listing the keys it allows."""
-    model: Any = root
-    for part in loc[:-1]:
-        if isinstance(part, int):
-            continue
-        field = model.model_fields.get(part)
-        if field is None:
-            return None
-        annotation = field.annotation
-        args = getattr(annotation, "__args__", ())
-        candidates = [annotation, *args]
-        model = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
-        if model is None:
-            return None
-    return model if isinstance(model, type) else None
-
-
-_TYPE_MESSAGES = {
-    "int_type": "must be a whole number",
-    "int_from_float": "must be a whole number",
-    "float_type": "must be a number",
-    "bool_type": "must be true or false",
-    "string_type": "must be a string",
-    "tuple_type": "must be a list",
-    "list_type": "must be a list",
-    "model_type": "must be a mapping of keys",
-    "dict_type": "must be a mapping of keys",
-}
-
-
-def _pattern_hint(pattern: str) -> str:
-    return _PATTERN_HINTS.get(pattern, f"a string matching {pattern}")
-
-
-def _render(err: Mapping[str, Any], root: type[BaseModel], prefix: str) -> list[str]:
-    loc: tuple[int | str, ...] = tuple(err["loc"])
-    kind = err["type"]
-    value = err.get("input")
-    ctx = err.get("ctx") or {}
-    error = ctx.get("error")
-    if isinstance(error, FieldProblems):
-        base = _loc_path(loc, prefix)
-        return [f"{_join(base, sub)}: {msg} (got {_fmt_value(val)})" for sub, msg, val in error.problems]
-    path = _loc_path(loc, prefix)
-    if kind == "extra_forbidden":
-        model = _model_at(loc, root)
-        allowed = sorted(model.model_fields) if model else []
-        close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
-        hint = f"did you mean '{close[0]}'? " if close else ""
-        return [f"{path}: unknown key; {hint}allowed keys: {', '.join(allowed)}"]
-    if kind == "missing":
-        return [f"{path}: is required but missing"]
-    if kind == "union_tag_invalid":
-        field = str(ctx.get("discriminator", "kind")).strip("'")
-        return [f"{path}.{field}: must be one of {ctx.get('expected_tags')} (got {ctx.get('tag')!r})"]
-    if kind == "too_short":
-        least = ctx.get("min_length", 1)
-        return [f"{path}: must list at least {least} item{'s' if least != 1 else ''} (got {_fmt_value(value)})"]
-    if kind == "string_pattern_mismatch":
-        return [f"{path}: must be {_pattern_hint(ctx.get('pattern', ''))} (got {_fmt_value(value)})"]
-    if kind in _TYPE_MESSAGES:
-        return [f"{path}: {_TYPE_MESSAGES[kind]} (got {_fmt_value(value)})"]
-    message = str(err["msg"])
-    if message.startswith("Value error, "):
-        message = message[len("Value error, ") :]
-    elif message.startswith("Input should be"):
-        message = "must be" + message[len("Input should be") :]
-    return [f"{path}: {message} (got {_fmt_value(value)})"]
-
-
-M = TypeVar("M", bound=BaseModel)
-
-
-def validate_model(model: type[M], raw: Mapping[str, Any], prefix: str) -> tuple[M | None, list[str]]:
-    """`raw` validated as `model`; on failure, one line per problem, each path starting at `prefix`."""
-    try:
-        return model.model_validate(dict(raw)), []
-    except ValidationError as exc:
-        errors = exc.errors()
-        locs = [tuple(e["loc"]) for e in errors]
-        problems: list[str] = []
-        for err in errors:
-            loc = tuple(err["loc"])
-            # A list whose item failed also reports itself "too short"; the item's error says it all.
-            if err["type"] == "too_short" and any(o[: len(loc)] == loc and len(o) > len(loc) for o in locs):
-                continue
-            problems += _render(err, model, prefix)
-        return None, problems
-
-
-def parse_platform_config(raw: Any, *, stack: str, source: str) -> PlatformConfig:
-    """Validate the value of `modelyard:platform` for `stack`; raise ConfigError listing every problem."""
-    if not isinstance(raw, Mapping):
-        raise ConfigError(stack, source, [f"{FULL_KEY}: must be a mapping of keys (got {_fmt_value(raw)})"])
-    config, problems = validate_model(PlatformConfig, raw, FULL_KEY)
-    if config is None:
-        raise ConfigError(stack, source, problems)
-    if config.env != stack:
-        raise ConfigError(
-            stack,
-            source,
-            [
-                f"{FULL_KEY}.env: must match the stack name '{stack}' (got {config.env!r}); "
-                "one stack per environment keeps state and config from crossing"
-            ],
-        )
-    return config
-
-
-#: The largest YAML file read (stack files and catalogs are a few kilobytes).
-MAX_YAML_BYTES = 4 * 2**20
-
-
-class _NoAliasLoader(yaml.SafeLoader):
-    """YAML without aliases: `*name` can expand a few hundred bytes into gigabytes (a "billion laughs"),
-    and no stack file or catalog needs one."""
-
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        if self.check_event(yaml.events.AliasEvent):
-            event = self.peek_event()
-            raise yaml.composer.ComposerError(
-                None, None, "aliases (*name) are not allowed: write the value out", event.start_mark
-            )
-        return super().compose_node(parent, index)
-
-
-def read_yaml(path: Path, *, stack: str, missing: str) -> Any:
-    """A YAML file as data, or a ConfigError naming the file and what is wrong with it: missing (the
-    `missing` message), unreadable, too large, not UTF-8, not YAML, or using aliases."""
-    try:
-        if path.stat().st_size > MAX_YAML_BYTES:
-            raise ConfigError(stack, path.name, [f"{path.stat().st_size:,} bytes: more than {MAX_YAML_BYTES:,}"])
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise ConfigError(stack, str(path), [missing]) from None
-    except OSError as exc:
-        raise ConfigError(stack, str(path), [f"cannot read {path}: {exc.strerror}"]) from None
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ConfigError(
-            stack, path.name, [f"not UTF-8 text: byte 0x{data[exc.start]:02x} at offset {exc.start:,}"]
-        ) from None
-    try:
-        return yaml.load(text, Loader=_NoAliasLoader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(stack, path.name, [f"not valid YAML{where}: {problem}"]) from None
-
-
-def read_stack_config(path: Path, *, stack: str, key: str = FULL_KEY) -> dict[str, Any]:
-    """The `config:` mapping of a Pulumi stack file, with clear errors for unreadable files; `key` is the
-    one `modelyard:` key the project reads."""
-    source = path.name
-    document = read_yaml(path, stack=stack, missing=f"stack file not found: {path}")
-    if not isinstance(document, Mapping) or not isinstance(document.get("config"), Mapping):
-        raise ConfigError(stack, source, ["the file must be a mapping with a top-level 'config:' mapping"])
-    config = dict(document["config"])
-    disabled = config.get(DISABLE_DEFAULT_PROVIDERS)
-    if disabled is not None and not (isinstance(disabled, list) and all(isinstance(p, str) for p in disabled)):
-        raise ConfigError(
-            stack,
-            source,
-            [f'{DISABLE_DEFAULT_PROVIDERS}: must be a list of provider names, e.g. ["*"] (got {_fmt_value(disabled)})'],
-        )
-    ours = [k for k in config if isinstance(k, str) and k.startswith(f"{CONFIG_NAMESPACE}:")]
-    unknown = [k for k in ours if k != key]
-    if unknown:
-        raise ConfigError(
-            stack, source, [f"{k}: unknown config key; this project reads only {key}" for k in sorted(unknown)]
-        )
-    if key not in config:
-        raise ConfigError(stack, source, [f"{key}: is required but missing"])
-    value = config[key]
-    if isinstance(value, Mapping) and "secure" in value and len(value) == 1:
-        raise ConfigError(stack, source, [f"{key}: must be plain config, not a secret"])
-    return config
-
-
-#: Pulumi's setting that turns off default providers (a list of package names, or "*").
-DISABLE_DEFAULT_PROVIDERS = "pulumi:disable-default-providers"
-
-
-def load_platform_config(path: Path, *, stack: str) -> PlatformConfig:
-    """Read and validate a stack file's platform config."""
-    config = read_stack_config(path, stack=stack)
-    return parse_platform_config(config[FULL_KEY], stack=stack, source=path.name)
-
-
-#: A stack (environment) name: the same rule as `env`, which must equal it.
-STACK_NAME = re.compile(DNS_LABEL)

@@ -17,14 +17,7 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
-from modelyard.config import (
-    CONFIG_NAMESPACE,
-    FULL_KEY,
-    PLATFORM_KEY,
-    ConfigError,
-    PlatformConfig,
-    parse_platform_config,
-)
+from modelyard.config import FULL_KEY, PLATFORM_KEY, PlatformConfig
 from modelyard.infra.alerts import AlertTopics, AlertTopicsArgs, CostAlerts, CostAlertsArgs
 from modelyard.infra.common import AccountContext
 from modelyard.infra.ecr import ImageRegistry, ImageRegistryArgs
@@ -44,8 +37,11 @@ from modelyard.platform.monitoring import NAMESPACE as MONITORING_NAMESPACE
 from modelyard.platform.monitoring import Monitoring, MonitoringArgs
 from modelyard.platform.network_policy import NetworkPolicies, NetworkPoliciesArgs
 from modelyard.platform.rules import InstancePrice, RuleParams
+from modelyard.policies.governance.conventions import CONFIG_NAMESPACE
 from modelyard.policies.governance.prices import price_book
+from modelyard.stackfile import parse_platform_config
 from modelyard.tags import k8s_labels, standard_tags
+from modelyard.validation import ConfigError
 from modelyard.workloads.catalog import WORKLOADS_KEY, Workloads, parse_workloads
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

@@ -11,10 +11,11 @@ from typing import Any
 import pytest
 import yaml
 
-from modelyard.config import FULL_KEY, parse_platform_config
+from modelyard.config import FULL_KEY
 from modelyard.plan.digest import build_digest
 from modelyard.plan.engine import run_program
 from modelyard.programs import PROJECTS, REPO_ROOT
+from modelyard.stackfile import parse_platform_config
 
 ENVS = ("dev", "staging", "prod")
 

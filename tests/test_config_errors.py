@@ -13,10 +13,12 @@ from conftest import bad_config_files, stack_raw
 from pulumi.runtime.stack import wait_for_rpcs
 from pulumi.runtime.sync_await import _sync_await
 
-from modelyard.config import FULL_KEY, ConfigError, load_platform_config, parse_platform_config
+from modelyard.config import FULL_KEY
 from modelyard.plan.engine import ProjectPlan, RecordingMonitor
 from modelyard.plan.mocks import PlanMocks
 from modelyard.programs import run_platform
+from modelyard.stackfile import load_platform_config, parse_platform_config
+from modelyard.validation import ConfigError
 
 CASES = list(bad_config_files())
 

@@ -441,7 +441,7 @@ def test_every_tier_rule_agrees_with_the_environment_s_policy(env: str) -> None:
 @pytest.mark.parametrize("env", ENVS)
 def test_the_stack_file_fits_its_policy(env: str) -> None:
     """The GPU instance types and capacity the stack asks for are within what its policy allows."""
-    from modelyard.config import load_platform_config
+    from modelyard.stackfile import load_platform_config
 
     stack = load_platform_config(REPO_ROOT / f"Pulumi.{env}.yaml", stack=env)
     params = policy.load_config(env).params

@@ -20,10 +20,11 @@ from modelyard.workloads.models import slo_rule_groups
 from test_rules import promtool
 
 from modelyard.cli import main
-from modelyard.config import ConfigError, parse_platform_config
 from modelyard.plan.digest import build_digest
 from modelyard.plan.engine import run_program
 from modelyard.programs import PROJECTS, REPO_ROOT
+from modelyard.stackfile import parse_platform_config
+from modelyard.validation import ConfigError
 
 BAD = sorted((Path(__file__).parent / "fixtures" / "bad_catalog").glob("*.yaml"))
 ISVC = "kubernetes:serving.kserve.io/v1beta1:InferenceService"

@@ -26,17 +26,17 @@ from modelyard.platform.signals import LATENCY_BUCKETS
 from modelyard.policies.governance.conventions import WORKLOADS_CONFIG_KEY
 from pydantic import Field, model_validator
 
-from modelyard.config import (
+from modelyard.config import Tags
+from modelyard.stackfile import read_stack_config
+from modelyard.validation import (
     ConfigError,
     DnsLabel,
     FieldProblems,
+    Model,
     Seq,
-    Tags,
     TagValue,
-    _fmt_value,
-    _Model,
-    _pattern,
-    read_stack_config,
+    fmt_value,
+    pattern,
     read_yaml,
     validate_model,
 )
@@ -44,18 +44,18 @@ from modelyard.config import (
 WORKLOADS_KEY = WORKLOADS_CONFIG_KEY
 CATALOG = "catalog"
 
-Version = Annotated[str, _pattern(r"^[0-9A-Za-z][0-9A-Za-z._-]{0,62}$", "a version such as 1, 2 or 2026-11-01")]
+Version = Annotated[str, pattern(r"^[0-9A-Za-z][0-9A-Za-z._-]{0,62}$", "a version such as 1, 2 or 2026-11-01")]
 ImageTag = Annotated[
     str,
-    _pattern(
+    pattern(
         r"^[0-9A-Za-z][0-9A-Za-z._-]{0,127}$|^sha256:[0-9a-f]{64}$",
         "an immutable tag such as 1.0.0-cpu, or sha256:<digest>",
     ),
 ]
-Quantity = Annotated[str, _pattern(r"^\d+(\.\d+)?(m|Mi|Gi)?$", "a Kubernetes quantity such as 500m, 2, 512Mi or 4Gi")]
+Quantity = Annotated[str, pattern(r"^\d+(\.\d+)?(m|Mi|Gi)?$", "a Kubernetes quantity such as 500m, 2, 512Mi or 4Gi")]
 StackName = Annotated[
     str,
-    _pattern(
+    pattern(
         r"^[A-Za-z0-9._-]+/[A-Za-z0-9._-]+/[A-Za-z0-9._-]+$",
         "a stack reference such as organization/modelyard-platform/dev",
     ),
@@ -64,7 +64,7 @@ StackName = Annotated[
 LATENCY_MS = tuple(int(float(b) * 1000) for b in LATENCY_BUCKETS)
 
 
-class ModelyardRuntime(_Model):
+class ModelyardRuntime(Model):
     """This repository's model server image (workloads/serving), from the platform's ECR repository."""
 
     kind: Literal["modelyard"]
@@ -79,25 +79,25 @@ class ModelyardRuntime(_Model):
         return self
 
 
-class KServeRuntime(_Model):
+class KServeRuntime(Model):
     """A KServe built-in serving runtime, chosen by model format."""
 
     kind: Literal["kserve"]
     model_format: Literal["huggingface", "sklearn", "xgboost", "lightgbm", "onnx", "pytorch", "tensorflow"]
 
 
-class GpuRequest(_Model):
+class GpuRequest(Model):
     pool: DnsLabel
     count: int = Field(default=1, ge=1, le=8)
 
 
-class Resources(_Model):
+class Resources(Model):
     cpu: Quantity
     memory: Quantity
     gpu: GpuRequest | None = None
 
 
-class Replicas(_Model):
+class Replicas(Model):
     min: int = Field(ge=1, le=100)
     max: int = Field(ge=1, le=200)
     #: What the HPA scales on (KServe Standard mode), and its target utilisation in percent.
@@ -111,12 +111,12 @@ class Replicas(_Model):
         return self
 
 
-class Canary(_Model):
+class Canary(Model):
     version: Version
     traffic_percent: int = Field(ge=0, le=99)
 
 
-class Slo(_Model):
+class Slo(Model):
     availability: float = Field(ge=0.9, le=0.99999)
     p99_latency_ms: int
 
@@ -130,9 +130,9 @@ class Slo(_Model):
         return self
 
 
-class ModelEntry(_Model):
+class ModelEntry(Model):
     name: Annotated[
-        str, _pattern(r"^[a-z]([a-z0-9-]{0,38}[a-z0-9])?$", "a lowercase DNS label of at most 40 characters")
+        str, pattern(r"^[a-z]([a-z0-9-]{0,38}[a-z0-9])?$", "a lowercase DNS label of at most 40 characters")
     ]
     team: TagValue
     runtime: Annotated[ModelyardRuntime | KServeRuntime, Field(discriminator="kind")]
@@ -155,7 +155,7 @@ class ModelEntry(_Model):
         return self.replicas.min, canary
 
 
-class Catalog(_Model):
+class Catalog(Model):
     models: Seq[ModelEntry] = ()
 
     @model_validator(mode="after")
@@ -174,7 +174,7 @@ class Catalog(_Model):
         return self
 
 
-class WorkloadsConfig(_Model):
+class WorkloadsConfig(Model):
     """Everything under `modelyard:workloads` in a workloads stack file."""
 
     env: DnsLabel
@@ -182,7 +182,7 @@ class WorkloadsConfig(_Model):
     #: The platform stack whose outputs (cluster, bucket, pools, registry) this stack reads.
     platform_stack: StackName
     #: The catalog file, relative to workloads/.
-    catalog: Annotated[str, _pattern(r"^[A-Za-z0-9_./-]+\.ya?ml$", "a YAML file path such as catalog/dev.yaml")]
+    catalog: Annotated[str, pattern(r"^[A-Za-z0-9_./-]+\.ya?ml$", "a YAML file path such as catalog/dev.yaml")]
     #: Who owns the stack (labels on every object); each model also carries its own team label.
     tags: Tags
 
@@ -200,7 +200,7 @@ class Workloads:
 
 def parse_catalog(raw: Any, *, stack: str, source: str, tier: str) -> Catalog:
     if not isinstance(raw, Mapping):
-        raise ConfigError(stack, source, [f"{CATALOG}: must be a mapping with a models: list (got {_fmt_value(raw)})"])
+        raise ConfigError(stack, source, [f"{CATALOG}: must be a mapping with a models: list (got {fmt_value(raw)})"])
     catalog, problems = validate_model(Catalog, raw, CATALOG)
     if catalog is None:
         # pydantic puts the runtime variant in the path (runtime.kserve.model_format); users wrote
@@ -222,7 +222,7 @@ def parse_workloads(raw: Mapping[str, Any], *, stack: str, source: str, director
     """A workloads stack file's config and the catalog it names, both validated."""
     value = raw.get(WORKLOADS_KEY)
     if not isinstance(value, Mapping):
-        raise ConfigError(stack, source, [f"{WORKLOADS_KEY}: must be a mapping of keys (got {_fmt_value(value)})"])
+        raise ConfigError(stack, source, [f"{WORKLOADS_KEY}: must be a mapping of keys (got {fmt_value(value)})"])
     cfg, problems = validate_model(WorkloadsConfig, value, WORKLOADS_KEY)
     if cfg is None:
         raise ConfigError(stack, source, problems)
