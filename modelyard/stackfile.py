@@ -9,26 +9,12 @@ from typing import Any
 
 from modelyard.config import FULL_KEY, PlatformConfig
 from modelyard.policies.governance.conventions import CONFIG_NAMESPACE
-from modelyard.validation import ConfigError, fmt_value, read_yaml, validate_model
+from modelyard.validation import ConfigError, fmt_value, read_yaml, validate_stack_key
 
 
 def parse_platform_config(raw: Any, *, stack: str, source: str) -> PlatformConfig:
     """Validate the value of `modelyard:platform` for `stack`; raise ConfigError listing every problem."""
-    if not isinstance(raw, Mapping):
-        raise ConfigError(stack, source, [f"{FULL_KEY}: must be a mapping of keys (got {fmt_value(raw)})"])
-    config, problems = validate_model(PlatformConfig, raw, FULL_KEY)
-    if config is None:
-        raise ConfigError(stack, source, problems)
-    if config.env != stack:
-        raise ConfigError(
-            stack,
-            source,
-            [
-                f"{FULL_KEY}.env: must match the stack name '{stack}' (got {config.env!r}); "
-                "one stack per environment keeps state and config from crossing"
-            ],
-        )
-    return config
+    return validate_stack_key(PlatformConfig, raw, key=FULL_KEY, stack=stack, source=source)
 
 
 def read_stack_config(path: Path, *, stack: str, key: str = FULL_KEY) -> dict[str, Any]:

@@ -184,6 +184,27 @@ def _render(err: Mapping[str, Any], root: type[BaseModel], prefix: str) -> list[
 M = TypeVar("M", bound=BaseModel)
 
 
+def validate_stack_key(model: type[M], value: Any, *, key: str, stack: str, source: str) -> M:
+    """The value of a stack file's structured `key` validated as `model`, whose `env` must be the stack's
+    name; ConfigError lists every problem."""
+    if not isinstance(value, Mapping):
+        raise ConfigError(stack, source, [f"{key}: must be a mapping of keys (got {fmt_value(value)})"])
+    config, problems = validate_model(model, value, key)
+    if config is None:
+        raise ConfigError(stack, source, problems)
+    env = getattr(config, "env", stack)
+    if env != stack:
+        raise ConfigError(
+            stack,
+            source,
+            [
+                f"{key}.env: must match the stack name '{stack}' (got {env!r}); "
+                "one stack per environment keeps state and config from crossing"
+            ],
+        )
+    return config
+
+
 def validate_model(model: type[M], raw: Mapping[str, Any], prefix: str) -> tuple[M | None, list[str]]:
     """`raw` validated as `model`; on failure, one line per problem, each path starting at `prefix`."""
     try:

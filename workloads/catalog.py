@@ -39,6 +39,7 @@ from modelyard.validation import (
     pattern,
     read_yaml,
     validate_model,
+    validate_stack_key,
 )
 
 WORKLOADS_KEY = WORKLOADS_CONFIG_KEY
@@ -220,16 +221,7 @@ def parse_catalog(raw: Any, *, stack: str, source: str, tier: str) -> Catalog:
 
 def parse_workloads(raw: Mapping[str, Any], *, stack: str, source: str, directory: Path) -> Workloads:
     """A workloads stack file's config and the catalog it names, both validated."""
-    value = raw.get(WORKLOADS_KEY)
-    if not isinstance(value, Mapping):
-        raise ConfigError(stack, source, [f"{WORKLOADS_KEY}: must be a mapping of keys (got {fmt_value(value)})"])
-    cfg, problems = validate_model(WorkloadsConfig, value, WORKLOADS_KEY)
-    if cfg is None:
-        raise ConfigError(stack, source, problems)
-    if cfg.env != stack:
-        raise ConfigError(
-            stack, source, [f"{WORKLOADS_KEY}.env: must match the stack name '{stack}' (got {cfg.env!r})"]
-        )
+    cfg = validate_stack_key(WorkloadsConfig, raw.get(WORKLOADS_KEY), key=WORKLOADS_KEY, stack=stack, source=source)
     path = directory / cfg.catalog
     document = read_yaml(path, stack=stack, missing=f"{WORKLOADS_KEY}.catalog: file not found: {path}")
     return Workloads(cfg, parse_catalog(document, stack=stack, source=path.name, tier=cfg.tier), path)
