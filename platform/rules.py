@@ -243,6 +243,7 @@ def kserve_group() -> RuleGroup:
 
 
 def gpu_group() -> RuleGroup:
+    gpu_type = f'resource_type="{c.GPU_RESOURCE}"'
     return RuleGroup(
         "modelyard-gpu",
         (
@@ -279,8 +280,8 @@ def gpu_group() -> RuleGroup:
             Alert(
                 "GPUPoolAtLimit",
                 "(\n"
-                '  max by (nodepool) (karpenter_nodepools_usage{resource_type="nvidia.com/gpu"})\n'
-                '  >= on (nodepool) max by (nodepool) (karpenter_nodepools_limit{resource_type="nvidia.com/gpu"})\n'
+                f"  max by (nodepool) (karpenter_nodepools_usage{{{gpu_type}}})\n"
+                f"  >= on (nodepool) max by (nodepool) (karpenter_nodepools_limit{{{gpu_type}}})\n"
                 ")\nand on () (\n"
                 '  sum (kube_pod_container_resource_requests{resource="nvidia_com_gpu"}\n'
                 "    * on (namespace, pod) group_left ()\n"
