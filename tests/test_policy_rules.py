@@ -581,7 +581,7 @@ CASES: list[tuple[str, Callable[[], list[Resource]], Callable[[], list[Resource]
         lambda: [*bucket_set(ALL_BLOCKED), isvc()],
         lambda: [*bucket_set(ALL_BLOCKED), isvc(uri="s3://someone-elses-bucket/embed/")],
         {},
-        "spec.predictor.model.storageUri",
+        "spec.predictor.storageUri",
     ),
     (
         "budget-exists",
@@ -606,6 +606,268 @@ CASES: list[tuple[str, Callable[[], list[Resource]], Callable[[], list[Resource]
         "limitAmount",
     ),
 ]
+
+
+# -- issue 12's families: each with a compliant and a violating engine-shaped case ---------------------------
+
+DEPLOYMENT = "kubernetes:apps/v1:Deployment"
+NAMESPACE = "kubernetes:core/v1:Namespace"
+RESTRICTED_POD = {
+    "automountServiceAccountToken": False,
+    "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
+    "containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10.1", "securityContext": SECURE, **LIMITS}],
+}
+
+
+def deployment(pod: dict[str, Any], namespace: str = "models") -> Resource:
+    return res(
+        DEPLOYMENT,
+        "d",
+        {"metadata": {"name": "d", "namespace": namespace, "labels": LABELS}, "spec": {"template": {"spec": pod}}},
+    )
+
+
+def with_pod(**changes: Any) -> dict[str, Any]:
+    pod = json.loads(json.dumps(RESTRICTED_POD))
+    pod.update(changes)
+    return pod
+
+
+def namespace(name: str, enforce: str | None) -> Resource:
+    labels = {**LABELS, **({"pod-security.kubernetes.io/enforce": enforce} if enforce else {})}
+    return res(NAMESPACE, f"ns-{name}", {"metadata": {"name": name, "labels": labels}})
+
+
+def netpol(ns: str) -> Resource:
+    return res(
+        "kubernetes:networking.k8s.io/v1:NetworkPolicy",
+        f"np-{ns}",
+        {
+            "metadata": {"name": "default-deny", "namespace": ns},
+            "spec": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]},
+        },
+    )
+
+
+def role_policy(statement: dict[str, Any]) -> Resource:
+    return res("aws:iam/rolePolicy:RolePolicy", "rp", {"policy": json.dumps({"Statement": [statement]})})
+
+
+ISSUE_12_CASES = [
+    (
+        "pod-security-standard",
+        lambda: [deployment(RESTRICTED_POD)],
+        lambda: [
+            deployment(with_pod(hostNetwork=True, hostPID=True, volumes=[{"name": "h", "hostPath": {"path": "/"}}]))
+        ],
+        {},
+        "spec.template.spec.hostNetwork",
+    ),
+    (
+        "service-account-token",
+        lambda: [deployment(RESTRICTED_POD)],
+        lambda: [deployment(with_pod(automountServiceAccountToken=None))],
+        {},
+        "automountServiceAccountToken",
+    ),
+    (
+        "namespace-pod-security",
+        lambda: [namespace("models", "restricted"), namespace("nvidia", "privileged")],
+        lambda: [namespace("models", "privileged")],
+        {},
+        "metadata.labels.pod-security.kubernetes.io/enforce",
+    ),
+    (
+        "namespace-network-policy",
+        lambda: [namespace("models", "restricted"), netpol("models")],
+        lambda: [namespace("models", "restricted")],
+        {},
+        "metadata.name",
+    ),
+    (
+        "iam-no-not-action",
+        lambda: [role_policy({"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"})],
+        lambda: [role_policy({"Effect": "Allow", "NotAction": "iam:*", "Resource": "*"})],
+        {},
+        "NotAction",
+    ),
+    (
+        "iam-trust-scoped",
+        lambda: [
+            role_with_trust(
+                {"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::123456789012:root"}, "Action": "sts:AssumeRole"}
+            ),
+            role_policy(
+                {
+                    "Effect": "Allow",
+                    "Action": "s3:GetObject",
+                    "Resource": "arn:aws:s3:::b",
+                    "Condition": {"StringEquals": {"aws:SourceAccount": "123456789012"}},
+                }
+            ),
+        ],
+        lambda: [
+            role_with_trust(
+                {"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::999999999999:root"}, "Action": "sts:AssumeRole"}
+            ),
+            role_policy(
+                {
+                    "Effect": "Allow",
+                    "Action": "s3:GetObject",
+                    "Resource": "arn:aws:s3:::b",
+                    "Condition": {"StringEquals": {"aws:SourceAccount": "123456789012"}},
+                }
+            ),
+        ],
+        {},
+        "assumeRolePolicy.Statement[0].Principal",
+    ),
+    (
+        "iam-no-admin-attachments",
+        lambda: [
+            res(
+                "aws:iam/rolePolicyAttachment:RolePolicyAttachment",
+                "a",
+                {"policyArn": "arn:aws:iam::aws:policy/AmazonEKSWorkerNodePolicy"},
+            )
+        ],
+        lambda: [
+            res(
+                "aws:iam/rolePolicyAttachment:RolePolicyAttachment",
+                "a",
+                {"policyArn": "arn:aws:iam::aws:policy/AdministratorAccess"},
+            )
+        ],
+        {},
+        "policyArn",
+    ),
+    (
+        "imds-hop-limit",
+        lambda: [
+            res(
+                "aws:ec2/launchTemplate:LaunchTemplate",
+                "lt",
+                {"metadataOptions": {"httpTokens": "required", "httpPutResponseHopLimit": 1}},
+            )
+        ],
+        lambda: [
+            res(
+                "aws:ec2/launchTemplate:LaunchTemplate",
+                "lt",
+                {"metadataOptions": {"httpTokens": "required", "httpPutResponseHopLimit": 2}},
+            )
+        ],
+        {},
+        "metadataOptions.httpPutResponseHopLimit",
+    ),
+    (
+        "default-security-group-empty",
+        lambda: [res("aws:ec2/defaultSecurityGroup:DefaultSecurityGroup", "sg", {"ingress": [], "egress": []})],
+        lambda: [
+            res(
+                "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup",
+                "sg",
+                {"ingress": [{"protocol": "-1", "fromPort": 0, "toPort": 0, "self": True}]},
+            )
+        ],
+        {},
+        "ingress",
+    ),
+    (
+        "log-group-encrypted-retained",
+        lambda: [res("aws:cloudwatch/logGroup:LogGroup", "lg", {"kmsKeyId": "arn:aws:kms:x", "retentionInDays": 90})],
+        lambda: [res("aws:cloudwatch/logGroup:LogGroup", "lg", {})],
+        {},
+        "kmsKeyId",
+    ),
+    (
+        "messaging-encrypted",
+        lambda: [
+            res("aws:sns/topic:Topic", "t", {"kmsMasterKeyId": "arn:aws:kms:x"}),
+            res("aws:ecr/repository:Repository", "r", {"encryptionConfigurations": [{"encryptionType": "KMS"}]}),
+        ],
+        lambda: [
+            res("aws:sns/topic:Topic", "t", {}),
+            res("aws:ecr/repository:Repository", "r", {"encryptionConfigurations": [{"encryptionType": "AES256"}]}),
+        ],
+        {},
+        "kmsMasterKeyId",
+    ),
+    (
+        "s3-ownership-enforced",
+        lambda: [
+            *bucket_set(ALL_BLOCKED),
+            res(
+                "aws:s3/bucketOwnershipControls:BucketOwnershipControls",
+                "own",
+                {"rule": {"objectOwnership": "BucketOwnerEnforced"}},
+                bucket=["urn:pulumi:prod::p::aws:s3/bucket:Bucket::b"],
+            ),
+        ],
+        lambda: [*bucket_set(ALL_BLOCKED)],
+        {},
+        "ownershipControls",
+    ),
+]
+CASES += ISSUE_12_CASES
+
+
+@pytest.mark.parametrize(
+    ("mutation", "rule", "field"),
+    [
+        (with_pod(hostNetwork=True, hostPID=True), "pod-security-standard", "hostPID"),
+        (with_pod(volumes=[{"name": "h", "hostPath": {"path": "/var/run"}}]), "pod-security-standard", "hostPath"),
+        (
+            with_pod(
+                containers=[
+                    {
+                        **RESTRICTED_POD["containers"][0],
+                        "securityContext": {**SECURE, "capabilities": {"drop": ["ALL"], "add": ["SYS_ADMIN"]}},
+                    }
+                ]
+            ),
+            "pod-security-standard",
+            "capabilities.add",
+        ),
+        (
+            with_pod(securityContext={"runAsNonRoot": True, "seccompProfile": {"type": "Unconfined"}}),
+            "pod-security-standard",
+            "seccompProfile.type",
+        ),
+        (with_pod(automountServiceAccountToken=True), "service-account-token", "automountServiceAccountToken"),
+    ],
+)
+def test_the_reviewer_s_pod_mutations_are_caught(mutation: dict[str, Any], rule: str, field: str) -> None:
+    found = run(rule, [deployment(mutation)])
+    assert any(field in f.field for f in found), [f.field for f in found]
+
+
+def test_sys_admin_on_an_inferenceservice_is_caught() -> None:
+    bad = isvc(security={**SECURE, "capabilities": {"drop": ["ALL"], "add": ["SYS_ADMIN"]}})
+    found = run("pod-security-standard", [bad])
+    assert any("capabilities.add" in f.field for f in found), [f.field for f in found]
+
+
+def test_a_public_principal_bound_only_by_tls_is_public() -> None:
+    statement = {
+        "Effect": "Allow",
+        "Principal": "*",
+        "Action": "sns:Publish",
+        "Resource": "*",
+        "Condition": {"Bool": {"aws:SecureTransport": "true"}},
+    }
+    found = run(
+        "no-public-principal",
+        [res("aws:sns/topicPolicy:TopicPolicy", "tp", {"policy": json.dumps({"Statement": [statement]})})],
+    )
+    assert found and "aws:SecureTransport alone binds nobody" in found[0].message
+
+
+def test_storage_uri_env_outside_the_model_bucket_is_caught() -> None:
+    bad = isvc(uri=f"s3://{MODEL_BUCKET}/embed/1/")
+    bad.inputs["spec"]["predictor"]["containers"][0]["env"] = [{"name": "STORAGE_URI", "value": "s3://elsewhere/m/"}]
+    found = run("storage-uri-in-model-bucket", [*bucket_set(ALL_BLOCKED), bad])
+    assert [f.field for f in found] == ["spec.predictor.containers[0].env[0].value"]
 
 
 def test_every_rule_has_a_case() -> None:
@@ -688,3 +950,48 @@ def test_gpu_demand_over_a_pool_limit_names_the_pool_the_demand_and_the_limit() 
         "workloads pin 2792 GPUs to pool 'a10g', over its limit of 16: 2776 would stay Pending; raise the pool's "
         "max_gpus or lower the models' replicas"
     ]
+
+
+def _through_crossguard(rule: str, resources: list[Resource], params: dict[str, Any]) -> list[str]:
+    """The same resources as the Pulumi engine hands them to the pack: PolicyResources with their provider,
+    through the CrossGuard policy of `rule`."""
+    from modelyard.policies.governance import crossguard
+    from pulumi_policy import PolicyProviderResource, PolicyResource, PolicyResourceOptions, StackValidationArgs
+
+    aws = provider(TAGS)
+    provider_resource = PolicyProviderResource(aws.type, dict(aws.inputs), aws.urn, "aws")
+    opts = PolicyResourceOptions(False, [], None, [], None, [])  # type: ignore[arg-type]
+    by_urn = {r.urn: r for r in resources}
+    policy_resources: dict[str, Any] = {}
+    for r in resources:
+        policy_resources[r.urn] = PolicyResource(
+            r.type,
+            dict(r.inputs),
+            r.urn,
+            r.name,
+            opts,
+            provider_resource if r.type.startswith("aws:") else None,
+            None,
+            [],
+            {},
+        )
+    for r in resources:  # dependencies point at the PolicyResources themselves
+        policy_resources[r.urn].dependencies = [policy_resources[u] for u in r.dependencies if u in by_urn]
+        policy_resources[r.urn].property_dependencies = {
+            k: [policy_resources[u] for u in v if u in by_urn] for k, v in r.property_dependencies.items()
+        }
+    config = {**(RULES[rule].params or {}), **params}
+    args = StackValidationArgs(list(policy_resources.values()), config)
+    [pack_policy] = [p for p in crossguard.policies() if p.name == rule]
+    reported: list[str] = []
+    pack_policy.validate(args, lambda message, urn=None: reported.append(message))  # type: ignore[misc]
+    return reported
+
+
+@pytest.mark.parametrize(("rule", "good", "bad", "params", "field"), CASES, ids=[c[0] for c in CASES])
+def test_the_crossguard_pack_judges_each_case_as_the_offline_path_does(
+    rule: str, good: Callable[[], list[Resource]], bad: Callable[[], list[Resource]], params: dict[str, Any], field: str
+) -> None:
+    assert _through_crossguard(rule, good(), params) == [], f"{rule}: the pack flagged the compliant case"
+    reported = _through_crossguard(rule, bad(), params)
+    assert any(message.startswith(field) or field in message for message in reported), reported

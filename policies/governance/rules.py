@@ -18,10 +18,11 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from . import pod_security
 from .conventions import GPU_POOL_LABEL, GPU_RESOURCE, ISVC_LABEL, LABEL_KEYS, ROLE_LABEL, TAG_KEYS
 from .cost import GPU, Estimate, estimate, pinned_gpu_pods
 from .prices import price_book
-from .resources import S3_BUCKET_COMPANIONS, Resource, Stack, as_list, dig, known, mapping, statements
+from .resources import S3_BUCKET_COMPANIONS, Resource, Stack, as_list, dig, document, known, mapping, statements
 
 Level = Literal["advisory", "mandatory", "disabled"]
 
@@ -391,8 +392,13 @@ def _public_principal(r: Resource, ctx: Context) -> Iterator[tuple[str, Any, str
     for i, st in enumerate(statements(r.get(field_))):
         principal = st.get("Principal")
         values = as_list(principal.get("AWS")) if isinstance(principal, Mapping) else as_list(principal)
-        if st.get("Effect") == "Allow" and "*" in values and not st.get("Condition"):
-            yield f"{field_}.Statement[{i}]", principal, "allows anyone; name the principals or add a condition"
+        if st.get("Effect") == "Allow" and "*" in values and not _binds(st):
+            yield (
+                f"{field_}.Statement[{i}]",
+                principal,
+                "allows anyone: name the principals, or bind them with a condition on the source account, ARN, "
+                "VPC or organization (aws:SecureTransport alone binds nobody)",
+            )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -984,6 +990,21 @@ def _placement(r: Resource, ctx: Context) -> Iterator[tuple[str, Any, str]]:
         )
 
 
+def _model_sources(r: Resource) -> Iterator[tuple[str, Any]]:
+    """Every form a model source takes in an InferenceService: `storageUri` (on the predictor or its
+    `model`), the `storage` spec's bucket parameter, and a container's STORAGE_URI environment variable."""
+    for path in (("spec", "predictor", "model", "storageUri"), ("spec", "predictor", "storageUri")):
+        yield ".".join(path), r.get(*path)
+    for path in (("spec", "predictor", "model", "storage"), ("spec", "predictor", "storage")):
+        bucket = dig(r.get(*path), "parameters", "bucket")
+        if bucket is not None:
+            yield ".".join((*path, "parameters", "bucket")), f"s3://{bucket}/"
+    for i, container in enumerate(as_list(r.get("spec", "predictor", "containers"))):
+        for j, env in enumerate(as_list(dig(container, "env"))):
+            if dig(env, "name") == "STORAGE_URI":
+                yield f"spec.predictor.containers[{i}].env[{j}].value", dig(env, "value")
+
+
 @resource_rule(
     "storage-uri-in-model-bucket",
     "Models load from the environment's model bucket.",
@@ -991,12 +1012,12 @@ def _placement(r: Resource, ctx: Context) -> Iterator[tuple[str, Any, str]]:
     params={"modelBucket": None},
 )
 def _storage_uri(r: Resource, ctx: Context) -> Iterator[tuple[str, Any, str]]:
-    uri = r.get("spec", "predictor", "model", "storageUri") or r.get("spec", "predictor", "storageUri")
     bucket = ctx.model_bucket()
-    if not isinstance(uri, str) or not known(uri) or bucket is None:
+    if bucket is None:
         return
-    if not uri.startswith(f"s3://{bucket}/"):
-        yield "spec.predictor.model.storageUri", uri, f"must be inside s3://{bucket}/"
+    for path, uri in _model_sources(r):
+        if isinstance(uri, str) and known(uri) and not uri.startswith(f"s3://{bucket}/"):
+            yield path, uri, f"must be inside s3://{bucket}/"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1064,3 +1085,325 @@ def _budget_baseline(ctx: Context) -> Iterator[Finding]:
 @stack_rule("budget-ceiling", "With every pool at its limit, the estimate stays under the budget.")
 def _budget_ceiling(ctx: Context) -> Iterator[Finding]:
     yield from _over_budget(ctx, ctx.estimate.ceiling, "with every pool at its limit the estimate is")
+
+
+# ---------------------------------------------------------------------------------------------
+# Pod Security Standards over every pod-bearing object, namespaces, network policy
+
+NAMESPACE = "kubernetes:core/v1:Namespace"
+NETWORK_POLICY = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
+ENFORCE = "pod-security.kubernetes.io/enforce"
+
+
+def _pod_of(r: Resource) -> Mapping[str, Any]:
+    """The pod spec an object runs, as Pod Security Admission sees it; an InferenceService's `model`
+    becomes the `kserve-container` KServe makes of it."""
+    spec = dict(_pod_spec(r))
+    if r.type == ISVC and isinstance(spec.get("model"), Mapping) and not spec.get("containers"):
+        spec["containers"] = [{"name": "kserve-container", **spec["model"]}]
+    return spec
+
+
+def _namespace_levels(ctx: Context) -> dict[str, str]:
+    levels = {}
+    for ns in ctx.stack.of_type(NAMESPACE):
+        name = ns.get("metadata", "name")
+        if isinstance(name, str):
+            levels[name] = str(ns.get("metadata", "labels", ENFORCE) or "privileged")
+    return levels
+
+
+@resource_rule(
+    "pod-security-standard",
+    "Every pod passes Pod Security restricted; pods in allow-listed privileged namespaces pass baseline.",
+    tuple(WORKLOADS),
+    basic=True,
+    params={"privilegedNamespaces": ["nvidia", "monitoring"]},
+)
+def _pod_security(r: Resource, ctx: Context) -> Iterator[tuple[str, Any, str]]:
+    namespace = r.get("metadata", "namespace")
+    allowed = [str(n) for n in ctx.param("pod-security-standard", "privilegedNamespaces", [])]
+    level = "baseline" if namespace in allowed else "restricted"
+    prefix = ".".join(WORKLOADS[r.type])
+    for field_, value, allowed_values in pod_security.violations(_pod_of(r), level):  # type: ignore[arg-type]
+        yield f"{prefix}.{field_}", value, f"Pod Security {level}: {allowed_values}"
+
+
+@resource_rule(
+    "service-account-token",
+    "Pods mount no Kubernetes API token unless they ask for one (automountServiceAccountToken: false).",
+    tuple(WORKLOADS),
+    basic=True,
+)
+def _token(r: Resource, ctx: Context) -> Iterator[tuple[str, Any, str]]:
+    pod = _pod_of(r)
+    if pod.get("automountServiceAccountToken") is False:
+        return
+    account = pod.get("serviceAccountName") or "default"
+    namespace = r.get("metadata", "namespace")
+    accounts = [
+        sa
+        for sa in ctx.stack.of_type("kubernetes:core/v1:ServiceAccount")
+        if sa.get("metadata", "name") == account and sa.get("metadata", "namespace") in (namespace, None)
+    ]
+    if any(sa.inputs.get("automountServiceAccountToken") is False for sa in accounts):
+        return
+    if account != "default" and not accounts:
+        return  # an account another stack owns: cannot tell
+    prefix = ".".join(WORKLOADS[r.type])
+    yield (
+        f"{prefix}.automountServiceAccountToken",
+        pod.get("automountServiceAccountToken"),
+        f"the {account!r} service account's token is mounted; set automountServiceAccountToken: false",
+    )
+
+
+@resource_rule(
+    "namespace-pod-security",
+    "Every namespace enforces a Pod Security level; privileged only where allow-listed.",
+    (NAMESPACE,),
+    basic=True,
+    params={"privilegedNamespaces": ["nvidia", "monitoring"]},
+)
+def _namespace_pss(r: Resource, ctx: Context) -> Iterator[tuple[str, Any, str]]:
+    labels = r.get("metadata", "labels")
+    if labels is None and _unknown(r.inputs.get("metadata")):
+        return
+    level = dig(labels, ENFORCE)
+    name = r.get("metadata", "name")
+    allowed = [str(n) for n in ctx.param("namespace-pod-security", "privilegedNamespaces", [])]
+    if level not in ("baseline", "restricted", "privileged"):
+        yield f"metadata.labels.{ENFORCE}", level, "set restricted (or baseline)"
+    elif level == "privileged" and name not in allowed:
+        yield f"metadata.labels.{ENFORCE}", level, f"privileged only in {', '.join(allowed) or 'no namespace'}"
+
+
+@stack_rule("namespace-network-policy", "Every namespace denies traffic by default, and the CNI enforces it.")
+def _namespace_network(ctx: Context) -> Iterator[Finding]:
+    denied = {
+        dig(p.inputs, "metadata", "namespace")
+        for p in ctx.stack.of_type(NETWORK_POLICY)
+        if dig(p.inputs, "spec", "podSelector") == {}
+        and {"Ingress", "Egress"} <= {t for t in as_list(dig(p.inputs, "spec", "policyTypes")) if isinstance(t, str)}
+        and not dig(p.inputs, "spec", "ingress")
+        and not dig(p.inputs, "spec", "egress")
+    }
+    for ns in ctx.stack.of_type(NAMESPACE):
+        name = ns.get("metadata", "name")
+        if isinstance(name, str) and name not in denied:
+            yield Finding(ns.urn, "metadata.name", name, "no default-deny NetworkPolicy (podSelector: {}) here")
+    for addon in ctx.stack.of_type("aws:eks/addon:Addon"):
+        if addon.get("addonName") != "vpc-cni" or _unknown(addon.inputs.get("configurationValues")):
+            continue
+        values = document(addon.get("configurationValues")) or {}
+        if str(values.get("enableNetworkPolicy")).lower() != "true":
+            yield Finding(
+                addon.urn,
+                "configurationValues",
+                addon.get("configurationValues"),
+                'set {"enableNetworkPolicy": "true"}',
+            )
+
+
+# ---------------------------------------------------------------------------------------------
+# IAM semantics
+
+#: Conditions that bind a broad principal to a caller: the source account, resource, VPC or organization.
+BINDING_CONDITION_KEYS = frozenset(
+    {
+        "aws:sourceaccount",
+        "aws:sourcearn",
+        "aws:sourceowner",
+        "aws:sourcevpc",
+        "aws:sourcevpce",
+        "aws:principalorgid",
+        "aws:principalaccount",
+        "aws:principalarn",
+        "aws:sourceorgid",
+    }
+)
+POLICY_DOCUMENTS = {
+    **POLICY_FIELDS,
+    "aws:iam/rolePolicy:RolePolicy": "policy",
+    "aws:iam/policy:Policy": "policy",
+    "aws:iam/role:Role": "assumeRolePolicy",
+}
+
+
+def _binds(statement: Mapping[str, Any]) -> bool:
+    keys = {
+        str(k).lower()
+        for block in as_list(statement.get("Condition"))
+        if isinstance(block, Mapping)
+        for inner in block.values()
+        if isinstance(inner, Mapping)
+        for k in inner
+    }
+    return bool(keys & BINDING_CONDITION_KEYS)
+
+
+@resource_rule(
+    "iam-no-not-action",
+    "No Allow statement uses NotAction or NotResource (they grant everything not named).",
+    tuple(POLICY_DOCUMENTS),
+    basic=True,
+)
+def _not_action(r: Resource, ctx: Context) -> Iterator[tuple[str, Any, str]]:
+    field_ = POLICY_DOCUMENTS[r.type]
+    for i, st in enumerate(statements(r.get(field_))):
+        if st.get("Effect") == "Allow":
+            for key in ("NotAction", "NotResource"):
+                if key in st:
+                    yield (
+                        f"{field_}.Statement[{i}].{key}",
+                        st[key],
+                        f"an Allow with {key} grants all else; list what is allowed",
+                    )
+
+
+def _accounts_of(ctx: Context) -> set[str]:
+    """The accounts this stack's own ARNs name (roles, keys, buckets it references)."""
+    found = ctx.stack.derived.get("accounts")
+    if found is None:
+        found = set()
+        for r in ctx.stack.resources:
+            for value in (r.inputs.get("arn"), r.inputs.get("principalArn"), r.inputs.get("roleArn")):
+                if isinstance(value, str) and value.startswith("arn:") and len(value.split(":")) > 4:
+                    found.add(value.split(":")[4])
+            for field_ in ("assumeRolePolicy", "policy"):
+                for st in statements(r.inputs.get(field_)):
+                    for v in as_list(dig(st, "Condition", "StringEquals", "aws:SourceAccount")):
+                        found.add(str(v))
+        found.discard("")
+        ctx.stack.derived["accounts"] = found
+    return set(found)
+
+
+@resource_rule(
+    "iam-trust-scoped",
+    "Trust policies admit this stack's accounts and AWS services only, and a broad principal only when a "
+    "condition binds it.",
+    ("aws:iam/role:Role",),
+    basic=True,
+    params={"trustedAccounts": []},
+)
+def _trust(r: Resource, ctx: Context) -> Iterator[tuple[str, Any, str]]:
+    trusted = _accounts_of(ctx) | {str(a) for a in ctx.param("iam-trust-scoped", "trustedAccounts", [])}
+    for i, st in enumerate(statements(r.get("assumeRolePolicy"))):
+        if st.get("Effect") != "Allow":
+            continue
+        principal = st.get("Principal")
+        aws_principals = as_list(principal.get("AWS")) if isinstance(principal, Mapping) else as_list(principal)
+        for who in aws_principals:
+            if not isinstance(who, str) or not known(who):
+                continue
+            if who == "*":
+                if not _binds(st):
+                    yield f"assumeRolePolicy.Statement[{i}].Principal", who, "anyone may assume this role"
+                continue
+            account = who.split(":")[4] if who.startswith("arn:") and len(who.split(":")) > 4 else who
+            if account.isdigit() and trusted and account not in trusted:
+                yield (
+                    f"assumeRolePolicy.Statement[{i}].Principal",
+                    who,
+                    f"account {account} is not this stack's ({', '.join(sorted(trusted))}); add it to trustedAccounts "
+                    "on purpose, or remove it",
+                )
+
+
+@resource_rule(
+    "iam-no-admin-attachments",
+    "No role gets AdministratorAccess, IAMFullAccess or PowerUserAccess.",
+    ("aws:iam/rolePolicyAttachment:RolePolicyAttachment", "aws:iam/role:Role"),
+    basic=True,
+)
+def _admin(r: Resource, ctx: Context) -> Iterator[tuple[str, Any, str]]:
+    arns = (
+        as_list(r.get("policyArn")) if r.type.endswith("RolePolicyAttachment") else as_list(r.get("managedPolicyArns"))
+    )
+    for arn in arns:
+        if isinstance(arn, str) and arn.rsplit("/", 1)[-1] in (
+            "AdministratorAccess",
+            "IAMFullAccess",
+            "PowerUserAccess",
+        ):
+            field_ = "policyArn" if r.type.endswith("RolePolicyAttachment") else "managedPolicyArns"
+            yield field_, arn, "an administrator policy; grant the actions the role needs"
+
+
+# ---------------------------------------------------------------------------------------------
+# Guards for what is right today
+
+
+@resource_rule(
+    "imds-hop-limit",
+    "Instance metadata answers the node only (hop limit 1): pods cannot reach node credentials.",
+    ("aws:ec2/launchTemplate:LaunchTemplate", NODE_CLASS),
+    basic=True,
+)
+def _hop_limit(r: Resource, ctx: Context) -> Iterator[tuple[str, Any, str]]:
+    path = ("spec", "metadataOptions") if r.type == NODE_CLASS else ("metadataOptions",)
+    if _unknown(r.inputs.get(path[0])):
+        return
+    hops = _count(r.get(*path, "httpPutResponseHopLimit"))
+    if hops is None and r.type == NODE_CLASS:
+        return  # Karpenter's default is 1
+    if hops != 1:
+        yield ".".join((*path, "httpPutResponseHopLimit")), hops, "must be 1"
+
+
+@resource_rule(
+    "default-security-group-empty",
+    "The VPC's default security group has no rules.",
+    ("aws:ec2/defaultSecurityGroup:DefaultSecurityGroup",),
+    basic=True,
+)
+def _default_sg(r: Resource, ctx: Context) -> Iterator[tuple[str, Any, str]]:
+    for key in ("ingress", "egress"):
+        rules_ = r.get(key)
+        if rules_:
+            yield key, rules_, "must be empty: nothing should use the default group"
+
+
+@resource_rule(
+    "log-group-encrypted-retained",
+    "Log groups are encrypted with a KMS key and keep logs for a set time.",
+    ("aws:cloudwatch/logGroup:LogGroup",),
+    basic=True,
+)
+def _log_group(r: Resource, ctx: Context) -> Iterator[tuple[str, Any, str]]:
+    if not r.get("kmsKeyId") and not _unknown(r.inputs.get("kmsKeyId")):
+        yield "kmsKeyId", None, "encrypt with a KMS key"
+    if not r.get("retentionInDays") and not _unknown(r.inputs.get("retentionInDays")):
+        yield "retentionInDays", None, "set a retention (logs are kept forever otherwise)"
+
+
+@resource_rule(
+    "messaging-encrypted",
+    "SNS topics, SQS queues and ECR repositories are encrypted at rest.",
+    ("aws:sns/topic:Topic", "aws:sqs/queue:Queue", "aws:ecr/repository:Repository"),
+    basic=True,
+)
+def _messaging(r: Resource, ctx: Context) -> Iterator[tuple[str, Any, str]]:
+    if r.type == "aws:sns/topic:Topic":
+        if not r.get("kmsMasterKeyId") and not _unknown(r.inputs.get("kmsMasterKeyId")):
+            yield "kmsMasterKeyId", None, "encrypt the topic with a KMS key"
+    elif r.type == "aws:sqs/queue:Queue":
+        if (
+            not r.get("kmsMasterKeyId")
+            and r.get("sqsManagedSseEnabled") is False
+            and not _unknown(r.inputs.get("sqsManagedSseEnabled"))
+        ):
+            yield "sqsManagedSseEnabled", False, "enable SSE (SQS-managed or a KMS key)"
+    else:
+        kinds = [dig(c, "encryptionType") for c in as_list(r.get("encryptionConfigurations"))]
+        if not any(k in ("KMS", "KMS_DSSE") for k in kinds) and not _unknown(r.inputs.get("encryptionConfigurations")):
+            yield "encryptionConfigurations", kinds or None, "encrypt with a KMS key (encryptionType: KMS)"
+
+
+@stack_rule("s3-ownership-enforced", "Every bucket enforces object ownership (ACLs disabled).")
+def _s3_ownership(ctx: Context) -> Iterator[Finding]:
+    for bucket in ctx.stack.of_type("aws:s3/bucket:Bucket", "aws:s3/bucketV2:BucketV2"):
+        controls = _bucket_companions(ctx, bucket, "aws:s3/bucketOwnershipControls:BucketOwnershipControls")
+        if not any(c.get("rule", "objectOwnership") == "BucketOwnerEnforced" for c in controls):
+            yield Finding(bucket.urn, "ownershipControls", None, "add BucketOwnershipControls: BucketOwnerEnforced")
