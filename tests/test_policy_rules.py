@@ -742,6 +742,13 @@ ISSUE_12_CASES = [
         "policyArn",
     ),
     (
+        "iam-no-privilege-escalation",
+        lambda: [role_policy({"Effect": "Allow", "Action": "iam:PassRole", "Resource": "arn:aws:iam::1:role/node"})],
+        lambda: [role_policy({"Effect": "Allow", "Action": ["iam:PassRole", "s3:GetObject"], "Resource": "*"})],
+        {},
+        "policy.Statement[0]",
+    ),
+    (
         "imds-hop-limit",
         lambda: [
             res(

@@ -1407,3 +1407,57 @@ def _s3_ownership(ctx: Context) -> Iterator[Finding]:
         controls = _bucket_companions(ctx, bucket, "aws:s3/bucketOwnershipControls:BucketOwnershipControls")
         if not any(c.get("rule", "objectOwnership") == "BucketOwnerEnforced" for c in controls):
             yield Finding(bucket.urn, "ownershipControls", None, "add BucketOwnershipControls: BucketOwnerEnforced")
+
+
+#: Actions that let a principal raise its own privileges when allowed on any resource: the published
+#: escalation paths (Rhino Security Labs, "AWS IAM Privilege Escalation - Methods and Mitigation").
+ESCALATION_ACTIONS = frozenset(
+    a.lower()
+    for a in (
+        "iam:CreatePolicyVersion",
+        "iam:SetDefaultPolicyVersion",
+        "iam:CreateAccessKey",
+        "iam:CreateLoginProfile",
+        "iam:UpdateLoginProfile",
+        "iam:AttachUserPolicy",
+        "iam:AttachGroupPolicy",
+        "iam:AttachRolePolicy",
+        "iam:PutUserPolicy",
+        "iam:PutGroupPolicy",
+        "iam:PutRolePolicy",
+        "iam:AddUserToGroup",
+        "iam:UpdateAssumeRolePolicy",
+        "iam:PassRole",
+        "lambda:UpdateFunctionCode",
+        "glue:UpdateDevEndpoint",
+        "cloudformation:CreateStack",
+        "datapipeline:CreatePipeline",
+    )
+)
+
+
+@resource_rule(
+    "iam-no-privilege-escalation",
+    "No identity policy allows an action that raises privileges (PassRole, policy writes, ...) on any resource.",
+    IDENTITY_POLICIES,
+    basic=True,
+)
+def _escalation(r: Resource, ctx: Context) -> Iterator[tuple[str, Any, str]]:
+    for i, st in enumerate(statements(r.get("policy"))):
+        if st.get("Effect") != "Allow":
+            continue
+        resources = [str(x) for x in as_list(st.get("Resource"))]
+        if "*" not in resources:
+            continue  # scoped to named resources: the escalation reaches only those
+        risky = sorted(
+            str(a)
+            for a in as_list(st.get("Action"))
+            if isinstance(a, str)
+            and (a.lower() in ESCALATION_ACTIONS or a.lower() in ("iam:*", "iam:put*", "iam:attach*"))
+        )
+        if risky:
+            yield (
+                f"policy.Statement[{i}]",
+                {"Action": risky, "Resource": resources},
+                "raises privileges on any resource: scope Resource to the roles or policies it must touch",
+            )
