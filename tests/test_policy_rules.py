@@ -749,6 +749,45 @@ ISSUE_12_CASES = [
         "policy.Statement[0]",
     ),
     (
+        "helm-values-pod-security",
+        lambda: [
+            res(
+                "kubernetes:helm.sh/v3:Release",
+                "kserve",
+                {
+                    "chart": "kserve",
+                    "version": "v0.16.0",
+                    "namespace": "kserve",
+                    "values": {"kserve": {"controller": {"containerSecurityContext": SECURE}}},
+                },
+            ),
+            res(
+                "kubernetes:helm.sh/v3:Release",
+                "dcgm",
+                {"chart": "dcgm-exporter", "version": "4.8.3", "namespace": "nvidia", "values": {"hostNetwork": True}},
+            ),
+        ],
+        lambda: [
+            res(
+                "kubernetes:helm.sh/v3:Release",
+                "kserve",
+                {
+                    "chart": "kserve",
+                    "version": "v0.16.0",
+                    "namespace": "kserve",
+                    "values": {
+                        "kserve": {
+                            "controller": {"containerSecurityContext": {**SECURE, "privileged": True}},
+                            "hostNetwork": True,
+                        }
+                    },
+                },
+            ),
+        ],
+        {},
+        "values.kserve.controller.containerSecurityContext",
+    ),
+    (
         "imds-hop-limit",
         lambda: [
             res(

@@ -175,7 +175,7 @@ def test_all_plans_both_projects_into_one_digest(tmp_path: Path, capsys: pytest.
     assert main(["plan", "staging", "--project", "all", "--out", str(out)]) == 0
     digest = json.loads(out.read_text())
     assert [p["project"] for p in digest["modelyard"]["projects"]] == ["modelyard-platform", "modelyard-workloads"]
-    assert "Policy (policies/config/staging.json): 50 rules, 0 mandatory" in capsys.readouterr().out
+    assert "Policy (policies/config/staging.json): 51 rules, 0 mandatory" in capsys.readouterr().out
 
 
 def test_a_pool_the_platform_lacks_is_a_config_error(tmp_path: Path) -> None:

@@ -1461,3 +1461,66 @@ def _escalation(r: Resource, ctx: Context) -> Iterator[tuple[str, Any, str]]:
                 {"Action": risky, "Resource": resources},
                 "raises privileges on any resource: scope Resource to the roles or policies it must touch",
             )
+
+
+#: Keys under which charts take a securityContext, and the host settings that need the privileged level.
+_SECURITY_KEYS = ("securityContext", "containerSecurityContext", "podSecurityContext")
+_HOST_KEYS = ("hostNetwork", "hostPID", "hostIPC")
+
+
+def _helm_security_settings(values: Any, path: str = "values") -> Iterator[tuple[str, str, Any]]:
+    """(kind, path, value) for every securityContext and host setting a chart's values set, at any depth."""
+    if isinstance(values, Mapping):
+        for key, value in values.items():
+            where = f"{path}.{key}"
+            if key in _SECURITY_KEYS and isinstance(value, Mapping):
+                yield "context", where, value
+            elif key in _HOST_KEYS and value is True:
+                yield "host", where, value
+            else:
+                yield from _helm_security_settings(value, where)
+    elif isinstance(values, list):
+        for i, value in enumerate(values):
+            yield from _helm_security_settings(value, f"{path}[{i}]")
+
+
+@resource_rule(
+    "helm-values-pod-security",
+    "The pod settings Helm values set keep the release's pods within their namespace's Pod Security level.",
+    ("kubernetes:helm.sh/v3:Release", "kubernetes:helm.sh/v4:Chart"),
+    basic=True,
+    params={"privilegedNamespaces": ["nvidia", "monitoring"]},
+)
+def _helm_pod_security(r: Resource, ctx: Context) -> Iterator[tuple[str, Any, str]]:
+    namespace = r.get("namespace")
+    if not isinstance(namespace, str):
+        # The namespace is often an output of the Namespace resource: find it by the dependency.
+        named = [
+            ctx.stack.by_urn[u].get("metadata", "name")
+            for u in r.property_dependencies.get("namespace", ())
+            if u in ctx.stack.by_urn
+        ]
+        namespace = next((n for n in named if isinstance(n, str)), None)
+    allowed = [str(n) for n in ctx.param("helm-values-pod-security", "privilegedNamespaces", [])]
+    level = "baseline" if namespace in allowed else "restricted"
+    for kind, path, value in _helm_security_settings(r.get("values")):
+        if kind == "host":
+            if level == "restricted" or namespace is None:
+                yield (
+                    path,
+                    value,
+                    f"host namespaces are refused by Pod Security {level} in {namespace or 'its namespace'}",
+                )
+            continue
+        # A context set in values is checked as the container (and pod) it configures.
+        pod = {"securityContext": value, "containers": [{"name": "chart", "securityContext": value}]}
+        for field_, got, wanted in pod_security.violations(pod, "baseline"):
+            yield f"{path} ({field_.split('.', 1)[-1]})", got, f"Pod Security baseline: {wanted}"
+        if level == "restricted":
+            weakened = [
+                (field_, got)
+                for field_, got, _ in pod_security.violations(pod, "restricted")
+                if got not in (None, [], {}) and field_.startswith("containers")
+            ]
+            for field_, got in weakened:
+                yield f"{path} ({field_.split('.', 2)[-1]})", got, "weakens Pod Security restricted in this namespace"
