@@ -1041,3 +1041,16 @@ def test_the_crossguard_pack_judges_each_case_as_the_offline_path_does(
     assert _through_crossguard(rule, good(), params) == [], f"{rule}: the pack flagged the compliant case"
     reported = _through_crossguard(rule, bad(), params)
     assert any(message.startswith(field) or field in message for message in reported), reported
+
+
+def test_a_cronjob_s_pods_are_held_to_pod_security() -> None:
+    cron = res(
+        "kubernetes:batch/v1:CronJob",
+        "cj",
+        {
+            "metadata": {"name": "cj", "namespace": "models", "labels": LABELS},
+            "spec": {"jobTemplate": {"spec": {"template": {"spec": with_pod(hostPID=True)}}}},
+        },
+    )
+    found = run("pod-security-standard", [cron])
+    assert any(f.field.endswith("hostPID") for f in found), [f.field for f in found]
