@@ -130,10 +130,8 @@ class Report:
         return rows
 
 
-def _by_urn(document: Mapping[str, Any]) -> tuple[dict[str, Resource], dict[str, str]]:
-    resources = {r.urn: r for r in from_preview(document) if r.type != "pulumi:pulumi:Stack"}
-    ops = {str(s.get("urn")): str(s.get("op")) for s in document.get("steps") or [] if isinstance(s, Mapping)}
-    return resources, ops
+def _by_urn(document: Mapping[str, Any]) -> dict[str, Resource]:
+    return {r.urn: r for r in from_preview(document) if r.type != "pulumi:pulumi:Stack"}
 
 
 def _env(document: Mapping[str, Any], resources: Iterable[Resource]) -> str:
@@ -179,8 +177,8 @@ def _policy_delta(report: Report, base_stack: Stack, head_stack: Stack, config: 
 
 def compare(base_doc: Mapping[str, Any], head_doc: Mapping[str, Any], config: PolicyConfig | None) -> Report:
     """Two whole documents, base and head, matched by URN."""
-    base, _ = _by_urn(base_doc)
-    head, _ = _by_urn(head_doc)
+    base = _by_urn(base_doc)
+    head = _by_urn(head_doc)
     env = _env(head_doc, head.values()) or _env(base_doc, base.values())
     base_stack, head_stack = Stack(base.values()), Stack(head.values())
     changes: list[Change] = []

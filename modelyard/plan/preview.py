@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import codecs
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -173,11 +173,6 @@ class Preview:
         --show-sames preview, which carries both)."""
         for step in self.document["steps"]:
             step.pop("oldState", None)
-
-    @property
-    def steps(self) -> Sequence[Mapping[str, Any]]:
-        steps: Sequence[Mapping[str, Any]] = self.document["steps"]
-        return steps
 
     def require_whole(self, verdict: str) -> None:
         """Raise PreviewError unless the preview holds every resource of the stack and did not fail."""

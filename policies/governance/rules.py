@@ -1105,15 +1105,6 @@ def _pod_of(r: Resource) -> Mapping[str, Any]:
     return spec
 
 
-def _namespace_levels(ctx: Context) -> dict[str, str]:
-    levels = {}
-    for ns in ctx.stack.of_type(NAMESPACE):
-        name = ns.get("metadata", "name")
-        if isinstance(name, str):
-            levels[name] = str(ns.get("metadata", "labels", ENFORCE) or "privileged")
-    return levels
-
-
 @resource_rule(
     "pod-security-standard",
     "Every pod passes Pod Security restricted; pods in allow-listed privileged namespaces pass baseline.",
