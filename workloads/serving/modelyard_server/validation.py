@@ -33,6 +33,12 @@ def _text(value: Any, field: str, limits: Limits) -> str:
         raise BadRequest(field, "must not be empty")
     if len(value) > limits.max_chars:
         raise BadRequest(field, f"is {len(value)} characters; at most {limits.max_chars} are allowed", 413)
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            bad = value[exc.start : exc.end].encode("unicode_escape").decode()
+            raise BadRequest(field, f"holds a lone surrogate ({bad}) at character {exc.start}: not text") from None
     return value
 
 
@@ -77,11 +83,94 @@ def v2_texts(inputs: list[Any], limits: Limits) -> list[str]:
         raise BadRequest("inputs[0].shape", f"must be [n], one dimension (got {shape!r})")
     if not isinstance(data, list):
         raise BadRequest("inputs[0].data", "must be a list of strings")
-    flat = [d.decode("utf-8", "replace") if isinstance(d, bytes) else d for d in data]
+    flat = data
     if shape[0] != len(flat):
         raise BadRequest("inputs[0].shape", f"says {shape[0]} texts but data holds {len(flat)}")
     _count(flat, "inputs[0].data", limits)
     return [_text(t, f"inputs[0].data[{i}]", limits) for i, t in enumerate(flat)]
+
+
+def _bytes_elements(raw: bytes, field: str) -> list[str]:
+    """The v2 binary encoding of BYTES: each element a 4-byte little-endian length, then its bytes."""
+    texts: list[str] = []
+    at = 0
+    while at < len(raw):
+        if at + 4 > len(raw):
+            raise BadRequest(f"{field}.data", f"binary data ends inside the length of element {len(texts)}")
+        size = int.from_bytes(raw[at : at + 4], "little")
+        at += 4
+        if at + size > len(raw):
+            raise BadRequest(f"{field}.data", f"element {len(texts)} claims {size} bytes; {len(raw) - at} remain")
+        try:
+            texts.append(raw[at : at + size].decode("utf-8"))
+        except UnicodeDecodeError:
+            raise BadRequest(f"{field}.data[{len(texts)}]", "is not valid UTF-8") from None
+        at += size
+    return texts
+
+
+@dataclass(frozen=True)
+class V2Request:
+    id: str
+    texts: list[str]
+    binary_output: bool
+
+
+def _parameters(value: Any, field: str) -> Mapping[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise BadRequest(field, f"must be an object (got {type(value).__name__})")
+    return value
+
+
+def v2_request(payload: Any, binary: bytes, limits: Limits) -> V2Request:
+    """A whole v2 inference request: JSON inputs, or binary tensors after the JSON header (`binary` holds
+    the bytes after it), and whether the client asked for a binary output."""
+    if not isinstance(payload, Mapping):
+        raise BadRequest("(body)", 'must be a JSON object such as {"inputs": [{"name": "text", ...}]}')
+    request_id = payload.get("id", "")
+    if not isinstance(request_id, str):
+        raise BadRequest("id", f"must be a string (got {type(request_id).__name__})")
+    inputs = payload.get("inputs")
+    if inputs is None:
+        raise BadRequest("inputs", 'is required: [{"name": "text", "datatype": "BYTES", "shape": [n], "data": [...]}]')
+    if not isinstance(inputs, list):
+        raise BadRequest("inputs", f"must be a list of inputs (got {type(inputs).__name__})")
+    decoded = []
+    offset = 0
+    for i, item in enumerate(inputs):
+        if not isinstance(item, Mapping):
+            raise BadRequest(f"inputs[{i}]", "must be an object with name, datatype, shape and data")
+        size = _parameters(item.get("parameters"), f"inputs[{i}].parameters").get("binary_data_size")
+        if size is None:
+            data = item.get("data")
+        else:
+            if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+                raise BadRequest(f"inputs[{i}].parameters.binary_data_size", "must be a byte count")
+            if offset + size > len(binary):
+                raise BadRequest(
+                    f"inputs[{i}].parameters.binary_data_size",
+                    f"{size} bytes, but {len(binary) - offset} follow the header",
+                )
+            data = _bytes_elements(binary[offset : offset + size], f"inputs[{i}]")
+            offset += size
+        decoded.append((item.get("name"), item.get("datatype"), item.get("shape"), data))
+    if offset != len(binary):
+        raise BadRequest("(body)", f"{len(binary) - offset} bytes after the header that no input claims")
+    texts = v2_texts(decoded, limits)
+    binary_output = _parameters(payload.get("parameters"), "parameters").get("binary_data_output") is True
+    outputs = payload.get("outputs")
+    if outputs is not None:
+        if not isinstance(outputs, list):
+            raise BadRequest("outputs", f"must be a list (got {type(outputs).__name__})")
+        for i, output in enumerate(outputs):
+            if not isinstance(output, Mapping) or output.get("name") != "embedding":
+                raise BadRequest(f"outputs[{i}].name", "this model has one output, 'embedding'")
+            wanted = _parameters(output.get("parameters"), f"outputs[{i}].parameters")
+            if "binary_data" in wanted:
+                binary_output = wanted["binary_data"] is True
+    return V2Request(request_id, texts, binary_output)
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import pytest
 from conftest import RunningServer
@@ -17,16 +19,16 @@ def v2_input(**over: object) -> dict[str, object]:
 
 CASES = [
     # (path, raw body or JSON, status, text the message must contain)
-    (V1, b"{not json", 400, "Unrecognized request format"),
+    (V1, b"{not json", 400, "(body): not valid JSON"),
     (V1, {"nope": 1}, 400, "instances: is required"),
-    (V1, {"instances": "hello"}, 400, 'Expected "instances" to be a list'),  # KServe's own check
+    (V1, {"instances": "hello"}, 400, "instances: must be a list of texts (got str)"),
     (V1, {"instances": []}, 400, "instances: must list at least one text"),
     (V1, {"instances": ["ok", 3]}, 400, "instances[1]: must be a string (got int)"),
     (V1, {"instances": ["   "]}, 400, "instances[0]: must not be empty"),
     (V1, {"instances": [{"txt": "x"}]}, 400, 'instances[0]: an object must have a "text" field'),
     (V1, {"instances": ["x"] * 9}, 413, "instances: lists 9 texts; at most 8 per request"),
     (V1, {"instances": ["x" * 501]}, 413, "instances[0]: is 501 characters; at most 500"),
-    (V2, b"{not json", 422, "json_invalid"),
+    (V2, b"{not json", 400, "(body): not valid JSON"),
     (V2, v2_input(datatype="FP32", data=[1.0]), 400, "inputs[0].datatype: must be BYTES for text (got 'FP32')"),
     (V2, v2_input(shape=[3]), 400, "inputs[0].shape: says 3 texts but data holds 1"),
     (V2, v2_input(shape=[1, 1]), 400, "inputs[0].shape: must be [n], one dimension"),
@@ -36,7 +38,13 @@ CASES = [
         400,
         "inputs: must hold exactly one input (got 2)",
     ),  # type: ignore[index]
-    (V2, {"inputs": "x"}, 422, "Input should be a valid list"),
+    (V2, {"inputs": "x"}, 400, "inputs: must be a list of inputs (got str)"),
+    (V2, {"inputs": [1]}, 400, "inputs[0]: must be an object"),
+    (V2, {"inputs": [v2_input()["inputs"][0]], "outputs": [{"name": "vec"}]}, 400, "outputs[0].name"),  # type: ignore[index]
+    (V2, {"inputs": [v2_input()["inputs"][0]], "id": 7}, 400, "id: must be a string"),  # type: ignore[index]
+    # A lone surrogate is not text: this request alone gets 400 (json.dumps writes it as \ud800).
+    (V2, json.dumps(v2_input(data=["fine", "\ud800"], shape=[2])).encode(), 400, "inputs[0].data[1]: holds a lone surrogate"),
+    (V1, json.dumps({"instances": ["ok", "a\udfffb"]}).encode(), 400, "instances[1]: holds a lone surrogate"),
     (OPENAI, b"{not json", 400, "(body): not valid JSON"),
     (OPENAI, {"input": "x"}, 400, "model: is required"),
     (OPENAI, {"model": "minilm"}, 400, "input: is required"),

@@ -29,7 +29,7 @@ async def burst(url: str, n: int, texts_each: int = 8) -> list[httpx.Response | 
 
 
 def test_overload_is_503_with_retry_after_and_everything_accepted_is_answered(tmp_path: Path) -> None:
-    server = start(tmp_path, "--max_queue", "16", "--max_batch_size", "8")
+    server = start(tmp_path, "--max_queue", "16", "--max_batch_size", "8", "--max_inputs", "8", "--workers", "1")
     try:
         results = asyncio.run(burst(server.url, 40))
         codes = [r.status_code if isinstance(r, httpx.Response) else type(r).__name__ for r in results]
@@ -92,12 +92,13 @@ def test_metric_names_and_buckets_match_the_platform() -> None:
         from modelyard.platform import signals
     finally:
         sys.path.remove(str(REPO))
-    from modelyard_server import server
+    from modelyard_server import metrics as server
 
     assert server.REQUESTS._name + "_total" == signals.REQUESTS_TOTAL
     assert server.DURATION._name == signals.REQUEST_DURATION
     assert server.BATCH_SIZE._name == signals.BATCH_SIZE
     assert server.QUEUE_DEPTH._name == signals.QUEUE_DEPTH
     assert server.REJECTED._name + "_total" == signals.REJECTED_TOTAL
+    assert server.IN_FLIGHT._name == signals.IN_FLIGHT
     rendered = tuple(str(b) for b in server.LATENCY_BUCKETS)
     assert rendered == signals.LATENCY_BUCKETS

@@ -103,8 +103,8 @@ def test_metrics_count_by_protocol_and_code(server: RunningServer) -> None:
     assert 'modelyard_requests_total{code="400",model_name="minilm",protocol="v1"}' in text
     assert 'modelyard_request_duration_seconds_bucket{le="0.25",model_name="minilm",protocol="v1"}' in text
     assert "modelyard_batch_size_bucket" in text and 'modelyard_queue_depth{model_name="minilm"}' in text
-    # KServe's own latency histograms are still there.
-    assert "request_predict_seconds_bucket" in text
+    assert 'modelyard_forward_seconds_bucket{le="10.0",model_name="minilm"}' in text
+    assert 'modelyard_inflight_texts{model_name="minilm"}' in text
 
 
 @pytest.mark.parametrize("path", ["/v1/models/other:predict", "/v2/models/other/infer"])

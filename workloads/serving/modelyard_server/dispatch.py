@@ -1,0 +1,337 @@
+"""A front process's side of the cross-process batcher.
+
+Requests from every protocol land on one queue per front, in texts. Whenever a slot of the front's
+shared memory is free, the dispatcher takes what is queued (up to `max_batch_size` texts; a larger
+request is split into chunks), tokenizes it with one call, cuts it to the padded-token budget, writes
+the ids into the slot and tells the model owner. While the slots are busy requests pile up, so the
+batches follow the load. Results come back as float32 rows in the same slot and are copied into each
+request's own array: no per-text Python lists on the way.
+
+Isolation: a text the tokenizer refuses fails its own request (400, naming the row), never the others
+it was batched with; a job whose forward pass failed is retried one request at a time, so only the
+request that fails alone gets the 500. The queue is bounded in texts; a request that would overflow
+it is refused at once (`Overloaded`, 503 + Retry-After).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .channel import DONE, FAILED, JOB, MESSAGE, READY, SlotBlock
+from .tokenizer import TextTokenizer, Tokens
+from .validation import BadRequest
+
+
+class Overloaded(Exception):
+    """The queue is full, the server is draining or the model is gone; retry after `retry_after` seconds."""
+
+    def __init__(self, reason: str, retry_after: int = 1):
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = retry_after
+
+
+class ModelFailed(Exception):
+    """The forward pass failed on this request's texts (answered 500)."""
+
+
+@dataclass
+class Result:
+    vectors: np.ndarray  # float32 [n, dimensions]
+    tokens: np.ndarray  # int32 [n]
+
+
+@dataclass(eq=False)
+class _Request:
+    texts: list[str]
+    field: str
+    future: asyncio.Future[Result]
+    vectors: np.ndarray
+    tokens: np.ndarray
+    remaining: int
+
+    def fail(self, exc: Exception) -> None:
+        if not self.future.done():
+            self.future.set_exception(exc)
+
+
+@dataclass(eq=False)
+class _Piece:
+    request: _Request
+    start: int
+    end: int
+    tokens: Tokens | None = None
+    solo: bool = False  # retried alone after its job failed
+
+    def __len__(self) -> int:
+        return self.end - self.start
+
+
+def _rows(tokens: Tokens, a: int, b: int) -> Tokens:
+    """Rows a..b of ragged token ids."""
+    offsets = np.concatenate(([0], np.cumsum(tokens.lengths, dtype=np.int64)))
+    return Tokens(tokens.ids[offsets[a] : offsets[b]], tokens.lengths[a:b])
+
+
+@dataclass
+class DispatchSettings:
+    model_name: str
+    max_batch_size: int
+    max_batch_tokens: int
+    queue_capacity: int  # texts this front may hold waiting
+
+
+@dataclass
+class _Slot:
+    pieces: list[_Piece] = field(default_factory=list)
+
+
+class Dispatcher:
+    def __init__(
+        self, settings: DispatchSettings, tokenizer: TextTokenizer, block: SlotBlock, sock: socket.socket
+    ) -> None:
+        from . import metrics
+
+        self.settings = settings
+        self.tokenize = tokenizer
+        self.block = block
+        self.sock = sock
+        self.dimensions = block.layout.dimensions
+        self.queue: deque[_Piece] = deque()
+        self.queued = 0
+        self.in_flight = 0
+        self.free = list(range(block.layout.slots))
+        self.busy: dict[int, _Slot] = {}
+        self.ready = False
+        self.gone = False
+        self.draining = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._queue_depth = metrics.QUEUE_DEPTH.labels(settings.model_name)
+        self._in_flight = metrics.IN_FLIGHT.labels(settings.model_name)
+        self._rejected = {
+            reason: metrics.REJECTED.labels(settings.model_name, reason)
+            for reason in ("queue_full", "draining", "model_unavailable")
+        }
+
+    # -- life cycle
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self.sock.setblocking(False)
+        loop.add_reader(self.sock.fileno(), self._on_message)
+
+    def _engine_gone(self) -> None:
+        if self._loop is not None and not self.gone:
+            self._loop.remove_reader(self.sock.fileno())
+        self.gone = True
+        self.ready = False
+        error = Overloaded("the model process has stopped", retry_after=5)
+        for piece in self.queue:
+            piece.request.fail(error)
+        for slot in self.busy.values():
+            for piece in slot.pieces:
+                piece.request.fail(error)
+        self.queue.clear()
+        self.busy.clear()
+        self.queued = 0
+        self._gauges()
+
+    # -- requests
+
+    async def embed(self, texts: list[str], field: str) -> Result:
+        """Vectors and token counts for `texts` (validated); `field` names the texts in error messages."""
+        n = len(texts)
+        if self.draining:
+            self._rejected["draining"].inc()
+            raise Overloaded("the server is shutting down")
+        if self.gone or not self.ready:
+            self._rejected["model_unavailable"].inc()
+            raise Overloaded("the model is not loaded", retry_after=5)
+        if self.queued + n > self.settings.queue_capacity:
+            self._rejected["queue_full"].inc()
+            raise Overloaded(f"queue full ({self.queued} of {self.settings.queue_capacity} texts waiting)")
+        loop = self._loop or asyncio.get_running_loop()
+        request = _Request(
+            texts,
+            field,
+            loop.create_future(),
+            np.empty((n, self.dimensions), np.float32),
+            np.empty(n, np.int32),
+            n,
+        )
+        step = self.settings.max_batch_size
+        for start in range(0, n, step):
+            self.queue.append(_Piece(request, start, min(n, start + step)))
+        self.queued += n
+        self.in_flight += n
+        self._dispatch()
+        try:
+            return await request.future
+        finally:
+            self.in_flight -= n
+            self._in_flight.set(self.in_flight)
+
+    def _gauges(self) -> None:
+        self._queue_depth.set(self.queued)
+        self._in_flight.set(self.in_flight)
+
+    # -- batching
+
+    def _next_pieces(self) -> list[_Piece]:
+        """Whole or split pieces from the queue head, up to max_batch_size texts; a solo piece goes alone."""
+        room = self.settings.max_batch_size
+        taken: list[_Piece] = []
+        while self.queue and room:
+            piece = self.queue[0]
+            if piece.request.future.done():  # failed elsewhere, or the client went away
+                self.queue.popleft()
+                self.queued -= len(piece)
+                continue
+            if piece.solo and taken:
+                break
+            if len(piece) > room:
+                head = _Piece(piece.request, piece.start, piece.start + room, solo=piece.solo)
+                if piece.tokens is not None:
+                    head.tokens = _rows(piece.tokens, 0, room)
+                    piece.tokens = _rows(piece.tokens, room, len(piece))
+                piece.start += room
+                piece = head
+            else:
+                self.queue.popleft()
+            taken.append(piece)
+            self.queued -= len(piece)
+            room -= len(piece)
+            if piece.solo:
+                break
+        return taken
+
+    def _tokenize(self, pieces: list[_Piece]) -> list[_Piece]:
+        """Tokens for every piece, one tokenizer call for all; pieces whose text the tokenizer refuses
+        fail their own request and are dropped."""
+        need = [p for p in pieces if p.tokens is None]
+        if not need:
+            return pieces
+        texts = [t for p in need for t in p.request.texts[p.start : p.end]]
+        try:
+            tokens = self.tokenize(texts)
+        except Exception:
+            for p in need:  # find the rows at fault; the others go ahead
+                for i in range(p.start, p.end):
+                    try:
+                        self.tokenize([p.request.texts[i]])
+                    except Exception as exc:
+                        p.request.fail(BadRequest(f"{p.request.field}[{i}]", f"the tokenizer cannot read it ({exc})"))
+                        break
+                else:
+                    p.tokens = self.tokenize(p.request.texts[p.start : p.end])
+            return [p for p in pieces if not p.request.future.done()]
+        row = 0
+        for p in need:
+            p.tokens = _rows(tokens, row, row + len(p))
+            row += len(p)
+        return pieces
+
+    def _within_budget(self, pieces: list[_Piece]) -> list[_Piece]:
+        """The longest run of rows whose padded size (rows x longest) fits max_batch_tokens; the rest goes
+        back to the head of the queue, tokens kept."""
+        budget = self.settings.max_batch_tokens
+        rows = width = 0
+        for k, p in enumerate(pieces):
+            assert p.tokens is not None
+            for r, length in enumerate(p.tokens.lengths.tolist()):
+                wider = max(width, length)
+                if rows and (rows + 1) * wider > budget:
+                    rest = pieces[k + 1 :]
+                    if r:
+                        tail = _Piece(p.request, p.start + r, p.end, _rows(p.tokens, r, len(p)), p.solo)
+                        p.tokens = _rows(p.tokens, 0, r)
+                        p.end = p.start + r
+                        rest.insert(0, tail)
+                        keep = pieces[: k + 1]
+                    else:
+                        rest.insert(0, p)
+                        keep = pieces[:k]
+                    for back in reversed(rest):
+                        self.queue.appendleft(back)
+                        self.queued += len(back)
+                    return keep
+                rows += 1
+                width = wider
+        return pieces
+
+    def _dispatch(self) -> None:
+        while self.free and self.queue and not self.gone:
+            pieces = self._within_budget(self._tokenize(self._next_pieces()))
+            if not pieces:
+                continue
+            slot = self.free.pop()
+            ids, lengths = self.block.ids[slot], self.block.lengths[slot]
+            texts = tokens = 0
+            for p in pieces:
+                assert p.tokens is not None
+                k, t = len(p), len(p.tokens.ids)
+                ids[tokens : tokens + t] = p.tokens.ids
+                lengths[texts : texts + k] = p.tokens.lengths
+                texts += k
+                tokens += t
+            self.busy[slot] = _Slot(pieces)
+            try:
+                self.sock.send(MESSAGE.pack(JOB, slot, texts, tokens))
+            except OSError:
+                self._engine_gone()
+                return
+        self._gauges()
+
+    def _on_message(self) -> None:
+        while True:
+            try:
+                data = self.sock.recv(MESSAGE.size)
+            except BlockingIOError:
+                break
+            except OSError:
+                data = b""
+            if not data:
+                self._engine_gone()
+                return
+            kind, slot, _texts, _ = MESSAGE.unpack(data)
+            if kind == READY:
+                self.ready = True
+            elif kind == DONE:
+                self._done(slot)
+            elif kind == FAILED:
+                self._failed(slot)
+        self._dispatch()
+
+    def _done(self, slot: int) -> None:
+        job = self.busy.pop(slot)
+        out = self.block.out[slot]
+        row = 0
+        for p in job.pieces:
+            k = len(p)
+            request = p.request
+            if not request.future.done():
+                request.vectors[p.start : p.end] = out[row : row + k]
+                assert p.tokens is not None
+                request.tokens[p.start : p.end] = p.tokens.lengths
+                request.remaining -= k
+                if request.remaining == 0:
+                    request.future.set_result(Result(request.vectors, request.tokens))
+            row += k
+        self.free.append(slot)
+
+    def _failed(self, slot: int) -> None:
+        job = self.busy.pop(slot)
+        self.free.append(slot)
+        requests = {id(p.request) for p in job.pieces}
+        if len(requests) == 1 and all(p.solo for p in job.pieces):
+            job.pieces[0].request.fail(ModelFailed("the model failed on this request; see the server log"))
+            return
+        for p in reversed(job.pieces):  # each request again on its own, at the head of the queue
+            p.solo = True
+            self.queue.appendleft(p)
+            self.queued += len(p)

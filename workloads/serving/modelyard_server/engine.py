@@ -1,0 +1,220 @@
+"""The model owner: one process per device holds the model and runs every forward pass.
+
+Front processes send it jobs (channel.py): token ids already in shared memory, a slot number on a
+socket. It merges whatever jobs are waiting, from every front, into one forward pass, bounded by
+`max_batch_size` texts and `max_batch_tokens` padded tokens (rows x longest row), so long texts make
+smaller batches instead of running out of device memory. While a pass runs the next jobs pile up, so
+the batch follows the load; only when idle with less than a full batch does it wait, at most
+`max_wait_ms`, for company.
+
+A failed pass is retried job by job, so one job's failure never fails another's. The process exits
+when every front has closed its socket: the supervisor stops the fronts first, they answer what they
+hold, and the model goes last.
+"""
+
+from __future__ import annotations
+
+import logging
+import selectors
+import signal
+import socket
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .channel import DONE, FAILED, JOB, MESSAGE, READY, SlotBlock
+from .tokenizer import Tokens
+
+log = logging.getLogger("modelyard_server.engine")
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    model_name: str
+    model_dir: Path
+    dimensions: int
+    max_batch_size: int
+    max_batch_tokens: int
+    max_wait_ms: float
+    #: Benchmarks only: answer a constant unit vector instead of running the model (no torch loaded), so
+    #: what is measured is the server's own cost per request.
+    constant: bool = False
+    device: str | None = None
+
+
+@dataclass
+class _Job:
+    front: int
+    slot: int
+    texts: int
+    tokens: int
+    width: int
+    arrived: float
+
+
+def constant_forward(dimensions: int) -> Callable[[Tokens], np.ndarray]:
+    vector = np.full(dimensions, 1 / np.sqrt(dimensions), dtype=np.float32)
+
+    def forward(tokens: Tokens) -> np.ndarray:
+        return np.broadcast_to(vector, (len(tokens.lengths), dimensions))
+
+    return forward
+
+
+class Engine:
+    def __init__(
+        self,
+        settings: EngineSettings,
+        blocks: list[SlotBlock],
+        sockets: list[socket.socket],
+        forward: Callable[[Tokens], np.ndarray],
+    ):
+        from . import metrics
+
+        self.settings = settings
+        self.blocks = blocks
+        self.sockets = sockets
+        self.forward = forward
+        self.pending: deque[_Job] = deque()
+        self.pending_texts = 0
+        self.selector = selectors.DefaultSelector()
+        for i, sock in enumerate(sockets):
+            self.selector.register(sock, selectors.EVENT_READ, i)
+        self.open = set(range(len(sockets)))
+        self.batch_size = metrics.BATCH_SIZE.labels(settings.model_name)
+        self.predict_seconds = metrics.FORWARD.labels(settings.model_name)
+        self.queue_depth = metrics.QUEUE_DEPTH.labels(settings.model_name)
+
+    def _send(self, front: int, kind: int, slot: int = 0, texts: int = 0) -> None:
+        if front in self.open:
+            try:
+                self.sockets[front].send(MESSAGE.pack(kind, slot, texts, 0))
+            except OSError:
+                self._close(front)
+
+    def _close(self, front: int) -> None:
+        if front in self.open:
+            self.open.discard(front)
+            self.selector.unregister(self.sockets[front])
+            self.sockets[front].close()
+            dropped = [j for j in self.pending if j.front == front]
+            for job in dropped:
+                self.pending.remove(job)
+                self.pending_texts -= job.texts
+
+    def _receive(self, front: int) -> None:
+        sock = self.sockets[front]
+        while True:
+            try:
+                data = sock.recv(MESSAGE.size, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            if not data:
+                self._close(front)
+                return
+            kind, slot, texts, tokens = MESSAGE.unpack(data)
+            if kind != JOB:
+                continue
+            width = int(self.blocks[front].lengths[slot][:texts].max())
+            self.pending.append(_Job(front, slot, texts, tokens, width, time.perf_counter()))
+            self.pending_texts += texts
+
+    def _take(self) -> list[_Job]:
+        """Jobs from the front of the queue within the text and padded-token budgets (at least one)."""
+        s = self.settings
+        batch: list[_Job] = []
+        texts = width = 0
+        while self.pending:
+            job = self.pending[0]
+            wider = max(width, job.width)
+            if batch and (texts + job.texts > s.max_batch_size or (texts + job.texts) * wider > s.max_batch_tokens):
+                break
+            self.pending.popleft()
+            batch.append(job)
+            texts += job.texts
+            width = wider
+        self.pending_texts -= texts
+        return batch
+
+    def _tokens(self, batch: list[_Job]) -> Tokens:
+        if len(batch) == 1:
+            j = batch[0]
+            block = self.blocks[j.front]
+            return Tokens(block.ids[j.slot][: j.tokens], block.lengths[j.slot][: j.texts])
+        ids = np.concatenate([self.blocks[j.front].ids[j.slot][: j.tokens] for j in batch])
+        lengths = np.concatenate([self.blocks[j.front].lengths[j.slot][: j.texts] for j in batch])
+        return Tokens(ids, lengths)
+
+    def _run(self, batch: list[_Job]) -> None:
+        started = time.perf_counter()
+        try:
+            vectors = self.forward(self._tokens(batch))
+        except Exception:
+            if len(batch) > 1:  # find the job that fails; the others are answered
+                for job in batch:
+                    self._run([job])
+                return
+            log.exception("forward pass failed (%d texts from front %d)", batch[0].texts, batch[0].front)
+            self._send(batch[0].front, FAILED, batch[0].slot, batch[0].texts)
+            return
+        self.predict_seconds.observe(time.perf_counter() - started)
+        self.batch_size.observe(sum(j.texts for j in batch))
+        offset = 0
+        for job in batch:
+            self.blocks[job.front].out[job.slot][: job.texts] = vectors[offset : offset + job.texts]
+            offset += job.texts
+            self._send(job.front, DONE, job.slot, job.texts)
+
+    def serve(self) -> None:
+        for front in list(self.open):
+            self._send(front, READY)
+        s = self.settings
+        max_wait = s.max_wait_ms / 1000
+        just_ran = False
+        while self.open:
+            if not self.pending:
+                just_ran = False  # idle: the next job may wait for company
+            timeout: float | None = None
+            if self.pending:
+                if just_ran or self.pending_texts >= s.max_batch_size or max_wait <= 0:
+                    timeout = 0
+                else:
+                    timeout = max(0.0, self.pending[0].arrived + max_wait - time.perf_counter())
+            for key, _ in self.selector.select(timeout):
+                self._receive(key.data)
+            self.queue_depth.set(self.pending_texts)
+            ready = self.pending and (
+                just_ran
+                or self.pending_texts >= s.max_batch_size
+                or time.perf_counter() >= self.pending[0].arrived + max_wait
+            )
+            if ready:
+                self._run(self._take())
+                just_ran = True
+                self.queue_depth.set(self.pending_texts)
+            else:
+                just_ran = False
+
+
+def engine_main(settings: EngineSettings, blocks: list[SlotBlock], sockets: list[socket.socket]) -> None:
+    """Entry point of the model owner process (forked by the supervisor)."""
+    # The supervisor decides when to stop; this process ends when the fronts have all gone.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if settings.constant:
+        forward = constant_forward(settings.dimensions)
+        log.info("model owner: constant vectors (benchmark mode), %d fronts", len(sockets))
+    else:
+        from .encoder import Encoder
+
+        encoder = Encoder(settings.model_dir, device=settings.device)
+        forward = encoder.forward
+        log.info("model owner: %s on %s, %d fronts", settings.model_dir, encoder.device, len(sockets))
+    Engine(settings, blocks, sockets, forward).serve()
+    log.info("model owner: every front has closed, exiting")

@@ -1,0 +1,403 @@
+"""A front process: HTTP, validation and tokenization, as one plain ASGI app on uvicorn (httptools,
+uvloop), with the model in another process (dispatch.py, engine.py).
+
+Every route answers with bytes orjson wrote straight from numpy arrays; there is no framework between
+the socket and the handler, so the cost per request stays close to the HTTP itself.
+
+Routes (KServe's own, Open Inference Protocol v2 with its binary extension, and OpenAI's):
+- `POST /v1/models/<name>:predict`, `GET /v1/models/<name>` (KServe v1; the latter also in OpenAI's
+  model shape), `GET /v1/models` (KServe's `models` list beside OpenAI's `object: list`, `data`);
+- `POST /v2/models/<name>[/versions/<v>]/infer` (JSON with or without a Content-Type, or binary
+  tensors after `Inference-Header-Content-Length`), `GET /v2/models/<name>`, `/v2/models/<name>/ready`,
+  `/v2/health/live`, `/v2/health/ready`, `GET /v2`;
+- `POST /v1/embeddings` (OpenAI; every error in OpenAI's error shape);
+- `GET /metrics` (every process's series, added up).
+Bodies: `Content-Encoding: gzip` or identity; the size cap holds for chunked bodies and after
+decompression.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import signal
+import socket
+import time
+import zlib
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from . import __version__, metrics
+from .dispatch import Dispatcher, ModelFailed, Overloaded, Result
+from .validation import BadRequest, Limits, openai_request, v1_texts, v2_request
+
+log = logging.getLogger("modelyard_server.front")
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+JSON = b"application/json"
+NUMPY = orjson.OPT_SERIALIZE_NUMPY
+CREATED = int(time.time())
+
+
+class ClientGone(Exception):
+    """The client disconnected before its body arrived."""
+
+
+@dataclass(frozen=True)
+class FrontSettings:
+    model_name: str
+    limits: Limits
+    body_limit: int
+    dimensions: int
+
+
+async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
+    """The request body, at most `limit` bytes whether it comes with a Content-Length, chunked or gzip."""
+    headers = dict(scope["headers"])
+    length = headers.get(b"content-length")
+    if length is not None and length.isdigit() and int(length) > limit:
+        raise BadRequest("(body)", f"{int(length)} bytes; at most {limit} are allowed", 413)
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise BadRequest("(body)", f"more than {limit} bytes; at most {limit} are allowed", 413)
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    body = b"".join(chunks)
+    encoding = headers.get(b"content-encoding", b"identity").strip().lower()
+    if encoding in (b"identity", b""):
+        return body
+    if encoding not in (b"gzip", b"x-gzip"):
+        raise BadRequest(
+            "Content-Encoding", f"{encoding.decode('latin-1')!r} is not supported; use gzip or identity", 415
+        )
+    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        plain = inflater.decompress(body, limit + 1)
+    except zlib.error as exc:
+        raise BadRequest("(body)", f"not valid gzip ({exc})") from None
+    if len(plain) > limit or inflater.unconsumed_tail:
+        raise BadRequest("(body)", f"more than {limit} bytes after gzip decompression; at most {limit}", 413)
+    if not inflater.eof:
+        raise BadRequest("(body)", "the gzip stream is truncated")
+    return plain
+
+
+def parse_json(body: bytes) -> Any:
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        error = exc
+    # orjson refuses escaped lone surrogates ("\ud800"), which JSON's grammar allows; the standard
+    # library reads them, so validation can name the text at fault instead of the whole body.
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError):
+        raise BadRequest("(body)", f"not valid JSON: {error}") from None
+
+
+class App:
+    """The ASGI app of one front process."""
+
+    def __init__(self, settings: FrontSettings, dispatcher: Dispatcher):
+        self.settings = settings
+        self.dispatcher = dispatcher
+        name = settings.model_name
+        self.name = name
+        self._counts: dict[tuple[str, int], Any] = {}
+        self._durations = {p: metrics.DURATION.labels(name, p) for p in ("v1", "v2", "openai")}
+        self._v1_predict = f"/v1/models/{name}:predict"
+        self._metadata = orjson.dumps(
+            {
+                "name": name,
+                "versions": [],
+                "platform": "pytorch",
+                "inputs": [{"name": "text", "datatype": "BYTES", "shape": [-1]}],
+                "outputs": [{"name": "embedding", "datatype": "FP32", "shape": [-1, settings.dimensions]}],
+            }
+        )
+        self._openai_model = {"id": name, "object": "model", "created": CREATED, "owned_by": "modelyard"}
+
+    # -- plumbing
+
+    def _count(self, protocol: str, status: int) -> Any:
+        key = (protocol, status)
+        child = self._counts.get(key)
+        if child is None:
+            child = self._counts[key] = metrics.REQUESTS.labels(self.name, protocol, str(status))
+        return child
+
+    @staticmethod
+    async def _send(
+        send: Send, status: int, body: bytes, content_type: bytes = JSON, extra: list[tuple[bytes, bytes]] | None = None
+    ) -> None:
+        headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
+        if extra:
+            headers.extend(extra)
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    async def _json(self, send: Send, status: int, value: Any, extra: list[tuple[bytes, bytes]] | None = None) -> None:
+        await self._send(send, status, orjson.dumps(value, option=NUMPY), JSON, extra)
+
+    def _ready(self) -> bool:
+        return self.dispatcher.ready and not self.dispatcher.draining
+
+    # -- ASGI
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        path: str = scope["path"]
+        method: str = scope["method"]
+        protocol = None
+        if method == "POST":
+            if path == self._v1_predict or (path.startswith("/v1/models/") and path.endswith(":predict")):
+                protocol = "v1"
+            elif path.startswith("/v2/models/") and path.endswith("/infer"):
+                protocol = "v2"
+            elif path == "/v1/embeddings":
+                protocol = "openai"
+        if protocol is None:
+            await self._other(scope, send, method, path)
+            return
+        started = time.perf_counter()
+        status = 500
+        try:
+            status = await self._inference(protocol, scope, receive, send)
+        finally:
+            self._count(protocol, status).inc()
+            self._durations[protocol].observe(time.perf_counter() - started)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                self.dispatcher.start(asyncio.get_running_loop())
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _inference(self, protocol: str, scope: Scope, receive: Receive, send: Send) -> int:
+        """Answers one inference request; returns the status it sent."""
+        try:
+            body = await read_body(scope, receive, self.settings.body_limit)
+            if protocol == "v1":
+                return await self._v1(scope["path"], body, send)
+            if protocol == "v2":
+                return await self._v2(scope, body, send)
+            return await self._openai(body, send)
+        except ClientGone:
+            return 499
+        except BadRequest as exc:
+            if protocol == "openai":
+                error = {"message": str(exc), "type": "invalid_request_error", "param": exc.field, "code": None}
+                await self._json(send, exc.status, {"error": error})
+            else:
+                await self._json(send, exc.status, {"error": str(exc)})
+            return exc.status
+        except Overloaded as exc:
+            retry = [(b"retry-after", str(exc.retry_after).encode())]
+            if protocol == "openai":
+                error = {"message": exc.reason, "type": "server_error", "param": None, "code": "overloaded"}
+                await self._json(send, 503, {"error": error}, retry)
+            else:
+                await self._json(send, 503, {"error": exc.reason}, retry)
+            return 503
+        except Exception as exc:
+            if not isinstance(exc, ModelFailed):
+                log.exception("%s request failed", protocol)
+            message = str(exc) if isinstance(exc, ModelFailed) else f"internal error ({type(exc).__name__})"
+            if protocol == "openai":
+                await self._json(send, 500, {"error": {"message": message, "type": "server_error", "param": None, "code": None}})
+            else:
+                await self._json(send, 500, {"error": message})
+            return 500
+
+    def _unknown_model(self, name: str) -> BadRequest:
+        return BadRequest("model", f"{name!r} is not served here; this server has {self.name!r}", 404)
+
+    async def _embed(self, texts: list[str], field: str) -> Result:
+        return await self.dispatcher.embed(texts, field)
+
+    async def _v1(self, path: str, body: bytes, send: Send) -> int:
+        name = path[len("/v1/models/") : -len(":predict")]
+        if name != self.name:
+            raise self._unknown_model(name)
+        texts = v1_texts(parse_json(body), self.settings.limits)
+        result = await self._embed(texts, "instances")
+        await self._send(send, 200, orjson.dumps({"predictions": result.vectors}, option=NUMPY))
+        return 200
+
+    async def _v2(self, scope: Scope, body: bytes, send: Send) -> int:
+        rest = scope["path"][len("/v2/models/") : -len("/infer")]
+        name, _, version = rest.partition("/versions/")
+        if name != self.name or "/" in name:
+            raise self._unknown_model(name)
+        headers = dict(scope["headers"])
+        header_length = headers.get(b"inference-header-content-length")
+        binary = b""
+        if header_length is not None:
+            if not header_length.isdigit() or int(header_length) > len(body):
+                raise BadRequest(
+                    "Inference-Header-Content-Length", f"must be the JSON header's length, at most {len(body)}"
+                )
+            binary = body[int(header_length) :]
+            body = body[: int(header_length)]
+        request = v2_request(parse_json(body), binary, self.settings.limits)
+        result = await self._embed(request.texts, "inputs[0].data")
+        vectors = result.vectors
+        output: dict[str, Any] = {"name": "embedding", "datatype": "FP32", "shape": [len(vectors), vectors.shape[1]]}
+        response: dict[str, Any] = {"model_name": self.name, "id": request.id, "outputs": [output]}
+        if version:
+            response["model_version"] = version
+        if not request.binary_output:
+            output["data"] = vectors.reshape(-1)
+            await self._json(send, 200, response)
+            return 200
+        raw = vectors.astype("<f4", copy=False).tobytes()
+        output["parameters"] = {"binary_data_size": len(raw)}
+        head = orjson.dumps(response)
+        await self._send(
+            send,
+            200,
+            head + raw,
+            b"application/octet-stream",
+            [(b"inference-header-content-length", str(len(head)).encode())],
+        )
+        return 200
+
+    async def _openai(self, body: bytes, send: Send) -> int:
+        req = openai_request(parse_json(body), self.settings.dimensions, self.settings.limits)
+        if req.model != self.name:
+            error = {
+                "message": f"model {req.model!r} does not exist here; this server has {self.name!r}",
+                "type": "invalid_request_error",
+                "param": "model",
+                "code": "model_not_found",
+            }
+            await self._json(send, 404, {"error": error})
+            return 404
+        result = await self._embed(req.texts, "input")
+        vectors = result.vectors
+        if req.encoding_format == "base64":
+            little = vectors.astype("<f4", copy=False)
+            data: list[dict[str, Any]] = [
+                {"object": "embedding", "index": i, "embedding": base64.b64encode(little[i].tobytes()).decode()}
+                for i in range(len(little))
+            ]
+        else:
+            data = [{"object": "embedding", "index": i, "embedding": vectors[i]} for i in range(len(vectors))]
+        tokens = int(result.tokens.sum())
+        await self._json(
+            send,
+            200,
+            {
+                "object": "list",
+                "data": data,
+                "model": self.name,
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            },
+        )
+        return 200
+
+    async def _other(self, scope: Scope, send: Send, method: str, path: str) -> None:
+        """Health, metadata, model lists and metrics (GET), or 404/405."""
+        if method not in ("GET", "HEAD"):
+            if path in ("/v1/embeddings",) or path.endswith((":predict", "/infer")):
+                await self._json(send, 405, {"error": f"{method} is not allowed here; use POST"}, [(b"allow", b"POST")])
+            else:
+                await self._json(send, 404, {"error": f"no route {method} {path}"})
+            return
+        name = self.name
+        if path == "/metrics":
+            await self._send(send, 200, metrics.render(), b"text/plain; version=0.0.4; charset=utf-8")
+        elif path == "/v2/health/live":
+            await self._json(send, 200, {"live": True})
+        elif path == "/v2/health/ready":
+            ready = self._ready()
+            await self._json(send, 200 if ready else 503, {"ready": ready})
+        elif path == "/v2":
+            await self._json(
+                send, 200, {"name": "modelyard", "version": __version__, "extensions": ["binary_tensor_data"]}
+            )
+        elif path == f"/v2/models/{name}":
+            await self._send(send, 200, self._metadata)
+        elif path == f"/v2/models/{name}/ready":
+            ready = self._ready()
+            await self._json(send, 200 if ready else 503, {"name": name, "ready": ready})
+        elif path == "/v1/models":
+            await self._json(send, 200, {"models": [name], "object": "list", "data": [self._openai_model]})
+        elif path == f"/v1/models/{name}":
+            ready = self._ready()
+            await self._json(send, 200 if ready else 503, {"name": name, "ready": ready, **self._openai_model})
+        elif path.startswith(("/v1/models/", "/v2/models/")):
+            await self._json(send, 404, {"error": f"model not found: this server has {name!r}"})
+        else:
+            await self._json(send, 404, {"error": f"no route GET {path}"})
+
+
+def front_main(
+    index: int,
+    settings: FrontSettings,
+    dispatcher_args: tuple[Any, ...],
+    listener: socket.socket,
+    grace_period: int,
+) -> None:
+    """Entry point of front process `index` (forked by the supervisor)."""
+    import uvicorn
+
+    from .dispatch import DispatchSettings
+    from .tokenizer import TextTokenizer
+
+    dispatch_settings, model_dir, max_seq_length, block, sock = dispatcher_args
+    assert isinstance(dispatch_settings, DispatchSettings)
+    dispatcher = Dispatcher(dispatch_settings, TextTokenizer(model_dir, max_seq_length), block, sock)
+    app = App(settings, dispatcher)
+
+    class DrainingServer(uvicorn.Server):  # type: ignore[misc]
+        """uvicorn's graceful shutdown on SIGTERM (from the supervisor): stop accepting, answer what is in
+        flight; anything new on an open connection gets 503 + Retry-After. SIGINT (a terminal's Ctrl-C
+        reaches the whole process group) is left to the supervisor, which sends SIGTERM."""
+
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            if sig == signal.SIGINT:
+                return
+            dispatcher.draining = True
+            super().handle_exit(sig, frame)
+
+    # uvicorn re-raises the signal it caught once it has shut down; handlers that do nothing let the
+    # process end with status 0 after a clean drain.
+    signal.signal(signal.SIGTERM, lambda *_: None)
+    signal.signal(signal.SIGINT, lambda *_: None)
+    config = uvicorn.Config(
+        app,
+        log_config=None,
+        timeout_graceful_shutdown=grace_period,
+        timeout_keep_alive=65,
+        access_log=False,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+    )
+    DrainingServer(config).run(sockets=[listener])
+    log.info("front %d: drained", index)

@@ -1,0 +1,38 @@
+"""The server's Prometheus series, in prometheus_client's multiprocess mode: every process (the fronts
+and the model owner) writes its own files under $PROMETHEUS_MULTIPROC_DIR, and `/metrics`, answered by
+whichever front the scrape reaches, adds them up. The supervisor sets that directory before anything
+imports this module; names and buckets are the platform's contract (platform/signals.py, tested).
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
+
+#: Latency buckets in seconds; a latency SLO threshold must be one of them (platform/signals.py).
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+
+REQUESTS = Counter(
+    "modelyard_requests", "Answered requests, by protocol and HTTP status code", ["model_name", "protocol", "code"]
+)
+DURATION = Histogram(
+    "modelyard_request_duration_seconds", "Request latency", ["model_name", "protocol"], buckets=LATENCY_BUCKETS
+)
+BATCH_SIZE = Histogram("modelyard_batch_size", "Texts per forward pass", ["model_name"], buckets=BATCH_BUCKETS)
+#: Seconds per forward pass (what KServe's own servers call request_predict_seconds).
+FORWARD = Histogram("modelyard_forward_seconds", "Forward pass latency", ["model_name"], buckets=LATENCY_BUCKETS)
+QUEUE_DEPTH = Gauge(
+    "modelyard_queue_depth", "Texts waiting for a forward pass", ["model_name"], multiprocess_mode="livesum"
+)
+#: The autoscaling signal for GPU predictors: texts accepted and not yet answered (queued or running).
+IN_FLIGHT = Gauge(
+    "modelyard_inflight_texts", "Texts accepted and not yet answered", ["model_name"], multiprocess_mode="livesum"
+)
+REJECTED = Counter("modelyard_rejected_requests", "Requests refused before any work", ["model_name", "reason"])
+
+
+def render() -> bytes:
+    """Every process's series, added up (counters and histograms summed, gauges as their mode says)."""
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    return bytes(generate_latest(registry))
