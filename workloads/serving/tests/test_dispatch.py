@@ -1,0 +1,202 @@
+"""The cross-process batcher in one process: a front's dispatcher and the real model-owner loop (in a
+thread) over a real socket pair and shared memory, with the forward pass and the tokenizer replaced so
+the tests can make one row fail. What it shows: large requests are split into max-batch chunks, a batch
+respects the padded-token budget, rows come back in order, and one request's failure (a text the
+tokenizer refuses, a forward pass that fails) never fails the requests it was batched with."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+from modelyard_server.channel import JOB, MESSAGE, READY, Layout, SlotBlock
+from modelyard_server.dispatch import Dispatcher, DispatchSettings, ModelFailed, Overloaded
+from modelyard_server.engine import Engine, EngineSettings
+from modelyard_server.tokenizer import Tokens
+from modelyard_server.validation import BadRequest
+
+DIMS = 4
+POISON = 666  # a token id the fake forward pass fails on
+
+
+class WordTokenizer:
+    """One token per word plus [CLS]/[SEP]; the id of a word is its length, "poison" is POISON; refuses
+    any text containing a lone surrogate, as the real tokenizer does."""
+
+    def __call__(self, texts: list[str]) -> Tokens:
+        rows = []
+        for text in texts:
+            if "\udc80" in text:
+                raise TypeError("TextEncodeInput must be Union[TextInputSequence, ...]")
+            rows.append([101, *(POISON if w == "poison" else len(w) for w in text.split()), 102])
+        lengths = np.array([len(r) for r in rows], np.int32)
+        return Tokens(np.array([i for r in rows for i in r], np.int32), lengths)
+
+
+class Harness:
+    def __init__(self, max_batch_size: int = 8, max_batch_tokens: int = 64, capacity: int = 1000):
+        self.batches: list[list[int]] = []  # row lengths of every forward pass
+        layout = Layout(4, max_batch_size, max_batch_tokens, DIMS)
+        self.block = SlotBlock(layout)
+        front_end, engine_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        settings = EngineSettings("t", None, DIMS, max_batch_size, max_batch_tokens, 1.0)  # type: ignore[arg-type]
+        self.engine = Engine(settings, [self.block], [engine_end], self.forward)
+        self.thread = threading.Thread(target=self.engine.serve, daemon=True)
+        self.thread.start()
+        self.dispatcher = Dispatcher(
+            DispatchSettings("t", max_batch_size, max_batch_tokens, capacity), WordTokenizer(), self.block, front_end
+        )
+        self.front_end = front_end
+
+    def forward(self, tokens: Tokens) -> np.ndarray:
+        """Row i's vector is [first word's id, tokens, padded width, 0]: enough to check the order."""
+        if (tokens.ids == POISON).any():
+            raise RuntimeError("the model failed")
+        self.batches.append(tokens.lengths.tolist())
+        offsets = np.concatenate(([0], np.cumsum(tokens.lengths)))
+        first = tokens.ids[offsets[:-1] + 1]
+        width = np.full(len(tokens.lengths), tokens.lengths.max())
+        return np.stack([first, tokens.lengths, width, np.zeros_like(width)], axis=1).astype(np.float32)
+
+    async def run(self, *requests: list[str]) -> list[object]:
+        self.dispatcher.start(asyncio.get_running_loop())
+        while not self.dispatcher.ready:
+            await asyncio.sleep(0.001)
+        return await asyncio.gather(
+            *(self.dispatcher.embed(texts, "input") for texts in requests), return_exceptions=True
+        )
+
+    def close(self) -> None:
+        self.front_end.close()
+        self.thread.join(timeout=5)
+        self.block.close()
+        self.block.unlink()
+
+
+@pytest.fixture
+def harness() -> Iterator[Harness]:
+    h = Harness()
+    yield h
+    h.close()
+
+
+def words(n: int) -> str:
+    return " ".join("w" * (1 + i % 5) for i in range(n))
+
+
+def test_rows_come_back_in_order_and_large_requests_are_chunked(harness: Harness) -> None:
+    big = [words(1 + i % 3) for i in range(21)]  # 21 texts, max_batch_size 8: at least 3 passes
+    small = ["a bb ccc"]
+    results = asyncio.run(harness.run(big, small))
+    out_big, out_small = results
+    assert not isinstance(out_big, BaseException) and not isinstance(out_small, BaseException)
+    assert [int(v[1]) for v in out_big.vectors] == [2 + 1 + i % 3 for i in range(21)]  # type: ignore[union-attr]
+    assert out_big.tokens.tolist() == [2 + 1 + i % 3 for i in range(21)]  # type: ignore[union-attr]
+    assert out_small.vectors[0][0] == 1 and out_small.tokens.tolist() == [5]  # type: ignore[union-attr]
+    assert all(len(b) <= 8 for b in harness.batches)
+    assert sum(len(b) for b in harness.batches) == 22
+
+
+def test_batches_respect_the_padded_token_budget(harness: Harness) -> None:
+    long_text = words(30)  # 32 tokens: two of these fill the 64-token budget
+    results = asyncio.run(harness.run(*[[long_text, "x"] for _ in range(6)]))
+    assert not any(isinstance(r, BaseException) for r in results)
+    assert all(len(b) * max(b) <= 64 for b in harness.batches), harness.batches
+
+
+def test_a_text_the_tokenizer_refuses_fails_only_its_request(harness: Harness) -> None:
+    results = asyncio.run(harness.run(["good one"], ["fine", "bad \udc80 text"], ["also good"]))
+    assert not isinstance(results[0], BaseException) and not isinstance(results[2], BaseException)
+    assert isinstance(results[1], BadRequest) and results[1].field == "input[1]"
+    assert results[1].status == 400
+
+
+def test_a_failed_forward_pass_fails_only_the_request_that_fails_alone(harness: Harness) -> None:
+    results = asyncio.run(harness.run(["one"], ["two poison"], ["three"], ["four four"]))
+    failed = [r for r in results if isinstance(r, BaseException)]
+    assert len(failed) == 1 and isinstance(results[1], ModelFailed)
+    assert [r.vectors[0][0] for r in results if not isinstance(r, BaseException)] == [3, 5, 4]  # type: ignore[union-attr]
+
+
+def test_the_queue_is_bounded_in_texts() -> None:
+    h = Harness(capacity=10)
+    try:
+        results = asyncio.run(h.run(*[["a b"] * 4 for _ in range(12)]))  # 4 slots, then 10 texts queued
+        assert any(isinstance(r, Overloaded) for r in results)
+        assert sum(not isinstance(r, BaseException) for r in results) >= 2
+    finally:
+        h.close()
+
+
+def test_the_model_process_going_away_is_503_for_waiting_and_new_requests() -> None:
+    block = SlotBlock(Layout(4, 8, 64, DIMS))
+    front_end, engine_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    dispatcher = Dispatcher(DispatchSettings("t", 8, 64, 100), WordTokenizer(), block, front_end)
+
+    async def scenario() -> None:
+        dispatcher.start(asyncio.get_running_loop())
+        engine_end.send(MESSAGE.pack(READY, 0, 0, 0))
+        while not dispatcher.ready:
+            await asyncio.sleep(0.001)
+        waiting = asyncio.create_task(dispatcher.embed(["x"], "input"))
+        await asyncio.sleep(0.01)
+        assert MESSAGE.unpack(engine_end.recv(MESSAGE.size))[0] == JOB  # the job reached the model owner
+        engine_end.close()  # which then dies
+        with pytest.raises(Overloaded, match="stopped"):
+            await asyncio.wait_for(waiting, 5)
+        with pytest.raises(Overloaded, match="not loaded"):
+            await dispatcher.embed(["y"], "input")
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        front_end.close()
+        block.close()
+        block.unlink()
+
+
+def test_every_openai_error_is_openai_shaped_including_500() -> None:
+    """The front app in process, its model failing: OpenAI's route answers 500 in OpenAI's error shape,
+    KServe's routes in KServe's."""
+    from modelyard_server.front import App, FrontSettings
+    from modelyard_server.validation import Limits
+
+    class Failing:
+        ready, draining = True, False
+
+        async def embed(self, texts: list[str], field: str) -> object:
+            raise ModelFailed("the model failed on this request; see the server log")
+
+    app = App(FrontSettings("minilm", Limits(), 100_000, DIMS), Failing())  # type: ignore[arg-type]
+
+    async def call(path: str, body: bytes) -> tuple[int, dict[str, object]]:
+        sent: list[dict[str, object]] = []
+
+        async def receive() -> dict[str, object]:
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        async def send(message: dict[str, object]) -> None:
+            sent.append(message)
+
+        scope = {"type": "http", "method": "POST", "path": path, "headers": []}
+        await app(scope, receive, send)  # type: ignore[arg-type]
+        import orjson
+
+        return int(sent[0]["status"]), orjson.loads(sent[1]["body"])  # type: ignore[arg-type]
+
+    status, body = asyncio.run(call("/v1/embeddings", b'{"model": "minilm", "input": "x"}'))
+    assert status == 500
+    assert body == {
+        "error": {
+            "message": "the model failed on this request; see the server log",
+            "type": "server_error",
+            "param": None,
+            "code": None,
+        }
+    }
+    status, body = asyncio.run(call("/v1/models/minilm:predict", b'{"instances": ["x"]}'))
+    assert status == 500 and body == {"error": "the model failed on this request; see the server log"}
