@@ -244,6 +244,16 @@ def cmd_cost(args: argparse.Namespace) -> int:
 
 SERVING_DIR = Path("workloads") / "serving"
 SERVING_PYTHON = Path(".venv-serving") / "bin" / "python"
+#: The model server's batching and limit flags `modelyard serve` passes through: (flag, type, help).
+SERVER_FLAGS: tuple[tuple[str, type, str], ...] = (
+    ("workers", int, "front processes (default: the CPUs this machine lets it use)"),
+    ("max-batch-size", int, "texts per forward pass (default 32)"),
+    ("max-batch-tokens", int, "padded tokens per forward pass (default 8192)"),
+    ("max-wait-ms", float, "how long an idle model waits for company (default 2)"),
+    ("max-queue", int, "texts waiting before requests get 503 (default 256)"),
+    ("max-inputs", int, "texts per request (default 64)"),
+    ("max-chars", int, "characters per text (default 8192)"),
+)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -260,11 +270,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
             "from workloads/serving/requirements.txt"
         )
     argv = [str(python), "-m", "modelyard_server", "--http_port", str(args.port), "--model_name", args.model]
+    argv += ["--host", args.host]
     if args.model_dir:
         argv += ["--model_dir", args.model_dir]
+    for flag, _, _ in SERVER_FLAGS:
+        value = getattr(args, flag.replace("-", "_"))
+        if value is not None:
+            argv += [f"--{flag.replace('-', '_')}", str(value)]
+    shown = f"[{args.host}]" if ":" in args.host else args.host
     print(
-        f"serving {args.model} on http://127.0.0.1:{args.port}; try:\n"
-        f"  curl -s localhost:{args.port}/v1/embeddings -H 'content-type: application/json' "
+        f"serving {args.model} on http://{shown}:{args.port}; try:\n"
+        f"  curl -s {shown}:{args.port}/v1/embeddings -H 'content-type: application/json' "
         f'-d \'{{"model": "{args.model}", "input": "hello"}}\'',
         flush=True,
     )
@@ -532,6 +548,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8080, help="HTTP port (default: 8080)")
     serve.add_argument("--model", default="minilm", help="the model name clients use (default: minilm)")
     serve.add_argument("--model-dir", help="a sentence-transformers model directory (default: the bundled model)")
+    serve.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1; 0.0.0.0 opens it to the network)"
+    )
+    for flag, kind, text in SERVER_FLAGS:
+        serve.add_argument(f"--{flag}", type=kind, default=None, help=text)
     serve.set_defaults(handler=cmd_serve)
 
     diff = sub.add_parser(

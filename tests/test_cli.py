@@ -141,3 +141,48 @@ def test_help_is_instant_and_projects_agree() -> None:
     from modelyard.policies.governance.conventions import PROJECT_KEYS
 
     assert tuple(PROJECTS) == PROJECT_KEYS
+
+
+@pytest.mark.skipif(
+    not (REPO_ROOT / ".venv-serving" / "bin" / "python").exists(), reason="the model server's environment is not built"
+)
+def test_serve_listens_on_loopback_and_passes_the_server_flags_through(tmp_path: Path) -> None:
+    import signal
+    import socket
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = tmp_path / "serve.log"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "modelyard.cli", "serve", "--port", str(port), "--workers", "1", "--max-batch-size", "4"],
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/health/ready", timeout=1) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.3)
+        text = log.read_text()
+        assert f"listening on 127.0.0.1:{port}: 1 fronts" in text and "batches of 4 texts" in text, text
+        listening = [
+            line.split()[1] for line in Path("/proc/net/tcp").read_text().splitlines()[1:] if line.split()[3] == "0A"
+        ]
+        assert f"0100007F:{port:04X}" in listening  # bound to 127.0.0.1, not 0.0.0.0
+        assert f"00000000:{port:04X}" not in listening
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+
+
+def test_serve_refuses_a_bad_flag_with_a_message() -> None:
+    result = run("serve", "--max-batch-size", "lots")
+    assert result.returncode == 2
+    assert "--max-batch-size: invalid int value: 'lots'" in result.stderr
