@@ -75,9 +75,11 @@ bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/governance_scale.py
 	$(BIN)/python benchmarks/review_scale.py
 
-## bench-serving: the model server benchmark (raw encode vs unbatched vs batched, overload); needs wrk
+## bench-serving: the model server benchmark: its own cost per request against a bare ASGI app (needs wrk
+## and 2 CPUs), then raw encode vs unbatched vs batched, and overload
 bench-serving: $(SERVING_VENV)/.installed
 	@command -v wrk >/dev/null || echo "wrk is not installed (apt-get install wrk): a Python client will drive the load"
+	cd workloads/serving && ../../$(SERVING_BIN)/python bench.py --overhead
 	cd workloads/serving && ../../$(SERVING_BIN)/python bench.py
 
 clean:

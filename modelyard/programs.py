@@ -27,6 +27,8 @@ from modelyard.infra.logs import LogEncryption, LogEncryptionArgs
 from modelyard.infra.model_store import ModelStore, ModelStoreArgs
 from modelyard.infra.network import Network, NetworkArgs
 from modelyard.infra.nodes import SystemNodeGroup, SystemNodeGroupArgs
+from modelyard.platform.autoscaling import NAMESPACE as KEDA_NAMESPACE
+from modelyard.platform.autoscaling import Keda, KedaArgs
 from modelyard.platform.cert_manager import NAMESPACE as CERT_MANAGER_NAMESPACE
 from modelyard.platform.cert_manager import CertManager, CertManagerArgs
 from modelyard.platform.gpu import NAMESPACE as NVIDIA_NAMESPACE
@@ -34,7 +36,7 @@ from modelyard.platform.gpu import NvidiaGpu, NvidiaGpuArgs
 from modelyard.platform.kserve import NAMESPACE as KSERVE_NAMESPACE
 from modelyard.platform.kserve import KServe, KServeArgs
 from modelyard.platform.monitoring import NAMESPACE as MONITORING_NAMESPACE
-from modelyard.platform.monitoring import Monitoring, MonitoringArgs
+from modelyard.platform.monitoring import PROMETHEUS_URL, Monitoring, MonitoringArgs
 from modelyard.platform.network_policy import NetworkPolicies, NetworkPoliciesArgs
 from modelyard.platform.rules import InstancePrice, RuleParams
 from modelyard.policies.governance.conventions import CONFIG_NAMESPACE
@@ -200,6 +202,11 @@ def platform_program(cfg: PlatformConfig) -> None:
         opts=with_both,
     )
     nvidia = NvidiaGpu("nvidia", NvidiaGpuArgs(labels=labels, depends_on=[monitoring.release]), opts=with_both)
+    keda = Keda(
+        "keda",
+        KedaArgs(labels=labels, replicas=cfg.system_pool.controller_replicas, depends_on=[monitoring.release]),
+        opts=with_both,
+    )
     NetworkPolicies(
         "network-policies",
         NetworkPoliciesArgs(
@@ -212,9 +219,10 @@ def platform_program(cfg: PlatformConfig) -> None:
                 CERT_MANAGER_NAMESPACE,
                 KSERVE_NAMESPACE,
                 NVIDIA_NAMESPACE,
+                KEDA_NAMESPACE,
                 cfg.serving.model_namespace,
             ],
-            depends_on=[karpenter, monitoring, cert_manager, kserve, nvidia],
+            depends_on=[karpenter, monitoring, cert_manager, kserve, nvidia, keda],
         ),
         opts=with_both,
     )
@@ -234,6 +242,7 @@ def platform_program(cfg: PlatformConfig) -> None:
     pulumi.export("modelPullServiceAccount", cfg.serving.model_pull_service_account)
     pulumi.export("ecrRepositoryUrl", registry.repository_url)
     pulumi.export("gpuPools", karpenter.node_pools)
+    pulumi.export("prometheusUrl", PROMETHEUS_URL)
     pulumi.export("monthlyBudgetUsd", cfg.budget.monthly_usd)
     pulumi.export("grafanaAdminSecret", pulumi.Output.concat("monitoring/", monitoring.grafana_admin_secret))
     pulumi.export("costAlertTopicArn", topics.cost_topic_arn)
@@ -258,6 +267,7 @@ def workloads_program(w: Workloads) -> None:
                 bucket=platform.require_output("modelBucket"),
                 registry=platform.require_output("ecrRepositoryUrl"),
                 pools=platform.require_output("gpuPools"),
+                prometheus_url=platform.require_output("prometheusUrl"),
                 labels=labels,
             ),
             opts=pulumi.ResourceOptions(providers=[k8s_provider]),

@@ -64,6 +64,8 @@ HELM_CHARTS: Final = MappingProxyType(
         # KServe 0.16 renamed the RawDeployment mode to "Standard" (no Knative, no Istio).
         "kserve-crd": HelmChart(chart="oci://ghcr.io/kserve/charts/kserve-crd", version="v0.16.0"),
         "kserve": HelmChart(chart="oci://ghcr.io/kserve/charts/kserve", version="v0.16.0"),
+        # KServe's documented autoscaler for scaling on an external metric (its autoScaling block).
+        "keda": HelmChart(chart="keda", version="2.21.1", repository="https://kedacore.github.io/charts"),
         "nvidia-device-plugin": HelmChart(
             chart="nvidia-device-plugin", version="0.18.0", repository="https://nvidia.github.io/k8s-device-plugin"
         ),
@@ -131,5 +133,16 @@ UNVERIFIED: Final = (
         "kubelet probes reach pods behind default-deny NetworkPolicies (the VPC CNI's policy agent admits the "
         "node's own traffic)",
         "kubectl get pods -A -o wide   # after pulumi up: every platform pod Ready",
+    ),
+    Unverified(
+        "KEDA chart values keys set in platform/autoscaling.py (crds.install; podSecurityContext, securityContext and "
+        "resources per operator/metricServer/webhooks); the chart's values were not readable here at 2.21.1",
+        "helm show values keda --repo https://kedacore.github.io/charts --version 2.21.1",
+    ),
+    Unverified(
+        "KServe 0.16's InferenceService `autoScaling` block with an External Prometheus metric and an AverageValue "
+        "target, turned into a KEDA ScaledObject (workloads/models.py; shape from KServe's KEDA guide)",
+        "kubectl explain inferenceservice.spec.predictor.autoScaling --recursive   # then, after pulumi up: "
+        "kubectl -n models get scaledobject",
     ),
 )

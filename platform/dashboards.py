@@ -178,6 +178,17 @@ def serving() -> Dashboard:
                 "reqps",
             ),
             Panel("Queue depth", (Target(f"sum by (model, pod) ({s.QUEUE_DEPTH}{{{_MODEL}}})", "{{pod}}"),)),
+            # What KEDA scales GPU predictors on (workloads/models.py): compare with the model's scale_target.
+            Panel(
+                "In-flight texts per replica (GPU autoscaling signal)",
+                (
+                    Target(
+                        f"sum by (inferenceservice) ({s.IN_FLIGHT}{{{_MODEL}}})"
+                        f" / count by (inferenceservice) ({s.IN_FLIGHT}{{{_MODEL}}})",
+                        "{{inferenceservice}}",
+                    ),
+                ),
+            ),
             Panel(
                 "Batch size p50 / p95",
                 tuple(

@@ -35,6 +35,9 @@ from modelyard.config import MonitoringConfig, Receiver, Severity
 
 NAMESPACE = ALERTMANAGER_NAMESPACE
 RELEASE = "kube-prometheus-stack"
+#: Prometheus inside the cluster (the chart names its Service `<release>-prometheus`): KEDA reads the
+#: serving signal here to scale GPU predictors (workloads/models.py).
+PROMETHEUS_URL = f"http://{RELEASE}-prometheus.{NAMESPACE}.svc:9090"
 STORAGE_CLASS = "gp3-encrypted"
 GRAFANA_ADMIN_SECRET = "grafana-admin"
 #: Where the Alertmanager pods mount the Secrets named in `alertmanagerSpec.secrets`.

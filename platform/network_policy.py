@@ -18,6 +18,9 @@ import pulumi
 import pulumi_kubernetes as k8s
 from modelyard.infra.karpenter import NAMESPACE as KARPENTER_NAMESPACE
 from modelyard.infra.karpenter import WARM_CAPACITY_NAMESPACE
+from modelyard.platform.autoscaling import METRICS_API_PORT as KEDA_METRICS_API_PORT
+from modelyard.platform.autoscaling import NAMESPACE as KEDA_NAMESPACE
+from modelyard.platform.autoscaling import WEBHOOK_PORT as KEDA_WEBHOOK_PORT
 from modelyard.platform.cert_manager import NAMESPACE as CERT_MANAGER_NAMESPACE
 from modelyard.platform.gpu import NAMESPACE as NVIDIA_NAMESPACE
 from modelyard.platform.kserve import NAMESPACE as KSERVE_NAMESPACE
@@ -28,6 +31,8 @@ Peer = Literal["vpc", "anywhere"] | tuple[Literal["namespace"], str]
 NAMESPACE_LABEL = "kubernetes.io/metadata.name"
 #: The HTTP port model servers listen on (workloads/models.py) and are scraped on.
 MODEL_PORT = 8080
+#: Prometheus's HTTP API (KEDA queries the serving signal there).
+PROMETHEUS_PORT = 9090
 
 
 @dataclass(frozen=True)
@@ -66,9 +71,17 @@ def allowances(model_namespace: str) -> dict[str, tuple[Allow, ...]]:
             # Alertmanager publishes to SNS and to webhook receivers.
             AWS_APIS,
             Allow("same-namespace", "ingress", ("namespace", MONITORING_NAMESPACE)),
+            Allow("keda-queries", "ingress", ("namespace", KEDA_NAMESPACE), (PROMETHEUS_PORT,)),
             webhook_on(10250),
         ),
         NVIDIA_NAMESPACE: (scraped_on(9400),),
+        # KEDA watches the API, serves external metrics and admission to the API server, and reads
+        # the serving signal from Prometheus.
+        KEDA_NAMESPACE: (
+            API_SERVER,
+            Allow("metrics-api", "ingress", "vpc", (KEDA_METRICS_API_PORT, KEDA_WEBHOOK_PORT)),
+            Allow("prometheus-queries", "egress", ("namespace", MONITORING_NAMESPACE), (PROMETHEUS_PORT,)),
+        ),
         model_namespace: (
             # Clients inside the VPC (in-cluster callers, an internal load balancer) and Prometheus.
             Allow("inference", "ingress", "vpc", (MODEL_PORT,)),

@@ -157,7 +157,18 @@ def test_serve_listens_on_loopback_and_passes_the_server_flags_through(tmp_path:
         port = s.getsockname()[1]
     log = tmp_path / "serve.log"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "modelyard.cli", "serve", "--port", str(port), "--workers", "1", "--max-batch-size", "4"],
+        [
+            sys.executable,
+            "-m",
+            "modelyard.cli",
+            "serve",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--max-batch-size",
+            "4",
+        ],
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
     )

@@ -117,6 +117,7 @@ def test_the_flows_components_need_get_through_and_others_do_not(plans: dict[str
     dcgm = pod(env, "nvidia", 16, app="dcgm-exporter")
     warm = pod(env, "gpu-warm-capacity", 17, app="warm-capacity")
     certs = pod(env, "cert-manager", 18, app="webhook")
+    keda = pod(env, "keda", 19, app="keda-operator")
     s3 = Endpoint("52.216.0.10")
     internet = Endpoint("203.0.113.7")
 
@@ -131,6 +132,9 @@ def test_the_flows_components_need_get_through_and_others_do_not(plans: dict[str
         (model, s3, 443),
         (model, coredns, 53),
         (warm, coredns, 53),
+        (keda, prometheus, 9090),  # the serving signal GPU predictors scale on
+        (keda, api_server, 443),
+        (api_server, keda, 6443),  # external metrics for the HPA KEDA owns
     ]
     must_not = [
         (model, karpenter, 8080),
@@ -142,6 +146,9 @@ def test_the_flows_components_need_get_through_and_others_do_not(plans: dict[str
         (kserve, internet, 443),
         (internet, model, 8080),
         (model, kserve, 8080),
+        (keda, model, 8080),
+        (keda, internet, 443),
+        (model, keda, 6443),
     ]
     owned = {n["inputs"]["metadata"]["name"] for n in plan.of_type("kubernetes:core/v1:Namespace")}
     if "gpu-warm-capacity" not in owned:  # no pool keeps warm GPUs in this environment: no such pods
@@ -157,4 +164,4 @@ def test_the_flows_components_need_get_through_and_others_do_not(plans: dict[str
 def test_every_namespace_has_an_entry_in_the_allowance_table() -> None:
     table = allowances("models")
     assert table["gpu-warm-capacity"] == ()
-    assert {"karpenter", "cert-manager", "kserve", "monitoring", "nvidia", "models"} <= set(table)
+    assert {"karpenter", "cert-manager", "kserve", "monitoring", "nvidia", "keda", "models"} <= set(table)

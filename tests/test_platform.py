@@ -20,7 +20,7 @@ def values(plan: Plan, name: str) -> dict[str, Any]:
 @pytest.mark.parametrize("env", ENVS)
 def test_every_release_is_a_pinned_chart_installed_atomically(plans: dict[str, Plan], env: str) -> None:
     releases = plans[env].of_type(RELEASE)
-    assert len(releases) == 7
+    assert len(releases) == 8
     for release in releases:
         inputs = release["inputs"]
         pinned = [c for c in HELM_CHARTS.values() if c.chart == inputs["chart"]]

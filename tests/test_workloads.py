@@ -109,10 +109,29 @@ def test_inference_service_fields(all_plans: dict[str, Plan]) -> None:
     plan = all_plans["prod"]
     platform = plan.digest["modelyard"]["projects"][0]["outputs"]
     gpu = isvcs(plan)["minilm-gpu"]
-    assert gpu["metadata"]["annotations"] == {"serving.kserve.io/deploymentMode": "Standard"}
+    assert gpu["metadata"]["annotations"] == {
+        "serving.kserve.io/deploymentMode": "Standard",
+        "serving.kserve.io/autoscalerClass": "keda",  # KEDA, on the serving signal
+    }
     assert gpu["metadata"]["labels"]["modelyard.io/model-version"] == "1"
     p = gpu["spec"]["predictor"]
     assert p["minReplicas"] == 3 and p["maxReplicas"] == 8
+    assert "scaleMetric" not in p and "scaleTarget" not in p
+    [metric] = p["autoScaling"]["metrics"]
+    assert metric == {
+        "type": "External",
+        "external": {
+            "metric": {
+                "backend": "prometheus",
+                "serverAddress": platform["prometheusUrl"],
+                "query": 'sum(modelyard_inflight_texts{namespace="models", inferenceservice="minilm-gpu"})',
+            },
+            "target": {"type": "AverageValue", "averageValue": "64"},
+        },
+    }
+    assert platform["prometheusUrl"] == "http://kube-prometheus-stack-prometheus.monitoring.svc:9090"
+    canary = isvcs(plan)["minilm-gpu-canary"]["spec"]["predictor"]["autoScaling"]["metrics"][0]
+    assert 'inferenceservice="minilm-gpu-canary"' in canary["external"]["metric"]["query"]
     assert p["serviceAccountName"] == platform["modelPullServiceAccount"] == "model-puller"
     assert p["nodeSelector"] == {"modelyard.io/gpu-pool": "a10g"}
     assert p["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
@@ -134,6 +153,9 @@ def test_inference_service_fields(all_plans: dict[str, Plan]) -> None:
     )
     cpu = isvcs(plan)["minilm"]["spec"]["predictor"]
     assert "nodeSelector" not in cpu and "tolerations" not in cpu
+    # A CPU model keeps KServe's HPA on CPU.
+    assert cpu["scaleMetric"] == "cpu" and cpu["scaleTarget"] == 70 and "autoScaling" not in cpu
+    assert "serving.kserve.io/autoscalerClass" not in isvcs(plan)["minilm"]["metadata"]["annotations"]
 
 
 def test_prod_keeps_at_least_two_replicas(all_plans: dict[str, Plan]) -> None:

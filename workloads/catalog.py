@@ -98,17 +98,41 @@ class Resources(Model):
     gpu: GpuRequest | None = None
 
 
+#: Default `scale_target` per `scale_metric`: percent of the request for cpu and memory; texts accepted and
+#: not yet answered per replica for inflight (two of the server's default 32-text batches: one running,
+#: one waiting).
+SCALE_TARGETS = {"cpu": 70, "memory": 70, "inflight": 64}
+#: Allowed `scale_target` range per `scale_metric`.
+SCALE_TARGET_RANGE = {"cpu": (10, 100), "memory": (10, 100), "inflight": (1, 10_000)}
+
+
 class Replicas(Model):
     min: int = Field(ge=1, le=100)
     max: int = Field(ge=1, le=200)
-    #: What the HPA scales on (KServe Standard mode), and its target utilisation in percent.
-    scale_metric: Literal["cpu", "memory"] = "cpu"
-    scale_target: int = Field(default=70, ge=10, le=100)
+    #: What the autoscaler scales on. cpu or memory: the HPA, on utilisation of the request (KServe
+    #: Standard mode). inflight: KEDA, on the model server's `modelyard_inflight_texts` per replica, read
+    #: from Prometheus (the serving signal; the default for GPU models on the modelyard runtime, whose CPU
+    #: says nothing about the GPU's load). Unset: inflight for those, cpu for the rest.
+    scale_metric: Literal["cpu", "memory", "inflight"] | None = None
+    #: Percent for cpu and memory (default 70), texts in flight per replica for inflight (default 64).
+    scale_target: int | None = None
 
     @model_validator(mode="after")
     def _bounds(self) -> Replicas:
         if self.min > self.max:
             raise FieldProblems([("max", f"must be ≥ min ({self.min})", self.max)])
+        if self.scale_target is not None and self.scale_metric is not None:
+            low, high = SCALE_TARGET_RANGE[self.scale_metric]
+            if not low <= self.scale_target <= high:
+                raise FieldProblems(
+                    [
+                        (
+                            "scale_target",
+                            f"must be {low} to {high} for scale_metric {self.scale_metric}",
+                            self.scale_target,
+                        )
+                    ]
+                )
         return self
 
 
@@ -142,6 +166,43 @@ class ModelEntry(Model):
     replicas: Replicas
     slo: Slo
     canary: Canary | None = None
+
+    @model_validator(mode="after")
+    def _autoscaling(self) -> ModelEntry:
+        """Fill in the scale metric and target, and refuse the combinations that cannot work."""
+        r = self.replicas
+        serving_signal = self.runtime.kind == "modelyard"
+        metric = r.scale_metric or ("inflight" if self.resources.gpu and serving_signal else "cpu")
+        if metric == "inflight" and not serving_signal:
+            raise FieldProblems(
+                [
+                    (
+                        "replicas.scale_metric",
+                        "inflight needs the modelyard runtime (KServe's built-in runtimes export no "
+                        "modelyard_inflight_texts); use cpu or memory",
+                        metric,
+                    )
+                ]
+            )
+        if self.resources.gpu and serving_signal and metric != "inflight":
+            raise FieldProblems(
+                [
+                    (
+                        "replicas.scale_metric",
+                        f"{metric} does not measure a GPU predictor's load (its CPU is busy at a few percent of the "
+                        "GPU); use inflight, the serving signal",
+                        metric,
+                    )
+                ]
+            )
+        target = r.scale_target if r.scale_target is not None else SCALE_TARGETS[metric]
+        low, high = SCALE_TARGET_RANGE[metric]
+        if not low <= target <= high:
+            raise FieldProblems(
+                [("replicas.scale_target", f"must be {low} to {high} for scale_metric {metric}", target)]
+            )
+        object.__setattr__(self, "replicas", r.model_copy(update={"scale_metric": metric, "scale_target": target}))
+        return self
 
     @property
     def canary_active(self) -> bool:

@@ -40,6 +40,8 @@ class ModelDeploymentArgs:
     registry: pulumi.Input[str]
     #: The platform's `gpuPools` output: name → node selector (checked to contain the model's pool).
     pools: pulumi.Input[list[dict[str, Any]]]
+    #: The platform's `prometheusUrl` output: where KEDA reads the serving signal.
+    prometheus_url: pulumi.Input[str]
     labels: Mapping[str, str]
 
 
@@ -71,16 +73,44 @@ def _resources(model: ModelEntry) -> dict[str, dict[str, str]]:
     return {"requests": requests, "limits": dict(requests)}
 
 
+#: The InferenceService annotation that hands a predictor's scaling to KEDA (KServe Standard mode).
+AUTOSCALER_CLASS = "serving.kserve.io/autoscalerClass"
+
+
+def inflight_query(namespace: str, isvc_name: str) -> str:
+    """Texts accepted and not yet answered, summed over one InferenceService's pods (KEDA divides by the
+    replica count: AverageValue)."""
+    return f'sum({signals.IN_FLIGHT}{{namespace="{namespace}", inferenceservice="{isvc_name}"}})'
+
+
+def autoscaling(model: ModelEntry, *, name: str, namespace: str, prometheus_url: str) -> dict[str, Any]:
+    """The predictor's scaling fields: KServe's HPA on cpu or memory, or KEDA on the serving signal."""
+    r = model.replicas
+    if r.scale_metric != "inflight":
+        return {"scaleMetric": r.scale_metric, "scaleTarget": r.scale_target}
+    metric = {"backend": "prometheus", "serverAddress": prometheus_url, "query": inflight_query(namespace, name)}
+    target = {"type": "AverageValue", "averageValue": str(r.scale_target)}
+    return {"autoScaling": {"metrics": [{"type": "External", "external": {"metric": metric, "target": target}}]}}
+
+
 def predictor(
-    model: ModelEntry, *, name: str, version: str, min_replicas: int, bucket: str, registry: str, service_account: str
+    model: ModelEntry,
+    *,
+    name: str,
+    version: str,
+    min_replicas: int,
+    bucket: str,
+    registry: str,
+    service_account: str,
+    namespace: str = "models",
+    prometheus_url: str = "",
 ) -> dict[str, Any]:
     """The InferenceService predictor for `version` of `model`."""
     uri = f"s3://{bucket}/{model.name}/{version}/"
     spec: dict[str, Any] = {
         "minReplicas": min_replicas,
         "maxReplicas": max(model.replicas.max, min_replicas),
-        "scaleMetric": model.replicas.scale_metric,
-        "scaleTarget": model.replicas.scale_target,
+        **autoscaling(model, name=name, namespace=namespace, prometheus_url=prometheus_url),
         "serviceAccountName": service_account,
         "securityContext": {
             "runAsNonRoot": True,
@@ -167,11 +197,24 @@ class ModelDeployment(pulumi.ComponentResource):
             def spec_for(v: list[Any], n: str = isvc_name, ver: str = version, r: int = replicas) -> dict[str, Any]:
                 return {
                     "predictor": predictor(
-                        m, name=n, version=ver, min_replicas=r, bucket=v[0], registry=v[1], service_account=v[2]
+                        m,
+                        name=n,
+                        version=ver,
+                        min_replicas=r,
+                        bucket=v[0],
+                        registry=v[1],
+                        service_account=v[2],
+                        namespace=v[3],
+                        prometheus_url=v[4],
                     )
                 }
 
-            spec = pulumi.Output.all(args.bucket, args.registry, args.service_account).apply(spec_for)
+            spec = pulumi.Output.all(
+                args.bucket, args.registry, args.service_account, args.namespace, args.prometheus_url
+            ).apply(spec_for)
+            annotations = {"serving.kserve.io/deploymentMode": "Standard"}
+            if m.replicas.scale_metric == "inflight":
+                annotations[AUTOSCALER_CLASS] = "keda"
             k8s.apiextensions.CustomResource(
                 f"{isvc_name}-isvc",
                 api_version="serving.kserve.io/v1beta1",
@@ -180,7 +223,7 @@ class ModelDeployment(pulumi.ComponentResource):
                     "name": isvc_name,
                     "namespace": args.namespace,
                     "labels": labels,
-                    "annotations": {"serving.kserve.io/deploymentMode": "Standard"},
+                    "annotations": annotations,
                 },
                 spec=spec,
                 opts=child,

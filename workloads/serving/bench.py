@@ -1,4 +1,8 @@
 """Model-server benchmark: measures, in one run on this machine,
+(o) with `--overhead`: the server's own cost per request. The model is replaced by a constant vector
+    (the server's --constant_encoder), the server is pinned to one core and wrk to another, against a
+    bare uvicorn + httptools + uvloop + orjson ASGI app returning the same body on the same core;
+    v1 and OpenAI requests. Target: >= 50% of the bare app.
 (a) raw in-process encode throughput of the model at its best batch size (the limit),
 (b) an unbatched server (max batch 1: one request per forward pass) under concurrent load,
 (c) this server (adaptive batching) under concurrent load, then at 80% of its saturation,
@@ -82,10 +86,37 @@ def corpus(n: int, seed: int = 7) -> list[str]:
 
 
 def peak_rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+    """Peak RSS of a process and every process under it, added up (the server is several processes)."""
+    import psutil
+
+    total = 0.0
+    for proc in [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]:
+        for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                total += int(line.split()[1]) / 1024
+    return total
+
+
+def bare_app(port: int, body_file: str) -> None:
+    """The reference for the overhead figure: an ASGI app that reads the body and answers a fixed one."""
+    import uvicorn
+
+    body = Path(body_file).read_bytes()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+
+    async def app(scope, receive, send):  # type: ignore[no-untyped-def]
+        if scope["type"] != "http":
+            return
+        more = True
+        while more:
+            message = await receive()
+            more = message.get("more_body", False)
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    uvicorn.run(
+        app, host="127.0.0.1", port=port, loop="uvloop", http="httptools", log_level="warning", access_log=False
+    )
 
 
 def raw_throughput(device: str | None, seconds: float) -> tuple[int, float, dict[int, float]]:
@@ -109,13 +140,15 @@ def raw_throughput(device: str | None, seconds: float) -> tuple[int, float, dict
 
 
 class Server:
-    def __init__(self, port: int, *extra: str, device: str | None = None):
+    def __init__(self, port: int, *extra: str, device: str | None = None, cpus: str | None = None, argv=None):  # type: ignore[no-untyped-def]
         env = {**os.environ, "PYTHONPATH": str(HERE)}
         if device == "cpu":
             env["CUDA_VISIBLE_DEVICES"] = ""
         self.port = port
+        command = argv or [sys.executable, "-m", "modelyard_server", "--http_port", str(port), "--host", "127.0.0.1"]
+        pin = ["taskset", "-c", cpus] if cpus else []
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "modelyard_server", "--http_port", str(port), "--host", "127.0.0.1", *extra],
+            [*pin, *command, *extra],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -123,7 +156,7 @@ class Server:
         deadline = time.time() + 180
         while time.time() < deadline:
             try:
-                if httpx.get(f"http://127.0.0.1:{port}/v2/health/ready", timeout=1).status_code == 200:
+                if httpx.get(f"http://127.0.0.1:{port}/v2/health/ready", timeout=1).status_code in (200, 405):
                     return
             except httpx.HTTPError:
                 pass
@@ -139,19 +172,37 @@ class Server:
         return rss
 
 
-def wrk_closed_loop(port: int, concurrency: int, seconds: float, workdir: Path) -> dict[str, Any]:
-    """`concurrency` connections with wrk, each sending the next one-sentence request when the last returns."""
+def wrk_closed_loop(
+    port: int,
+    concurrency: int,
+    seconds: float,
+    workdir: Path,
+    route: str = "v1",
+    cpus: str | None = None,
+    sentences: int = 1,
+) -> dict[str, Any]:
+    """`concurrency` connections with wrk, each sending the next request when the last returns; `sentences`
+    per request; texts/s in the result."""
     import re
     import shutil
 
-    bodies = workdir / "bodies.jsonl"
-    bodies.write_text("\n".join(json.dumps({"instances": [t]}) for t in corpus(1024, seed=11)) + "\n")
+    texts = corpus(1024 * sentences, seed=11)
+    groups = [texts[i * sentences : (i + 1) * sentences] for i in range(1024)]
+    bodies = workdir / f"bodies-{route}-{sentences}.jsonl"
+    if route == "openai":
+        lines = [json.dumps({"model": "minilm", "input": g}) for g in groups]
+        path = "/v1/embeddings"
+    else:
+        lines = [json.dumps({"instances": g}) for g in groups]
+        path = "/v1/models/minilm:predict"
+    bodies.write_text("\n".join(lines) + "\n")
     script = workdir / "post.lua"
     script.write_text(WRK_SCRIPT)
     wrk = shutil.which("wrk")
     assert wrk
     out = subprocess.run(
         [
+            *(["taskset", "-c", cpus] if cpus else []),
             wrk,
             "-t1",
             f"-c{concurrency}",
@@ -159,7 +210,7 @@ def wrk_closed_loop(port: int, concurrency: int, seconds: float, workdir: Path) 
             "--latency",
             "-s",
             str(script),
-            f"http://127.0.0.1:{port}/v1/models/minilm:predict",
+            f"http://127.0.0.1:{port}{path}",
         ],
         capture_output=True,
         text=True,
@@ -177,7 +228,8 @@ def wrk_closed_loop(port: int, concurrency: int, seconds: float, workdir: Path) 
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     non2xx = int(bad.group(1)) if bad else 0
     return {
-        "rps": rate * (total - non2xx) / max(total, 1),
+        "rps": rate * (total - non2xx) / max(total, 1) * sentences,
+        "requests_per_s": rate,
         "p50": ms("50"),
         "p99": ms("99"),
         "codes": {"non-2xx": non2xx, "total": total},
@@ -300,6 +352,39 @@ async def open_loop(port: int, rate: float, seconds: float, connections: int = 5
     return {"rps": len(latencies) / elapsed, "sent": i, "p50": q[49] * 1000, "p99": q[98] * 1000, "codes": codes}
 
 
+def overhead(seconds: float, concurrency: int) -> None:
+    """(o): the server with a constant encoder against a bare ASGI app returning the same body, each on
+    core 0 (all its processes), wrk on core 1."""
+    import shutil
+
+    if not shutil.which("wrk") or not shutil.which("taskset") or len(os.sched_getaffinity(0)) < 2:
+        raise SystemExit("--overhead needs wrk, taskset and 2 CPUs")
+    workdir = Path(tempfile.mkdtemp(prefix="modelyard-overhead-"))
+    results: dict[str, dict[str, float]] = {}
+    for route in ("v1", "openai"):
+        server = Server(18190, "--constant_encoder", "--workers", "1", "--max_queue", "4096", cpus="0")
+        body = {"v1": {"instances": [corpus(1)[0]]}, "openai": {"model": "minilm", "input": [corpus(1)[0]]}}[route]
+        path = {"v1": "/v1/models/minilm:predict", "openai": "/v1/embeddings"}[route]
+        reply = httpx.post(f"http://127.0.0.1:18190{path}", json=body, timeout=10).content
+        ours = wrk_closed_loop(server.port, concurrency, seconds, workdir, route=route, cpus="1")
+        server.stop()
+        (workdir / "body.json").write_bytes(reply)
+        bare = Server(
+            18191,
+            argv=[sys.executable, str(Path(__file__).resolve()), "--bare-app", "18191", str(workdir / "body.json")],
+            cpus="0",
+        )
+        reference = wrk_closed_loop(bare.port, concurrency, seconds, workdir, route=route, cpus="1")
+        bare.stop()
+        ratio = ours["requests_per_s"] / reference["requests_per_s"]
+        results[route] = {"server": ours["requests_per_s"], "bare": reference["requests_per_s"], "ratio": ratio}
+        print(
+            f"(o) {route}: this server {ours['requests_per_s']:.0f} requests/s (p99 {ours['p99']:.1f} ms), bare ASGI "
+            f"app {reference['requests_per_s']:.0f}/s, same {len(reply)}-byte body, one core each: ratio {ratio:.2f} "
+            f"(target >= 0.50: {'met' if ratio >= 0.5 else 'MISSED'})"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=15)
@@ -308,7 +393,15 @@ def main() -> None:
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--json", metavar="F", help="also write the figures as JSON to F")
     parser.add_argument("--server-arg", action="append", default=[], help="extra argument for server (c), repeatable")
+    parser.add_argument("--overhead", action="store_true", help="only (o): the server's own cost per request")
+    parser.add_argument("--bare-app", nargs=2, metavar=("PORT", "BODY"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.bare_app:
+        bare_app(int(args.bare_app[0]), args.bare_app[1])
+        return
+    if args.overhead:
+        overhead(args.seconds, args.concurrency)
+        return
     import torch
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")

@@ -26,6 +26,9 @@ from .channel import DONE, FAILED, JOB, MESSAGE, READY, SlotBlock
 from .tokenizer import TextTokenizer, Tokens
 from .validation import BadRequest
 
+#: How stale this process's series in /metrics may be, in seconds.
+FLUSH_SECONDS = 0.05
+
 
 class Overloaded(Exception):
     """The queue is full, the server is draining or the model is gone; retry after `retry_after` seconds."""
@@ -111,6 +114,10 @@ class Dispatcher:
         self.gone = False
         self.draining = False
         self._loop: asyncio.AbstractEventLoop | None = None
+        #: Request metrics of this process, written to the shared files every FLUSH_SECONDS (metrics.Tally).
+        self.tally = metrics.Tally()
+        self._flush_pending = False
+        self._shown = (-1, -1)
         self._queue_depth = metrics.QUEUE_DEPTH.labels(settings.model_name)
         self._in_flight = metrics.IN_FLIGHT.labels(settings.model_name)
         self._rejected = {
@@ -124,6 +131,20 @@ class Dispatcher:
         self._loop = loop
         self.sock.setblocking(False)
         loop.add_reader(self.sock.fileno(), self._on_message)
+
+    def flush_metrics(self) -> None:
+        self._flush_pending = False
+        self.tally.flush()
+        if self._shown != (self.queued, self.in_flight):
+            self._shown = (self.queued, self.in_flight)
+            self._queue_depth.set(self.queued)
+            self._in_flight.set(self.in_flight)
+
+    def metrics_changed(self) -> None:
+        """Flush soon: at most every FLUSH_SECONDS, whatever the request rate."""
+        if not self._flush_pending and self._loop is not None:
+            self._flush_pending = True
+            self._loop.call_later(FLUSH_SECONDS, self.flush_metrics)
 
     def _engine_gone(self) -> None:
         if self._loop is not None and not self.gone:
@@ -139,7 +160,7 @@ class Dispatcher:
         self.queue.clear()
         self.busy.clear()
         self.queued = 0
-        self._gauges()
+        self.metrics_changed()
 
     # -- requests
 
@@ -147,13 +168,13 @@ class Dispatcher:
         """Vectors and token counts for `texts` (validated); `field` names the texts in error messages."""
         n = len(texts)
         if self.draining:
-            self._rejected["draining"].inc()
+            self.tally.inc(self._rejected["draining"])
             raise Overloaded("the server is shutting down")
         if self.gone or not self.ready:
-            self._rejected["model_unavailable"].inc()
+            self.tally.inc(self._rejected["model_unavailable"])
             raise Overloaded("the model is not loaded", retry_after=5)
         if self.queued + n > self.settings.queue_capacity:
-            self._rejected["queue_full"].inc()
+            self.tally.inc(self._rejected["queue_full"])
             raise Overloaded(f"queue full ({self.queued} of {self.settings.queue_capacity} texts waiting)")
         loop = self._loop or asyncio.get_running_loop()
         request = _Request(
@@ -174,11 +195,7 @@ class Dispatcher:
             return await request.future
         finally:
             self.in_flight -= n
-            self._in_flight.set(self.in_flight)
-
-    def _gauges(self) -> None:
-        self._queue_depth.set(self.queued)
-        self._in_flight.set(self.in_flight)
+            self.metrics_changed()
 
     # -- batching
 
@@ -216,7 +233,11 @@ class Dispatcher:
         need = [p for p in pieces if p.tokens is None]
         if not need:
             return pieces
-        texts = [t for p in need for t in p.request.texts[p.start : p.end]]
+        texts = (
+            need[0].request.texts[need[0].start : need[0].end]
+            if len(need) == 1
+            else [t for p in need for t in p.request.texts[p.start : p.end]]
+        )
         try:
             tokens = self.tokenize(texts)
         except Exception:
@@ -230,6 +251,9 @@ class Dispatcher:
                 else:
                     p.tokens = self.tokenize(p.request.texts[p.start : p.end])
             return [p for p in pieces if not p.request.future.done()]
+        if len(need) == 1:
+            need[0].tokens = tokens
+            return pieces
         row = 0
         for p in need:
             p.tokens = _rows(tokens, row, row + len(p))
@@ -285,7 +309,7 @@ class Dispatcher:
             except OSError:
                 self._engine_gone()
                 return
-        self._gauges()
+        self.metrics_changed()
 
     def _on_message(self) -> None:
         while True:

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from .channel import DONE, FAILED, JOB, MESSAGE, READY, SlotBlock
+from .dispatch import FLUSH_SECONDS
 from .tokenizer import Tokens
 
 log = logging.getLogger("modelyard_server.engine")
@@ -85,6 +86,9 @@ class Engine:
         for i, sock in enumerate(sockets):
             self.selector.register(sock, selectors.EVENT_READ, i)
         self.open = set(range(len(sockets)))
+        self.tally = metrics.Tally()
+        self.flushed_at = 0.0
+        self.shown_depth = -1
         self.batch_size = metrics.BATCH_SIZE.labels(settings.model_name)
         self.predict_seconds = metrics.FORWARD.labels(settings.model_name)
         self.queue_depth = metrics.QUEUE_DEPTH.labels(settings.model_name)
@@ -163,8 +167,8 @@ class Engine:
             log.exception("forward pass failed (%d texts from front %d)", batch[0].texts, batch[0].front)
             self._send(batch[0].front, FAILED, batch[0].slot, batch[0].texts)
             return
-        self.predict_seconds.observe(time.perf_counter() - started)
-        self.batch_size.observe(sum(j.texts for j in batch))
+        self.tally.observe(self.predict_seconds, time.perf_counter() - started)
+        self.tally.observe(self.batch_size, sum(j.texts for j in batch))
         offset = 0
         for job in batch:
             self.blocks[job.front].out[job.slot][: job.texts] = vectors[offset : offset + job.texts]
@@ -186,9 +190,13 @@ class Engine:
                     timeout = 0
                 else:
                     timeout = max(0.0, self.pending[0].arrived + max_wait - time.perf_counter())
+            dirty = self.tally.counts or self.tally.histograms or self.shown_depth != self.pending_texts
+            if dirty:
+                timeout = FLUSH_SECONDS if timeout is None else min(timeout, FLUSH_SECONDS)
             for key, _ in self.selector.select(timeout):
                 self._receive(key.data)
-            self.queue_depth.set(self.pending_texts)
+            if dirty and time.perf_counter() - self.flushed_at >= FLUSH_SECONDS:
+                self._flush()
             ready = self.pending and (
                 just_ran
                 or self.pending_texts >= s.max_batch_size
@@ -197,9 +205,17 @@ class Engine:
             if ready:
                 self._run(self._take())
                 just_ran = True
-                self.queue_depth.set(self.pending_texts)
             else:
                 just_ran = False
+        self._flush()
+
+    def _flush(self) -> None:
+        """Metrics to the shared files, at most every FLUSH_SECONDS (metrics.Tally)."""
+        self.tally.flush()
+        if self.shown_depth != self.pending_texts:
+            self.shown_depth = self.pending_texts
+            self.queue_depth.set(self.pending_texts)
+        self.flushed_at = time.perf_counter()
 
 
 def engine_main(settings: EngineSettings, blocks: list[SlotBlock], sockets: list[socket.socket]) -> None:

@@ -184,8 +184,10 @@ class App:
         try:
             status = await self._inference(protocol, scope, receive, send)
         finally:
-            self._count(protocol, status).inc()
-            self._durations[protocol].observe(time.perf_counter() - started)
+            tally = self.dispatcher.tally
+            tally.inc(self._count(protocol, status))
+            tally.observe(self._durations[protocol], time.perf_counter() - started)
+            self.dispatcher.metrics_changed()
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -194,6 +196,7 @@ class App:
                 self.dispatcher.start(asyncio.get_running_loop())
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                self.dispatcher.flush_metrics()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -228,7 +231,9 @@ class App:
                 log.exception("%s request failed", protocol)
             message = str(exc) if isinstance(exc, ModelFailed) else f"internal error ({type(exc).__name__})"
             if protocol == "openai":
-                await self._json(send, 500, {"error": {"message": message, "type": "server_error", "param": None, "code": None}})
+                await self._json(
+                    send, 500, {"error": {"message": message, "type": "server_error", "param": None, "code": None}}
+                )
             else:
                 await self._json(send, 500, {"error": message})
             return 500
@@ -330,6 +335,7 @@ class App:
             return
         name = self.name
         if path == "/metrics":
+            self.dispatcher.flush_metrics()
             await self._send(send, 200, metrics.render(), b"text/plain; version=0.0.4; charset=utf-8")
         elif path == "/v2/health/live":
             await self._json(send, 200, {"live": True})
@@ -367,11 +373,12 @@ def front_main(
     import uvicorn
 
     from .dispatch import DispatchSettings
-    from .tokenizer import TextTokenizer
+    from .tokenizer import ConstantTokenizer, TextTokenizer
 
-    dispatch_settings, model_dir, max_seq_length, block, sock = dispatcher_args
+    dispatch_settings, model_dir, max_seq_length, block, sock, constant = dispatcher_args
     assert isinstance(dispatch_settings, DispatchSettings)
-    dispatcher = Dispatcher(dispatch_settings, TextTokenizer(model_dir, max_seq_length), block, sock)
+    tokenizer = ConstantTokenizer() if constant else TextTokenizer(model_dir, max_seq_length)
+    dispatcher = Dispatcher(dispatch_settings, tokenizer, block, sock)  # type: ignore[arg-type]
     app = App(settings, dispatcher)
 
     class DrainingServer(uvicorn.Server):  # type: ignore[misc]

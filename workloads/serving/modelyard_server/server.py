@@ -211,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
             engine_end.close()
             if j != i:
                 front_end.close()
-        args_i = (dispatch_settings, model_dir, info.max_seq_length, blocks[i], pairs[i][1])
+        args_i = (dispatch_settings, model_dir, info.max_seq_length, blocks[i], pairs[i][1], args.constant_encoder)
         front_main(i, front_settings, args_i, listener, args.grace_period)
 
     engine = ctx.Process(target=engine_entry, name="model")

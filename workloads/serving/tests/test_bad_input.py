@@ -43,7 +43,12 @@ CASES = [
     (V2, {"inputs": [v2_input()["inputs"][0]], "outputs": [{"name": "vec"}]}, 400, "outputs[0].name"),  # type: ignore[index]
     (V2, {"inputs": [v2_input()["inputs"][0]], "id": 7}, 400, "id: must be a string"),  # type: ignore[index]
     # A lone surrogate is not text: this request alone gets 400 (json.dumps writes it as \ud800).
-    (V2, json.dumps(v2_input(data=["fine", "\ud800"], shape=[2])).encode(), 400, "inputs[0].data[1]: holds a lone surrogate"),
+    (
+        V2,
+        json.dumps(v2_input(data=["fine", "\ud800"], shape=[2])).encode(),
+        400,
+        "inputs[0].data[1]: holds a lone surrogate",
+    ),
     (V1, json.dumps({"instances": ["ok", "a\udfffb"]}).encode(), 400, "instances[1]: holds a lone surrogate"),
     (OPENAI, b"{not json", 400, "(body): not valid JSON"),
     (OPENAI, {"input": "x"}, 400, "model: is required"),

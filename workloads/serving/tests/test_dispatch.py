@@ -163,10 +163,15 @@ def test_every_openai_error_is_openai_shaped_including_500() -> None:
     """The front app in process, its model failing: OpenAI's route answers 500 in OpenAI's error shape,
     KServe's routes in KServe's."""
     from modelyard_server.front import App, FrontSettings
+    from modelyard_server.metrics import Tally
     from modelyard_server.validation import Limits
 
     class Failing:
         ready, draining = True, False
+        tally = Tally()
+
+        def metrics_changed(self) -> None:
+            pass
 
         async def embed(self, texts: list[str], field: str) -> object:
             raise ModelFailed("the model failed on this request; see the server log")

@@ -1,0 +1,60 @@
+"""KEDA: scales GPU predictors on the serving signal.
+
+KServe hands a predictor to KEDA when its InferenceService carries `serving.kserve.io/autoscalerClass:
+keda` and an `autoScaling` block (workloads/models.py); KEDA then runs a ScaledObject whose Prometheus
+trigger reads `modelyard_inflight_texts` per replica. A GPU predictor's CPU is idle while its GPU
+is busy or not, so the HPA on CPU (KServe's default) either never scales it or scales it on noise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import pulumi
+from modelyard.infra.nodes import SYSTEM_POOL_LABEL
+from modelyard.platform.common import CONTAINER_SECURITY, POD_SECURITY, helm_release, namespace, resources
+
+NAMESPACE = "keda"
+#: KEDA's components, as its chart names them in the per-component values.
+COMPONENTS = ("operator", "metricServer", "webhooks")
+#: The metrics API server (the API server calls it for external metrics) and the admission webhooks.
+METRICS_API_PORT = 6443
+WEBHOOK_PORT = 9443
+
+
+@dataclass(frozen=True, kw_only=True)
+class KedaArgs:
+    labels: Mapping[str, str]
+    replicas: int
+    depends_on: Sequence[pulumi.Resource] = ()
+
+
+class Keda(pulumi.ComponentResource):
+    """KEDA with its CRDs, on the system nodes, hardened (restricted Pod Security)."""
+
+    release: pulumi.Resource
+
+    def __init__(self, name: str, args: KedaArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("modelyard:platform:Keda", name, None, opts)
+        ns = namespace(f"{name}-ns", NAMESPACE, args.labels, pulumi.ResourceOptions(parent=self))
+        container = {**CONTAINER_SECURITY, "seccompProfile": {"type": "RuntimeDefault"}}
+        self.release = helm_release(
+            f"{name}-release",
+            "keda",
+            namespace=ns.metadata["name"],
+            values={
+                "crds": {"install": True},
+                "additionalLabels": dict(args.labels),
+                "nodeSelector": dict([SYSTEM_POOL_LABEL]),
+                "operator": {"replicaCount": args.replicas},
+                "metricsServer": {"replicaCount": args.replicas},
+                "webhooks": {"enabled": True, "replicaCount": args.replicas},
+                "podDisruptionBudget": {"operator": {"minAvailable": 1}} if args.replicas > 1 else {},
+                "podSecurityContext": {c: dict(POD_SECURITY) for c in COMPONENTS},
+                "securityContext": {c: dict(container) for c in COMPONENTS},
+                "resources": {c: resources("100m", "128Mi", "1", "512Mi") for c in COMPONENTS},
+            },
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on)),
+        )
+        self.register_outputs({})
