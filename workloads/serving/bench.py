@@ -115,7 +115,14 @@ def bare_app(port: int, body_file: str) -> None:
         await send({"type": "http.response.body", "body": body})
 
     uvicorn.run(
-        app, host="127.0.0.1", port=port, loop="uvloop", http="httptools", log_level="warning", access_log=False
+        app,
+        host="127.0.0.1",
+        port=port,
+        loop="uvloop",
+        http="httptools",
+        log_level="warning",
+        access_log=False,
+        proxy_headers=False,  # as the server runs it
     )
 
 

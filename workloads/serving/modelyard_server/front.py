@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gc
 import json
 import logging
 import signal
@@ -405,6 +406,11 @@ def front_main(
         loop="uvloop",
         http="httptools",
         lifespan="on",
+        # Client addresses are not used (no access log, no per-client logic): skip X-Forwarded-* parsing.
+        proxy_headers=False,
     )
+    # Everything loaded so far lives as long as the process: keep the cyclic collector off it.
+    gc.collect()
+    gc.freeze()
     DrainingServer(config).run(sockets=[listener])
     log.info("front %d: drained", index)
