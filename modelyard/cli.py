@@ -250,7 +250,11 @@ SERVER_FLAGS: tuple[tuple[str, type, str], ...] = (
     ("max-batch-size", int, "texts per forward pass (default 32)"),
     ("max-batch-tokens", int, "padded tokens per forward pass (default 8192)"),
     ("max-wait-ms", float, "how long an idle model waits for company (default 2)"),
-    ("max-queue", int, "texts waiting before requests get 503 (default 256)"),
+    (
+        "max-queue",
+        int,
+        "texts waiting before requests get 503 (default: workers x max(max-inputs, 2 x max-batch-size))",
+    ),
     ("max-inputs", int, "texts per request (default 64)"),
     ("max-chars", int, "characters per text (default 8192)"),
 )

@@ -98,7 +98,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="padded tokens per forward pass (texts x longest text); at least the model's max_seq_length",
     )
     parser.add_argument("--max_wait_ms", type=_non_negative, default=2.0, help="wait for company when idle")
-    parser.add_argument("--max_queue", type=_positive(int), default=256, help="texts waiting before requests get 503")
+    parser.add_argument(
+        "--max_queue",
+        type=_positive(int),
+        default=None,
+        help="texts waiting before requests get 503, shared among the fronts "
+        "(default: workers x the larger of --max_inputs and 2 x --max_batch_size)",
+    )
     parser.add_argument("--max_inputs", type=_positive(int), default=64, help="texts per request")
     parser.add_argument("--max_chars", type=_positive(int), default=8192, help="characters per text")
     parser.add_argument("--grace_period", type=_positive(int), default=30, help="seconds to drain on SIGTERM")
@@ -113,6 +119,8 @@ class SettingsError(Exception):
 
 def check(args: argparse.Namespace, workers: int, max_seq_length: int) -> int:
     """The queue each front may hold; refuses settings that would answer some valid request 503 forever."""
+    if args.max_queue is None:
+        args.max_queue = workers * max(args.max_inputs, 2 * args.max_batch_size)
     per_front = math.ceil(args.max_queue / workers)
     if args.max_inputs > per_front:
         raise SettingsError(
@@ -225,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
         engine_end.close()
         front_end.close()
     log.info(
-        "listening on %s:%d: %d fronts, model %s from %s (batches of %d texts / %d tokens)",
+        "listening on %s:%d: %d fronts, model %s from %s (batches of %d texts / %d tokens, queue %d texts)",
         args.host,
         args.http_port,
         workers,
@@ -233,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
         model_dir,
         args.max_batch_size,
         args.max_batch_tokens,
+        args.max_queue,
     )
 
     failed = False

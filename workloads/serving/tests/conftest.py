@@ -59,6 +59,17 @@ def start(tmp: Path, *args: str) -> RunningServer:
     raise RuntimeError("server did not become ready in 180 s")
 
 
+def metrics_with(server: RunningServer, *lines: str, timeout: float = 3.0) -> str:
+    """/metrics once it shows every one of `lines`: each process writes its series at most every 50 ms,
+    and the scrape may reach a front other than the one that answered."""
+    deadline = time.time() + timeout
+    while True:
+        text = httpx.get(f"{server.url}/metrics", timeout=10).text
+        if all(line in text for line in lines) or time.time() > deadline:
+            return text
+        time.sleep(0.05)
+
+
 def stop(server: RunningServer) -> int:
     if server.proc.poll() is None:
         server.proc.send_signal(signal.SIGTERM)

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import httpx
-from conftest import SERVING, start, stop
+from conftest import SERVING, metrics_with, start, stop
 
 REPO = SERVING.parent.parent
 
@@ -41,8 +41,8 @@ def test_overload_is_503_with_retry_after_and_everything_accepted_is_answered(tm
                 assert r.headers["retry-after"] == "1" and "queue full" in r.json()["error"]
             else:
                 assert len(r.json()["predictions"]) == 8
-        metrics = httpx.get(f"{server.url}/metrics", timeout=10).text
-        assert 'modelyard_rejected_requests_total{model_name="minilm",reason="queue_full"}' in metrics
+        line = 'modelyard_rejected_requests_total{model_name="minilm",reason="queue_full"}'
+        assert line in metrics_with(server, line)
     finally:
         assert stop(server) == 0
 

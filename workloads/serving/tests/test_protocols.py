@@ -10,7 +10,7 @@ import struct
 
 import httpx
 import pytest
-from conftest import RunningServer
+from conftest import RunningServer, metrics_with
 from kserve import InferenceRESTClient, InferInput, InferRequest, RESTConfig
 
 TEXTS = ["The cat sat on the mat.", "A feline rested on the rug.", "Quarterly revenue grew by four percent."]
@@ -98,11 +98,16 @@ def test_v2_metadata_and_health(server: RunningServer) -> None:
 def test_metrics_count_by_protocol_and_code(server: RunningServer) -> None:
     httpx.post(f"{server.url}/v1/models/minilm:predict", json={"instances": ["x"]}, timeout=60)
     httpx.post(f"{server.url}/v1/models/minilm:predict", json={"instances": []}, timeout=60)
-    text = httpx.get(f"{server.url}/metrics", timeout=10).text
-    assert 'modelyard_requests_total{code="200",model_name="minilm",protocol="v1"}' in text
-    assert 'modelyard_requests_total{code="400",model_name="minilm",protocol="v1"}' in text
-    assert 'modelyard_request_duration_seconds_bucket{le="0.25",model_name="minilm",protocol="v1"}' in text
-    assert "modelyard_batch_size_bucket" in text and 'modelyard_queue_depth{model_name="minilm"}' in text
+    expected = (
+        'modelyard_requests_total{code="200",model_name="minilm",protocol="v1"}',
+        'modelyard_requests_total{code="400",model_name="minilm",protocol="v1"}',
+        'modelyard_request_duration_seconds_bucket{le="0.25",model_name="minilm",protocol="v1"}',
+        "modelyard_batch_size_bucket",
+        'modelyard_queue_depth{model_name="minilm"}',
+    )
+    text = metrics_with(server, *expected)
+    for line in expected:
+        assert line in text
     assert 'modelyard_forward_seconds_bucket{le="10.0",model_name="minilm"}' in text
     assert 'modelyard_inflight_texts{model_name="minilm"}' in text
 
