@@ -121,18 +121,6 @@ class Replicas(Model):
     def _bounds(self) -> Replicas:
         if self.min > self.max:
             raise FieldProblems([("max", f"must be ≥ min ({self.min})", self.max)])
-        if self.scale_target is not None and self.scale_metric is not None:
-            low, high = SCALE_TARGET_RANGE[self.scale_metric]
-            if not low <= self.scale_target <= high:
-                raise FieldProblems(
-                    [
-                        (
-                            "scale_target",
-                            f"must be {low} to {high} for scale_metric {self.scale_metric}",
-                            self.scale_target,
-                        )
-                    ]
-                )
         return self
 
 

@@ -102,8 +102,8 @@ def predictor(
     bucket: str,
     registry: str,
     service_account: str,
-    namespace: str = "models",
-    prometheus_url: str = "",
+    namespace: str,
+    prometheus_url: str,
 ) -> dict[str, Any]:
     """The InferenceService predictor for `version` of `model`."""
     uri = f"s3://{bucket}/{model.name}/{version}/"
