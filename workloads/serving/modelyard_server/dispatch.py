@@ -18,12 +18,13 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections import deque
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
 from .channel import DONE, FAILED, JOB, MESSAGE, READY, SlotBlock
-from .tokenizer import TextTokenizer, Tokens
+from .tokenizer import Tokens
 from .validation import BadRequest
 
 #: How stale this process's series in /metrics may be, in seconds.
@@ -89,14 +90,13 @@ class DispatchSettings:
     queue_capacity: int  # texts this front may hold waiting
 
 
-@dataclass
-class _Slot:
-    pieces: list[_Piece] = field(default_factory=list)
-
-
 class Dispatcher:
     def __init__(
-        self, settings: DispatchSettings, tokenizer: TextTokenizer, block: SlotBlock, sock: socket.socket
+        self,
+        settings: DispatchSettings,
+        tokenizer: Callable[[list[str]], Tokens],
+        block: SlotBlock,
+        sock: socket.socket,
     ) -> None:
         from . import metrics
 
@@ -109,7 +109,7 @@ class Dispatcher:
         self.queued = 0
         self.in_flight = 0
         self.free = list(range(block.layout.slots))
-        self.busy: dict[int, _Slot] = {}
+        self.busy: dict[int, list[_Piece]] = {}  # slot → the pieces its job carries
         self.ready = False
         self.gone = False
         self.draining = False
@@ -154,8 +154,8 @@ class Dispatcher:
         error = Overloaded("the model process has stopped", retry_after=5)
         for piece in self.queue:
             piece.request.fail(error)
-        for slot in self.busy.values():
-            for piece in slot.pieces:
+        for pieces in self.busy.values():
+            for piece in pieces:
                 piece.request.fail(error)
         self.queue.clear()
         self.busy.clear()
@@ -303,7 +303,7 @@ class Dispatcher:
                 lengths[texts : texts + k] = p.tokens.lengths
                 texts += k
                 tokens += t
-            self.busy[slot] = _Slot(pieces)
+            self.busy[slot] = pieces
             try:
                 self.sock.send(MESSAGE.pack(JOB, slot, texts, tokens))
             except OSError:
@@ -332,10 +332,10 @@ class Dispatcher:
         self._dispatch()
 
     def _done(self, slot: int) -> None:
-        job = self.busy.pop(slot)
+        pieces = self.busy.pop(slot)
         out = self.block.out[slot]
         row = 0
-        for p in job.pieces:
+        for p in pieces:
             k = len(p)
             request = p.request
             if not request.future.done():
@@ -349,13 +349,12 @@ class Dispatcher:
         self.free.append(slot)
 
     def _failed(self, slot: int) -> None:
-        job = self.busy.pop(slot)
+        pieces = self.busy.pop(slot)
         self.free.append(slot)
-        requests = {id(p.request) for p in job.pieces}
-        if len(requests) == 1 and all(p.solo for p in job.pieces):
-            job.pieces[0].request.fail(ModelFailed("the model failed on this request; see the server log"))
+        if len({id(p.request) for p in pieces}) == 1 and all(p.solo for p in pieces):
+            pieces[0].request.fail(ModelFailed("the model failed on this request; see the server log"))
             return
-        for p in reversed(job.pieces):  # each request again on its own, at the head of the queue
+        for p in reversed(pieces):  # each request again on its own, at the head of the queue
             p.solo = True
             self.queue.appendleft(p)
             self.queued += len(p)

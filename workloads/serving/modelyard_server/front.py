@@ -34,7 +34,7 @@ from typing import Any
 import orjson
 
 from . import __version__, metrics
-from .dispatch import Dispatcher, ModelFailed, Overloaded, Result
+from .dispatch import Dispatcher, ModelFailed, Overloaded
 from .validation import BadRequest, Limits, openai_request, v1_texts, v2_request
 
 log = logging.getLogger("modelyard_server.front")
@@ -122,7 +122,6 @@ class App:
         self.name = name
         self._counts: dict[tuple[str, int], Any] = {}
         self._durations = {p: metrics.DURATION.labels(name, p) for p in ("v1", "v2", "openai")}
-        self._v1_predict = f"/v1/models/{name}:predict"
         self._metadata = orjson.dumps(
             {
                 "name": name,
@@ -171,7 +170,7 @@ class App:
         method: str = scope["method"]
         protocol = None
         if method == "POST":
-            if path == self._v1_predict or (path.startswith("/v1/models/") and path.endswith(":predict")):
+            if path.startswith("/v1/models/") and path.endswith(":predict"):
                 protocol = "v1"
             elif path.startswith("/v2/models/") and path.endswith("/infer"):
                 protocol = "v2"
@@ -213,44 +212,48 @@ class App:
         except ClientGone:
             return 499
         except BadRequest as exc:
-            if protocol == "openai":
-                error = {"message": str(exc), "type": "invalid_request_error", "param": exc.field, "code": None}
-                await self._json(send, exc.status, {"error": error})
-            else:
-                await self._json(send, exc.status, {"error": str(exc)})
+            await self._error(send, protocol, exc.status, str(exc), param=exc.field)
             return exc.status
         except Overloaded as exc:
             retry = [(b"retry-after", str(exc.retry_after).encode())]
-            if protocol == "openai":
-                error = {"message": exc.reason, "type": "server_error", "param": None, "code": "overloaded"}
-                await self._json(send, 503, {"error": error}, retry)
-            else:
-                await self._json(send, 503, {"error": exc.reason}, retry)
+            await self._error(send, protocol, 503, exc.reason, code="overloaded", extra=retry)
             return 503
         except Exception as exc:
             if not isinstance(exc, ModelFailed):
                 log.exception("%s request failed", protocol)
             message = str(exc) if isinstance(exc, ModelFailed) else f"internal error ({type(exc).__name__})"
-            if protocol == "openai":
-                await self._json(
-                    send, 500, {"error": {"message": message, "type": "server_error", "param": None, "code": None}}
-                )
-            else:
-                await self._json(send, 500, {"error": message})
+            await self._error(send, protocol, 500, message)
             return 500
+
+    async def _error(
+        self,
+        send: Send,
+        protocol: str,
+        status: int,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        extra: list[tuple[bytes, bytes]] | None = None,
+    ) -> None:
+        """An error in the protocol's own shape: OpenAI's error object, or KServe's `{"error": message}`."""
+        if protocol != "openai":
+            await self._json(send, status, {"error": message}, extra)
+            return
+        kind = "invalid_request_error" if status < 500 else "server_error"
+        await self._json(
+            send, status, {"error": {"message": message, "type": kind, "param": param, "code": code}}, extra
+        )
 
     def _unknown_model(self, name: str) -> BadRequest:
         return BadRequest("model", f"{name!r} is not served here; this server has {self.name!r}", 404)
-
-    async def _embed(self, texts: list[str], field: str) -> Result:
-        return await self.dispatcher.embed(texts, field)
 
     async def _v1(self, path: str, body: bytes, send: Send) -> int:
         name = path[len("/v1/models/") : -len(":predict")]
         if name != self.name:
             raise self._unknown_model(name)
         texts = v1_texts(parse_json(body), self.settings.limits)
-        result = await self._embed(texts, "instances")
+        result = await self.dispatcher.embed(texts, "instances")
         await self._send(send, 200, orjson.dumps({"predictions": result.vectors}, option=NUMPY))
         return 200
 
@@ -270,7 +273,7 @@ class App:
             binary = body[int(header_length) :]
             body = body[: int(header_length)]
         request = v2_request(parse_json(body), binary, self.settings.limits)
-        result = await self._embed(request.texts, "inputs[0].data")
+        result = await self.dispatcher.embed(request.texts, "inputs[0].data")
         vectors = result.vectors
         output: dict[str, Any] = {"name": "embedding", "datatype": "FP32", "shape": [len(vectors), vectors.shape[1]]}
         response: dict[str, Any] = {"model_name": self.name, "id": request.id, "outputs": [output]}
@@ -295,15 +298,10 @@ class App:
     async def _openai(self, body: bytes, send: Send) -> int:
         req = openai_request(parse_json(body), self.settings.dimensions, self.settings.limits)
         if req.model != self.name:
-            error = {
-                "message": f"model {req.model!r} does not exist here; this server has {self.name!r}",
-                "type": "invalid_request_error",
-                "param": "model",
-                "code": "model_not_found",
-            }
-            await self._json(send, 404, {"error": error})
+            message = f"model {req.model!r} does not exist here; this server has {self.name!r}"
+            await self._error(send, "openai", 404, message, param="model", code="model_not_found")
             return 404
-        result = await self._embed(req.texts, "input")
+        result = await self.dispatcher.embed(req.texts, "input")
         vectors = result.vectors
         if req.encoding_format == "base64":
             little = vectors.astype("<f4", copy=False)
@@ -366,20 +364,13 @@ class App:
 def front_main(
     index: int,
     settings: FrontSettings,
-    dispatcher_args: tuple[Any, ...],
+    dispatcher: Dispatcher,
     listener: socket.socket,
     grace_period: int,
 ) -> None:
     """Entry point of front process `index` (forked by the supervisor)."""
     import uvicorn
 
-    from .dispatch import DispatchSettings
-    from .tokenizer import ConstantTokenizer, TextTokenizer
-
-    dispatch_settings, model_dir, max_seq_length, block, sock, constant = dispatcher_args
-    assert isinstance(dispatch_settings, DispatchSettings)
-    tokenizer = ConstantTokenizer() if constant else TextTokenizer(model_dir, max_seq_length)
-    dispatcher = Dispatcher(dispatch_settings, tokenizer, block, sock)  # type: ignore[arg-type]
     app = App(settings, dispatcher)
 
     class DrainingServer(uvicorn.Server):  # type: ignore[misc]

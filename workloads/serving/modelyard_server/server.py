@@ -158,9 +158,10 @@ def main(argv: list[str] | None = None) -> int:
     metrics_dir = tempfile.mkdtemp(prefix="modelyard-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     from .channel import Layout, SlotBlock
-    from .dispatch import DispatchSettings
+    from .dispatch import Dispatcher, DispatchSettings
     from .engine import EngineSettings, engine_main
     from .front import FrontSettings, front_main
+    from .tokenizer import ConstantTokenizer, TextTokenizer
     from .validation import Limits
 
     try:
@@ -219,8 +220,10 @@ def main(argv: list[str] | None = None) -> int:
             engine_end.close()
             if j != i:
                 front_end.close()
-        args_i = (dispatch_settings, model_dir, info.max_seq_length, blocks[i], pairs[i][1], args.constant_encoder)
-        front_main(i, front_settings, args_i, listener, args.grace_period)
+        # The tokenizer is loaded here, after the fork: its thread pool does not survive one.
+        tokenizer = ConstantTokenizer() if args.constant_encoder else TextTokenizer(model_dir, info.max_seq_length)
+        dispatcher = Dispatcher(dispatch_settings, tokenizer, blocks[i], pairs[i][1])
+        front_main(i, front_settings, dispatcher, listener, args.grace_period)
 
     engine = ctx.Process(target=engine_entry, name="model")
     engine.start()
