@@ -1,12 +1,13 @@
 """`modelyard cost`, `policy` and `diff` through the CLI, as a user's CI runs them, on previews of 1x, 10x,
 100x and 500x the prod plan (every copy with its own URNs, GPU pools and dependencies, so the joins of
-stack rules do real work; 500x is about 100,000 resources). Each command runs in its own process;
-the figures are its wall time and peak RSS.
+stack rules do real work; 500x is about 100,000 resources). Each command runs as a user's CI runs it;
+the figures are its wall time and the peak of its RSS summed over its processes (`diff` reads its two
+documents in two).
 
 Targets (issue 13): 100,000 resources under 10 s and 1 GiB per command; the per-resource time at 100x
 within 1.5x of that at 1x (linear).
 
-    python benchmarks/review_scale.py [--scales 1 10 100 500]
+    python benchmarks/review_scale.py [--scales 1 10 100 500] [--repeat 3]
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -43,17 +45,46 @@ def head_of(steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def _tree_rss(pid: int) -> int:
+    """Resident KiB of `pid` and every process under it, from /proc (0 once it is gone)."""
+    total, pending = 0, [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            status = Path(f"/proc/{current}/status").read_text()
+            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+        except OSError:
+            continue
+        total += next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")), 0)
+        pending += [int(c) for c in children]
+    return total
+
+
 def run(args: list[str], out: Path) -> tuple[float, float, int]:
-    """Wall seconds, peak RSS (MiB, this process alone: wait4's rusage) and exit code of `modelyard ARGS`."""
+    """Wall seconds, peak RSS and exit code of `modelyard ARGS`. The peak is of the sum over the command's
+    processes (`diff` reads its two documents in two), sampled every 5 ms, and never less than the
+    largest process's own peak (wait4's rusage)."""
+    peak = 0
+
+    def sample(pid: int, done: threading.Event) -> None:
+        nonlocal peak
+        while not done.wait(0.005):
+            peak = max(peak, _tree_rss(pid))
+
     with out.open("wb") as sink:
         started = time.perf_counter()
         child = subprocess.Popen([sys.executable, "-m", "modelyard.cli", *args], stdout=sink, stderr=sink)
+        done = threading.Event()
+        sampler = threading.Thread(target=sample, args=(child.pid, done))
+        sampler.start()
         _, status, usage = os.wait4(child.pid, 0)
         seconds = time.perf_counter() - started
+        done.set()
+        sampler.join()
     code = os.waitstatus_to_exitcode(status)
     if code not in (0, 1):
         raise SystemExit(f"{args[0]} failed ({code}): {out.read_text()[-2000:]}")
-    return seconds, usage.ru_maxrss / 1024, code
+    return seconds, max(peak, usage.ru_maxrss) / 1024, code
 
 
 def write(scale: int, directory: Path) -> None:
@@ -68,6 +99,7 @@ def write(scale: int, directory: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--scales", type=int, nargs="+", default=[1, 10, 100, 500])
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each command; the median is printed")
     parser.add_argument("--write", nargs=2, metavar=("SCALE", "DIR"), help=argparse.SUPPRESS)
     options = parser.parse_args()
     if options.write:
@@ -100,11 +132,16 @@ def main() -> None:
                 "diff": ["diff", str(base), str(head), "--json"],
             }
             for name, args in commands.items():
-                seconds, rss, _ = run(args, Path(tmp) / "out.txt")
+                # The median of --repeat runs (a shared machine's speed drifts); the largest peak RSS.
+                runs = sorted(run(args, Path(tmp) / "out.txt")[:2] for _ in range(options.repeat))
+                seconds, rss = runs[len(runs) // 2][0], max(r[1] for r in runs)
                 per_resource.setdefault(name, {})[scale] = seconds / count
                 net.setdefault(name, {})[scale] = max(seconds - startup[name], 0.0) / count
                 verdict = "met" if seconds < 10 and rss < 1024 else "MISSED"
-                print(f"  {name:6} {seconds:7.2f} s  {rss:7.0f} MiB peak RSS  (100k target < 10 s, < 1 GiB: {verdict})")
+                print(
+                    f"  {name:6} {seconds:7.2f} s  {rss:7.0f} MiB peak RSS, all processes  "
+                    f"(100k target < 10 s, < 1 GiB: {verdict})"
+                )
     if 1 in options.scales and 100 in options.scales:
         for name, times in per_resource.items():
             ratio = times[100] / times[1]

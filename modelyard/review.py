@@ -8,7 +8,9 @@ Two ways in:
 - two whole documents (offline plans, or previews with --show-sames), a base and a head: resources
   matched by URN, created, deleted, updated (inputs differ) or replaced (a known property the provider
   cannot update in place changes). No engine compared these two, so a value the head does not know
-  yet is reported as known after apply, never as a replacement.
+  yet is reported as known after apply, never as a replacement. The base is read and judged in a
+  forked process while this one does the head (compare_previews); only digests, costs, violations and
+  the inputs that differ cross over.
 
 Replacements and deletions of stateful resources (buckets, KMS keys, the cluster, registries) lead
 the report in bold. Output is sorted and stable: the same inputs give the same bytes.
@@ -16,11 +18,18 @@ the report in bold. Output is sorted and stable: the same inputs give the same b
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections.abc import Iterable, Mapping
+import multiprocessing
+import os
+import pickle
+import signal
+import sys
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from modelyard.plan.preview import Preview
 from modelyard.policies.governance.cost import Estimate, estimate, layer_of
 from modelyard.policies.governance.policy import PolicyConfig, evaluate
 from modelyard.policies.governance.resources import SECRET, UNKNOWNS, Resource, Stack, from_preview, known
@@ -97,13 +106,28 @@ class Change:
         return self.urn.rsplit("::", 1)[-1]
 
 
+@dataclass(frozen=True)
+class Priced:
+    """A stack's monthly cost as the review shows it: its totals, and (type, baseline, ceiling) of each
+    resource that costs something (a resource left out costs nothing: most of a stack is free)."""
+
+    baseline: float
+    ceiling: float
+    items: dict[str, tuple[str, float, float]]
+
+    @classmethod
+    def of(cls, cost: Estimate) -> Priced:
+        items = {i.urn: (i.type, i.baseline, i.ceiling) for i in cost.items if i.baseline or i.ceiling}
+        return cls(cost.baseline, cost.ceiling, items)
+
+
 @dataclass
 class Report:
     env: str
     changes: list[Change]
     #: None when the documents cannot support an estimate (a preview without its unchanged resources).
-    base_cost: Estimate | None
-    head_cost: Estimate | None
+    base_cost: Priced | None
+    head_cost: Priced | None
     new_violations: list[Violation] = field(default_factory=list)
     fixed_violations: list[Violation] = field(default_factory=list)
     #: What the report could not judge, and why (policy not evaluated, cost not estimated).
@@ -118,29 +142,14 @@ class Report:
         """(urn, type, base baseline, head baseline, base ceiling, head ceiling) for resources whose cost moved."""
         if self.base_cost is None or self.head_cost is None:
             return []
-        base = {i.urn: i for i in self.base_cost.items}
-        head = {i.urn: i for i in self.head_cost.items}
+        base, head = self.base_cost.items, self.head_cost.items
         rows = []
-        for urn in sorted(set(base) | set(head)):
-            b, h = base.get(urn), head.get(urn)
-            bb, bc = (b.baseline, b.ceiling) if b else (0.0, 0.0)
-            hb, hc = (h.baseline, h.ceiling) if h else (0.0, 0.0)
+        for urn in sorted(base.keys() | head.keys()):
+            type_, bb, bc = base.get(urn, ("", 0.0, 0.0))
+            type_, hb, hc = head.get(urn, (type_, 0.0, 0.0))
             if round(bb, 2) != round(hb, 2) or round(bc, 2) != round(hc, 2):
-                rows.append((urn, (h or b).type, bb, hb, bc, hc))  # type: ignore[union-attr]
+                rows.append((urn, type_, bb, hb, bc, hc))
         return rows
-
-
-def _by_urn(document: Mapping[str, Any]) -> dict[str, Resource]:
-    return {r.urn: r for r in from_preview(document) if r.type != "pulumi:pulumi:Stack"}
-
-
-def _env(document: Mapping[str, Any], resources: Iterable[Resource]) -> str:
-    meta = document.get("modelyard")
-    if isinstance(meta, Mapping) and meta.get("env"):
-        return str(meta["env"])
-    for r in resources:
-        return r.urn.split(":")[2]
-    return ""
 
 
 def split_preview(document: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -166,39 +175,161 @@ def _forces_replacement(type_: str, props: Iterable[tuple[str, Any, Any]]) -> bo
     )
 
 
-def _policy_delta(report: Report, base_stack: Stack, head_stack: Stack, config: PolicyConfig) -> None:
-    def found(stack: Stack) -> dict[tuple[str, str, str], Violation]:
-        return {(v.rule, v.urn, v.field): v for v in evaluate(stack.resources, report.env, config, stack).violations}
+def _violations(stack: Stack, env: str, config: PolicyConfig) -> dict[tuple[str, str, str], Violation]:
+    return {(v.rule, v.urn, v.field): v for v in evaluate(stack.resources, env, config, stack).violations}
 
-    before, after = found(base_stack), found(head_stack)
+
+def _policy_delta(
+    report: Report, before: Mapping[tuple[str, str, str], Violation], after: Mapping[tuple[str, str, str], Violation]
+) -> None:
     report.new_violations = [after[k] for k in sorted(set(after) - set(before))]
     report.fixed_violations = [before[k] for k in sorted(set(before) - set(after))]
 
 
-def compare(base_doc: Mapping[str, Any], head_doc: Mapping[str, Any], config: PolicyConfig | None) -> Report:
-    """Two whole documents, base and head, matched by URN."""
-    base = _by_urn(base_doc)
-    head = _by_urn(head_doc)
-    env = _env(head_doc, head.values()) or _env(base_doc, base.values())
-    base_stack, head_stack = Stack(base.values()), Stack(head.values())
-    changes: list[Change] = []
-    for urn in sorted(set(base) | set(head)):
-        b, h = base.get(urn), head.get(urn)
-        if b is None and h is not None:
-            changes.append(Change("create", urn, h.type, layer_of(h, head_stack)))
-        elif h is None and b is not None:
-            changes.append(Change("delete", urn, b.type, layer_of(b, base_stack)))
-        elif b is not None and h is not None:
-            if b.inputs == h.inputs:  # most resources of a review: compared in C, no flattening
-                continue
-            props = tuple(changed_properties(b.inputs, h.inputs))
-            if props:
-                kind: Kind = "replace" if _forces_replacement(h.type, props) else "update"
-                changes.append(Change(kind, urn, h.type, layer_of(h, head_stack), props))
-    report = Report(env, changes, estimate(base_stack), estimate(head_stack))
-    if config is not None:
-        _policy_delta(report, base_stack, head_stack, config)
+def _digest(inputs: Mapping[str, Any]) -> bytes:
+    """Equal digests mean equal inputs (a pickle reads back as the value it was made from, and 128-bit
+    BLAKE2b digests of two pickles do not collide in practice); inputs whose digests differ are compared
+    value by value, so a digest never invents a change."""
+    try:
+        return hashlib.blake2b(pickle.dumps(inputs, protocol=5), digest_size=16).digest()
+    except RecursionError:  # nested too deeply to pickle: always compared
+        return os.urandom(16)
+
+
+@dataclass
+class Side:
+    """What a comparison needs of one whole document: small enough to pass between processes."""
+
+    env: str
+    #: URN → (type, digest of its inputs).
+    resources: dict[str, tuple[str, bytes]]
+    cost: Priced
+    #: None when policy is not evaluated.
+    violations: dict[tuple[str, str, str], Violation] | None
+
+
+class Document:
+    """One whole document of a comparison, in the process that read it: only its resources are kept."""
+
+    def __init__(self, preview: Preview):
+        self.env, self.region = preview.env, preview.region
+        self.stack = Stack(r for r in from_preview(preview.document) if r.type != "pulumi:pulumi:Stack")
+
+    def side(self, config: PolicyConfig | None, env: str) -> Side:
+        stack = self.stack
+        cost = estimate(stack)  # shared with the policy rules that price the stack
+        if self.region and self.region != cost.region:
+            cost = estimate(stack, region=self.region)
+        violations = None if config is None else _violations(stack, env, config)
+        resources = {r.urn: (r.type, _digest(r.inputs)) for r in stack.resources}
+        return Side(self.env, resources, Priced.of(cost), violations)
+
+    def details(self, urns: Iterable[str]) -> dict[str, tuple[str, Mapping[str, Any]]]:
+        """URN → (layer, inputs)."""
+        by_urn = self.stack.by_urn
+        return {u: (layer_of(by_urn[u], self.stack), by_urn[u].inputs) for u in urns}
+
+
+Details = Callable[[Iterable[str]], Mapping[str, tuple[str, Mapping[str, Any]]]]
+
+
+def compare(base: Side, head: Side, base_details: Details, head_details: Details) -> Report:
+    """Two whole documents, base and head, matched by URN: created, deleted, updated (inputs differ) or
+    replaced (a known property the provider cannot update in place changes)."""
+    created = [u for u in head.resources if u not in base.resources]
+    deleted = [u for u in base.resources if u not in head.resources]
+    differ = [u for u, (_, d) in head.resources.items() if u in base.resources and base.resources[u][1] != d]
+    old, new = base_details(deleted + differ), head_details(created + differ)
+    changes = [Change("create", u, head.resources[u][0], new[u][0]) for u in created]
+    changes += [Change("delete", u, base.resources[u][0], old[u][0]) for u in deleted]
+    for urn in differ:
+        type_ = head.resources[urn][0]
+        props = tuple(changed_properties(old[urn][1], new[urn][1]))
+        if props:  # equal values pickled differently (1 and 1.0) are no change
+            kind: Kind = "replace" if _forces_replacement(type_, props) else "update"
+            changes.append(Change(kind, urn, type_, new[urn][0], props))
+    report = Report(head.env or base.env, sorted(changes, key=lambda c: c.urn), base.cost, head.cost)
+    if base.violations is not None and head.violations is not None:
+        _policy_delta(report, base.violations, head.violations)
     return report
+
+
+class _Forked:
+    """A Document read and summarised in a child process, asked for what the comparison needs."""
+
+    def __init__(self, read: Callable[[], Preview]):
+        self.conn, child = multiprocessing.Pipe()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        self.pid = os.fork()
+        if self.pid == 0:  # pragma: no cover (the child; its work is seen through the parent)
+            self.conn.close()
+            os._exit(_serve(child, read))
+        child.close()
+
+    def ask(self, message: Any = None) -> Any:
+        if message is not None:
+            self.conn.send(message)
+        try:
+            kind, value = self.conn.recv()
+        except EOFError:
+            _, status = os.waitpid(self.pid, 0)
+            self.pid = 0
+            how = f"killed by signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status) else f"exit status {status >> 8}"
+            raise ChildProcessError(f"the process reading the base preview ended ({how})") from None
+        if kind == "error":
+            raise value
+        return value
+
+    def close(self) -> None:
+        self.conn.close()
+        if self.pid:
+            os.kill(self.pid, signal.SIGTERM)  # gone already when it answered everything; then a no-op
+            os.waitpid(self.pid, 0)
+
+
+def _serve(conn: Any, read: Callable[[], Preview]) -> int:
+    """The child's side of _Forked: read, say the stack's name, summarise, give the details asked for."""
+    try:
+        try:
+            document = Document(read())
+            conn.send(("env", document.env))
+            config, env = conn.recv()
+            conn.send(("side", document.side(config, env)))
+            conn.send(("details", document.details(conn.recv())))
+        except Exception as exc:  # raised again by the parent, as if it were its own
+            try:
+                conn.send(("error", exc))
+            except Exception:  # an exception that does not pickle
+                conn.send(("error", RuntimeError(f"{type(exc).__name__}: {exc}")))
+        return 0
+    except BaseException:  # interrupted, or the parent is gone: the parent reports
+        return 1
+
+
+def compare_previews(
+    read_base: Callable[[], Preview], read_head: Callable[[], Preview], configure: Callable[[str], PolicyConfig | None]
+) -> Report:
+    """Two whole previews, base and head. Where the platform can fork, the base is read and judged in a
+    child process while this one does the head: twice as fast on two cores, and no process ever holds
+    both documents. `configure` gives the policy configuration for the stack's name (None: no policy)."""
+    if not hasattr(os, "fork"):
+        base, head = Document(read_base()), Document(read_head())
+        env = head.env or base.env
+        config = configure(env)
+        return compare(base.side(config, env), head.side(config, env), base.details, head.details)
+    forked = _Forked(read_base)
+    try:
+        head = Document(read_head())
+        base_env = forked.ask()
+        env = head.env or base_env
+        config = configure(env)
+        forked.conn.send((config, env))
+        head_side = head.side(config, env)
+        base_side = forked.ask()
+        return compare(base_side, head_side, lambda urns: forked.ask(list(urns)), head.details)
+    finally:
+        forked.close()
 
 
 def property_at(inputs: Any, path: str) -> Any:
@@ -278,9 +409,9 @@ def engine_report(document: Mapping[str, Any], config: PolicyConfig | None, *, w
             "run `pulumi preview --json --show-sames` for the whole stack."
         )
         return report
-    report.base_cost, report.head_cost = estimate(base_stack), estimate(head_stack)
+    report.base_cost, report.head_cost = Priced.of(estimate(base_stack)), Priced.of(estimate(head_stack))
     if config is not None:
-        _policy_delta(report, base_stack, head_stack, config)
+        _policy_delta(report, _violations(base_stack, env, config), _violations(head_stack, env, config))
     return report
 
 

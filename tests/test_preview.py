@@ -86,7 +86,11 @@ def test_every_encoding_a_shell_writes_is_read(tmp_path: Path, plans: dict[str, 
         (b'{"steps": []}\xff', "not UTF-8 text: byte 0xff at offset 13"),
         (b"[" * 200_000 + b"]" * 200_000, "nested too deeply"),
         (b'{"steps": [], "x": NaN}', "NaN is not JSON"),
-        (b'{"steps": [1,', "not JSON: Expecting value"),
+        (
+            b'{"steps": [{"op": "same", "urn": "urn:pulumi:a::b::t::n"},',
+            "not JSON: Expecting value at line 1, column 59",
+        ),
+        (b'{"steps": [1,', "steps[0] must be an object (got 1)"),
         (b"[1, 2]", "the document must be a JSON object with `steps` (got [1, 2])"),
         (b'{"steps": {}}', "`steps` must be a list"),
         (b'{"steps": [{"op": "create", "urn": "x"}]}', "steps[0].urn must be a Pulumi URN"),
@@ -107,6 +111,48 @@ def test_a_file_that_is_not_a_preview_is_named(tmp_path: Path, content: bytes, m
     with pytest.raises(preview.PreviewError) as caught:
         preview.read(path)
     assert str(caught.value).startswith(str(path)) and message in str(caught.value), caught.value
+
+
+WINDOWED = [
+    '{"steps": [{"op": "same", "urn": "urn:pulumi:a::b::t::n", "newState": {"type": "t", "inputs": '
+    '{"n": 12345678, "f": -1.5e-3, "s": "\\u00e9t\\u00e9 \u2603 \U0001f600", "t": true, "z": null}}}], '
+    '"changeSummary": {"same": 1}, "x": 1234567890}',
+    '\n\n  {\n "steps" :\n [\n ] , "config": {"aws:region": "eu-west-1"}\n}\n',
+    '{"steps": [], "steps": [{"urn": "urn:pulumi:a::b::t::n"}]}',
+    "{}",
+]
+BROKEN = [
+    '{"steps": [{"urn": "urn:pulumi:a::b::t::n"}\n,\n {"urn": "urn:pulumi:a::b::t::n", "x": tru}]}',
+    '{"steps": [{"urn": "urn:pulumi:a::b::t::n"}]\n\n  "more": 1}',
+    '{"steps": []} [1]',
+    '{"steps": [{"urn": "urn:pulumi:a::b::t::n"} {"urn": "urn:pulumi:a::b::t::n"}]}',
+    '{"steps" 1}',
+    "{'steps': []}",
+    '{"steps": [], "x": 12',
+]
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 5, 8, 64])
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-16"])
+def test_a_file_read_a_window_at_a_time_reads_as_json_loads_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int, encoding: str
+) -> None:
+    """Values cut by a window's end (numbers, escapes, a character of several bytes) are read whole, and
+    an error names the line and column json.loads names, whichever window it falls in."""
+    monkeypatch.setattr(preview, "CHUNK", chunk)
+    for i, text in enumerate(WINDOWED):
+        path = write(tmp_path, text.encode(encoding), f"ok{i}.json", encoding="")
+        with path.open("rb") as file:
+            assert preview.parse(file, str(path)) == json.loads(text)
+    for i, text in enumerate(BROKEN):
+        path = write(tmp_path, text.encode(encoding), f"bad{i}.json", encoding="")
+        try:
+            json.loads(text)
+        except json.JSONDecodeError as exc:
+            expected = f"{exc.msg} at line {exc.lineno}, column {exc.colno}"
+        with path.open("rb") as file, pytest.raises(preview.PreviewError) as caught:
+            preview.parse(file, str(path))
+        assert str(caught.value) == f"{path}: not JSON: {expected}"
 
 
 def test_an_error_quotes_a_bad_value_cut_short(tmp_path: Path) -> None:

@@ -5,12 +5,15 @@ commit."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from modelyard import review
 from modelyard.cli import main
 from modelyard.programs import REPO_ROOT
 
@@ -85,6 +88,46 @@ def test_bad_input_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert "not a preview: the document must be a JSON object" in capsys.readouterr().err
     assert main(["review", "--base", "no-such-ref-anywhere", "--env", "dev"]) == 2
     assert "cannot check out --base 'no-such-ref-anywhere'" in capsys.readouterr().err
+
+
+def test_one_process_or_two_the_report_is_the_same(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Where the platform forks, the base is read in a child process; where it cannot, in this one."""
+    assert hasattr(os, "fork")
+    assert main(["diff", *ARGS, "--json"]) == 0
+    forked = capsys.readouterr().out
+    monkeypatch.delattr(os, "fork")
+    assert main(["diff", *ARGS, "--json"]) == 0
+    assert capsys.readouterr().out == forked
+    assert json.loads(forked) == json.loads((FIXTURES / "expected.json").read_text())
+
+
+def test_a_bad_head_is_named_and_the_base_reader_does_not_outlive_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "bad.json").write_bytes(b'{"steps": [{"urn": "urn:pulumi:a::b::t::n"} oops')
+    assert main(["diff", str(FIXTURES / "base.json"), str(tmp_path / "bad.json")]) == 2
+    err = capsys.readouterr().err
+    assert err == f"modelyard diff: {tmp_path / 'bad.json'}: not JSON: Expecting ',' delimiter at line 1, column 45\n"
+    with pytest.raises(ChildProcessError):  # no child left behind, running or unreaped
+        os.waitpid(-1, os.WNOHANG)
+
+
+def test_a_base_reader_that_dies_is_reported_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A reader killed (out of memory, say) is an error that says so, never a hang or a traceback."""
+    parent, side = os.getpid(), review.Document.side
+
+    def dies_in_the_child(self: review.Document, *args: Any) -> Any:
+        if os.getpid() != parent:
+            os._exit(3)
+        return side(self, *args)
+
+    monkeypatch.setattr(review.Document, "side", dies_in_the_child)
+    assert main(["diff", *ARGS]) == 2
+    assert capsys.readouterr().err == "modelyard diff: the process reading the base preview ended (exit status 3)\n"
 
 
 def test_review_of_this_repository_s_previous_commit() -> None:

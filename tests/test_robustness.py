@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import random
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -118,6 +121,29 @@ def test_ctrl_c_is_one_line_and_exit_130(
     path.write_text('{"steps": [], "changeSummary": {}}')
     assert main(["cost", str(path)]) == 130
     assert capsys.readouterr().err == "modelyard cost: interrupted\n"
+
+
+def test_ctrl_c_during_a_two_process_diff_is_one_line_and_exit_130(tmp_path: Path, plans: dict[str, Plan]) -> None:
+    """A terminal's Ctrl-C reaches the whole process group: both readers stop, one line is printed, and
+    no reader is left behind."""
+    document = copy.deepcopy(plans["prod"].digest)
+    steps = document["steps"]
+    # 40 copies of the stack (about 8,000 resources): long enough to be interrupted while both read.
+    document["steps"] = [
+        json.loads(json.dumps(step).replace("::modelyard-", f"::c{i}-modelyard-")) for i in range(40) for step in steps
+    ]
+    path = tmp_path / "big.json"
+    path.write_text(json.dumps(document))
+    command = [sys.executable, "-m", "modelyard.cli", "diff", str(path), str(path)]
+    process = subprocess.Popen(command, cwd=REPO_ROOT, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    children = Path(f"/proc/{process.pid}/task/{process.pid}/children")
+    while process.poll() is None and not children.read_text().split():  # until the base reader is forked
+        time.sleep(0.01)
+    reader = int(children.read_text().split()[0])
+    os.killpg(process.pid, signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert (process.returncode, err) == (130, "modelyard diff: interrupted\n")
+    assert not Path(f"/proc/{reader}").exists()  # stopped and reaped
 
 
 def test_a_terminal_that_cannot_show_the_report_gets_escapes(tmp_path: Path, plans: dict[str, Plan]) -> None:

@@ -18,7 +18,10 @@ establishes before any verdict:
 from __future__ import annotations
 
 import codecs
+import gc
+import io
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,58 +66,224 @@ def quote(value: Any, limit: int = QUOTE) -> str:
     return text if len(text) <= limit else f"{text[: limit - 1]}… ({len(text):,} characters)"
 
 
-def decode(data: bytes, source: str) -> str:
-    """Text by byte-order mark (UTF-8, UTF-16, UTF-32), else UTF-16 recognised by its zero bytes, else
-    strict UTF-8."""
-    boms = (
-        (codecs.BOM_UTF32_LE, "utf-32"),
-        (codecs.BOM_UTF32_BE, "utf-32"),
-        (codecs.BOM_UTF8, "utf-8-sig"),
-        (codecs.BOM_UTF16_LE, "utf-16"),
-        (codecs.BOM_UTF16_BE, "utf-16"),
-    )
-    encoding = next((name for bom, name in boms if data.startswith(bom)), None)
-    if encoding is None:
-        if len(data) >= 2 and data[0] == 0 and data[1] != 0:
-            encoding = "utf-16-be"
-        elif len(data) >= 2 and data[1] == 0 and data[0] != 0:
-            encoding = "utf-16-le"
-        else:
-            encoding = "utf-8"
-    try:
-        return data.decode(encoding)
-    except UnicodeDecodeError as exc:
-        bad = data[exc.start : exc.start + 1].hex()
-        raise PreviewError(
-            f"{source}: not {encoding.upper().replace('-SIG', '')} text: byte 0x{bad} at offset {exc.start:,} "
-            "(write the preview as UTF-8: `pulumi preview --json > preview.json` in a POSIX shell, "
-            "`| Out-File -Encoding utf8` in PowerShell)"
-        ) from None
+#: Byte-order marks, and the codec that reads what follows each.
+BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32-le"),
+    (codecs.BOM_UTF32_BE, "utf-32-be"),
+    (codecs.BOM_UTF8, "utf-8"),
+    (codecs.BOM_UTF16_LE, "utf-16-le"),
+    (codecs.BOM_UTF16_BE, "utf-16-be"),
+)
+#: How much of the file is read at a time (a 100,000-resource preview is never held whole as text).
+CHUNK = 4 * 2**20
+_SPACE = re.compile(r"[ \t\n\r]*")
+
+
+def encoding_of(head: bytes) -> tuple[str, int]:
+    """The codec of a file starting with `head`, and the length of its byte-order mark: by the mark (UTF-8,
+    UTF-16, UTF-32), else UTF-16 recognised by its zero bytes, else UTF-8."""
+    for bom, name in BOMS:
+        if head.startswith(bom):
+            return name, len(bom)
+    if len(head) >= 2 and head[0] == 0 and head[1] != 0:
+        return "utf-16-be", 0
+    if len(head) >= 2 and head[1] == 0 and head[0] != 0:
+        return "utf-16-le", 0
+    return "utf-8", 0
 
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-def parse(text: str, source: str) -> Any:
-    try:
-        return json.loads(text, parse_constant=_reject_constant)
-    except json.JSONDecodeError as exc:
-        raise PreviewError(f"{source}: not JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}") from None
-    except ValueError as exc:  # NaN, Infinity
-        raise PreviewError(f"{source}: not JSON: {exc}") from None
-    except RecursionError:
-        raise PreviewError(
-            f"{source}: not a preview: JSON nested too deeply to read (a preview is a few levels)"
-        ) from (None)
+class _Text:
+    """A JSON text read a window at a time: values are decoded by the standard library's scanner, so
+    what is accepted (and each error's wording, line and column) is exactly `json.loads`'s."""
+
+    def __init__(self, file: io.BufferedIOBase, source: str):
+        self.file, self.source = file, source
+        head = file.read(4)
+        encoding, bom = encoding_of(head)
+        self.label = {"utf-8": "UTF-8", "utf-16-le": "UTF-16", "utf-16-be": "UTF-16"}.get(encoding, "UTF-32")
+        self.decoder = codecs.getincrementaldecoder(encoding)("strict")
+        self.scan = json.JSONDecoder(parse_constant=_reject_constant).raw_decode
+        self.buf, self.pos, self.eof = "", 0, False
+        self.chunk = bytearray()  # read into, again and again
+        #: Bytes handed to the decoder so far (byte-order mark included), and where the window starts.
+        self.consumed = bom
+        self.line, self.column = 1, 1
+        self._feed(head[bom:], final=False)
+
+    def _feed(self, data: bytes | memoryview, final: bool) -> None:
+        pending = len(self.decoder.getstate()[0])
+        try:
+            text = self.decoder.decode(data, final=final)
+        except UnicodeDecodeError as exc:
+            offset = self.consumed - pending + exc.start
+            raise PreviewError(
+                f"{self.source}: not {self.label} text: byte 0x{exc.object[exc.start : exc.start + 1].hex()} at "
+                f"offset {offset:,} (write the preview as UTF-8: `pulumi preview --json > preview.json` in a "
+                "POSIX shell, `| Out-File -Encoding utf8` in PowerShell)"
+            ) from None
+        self.consumed += len(data)
+        self.eof = final
+        newlines = self.buf.count("\n", 0, self.pos)
+        if newlines:
+            self.line += newlines
+            self.column = self.pos - self.buf.rfind("\n", 0, self.pos)
+        else:
+            self.column += self.pos
+        self.buf, self.pos = self.buf[self.pos :] + text, 0
+
+    def more(self) -> bool:
+        """Read the next chunk into the window; False at the end of the file."""
+        if self.eof:
+            return False
+        if len(self.chunk) != CHUNK:
+            self.chunk = bytearray(CHUNK)
+        size = self.file.readinto(self.chunk)
+        self._feed(memoryview(self.chunk)[:size], final=not size)
+        return True
+
+    def peek(self) -> str:
+        """The next character that is not white space ("" at the end), the window moved to it."""
+        while True:
+            self.pos = _SPACE.match(self.buf, self.pos).end()  # type: ignore[union-attr]
+            if self.pos < len(self.buf) or not self.more():
+                return self.buf[self.pos : self.pos + 1]
+
+    def value(self) -> Any:
+        self.peek()
+        while True:
+            try:
+                value, end = self.scan(self.buf, self.pos)
+            except json.JSONDecodeError as exc:
+                if self.more():  # a value cut by the end of the window
+                    continue
+                raise self.error(exc.msg, exc.pos) from None
+            except ValueError as exc:  # NaN, Infinity
+                raise PreviewError(f"{self.source}: not JSON: {exc}") from None
+            except RecursionError:
+                raise PreviewError(
+                    f"{self.source}: not a preview: JSON nested too deeply to read (a preview is a few levels)"
+                ) from None
+            if end == len(self.buf) and self.more():  # a number may go on past the window
+                continue
+            self.pos = end
+            return value
+
+    def expect(self, char: str, message: str) -> None:
+        if self.peek() != char:
+            raise self.error(message, self.pos)
+        self.pos += 1
+
+    def error(self, message: str, pos: int) -> PreviewError:
+        before = self.buf[:pos]
+        line = self.line + before.count("\n")
+        column = pos - before.rfind("\n") if "\n" in before else self.column + pos
+        return PreviewError(f"{self.source}: not JSON: {message} at line {line}, column {column}")
+
+
+#: Strings longer than this are rarely repeated (policy documents, scripts): they are not looked up.
+SHARED_LENGTH = 128
+
+
+class _Compactor:
+    """One string object for each key and short value, however often a preview repeats it (URNs in every
+    dependency list, tag values, property names): repeats are most of a preview's bytes, and a string
+    object costs 50 bytes before its text. A 100,000-resource preview holds half the memory it would."""
+
+    def __init__(self, old_states: bool):
+        self.old_states = old_states
+        self.memo: dict[str, str] = {}
+
+    def dict(self, value: dict[str, Any]) -> dict[str, Any]:
+        shared, out = self.memo.setdefault, {}
+        for key, item in value.items():
+            kind = type(item)
+            if kind is str:
+                if len(item) <= SHARED_LENGTH:
+                    item = shared(item, item)
+            elif kind is dict:
+                item = self.dict(item)
+            elif kind is list:
+                item = self.list(item)
+            out[shared(key, key)] = item
+        return out
+
+    def list(self, value: list[Any]) -> list[Any]:
+        shared = self.memo.setdefault
+        for i, item in enumerate(value):
+            kind = type(item)
+            if kind is str:
+                if len(item) <= SHARED_LENGTH:
+                    value[i] = shared(item, item)
+            elif kind is dict:
+                value[i] = self.dict(item)
+            elif kind is list:
+                self.list(item)
+        return value
+
+    def step(self, step: Any) -> Any:
+        if not self.old_states and isinstance(step, dict):
+            step.pop("oldState", None)
+        try:
+            return self.dict(step) if type(step) is dict else step
+        except RecursionError:  # nested deeper than this walk can go: kept as read
+            return step
+
+
+def parse(file: io.BufferedIOBase, source: str, old_states: bool = True) -> Any:
+    """The JSON document in `file`; the steps of a preview are read one at a time and checked as they
+    come, so a bad step is named without reading further and the text is never held whole."""
+    text = _Text(file, source)
+    compact = _Compactor(old_states)
+    if text.peek() != "{":
+        document = text.value()
+    else:
+        text.pos += 1
+        document = {}
+        if text.peek() == "}":
+            text.pos += 1
+        else:
+            while True:
+                text.expect('"', "Expecting property name enclosed in double quotes")
+                text.pos -= 1
+                key = text.value()
+                text.expect(":", "Expecting ':' delimiter")
+                if key == "steps" and text.peek() == "[":
+                    text.pos += 1
+                    steps: list[Any] = []
+                    document[key] = steps
+                    if text.peek() == "]":
+                        text.pos += 1
+                    else:
+                        while True:
+                            step = text.value()
+                            check_step(step, len(steps), source)
+                            steps.append(compact.step(step))
+                            if text.peek() == "]":
+                                text.pos += 1
+                                break
+                            text.expect(",", "Expecting ',' delimiter")
+                else:
+                    document[key] = text.value()
+                if text.peek() == "}":
+                    text.pos += 1
+                    break
+                text.expect(",", "Expecting ',' delimiter")
+    if text.peek():
+        raise text.error("Extra data", text.pos)
+    return document
 
 
 def _problem(source: str, where: str, want: str, got: Any) -> PreviewError:
     return PreviewError(f"{source}: not a preview: {where} must be {want} (got {quote(got)})")
 
 
-def check_shape(document: Any, source: str) -> None:
-    """The fields consumers read have the types they need; the first that does not is named."""
+def check_document(document: Any, source: str) -> None:
+    """The fields consumers read have the types they need; the first that does not is named (each step is
+    checked as it is read: check_step)."""
     if not isinstance(document, Mapping):
         raise _problem(source, "the document", "a JSON object with `steps`", document)
     steps = document.get("steps")
@@ -124,33 +293,33 @@ def check_shape(document: Any, source: str) -> None:
     for key, want in (("diagnostics", list), ("changeSummary", dict), ("config", dict)):
         if key in document and document[key] is not None and not isinstance(document[key], want):
             raise _problem(source, f"`{key}`", f"a {want.__name__.replace('dict', 'object')}", document[key])
-    for i, step in enumerate(steps):
-        where = f"steps[{i}]"
-        if not isinstance(step, Mapping):
-            raise _problem(source, where, "an object", step)
-        if not isinstance(step.get("urn"), str) or not step["urn"].startswith("urn:pulumi:"):
-            raise _problem(source, f"{where}.urn", "a Pulumi URN (urn:pulumi:<stack>::<project>::...)", step.get("urn"))
-        if "op" in step and step["op"] not in OPS:
-            raise _problem(source, f"{where}.op", f"one of {', '.join(sorted(OPS))}", step["op"])
-        for state_key in ("oldState", "newState"):
-            state = step.get(state_key)
-            if state is None:
-                continue
-            if not isinstance(state, Mapping):
-                raise _problem(source, f"{where}.{state_key}", "an object", state)
-            if not isinstance(state.get("type"), str):
-                raise _problem(source, f"{where}.{state_key}.type", "a string", state.get("type"))
-            for field in ("inputs", "propertyDependencies"):
-                if state.get(field) is not None and not isinstance(state[field], Mapping):
-                    raise _problem(source, f"{where}.{state_key}.{field}", "an object", state[field])
-            for field in ("dependencies",):
-                if state.get(field) is not None and not isinstance(state[field], list):
-                    raise _problem(source, f"{where}.{state_key}.{field}", "a list", state[field])
-        for field in ("detailedDiff",):
-            if step.get(field) is not None and not isinstance(step[field], Mapping):
-                raise _problem(source, f"{where}.{field}", "an object", step[field])
-        if step.get("diffReasons") is not None and not isinstance(step["diffReasons"], list):
-            raise _problem(source, f"{where}.diffReasons", "a list", step["diffReasons"])
+
+
+def check_step(step: Any, i: int, source: str) -> None:
+    where = f"steps[{i}]"
+    if not isinstance(step, Mapping):
+        raise _problem(source, where, "an object", step)
+    if not isinstance(step.get("urn"), str) or not step["urn"].startswith("urn:pulumi:"):
+        raise _problem(source, f"{where}.urn", "a Pulumi URN (urn:pulumi:<stack>::<project>::...)", step.get("urn"))
+    if "op" in step and step["op"] not in OPS:
+        raise _problem(source, f"{where}.op", f"one of {', '.join(sorted(OPS))}", step["op"])
+    for state_key in ("oldState", "newState"):
+        state = step.get(state_key)
+        if state is None:
+            continue
+        if not isinstance(state, Mapping):
+            raise _problem(source, f"{where}.{state_key}", "an object", state)
+        if not isinstance(state.get("type"), str):
+            raise _problem(source, f"{where}.{state_key}.type", "a string", state.get("type"))
+        for field in ("inputs", "propertyDependencies"):
+            if state.get(field) is not None and not isinstance(state[field], Mapping):
+                raise _problem(source, f"{where}.{state_key}.{field}", "an object", state[field])
+        if state.get("dependencies") is not None and not isinstance(state["dependencies"], list):
+            raise _problem(source, f"{where}.{state_key}.dependencies", "a list", state["dependencies"])
+    if step.get("detailedDiff") is not None and not isinstance(step["detailedDiff"], Mapping):
+        raise _problem(source, f"{where}.detailedDiff", "an object", step["detailedDiff"])
+    if step.get("diffReasons") is not None and not isinstance(step["diffReasons"], list):
+        raise _problem(source, f"{where}.diffReasons", "a list", step["diffReasons"])
 
 
 @dataclass(frozen=True)
@@ -167,12 +336,6 @@ class Preview:
     errors: tuple[str, ...]
     region: str | None
     env: str
-
-    def drop_old_states(self) -> None:
-        """Forget what the stack has now: cost and policy judge what it will have (halves the memory of a
-        --show-sames preview, which carries both)."""
-        for step in self.document["steps"]:
-            step.pop("oldState", None)
 
     def require_whole(self, verdict: str) -> None:
         """Raise PreviewError unless the preview holds every resource of the stack and did not fail."""
@@ -222,7 +385,7 @@ def _env(document: Mapping[str, Any]) -> str:
 
 
 def from_document(document: Any, source: str) -> Preview:
-    check_shape(document, source)
+    check_document(document, source)
     offline = isinstance(document.get("modelyard"), Mapping)
     summary = document.get("changeSummary")
     if offline:
@@ -241,21 +404,29 @@ def from_document(document: Any, source: str) -> Preview:
     return Preview(source, document, offline, omitted, errors, _region(document), _env(document))
 
 
-def read(path: Path) -> Preview:
+def read(path: Path, *, old_states: bool = True) -> Preview:
+    """The preview at `path`, read and checked. Without `old_states`, what the stack has now is forgotten as
+    it is read: cost and policy judge what it will have (half the memory of a --show-sames preview)."""
     source = str(path)
     try:
         size = path.stat().st_size
         if size > MAX_BYTES:
             raise PreviewError(f"{source}: {size:,} bytes, more than the {MAX_BYTES:,} a preview may have")
-        data = path.read_bytes()
+        file = path.open("rb")
     except FileNotFoundError:
         raise PreviewError(f"{source}: no such file") from None
     except IsADirectoryError:
         raise PreviewError(f"{source}: a directory, not a preview file") from None
     except OSError as exc:
         raise PreviewError(f"{source}: cannot read: {exc.strerror}") from None
-    text = decode(data, source)
-    del data  # the bytes and the text and the parsed document are never all held at once
-    document = parse(text, source)
-    del text
+    collecting = gc.isenabled()
+    gc.disable()  # a document is a tree of fresh objects, none of them garbage: no collection can free any
+    try:
+        with file:
+            document = parse(file, source, old_states)
+    except OSError as exc:
+        raise PreviewError(f"{source}: cannot read: {exc.strerror}") from None
+    finally:
+        if collecting:
+            gc.enable()
     return from_document(document, source)

@@ -51,7 +51,7 @@ def load_usage(path: Path = USAGE_FILE) -> Usage:
     return Usage.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Item:
     urn: str
     type: str

@@ -92,7 +92,7 @@ class Finding:
     message: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Violation:
     rule: str
     level: Level
@@ -176,10 +176,11 @@ class Rule:
             yield from self.stack_check(ctx)
             return
         assert self.check is not None
-        for r in ctx.stack.resources:
-            if self.types is None or r.type in self.types:
-                for field_, value, message in self.check(r, ctx):
-                    yield Finding(r.urn, field_, value, message)
+        # By type, not one pass over the stack per rule (evaluate sorts what is found).
+        resources = ctx.stack.resources if self.types is None else (r for t in self.types for r in ctx.stack.of_type(t))
+        for r in resources:
+            for field_, value, message in self.check(r, ctx):
+                yield Finding(r.urn, field_, value, message)
 
 
 RULES: dict[str, Rule] = {}
@@ -1253,9 +1254,12 @@ def _not_action(r: Resource, ctx: Context) -> Iterator[tuple[str, Any, str]]:
                     )
 
 
-def _accounts_of(ctx: Context) -> set[str]:
-    """The accounts this stack's own ARNs name (roles, keys, buckets it references)."""
-    found = ctx.stack.derived.get("accounts")
+def _accounts_of(ctx: Context) -> frozenset[str]:
+    """The accounts this stack's own ARNs name (roles, keys, buckets it references), and those the rule's
+    config trusts: found once per stack."""
+    extra = frozenset(str(a) for a in ctx.param("iam-trust-scoped", "trustedAccounts", []))
+    key = "accounts " + " ".join(sorted(extra))
+    found = ctx.stack.derived.get(key)
     if found is None:
         found = set()
         for r in ctx.stack.resources:
@@ -1267,8 +1271,8 @@ def _accounts_of(ctx: Context) -> set[str]:
                     for v in as_list(dig(st, "Condition", "StringEquals", "aws:SourceAccount")):
                         found.add(str(v))
         found.discard("")
-        ctx.stack.derived["accounts"] = found
-    return set(found)
+        found = ctx.stack.derived[key] = frozenset(found | extra)
+    return found
 
 
 @resource_rule(
@@ -1280,7 +1284,7 @@ def _accounts_of(ctx: Context) -> set[str]:
     params={"trustedAccounts": []},
 )
 def _trust(r: Resource, ctx: Context) -> Iterator[tuple[str, Any, str]]:
-    trusted = _accounts_of(ctx) | {str(a) for a in ctx.param("iam-trust-scoped", "trustedAccounts", [])}
+    trusted = _accounts_of(ctx)
     for i, st in enumerate(statements(r.get("assumeRolePolicy"))):
         if st.get("Effect") != "Allow":
             continue

@@ -1,7 +1,8 @@
 """A front process's side of the cross-process batcher.
 
-Requests from every protocol land on one queue per front, in texts. Whenever a slot of the front's
-shared memory is free, the dispatcher takes what is queued (up to `max_batch_size` texts; a larger
+Requests from every protocol land on one queue per front, in texts. At the end of each turn of the
+event loop (so the requests that arrived together go together), and whenever a slot of the front's
+shared memory comes free, the dispatcher takes what is queued (up to `max_batch_size` texts; a larger
 request is split into chunks), tokenizes it with one call, cuts it to the padded-token budget, writes
 the ids into the slot and tells the model owner. While the slots are busy requests pile up, so the
 batches follow the load. Results come back as float32 rows in the same slot and are copied into each
@@ -76,9 +77,15 @@ class _Piece:
         return self.end - self.start
 
 
-def _rows(tokens: Tokens, a: int, b: int) -> Tokens:
-    """Rows a..b of ragged token ids."""
-    offsets = np.concatenate(([0], np.cumsum(tokens.lengths, dtype=np.int64)))
+def _offsets(tokens: Tokens) -> np.ndarray:
+    """Where each row of ragged token ids starts, and where the last ends."""
+    return np.concatenate(([0], np.cumsum(tokens.lengths, dtype=np.int64)))
+
+
+def _rows(tokens: Tokens, a: int, b: int, offsets: np.ndarray | None = None) -> Tokens:
+    """Rows a..b of ragged token ids (`offsets`: _offsets(tokens), when several cuts are made)."""
+    if offsets is None:
+        offsets = _offsets(tokens)
     return Tokens(tokens.ids[offsets[a] : offsets[b]], tokens.lengths[a:b])
 
 
@@ -117,6 +124,7 @@ class Dispatcher:
         #: Request metrics of this process, written to the shared files every FLUSH_SECONDS (metrics.Tally).
         self.tally = metrics.Tally()
         self._flush_pending = False
+        self._dispatch_pending = False
         self._shown = (-1, -1)
         self._queue_depth = metrics.QUEUE_DEPTH.labels(settings.model_name)
         self._in_flight = metrics.IN_FLIGHT.labels(settings.model_name)
@@ -162,6 +170,18 @@ class Dispatcher:
         self.queued = 0
         self.metrics_changed()
 
+    def _dispatch_soon(self) -> None:
+        """Dispatch once the requests of this turn of the event loop are queued: requests that arrived
+        together travel in one job (one tokenizer call, one message, one wake-up of the model owner)
+        instead of one job each while a slot happens to be free."""
+        if not self._dispatch_pending:
+            self._dispatch_pending = True
+            (self._loop or asyncio.get_running_loop()).call_soon(self._dispatch_now)
+
+    def _dispatch_now(self) -> None:
+        self._dispatch_pending = False
+        self._dispatch()
+
     # -- requests
 
     async def embed(self, texts: list[str], field: str) -> Result:
@@ -190,7 +210,7 @@ class Dispatcher:
             self.queue.append(_Piece(request, start, min(n, start + step)))
         self.queued += n
         self.in_flight += n
-        self._dispatch()
+        self._dispatch_soon()
         try:
             return await request.future
         finally:
@@ -254,9 +274,9 @@ class Dispatcher:
         if len(need) == 1:
             need[0].tokens = tokens
             return pieces
-        row = 0
+        row, offsets = 0, _offsets(tokens)
         for p in need:
-            p.tokens = _rows(tokens, row, row + len(p))
+            p.tokens = _rows(tokens, row, row + len(p), offsets)
             row += len(p)
         return pieces
 
