@@ -191,7 +191,8 @@ SHARED_LENGTH = 128
 class _Compactor:
     """One string object for each key and short value, however often a preview repeats it (URNs in every
     dependency list, tag values, property names): repeats are most of a preview's bytes, and a string
-    object costs 50 bytes before its text. A 100,000-resource preview holds half the memory it would."""
+    object costs 50 bytes before its text. The prod plan repeated to 100,000 resources holds about a
+    third less memory than `json.loads` would give it (376 against 584 MiB)."""
 
     def __init__(self, old_states: bool):
         self.old_states = old_states
