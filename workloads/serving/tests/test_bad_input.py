@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import httpx
 import pytest
@@ -13,7 +14,7 @@ V1 = "/v1/models/minilm:predict"
 OPENAI = "/v1/embeddings"
 
 
-def v2_input(**over: object) -> dict[str, object]:
+def v2_input(**over: object) -> dict[str, Any]:
     return {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [1], "data": ["hello"], **over}]}
 
 
@@ -37,7 +38,7 @@ CASES = [
         {"inputs": [v2_input()["inputs"][0], v2_input()["inputs"][0]]},
         400,
         "inputs: must hold exactly one input (got 2)",
-    ),  # type: ignore[index]
+    ),
     (V2, {"inputs": "x"}, 400, "inputs: must be a list of inputs (got str)"),
     (V2, {"inputs": [1]}, 400, "inputs[0]: must be an object"),
     (V2, {"inputs": [v2_input()["inputs"][0]], "outputs": [{"name": "vec"}]}, 400, "outputs[0].name"),  # type: ignore[index]

@@ -10,11 +10,12 @@ import asyncio
 import socket
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import pytest
 from modelyard_server.channel import JOB, MESSAGE, READY, Layout, SlotBlock
-from modelyard_server.dispatch import Dispatcher, DispatchSettings, ModelFailed, Overloaded
+from modelyard_server.dispatch import Dispatcher, DispatchSettings, ModelFailed, Overloaded, Result
 from modelyard_server.engine import Engine, EngineSettings
 from modelyard_server.tokenizer import Tokens
 from modelyard_server.validation import BadRequest
@@ -62,7 +63,7 @@ class Harness:
         width = np.full(len(tokens.lengths), tokens.lengths.max())
         return np.stack([first, tokens.lengths, width, np.zeros_like(width)], axis=1).astype(np.float32)
 
-    async def run(self, *requests: list[str]) -> list[object]:
+    async def run(self, *requests: list[str]) -> list[Result | BaseException]:
         self.dispatcher.start(asyncio.get_running_loop())
         while not self.dispatcher.ready:
             await asyncio.sleep(0.001)
@@ -94,9 +95,9 @@ def test_rows_come_back_in_order_and_large_requests_are_chunked(harness: Harness
     results = asyncio.run(harness.run(big, small))
     out_big, out_small = results
     assert not isinstance(out_big, BaseException) and not isinstance(out_small, BaseException)
-    assert [int(v[1]) for v in out_big.vectors] == [2 + 1 + i % 3 for i in range(21)]  # type: ignore[union-attr]
-    assert out_big.tokens.tolist() == [2 + 1 + i % 3 for i in range(21)]  # type: ignore[union-attr]
-    assert out_small.vectors[0][0] == 1 and out_small.tokens.tolist() == [5]  # type: ignore[union-attr]
+    assert [int(v[1]) for v in out_big.vectors] == [2 + 1 + i % 3 for i in range(21)]
+    assert out_big.tokens.tolist() == [2 + 1 + i % 3 for i in range(21)]
+    assert out_small.vectors[0][0] == 1 and out_small.tokens.tolist() == [5]
     assert all(len(b) <= 8 for b in harness.batches)
     assert sum(len(b) for b in harness.batches) == 22
 
@@ -119,7 +120,7 @@ def test_a_failed_forward_pass_fails_only_the_request_that_fails_alone(harness: 
     results = asyncio.run(harness.run(["one"], ["two poison"], ["three"], ["four four"]))
     failed = [r for r in results if isinstance(r, BaseException)]
     assert len(failed) == 1 and isinstance(results[1], ModelFailed)
-    assert [r.vectors[0][0] for r in results if not isinstance(r, BaseException)] == [3, 5, 4]  # type: ignore[union-attr]
+    assert [r.vectors[0][0] for r in results if not isinstance(r, BaseException)] == [3, 5, 4]
 
 
 def test_the_queue_is_bounded_in_texts() -> None:
@@ -179,7 +180,7 @@ def test_every_openai_error_is_openai_shaped_including_500() -> None:
     app = App(FrontSettings("minilm", Limits(), 100_000, DIMS), Failing())  # type: ignore[arg-type]
 
     async def call(path: str, body: bytes) -> tuple[int, dict[str, object]]:
-        sent: list[dict[str, object]] = []
+        sent: list[dict[str, Any]] = []
 
         async def receive() -> dict[str, object]:
             return {"type": "http.request", "body": body, "more_body": False}
@@ -191,7 +192,7 @@ def test_every_openai_error_is_openai_shaped_including_500() -> None:
         await app(scope, receive, send)  # type: ignore[arg-type]
         import orjson
 
-        return int(sent[0]["status"]), orjson.loads(sent[1]["body"])  # type: ignore[arg-type]
+        return int(sent[0]["status"]), orjson.loads(sent[1]["body"])
 
     status, body = asyncio.run(call("/v1/embeddings", b'{"model": "minilm", "input": "x"}'))
     assert status == 500
