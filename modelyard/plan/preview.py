@@ -136,11 +136,14 @@ class _Text:
         self.buf, self.pos = self.buf[self.pos :] + text, 0
 
     def more(self) -> bool:
-        """Read the next chunk into the window; False at the end of the file."""
+        """Read more into the window: a chunk, or as much as the window holds past `pos` (a value longer
+        than a chunk is read again after each read, so the reads grow: a 100 MB value is scanned a few
+        times, not 25); False at the end of the file."""
         if self.eof:
             return False
-        if len(self.chunk) != CHUNK:
-            self.chunk = bytearray(CHUNK)
+        want = max(CHUNK, len(self.buf) - self.pos)
+        if len(self.chunk) != want:
+            self.chunk = bytearray(want)
         size = self.file.readinto(self.chunk)
         self._feed(memoryview(self.chunk)[:size], final=not size)
         return True
