@@ -275,7 +275,10 @@ class _Forked:
         except EOFError:
             _, status = os.waitpid(self.pid, 0)
             self.pid = 0
-            how = f"killed by signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status) else f"exit status {status >> 8}"
+            if os.WIFSIGNALED(status):
+                how = f"killed by signal {os.WTERMSIG(status)}"
+            else:
+                how = f"exit status {os.WEXITSTATUS(status)}"
             raise ChildProcessError(f"the process reading the base preview ended ({how})") from None
         if kind == "error":
             raise value
