@@ -87,6 +87,15 @@ def run(args: list[str], out: Path) -> tuple[float, float, int]:
     return seconds, max(peak, usage.ru_maxrss) / 1024, code
 
 
+def speed() -> float:
+    """Seconds for a fixed pure-Python loop: how fast this machine is right now (a shared machine's speed
+    drifts by half from one minute to the next; read the figures against it)."""
+    started, total = time.perf_counter(), 0
+    for i in range(20_000_000):
+        total += i
+    return time.perf_counter() - started
+
+
 def write(scale: int, directory: Path) -> None:
     """base.json and head.json for `scale`; run in its own process, so the measuring process stays small
     (a child's peak RSS on Linux includes what its parent held when it forked)."""
@@ -105,6 +114,7 @@ def main() -> None:
     if options.write:
         write(int(options.write[0]), Path(options.write[1]))
         return
+    print(f"machine speed: a fixed pure-Python loop took {speed():.2f} s")
     per_resource: dict[str, dict[int, float]] = {}
     net: dict[str, dict[int, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -147,6 +157,7 @@ def main() -> None:
             ratio = times[100] / times[1]
             verdict = "met" if ratio <= 1.5 else "MISSED"
             print(f"per-resource time, 100x / 1x: {name} {ratio:.2f} (target <= 1.5: {verdict})")
+    print(f"machine speed at the end: {speed():.2f} s")
     # Net of start-up, against 100x (at 1x and 10x the net time is a few hundredths of a second: noise).
     largest = max(options.scales)
     for name, times in net.items():
