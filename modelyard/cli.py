@@ -8,7 +8,6 @@ stderr and exits 2; a traceback is never the answer to a user's mistake.
 from __future__ import annotations
 
 import argparse
-import gc
 import os
 import re
 import sys
@@ -368,7 +367,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
         whole = not preview.errors and preview.omitted_sames == 0
         notes: list[str] = []
         config = _diff_policy(preview.env, args.policy_config, notes) if whole else None
-        report = engine_report(preview.document, config, whole=whole, env=preview.env)
+        report = engine_report(preview.document, config, whole=whole, env=preview.env, region=preview.region)
         report.notes += notes
         report.errors = list(preview.errors)
     else:
@@ -630,20 +629,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     # A terminal that cannot show a character (a non-UTF-8 locale) gets an escape, not a traceback.
     for stream in (sys.stdout, sys.stderr):
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="backslashreplace")
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    return build_parser().parse_args(argv)
+
+
+def _run(args: argparse.Namespace) -> int:
+    import contextlib
+
+    from modelyard.plan.preview import uncollected
     from modelyard.validation import ConfigError
 
-    collecting = gc.isenabled()
-    if args.command in UNCOLLECTED:
-        gc.disable()
     try:
-        code: int = args.handler(args)
+        with uncollected() if args.command in UNCOLLECTED else contextlib.nullcontext():
+            code: int = args.handler(args)
     except KeyboardInterrupt:
         print(f"modelyard {args.command}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -659,17 +661,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         where = f": {exc.filename}" if exc.filename else ""
         print(f"modelyard {args.command}: {detail}{where}", file=sys.stderr)
         return EXIT_USAGE
-    finally:
-        if collecting:
-            gc.enable()
     return code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return _run(_parse(argv))
 
 
 def run() -> None:
     """The console script. A command that judged a whole preview leaves without freeing it one object at a
     time (half a second at 100,000 resources): its output is flushed, and it has nothing else to close."""
-    code = main()
-    if sys.argv[1:2] and sys.argv[1] in UNCOLLECTED:
+    args = _parse(None)
+    code = _run(args)
+    if args.command in UNCOLLECTED:
         try:
             sys.stdout.flush()
             sys.stderr.flush()

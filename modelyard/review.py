@@ -186,6 +186,14 @@ def _policy_delta(
     report.fixed_violations = [before[k] for k in sorted(set(before) - set(after))]
 
 
+def _priced(stack: Stack, region: str | None) -> Priced:
+    """The stack's cost in the preview's region (its `aws:region` config), else its AWS provider's."""
+    cost = estimate(stack)  # the estimate the policy rules price the stack with, computed once
+    if region and region != cost.region:
+        cost = estimate(stack, region=region)
+    return Priced.of(cost)
+
+
 def _digest(inputs: Mapping[str, Any]) -> bytes:
     """Equal digests mean equal inputs (a pickle reads back as the value it was made from, and 128-bit
     BLAKE2b digests of two pickles do not collide in practice); inputs whose digests differ are compared
@@ -217,12 +225,9 @@ class Document:
 
     def side(self, config: PolicyConfig | None, env: str) -> Side:
         stack = self.stack
-        cost = estimate(stack)  # shared with the policy rules that price the stack
-        if self.region and self.region != cost.region:
-            cost = estimate(stack, region=self.region)
         violations = None if config is None else _violations(stack, env, config)
         resources = {r.urn: (r.type, _digest(r.inputs)) for r in stack.resources}
-        return Side(self.env, resources, Priced.of(cost), violations)
+        return Side(self.env, resources, _priced(stack, self.region), violations)
 
     def details(self, urns: Iterable[str]) -> dict[str, tuple[str, Mapping[str, Any]]]:
         """URN → (layer, inputs)."""
@@ -387,7 +392,9 @@ def _engine_properties(step: Mapping[str, Any]) -> tuple[tuple[str, Any, Any], .
     return tuple(changed_properties(old if isinstance(old, Mapping) else {}, new if isinstance(new, Mapping) else {}))
 
 
-def engine_report(document: Mapping[str, Any], config: PolicyConfig | None, *, whole: bool, env: str) -> Report:
+def engine_report(
+    document: Mapping[str, Any], config: PolicyConfig | None, *, whole: bool, env: str, region: str | None = None
+) -> Report:
     """One real preview, as the engine reported it: its operations and its diffs. Cost and policy compare
     old states with new states only when the preview is whole."""
     before_doc, after_doc = split_preview(document)
@@ -412,7 +419,7 @@ def engine_report(document: Mapping[str, Any], config: PolicyConfig | None, *, w
             "run `pulumi preview --json --show-sames` for the whole stack."
         )
         return report
-    report.base_cost, report.head_cost = Priced.of(estimate(base_stack)), Priced.of(estimate(head_stack))
+    report.base_cost, report.head_cost = _priced(base_stack, region), _priced(head_stack, region)
     if config is not None:
         _policy_delta(report, _violations(base_stack, env, config), _violations(head_stack, env, config))
     return report

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 from conftest import Plan
+from modelyard.policies.governance.prices import price_book
 from modelyard.policies.governance.resources import SECRET, UNKNOWN
 
 from modelyard.cli import main
@@ -339,3 +340,25 @@ def test_diff_says_when_no_policy_applies(
     assert report["notes"] == [
         "Policy not evaluated: no policy configuration for stack 'qa' (policies/config/qa.json); pass --policy-config."
     ]
+
+
+def test_diff_of_one_preview_prices_it_in_its_region_as_cost_does(
+    tmp_path: Path, plans: dict[str, Plan], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The preview's `aws:region` config, not the provider's region alone, prices both commands. The two
+    regions priced here cost the same for this stack; the EKS control plane is made dearer in one so the
+    region used shows."""
+    west = price_book().regions["us-west-2"].services_usd
+    monkeypatch.setitem(west, "eks_cluster_hour", west["eks_cluster_hour"].model_copy(update={"usd": 0.6}))
+    document = real_preview(plans["prod"], show_sames=True, updates={"models-bucket": {"tags": {"a": "b"}}})
+    baselines = {}
+    for region in ("us-east-1", "us-west-2"):
+        document["config"] = {"aws:region": region}
+        path = write(tmp_path, document, f"{region}.json")
+        assert main(["cost", str(path), "--json"]) == 0
+        cost = json.loads(capsys.readouterr().out)["baseline"]
+        main(["diff", str(path), "--json"])
+        diff = json.loads(capsys.readouterr().out)["cost"]["baseline"]
+        assert diff == {"base": cost, "head": cost}
+        baselines[region] = cost
+    assert baselines["us-east-1"] != baselines["us-west-2"]
