@@ -359,10 +359,11 @@ async def open_loop(port: int, rate: float, seconds: float, connections: int = 5
     return {"rps": len(latencies) / elapsed, "sent": i, "p50": q[49] * 1000, "p99": q[98] * 1000, "codes": codes}
 
 
-def overhead(seconds: float, concurrency: int, rounds: int = 3) -> None:
+def overhead(seconds: float, concurrency: int, rounds: int) -> None:
     """(o): the server with a constant encoder against a bare ASGI app returning the same body, each on
-    core 0 (all its processes), wrk on core 1. The two are measured in turn, `rounds` times each, and the
-    medians compared: a shared machine's speed drifts by more than the difference measured."""
+    core 0 (all its processes), wrk on core 1. The two are measured in turn, `rounds` short runs each
+    (`seconds` in all per route and side), and the medians compared: a shared machine's speed drifts by
+    more than the difference measured, so the runs are short and many."""
     import shutil
 
     if not shutil.which("wrk") or not shutil.which("taskset") or len(os.sched_getaffinity(0)) < 2:
@@ -381,8 +382,9 @@ def overhead(seconds: float, concurrency: int, rounds: int = 3) -> None:
         )
         ours, reference = [], []
         for _ in range(rounds):  # the idle one of the two takes no CPU
-            ours.append(wrk_closed_loop(server.port, concurrency, seconds / rounds, workdir, route=route, cpus="1"))
-            reference.append(wrk_closed_loop(bare.port, concurrency, seconds / rounds, workdir, route=route, cpus="1"))
+            each = max(1.0, seconds / rounds)
+            ours.append(wrk_closed_loop(server.port, concurrency, each, workdir, route=route, cpus="1"))
+            reference.append(wrk_closed_loop(bare.port, concurrency, each, workdir, route=route, cpus="1"))
         server.stop()
         bare.stop()
         mine = statistics.median(r["requests_per_s"] for r in ours)
@@ -404,13 +406,14 @@ def main() -> None:
     parser.add_argument("--json", metavar="F", help="also write the figures as JSON to F")
     parser.add_argument("--server-arg", action="append", default=[], help="extra argument for server (c), repeatable")
     parser.add_argument("--overhead", action="store_true", help="only (o): the server's own cost per request")
+    parser.add_argument("--rounds", type=int, default=9, help="(o): alternating runs per route and side")
     parser.add_argument("--bare-app", nargs=2, metavar=("PORT", "BODY"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.bare_app:
         bare_app(int(args.bare_app[0]), args.bare_app[1])
         return
     if args.overhead:
-        overhead(args.seconds, args.concurrency)
+        overhead(args.seconds, args.concurrency, args.rounds)
         return
     import torch
 

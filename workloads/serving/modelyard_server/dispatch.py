@@ -45,33 +45,44 @@ class ModelFailed(Exception):
     """The forward pass failed on this request's texts (answered 500)."""
 
 
-@dataclass
 class Result:
-    vectors: np.ndarray  # float32 [n, dimensions]
-    tokens: np.ndarray  # int32 [n]
+    __slots__ = ("tokens", "vectors")
+
+    def __init__(self, vectors: np.ndarray, tokens: np.ndarray):
+        self.vectors = vectors  # float32 [n, dimensions]
+        self.tokens = tokens  # int32 [n]
 
 
-@dataclass(eq=False)
 class _Request:
-    texts: list[str]
-    field: str
-    future: asyncio.Future[Result]
-    vectors: np.ndarray
-    tokens: np.ndarray
-    remaining: int
+    __slots__ = ("field", "future", "remaining", "size", "texts", "tokens", "vectors")
+
+    def __init__(self, texts: list[str], field: str, future: asyncio.Future[Result]):
+        self.texts = texts
+        self.field = field
+        self.future = future
+        self.size = self.remaining = len(texts)
+        # Only a request answered in several pieces gets arrays of its own; one in a single piece is
+        # answered with rows of its batch's copy of the output.
+        self.vectors: np.ndarray | None = None
+        self.tokens: np.ndarray | None = None
 
     def fail(self, exc: Exception) -> None:
         if not self.future.done():
             self.future.set_exception(exc)
 
 
-@dataclass(eq=False)
 class _Piece:
-    request: _Request
-    start: int
-    end: int
-    tokens: Tokens | None = None
-    solo: bool = False  # retried alone after its job failed
+    """Rows start..end of a request; `tokens` once tokenized and back in the queue (split off a batch
+    by the token budget, or retried alone after its job failed)."""
+
+    __slots__ = ("end", "request", "solo", "start", "tokens")
+
+    def __init__(self, request: _Request, start: int, end: int, tokens: Tokens | None = None, solo: bool = False):
+        self.request = request
+        self.start = start
+        self.end = end
+        self.tokens = tokens
+        self.solo = solo  # retried alone after its job failed
 
     def __len__(self) -> int:
         return self.end - self.start
@@ -82,10 +93,8 @@ def _offsets(tokens: Tokens) -> np.ndarray:
     return np.concatenate(([0], np.cumsum(tokens.lengths, dtype=np.int64)))
 
 
-def _rows(tokens: Tokens, a: int, b: int, offsets: np.ndarray | None = None) -> Tokens:
-    """Rows a..b of ragged token ids (`offsets`: _offsets(tokens), when several cuts are made)."""
-    if offsets is None:
-        offsets = _offsets(tokens)
+def _rows(tokens: Tokens, a: int, b: int, offsets: np.ndarray) -> Tokens:
+    """Rows a..b of ragged token ids (`offsets`: _offsets(tokens))."""
     return Tokens(tokens.ids[offsets[a] : offsets[b]], tokens.lengths[a:b])
 
 
@@ -116,7 +125,7 @@ class Dispatcher:
         self.queued = 0
         self.in_flight = 0
         self.free = list(range(block.layout.slots))
-        self.busy: dict[int, list[_Piece]] = {}  # slot → the pieces its job carries
+        self.busy: dict[int, tuple[list[_Piece], Tokens]] = {}  # slot → its job's pieces and their tokens
         self.ready = False
         self.gone = False
         self.draining = False
@@ -162,7 +171,7 @@ class Dispatcher:
         error = Overloaded("the model process has stopped", retry_after=5)
         for piece in self.queue:
             piece.request.fail(error)
-        for pieces in self.busy.values():
+        for pieces, _ in self.busy.values():
             for piece in pieces:
                 piece.request.fail(error)
         self.queue.clear()
@@ -197,17 +206,13 @@ class Dispatcher:
             self.tally.inc(self._rejected["queue_full"])
             raise Overloaded(f"queue full ({self.queued} of {self.settings.queue_capacity} texts waiting)")
         loop = self._loop or asyncio.get_running_loop()
-        request = _Request(
-            texts,
-            field,
-            loop.create_future(),
-            np.empty((n, self.dimensions), np.float32),
-            np.empty(n, np.int32),
-            n,
-        )
+        request = _Request(texts, field, loop.create_future())
         step = self.settings.max_batch_size
-        for start in range(0, n, step):
-            self.queue.append(_Piece(request, start, min(n, start + step)))
+        if n <= step:
+            self.queue.append(_Piece(request, 0, n))
+        else:
+            for start in range(0, n, step):
+                self.queue.append(_Piece(request, start, min(n, start + step)))
         self.queued += n
         self.in_flight += n
         self._dispatch_soon()
@@ -223,109 +228,127 @@ class Dispatcher:
         """Whole or split pieces from the queue head, up to max_batch_size texts; a solo piece goes alone."""
         room = self.settings.max_batch_size
         taken: list[_Piece] = []
-        while self.queue and room:
-            piece = self.queue[0]
+        queue = self.queue
+        while queue and room:
+            piece = queue[0]
+            size = piece.end - piece.start
             if piece.request.future.done():  # failed elsewhere, or the client went away
-                self.queue.popleft()
-                self.queued -= len(piece)
+                queue.popleft()
+                self.queued -= size
                 continue
             if piece.solo and taken:
                 break
-            if len(piece) > room:
+            if size > room:
                 head = _Piece(piece.request, piece.start, piece.start + room, solo=piece.solo)
                 if piece.tokens is not None:
-                    head.tokens = _rows(piece.tokens, 0, room)
-                    piece.tokens = _rows(piece.tokens, room, len(piece))
+                    offsets = _offsets(piece.tokens)
+                    head.tokens = _rows(piece.tokens, 0, room, offsets)
+                    piece.tokens = _rows(piece.tokens, room, size, offsets)
                 piece.start += room
-                piece = head
+                piece, size = head, room
             else:
-                self.queue.popleft()
+                queue.popleft()
             taken.append(piece)
-            self.queued -= len(piece)
-            room -= len(piece)
+            self.queued -= size
+            room -= size
             if piece.solo:
                 break
         return taken
 
-    def _tokenize(self, pieces: list[_Piece]) -> list[_Piece]:
-        """Tokens for every piece, one tokenizer call for all; pieces whose text the tokenizer refuses
-        fail their own request and are dropped."""
+    def _tokenize(self, pieces: list[_Piece]) -> tuple[list[_Piece], Tokens] | None:
+        """The pieces and their tokens, in order, with one tokenizer call for every piece not yet
+        tokenized; a piece whose text the tokenizer refuses fails its own request and is dropped (None
+        when none is left)."""
+        if not pieces:
+            return None
         need = [p for p in pieces if p.tokens is None]
-        if not need:
-            return pieces
-        texts = (
-            need[0].request.texts[need[0].start : need[0].end]
-            if len(need) == 1
-            else [t for p in need for t in p.request.texts[p.start : p.end]]
+        if need:
+            first = need[0]
+            texts = (
+                first.request.texts[first.start : first.end]
+                if len(need) == 1
+                else [t for p in need for t in p.request.texts[p.start : p.end]]
+            )
+            try:
+                tokens = self.tokenize(texts)
+            except Exception:
+                self._tokenize_alone(need)
+                pieces = [p for p in pieces if not p.request.future.done()]
+                if not pieces:
+                    return None
+            else:
+                if len(need) == len(pieces):  # the usual case: a batch of new requests
+                    return pieces, tokens
+                row, offsets = 0, _offsets(tokens)
+                for p in need:
+                    p.tokens = _rows(tokens, row, row + len(p), offsets)
+                    row += len(p)
+        held = [p.tokens for p in pieces]
+        if len(held) == 1:
+            assert held[0] is not None
+            return pieces, held[0]
+        return pieces, Tokens(
+            np.concatenate([t.ids for t in held if t is not None]),
+            np.concatenate([t.lengths for t in held if t is not None]),
         )
-        try:
-            tokens = self.tokenize(texts)
-        except Exception:
-            for p in need:  # find the rows at fault; the others go ahead
-                for i in range(p.start, p.end):
-                    try:
-                        self.tokenize([p.request.texts[i]])
-                    except Exception as exc:
-                        p.request.fail(BadRequest(f"{p.request.field}[{i}]", f"the tokenizer cannot read it ({exc})"))
-                        break
-                else:
-                    p.tokens = self.tokenize(p.request.texts[p.start : p.end])
-            return [p for p in pieces if not p.request.future.done()]
-        if len(need) == 1:
-            need[0].tokens = tokens
-            return pieces
-        row, offsets = 0, _offsets(tokens)
-        for p in need:
-            p.tokens = _rows(tokens, row, row + len(p), offsets)
-            row += len(p)
-        return pieces
 
-    def _within_budget(self, pieces: list[_Piece]) -> list[_Piece]:
-        """The longest run of rows whose padded size (rows x longest) fits max_batch_tokens; the rest goes
-        back to the head of the queue, tokens kept."""
+    def _tokenize_alone(self, pieces: list[_Piece]) -> None:
+        """After the tokenizer refused a batch: each piece's texts on their own, to find the row at fault."""
+        for p in pieces:
+            for i in range(p.start, p.end):
+                try:
+                    self.tokenize([p.request.texts[i]])
+                except Exception as exc:
+                    p.request.fail(BadRequest(f"{p.request.field}[{i}]", f"the tokenizer cannot read it ({exc})"))
+                    break
+            else:
+                p.tokens = self.tokenize(p.request.texts[p.start : p.end])
+
+    def _within_budget(self, pieces: list[_Piece], tokens: Tokens) -> tuple[list[_Piece], Tokens]:
+        """The longest run of rows whose padded size (rows x longest) fits max_batch_tokens (one row at
+        least); the rest goes back to the head of the queue, tokens kept."""
+        lengths = tokens.lengths
+        n = len(lengths)
         budget = self.settings.max_batch_tokens
-        rows = width = 0
-        for k, p in enumerate(pieces):
-            assert p.tokens is not None
-            for r, length in enumerate(p.tokens.lengths.tolist()):
-                wider = max(width, length)
-                if rows and (rows + 1) * wider > budget:
-                    rest = pieces[k + 1 :]
-                    if r:
-                        tail = _Piece(p.request, p.start + r, p.end, _rows(p.tokens, r, len(p)), p.solo)
-                        p.tokens = _rows(p.tokens, 0, r)
-                        p.end = p.start + r
-                        rest.insert(0, tail)
-                        keep = pieces[: k + 1]
-                    else:
-                        rest.insert(0, p)
-                        keep = pieces[:k]
-                    for back in reversed(rest):
-                        self.queue.appendleft(back)
-                        self.queued += len(back)
-                    return keep
-                rows += 1
-                width = wider
-        return pieces
+        if n < 2 or n * int(lengths.max()) <= budget:
+            return pieces, tokens
+        padded = np.maximum.accumulate(lengths) * np.arange(1, n + 1)
+        cut = 1 + int(np.argmax(padded[1:] > budget))
+        offsets = _offsets(tokens)
+        keep: list[_Piece] = []
+        back: list[_Piece] = []
+        row = 0
+        for p in pieces:
+            k = len(p)
+            if row + k <= cut:
+                keep.append(p)
+            elif row >= cut:
+                p.tokens = _rows(tokens, row, row + k, offsets)
+                back.append(p)
+            else:
+                r = cut - row
+                back.append(_Piece(p.request, p.start + r, p.end, _rows(tokens, cut, row + k, offsets), p.solo))
+                p.end, p.tokens = p.start + r, None  # its rows travel in this batch's tokens
+                keep.append(p)
+            row += k
+        for p in reversed(back):
+            self.queue.appendleft(p)
+            self.queued += len(p)
+        return keep, _rows(tokens, 0, cut, offsets)
 
     def _dispatch(self) -> None:
         while self.free and self.queue and not self.gone:
-            pieces = self._within_budget(self._tokenize(self._next_pieces()))
-            if not pieces:
+            batch = self._tokenize(self._next_pieces())
+            if batch is None:
                 continue
+            pieces, tokens = self._within_budget(*batch)
             slot = self.free.pop()
-            ids, lengths = self.block.ids[slot], self.block.lengths[slot]
-            texts = tokens = 0
-            for p in pieces:
-                assert p.tokens is not None
-                k, t = len(p), len(p.tokens.ids)
-                ids[tokens : tokens + t] = p.tokens.ids
-                lengths[texts : texts + k] = p.tokens.lengths
-                texts += k
-                tokens += t
-            self.busy[slot] = pieces
+            texts, count = len(tokens.lengths), len(tokens.ids)
+            self.block.ids[slot][:count] = tokens.ids
+            self.block.lengths[slot][:texts] = tokens.lengths
+            self.busy[slot] = (pieces, tokens)
             try:
-                self.sock.send(MESSAGE.pack(JOB, slot, texts, tokens))
+                self.sock.send(MESSAGE.pack(JOB, slot, texts, count))
             except OSError:
                 self._engine_gone()
                 return
@@ -352,28 +375,38 @@ class Dispatcher:
         self._dispatch()
 
     def _done(self, slot: int) -> None:
-        pieces = self.busy.pop(slot)
-        out = self.block.out[slot]
+        pieces, tokens = self.busy.pop(slot)
+        lengths = tokens.lengths
+        out = self.block.out[slot][: len(lengths)].copy()  # one copy for the batch; the slot is free again
+        self.free.append(slot)
         row = 0
         for p in pieces:
-            k = len(p)
             request = p.request
+            k = p.end - p.start
             if not request.future.done():
-                request.vectors[p.start : p.end] = out[row : row + k]
-                assert p.tokens is not None
-                request.tokens[p.start : p.end] = p.tokens.lengths
-                request.remaining -= k
-                if request.remaining == 0:
-                    request.future.set_result(Result(request.vectors, request.tokens))
+                if k == request.size:
+                    request.future.set_result(Result(out[row : row + k], lengths[row : row + k]))
+                else:
+                    if request.vectors is None or request.tokens is None:
+                        request.vectors = np.empty((request.size, self.dimensions), np.float32)
+                        request.tokens = np.empty(request.size, np.int32)
+                    request.vectors[p.start : p.end] = out[row : row + k]
+                    request.tokens[p.start : p.end] = lengths[row : row + k]
+                    request.remaining -= k
+                    if request.remaining == 0:
+                        request.future.set_result(Result(request.vectors, request.tokens))
             row += k
-        self.free.append(slot)
 
     def _failed(self, slot: int) -> None:
-        pieces = self.busy.pop(slot)
+        pieces, tokens = self.busy.pop(slot)
         self.free.append(slot)
         if len({id(p.request) for p in pieces}) == 1 and all(p.solo for p in pieces):
             pieces[0].request.fail(ModelFailed("the model failed on this request; see the server log"))
             return
+        row, offsets = 0, _offsets(tokens)
+        for p in pieces:
+            p.tokens = _rows(tokens, row, row + len(p), offsets)
+            row += len(p)
         for p in reversed(pieces):  # each request again on its own, at the head of the queue
             p.solo = True
             self.queue.appendleft(p)

@@ -57,11 +57,11 @@ class _Job:
     arrived: float
 
 
-def constant_forward(dimensions: int) -> Callable[[Tokens], np.ndarray]:
-    vector = np.full(dimensions, 1 / np.sqrt(dimensions), dtype=np.float32)
+def constant_forward(dimensions: int, max_batch_size: int) -> Callable[[Tokens], np.ndarray]:
+    rows = np.full((max_batch_size, dimensions), 1 / np.sqrt(dimensions), dtype=np.float32)
 
     def forward(tokens: Tokens) -> np.ndarray:
-        return np.broadcast_to(vector, (len(tokens.lengths), dimensions))
+        return rows[: len(tokens.lengths)]
 
     return forward
 
@@ -224,7 +224,7 @@ def engine_main(settings: EngineSettings, blocks: list[SlotBlock], sockets: list
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     if settings.constant:
-        forward = constant_forward(settings.dimensions)
+        forward = constant_forward(settings.dimensions, settings.max_batch_size)
         log.info("model owner: constant vectors (benchmark mode), %d fronts", len(sockets))
     else:
         from .encoder import Encoder

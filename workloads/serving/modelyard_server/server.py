@@ -108,6 +108,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max_inputs", type=_positive(int), default=64, help="texts per request")
     parser.add_argument("--max_chars", type=_positive(int), default=8192, help="characters per text")
     parser.add_argument("--grace_period", type=_positive(int), default=30, help="seconds to drain on SIGTERM")
+    parser.add_argument(
+        "--keep_alive_timeout",
+        type=_positive(int),
+        default=65,
+        help="seconds an idle HTTP connection is kept open (default above an AWS load balancer's 60 s idle timeout)",
+    )
     parser.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda when available")
     parser.add_argument("--constant_encoder", action="store_true", help=argparse.SUPPRESS)  # benchmarks only
     return parser.parse_args(argv)
@@ -223,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
         # The tokenizer is loaded here, after the fork: its thread pool does not survive one.
         tokenizer = ConstantTokenizer() if args.constant_encoder else TextTokenizer(model_dir, info.max_seq_length)
         dispatcher = Dispatcher(dispatch_settings, tokenizer, blocks[i], pairs[i][1])
-        front_main(i, front_settings, dispatcher, listener, args.grace_period)
+        front_main(i, front_settings, dispatcher, listener, args.grace_period, args.keep_alive_timeout)
 
     engine = ctx.Process(target=engine_entry, name="model")
     engine.start()

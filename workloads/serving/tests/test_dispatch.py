@@ -109,6 +109,19 @@ def test_batches_respect_the_padded_token_budget(harness: Harness) -> None:
     assert all(len(b) * max(b) <= 64 for b in harness.batches), harness.batches
 
 
+def test_requests_cut_by_the_budget_come_back_whole_and_in_order(harness: Harness) -> None:
+    """Requests of mixed lengths, cut across batches by the token budget mid-request, some pieces back in
+    the queue with their tokens beside new ones: every row lands in its own request, in order."""
+    requests = [[words(1 + (7 * r + i) % 13) for i in range(1 + r % 5)] for r in range(12)]
+    results = asyncio.run(harness.run(*requests))
+    for texts, result in zip(requests, results, strict=True):
+        assert not isinstance(result, BaseException)
+        assert result.tokens.tolist() == [len(t.split()) + 2 for t in texts]
+        assert [int(v[1]) for v in result.vectors] == result.tokens.tolist()
+        assert [int(v[0]) for v in result.vectors] == [1] * len(texts)  # first word: "w"
+    assert len(harness.batches) > 3 and all(len(b) * max(b) <= 64 for b in harness.batches), harness.batches
+
+
 def test_a_text_the_tokenizer_refuses_fails_only_its_request(harness: Harness) -> None:
     results = asyncio.run(harness.run(["good one"], ["fine", "bad \udc80 text"], ["also good"]))
     assert not isinstance(results[0], BaseException) and not isinstance(results[2], BaseException)
