@@ -126,7 +126,7 @@ def test_inference_service_fields(all_plans: dict[str, Plan]) -> None:
                 "serverAddress": platform["prometheusUrl"],
                 "query": 'sum(modelyard_inflight_texts{namespace="models", inferenceservice="minilm-gpu"})',
             },
-            "target": {"type": "AverageValue", "averageValue": "64"},
+            "target": {"type": "AverageValue", "averageValue": "256"},
         },
     }
     assert platform["prometheusUrl"] == "http://kube-prometheus-stack-prometheus.monitoring.svc:9090"

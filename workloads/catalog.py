@@ -99,9 +99,9 @@ class Resources(Model):
 
 
 #: Default `scale_target` per `scale_metric`: percent of the request for cpu and memory; texts accepted and
-#: not yet answered per replica for inflight (two of the server's default 32-text batches: one running,
-#: one waiting).
-SCALE_TARGETS = {"cpu": 70, "memory": 70, "inflight": 64}
+#: not yet answered per replica for inflight: one of the server's default 256-text GPU batches (past it,
+#: requests wait for a whole pass; below it, the GPU is not yet busy with full batches).
+SCALE_TARGETS = {"cpu": 70, "memory": 70, "inflight": 256}
 #: Allowed `scale_target` range per `scale_metric`.
 SCALE_TARGET_RANGE = {"cpu": (10, 100), "memory": (10, 100), "inflight": (1, 10_000)}
 
@@ -114,7 +114,7 @@ class Replicas(Model):
     #: from Prometheus (the serving signal; the default for GPU models on the modelyard runtime, whose CPU
     #: says nothing about the GPU's load). Unset: inflight for those, cpu for the rest.
     scale_metric: Literal["cpu", "memory", "inflight"] | None = None
-    #: Percent for cpu and memory (default 70), texts in flight per replica for inflight (default 64).
+    #: Percent for cpu and memory (default 70), texts in flight per replica for inflight (default 256).
     scale_target: int | None = None
 
     @model_validator(mode="after")

@@ -5,7 +5,8 @@
     v1 and OpenAI requests. Target: >= 50% of the bare app.
 (a) raw in-process encode throughput of the model at its best batch size (the limit),
 (b) an unbatched server (max batch 1: one request per forward pass) under concurrent load,
-(c) this server (adaptive batching) under concurrent load, then at 80% of its saturation,
+(c) this server (adaptive batching) under concurrent load, then at 80% of its saturation (three runs,
+    the median p99 judged),
 (d) this server at 2x saturation: only 200s and 503s, every accepted request answered,
 and prints sentences/s, p50/p99 latency, the servers' peak RSS and the ratios.
 
@@ -126,22 +127,46 @@ def bare_app(port: int, body_file: str) -> None:
     )
 
 
-def raw_throughput(device: str | None, seconds: float) -> tuple[int, float, dict[int, float]]:
+def raw_throughput(device: str | None, seconds: float) -> tuple[str, float, dict[str, float]]:
+    """The model's limit in this process: sentences/s by batch size, one pass at a time on torch's
+    threads; on a CPU also one single-threaded pass per CPU side by side (threads over the one model, as
+    the server's --model_instances runs them). The best of all is the limit."""
+    import threading
+
+    import torch
+
     sys.path.insert(0, str(HERE))
     from modelyard_server.encoder import Encoder, bundled_model_dir
 
     enc = Encoder(bundled_model_dir(), device=device)
     texts = corpus(2048)
     enc.encode(texts[:8])  # warm up
-    results = {}
-    for size in (1, 8, 16, 32, 64):
-        done, started, i = 0, time.perf_counter(), 0
-        while time.perf_counter() - started < seconds / 5:
-            batch = [texts[(i + k) % len(texts)] for k in range(size)]
-            enc.encode(batch)
-            done += size
-            i += size
-        results[size] = done / (time.perf_counter() - started)
+    threads = torch.get_num_threads()
+    layouts = [(1, threads)]
+    if enc.device.type == "cpu" and len(os.sched_getaffinity(0)) > 1:
+        layouts.append((len(os.sched_getaffinity(0)), 1))
+    results: dict[str, float] = {}
+    for passes, per_pass in layouts:
+        torch.set_num_threads(per_pass)
+        for size in (1, 8, 16, 32, 64):
+            done = [0] * passes
+            stop = time.perf_counter() + seconds / 5 / len(layouts)
+
+            def work(k: int, size: int = size, done: list[int] = done, stop: float = stop, step: int = passes) -> None:
+                i = k * size
+                while time.perf_counter() < stop:
+                    enc.encode([texts[(i + j) % len(texts)] for j in range(size)])
+                    done[k] += size
+                    i += step * size
+
+            started = time.perf_counter()
+            workers = [threading.Thread(target=work, args=(k,)) for k in range(passes)]
+            for w in workers:
+                w.start()
+            for w in workers:
+                w.join()
+            results[f"{passes}x{per_pass}t b{size}"] = sum(done) / (time.perf_counter() - started)
+    torch.set_num_threads(threads)
     best = max(results, key=lambda k: results[k])
     return best, results[best], results
 
@@ -316,6 +341,21 @@ class _Conn:
         return status, data
 
 
+def wait_idle(port: int, timeout: float = 60) -> None:
+    """Until the server holds no texts: a closed-loop run leaves its last requests queued when the load
+    generator stops, and the next phase must not start behind them."""
+    import re
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+        held = sum(float(v) for v in re.findall(r"^modelyard_inflight_texts\{[^}]*\} (\S+)$", text, re.M))
+        if held == 0:
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"the server still held texts after {timeout} s")
+
+
 async def open_loop(port: int, rate: float, seconds: float, connections: int = 512) -> dict[str, Any]:
     """Requests arriving at `rate` per second (Poisson), whatever the server does; latency counts from the
     intended arrival, so waiting for a free connection is included."""
@@ -421,7 +461,11 @@ def main() -> None:
     print(f"device {device}, torch {torch.__version__}, {os.cpu_count()} CPUs, {torch.get_num_threads()} torch threads")
 
     best, limit, by_size = raw_throughput(device, args.seconds)
-    print("(a) raw encode, sentences/s by batch size: " + ", ".join(f"{k}: {v:.0f}" for k, v in by_size.items()))
+    print(
+        "(a) raw encode, sentences/s by passes at once x torch threads each, batch size: "
+        + ", ".join(f"{k}: {v:.0f}" for k, v in by_size.items())
+        + f"; the limit: {limit:.0f} ({best})"
+    )
 
     workdir = Path(tempfile.mkdtemp(prefix="modelyard-bench-"))
     unbatched = Server(18181, "--max_batch_size", "1", "--max_wait_ms", "0", "--max_queue", "100000", device=device)
@@ -438,11 +482,20 @@ def main() -> None:
         f"(c) this server, {args.concurrency} clients: {c['rps']:.0f} sentences/s, "
         f"p50 {c['p50']:.1f} ms, p99 {c['p99']:.1f} ms, codes {c['codes']}"
     )
-    at80 = asyncio.run(open_loop(server.port, 0.8 * c["rps"], args.seconds))
+    # Three runs at 80%, the server idle before each; the verdict reads the median p99. This machine's
+    # speed changes from one minute to the next, and a slow minute at 80% of a fast minute's saturation
+    # is an overload that no server answers within its target.
+    at80_runs = []
+    for _ in range(3):
+        wait_idle(server.port)
+        at80_runs.append(asyncio.run(open_loop(server.port, 0.8 * c["rps"], args.seconds)))
+    at80 = sorted(at80_runs, key=lambda r: r["p99"])[1]
     print(
-        f"    at 80% of saturation ({0.8 * c['rps']:.0f}/s offered): "
-        f"p50 {at80['p50']:.1f} ms, p99 {at80['p99']:.1f} ms, codes {at80['codes']}"
+        f"    at 80% of saturation ({0.8 * c['rps']:.0f}/s offered), three runs: "
+        + "; ".join(f"p50 {r['p50']:.1f} ms, p99 {r['p99']:.1f} ms, codes {r['codes']}" for r in at80_runs)
+        + f"; median p99 {at80['p99']:.1f} ms"
     )
+    wait_idle(server.port)
     over = asyncio.run(open_loop(server.port, 2 * c["rps"], args.overload_seconds))
     c_rss = server.stop()
     fives = {k: v for k, v in over["codes"].items() if isinstance(k, int) and k >= 500 and k != 503}
@@ -464,10 +517,11 @@ def main() -> None:
             json.dumps(
                 {
                     "device": device,
-                    "a": {"best_batch": best, "sps": limit, "by_size": by_size},
+                    "a": {"best": best, "sps": limit, "by_size": by_size},
                     "b": b,
                     "c": c,
                     "at80": at80,
+                    "at80_runs": at80_runs,
                     "overload": over,
                     "rss_mib": c_rss,
                 },

@@ -14,7 +14,10 @@ hold, and the model goes last.
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
 import logging
+import queue
 import selectors
 import signal
 import socket
@@ -45,6 +48,12 @@ class EngineSettings:
     #: what is measured is the server's own cost per request.
     constant: bool = False
     device: str | None = None
+    #: Forward passes that may run at once, each on its own thread over the one copy of the model (what
+    #: Triton calls an instance group): on a CPU, single-threaded passes side by side get more out of the
+    #: cores than one pass spread over them; on a GPU, one.
+    instances: int = 1
+    #: torch threads per pass (None: torch's default, every core).
+    threads: int | None = None
 
 
 @dataclass
@@ -86,6 +95,14 @@ class Engine:
         for i, sock in enumerate(sockets):
             self.selector.register(sock, selectors.EVENT_READ, i)
         self.open = set(range(len(sockets)))
+        self.idle = settings.instances  # instances not running a pass
+        self.pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self.finished: queue.SimpleQueue[tuple[list[tuple[_Job, np.ndarray | None]], float]] = queue.SimpleQueue()
+        self.wake_r, self.wake_w = socket.socketpair()
+        self.wake_r.setblocking(False)
+        if settings.instances > 1:
+            self.pool = concurrent.futures.ThreadPoolExecutor(settings.instances, thread_name_prefix="pass")
+            self.selector.register(self.wake_r, selectors.EVENT_READ, None)
         self.tally = metrics.Tally()
         self.flushed_at = 0.0
         self.shown_depth = -1
@@ -155,37 +172,80 @@ class Engine:
         lengths = np.concatenate([self.blocks[j.front].lengths[j.slot][: j.texts] for j in batch])
         return Tokens(ids, lengths)
 
-    def _run(self, batch: list[_Job]) -> None:
+    def _compute(self, batch: list[_Job]) -> tuple[list[tuple[_Job, np.ndarray | None]], float]:
+        """Vectors for each job of `batch` (None for a job that fails alone) and the seconds of the pass.
+        Reads only this batch's slots: safe on a worker thread beside other passes."""
         started = time.perf_counter()
         try:
-            vectors = self.forward(self._tokens(batch))
+            vectors = np.asarray(self.forward(self._tokens(batch)))
         except Exception:
-            if len(batch) > 1:  # find the job that fails; the others are answered
-                for job in batch:
-                    self._run([job])
-                return
-            log.exception("forward pass failed (%d texts from front %d)", batch[0].texts, batch[0].front)
-            self._send(batch[0].front, FAILED, batch[0].slot, batch[0].texts)
-            return
-        self.tally.observe(self.predict_seconds, time.perf_counter() - started)
-        self.tally.observe(self.batch_size, sum(j.texts for j in batch))
+            if len(batch) == 1:
+                log.exception("forward pass failed (%d texts from front %d)", batch[0].texts, batch[0].front)
+                return [(batch[0], None)], 0.0
+            # Find the job that fails; the others are answered.
+            return [result for job in batch for result in self._compute([job])[0]], 0.0
+        results: list[tuple[_Job, np.ndarray | None]] = []
         offset = 0
         for job in batch:
-            self.blocks[job.front].out[job.slot][: job.texts] = vectors[offset : offset + job.texts]
+            results.append((job, vectors[offset : offset + job.texts]))
             offset += job.texts
-            self._send(job.front, DONE, job.slot, job.texts)
+        return results, time.perf_counter() - started
+
+    def _deliver(self, results: list[tuple[_Job, np.ndarray | None]], seconds: float) -> None:
+        if seconds:
+            self.tally.observe(self.predict_seconds, seconds)
+            self.tally.observe(self.batch_size, sum(job.texts for job, _ in results))
+        for job, vectors in results:
+            if vectors is None:
+                self._send(job.front, FAILED, job.slot, job.texts)
+            else:
+                self.blocks[job.front].out[job.slot][: job.texts] = vectors
+                self._send(job.front, DONE, job.slot, job.texts)
+
+    def _run(self, batch: list[_Job]) -> None:
+        """One pass: here, or on an idle instance's thread when there are several."""
+        if self.pool is None:
+            self._deliver(*self._compute(batch))
+            return
+        self.idle -= 1
+        self.pool.submit(self._pass, batch)
+
+    def _pass(self, batch: list[_Job]) -> None:
+        """On an instance's thread: one pass, handed back to the loop, which is woken."""
+        try:
+            done = self._compute(batch)
+        except Exception:
+            log.exception("pass failed")
+            done = ([(job, None) for job in batch], 0.0)
+        self.finished.put(done)
+        with contextlib.suppress(OSError):
+            self.wake_w.send(b"x")
+
+    def _collect(self) -> bool:
+        """Deliver the passes that ended (on the loop's thread); whether any did."""
+        with contextlib.suppress(BlockingIOError):
+            self.wake_r.recv(4096)
+        any_ended = False
+        while True:
+            try:
+                results, seconds = self.finished.get_nowait()
+            except queue.Empty:
+                return any_ended
+            self.idle += 1
+            any_ended = True
+            self._deliver(results, seconds)
 
     def serve(self) -> None:
         for front in list(self.open):
             self._send(front, READY)
         s = self.settings
         max_wait = s.max_wait_ms / 1000
-        just_ran = False
-        while self.open:
+        just_ran = False  # a pass just ended: run what waits at once
+        while self.open or self.idle < s.instances:
             if not self.pending:
                 just_ran = False  # idle: the next job may wait for company
             timeout: float | None = None
-            if self.pending:
+            if self.pending and self.idle:
                 if just_ran or self.pending_texts >= s.max_batch_size or max_wait <= 0:
                     timeout = 0
                 else:
@@ -194,19 +254,29 @@ class Engine:
             if dirty:
                 timeout = FLUSH_SECONDS if timeout is None else min(timeout, FLUSH_SECONDS)
             for key, _ in self.selector.select(timeout):
-                self._receive(key.data)
+                if key.data is None:
+                    just_ran = self._collect() or just_ran
+                else:
+                    self._receive(key.data)
             if dirty and time.perf_counter() - self.flushed_at >= FLUSH_SECONDS:
                 self._flush()
-            ready = self.pending and (
-                just_ran
-                or self.pending_texts >= s.max_batch_size
-                or time.perf_counter() >= self.pending[0].arrived + max_wait
-            )
-            if ready:
+            ran = False
+            while (
+                self.pending
+                and self.idle
+                and (
+                    just_ran
+                    or self.pending_texts >= s.max_batch_size
+                    or time.perf_counter() >= self.pending[0].arrived + max_wait
+                )
+            ):
                 self._run(self._take())
-                just_ran = True
-            else:
-                just_ran = False
+                ran = True
+                if self.pool is None:
+                    break
+            just_ran = ran and self.pool is None
+        if self.pool is not None:
+            self.pool.shutdown()
         self._flush()
 
     def _flush(self) -> None:
@@ -227,10 +297,19 @@ def engine_main(settings: EngineSettings, blocks: list[SlotBlock], sockets: list
         forward = constant_forward(settings.dimensions, settings.max_batch_size)
         log.info("model owner: constant vectors (benchmark mode), %d fronts", len(sockets))
     else:
+        import torch
+
         from .encoder import Encoder
 
-        encoder = Encoder(settings.model_dir, device=settings.device)
+        encoder = Encoder(settings.model_dir, device=settings.device, threads=settings.threads)
         forward = encoder.forward
-        log.info("model owner: %s on %s, %d fronts", settings.model_dir, encoder.device, len(sockets))
+        log.info(
+            "model owner: %s on %s, %d fronts, %d passes at once, %d torch threads each",
+            settings.model_dir,
+            encoder.device,
+            len(sockets),
+            settings.instances,
+            torch.get_num_threads(),
+        )
     Engine(settings, blocks, sockets, forward).serve()
     log.info("model owner: every front has closed, exiting")

@@ -1,15 +1,16 @@
 """The cross-process batcher in one process: a front's dispatcher and the real model-owner loop (in a
-thread) over a real socket pair and shared memory, with the forward pass and the tokenizer replaced so
-the tests can make one row fail. What it shows: large requests are split into max-batch chunks, a batch
-respects the padded-token budget, rows come back in order, and one request's failure (a text the
-tokenizer refuses, a forward pass that fails) never fails the requests it was batched with."""
+thread, running one pass at a time or two at once on its instance threads) over a real socket pair
+and shared memory, with the forward pass and the tokenizer replaced so the tests can make one row fail.
+What it shows: large requests are split into max-batch chunks, a batch respects the padded-token
+budget, rows come back in order, and one request's failure (a text the tokenizer refuses, a forward
+pass that fails) never fails the requests it was batched with."""
 
 from __future__ import annotations
 
 import asyncio
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -39,12 +40,21 @@ class WordTokenizer:
 
 
 class Harness:
-    def __init__(self, max_batch_size: int = 8, max_batch_tokens: int = 64, capacity: int = 1000):
+    def __init__(self, max_batch_size: int = 8, max_batch_tokens: int = 64, capacity: int = 1000, instances: int = 1):
         self.batches: list[list[int]] = []  # row lengths of every forward pass
+        self.gate: Callable[[], object] | None = None  # called at the start of every pass
         layout = Layout(4, max_batch_size, max_batch_tokens, DIMS)
         self.block = SlotBlock(layout)
         front_end, engine_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        settings = EngineSettings("t", None, DIMS, max_batch_size, max_batch_tokens, 1.0)  # type: ignore[arg-type]
+        settings = EngineSettings(
+            "t",
+            None,  # type: ignore[arg-type]
+            DIMS,
+            max_batch_size,
+            max_batch_tokens,
+            1.0,
+            instances=instances,
+        )
         self.engine = Engine(settings, [self.block], [engine_end], self.forward)
         self.thread = threading.Thread(target=self.engine.serve, daemon=True)
         self.thread.start()
@@ -55,6 +65,8 @@ class Harness:
 
     def forward(self, tokens: Tokens) -> np.ndarray:
         """Row i's vector is [first word's id, tokens, padded width, 0]: enough to check the order."""
+        if self.gate is not None:
+            self.gate()
         if (tokens.ids == POISON).any():
             raise RuntimeError("the model failed")
         self.batches.append(tokens.lengths.tolist())
@@ -78,9 +90,9 @@ class Harness:
         self.block.unlink()
 
 
-@pytest.fixture
-def harness() -> Iterator[Harness]:
-    h = Harness()
+@pytest.fixture(params=[1, 2], ids=["one pass at a time", "two passes at once"])
+def harness(request: pytest.FixtureRequest) -> Iterator[Harness]:
+    h = Harness(instances=request.param)
     yield h
     h.close()
 
@@ -134,6 +146,25 @@ def test_a_failed_forward_pass_fails_only_the_request_that_fails_alone(harness: 
     failed = [r for r in results if isinstance(r, BaseException)]
     assert len(failed) == 1 and isinstance(results[1], ModelFailed)
     assert [r.vectors[0][0] for r in results if not isinstance(r, BaseException)] == [3, 5, 4]
+
+
+def test_two_instances_run_two_passes_at_once() -> None:
+    """A pass waits until a second pass is running beside it: with one instance, the second could never
+    start and both would fail."""
+    h = Harness(instances=2)
+    h.gate = threading.Barrier(2, timeout=5).wait
+
+    async def scenario() -> list[Result | BaseException]:
+        first = asyncio.create_task(h.run(["one"]))
+        await asyncio.sleep(0.05)  # its pass has started; this request is a second job
+        second = await h.dispatcher.embed(["two"], "input")
+        return [*(await first), second]
+
+    try:
+        results = asyncio.run(scenario())
+        assert [r.vectors[0][0] for r in results if not isinstance(r, BaseException)] == [3, 3]
+    finally:
+        h.close()
 
 
 def test_the_queue_is_bounded_in_texts() -> None:

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 from conftest import SERVING, metrics_with, start, stop
 
 REPO = SERVING.parent.parent
@@ -102,3 +103,39 @@ def test_metric_names_and_buckets_match_the_platform() -> None:
     assert server.IN_FLIGHT._name == signals.IN_FLIGHT
     rendered = tuple(str(b) for b in server.LATENCY_BUCKETS)
     assert rendered == signals.LATENCY_BUCKETS
+
+
+def test_batch_defaults_follow_the_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Small passes side by side on a CPU (one per CPU, one thread each), hundreds of texts a pass on a
+    GPU, one at a time; what is set stays."""
+    from modelyard_server import server
+
+    monkeypatch.setattr(server, "gpu_present", lambda: False)
+    args = server.parse_args([])
+    assert server.batching_for_device(args, cpus=4) == ("cpu", 1)
+    assert (args.max_batch_size, args.max_batch_tokens) == server.BATCH_DEFAULTS["cpu"] == (16, 8192)
+    assert args.model_instances == 4
+    args = server.parse_args(["--model_instances", "2"])
+    assert server.batching_for_device(args, cpus=4) == ("cpu", 2)
+    monkeypatch.setattr(server, "gpu_present", lambda: True)
+    args = server.parse_args([])
+    assert server.batching_for_device(args, cpus=4) == ("cuda", None)
+    assert (args.max_batch_size, args.max_batch_tokens, args.model_instances) == (256, 16384, 1)
+    args = server.parse_args(["--device", "cpu", "--max_batch_tokens", "4096"])
+    assert server.batching_for_device(args, cpus=2) == ("cpu", 1)
+    assert (args.max_batch_size, args.max_batch_tokens, args.model_instances) == (16, 4096, 2)
+
+
+def test_a_gpu_is_found_from_its_device_file_unless_hidden(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from modelyard_server import server
+
+    monkeypatch.setattr(server.Path, "exists", lambda self: str(self) == "/dev/nvidiactl")
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert server.gpu_present()
+    for hidden in ("", "-1"):
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", hidden)
+        assert not server.gpu_present()
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    assert server.gpu_present()
+    monkeypatch.setattr(server.Path, "exists", lambda self: False)
+    assert not server.gpu_present()
