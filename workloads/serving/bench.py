@@ -420,6 +420,8 @@ def overhead(seconds: float, concurrency: int, rounds: int) -> None:
             argv=[sys.executable, str(Path(__file__).resolve()), "--bare-app", "18191", str(workdir / "body.json")],
             cpus="0",
         )
+        for warm in (server, bare):  # first connections, allocator arenas, the interpreter's specialisation
+            wrk_closed_loop(warm.port, concurrency, 1, workdir, route=route, cpus="1")
         ours, reference = [], []
         for _ in range(rounds):  # the idle one of the two takes no CPU
             each = max(1.0, seconds / rounds)
@@ -446,7 +448,7 @@ def main() -> None:
     parser.add_argument("--json", metavar="F", help="also write the figures as JSON to F")
     parser.add_argument("--server-arg", action="append", default=[], help="extra argument for server (c), repeatable")
     parser.add_argument("--overhead", action="store_true", help="only (o): the server's own cost per request")
-    parser.add_argument("--rounds", type=int, default=9, help="(o): alternating runs per route and side")
+    parser.add_argument("--rounds", type=int, default=15, help="(o): alternating runs per route and side")
     parser.add_argument("--bare-app", nargs=2, metavar=("PORT", "BODY"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.bare_app:

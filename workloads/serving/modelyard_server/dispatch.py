@@ -219,8 +219,7 @@ class Dispatcher:
         try:
             return await request.future
         finally:
-            self.in_flight -= n
-            self.metrics_changed()
+            self.in_flight -= n  # shown with the next flush, which the caller asks for (metrics_changed)
 
     # -- batching
 

@@ -324,16 +324,9 @@ class App:
         else:
             data = [{"object": "embedding", "index": i, "embedding": vectors[i]} for i in range(len(vectors))]
         tokens = sum(result.tokens.tolist())
-        await self._json(
-            send,
-            200,
-            {
-                "object": "list",
-                "data": data,
-                "model": self.name,
-                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
-            },
-        )
+        usage = {"prompt_tokens": tokens, "total_tokens": tokens}
+        response = {"object": "list", "data": data, "model": self.name, "usage": usage}
+        await self._send(send, 200, orjson.dumps(response, option=NUMPY))
         return 200
 
     async def _other(self, scope: Scope, send: Send, method: str, path: str) -> None:
@@ -404,6 +397,16 @@ class _OneWrite:
 
     def get_write_buffer_size(self) -> int:
         return self._transport.get_write_buffer_size() + sum(map(len, self._held))
+
+    # What uvicorn calls on every request, passed straight through (the rest goes by __getattr__).
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
+
+    def pause_reading(self) -> None:
+        self._transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        self._transport.resume_reading()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._transport, name)
