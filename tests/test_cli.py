@@ -168,6 +168,8 @@ def test_serve_listens_on_loopback_and_passes_the_server_flags_through(tmp_path:
             "1",
             "--max-batch-size",
             "4",
+            "--model-instances",
+            "1",
         ],
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
@@ -183,6 +185,7 @@ def test_serve_listens_on_loopback_and_passes_the_server_flags_through(tmp_path:
                 time.sleep(0.3)
         text = log.read_text()
         assert f"listening on 127.0.0.1:{port}: 1 fronts" in text and "batches of 4 texts" in text, text
+        assert "1 passes at once" in text, text
         listening = [
             line.split()[1] for line in Path("/proc/net/tcp").read_text().splitlines()[1:] if line.split()[3] == "0A"
         ]

@@ -37,11 +37,12 @@ log = logging.getLogger("modelyard_server")
 
 #: Shared-memory slots per front: jobs a front may have at the model owner at once.
 SLOTS = 4
-#: (--max_batch_size, --max_batch_tokens) by device. On a CPU the cost per text is lowest at 8 to 16
-#: texts a pass and rises beyond (all-MiniLM-L6-v2 on 2 cores: 218 texts/s at 16, 181 at 32), and a
-#: bigger pass only makes the wait longer; a GPU needs hundreds of texts a pass to be busy (the issue
-#: measured a 256-text fp16 pass at 4.1 ms on an H100). The token budget bounds activation memory.
-BATCH_DEFAULTS = {"cpu": (16, 8192), "cuda": (256, 16384)}
+#: (--max_batch_size, --max_batch_tokens) by device. On a CPU, with one single-threaded pass per core
+#: (--model_instances), 8 texts a pass encode about as many texts per second as 16 or 32 (all-MiniLM-L6-v2
+#: on 2 cores, bench.py (a): 154 to 183 against 150 to 204 and 133 to 197, from run to run) in half the
+#: time a pass, and a shorter pass is a shorter wait. A GPU needs hundreds of texts a pass to be busy (the
+#: issue measured a 256-text fp16 pass at 4.1 ms on an H100). The token budget bounds activation memory.
+BATCH_DEFAULTS = {"cpu": (8, 8192), "cuda": (256, 16384)}
 
 
 def gpu_present() -> bool:
