@@ -65,8 +65,9 @@ def pad(tokens: Tokens) -> tuple[np.ndarray, np.ndarray]:
 
 
 class Encoder:
-    """Token ids in, unit-length vectors out. Not thread-safe: one batch at a time (the model owner runs
-    it on its one thread)."""
+    """Token ids in, unit-length vectors out. `forward` keeps no state between calls (the model in eval
+    mode, under inference_mode), so the model owner's instance threads call it at once; `threads` sets
+    torch's threads for the whole process."""
 
     def __init__(self, model_dir: Path, device: str | None = None, threads: int | None = None):
         self.model_dir = Path(model_dir)

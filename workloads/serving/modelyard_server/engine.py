@@ -5,7 +5,9 @@ socket. It merges whatever jobs are waiting, from every front, into one forward 
 `max_batch_size` texts and `max_batch_tokens` padded tokens (rows x longest row), so long texts make
 smaller batches instead of running out of device memory. While a pass runs the next jobs pile up, so
 the batch follows the load; only when idle with less than a full batch does it wait, at most
-`max_wait_ms`, for company.
+`max_wait_ms`, for company. With `instances` > 1 (the server's --model_instances) up to that many
+passes run at once, each on its own thread over the one copy of the model; this loop's thread keeps
+receiving jobs, starts a pass whenever an instance is free, and sends the results when a pass ends.
 
 A failed pass is retried job by job, so one job's failure never fails another's. The process exits
 when every front has closed its socket: the supervisor stops the fronts first, they answer what they

@@ -34,3 +34,27 @@ def test_unit_length_and_truncation(encoder: Encoder) -> None:
 def test_a_directory_that_is_not_a_model_is_named(tmp_path) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(ModelDirError, match=r"no config\.json"):
         Encoder(tmp_path)
+
+
+def test_passes_on_several_threads_at_once_match_passes_one_at_a_time(encoder: Encoder) -> None:
+    """What the model owner does with --model_instances: threads calling forward on the one model."""
+    import threading
+
+    import numpy as np
+
+    batches = [[f"text {i} of batch {b}, " * (1 + (b + i) % 7) for i in range(1 + b % 5)] for b in range(8)]
+    tokens = [encoder.tokenizer(texts) for texts in batches]
+    alone = [encoder.forward(t) for t in tokens]
+    together: dict[int, np.ndarray] = {}
+
+    def run(b: int) -> None:
+        for _ in range(3):
+            together[b] = encoder.forward(tokens[b])
+
+    threads = [threading.Thread(target=run, args=(b,)) for b in range(len(batches))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for b, vectors in enumerate(alone):
+        np.testing.assert_allclose(together[b], vectors, atol=1e-6)
