@@ -86,6 +86,16 @@ def corpus(n: int, seed: int = 7) -> list[str]:
     return [" ".join(rng.choice(WORDS) for _ in range(rng.randint(8, 24))) for _ in range(n)]
 
 
+def loop_ms() -> float:
+    """Milliseconds for a fixed pure-Python loop, printed beside each phase: this machine's speed moves
+    by a third or more from one minute to the next, and the ratios compare phases minutes apart."""
+    started = time.perf_counter()
+    total = 0
+    for i in range(5_000_000):
+        total += i
+    return (time.perf_counter() - started) * 1000
+
+
 def peak_rss_mib(pid: int) -> float:
     """Peak RSS of a process and every process under it, added up (the server is several processes)."""
     import psutil
@@ -462,6 +472,7 @@ def main() -> None:
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     print(f"device {device}, torch {torch.__version__}, {os.cpu_count()} CPUs, {torch.get_num_threads()} torch threads")
 
+    print(f"    (machine speed: a fixed loop took {loop_ms():.0f} ms)")
     best, limit, by_size = raw_throughput(device, args.seconds)
     print(
         "(a) raw encode, sentences/s by passes at once x torch threads each, batch size: "
@@ -479,6 +490,7 @@ def main() -> None:
     )
 
     server = Server(18182, *args.server_arg, device=device)
+    print(f"    (machine speed: a fixed loop took {loop_ms():.0f} ms)")
     c = closed(server.port, args.concurrency, args.seconds, workdir)
     print(
         f"(c) this server, {args.concurrency} clients: {c['rps']:.0f} sentences/s, "
@@ -492,14 +504,17 @@ def main() -> None:
     for k in range(3):
         saturation = c if k == 0 else closed(server.port, args.concurrency, max(5.0, args.seconds / 3), workdir)
         wait_idle(server.port)
+        speed = loop_ms()
         run = asyncio.run(open_loop(server.port, 0.8 * saturation["rps"], args.seconds))
         run["offered"] = 0.8 * saturation["rps"]
+        run["loop_ms"] = speed
         at80_runs.append(run)
     at80 = sorted(at80_runs, key=lambda r: r["p99"])[1]
     print(
         "    at 80% of saturation, three runs: "
         + "; ".join(
-            f"{r['offered']:.0f}/s offered: p50 {r['p50']:.1f} ms, p99 {r['p99']:.1f} ms, codes {r['codes']}"
+            f"{r['offered']:.0f}/s offered (loop {r['loop_ms']:.0f} ms): p50 {r['p50']:.1f} ms, "
+            f"p99 {r['p99']:.1f} ms, codes {r['codes']}"
             for r in at80_runs
         )
         + f"; median p99 {at80['p99']:.1f} ms"
