@@ -99,7 +99,9 @@ class Engine:
         self.open = set(range(len(sockets)))
         self.idle = settings.instances  # instances not running a pass
         self.pool: concurrent.futures.ThreadPoolExecutor | None = None
-        self.finished: queue.SimpleQueue[tuple[list[tuple[_Job, np.ndarray | None]], float]] = queue.SimpleQueue()
+        self.finished: queue.SimpleQueue[tuple[list[tuple[_Job, np.ndarray | None]], list[tuple[float, int]]]] = (
+            queue.SimpleQueue()
+        )
         self.wake_r, self.wake_w = socket.socketpair()
         self.wake_r.setblocking(False)
         if settings.instances > 1:
@@ -174,29 +176,37 @@ class Engine:
         lengths = np.concatenate([self.blocks[j.front].lengths[j.slot][: j.texts] for j in batch])
         return Tokens(ids, lengths)
 
-    def _compute(self, batch: list[_Job]) -> tuple[list[tuple[_Job, np.ndarray | None]], float]:
-        """Vectors for each job of `batch` (None for a job that fails alone) and the seconds of the pass.
-        Reads only this batch's slots: safe on a worker thread beside other passes."""
+    def _compute(self, batch: list[_Job]) -> tuple[list[tuple[_Job, np.ndarray | None]], list[tuple[float, int]]]:
+        """Vectors for each job of `batch` (None for a job that fails alone), and the seconds and texts of
+        each forward pass that succeeded. Reads only this batch's slots: safe on a worker thread beside
+        other passes."""
         started = time.perf_counter()
         try:
             vectors = np.asarray(self.forward(self._tokens(batch)))
         except Exception:
             if len(batch) == 1:
                 log.exception("forward pass failed (%d texts from front %d)", batch[0].texts, batch[0].front)
-                return [(batch[0], None)], 0.0
+                return [(batch[0], None)], []
             # Find the job that fails; the others are answered.
-            return [result for job in batch for result in self._compute([job])[0]], 0.0
-        results: list[tuple[_Job, np.ndarray | None]] = []
+            results: list[tuple[_Job, np.ndarray | None]] = []
+            passes: list[tuple[float, int]] = []
+            for job in batch:
+                done, timed = self._compute([job])
+                results += done
+                passes += timed
+            return results, passes
+        seconds = time.perf_counter() - started
+        results = []
         offset = 0
         for job in batch:
             results.append((job, vectors[offset : offset + job.texts]))
             offset += job.texts
-        return results, time.perf_counter() - started
+        return results, [(seconds, offset)]
 
-    def _deliver(self, results: list[tuple[_Job, np.ndarray | None]], seconds: float) -> None:
-        if seconds:
+    def _deliver(self, results: list[tuple[_Job, np.ndarray | None]], passes: list[tuple[float, int]]) -> None:
+        for seconds, texts in passes:
             self.tally.observe(self.predict_seconds, seconds)
-            self.tally.observe(self.batch_size, sum(job.texts for job, _ in results))
+            self.tally.observe(self.batch_size, texts)
         for job, vectors in results:
             if vectors is None:
                 self._send(job.front, FAILED, job.slot, job.texts)
@@ -218,7 +228,7 @@ class Engine:
             done = self._compute(batch)
         except Exception:
             log.exception("pass failed")
-            done = ([(job, None) for job in batch], 0.0)
+            done = ([(job, None) for job in batch], [])
         self.finished.put(done)
         with contextlib.suppress(OSError):
             self.wake_w.send(b"x")
@@ -230,12 +240,12 @@ class Engine:
         any_ended = False
         while True:
             try:
-                results, seconds = self.finished.get_nowait()
+                results, passes = self.finished.get_nowait()
             except queue.Empty:
                 return any_ended
             self.idle += 1
             any_ended = True
-            self._deliver(results, seconds)
+            self._deliver(results, passes)
 
     def serve(self) -> None:
         for front in list(self.open):

@@ -250,3 +250,25 @@ def test_every_openai_error_is_openai_shaped_including_500() -> None:
     }
     status, body = asyncio.run(call("/v1/models/minilm:predict", b'{"instances": ["x"]}'))
     assert status == 500 and body == {"error": "the model failed on this request; see the server log"}
+
+
+def test_a_merged_pass_that_fails_is_split_by_job_and_the_passes_that_ran_are_measured() -> None:
+    """Two jobs merged into one pass, one with a row the model fails on: the other job is answered, and
+    the pass that answered it is what the forward-time and batch-size metrics record."""
+    from modelyard_server.engine import _Job
+
+    h = Harness()
+    try:
+        good, bad = WordTokenizer()(["a bb", "ccc"]), WordTokenizer()(["poison"])
+        jobs = []
+        for slot, tokens in enumerate((good, bad)):
+            h.block.ids[slot][: len(tokens.ids)] = tokens.ids
+            h.block.lengths[slot][: len(tokens.lengths)] = tokens.lengths
+            width = int(tokens.lengths.max())
+            jobs.append(_Job(0, slot, len(tokens.lengths), len(tokens.ids), width, 0.0))
+        results, passes = h.engine._compute(jobs)
+        assert [vectors is None for _, vectors in results] == [False, True]
+        assert [int(v[1]) for v in results[0][1]] == [4, 3]  # type: ignore[union-attr]
+        assert [texts for _, texts in passes] == [2]
+    finally:
+        h.close()
