@@ -461,6 +461,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=15, help="(o): alternating runs per route and side")
     parser.add_argument("--bare-app", nargs=2, metavar=("PORT", "BODY"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.rounds < 1:
+        parser.error(f"--rounds must be 1 or more (got {args.rounds})")
     if args.bare_app:
         bare_app(int(args.bare_app[0]), args.bare_app[1])
         return
