@@ -74,7 +74,8 @@ def _positive(kind: type) -> Any:
         try:
             value = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"must be a {kind.__name__} (got {text!r})") from None
+            what = {int: "a whole number", float: "a number"}.get(kind, kind.__name__)
+            raise argparse.ArgumentTypeError(f"must be {what} (got {text!r})") from None
         if not value > 0:
             raise argparse.ArgumentTypeError(f"must be more than 0 (got {text})")
         return value

@@ -139,3 +139,16 @@ def test_a_gpu_is_found_from_its_device_file_unless_hidden(monkeypatch: pytest.M
     assert server.gpu_present()
     monkeypatch.setattr(server.Path, "exists", lambda self: False)
     assert not server.gpu_present()
+
+
+def test_a_bad_flag_value_names_the_flag_and_what_is_allowed(capsys: pytest.CaptureFixture[str]) -> None:
+    from modelyard_server import server
+
+    for argv, message in (
+        (["--keep_alive_timeout", "soon"], "--keep_alive_timeout: must be a whole number (got 'soon')"),
+        (["--model_instances", "0"], "--model_instances: must be more than 0 (got 0)"),
+    ):
+        with pytest.raises(SystemExit) as exit_info:
+            server.parse_args(argv)
+        assert exit_info.value.code == 2
+        assert message in capsys.readouterr().err
