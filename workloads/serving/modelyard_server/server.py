@@ -38,11 +38,14 @@ log = logging.getLogger("modelyard_server")
 #: Shared-memory slots per front: jobs a front may have at the model owner at once.
 SLOTS = 4
 #: (--max_batch_size, --max_batch_tokens) by device. On a CPU, with one single-threaded pass per core
-#: (--model_instances), 8 texts a pass encode about as many texts per second as 16 or 32 (all-MiniLM-L6-v2
-#: on 2 cores, bench.py (a): 154 to 183 against 150 to 204 and 133 to 197, from run to run) in half the
-#: time a pass, and a shorter pass is a shorter wait. A GPU needs hundreds of texts a pass to be busy (the
-#: issue measured a 256-text fp16 pass at 4.1 ms on an H100). The token budget bounds activation memory.
-BATCH_DEFAULTS = {"cpu": (8, 8192), "cuda": (256, 16384)}
+#: (--model_instances) and short texts sharing rows (encoder.layout), a pass of 16 texts encodes 1.14
+#: times the texts per second of a pass of 8, and 32 or 64 only 1.06 and 1.07 times more again
+#: (all-MiniLM-L6-v2 on 2 cores, medians of three alternating runs: 241, 274, 290, 294 sentences/s),
+#: while a pass's time, which a request waits, doubles with each step: the server measured 16 texts as
+#: the point where both the throughput and the latency targets hold (bench.py; the README has the
+#: figures). A GPU needs hundreds of texts a pass to be busy (the issue measured a 256-text fp16 pass at
+#: 4.1 ms on an H100). The token budget bounds activation memory.
+BATCH_DEFAULTS = {"cpu": (16, 8192), "cuda": (256, 16384)}
 
 
 def gpu_present() -> bool:
