@@ -52,6 +52,14 @@ class ClientGone(Exception):
     """The client disconnected before its body arrived."""
 
 
+#: Where an inference request's task waits in its scope, so that the connection, when its client goes
+#: away before the answer, cancels it: the request's texts still queued in this front are then never
+#: computed (the dispatcher drops pieces whose request is done), which matters most when the server is
+#: overloaded and clients time out and retry. Texts already at the model are computed and dropped.
+WAITING = "modelyard.waiting"
+GONE = "client disconnected"
+
+
 @dataclass(frozen=True)
 class FrontSettings:
     model_name: str
@@ -213,7 +221,8 @@ class App:
                 return
 
     async def _inference(self, protocol: str, scope: Scope, receive: Receive, send: Send) -> int:
-        """Answers one inference request; returns the status it sent."""
+        """Answers one inference request; returns the status it sent (499: the client went away)."""
+        scope[WAITING] = asyncio.current_task()
         try:
             body = await read_body(scope, receive, self.settings.body_limit)
             if protocol == "v1":
@@ -222,6 +231,10 @@ class App:
                 return await self._v2(scope, body, send)
             return await self._openai(body, send)
         except ClientGone:
+            return 499
+        except asyncio.CancelledError as exc:
+            if exc.args != (GONE,):  # not the connection's doing (OneWriteProtocol.connection_lost)
+                raise
             return 499
         except BadRequest as exc:
             await self._error(send, protocol, exc.status, str(exc), param=exc.field)
@@ -416,7 +429,8 @@ def _protocol() -> type[asyncio.Protocol]:
     """uvicorn's httptools protocol (pinned in requirements.txt), with two costs per request taken out:
     each response is sent with one write (_OneWrite), and the keep-alive timer is armed once per idle
     period instead of cancelled and armed again for every request: a connection idle for
-    `timeout_keep_alive` seconds is still closed, checked when its timer fires."""
+    `timeout_keep_alive` seconds is still closed, checked when its timer fires. And a connection lost
+    before its answer cancels the request it was waiting for (WAITING)."""
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
     class OneWriteProtocol(HttpToolsProtocol):  # type: ignore[misc]
@@ -430,6 +444,11 @@ def _protocol() -> type[asyncio.Protocol]:
             if self.timeout_keep_alive_task is not None:
                 self.timeout_keep_alive_task.cancel()
                 self.timeout_keep_alive_task = None
+            cycle = self.cycle
+            if cycle is not None and not cycle.response_complete:
+                waiting = cast("asyncio.Task[Any] | None", cycle.scope.get(WAITING))
+                if waiting is not None:
+                    waiting.cancel(GONE)  # App._inference answers 499 to no one; its texts are dropped
             super().connection_lost(exc)
 
         def _unset_keepalive_if_required(self) -> None:

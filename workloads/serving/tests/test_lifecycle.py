@@ -76,6 +76,53 @@ def test_sigterm_drains_in_flight_requests_and_exits_0(tmp_path: Path) -> None:
     assert "draining" in log and "drained, exiting" in log
 
 
+def test_a_request_whose_client_went_away_is_not_computed(tmp_path: Path) -> None:
+    """A client that gives up (a timeout, a retry) while its request waits behind others: its texts are
+    dropped from the queue instead of taking the model's time, it is counted as 499, and the requests
+    around it are answered."""
+    import json
+    import socket
+    import threading
+
+    server = start(tmp_path, "--workers", "1", "--model_instances", "1", "--max_batch_size", "2")
+    try:
+        long_texts = [f"{i} " + "word " * 300 for i in range(64)]  # 256 tokens each: 32 passes of 2
+        blocker: list[httpx.Response] = []
+        thread = threading.Thread(
+            target=lambda: blocker.append(
+                httpx.post(f"{server.url}/v1/models/minilm:predict", json={"instances": long_texts}, timeout=120)
+            )
+        )
+        thread.start()
+        queued = 'modelyard_queue_depth{model_name="minilm"}'
+        deadline = time.time() + 30
+        while time.time() < deadline and not any(
+            line.startswith(queued) and float(line.split()[-1]) >= 8 for line in metrics_with(server).splitlines()
+        ):
+            time.sleep(0.05)
+        body = json.dumps({"instances": ["given up on", "three texts", "never computed"]}).encode()
+        with socket.create_connection(("127.0.0.1", server.port)) as sock:
+            sock.sendall(
+                b"POST /v1/models/minilm:predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                + f"Content-Length: {len(body)}\r\n\r\n".encode()
+                + body
+            )
+            time.sleep(0.3)  # the request is read and queued behind the long texts
+        thread.join(timeout=120)
+        assert blocker[0].status_code == 200 and len(blocker[0].json()["predictions"]) == 64
+        after = httpx.post(f"{server.url}/v1/models/minilm:predict", json={"instances": ["one more"]}, timeout=30)
+        assert after.status_code == 200
+        gone = 'modelyard_requests_total{code="499",model_name="minilm",protocol="v1"} 1.0'
+        computed = 'modelyard_batch_size_sum{model_name="minilm"} 65.0'  # 64 + 1, not + 3
+        metrics = metrics_with(server, gone, computed)
+        assert gone in metrics and computed in metrics, [
+            line for line in metrics.splitlines() if "batch_size_sum" in line or "requests_total" in line
+        ]
+        assert "Traceback" not in server.log.read_text() and "Exception in ASGI" not in server.log.read_text()
+    finally:
+        assert stop(server) == 0
+
+
 def test_after_sigterm_no_new_connections(tmp_path: Path) -> None:
     server = start(tmp_path)
     assert stop(server) == 0
