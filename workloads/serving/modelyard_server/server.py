@@ -41,10 +41,11 @@ SLOTS = 4
 #: (--model_instances) and short texts sharing rows (encoder.layout), a pass of 16 texts encodes 1.14
 #: times the texts per second of a pass of 8, and 32 or 64 only 1.06 and 1.07 times more again
 #: (all-MiniLM-L6-v2 on 2 cores, medians of three alternating runs: 241, 274, 290, 294 sentences/s),
-#: while a pass's time, which a request waits, doubles with each step: the server measured 16 texts as
-#: the point where both the throughput and the latency targets hold (bench.py; the README has the
-#: figures). A GPU needs hundreds of texts a pass to be busy (the issue measured a 256-text fp16 pass at
-#: 4.1 ms on an H100). The token budget bounds activation memory.
+#: while a pass's time, which a request waits, doubles with each step. In bench.py, 8 texts a pass fell
+#: short of the throughput target and 32 of the latency target; 16 met the first in every run and came
+#: within 8 % of the second (the README has the figures). A GPU needs hundreds of texts a pass to be
+#: busy (the issue measured a 256-text fp16 pass at 4.1 ms on an H100). The token budget bounds
+#: activation memory.
 BATCH_DEFAULTS = {"cpu": (16, 8192), "cuda": (256, 16384)}
 
 

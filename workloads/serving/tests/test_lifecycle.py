@@ -84,9 +84,9 @@ def test_a_request_whose_client_went_away_is_not_computed(tmp_path: Path) -> Non
     import socket
     import threading
 
-    server = start(tmp_path, "--workers", "1", "--model_instances", "1", "--max_batch_size", "2")
+    server = start(tmp_path, "--workers", "1", "--model_instances", "1", "--max_batch_size", "2", "--max_inputs", "128")
     try:
-        long_texts = [f"{i} " + "word " * 300 for i in range(64)]  # 256 tokens each: 32 passes of 2
+        long_texts = [f"{i} " + "word " * 300 for i in range(128)]  # 256 tokens each: 64 passes of 2
         blocker: list[httpx.Response] = []
         thread = threading.Thread(
             target=lambda: blocker.append(
@@ -107,13 +107,13 @@ def test_a_request_whose_client_went_away_is_not_computed(tmp_path: Path) -> Non
                 + f"Content-Length: {len(body)}\r\n\r\n".encode()
                 + body
             )
-            time.sleep(0.3)  # the request is read and queued behind the long texts
+            time.sleep(0.1)  # the request is read and queued behind the long texts
         thread.join(timeout=120)
-        assert blocker[0].status_code == 200 and len(blocker[0].json()["predictions"]) == 64
+        assert blocker[0].status_code == 200 and len(blocker[0].json()["predictions"]) == 128
         after = httpx.post(f"{server.url}/v1/models/minilm:predict", json={"instances": ["one more"]}, timeout=30)
         assert after.status_code == 200
         gone = 'modelyard_requests_total{code="499",model_name="minilm",protocol="v1"} 1.0'
-        computed = 'modelyard_batch_size_sum{model_name="minilm"} 65.0'  # 64 + 1, not + 3
+        computed = 'modelyard_batch_size_sum{model_name="minilm"} 129.0'  # 128 + 1, not + 3
         metrics = metrics_with(server, gone, computed)
         assert gone in metrics and computed in metrics, [
             line for line in metrics.splitlines() if "batch_size_sum" in line or "requests_total" in line
