@@ -248,8 +248,8 @@ SERVING_PYTHON = Path(".venv-serving") / "bin" / "python"
 #: The model server's batching and limit flags `modelyard serve` passes through: (flag, type, help).
 SERVER_FLAGS: tuple[tuple[str, type, str], ...] = (
     ("workers", int, "front processes (default: the CPUs this machine lets it use)"),
-    ("max-batch-size", int, "texts per forward pass (default 8 on a CPU, 256 on a GPU)"),
-    ("max-batch-tokens", int, "padded tokens per forward pass (default 8192 on a CPU, 16384 on a GPU)"),
+    ("max-batch-size", int, "texts per forward pass (default: the server's for the device it finds)"),
+    ("max-batch-tokens", int, "padded tokens per forward pass (default: the server's for the device)"),
     ("model-instances", int, "forward passes at once (default: 1 on a GPU, one per CPU on a CPU)"),
     ("max-wait-ms", float, "how long an idle model waits for company (default 2)"),
     (

@@ -102,10 +102,10 @@ class Engine:
         self.finished: queue.SimpleQueue[tuple[list[tuple[_Job, np.ndarray | None]], list[tuple[float, int]]]] = (
             queue.SimpleQueue()
         )
-        self.wake_r, self.wake_w = socket.socketpair()
-        self.wake_r.setblocking(False)
-        if settings.instances > 1:
+        if settings.instances > 1:  # passes on threads, which wake this loop when they end
             self.pool = concurrent.futures.ThreadPoolExecutor(settings.instances, thread_name_prefix="pass")
+            self.wake_r, self.wake_w = socket.socketpair()
+            self.wake_r.setblocking(False)
             self.selector.register(self.wake_r, selectors.EVENT_READ, None)
         self.tally = metrics.Tally()
         self.flushed_at = 0.0
@@ -289,6 +289,8 @@ class Engine:
             just_ran = ran and self.pool is None
         if self.pool is not None:
             self.pool.shutdown()
+            self.wake_r.close()
+            self.wake_w.close()
         self._flush()
 
     def _flush(self) -> None:

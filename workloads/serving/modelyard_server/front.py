@@ -78,26 +78,20 @@ async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
             encoding = value
     if length is not None and length.isdigit() and int(length) > limit:
         raise BadRequest("(body)", f"{int(length)} bytes; at most {limit} are allowed", 413)
-    message = await receive()
-    if message["type"] == "http.disconnect":
-        raise ClientGone
-    body: bytes = message.get("body", b"")
-    if len(body) > limit:
-        raise BadRequest("(body)", f"more than {limit} bytes; at most {limit} are allowed", 413)
-    if message.get("more_body", False):
-        chunks, size = [body], len(body)
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise ClientGone
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > limit:
-                raise BadRequest("(body)", f"more than {limit} bytes; at most {limit} are allowed", 413)
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        body = b"".join(chunks)
+    chunks: list[bytes] = []
+    size = 0
+    more = True
+    while more:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise BadRequest("(body)", f"more than {limit} bytes; at most {limit} are allowed", 413)
+        chunks.append(chunk)
+        more = message.get("more_body", False)
+    body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
     if encoding is None:
         return body
     encoding = encoding.strip().lower()
