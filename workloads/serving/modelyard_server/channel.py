@@ -5,7 +5,7 @@ Each front owns one shared-memory block cut into `slots`. To run a batch it writ
 (ragged, int32) and row lengths into a free slot and sends a 16-byte JOB message naming the slot; the
 model owner reads the ids straight from that memory, runs the forward pass, writes the float32
 vectors into the same slot's output area and answers DONE (or FAILED). No payload is pickled or
-copied through a pipe: the only copies are the ones numpy makes into the padded batch.
+copied through a pipe: the only copies are the ones numpy makes into the batch's layout.
 """
 
 from __future__ import annotations

@@ -35,18 +35,20 @@ from typing import Any
 
 log = logging.getLogger("modelyard_server")
 
-#: Shared-memory slots per front: jobs a front may have at the model owner at once.
-SLOTS = 4
-#: (--max_batch_size, --max_batch_tokens) by device. On a CPU, with one single-threaded pass per core
-#: (--model_instances) and short texts sharing rows (encoder.layout), a pass of 16 texts encodes 1.14
-#: times the texts per second of a pass of 8, and 32 or 64 only 1.06 and 1.07 times more again
-#: (all-MiniLM-L6-v2 on 2 cores, medians of three alternating runs: 241, 274, 290, 294 sentences/s),
-#: while a pass's time, which a request waits, doubles with each step. In bench.py, 8 texts a pass fell
-#: short of the throughput target and 32 of the latency target; 16 met the first in every run and came
-#: within 8 % of the second (the README has the figures). A GPU needs hundreds of texts a pass to be
-#: busy (the issue measured a 256-text fp16 pass at 4.1 ms on an H100). The token budget bounds
-#: activation memory.
-BATCH_DEFAULTS = {"cpu": (16, 8192), "cuda": (256, 16384)}
+#: Shared-memory slots per front: jobs a front may have at the model owner at once. Six jobs of 12
+#: texts (the CPU default) let a front hand over as many texts before it waits as four of 16 did; with
+#: four, bench.py --overhead put the OpenAI route at 0.48 to 0.56 of the bare app (median 0.51 of five
+#: runs), with six at 0.52 to 0.53 in three. A slot costs 50 KiB of shared memory on a CPU, 450 KiB on a GPU.
+SLOTS = 6
+#: (--max_batch_size, --max_batch_tokens) by device. On a CPU, one single-threaded pass per core
+#: (--model_instances) with BERT run on its own tokens (encoder.RaggedBert): passes of 8, 16, 32 and 64
+#: texts encoded 295, 326, 323 and 304 sentences/s (all-MiniLM-L6-v2 on 2 cores, medians of eight
+#: bench.py runs), while a pass's time, which a request waits, doubles with each step. At 12 texts a pass
+#: the server saturated as at 16 within the noise and its p99 at 80 % of saturation fell from 232 to 197 ms
+#: (eight alternating rounds; 8 texts: 5 % lower saturation, near the throughput target, and 166 ms in
+#: four; the README has the figures). A GPU needs hundreds of texts a pass to be busy (the issue
+#: measured a 256-text fp16 pass at 4.1 ms on an H100). The token budget bounds activation memory.
+BATCH_DEFAULTS = {"cpu": (12, 8192), "cuda": (256, 16384)}
 
 
 def gpu_present() -> bool:

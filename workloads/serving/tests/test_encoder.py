@@ -69,13 +69,19 @@ MIXED = ["x", "The cat sat on the mat.", "word " * 400, "a b", "Embeddings map t
 
 
 @pytest.mark.parametrize("pooling", ["mean", "cls", "max"])
-@pytest.mark.parametrize("packs", [True, False], ids=["shared-rows", "one-text-a-row"])
+@pytest.mark.parametrize(
+    "bert,packs",
+    [(True, True), (True, False), (False, False)],
+    ids=["ragged-bert-shared-rows", "ragged-bert-one-text-a-row", "transformers-padded"],
+)
 def test_a_mixed_batch_matches_sentence_transformers_one_text_at_a_time(
-    encoder: Encoder, monkeypatch: pytest.MonkeyPatch, pooling: str, packs: bool
+    encoder: Encoder, monkeypatch: pytest.MonkeyPatch, pooling: str, bert: bool, packs: bool
 ) -> None:
     """sentence-transformers' own Pooling module in each mode, each text encoded alone (no padding, no
-    neighbours), against one batch of ours: a token attending across texts in a shared row, a wrong
-    position, or a padded token pooled would each move a vector far more than 1e-5."""
+    neighbours), against one batch of ours and each text alone through ours: a token attending across
+    texts in a shared row, a wrong position, a padded token pooled, or a layer of RaggedBert that is not
+    transformers' BertModel would each move a vector far more than 1e-5. Without RaggedBert the encoder
+    runs transformers' own model, as it does for every other architecture."""
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.modules import Normalize, Pooling
 
@@ -85,14 +91,18 @@ def test_a_mixed_batch_matches_sentence_transformers_one_text_at_a_time(
     expected = np.stack([reference.encode([t])[0] for t in MIXED])
     monkeypatch.setattr(encoder, "pooling", pooling)
     monkeypatch.setattr(encoder, "packs", packs)
+    if not bert:
+        monkeypatch.setattr(encoder, "bert", None)
     tokens = encoder.tokenizer(MIXED)
     # Lengths 3, 9, 256, 4, 11, 5, 11, 29, 83, 182 tokens: shared, rows of 256 | 182 + the six shortest + 29 | 83.
     assert len(layout(tokens, share_rows=packs).ids) == (3 if packs else len(MIXED))
     np.testing.assert_allclose(encoder.forward(tokens), expected, atol=1e-5)
+    alone = np.concatenate([encoder.forward(encoder.tokenizer([t])) for t in MIXED])  # one row, no mask
+    np.testing.assert_allclose(alone, expected, atol=1e-5)
 
 
-def test_the_bundled_model_shares_rows(encoder: Encoder) -> None:
-    assert encoder.packs  # BERT with SDPA attention: PACKABLE_MODEL_TYPES
+def test_the_bundled_model_runs_ragged_and_shares_rows(encoder: Encoder) -> None:
+    assert encoder.bert is not None and encoder.packs
 
 
 def test_layout_puts_each_token_once_in_rows_no_wider_than_the_longest_text() -> None:
@@ -109,7 +119,7 @@ def test_layout_puts_each_token_once_in_rows_no_wider_than_the_longest_text() ->
         for text, (start, length) in enumerate(zip(starts, lengths, strict=True)):
             places = rows.index[start : start + length]
             assert np.all(np.diff(places) == 1) and places[0] // rows.ids.shape[1] == places[-1] // rows.ids.shape[1]
-            np.testing.assert_array_equal(rows.positions.reshape(-1)[places], np.arange(length))
+            np.testing.assert_array_equal(rows.positions[start : start + length], np.arange(length))
             assert np.all(rows.texts.reshape(-1)[places] == text)
         padding = np.setdiff1d(np.arange(rows.ids.size), rows.index)
         assert np.all(rows.texts.reshape(-1)[padding] < 0) and len(set(rows.texts.reshape(-1)[padding])) == len(padding)

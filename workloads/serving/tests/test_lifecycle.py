@@ -153,14 +153,14 @@ def test_metric_names_and_buckets_match_the_platform() -> None:
 
 
 def test_batch_defaults_follow_the_device(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Small passes side by side on a CPU (16 texts, one pass per CPU, one thread each), hundreds of texts a pass on a
+    """Small passes side by side on a CPU (12 texts, one pass per CPU, one thread each), hundreds of texts a pass on a
     GPU, one at a time; what is set stays."""
     from modelyard_server import server
 
     monkeypatch.setattr(server, "gpu_present", lambda: False)
     args = server.parse_args([])
     assert server.batching_for_device(args, cpus=4) == ("cpu", 1)
-    assert (args.max_batch_size, args.max_batch_tokens) == server.BATCH_DEFAULTS["cpu"] == (16, 8192)
+    assert (args.max_batch_size, args.max_batch_tokens) == server.BATCH_DEFAULTS["cpu"] == (12, 8192)
     assert args.model_instances == 4
     args = server.parse_args(["--model_instances", "2"])
     assert server.batching_for_device(args, cpus=4) == ("cpu", 2)
@@ -170,7 +170,7 @@ def test_batch_defaults_follow_the_device(monkeypatch: pytest.MonkeyPatch) -> No
     assert (args.max_batch_size, args.max_batch_tokens, args.model_instances) == (256, 16384, 1)
     args = server.parse_args(["--device", "cpu", "--max_batch_tokens", "4096"])
     assert server.batching_for_device(args, cpus=2) == ("cpu", 1)
-    assert (args.max_batch_size, args.max_batch_tokens, args.model_instances) == (16, 4096, 2)
+    assert (args.max_batch_size, args.max_batch_tokens, args.model_instances) == (12, 4096, 2)
 
 
 def test_a_gpu_is_found_from_its_device_file_unless_hidden(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
