@@ -532,8 +532,8 @@ def main() -> None:
     )
     print(f"    peak RSS of this server: {c_rss:.0f} MiB")
     ratio_a, ratio_b = c["rps"] / limit, c["rps"] / b["rps"]
-    # What batching gains at most here: the raw limit over the raw rate of one-text passes laid out as the
-    # unbatched server runs them (every instance at once).
+    # What batching gains in-process here, beside (c)/(b): the raw limit over the raw rate of one-text
+    # passes laid out as the unbatched server runs them (every instance at once).
     single = max(v for k, v in by_size.items() if k.endswith(" b1"))
     print(
         f"ratios: (c)/(a) = {ratio_a:.2f} (target >= 0.85: {'met' if ratio_a >= 0.85 else 'MISSED'}); "
