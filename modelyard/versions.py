@@ -106,7 +106,7 @@ class Unverified:
     check: str
 
 
-#: Everything this blueprint pins or relies on that only AWS or a chart registry can confirm. The README
+#: Everything this blueprint pins or relies on that only AWS (or its GPUs) or a chart registry can confirm. The README
 #: lists each with its command (tests/test_versions.py keeps the two in step); run them before an upgrade.
 UNVERIFIED: Final = (
     Unverified(
@@ -144,5 +144,15 @@ UNVERIFIED: Final = (
         "target, turned into a KEDA ScaledObject (workloads/models.py; shape from KServe's KEDA guide)",
         "kubectl explain inferenceservice.spec.predictor.autoScaling --recursive   # then, after pulumi up: "
         "kubectl -n models get scaledobject",
+    ),
+    Unverified(
+        "the model server on a GPU (issue 10's targets: single-sentence requests from 256 connections >= 40 % of "
+        "raw, 32-sentence requests >= 85 %, p99 at 80 % under 50 ms, GPU utilisation; the ragged BERT pass in fp16)",
+        "cd workloads/serving && python bench.py --device cuda --server-cpus 0-3   # on a GPU node, e.g. a "
+        "g5.xlarge's 4 vCPUs for the server",
+    ),
+    Unverified(
+        "the model server's N front processes on N cores >= 0.8 x N x one front (needs N + 1 CPUs; this machine has 2)",
+        "cd workloads/serving && python bench.py --overhead --fronts 4   # on a machine with 5 CPUs or more",
     ),
 )

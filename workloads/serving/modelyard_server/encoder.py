@@ -116,9 +116,10 @@ class RaggedBert:
     as one [tokens, hidden] matrix, with no padding; only attention sees rows (`Layout`: texts sharing a
     row, each attending to its own tokens through the mask). Padding was still 16 to 19 % of the rows on
     the benchmark's batches with rows shared, and about 80 % of a pass here is those matrix products (a
-    16-text pass took 99 ms instead of 117 in transformers' own BertModel on one thread). TEI runs BERT
-    the same way (ragged batches); the weights are the model's own tensors, query, key and value joined
-    into one projection. `tests/test_encoder.py` holds it to sentence-transformers, pooling mode by mode."""
+    16-text pass took 99 ms instead of 117 in transformers' own BertModel on one thread). TEI's FlashBert
+    runs BERT this way on a GPU (backends/candle/src/models/flash_bert.rs, with flash attention over
+    variable lengths); the weights are the model's own tensors, query, key and value joined into one
+    projection. `tests/test_encoder.py` holds it to sentence-transformers, pooling mode by mode."""
 
     def __init__(self, model: Any):  # transformers' BertModel: submodules are attributes mypy cannot see
         config = model.config
