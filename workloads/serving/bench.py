@@ -193,8 +193,8 @@ def cpu_list(text: str) -> set[int]:
     """CPUs from a taskset-style list ("0-3", "0,2,4-5"), each one this process may use."""
     cpus: set[int] = set()
     for part in text.split(","):
-        first, _, last = part.partition("-")
-        if not first.strip().isdigit() or (last and not last.strip().isdigit()):
+        first, dash, last = part.partition("-")
+        if not first.isdigit() or (dash and not last.isdigit()) or (dash and int(last) < int(first)):
             raise ValueError(f"--server-cpus: {text!r} is not a CPU list such as 0-3 or 0,2,4-5")
         cpus.update(range(int(first), int(last or first) + 1))
     unknown = cpus - os.sched_getaffinity(0)
@@ -579,7 +579,7 @@ def main() -> None:
     if args.rounds < 1:
         parser.error(f"--rounds must be 1 or more (got {args.rounds})")
     server_cpus: set[int] | None = None
-    if args.server_cpus:
+    if args.server_cpus is not None:
         try:
             server_cpus = cpu_list(args.server_cpus)
         except ValueError as exc:
