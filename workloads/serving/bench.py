@@ -474,15 +474,39 @@ async def open_loop(port: int, rate: float, seconds: float, connections: int = 5
     return {"rps": len(latencies) / elapsed, "sent": i, "p50": q[49] * 1000, "p99": q[98] * 1000, "codes": codes}
 
 
-def overhead(seconds: float, concurrency: int, rounds: int) -> None:
-    """(o): the server with a constant encoder against a bare ASGI app returning the same body, each on
-    core 0 (all its processes), wrk on core 1. The two are measured in turn, `rounds` short runs each
-    (`seconds` in all per route and side), and the medians compared: a shared machine's speed drifts by
-    more than the difference measured, so the runs are short and many."""
+def alternating(
+    servers: list[Server], concurrency: int, seconds: float, rounds: int, workdir: Path, **wrk: Any
+) -> list[float]:
+    """Median requests/s of each server (wrk_closed_loop with `wrk`'s arguments): each warmed up for a
+    second (first connections, allocator arenas, the interpreter's specialisation), then measured in turn,
+    `rounds` short runs each (`seconds` in all). A shared machine's speed drifts by more than the
+    differences measured, so the runs are short, many and interleaved; the idle servers take no CPU."""
+    for server in servers:
+        wrk_closed_loop(server.port, concurrency, 1, workdir, **wrk)
+    runs: list[list[float]] = [[] for _ in servers]
+    for _ in range(rounds):
+        for server, mine in zip(servers, runs, strict=True):
+            mine.append(
+                wrk_closed_loop(server.port, concurrency, max(1.0, seconds / rounds), workdir, **wrk)["requests_per_s"]
+            )
+    for server in servers:
+        server.stop()
+    return [statistics.median(mine) for mine in runs]
+
+
+def load_tools(cpus: int, flags: str) -> None:
+    """wrk and taskset, and `cpus` CPUs (the servers' and the load generator's), or a message saying so."""
     import shutil
 
-    if not shutil.which("wrk") or not shutil.which("taskset") or len(os.sched_getaffinity(0)) < 2:
-        raise SystemExit("--overhead needs wrk, taskset and 2 CPUs")
+    have = len(os.sched_getaffinity(0))
+    if not shutil.which("wrk") or not shutil.which("taskset") or have < cpus:
+        raise SystemExit(f"{flags} needs wrk, taskset and {cpus} CPUs (this has {have})")
+
+
+def overhead(seconds: float, concurrency: int, rounds: int) -> None:
+    """(o): the server with a constant encoder against a bare ASGI app returning the same body, each on
+    core 0 (all its processes), wrk on core 1, `alternating`."""
+    load_tools(2, "--overhead")
     workdir = Path(tempfile.mkdtemp(prefix="modelyard-overhead-"))
     for route in ("v1", "openai"):
         server = Server(18190, "--constant_encoder", "--workers", "1", "--max_queue", "4096", cpus="0")
@@ -495,52 +519,29 @@ def overhead(seconds: float, concurrency: int, rounds: int) -> None:
             argv=[sys.executable, str(Path(__file__).resolve()), "--bare-app", "18191", str(workdir / "body.json")],
             cpus="0",
         )
-        for warm in (server, bare):  # first connections, allocator arenas, the interpreter's specialisation
-            wrk_closed_loop(warm.port, concurrency, 1, workdir, route=route, cpus="1")
-        ours, reference = [], []
-        for _ in range(rounds):  # the idle one of the two takes no CPU
-            each = max(1.0, seconds / rounds)
-            ours.append(wrk_closed_loop(server.port, concurrency, each, workdir, route=route, cpus="1"))
-            reference.append(wrk_closed_loop(bare.port, concurrency, each, workdir, route=route, cpus="1"))
-        server.stop()
-        bare.stop()
-        mine = statistics.median(r["requests_per_s"] for r in ours)
-        theirs = statistics.median(r["requests_per_s"] for r in reference)
+        mine, theirs = alternating([server, bare], concurrency, seconds, rounds, workdir, route=route, cpus="1")
         ratio = mine / theirs
         print(
-            f"(o) {route}: this server {mine:.0f} requests/s (p99 {statistics.median(r['p99'] for r in ours):.1f} ms), "
-            f"bare ASGI app {theirs:.0f}/s, same {len(reply)}-byte body, one core each, medians of {rounds} "
-            f"alternating runs: ratio {ratio:.2f} (target >= 0.50: {'met' if ratio >= 0.5 else 'MISSED'})"
+            f"(o) {route}: this server {mine:.0f} requests/s, bare ASGI app {theirs:.0f}/s, same {len(reply)}-byte "
+            f"body, one core each, medians of {rounds} alternating runs: ratio {ratio:.2f} "
+            f"(target >= 0.50: {'met' if ratio >= 0.5 else 'MISSED'})"
         )
 
 
 def scaling(seconds: float, concurrency: int, rounds: int, fronts: int) -> None:
     """(o) with --fronts N: the server with a constant encoder and N front processes on cores 0..N-1
-    against the same server with one front on core 0, wrk on the remaining cores (one thread each); the
-    two in turn, `rounds` runs each, medians compared. Target: N fronts >= 0.8 x N x one front."""
-    import shutil
-
+    against the same server with one front on core 0, wrk on the remaining cores (one thread each),
+    `alternating`. Target: N fronts >= 0.8 x N x one front."""
+    load_tools(fronts + 1, f"--overhead --fronts {fronts}")
     cpus = sorted(os.sched_getaffinity(0))
-    if not shutil.which("wrk") or not shutil.which("taskset") or len(cpus) < fronts + 1:
-        raise SystemExit(
-            f"--overhead --fronts {fronts} needs wrk, taskset and {fronts + 1} CPUs (this has {len(cpus)})"
-        )
     workdir = Path(tempfile.mkdtemp(prefix="modelyard-scaling-"))
-    load = ",".join(str(c) for c in cpus[fronts:])
     common = ("--constant_encoder", "--max_queue", str(4 * concurrency))
     one = Server(18192, *common, "--workers", "1", cpus=str(cpus[0]))
     many = Server(18193, *common, "--workers", str(fronts), cpus=",".join(str(c) for c in cpus[:fronts]))
-    for warm in (one, many):
-        wrk_closed_loop(warm.port, concurrency, 1, workdir, cpus=load, threads=len(cpus) - fronts)
-    ones, manys = [], []
-    for _ in range(rounds):
-        each = max(1.0, seconds / rounds)
-        ones.append(wrk_closed_loop(one.port, concurrency, each, workdir, cpus=load, threads=len(cpus) - fronts))
-        manys.append(wrk_closed_loop(many.port, concurrency, each, workdir, cpus=load, threads=len(cpus) - fronts))
-    one.stop()
-    many.stop()
-    single = statistics.median(r["requests_per_s"] for r in ones)
-    several = statistics.median(r["requests_per_s"] for r in manys)
+    load = ",".join(str(c) for c in cpus[fronts:])
+    single, several = alternating(
+        [one, many], concurrency, seconds, rounds, workdir, cpus=load, threads=len(cpus) - fronts
+    )
     ratio = several / (fronts * single)
     print(
         f"(o) v1, {fronts} fronts on {fronts} cores: {several:.0f} requests/s; one front on one core: {single:.0f}/s; "

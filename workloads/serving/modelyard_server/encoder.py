@@ -225,18 +225,18 @@ class Encoder:
         if not n:
             return np.zeros((0, self.dimensions), np.float32)
         rows = layout(tokens, share_rows=self.packs)
-        arrays = [tokens.ids.astype(np.int64), rows.positions, rows.ids, rows.texts, rows.index, rows.text_of_token]
-        tensors = [torch.from_numpy(a) for a in [*arrays, tokens.lengths.astype(np.int64)]]
-        if self.device.type == "cuda":
-            tensors = [t.pin_memory().to(self.device, non_blocking=True) for t in tensors]
-        ids, positions, grid, texts, index, text_of_token, lengths = tensors
+        index, text_of_token, lengths = self._tensors(rows.index, rows.text_of_token, tokens.lengths.astype(np.int64))
         with torch.inference_mode():
             if self.bert is not None:
-                whole = len(rows.ids) == n and len(rows.index) == rows.ids.size  # one unpadded text a row
-                mask = None if whole else texts[:, None, :, None] == texts[:, None, None, :]
+                ids, positions = self._tensors(tokens.ids.astype(np.int64), rows.positions)
+                mask = None
+                if len(rows.ids) < n or len(rows.index) < rows.ids.size:  # rows shared or padded
+                    (texts,) = self._tensors(rows.texts)
+                    mask = texts[:, None, :, None] == texts[:, None, None, :]
                 ragged = self.bert(ids, positions, index, rows.ids.shape, mask).float()
             else:  # transformers' own model, one text a row, its padding mask
-                hidden = self.model(input_ids=grid, attention_mask=(texts >= 0).long()).last_hidden_state
+                grid, present = self._tensors(rows.ids, (rows.texts >= 0).astype(np.int64))
+                hidden = self.model(input_ids=grid, attention_mask=present).last_hidden_state
                 ragged = hidden.reshape(-1, hidden.shape[-1])[index].float()
             if self.pooling == "cls":
                 pooled = ragged[torch.cumsum(lengths, 0) - lengths]
@@ -250,6 +250,13 @@ class Encoder:
                 pooled = sums / lengths[:, None].float()
             vectors = torch.nn.functional.normalize(pooled, p=2, dim=1)
         return vectors.cpu().numpy()
+
+    def _tensors(self, *arrays: np.ndarray) -> list[torch.Tensor]:
+        """The arrays as tensors on the model's device (on a CPU, views of the same memory)."""
+        tensors = [torch.from_numpy(a) for a in arrays]
+        if self.device.type == "cuda":
+            tensors = [t.pin_memory().to(self.device, non_blocking=True) for t in tensors]
+        return tensors
 
     def encode(self, texts: list[str]) -> Encoded:
         tokens = self.tokenizer(texts)
