@@ -2,9 +2,10 @@
 (o) with `--overhead`: the server's own cost per request. The model is replaced by a constant vector
     (the server's --constant_encoder), the server is pinned to one core and wrk to another, against a
     bare uvicorn + httptools + uvloop + orjson ASGI app returning the same body on the same core;
-    v1 and OpenAI requests. Target: >= 50% of the bare app. With `--overhead --fronts N`: N front
-    processes on N cores against one front on one core, wrk on the other cores (N + 1 CPUs at least).
-    Target: >= 0.8 x N x one front.
+    v1 and OpenAI requests, with what each of the server's processes spends per request. Target: >= 50%
+    of the bare app. With `--overhead --fronts N`: N front processes on N cores against one front on one
+    core, wrk on the other cores (on N + 1 CPUs or more; with fewer, a proxy from the CPU each spends per
+    request, see `scaling`). Target: >= 0.8 x N x one front.
 (a) raw in-process encode throughput of the model at its best batch size (the limit),
 (b) an unbatched server (max batch 1: one request per forward pass) under concurrent load,
 (c) this server (adaptive batching) under concurrent load, then at 80% of its saturation (three runs,
@@ -36,10 +37,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
+from modelyard_server.server import FRONT_PROCESS, MODEL_PROCESS
 
 HERE = Path(__file__).resolve().parent
 #: wrk (Debian package `wrk`) drives the closed-loop runs: a C load generator takes far less of this
@@ -271,6 +274,18 @@ class Server:
             time.sleep(0.5)
         raise RuntimeError("server did not become ready")
 
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU seconds (user + system) so far of each of the server's processes, by the name the server
+        gives it (model-owner, http-front-N; the supervisor as such)."""
+        import psutil
+
+        root = psutil.Process(self.proc.pid)
+        seconds = {}
+        for proc in [root, *root.children(recursive=True)]:
+            times = proc.cpu_times()
+            seconds["supervisor" if proc.pid == root.pid else proc.name()] = times.user + times.system
+        return seconds
+
     def stop(self) -> float:
         rss = peak_rss_mib(self.proc.pid)
         self.proc.send_signal(signal.SIGTERM)
@@ -474,24 +489,53 @@ async def open_loop(port: int, rate: float, seconds: float, connections: int = 5
     return {"rps": len(latencies) / elapsed, "sent": i, "p50": q[49] * 1000, "p99": q[98] * 1000, "codes": codes}
 
 
+@dataclass
+class Measured:
+    """One server's share of `alternating`: its median requests/s, and over its measured runs the requests
+    answered and the CPU seconds each of its processes took (Server.cpu_seconds)."""
+
+    rate: float
+    requests: int
+    cpu: dict[str, float]
+
+    def cpu_us(self, prefix: str = "") -> float:
+        """CPU microseconds per request of the processes whose name starts with `prefix` (all: "")."""
+        return sum(v for k, v in self.cpu.items() if k.startswith(prefix)) / max(self.requests, 1) * 1e6
+
+
 def alternating(
     servers: list[Server], concurrency: int, seconds: float, rounds: int, workdir: Path, **wrk: Any
-) -> list[float]:
-    """Median requests/s of each server (wrk_closed_loop with `wrk`'s arguments): each warmed up for a
-    second (first connections, allocator arenas, the interpreter's specialisation), then measured in turn,
-    `rounds` short runs each (`seconds` in all). A shared machine's speed drifts by more than the
-    differences measured, so the runs are short, many and interleaved; the idle servers take no CPU."""
+) -> list[Measured]:
+    """Each server (wrk_closed_loop with `wrk`'s arguments) warmed up for a second (first connections,
+    allocator arenas, the interpreter's specialisation), then measured in turn, `rounds` short runs each
+    (`seconds` in all). A shared machine's speed drifts by more than the differences measured, so the
+    runs are short, many and interleaved; the idle servers take no CPU."""
     for server in servers:
         wrk_closed_loop(server.port, concurrency, 1, workdir, **wrk)
-    runs: list[list[float]] = [[] for _ in servers]
+    rates: list[list[float]] = [[] for _ in servers]
+    measured = [Measured(0.0, 0, {}) for _ in servers]
     for _ in range(rounds):
-        for server, mine in zip(servers, runs, strict=True):
-            mine.append(
-                wrk_closed_loop(server.port, concurrency, max(1.0, seconds / rounds), workdir, **wrk)["requests_per_s"]
-            )
-    for server in servers:
+        for server, mine, total in zip(servers, rates, measured, strict=True):
+            before = server.cpu_seconds()
+            run = wrk_closed_loop(server.port, concurrency, max(1.0, seconds / rounds), workdir, **wrk)
+            for name, spent in server.cpu_seconds().items():
+                total.cpu[name] = total.cpu.get(name, 0.0) + spent - before.get(name, 0.0)
+            total.requests += run["codes"]["total"]
+            mine.append(run["requests_per_s"])
+    for server, mine, total in zip(servers, rates, measured, strict=True):
         server.stop()
-    return [statistics.median(mine) for mine in runs]
+        total.rate = statistics.median(mine)
+    return measured
+
+
+def cpu_line(label: str, m: Measured) -> str:
+    """What a server's processes spent per request, model owner and fronts apart."""
+    fronts = sorted(k for k in m.cpu if k.startswith(FRONT_PROCESS))
+    shares = ", ".join(f"{m.cpu[k] / max(sum(m.cpu[f] for f in fronts), 1e-9):.2f}" for k in fronts)
+    return (
+        f"    {label}: CPU per request {m.cpu_us():.0f} us in all: fronts {m.cpu_us(FRONT_PROCESS):.0f} us "
+        f"(shares of the fronts' CPU {shares}), model owner {m.cpu_us(MODEL_PROCESS):.0f} us"
+    )
 
 
 def load_tools(cpus: int, flags: str) -> None:
@@ -520,33 +564,60 @@ def overhead(seconds: float, concurrency: int, rounds: int) -> None:
             cpus="0",
         )
         mine, theirs = alternating([server, bare], concurrency, seconds, rounds, workdir, route=route, cpus="1")
-        ratio = mine / theirs
+        ratio = mine.rate / theirs.rate
         print(
-            f"(o) {route}: this server {mine:.0f} requests/s, bare ASGI app {theirs:.0f}/s, same {len(reply)}-byte "
-            f"body, one core each, medians of {rounds} alternating runs: ratio {ratio:.2f} "
+            f"(o) {route}: this server {mine.rate:.0f} requests/s, bare ASGI app {theirs.rate:.0f}/s, same "
+            f"{len(reply)}-byte body, one core each, medians of {rounds} alternating runs: ratio {ratio:.2f} "
             f"(target >= 0.50: {'met' if ratio >= 0.5 else 'MISSED'})"
         )
+        print(cpu_line("this server", mine) + f"; the bare app {theirs.cpu_us():.0f} us")
 
 
 def scaling(seconds: float, concurrency: int, rounds: int, fronts: int) -> None:
-    """(o) with --fronts N: the server with a constant encoder and N front processes on cores 0..N-1
-    against the same server with one front on core 0, wrk on the remaining cores (one thread each),
-    `alternating`. Target: N fronts >= 0.8 x N x one front."""
-    load_tools(fronts + 1, f"--overhead --fronts {fronts}")
+    """(o) with --fronts N: the server with a constant encoder and N front processes against the same
+    server with one front on core 0, `alternating`. Target: N fronts >= 0.8 x N x one front.
+
+    With N + 1 CPUs or more, measured: the N fronts on cores 0..N-1, wrk on the others (one thread each).
+    With fewer (2 to N), a proxy from CPU accounting: wrk shares the cores, and what is compared is what a
+    request costs: on N cores of its own, the server would answer at most N / (its CPU per request), and
+    no more than its one model owner's thread allows (1 / the owner's CPU per request); one front on one
+    core answers 1 / (its CPU per request). Their ratio is judged. What the proxy cannot see: contention
+    for memory bandwidth and caches between cores, and fronts left without connections (the fronts'
+    shares of the CPU are printed for that)."""
     cpus = sorted(os.sched_getaffinity(0))
+    proxy = len(cpus) < fronts + 1
+    load_tools(2 if proxy else fronts + 1, f"--overhead --fronts {fronts}")
     workdir = Path(tempfile.mkdtemp(prefix="modelyard-scaling-"))
-    common = ("--constant_encoder", "--max_queue", str(4 * concurrency))
+    # One pass at a time, as on a GPU: on N CPUs the server would otherwise run N passes at once on
+    # threads (what suits a model on a CPU), and hand each constant pass to a thread and back.
+    common = ("--constant_encoder", "--model_instances", "1", "--max_queue", str(4 * concurrency))
     one = Server(18192, *common, "--workers", "1", cpus=str(cpus[0]))
     many = Server(18193, *common, "--workers", str(fronts), cpus=",".join(str(c) for c in cpus[:fronts]))
-    load = ",".join(str(c) for c in cpus[fronts:])
-    single, several = alternating(
-        [one, many], concurrency, seconds, rounds, workdir, cpus=load, threads=len(cpus) - fronts
-    )
-    ratio = several / (fronts * single)
+    wrk: dict[str, Any] = {}
+    if not proxy:
+        wrk = {"cpus": ",".join(str(c) for c in cpus[fronts:]), "threads": len(cpus) - fronts}
+    single, several = alternating([one, many], concurrency, seconds, rounds, workdir, **wrk)
+    print(cpu_line("one front", single))
+    print(cpu_line(f"{fronts} fronts", several))
+    if not proxy:
+        ratio = several.rate / (fronts * single.rate)
+        print(
+            f"(o) v1, {fronts} fronts on {fronts} cores: {several.rate:.0f} requests/s; one front on one core: "
+            f"{single.rate:.0f}/s; {several.rate / single.rate:.2f} times one front, {ratio:.2f} of {fronts} x one "
+            f"front, medians of {rounds} alternating runs (target >= 0.80: {'met' if ratio >= 0.8 else 'MISSED'})"
+        )
+        return
+    one_core = 1e6 / single.cpu_us()
+    by_cores, by_owner = fronts * 1e6 / several.cpu_us(), 1e6 / several.cpu_us(MODEL_PROCESS)
+    ratio = min(by_cores, by_owner) / (fronts * one_core)
     print(
-        f"(o) v1, {fronts} fronts on {fronts} cores: {several:.0f} requests/s; one front on one core: {single:.0f}/s; "
-        f"{several / single:.2f} times one front, {ratio:.2f} of {fronts} x one front, medians of {rounds} "
-        f"alternating runs (target >= 0.80: {'met' if ratio >= 0.8 else 'MISSED'})"
+        f"(o) v1, {fronts} fronts, proxy from CPU per request ({len(cpus)} CPUs, wrk beside the servers): one "
+        f"front on one core answers {one_core:.0f} requests/s by its CPU per request (measured "
+        f"{single.rate:.0f}/s); {fronts} fronts on {fronts} cores of their own would answer "
+        f"{by_cores:.0f}/s by theirs (measured on the shared cores: {several.rate:.0f}/s), and the model "
+        f"owner's thread allows {by_owner:.0f}/s: "
+        f"{ratio:.2f} of {fronts} x one front, medians of {rounds} alternating runs "
+        f"(target >= 0.80: {'met' if ratio >= 0.8 else 'MISSED'}; a proxy: measure it on {fronts + 1} CPUs)"
     )
 
 
@@ -565,7 +636,8 @@ def main() -> None:
         type=int,
         default=0,
         metavar="N",
-        help="(o): N front processes on N cores against one front on one core (needs N + 1 CPUs)",
+        help="(o): N front processes on N cores against one front on one core (on fewer than N + 1 CPUs, a proxy "
+        "from CPU per request)",
     )
     parser.add_argument(
         "--server-cpus",

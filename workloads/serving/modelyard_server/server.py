@@ -8,7 +8,8 @@ Processes (the way Hugging Face TEI, Infinity and Triton split them):
 - `--workers` front processes (front.py, dispatch.py), by default one per CPU the pod may use: HTTP,
   validation and tokenization, sharing the listening socket; token ids go to the model owner through
   shared memory (channel.py), vectors come back the same way.
-Metrics are prometheus_client's multiprocess mode: one `/metrics`, every process's series.
+Metrics are prometheus_client's multiprocess mode: one `/metrics`, every process's series. `ps` and `top`
+in the pod name them: model-owner, http-front-0, http-front-1, ...
 
 On SIGTERM the fronts stop accepting connections and answer what they hold (anything new on an open
 connection gets 503 + Retry-After); the model owner exits once every front has; the supervisor exits 0.
@@ -171,6 +172,18 @@ def batching_for_device(args: argparse.Namespace, cpus: int) -> tuple[str, int |
     return device, max(1, cpus // args.model_instances)
 
 
+#: What `ps`, `top` and /proc/PID/comm call the model owner and front I (Linux keeps 15 characters).
+MODEL_PROCESS = "model-owner"
+FRONT_PROCESS = "http-front-"
+
+
+def name_process(name: str) -> None:
+    """This process's name as `ps` and `top` show it, so an operator in the pod (and bench.py's CPU
+    accounting) can tell the model owner from the fronts; a no-op where /proc is not Linux's."""
+    with contextlib.suppress(OSError), open("/proc/self/comm", "w") as comm:
+        comm.write(name[:15])
+
+
 class SettingsError(Exception):
     """Settings that cannot work together; the message says which and what would."""
 
@@ -271,12 +284,14 @@ def main(argv: list[str] | None = None) -> int:
     ctx = multiprocessing.get_context("fork")
 
     def engine_entry() -> None:
+        name_process(MODEL_PROCESS)
         listener.close()
         for _, front_end in pairs:
             front_end.close()
         engine_main(engine_settings, blocks, [engine_end for engine_end, _ in pairs])
 
     def front_entry(i: int) -> None:
+        name_process(f"{FRONT_PROCESS}{i}")
         for j, (engine_end, front_end) in enumerate(pairs):
             engine_end.close()
             if j != i:

@@ -133,6 +133,19 @@ def test_after_sigterm_no_new_connections(tmp_path: Path) -> None:
         pass
 
 
+def test_ps_tells_the_model_owner_from_the_fronts(tmp_path: Path) -> None:
+    import psutil
+
+    server = start(tmp_path, "--workers", "3", "--constant_encoder")
+    try:
+        children = psutil.Process(server.proc.pid).children()
+        # multiprocessing's resource tracker (it unlinks the shared memory should the supervisor die) aside
+        names = sorted(c.name() for c in children if "resource_tracker" not in " ".join(c.cmdline()))
+        assert names == ["http-front-0", "http-front-1", "http-front-2", "model-owner"]
+    finally:
+        assert stop(server) == 0
+
+
 def test_metric_names_and_buckets_match_the_platform() -> None:
     """The dashboards and alerts (platform/signals.py) read exactly what this server exports."""
     sys.path.insert(0, str(REPO))
