@@ -260,17 +260,33 @@ def compare(base: Side, head: Side, base_details: Details, head_details: Details
 
 
 class _Forked:
-    """A Document read and summarised in a child process, asked for what the comparison needs."""
+    """A Document read and summarised in a child process, asked for what the comparison needs.
+
+    A terminal's Ctrl-C reaches both processes. SIGINT is held back across the fork, so that it lands in
+    neither while the fork is half done: not in the child while the interpreter is still setting itself
+    up there (Python printed that as an "Exception ignored" traceback), and not in the parent before
+    anything owns the child (which was then left unreaped). Each side lets it in again (`interruptible`)
+    where an interruption is handled: the child in `_serve`, the parent inside the `try` whose `finally`
+    closes the child."""
 
     def __init__(self, read: Callable[[], Preview]):
         self.conn, child = multiprocessing.Pipe()
         sys.stdout.flush()
         sys.stderr.flush()
-        self.pid = os.fork()
+        self.mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            self.pid = os.fork()
+        except BaseException:
+            self.interruptible()
+            raise
         if self.pid == 0:  # pragma: no cover (the child; its work is seen through the parent)
             self.conn.close()
-            os._exit(_serve(child, read))
+            os._exit(_serve(child, read, self.interruptible))
         child.close()
+
+    def interruptible(self) -> None:
+        """SIGINT let in again, as it was before the fork (a Ctrl-C that came meanwhile lands now)."""
+        signal.pthread_sigmask(signal.SIG_SETMASK, self.mask)
 
     def ask(self, message: Any = None) -> Any:
         if message is not None:
@@ -296,9 +312,10 @@ class _Forked:
             os.waitpid(self.pid, 0)
 
 
-def _serve(conn: Any, read: Callable[[], Preview]) -> int:
+def _serve(conn: Any, read: Callable[[], Preview], interruptible: Callable[[], None]) -> int:
     """The child's side of _Forked: read, say the stack's name, summarise, give the details asked for."""
     try:
+        interruptible()
         try:
             document = Document(read())
             conn.send(("env", document.env))
@@ -328,6 +345,7 @@ def compare_previews(
         return compare(base.side(config, env), head.side(config, env), base.details, head.details)
     forked = _Forked(read_base)
     try:
+        forked.interruptible()
         head = Document(read_head())
         base_env = forked.ask()
         env = head.env or base_env
