@@ -502,10 +502,6 @@ def front_main(
             dispatcher.draining = True
             super().handle_exit(sig, frame)
 
-    # uvicorn re-raises the signal it caught once it has shut down; handlers that do nothing let the
-    # process end with status 0 after a clean drain.
-    signal.signal(signal.SIGTERM, lambda *_: None)
-    signal.signal(signal.SIGINT, lambda *_: None)
     config = uvicorn.Config(
         app,
         log_config=None,
@@ -520,8 +516,16 @@ def front_main(
         # Client addresses are not used (no access log, no per-client logic): skip X-Forwarded-* parsing.
         proxy_headers=False,
     )
+    server = DrainingServer(config)
+    # The supervisor held SIGTERM and SIGINT back while this process started; from here they reach the
+    # server (uvicorn sets the same handler while it runs), so a SIGTERM that came during start-up
+    # drains it as soon as it listens. uvicorn raises the signal it caught again once it has shut down;
+    # this handler takes it, and the process ends with status 0 after a clean drain.
+    signal.signal(signal.SIGTERM, server.handle_exit)
+    signal.signal(signal.SIGINT, server.handle_exit)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
     # Everything loaded so far lives as long as the process: keep the cyclic collector off it.
     gc.collect()
     gc.freeze()
-    DrainingServer(config).run(sockets=[listener])
+    server.run(sockets=[listener])
     log.info("front %d: drained", index)

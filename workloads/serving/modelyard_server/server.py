@@ -172,6 +172,8 @@ def batching_for_device(args: argparse.Namespace, cpus: int) -> tuple[str, int |
     return device, max(1, cpus // args.model_instances)
 
 
+#: The signals that stop the server (the kubelet's SIGTERM; a terminal's Ctrl-C, to the process group).
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 #: What `ps`, `top` and /proc/PID/comm call the model owner and front I (Linux keeps 15 characters).
 MODEL_PROCESS = "model-owner"
 FRONT_PROCESS = "http-front-"
@@ -301,12 +303,19 @@ def main(argv: list[str] | None = None) -> int:
         dispatcher = Dispatcher(dispatch_settings, tokenizer, blocks[i], pairs[i][1])
         front_main(i, front_settings, dispatcher, listener, args.grace_period, args.keep_alive_timeout)
 
-    engine = ctx.Process(target=engine_entry, name="model")
-    engine.start()
-    for i in range(workers):
-        p = ctx.Process(target=front_entry, args=(i,), name=f"front-{i}")
-        p.start()
-        fronts.append(p)
+    # SIGTERM and SIGINT are held back while the children start. Each child lets them in once its own
+    # handlers are set (until then it has this process's, and a SIGTERM that came in between was lost:
+    # the server never exited), and this process once every child is known to pass them on to.
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        engine = ctx.Process(target=engine_entry, name="model")
+        engine.start()
+        for i in range(workers):
+            p = ctx.Process(target=front_entry, args=(i,), name=f"front-{i}")
+            p.start()
+            fronts.append(p)
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     listener.close()
     for engine_end, front_end in pairs:
         engine_end.close()

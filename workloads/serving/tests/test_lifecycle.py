@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -74,6 +76,43 @@ def test_sigterm_drains_in_flight_requests_and_exits_0(tmp_path: Path) -> None:
     assert sum(r.status_code == 200 for r in answered) >= 1
     log = server.log.read_text()
     assert "draining" in log and "drained, exiting" in log
+
+
+@pytest.mark.parametrize("children", [2, 3, 4, 5])
+def test_sigterm_while_the_server_starts_stops_it_with_0(tmp_path: Path, children: int) -> None:
+    """The kubelet may stop a pod at any moment, start-up included: a SIGTERM sent as soon as the
+    supervisor has `children` child processes (multiprocessing's resource tracker, then the model owner,
+    then three fronts) ends the server, every process, with status 0.
+    Before the supervisor held the signal back while it forked, a front that got it before its own
+    handler was set lost it, and the server never exited."""
+    import psutil
+
+    log = tmp_path / "server.log"
+    proc = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "modelyard_server", "--http_port", "0", "--host", "127.0.0.1"),
+            *("--workers", "3", "--constant_encoder"),
+        ],
+        cwd=SERVING,
+        env={**os.environ, "PYTHONPATH": str(SERVING)},
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    supervisor = psutil.Process(proc.pid)
+    deadline = time.time() + 60
+    while len(supervisor.children()) < children and proc.poll() is None and time.time() < deadline:
+        pass
+    everyone = supervisor.children(recursive=True)
+    proc.send_signal(signal.SIGTERM)
+    try:
+        code = proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        for p in [supervisor, *supervisor.children(recursive=True)]:
+            p.kill()
+        raise AssertionError(f"still running 30 s after SIGTERM:\n{log.read_text()[-2000:]}") from None
+    assert code == 0, log.read_text()[-2000:]
+    _, alive = psutil.wait_procs(everyone, timeout=10)  # multiprocessing's resource tracker ends on its own
+    assert not alive
 
 
 def test_a_request_whose_client_went_away_is_not_computed(tmp_path: Path) -> None:
