@@ -8,8 +8,8 @@ Processes (the way Hugging Face TEI, Infinity and Triton split them):
 - `--workers` front processes (front.py, dispatch.py), by default one per CPU the pod may use: HTTP,
   validation and tokenization, sharing the listening socket; token ids go to the model owner through
   shared memory (channel.py), vectors come back the same way.
-Metrics are prometheus_client's multiprocess mode: one `/metrics`, every process's series. `ps` and `top`
-in the pod name them: model-owner, http-front-0, http-front-1, ...
+Metrics are prometheus_client's multiprocess mode: one `/metrics`, every process's series. The processes
+name themselves (/proc/PID/comm, what `ps` and `top` show): model-owner, http-front-0, http-front-1, ...
 
 On SIGTERM the fronts stop accepting connections and answer what they hold (anything new on an open
 connection gets 503 + Retry-After); the model owner exits once every front has; the supervisor exits 0.
