@@ -677,6 +677,8 @@ def main() -> None:
         return
     if args.fronts < 0 or (args.fronts and not args.overhead):
         parser.error(f"--fronts takes a number of fronts, 1 or more, with --overhead (got {args.fronts})")
+    if args.overhead and (args.server_cpus is not None or args.device_phases):
+        parser.error("--server-cpus and --device-phases are for the full run; --overhead places its own processes")
     if args.overhead:
         if args.fronts:
             scaling(args.seconds, args.concurrency, args.rounds, args.fronts)

@@ -33,6 +33,7 @@ import numpy as np
 
 from .channel import DONE, FAILED, JOB, MESSAGE, READY, SlotBlock
 from .dispatch import FLUSH_SECONDS
+from .server import STOP_SIGNALS
 from .tokenizer import Tokens
 
 log = logging.getLogger("modelyard_server.engine")
@@ -307,7 +308,7 @@ def engine_main(settings: EngineSettings, blocks: list[SlotBlock], sockets: list
     # The supervisor decides when to stop; this process ends when the fronts have all gone.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})  # held back by the supervisor
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # held back by the supervisor
     if settings.constant:
         forward = constant_forward(settings.dimensions, settings.max_batch_size)
         log.info("model owner: constant vectors (benchmark mode), %d fronts", len(sockets))

@@ -35,6 +35,7 @@ import orjson
 
 from . import __version__, metrics
 from .dispatch import Dispatcher, ModelFailed, Overloaded
+from .server import STOP_SIGNALS
 from .validation import BadRequest, Limits, openai_request, v1_texts, v2_request
 
 log = logging.getLogger("modelyard_server.front")
@@ -521,9 +522,9 @@ def front_main(
     # server (uvicorn sets the same handler while it runs), so a SIGTERM that came during start-up
     # drains it as soon as it listens. uvicorn raises the signal it caught again once it has shut down;
     # this handler takes it, and the process ends with status 0 after a clean drain.
-    signal.signal(signal.SIGTERM, server.handle_exit)
-    signal.signal(signal.SIGINT, server.handle_exit)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
+    for stop in STOP_SIGNALS:
+        signal.signal(stop, server.handle_exit)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     # Everything loaded so far lives as long as the process: keep the cyclic collector off it.
     gc.collect()
     gc.freeze()

@@ -35,7 +35,8 @@ class RunningServer:
         return f"http://127.0.0.1:{self.port}"
 
 
-def start(tmp: Path, *args: str) -> RunningServer:
+def spawn(tmp: Path, *args: str) -> RunningServer:
+    """The server process, started and not waited for."""
     port = free_port()
     log = tmp / f"server-{port}.log"
     proc = subprocess.Popen(
@@ -45,13 +46,20 @@ def start(tmp: Path, *args: str) -> RunningServer:
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
     )
+    return RunningServer(proc, port, log)
+
+
+def start(tmp: Path, *args: str) -> RunningServer:
+    """The server process, once it answers ready."""
+    server = spawn(tmp, *args)
+    proc, port, log = server.proc, server.port, server.log
     deadline = time.time() + 180
     while time.time() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"server exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
         try:
             if httpx.get(f"http://127.0.0.1:{port}/v2/health/ready", timeout=1).status_code == 200:
-                return RunningServer(proc, port, log)
+                return server
         except httpx.HTTPError:
             pass
         time.sleep(0.3)

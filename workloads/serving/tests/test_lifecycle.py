@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
 import sys
@@ -12,7 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import SERVING, metrics_with, start, stop
+from conftest import SERVING, metrics_with, spawn, start, stop
 
 REPO = SERVING.parent.parent
 
@@ -87,17 +86,8 @@ def test_sigterm_while_the_server_starts_stops_it_with_0(tmp_path: Path, childre
     handler was set lost it, and the server never exited."""
     import psutil
 
-    log = tmp_path / "server.log"
-    proc = subprocess.Popen(
-        [
-            *(sys.executable, "-m", "modelyard_server", "--http_port", "0", "--host", "127.0.0.1"),
-            *("--workers", "3", "--constant_encoder"),
-        ],
-        cwd=SERVING,
-        env={**os.environ, "PYTHONPATH": str(SERVING)},
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-    )
+    server = spawn(tmp_path, "--workers", "3", "--constant_encoder")
+    proc, log = server.proc, server.log
     supervisor = psutil.Process(proc.pid)
     deadline = time.time() + 60
     while len(supervisor.children()) < children and proc.poll() is None and time.time() < deadline:
