@@ -125,18 +125,12 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def _check_pools(w: Any, outputs: dict[str, Any], env: str, source: str) -> None:
-    """Every GPU pool the catalog names exists in the platform plan (under `pulumi up` the program
-    checks the same against the StackReference)."""
+    """Every GPU pool the catalog names exists in the platform plan and can hold its models' pods (under
+    `pulumi up` the program checks the same against the StackReference)."""
     from modelyard.validation import ConfigError
-    from modelyard.workloads.catalog import CATALOG
+    from modelyard.workloads.catalog import placement_problems
 
-    pools = [p.get("name") for p in outputs.get("gpuPools") or []]
-    problems = [
-        f"{CATALOG}.models[{i}].resources.gpu.pool: no such GPU pool in the {env} platform stack "
-        f"(pools: {', '.join(map(str, pools))}) (got {m.resources.gpu.pool!r})"
-        for i, m in enumerate(w.catalog.models)
-        if m.resources.gpu and m.resources.gpu.pool not in pools
-    ]
+    problems = placement_problems(w.catalog, outputs.get("gpuPools"), env)
     if problems:
         raise ConfigError(env, w.catalog_path.name, problems)
 

@@ -119,7 +119,7 @@ def slo(prom: Prometheus, model: str | None = None) -> Result:
         for w in conventions.SLI_WINDOWS
     }
     period_w = conventions.BUDGET_PERIOD
-    errors = f'sum by (namespace, model) (rate({signals.REQUESTS_TOTAL}{{code=~"5.."}}[{period_w}]))'
+    errors = f'sum by (namespace, model) (rate({signals.REQUESTS_TOTAL}{{code=~"{signals.ERROR_CODES}"}}[{period_w}]))'
     total = f"sum by (namespace, model) (rate({signals.REQUESTS_TOTAL}[{period_w}]))"
     period = prom.scalar_by(f"({errors} or {total} * 0) / {total}", "namespace", "model")
     rows, problem = [], False
@@ -239,7 +239,8 @@ def canary(prom: Prometheus, model: str, window: str = "30m", min_requests: int 
     if (canary_isvc,) not in totals:
         raise OpsError(f"model {model!r} has no canary receiving traffic (no {canary_isvc} in the last {window})")
     errors = prom.scalar_by(
-        f'sum by (inferenceservice) (increase({signals.REQUESTS_TOTAL}{{{where}, code=~"5.."}}[{window}]))',
+        f"sum by (inferenceservice) (increase({signals.REQUESTS_TOTAL}"
+        f'{{{where}, code=~"{signals.ERROR_CODES}"}}[{window}]))',
         "inferenceservice",
     )
     p99 = prom.scalar_by(

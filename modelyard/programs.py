@@ -33,8 +33,8 @@ from modelyard.platform.cert_manager import NAMESPACE as CERT_MANAGER_NAMESPACE
 from modelyard.platform.cert_manager import CertManager, CertManagerArgs
 from modelyard.platform.gpu import NAMESPACE as NVIDIA_NAMESPACE
 from modelyard.platform.gpu import NvidiaGpu, NvidiaGpuArgs
+from modelyard.platform.kserve import KSERVE_MIRRORS, KServe, KServeArgs
 from modelyard.platform.kserve import NAMESPACE as KSERVE_NAMESPACE
-from modelyard.platform.kserve import KServe, KServeArgs
 from modelyard.platform.monitoring import NAMESPACE as MONITORING_NAMESPACE
 from modelyard.platform.monitoring import PROMETHEUS_URL, Monitoring, MonitoringArgs
 from modelyard.platform.network_policy import NetworkPolicies, NetworkPoliciesArgs
@@ -124,7 +124,12 @@ def platform_program(cfg: PlatformConfig) -> None:
     )
     registry = ImageRegistry(
         "registry",
-        ImageRegistryArgs(env=cfg.env, account=account, deletion_protection=cfg.deletion_protection),
+        ImageRegistryArgs(
+            env=cfg.env,
+            account=account,
+            deletion_protection=cfg.deletion_protection,
+            mirrors=KSERVE_MIRRORS,
+        ),
         opts=with_aws,
     )
 
@@ -197,6 +202,7 @@ def platform_program(cfg: PlatformConfig) -> None:
             model_namespace=cfg.serving.model_namespace,
             model_pull_service_account=cfg.serving.model_pull_service_account,
             model_pull_role_arn=store.model_pull_role_arn,
+            mirror_urls=registry.mirror_urls,
             depends_on=[cert_manager.release],
         ),
         opts=with_both,

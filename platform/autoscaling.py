@@ -1,9 +1,12 @@
 """KEDA: scales GPU predictors on the serving signal.
 
-KServe hands a predictor to KEDA when its InferenceService carries `serving.kserve.io/autoscalerClass:
-keda` and an `autoScaling` block (workloads/models.py); KEDA then runs a ScaledObject whose Prometheus
-trigger reads `modelyard_inflight_texts` per replica. A GPU predictor's CPU is idle while its GPU
-is busy or not, so the HPA on CPU (KServe's default) either never scales it or scales it on noise.
+A GPU predictor's InferenceService carries `serving.kserve.io/autoscalerClass: external`, so KServe makes
+no HPA for it, and the workloads stack creates a KEDA ScaledObject for its Deployment (workloads/models.py)
+whose Prometheus trigger reads `modelyard_inflight_texts` per replica and falls back to a fixed floor
+when the signal is missing. KServe's own KEDA class (v0.16.0) builds a ScaledObject with no fallback,
+which freezes or drops a loaded predictor to its minimum when Prometheus fails. A GPU predictor's CPU is
+idle while its GPU is busy or not, so the HPA on CPU (KServe's default) either never scales it or
+scales it on noise.
 """
 
 from __future__ import annotations

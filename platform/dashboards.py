@@ -132,10 +132,11 @@ def serving() -> Dashboard:
             Panel("Requests per second", (Target(f"{by} ({requests})", "{{model}} {{model_version}}"),), "reqps"),
             Panel("Latency p50 / p95 / p99", (_quantile("0.5"), _quantile("0.95"), _quantile("0.99")), "s"),
             Panel(
-                "Error ratio (5xx)",
+                "Error ratio (5xx, 429, 404)",
                 (
                     Target(
-                        f'{by} (rate({s.REQUESTS_TOTAL}{{{_MODEL}, code=~"5.."}}[{_RATE}]))\n/ {by} ({requests})',
+                        f'{by} (rate({s.REQUESTS_TOTAL}{{{_MODEL}, code=~"{s.ERROR_CODES}"}}[{_RATE}]))'
+                        f"\n/ {by} ({requests})",
                         "{{model}} {{model_version}}",
                     ),
                 ),

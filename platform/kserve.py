@@ -10,6 +10,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 from modelyard.infra.nodes import SYSTEM_POOL_LABEL
 from modelyard.platform.common import CONTAINER_SECURITY, helm_release, namespace, resources
+from modelyard.policies.governance import kserve as upstream
 
 from modelyard.config import IngressConfig
 
@@ -28,6 +29,15 @@ STORAGE_INITIALIZER_SECURITY: Mapping[str, Any] = {
     "capabilities": {"drop": ["ALL"]},
     "seccompProfile": {"type": "RuntimeDefault"},
 }
+#: Upstream images KServe injects into model pods, by values key, mirrored into the platform's ECR (infra/ecr.py):
+#: the storage initializer and each serving runtime the catalog's model formats select.
+KSERVE_MIRRORS: Mapping[str, str] = {
+    "kserve.storage": str(upstream.STORAGE_DEFAULTS["image"]),
+    **{f"kserve.servingruntime.{key}": image for _, key, image, _ in upstream.RUNTIMES.values()},
+}
+#: Runtimes of the chart that no catalog model format selects: disabled, so none of their unmirrored images
+#: can be chosen (mlserver would be auto-selected for protocol v2; multinode needs the -gpu image).
+DISABLED_RUNTIMES = ("mlserver", "pmmlserver", "paddleserver", "huggingfaceserver_multinode")
 #: Defaults for model containers that state no resources (a LimitRange in the model namespace).
 MODEL_DEFAULT_RESOURCES = resources("500m", "1Gi", "2", "4Gi")
 
@@ -64,6 +74,8 @@ class KServeArgs:
     model_namespace: str
     model_pull_service_account: str
     model_pull_role_arn: pulumi.Input[str]
+    #: The ECR mirror of each image in KSERVE_MIRRORS, by the same key.
+    mirror_urls: Mapping[str, pulumi.Input[str]]
     #: cert-manager must issue the webhook certificates before KServe starts.
     depends_on: Sequence[pulumi.Resource] = ()
 
@@ -95,7 +107,18 @@ class KServe(pulumi.ComponentResource):
                         "resources": resources("100m", "300Mi", "1", "1Gi"),
                         "containerSecurityContext": {**CONTAINER_SECURITY, "privileged": False, "runAsNonRoot": True},
                     },
-                    "storage": {"containerSecurityContext": dict(STORAGE_INITIALIZER_SECURITY)},
+                    "storage": {
+                        "image": args.mirror_urls["kserve.storage"],
+                        "tag": upstream.STORAGE_DEFAULTS["tag"],
+                        "containerSecurityContext": dict(STORAGE_INITIALIZER_SECURITY),
+                    },
+                    "servingruntime": {
+                        **{
+                            key: {"image": args.mirror_urls[f"kserve.servingruntime.{key}"], "tag": tag}
+                            for _, key, _, tag in upstream.RUNTIMES.values()
+                        },
+                        **{key: {"disabled": True} for key in DISABLED_RUNTIMES},
+                    },
                 },
             },
             opts=pulumi.ResourceOptions(parent=self, depends_on=[crds, *args.depends_on]),

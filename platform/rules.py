@@ -126,8 +126,8 @@ def slo_groups() -> list[RuleGroup]:
     records: list[Record] = []
     for w in SLI_WINDOWS:
         total = _by(per_model, f"rate({s.REQUESTS_TOTAL}[{w}])")
-        errors = _by(per_model, f'rate({s.REQUESTS_TOTAL}{{code=~"5.."}}[{w}])')
-        # `or ... * 0`: a model with traffic and no 5xx has an error ratio of 0, not no value.
+        errors = _by(per_model, f'rate({s.REQUESTS_TOTAL}{{code=~"{s.ERROR_CODES}"}}[{w}])')
+        # `or ... * 0`: a model with traffic and no error has an error ratio of 0, not no value.
         records.append(Record(c.sli_ratio("errors", w), f"({errors}\nor {total} * 0)\n/ {total}"))
         fast = _by(
             per_model,
@@ -154,9 +154,9 @@ def slo_groups() -> list[RuleGroup]:
             burn("errors", s.SLO_AVAILABILITY, PAGE_BURNS),
             "critical",
             f"{model} is burning its availability error budget fast",
-            f"{model} answers {{{{ $value | humanizePercentage }}}} of requests with a 5xx: at least 14.4x the "
-            "budget rate over 1h (and 5m) or 6x over 6h (and 30m). At this pace a 30-day budget is gone in "
-            "about two to five days.",
+            f"{model} answers {{{{ $value | humanizePercentage }}}} of requests with an error (5xx, 429, or 404 "
+            "for its own name): at least 14.4x the budget rate over 1h (and 5m) or 6x over 6h (and 30m). At "
+            "this pace a 30-day budget is gone in about two to five days.",
             for_="2m",
         ),
         Alert(
@@ -164,8 +164,8 @@ def slo_groups() -> list[RuleGroup]:
             burn("errors", s.SLO_AVAILABILITY, TICKET_BURNS),
             "warning",
             f"{model} is using its availability error budget faster than it refills",
-            f"{model} has answered {{{{ $value | humanizePercentage }}}} of requests with a 5xx over 3 days "
-            "(and still over the last 6h), above its SLO's budget rate.",
+            f"{model} has answered {{{{ $value | humanizePercentage }}}} of requests with an error (5xx, 429, 404) "
+            "over 3 days (and still over the last 6h), above its SLO's budget rate.",
             for_="1h",
         ),
         Alert(

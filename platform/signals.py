@@ -28,6 +28,12 @@ QUEUE_DEPTH: Final = "modelyard_queue_depth"
 #: Gauge of items accepted and not yet answered (queued or in a forward pass): the autoscaling signal
 #: of GPU predictors (workloads/models.py) and the dashboards' load per replica.
 IN_FLIGHT: Final = "modelyard_inflight_texts"
+#: The `code` values that count against a model's availability (a regex for `code=~`): what its clients see
+#: as the model failing them. Every 5xx (503 for a full queue or a draining pod among them), 429 (refused
+#: for load), and 404: the server answers 404 only for a model name it does not serve, and what reaches a
+#: model's pods is addressed to the catalog's name, so a 404 there is a route or a canary answering for
+#: another name. A client's own bad input (400, 405, 413, 415, 422) stays out.
+ERROR_CODES: Final = "5..|429|404"
 #: Counter of requests refused before work started, by `reason` (queue_full, draining, model_unavailable).
 REJECTED_TOTAL: Final = "modelyard_rejected_requests_total"
 #: Latency buckets of REQUEST_DURATION, as the Python client renders `le` (a latency SLO threshold

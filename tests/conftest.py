@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import yaml
+from modelyard.workloads.catalog import WORKLOADS_KEY, parse_workloads
 
 from modelyard.config import FULL_KEY
 from modelyard.plan.digest import build_digest
@@ -84,3 +85,40 @@ def plan_with() -> Callable[..., Plan]:
 
 def bad_config_files() -> Iterator[Path]:
     yield from sorted((Path(__file__).parent / "fixtures" / "bad_config").glob("*.yaml"))
+
+
+def plan_all(env: str, catalog: dict[str, Any] | None = None, tmp: Path | None = None) -> Plan:
+    """Both projects of `env`, the workloads stack reading the platform plan's outputs."""
+    platform = PROJECTS["platform"]
+    raw = yaml.safe_load(platform.stack_file(env).read_text())["config"]
+    cfg = parse_platform_config(raw["modelyard:platform"], stack=env, source="x")
+    first = run_program(platform, env, cfg, raw, region=cfg.region)
+    project = PROJECTS["workloads"]
+    wraw = yaml.safe_load(project.stack_file(env).read_text())["config"]
+    directory = project.directory
+    if catalog is not None:
+        assert tmp is not None
+        (tmp / "catalog.yaml").write_text(yaml.safe_dump(catalog))
+        wraw[WORKLOADS_KEY] = {**wraw[WORKLOADS_KEY], "catalog": "catalog.yaml"}
+        directory = tmp
+    w = parse_workloads(wraw, stack=env, source="x", directory=directory)
+    second = run_program(
+        project, env, w, wraw, region=cfg.region, stack_outputs={w.config.platform_stack: first.outputs}
+    )
+    return Plan(build_digest([first, second], env=env))
+
+
+@pytest.fixture(scope="session")
+def all_plans() -> dict[str, Plan]:
+    """Both projects of every shipped environment, planned once."""
+    return {env: plan_all(env) for env in ENVS}
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """The conformance figures: how much of the plan was held to upstream's behaviour in this run."""
+    from support import COUNTS
+
+    if COUNTS:
+        terminalreporter.section("conformance: the plan held to what the cluster will do")
+        for what in sorted(COUNTS):
+            terminalreporter.write_line(f"{COUNTS[what]:6d}  {what}")

@@ -65,11 +65,9 @@ def listed(section: str) -> dict[str, dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def plans() -> dict[str, Plan]:
+def plans(all_plans: dict[str, Plan]) -> dict[str, Plan]:
     """Both projects of every environment: what the blueprint creates."""
-    from test_workloads import plan_all
-
-    return {env: plan_all(env) for env in ENVS}
+    return all_plans
 
 
 def test_every_aws_type_the_plans_create_has_its_terraform_type(plans: dict[str, Plan]) -> None:

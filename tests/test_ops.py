@@ -5,8 +5,6 @@ moto for AWS Budgets. No mocked Prometheus client."""
 from __future__ import annotations
 
 import json
-import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -17,6 +15,7 @@ import requests
 import yaml
 from modelyard.platform import rules
 from moto import mock_aws
+from support import free_port, prometheus_server
 from test_rules import TEST_PARAMS
 
 from modelyard.cli import main
@@ -100,16 +99,8 @@ def openmetrics(now: int) -> str:
     return "\n".join(line for lines in families.values() for line in lines) + "\n# EOF\n"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    for tool in ("prometheus", "promtool"):
-        assert shutil.which(tool), f"{tool} is missing: install Debian's prometheus package (make test does)"
     tmp = tmp_path_factory.mktemp("prom")
     (tmp / "series.om").write_text(openmetrics(int(time.time())))
     subprocess.run(
@@ -122,21 +113,7 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     (tmp / "prometheus.yml").write_text(
         yaml.safe_dump({"global": {"evaluation_interval": "1s"}, "rule_files": ["rules.yaml"]})
     )
-    port = free_port()
-    log = (tmp / "prometheus.log").open("wb")
-    proc = subprocess.Popen(
-        [
-            "prometheus",
-            "--config.file=prometheus.yml",
-            "--storage.tsdb.path=data",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        cwd=tmp,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
+    with prometheus_server(tmp) as (url, log):
         deadline = time.time() + 60
         while time.time() < deadline:
             try:
@@ -152,13 +129,8 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                 pass
             time.sleep(0.5)
         else:
-            raise AssertionError(
-                "Prometheus did not evaluate the rules in 60 s:\n" + (tmp / "prometheus.log").read_text()[-3000:]
-            )
+            raise AssertionError("Prometheus did not evaluate the rules in 60 s:\n" + log.read_text()[-3000:])
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 def ops(url: str, *args: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, dict]:  # type: ignore[type-arg]

@@ -12,18 +12,15 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import ENVS, Plan
+from conftest import ENVS, Plan, plan_all
 from modelyard.platform import rules
 from modelyard.policies.governance import pod_security
-from modelyard.workloads.catalog import WORKLOADS_KEY, load_workloads, parse_catalog, parse_workloads
+from modelyard.workloads.catalog import WORKLOADS_KEY, load_workloads, parse_catalog
 from modelyard.workloads.models import slo_rule_groups
 from test_rules import promtool
 
 from modelyard.cli import main
-from modelyard.plan.digest import build_digest
-from modelyard.plan.engine import run_program
 from modelyard.programs import PROJECTS, REPO_ROOT
-from modelyard.stackfile import parse_platform_config
 from modelyard.validation import ConfigError
 
 BAD = sorted((Path(__file__).parent / "fixtures" / "bad_catalog").glob("*.yaml"))
@@ -48,32 +45,6 @@ def test_bad_catalog_gives_exactly_the_expected_problems(path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         parse_catalog(yaml.safe_load(path.read_text()), stack=stack, source=path.name, tier=stack)
     assert caught.value.problems == expected
-
-
-def plan_all(env: str, catalog: dict[str, Any] | None = None, tmp: Path | None = None) -> Plan:
-    """Both projects of `env`, the workloads stack reading the platform plan's outputs."""
-    platform = PROJECTS["platform"]
-    raw = yaml.safe_load(platform.stack_file(env).read_text())["config"]
-    cfg = parse_platform_config(raw["modelyard:platform"], stack=env, source="x")
-    first = run_program(platform, env, cfg, raw, region=cfg.region)
-    project = PROJECTS["workloads"]
-    wraw = yaml.safe_load(project.stack_file(env).read_text())["config"]
-    directory = project.directory
-    if catalog is not None:
-        assert tmp is not None
-        (tmp / "catalog.yaml").write_text(yaml.safe_dump(catalog))
-        wraw[WORKLOADS_KEY] = {**wraw[WORKLOADS_KEY], "catalog": "catalog.yaml"}
-        directory = tmp
-    w = parse_workloads(wraw, stack=env, source="x", directory=directory)
-    second = run_program(
-        project, env, w, wraw, region=cfg.region, stack_outputs={w.config.platform_stack: first.outputs}
-    )
-    return Plan(build_digest([first, second], env=env))
-
-
-@pytest.fixture(scope="module")
-def all_plans() -> dict[str, Plan]:
-    return {env: plan_all(env) for env in ENVS}
 
 
 def isvcs(plan: Plan) -> dict[str, dict[str, Any]]:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from modelyard.platform.signals import LATENCY_BUCKETS
+from modelyard.policies.governance import fit
 from modelyard.policies.governance.conventions import WORKLOADS_CONFIG_KEY
 from pydantic import Field, model_validator
 
@@ -279,3 +280,31 @@ def parse_workloads(raw: Mapping[str, Any], *, stack: str, source: str, director
 def load_workloads(path: Path, *, stack: str) -> Workloads:
     raw = read_stack_config(path, stack=stack, key=WORKLOADS_KEY)
     return parse_workloads(raw, stack=stack, source=path.name, directory=path.parent)
+
+
+def placement_problems(catalog: Catalog, pools: Any, env: str) -> list[str]:
+    """Every GPU model's pool exists in the platform stack (its `gpuPools` output), and the model's pod fits
+    on at least one instance type of that pool once the kubelet, the VM and the daemonsets have taken
+    their share (policies/governance/fit.py): one line per model that could never be scheduled."""
+    by_name = {str(p.get("name")): p for p in pools or [] if isinstance(p, Mapping)}
+    problems = []
+    for i, m in enumerate(catalog.models):
+        gpu = m.resources.gpu
+        if gpu is None:
+            continue
+        where = f"{CATALOG}.models[{i}].resources"
+        pool = by_name.get(gpu.pool)
+        if pool is None:
+            problems.append(
+                f"{where}.gpu.pool: no such GPU pool in the {env} platform stack "
+                f"(pools: {', '.join(by_name)}) (got {gpu.pool!r})"
+            )
+            continue
+        verdict = fit.fits({"cpu": m.resources.cpu, "memory": m.resources.memory}, gpu.count, pool["instanceTypes"])
+        if not verdict.fits and verdict.largest is not None:
+            problems.append(
+                f"{where}: model {m.name} asks for {gpu.count} GPU, {m.resources.cpu} CPU and {m.resources.memory} "
+                f"per pod, which no node of GPU pool {gpu.pool} can hold; its largest is "
+                f"{verdict.largest.describe()} after the kubelet's reservation and the daemonsets"
+            )
+    return problems

@@ -1,8 +1,9 @@
-"""One catalogued model in the cluster: its InferenceService (and canary), PodDisruptionBudget, PodMonitor
-and SLO objective series."""
+"""One catalogued model in the cluster: its InferenceService (and canary), PodDisruptionBudget, KEDA
+ScaledObject, PodMonitor and SLO objective series."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +24,7 @@ from modelyard.policies.governance.conventions import (
     TEAM_LABEL,
     VERSION_LABEL,
 )
-from modelyard.workloads.catalog import ModelEntry
+from modelyard.workloads.catalog import Catalog, ModelEntry, placement_problems
 
 #: The port model servers listen on: the platform's NetworkPolicies open it in the model namespace.
 HTTP_PORT = MODEL_PORT
@@ -73,24 +74,73 @@ def _resources(model: ModelEntry) -> dict[str, dict[str, str]]:
     return {"requests": requests, "limits": dict(requests)}
 
 
-#: The InferenceService annotation that hands a predictor's scaling to KEDA (KServe Standard mode).
+#: The InferenceService annotation that says who scales a predictor (KServe Standard mode): KServe's HPA by
+#: default, or `external` for a GPU predictor, which KEDA scales through the ScaledObject of our own below.
 AUTOSCALER_CLASS = "serving.kserve.io/autoscalerClass"
+#: Consecutive failed reads of the serving signal (KEDA polls every 30 s) before KEDA falls back.
+FALLBACK_FAILURES = 3
 
 
 def inflight_query(namespace: str, isvc_name: str) -> str:
     """Texts accepted and not yet answered, summed over one InferenceService's pods (KEDA divides by the
-    replica count: AverageValue)."""
+    replica count: AverageValue). No pod scraped means no series: an empty result, not 0."""
     return f'sum({signals.IN_FLIGHT}{{namespace="{namespace}", inferenceservice="{isvc_name}"}})'
 
 
-def autoscaling(model: ModelEntry, *, name: str, namespace: str, prometheus_url: str) -> dict[str, Any]:
-    """The predictor's scaling fields: KServe's HPA on cpu or memory, or KEDA on the serving signal."""
+def predictor_deployment(isvc_name: str) -> str:
+    """The Deployment KServe's Standard mode makes of a predictor (constants.PredictorServiceName)."""
+    return f"{isvc_name}-predictor"
+
+
+def fallback_replicas(min_replicas: int, max_replicas: int) -> int:
+    """Replicas KEDA holds, at the least, while the serving signal cannot be read: half the way to the
+    maximum, never below the minimum. With `currentReplicasIfHigher` a loaded predictor keeps what it has."""
+    return max(min_replicas, math.ceil(max_replicas / 2))
+
+
+def autoscaling(model: ModelEntry) -> dict[str, Any]:
+    """The predictor's scaling fields: KServe's HPA on cpu or memory; nothing for inflight, which our
+    own ScaledObject scales."""
     r = model.replicas
-    if r.scale_metric != "inflight":
-        return {"scaleMetric": r.scale_metric, "scaleTarget": r.scale_target}
-    metric = {"backend": "prometheus", "serverAddress": prometheus_url, "query": inflight_query(namespace, name)}
-    target = {"type": "AverageValue", "averageValue": str(r.scale_target)}
-    return {"autoScaling": {"metrics": [{"type": "External", "external": {"metric": metric, "target": target}}]}}
+    if r.scale_metric == "inflight":
+        return {}
+    return {"scaleMetric": r.scale_metric, "scaleTarget": r.scale_target}
+
+
+def scaled_object_spec(
+    model: ModelEntry, *, isvc_name: str, namespace: str, prometheus_url: str, min_replicas: int
+) -> dict[str, Any]:
+    """KEDA's ScaledObject for a predictor on the serving signal, failing safe.
+
+    KServe's own KEDA reconciler (v0.16.0) builds a ScaledObject with no fallback and KEDA's Prometheus
+    default `ignoreNullValues: true`: with Prometheus down the HPA freezes, and with an empty result (no pod
+    scraped) KEDA reads 0 and scales a loaded predictor to its minimum. Here an empty result is an error
+    (`ignoreNullValues: "false"`), and after FALLBACK_FAILURES failed reads KEDA holds the larger of the
+    current replicas and `fallback_replicas` until the signal returns."""
+    high = max(model.replicas.max, min_replicas)
+    return {
+        "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": predictor_deployment(isvc_name)},
+        "minReplicaCount": min_replicas,
+        "maxReplicaCount": high,
+        "fallback": {
+            "failureThreshold": FALLBACK_FAILURES,
+            "replicas": fallback_replicas(min_replicas, high),
+            "behavior": "currentReplicasIfHigher",
+        },
+        "triggers": [
+            {
+                "type": "prometheus",
+                "name": "inflight",
+                "metricType": "AverageValue",
+                "metadata": {
+                    "serverAddress": prometheus_url,
+                    "query": inflight_query(namespace, isvc_name),
+                    "threshold": str(model.replicas.scale_target),
+                    "ignoreNullValues": "false",
+                },
+            }
+        ],
+    }
 
 
 def predictor(
@@ -102,15 +152,14 @@ def predictor(
     bucket: str,
     registry: str,
     service_account: str,
-    namespace: str,
-    prometheus_url: str,
 ) -> dict[str, Any]:
-    """The InferenceService predictor for `version` of `model`."""
+    """The InferenceService predictor `name` for `version` of `model`. Every version answers to the catalog's
+    model name (a canary is the same model to its clients: a Service or route sends them either)."""
     uri = f"s3://{bucket}/{model.name}/{version}/"
     spec: dict[str, Any] = {
         "minReplicas": min_replicas,
         "maxReplicas": max(model.replicas.max, min_replicas),
-        **autoscaling(model, name=name, namespace=namespace, prometheus_url=prometheus_url),
+        **autoscaling(model),
         "serviceAccountName": service_account,
         "securityContext": {
             "runAsNonRoot": True,
@@ -125,12 +174,12 @@ def predictor(
         spec["tolerations"] = [{"key": GPU_TAINT["key"], "operator": "Exists", "effect": GPU_TAINT["effect"]}]
     hardened = {**CONTAINER_SECURITY, "runAsNonRoot": True}
     if model.runtime.kind == "modelyard":
-        probe = {"httpGet": {"path": f"/v2/models/{name}/ready", "port": HTTP_PORT}}
+        probe = {"httpGet": {"path": f"/v2/models/{model.name}/ready", "port": HTTP_PORT}}
         spec["containers"] = [
             {
                 "name": "kserve-container",
                 "image": f"{registry}:{model.runtime.image_tag}",
-                "args": ["--model_name", name, "--model_dir", "/mnt/models", "--http_port", str(HTTP_PORT)],
+                "args": ["--model_name", model.name, "--model_dir", "/mnt/models", "--http_port", str(HTTP_PORT)],
                 # KServe's storage initializer downloads STORAGE_URI into /mnt/models before start.
                 "env": [{"name": "STORAGE_URI", "value": uri}],
                 "ports": [{"name": "http1", "containerPort": HTTP_PORT, "protocol": "TCP"}],
@@ -159,24 +208,20 @@ def predictor(
 
 class ModelDeployment(pulumi.ComponentResource):
     """A catalogued model: InferenceService (Standard mode) for its version and, while a canary runs,
-    one for the canary version; a PodDisruptionBudget for each; a PodMonitor; SLO objective series; and
-    with a canary, a Service over both versions' pods that splits traffic by replica count."""
+    one for the canary version; for each a PodDisruptionBudget and, on the serving signal, a KEDA
+    ScaledObject; a PodMonitor; SLO objective series; and with a canary, a Service over both versions'
+    pods that splits traffic by replica count."""
 
     def __init__(self, name: str, args: ModelDeploymentArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("modelyard:workloads:ModelDeployment", name, None, opts)
         m = args.model
         child = pulumi.ResourceOptions(parent=self)
         if m.resources.gpu:
-            pool = m.resources.gpu.pool
 
-            def check(pools: list[dict[str, Any]]) -> str:
-                names = [p["name"] for p in pools]
-                if pool not in names:
-                    raise ValueError(
-                        f"catalog: model {m.name} asks for GPU pool {pool!r}, which the platform stack does not have "
-                        f"(pools: {', '.join(names)})"
-                    )
-                return pool
+            def check(pools: list[dict[str, Any]]) -> None:
+                problems = placement_problems(Catalog(models=(m,)), pools, "platform")
+                if problems:
+                    raise ValueError(f"catalog: model {m.name}: " + "; ".join(p.split(": ", 1)[1] for p in problems))
 
             pulumi.Output.from_input(args.pools).apply(check)
 
@@ -204,18 +249,14 @@ class ModelDeployment(pulumi.ComponentResource):
                         bucket=v[0],
                         registry=v[1],
                         service_account=v[2],
-                        namespace=v[3],
-                        prometheus_url=v[4],
                     )
                 }
 
-            spec = pulumi.Output.all(
-                args.bucket, args.registry, args.service_account, args.namespace, args.prometheus_url
-            ).apply(spec_for)
+            spec = pulumi.Output.all(args.bucket, args.registry, args.service_account).apply(spec_for)
             annotations = {"serving.kserve.io/deploymentMode": "Standard"}
             if m.replicas.scale_metric == "inflight":
-                annotations[AUTOSCALER_CLASS] = "keda"
-            k8s.apiextensions.CustomResource(
+                annotations[AUTOSCALER_CLASS] = "external"
+            isvc = k8s.apiextensions.CustomResource(
                 f"{isvc_name}-isvc",
                 api_version="serving.kserve.io/v1beta1",
                 kind="InferenceService",
@@ -228,6 +269,23 @@ class ModelDeployment(pulumi.ComponentResource):
                 spec=spec,
                 opts=child,
             )
+            if m.replicas.scale_metric == "inflight":
+
+                def scaler_for(v: list[Any], n: str = isvc_name, r: int = replicas) -> dict[str, Any]:
+                    return scaled_object_spec(m, isvc_name=n, namespace=v[0], prometheus_url=v[1], min_replicas=r)
+
+                k8s.apiextensions.CustomResource(
+                    f"{isvc_name}-scaler",
+                    api_version="keda.sh/v1alpha1",
+                    kind="ScaledObject",
+                    metadata={
+                        "name": predictor_deployment(isvc_name),
+                        "namespace": args.namespace,
+                        "labels": labels,
+                    },
+                    spec=pulumi.Output.all(args.namespace, args.prometheus_url).apply(scaler_for),
+                    opts=pulumi.ResourceOptions(parent=self, depends_on=[isvc]),
+                )
             pdb_meta: Any = {"name": isvc_name, "namespace": args.namespace, "labels": labels}
             pdb_spec: Any = {"maxUnavailable": 1, "selector": {"matchLabels": {ISVC_LABEL: isvc_name}}}
             k8s.policy.v1.PodDisruptionBudget(f"{isvc_name}-pdb", metadata=pdb_meta, spec=pdb_spec, opts=child)

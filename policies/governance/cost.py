@@ -459,7 +459,12 @@ def _karpenter_pool(p: _Pricer, r: Resource, pinned: Mapping[str, list[int]]) ->
     node_class = p.node_classes().get(str(r.get("spec", "template", "spec", "nodeClassRef", "name")))
     disk = _gib(node_class.get("spec", "blockDeviceMappings", 0, "ebs", "volumeSize")) if node_class else 0
     disk_month = disk * p.svc("ebs_gp3_gb_month")
-    pods, pending = _within(pinned.get(name, []), limit)
+    # A pod asking for more GPUs than any type of the pool has never runs: it costs nothing, is said, and
+    # does not take the pods that do fit down with it (the plan refuses such a catalog before this).
+    largest = max(gpus.values())
+    wanted = pinned.get(name, [])
+    unschedulable = [g for g in wanted if g > largest]
+    pods, pending = _within([g for g in wanted if g <= largest], limit)
     baseline, base_basis = 0.0, "scales to zero, nothing pinned"
     if pods:
         options = []
@@ -467,9 +472,13 @@ def _karpenter_pool(p: _Pricer, r: Resource, pinned: Mapping[str, list[int]]) ->
             if gpus[t] >= max(pods):
                 nodes = pack(pods, gpus[t])
                 options.append((nodes * ((p.ec2(t, cheap) or 0) * p.hours + disk_month), nodes, t))
-        if options:
-            baseline, nodes, best = min(options)
-            base_basis = f"{sum(pods)} pinned GPUs on {nodes} x {best} {cheap}"
+        baseline, nodes, best = min(options)
+        base_basis = f"{sum(pods)} pinned GPUs on {nodes} x {best} {cheap}"
+    if unschedulable:
+        base_basis += (
+            f" ({len(unschedulable)} pinned pods of {max(unschedulable)} GPUs fit no node of the pool, at most "
+            f"{largest} GPUs: never scheduled, not priced)"
+        )
     if pending:
         base_basis += f" ({pending} more pinned GPUs over the pool's limit of {limit} stay Pending)"
     per_gpu = min(types, key=lambda t: (p.ec2(t, worst) or 0) / gpus[t])

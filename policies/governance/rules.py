@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from . import pod_security
+from . import admission, kserve, pod_security
 from .conventions import GPU_POOL_LABEL, GPU_RESOURCE, ISVC_LABEL, LABEL_KEYS, ROLE_LABEL, TAG_KEYS
 from .cost import GPU, Estimate, estimate, pinned_gpu_pods
 from .prices import price_book
@@ -30,6 +30,7 @@ REQUIRED_TAGS = TAG_KEYS
 REQUIRED_LABELS = LABEL_KEYS
 GPU_TAINT_KEY = GPU_RESOURCE
 ISVC = "kubernetes:serving.kserve.io/v1beta1:InferenceService"
+SCALED_OBJECT = "kubernetes:keda.sh/v1alpha1:ScaledObject"
 PUBLIC_ACLS = ("public-read", "public-read-write", "authenticated-read")
 OPEN_CIDRS = ("0.0.0.0/0", "::/0")
 READ_ONLY_MODEL_ACTIONS = frozenset(
@@ -886,6 +887,27 @@ def _resources(r: Resource, ctx: Context) -> Iterator[tuple[str, Any, str]]:
             yield f"{path}.resources", res, "GPU requests must equal GPU limits"
 
 
+def _image_problems(path: str, image: Any, ctx: Context) -> Iterator[tuple[str, Any, str]]:
+    if not isinstance(image, str) or not known(image):
+        return
+    allowed = [str(x) for x in ctx.param("workload-images", "registries", [])]
+    name = image.split("@", 1)[0]
+    tag = name.rsplit(":", 1)[1] if ":" in name.rsplit("/", 1)[-1] else None
+    if "@sha256:" not in image and (tag is None or tag == "latest"):
+        yield path, image, "pin an immutable tag or a digest (never latest or untagged)"
+    if allowed and not any(fnmatch.fnmatchcase(image, pattern) for pattern in allowed):
+        yield path, image, f"registry not allowed in {ctx.env}; allowed: {', '.join(allowed)}"
+
+
+def kserve_settings(stack: Stack) -> kserve.Settings:
+    """KServe's chart defaults with the values of the KServe release in this preview (if it has one)."""
+    for release in stack.of_type("kubernetes:helm.sh/v3:Release"):
+        chart = release.get("chart")
+        if isinstance(chart, str) and chart.rstrip("/").endswith("/kserve"):
+            return kserve.Settings.from_values(release.get("values"))
+    return kserve.Settings()
+
+
 @resource_rule(
     "workload-images",
     "Images are pinned (no latest) and come from allowed registries.",
@@ -893,17 +915,63 @@ def _resources(r: Resource, ctx: Context) -> Iterator[tuple[str, Any, str]]:
     params={"registries": []},
 )
 def _images(r: Resource, ctx: Context) -> Iterator[tuple[str, Any, str]]:
-    allowed = [str(x) for x in ctx.param("workload-images", "registries", [])]
     for path, c in _containers(r):
-        image = c.get("image")
-        if not isinstance(image, str) or not known(image):
+        if r.type == ISVC and path.endswith(".model"):
+            # A built-in runtime's container: the image comes from the ClusterServingRuntime.
+            fmt = str(dig(c, "modelFormat", "name"))
+            image = kserve_settings(ctx.stack).runtime_image(fmt)
+            yield from _image_problems(f"{path} (runtime kserve-{fmt}: its image)", image, ctx)
             continue
-        name = image.split("@", 1)[0]
-        tag = name.rsplit(":", 1)[1] if ":" in name.rsplit("/", 1)[-1] else None
-        if "@sha256:" not in image and (tag is None or tag == "latest"):
-            yield f"{path}.image", image, "pin an immutable tag or a digest (never latest or untagged)"
-        if allowed and not any(fnmatch.fnmatchcase(image, pattern) for pattern in allowed):
-            yield f"{path}.image", image, f"registry not allowed in {ctx.env}; allowed: {', '.join(allowed)}"
+        yield from _image_problems(f"{path}.image", c.get("image"), ctx)
+
+
+@resource_rule(
+    "injected-images",
+    "The images KServe injects into model pods (storage initializer, serving runtimes) are pinned and come "
+    "from the allowed registries.",
+    ("kubernetes:helm.sh/v3:Release",),
+)
+def _injected_images(r: Resource, ctx: Context) -> Iterator[tuple[str, Any, str]]:
+    chart = r.get("chart")
+    if not (isinstance(chart, str) and chart.rstrip("/").endswith("/kserve")) or _unknown(r.inputs.get("values")):
+        return
+    for key, image in kserve.Settings.from_values(r.get("values")).images().items():
+        # The same allow-list and pinning as the workloads' own images.
+        for field_, value, message in _image_problems(f"values.{key}", image, ctx):
+            yield field_, value, f"{message} (KServe injects it into every model pod)"
+
+
+@resource_rule(
+    "upstream-admission",
+    "KServe's and KEDA's admission webhooks (ported at the pinned tags) admit every InferenceService and "
+    "ScaledObject, including the ScaledObject KServe builds for autoscalerClass keda.",
+    (ISVC, SCALED_OBJECT),
+    basic=True,
+)
+def _admission(r: Resource, ctx: Context) -> Iterator[tuple[str, Any, str]]:
+    if _unknown(r.inputs.get("spec")):
+        return
+    obj = {"metadata": r.get("metadata") or {}, "spec": r.get("spec") or {}}
+    namespace = dig(obj, "metadata", "namespace")
+    peers = [
+        {"metadata": o.get("metadata") or {}, "spec": o.get("spec") or {}}
+        for o in ctx.stack.of_type(SCALED_OBJECT)
+        if o.urn != r.urn and o.get("metadata", "namespace") == namespace
+    ]
+    try:
+        if r.type == ISVC:
+            admission.validate_inference_service(obj)
+            if dig(obj, "metadata", "annotations", admission.AUTOSCALER_CLASS) == "keda":
+                built = admission.kserve_scaled_object(obj)
+                try:
+                    admission.validate_scaled_object(built, others=peers)
+                except admission.Refused as exc:
+                    raise admission.Refused(f"the ScaledObject KServe builds from it: {exc}") from None
+        else:
+            admission.validate_scaled_object(obj, others=peers)
+    except admission.Refused as exc:
+        webhook = "KServe " + admission.KSERVE_TAG if r.type == ISVC else "KEDA " + admission.KEDA_TAG
+        yield "spec", None, f"{webhook} admission refuses it: {exc}"
 
 
 @resource_rule(
