@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import time
 from collections.abc import Iterator
@@ -486,3 +487,21 @@ def test_an_unschedulable_model_is_not_priced_and_does_not_erase_the_others(all_
     pool = next(i for i in after.items if i.urn.endswith("karpenter-a10g-nodepool"))
     assert pool.baseline == next(i for i in before.items if i.urn == pool.urn).baseline > 0
     assert "fit no node of the pool" in pool.basis and "not priced" in pool.basis
+
+
+def test_the_mirroring_procedure_copies_every_image_kserve_injects() -> None:
+    """docs/operations.md names one `crane copy` per injected image, from upstream to its ECR mirror."""
+    from modelyard.infra.ecr import mirror_name
+    from modelyard.platform.kserve import KSERVE_MIRRORS
+
+    text = (REPO_ROOT / "docs" / "operations.md").read_text()
+    copies = {(src, dst) for src, dst in re.findall(r"^crane copy (\S+) +\$REG/(\S+)$", text, flags=re.MULTILINE)}
+    defaults = kserve.Settings().images()
+    wanted = set()
+    for key, upstream in KSERVE_MIRRORS.items():
+        image = defaults[key]
+        tag = image.rsplit(":", 1)[1]
+        source = upstream if "." in upstream.split("/", 1)[0] else f"docker.io/{upstream}"
+        target = mirror_name("<env>", upstream).removeprefix("modelyard-<env>/mirror/")
+        wanted.add((f"{source}:{tag}", f"{target}:{tag}"))
+    assert copies == wanted

@@ -34,11 +34,11 @@ def test_no_grafana_variable_is_left_unsubstituted() -> None:
             assert "$" not in re.sub(r'"\$1"', "", dashboards.checkable(expr)), expr
 
 
-def test_the_three_dashboards_cover_what_the_issue_asks() -> None:
+def test_the_three_dashboards_cover_serving_the_fleet_and_cost() -> None:
     serving, fleet, cost = BOARDS
     text = {b.uid: " ".join(b.expressions()) for b in BOARDS}
     assert signals.REQUESTS_TOTAL in text[serving.uid] and "histogram_quantile(0.99" in text[serving.uid]
-    assert 'code=~"5.."' in text[serving.uid] and "model_version" in text[serving.uid]
+    assert f'code=~"{signals.ERROR_CODES}"' in text[serving.uid] and "model_version" in text[serving.uid]
     for metric in (signals.GPU_UTIL, signals.GPU_FB_USED, signals.GPU_POWER, "pool:modelyard_gpus_allocated:sum"):
         assert metric in text[fleet.uid], metric
     for series in ("pool:modelyard_gpu_cost_usd_per_hour:sum", "namespace_model:", "modelyard:budget_monthly_usd"):

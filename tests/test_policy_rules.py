@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from modelyard.policies.governance import kserve as kserve_upstream
 from modelyard.policies.governance import rules
 from modelyard.policies.governance.resources import UNKNOWN, Resource, Stack
 from modelyard.policies.governance.rules import RULES, Context, Finding
@@ -855,6 +856,84 @@ ISSUE_12_CASES = [
         "ownershipControls",
     ),
 ]
+KSERVE_CHART = "oci://ghcr.io/kserve/charts/kserve"
+ECR = "1.dkr.ecr.us-east-1.amazonaws.com/modelyard-prod/mirror"
+
+
+def kserve_release(values: dict[str, Any]) -> Resource:
+    return res(
+        "kubernetes:helm.sh/v3:Release",
+        "kserve-release",
+        {"chart": KSERVE_CHART, "version": "v0.16.0", "values": values},
+    )
+
+
+def mirrored() -> dict[str, Any]:
+    runtimes = {
+        key: {"image": f"{ECR}/{image}", "tag": tag} for _, key, image, tag in kserve_upstream.RUNTIMES.values()
+    }
+    return {
+        "kserve": {
+            "storage": {"image": f"{ECR}/kserve/storage-initializer", "tag": "v0.16.0"},
+            "servingruntime": runtimes,
+        }
+    }
+
+
+def keda_isvc(target: dict[str, Any]) -> Resource:
+    r = isvc()
+    r.inputs["metadata"]["annotations"] = {
+        "serving.kserve.io/deploymentMode": "Standard",
+        "serving.kserve.io/autoscalerClass": "keda",
+    }
+    metric = {"backend": "prometheus", "query": "sum(modelyard_inflight_texts)"}
+    r.inputs["spec"]["predictor"]["autoScaling"] = {
+        "metrics": [{"type": "External", "external": {"metric": metric, "target": target}}]
+    }
+    return r
+
+
+CASES += [
+    (
+        "injected-images",
+        lambda: [kserve_release(mirrored())],
+        lambda: [kserve_release({})],  # the chart's defaults: Docker Hub
+        {"registries": ["*.dkr.ecr.*.amazonaws.com/*"]},
+        "values.kserve.storage",
+    ),
+    (
+        "upstream-admission",
+        lambda: [keda_isvc({"type": "Value", "value": "256"})],
+        lambda: [keda_isvc({"type": "AverageValue", "averageValue": "256"})],
+        {},
+        "spec",
+    ),
+]
+
+
+def test_admission_names_the_webhook_and_its_message() -> None:
+    [found] = run("upstream-admission", [keda_isvc({"type": "AverageValue", "averageValue": "256"})])
+    assert found.message == "KServe v0.16.0 admission refuses it: the target threshold value should not be empty"
+    so = res(
+        rules.SCALED_OBJECT,
+        "so",
+        {"metadata": {"name": "so", "namespace": "models"}, "spec": {"scaleTargetRef": {"name": "d"}, "triggers": []}},
+    )
+    [found] = run("upstream-admission", [so])
+    assert found.message == "KEDA v2.20.2 admission refuses it: no triggers defined in the ScaledObject/ScaledJob"
+
+
+def test_a_built_in_runtimes_image_is_the_one_its_serving_runtime_runs() -> None:
+    """A `model` predictor runs the ClusterServingRuntime's image: Docker Hub by the chart's default, the
+    mirror where the KServe release in the same preview sets it."""
+    model = isvc()
+    model.inputs["spec"]["predictor"] = {"model": {"modelFormat": {"name": "sklearn"}, "storageUri": "s3://b/m/"}}
+    params = {"registries": ["*.dkr.ecr.*.amazonaws.com/*"]}
+    [found] = run("workload-images", [model], params)
+    assert found.value == "kserve/sklearnserver:v0.16.0" and "runtime kserve-sklearn" in found.field
+    assert run("workload-images", [model, kserve_release(mirrored())], params) == []
+
+
 CASES += ISSUE_12_CASES
 
 

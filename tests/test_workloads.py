@@ -82,27 +82,43 @@ def test_inference_service_fields(all_plans: dict[str, Plan]) -> None:
     gpu = isvcs(plan)["minilm-gpu"]
     assert gpu["metadata"]["annotations"] == {
         "serving.kserve.io/deploymentMode": "Standard",
-        "serving.kserve.io/autoscalerClass": "keda",  # KEDA, on the serving signal
+        # KServe makes no HPA: the ScaledObject below scales the predictor on the serving signal.
+        "serving.kserve.io/autoscalerClass": "external",
     }
     assert gpu["metadata"]["labels"]["modelyard.io/model-version"] == "1"
     p = gpu["spec"]["predictor"]
     assert p["minReplicas"] == 3 and p["maxReplicas"] == 8
-    assert "scaleMetric" not in p and "scaleTarget" not in p
-    [metric] = p["autoScaling"]["metrics"]
-    assert metric == {
-        "type": "External",
-        "external": {
-            "metric": {
-                "backend": "prometheus",
-                "serverAddress": platform["prometheusUrl"],
-                "query": 'sum(modelyard_inflight_texts{namespace="models", inferenceservice="minilm-gpu"})',
-            },
-            "target": {"type": "AverageValue", "averageValue": "256"},
-        },
+    assert not {"scaleMetric", "scaleTarget", "autoScaling"} & set(p)
+    scalers = {
+        s["inputs"]["metadata"]["name"]: s["inputs"]["spec"]
+        for s in plan.of_type("kubernetes:keda.sh/v1alpha1:ScaledObject")
+    }
+    assert set(scalers) == {"minilm-gpu-predictor", "minilm-gpu-canary-predictor"}
+    assert scalers["minilm-gpu-predictor"] == {
+        "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "minilm-gpu-predictor"},
+        "minReplicaCount": 3,
+        "maxReplicaCount": 8,
+        "fallback": {"failureThreshold": 3, "replicas": 4, "behavior": "currentReplicasIfHigher"},
+        "triggers": [
+            {
+                "type": "prometheus",
+                "name": "inflight",
+                "metricType": "AverageValue",
+                "metadata": {
+                    "serverAddress": platform["prometheusUrl"],
+                    "query": 'sum(modelyard_inflight_texts{namespace="models", inferenceservice="minilm-gpu"})',
+                    "threshold": "256",
+                    "ignoreNullValues": "false",
+                },
+            }
+        ],
     }
     assert platform["prometheusUrl"] == "http://kube-prometheus-stack-prometheus.monitoring.svc:9090"
-    canary = isvcs(plan)["minilm-gpu-canary"]["spec"]["predictor"]["autoScaling"]["metrics"][0]
-    assert 'inferenceservice="minilm-gpu-canary"' in canary["external"]["metric"]["query"]
+    canary = scalers["minilm-gpu-canary-predictor"]["triggers"][0]["metadata"]["query"]
+    assert 'inferenceservice="minilm-gpu-canary"' in canary
+    # The canary answers to the catalog's name, as its clients address it.
+    [canary_container] = isvcs(plan)["minilm-gpu-canary"]["spec"]["predictor"]["containers"]
+    assert canary_container["args"][:2] == ["--model_name", "minilm-gpu"]
     assert p["serviceAccountName"] == platform["modelPullServiceAccount"] == "model-puller"
     assert p["nodeSelector"] == {"modelyard.io/gpu-pool": "a10g"}
     assert p["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
@@ -168,7 +184,7 @@ def test_all_plans_both_projects_into_one_digest(tmp_path: Path, capsys: pytest.
     assert main(["plan", "staging", "--project", "all", "--out", str(out)]) == 0
     digest = json.loads(out.read_text())
     assert [p["project"] for p in digest["modelyard"]["projects"]] == ["modelyard-platform", "modelyard-workloads"]
-    assert "Policy (policies/config/staging.json): 51 rules, 0 mandatory" in capsys.readouterr().out
+    assert "Policy (policies/config/staging.json): 53 rules, 0 mandatory" in capsys.readouterr().out
 
 
 def test_a_pool_the_platform_lacks_is_a_config_error(tmp_path: Path) -> None:

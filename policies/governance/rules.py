@@ -887,10 +887,14 @@ def _resources(r: Resource, ctx: Context) -> Iterator[tuple[str, Any, str]]:
             yield f"{path}.resources", res, "GPU requests must equal GPU limits"
 
 
-def _image_problems(path: str, image: Any, ctx: Context) -> Iterator[tuple[str, Any, str]]:
+def _image_problems(
+    path: str, image: Any, ctx: Context, rule: str = "workload-images"
+) -> Iterator[tuple[str, Any, str]]:
     if not isinstance(image, str) or not known(image):
         return
-    allowed = [str(x) for x in ctx.param("workload-images", "registries", [])]
+    # injected-images uses workload-images' allow-list unless its own config names one.
+    listed = ctx.param(rule, "registries") or ctx.param("workload-images", "registries", [])
+    allowed = [str(x) for x in listed]
     name = image.split("@", 1)[0]
     tag = name.rsplit(":", 1)[1] if ":" in name.rsplit("/", 1)[-1] else None
     if "@sha256:" not in image and (tag is None or tag == "latest"):
@@ -930,6 +934,7 @@ def _images(r: Resource, ctx: Context) -> Iterator[tuple[str, Any, str]]:
     "The images KServe injects into model pods (storage initializer, serving runtimes) are pinned and come "
     "from the allowed registries.",
     ("kubernetes:helm.sh/v3:Release",),
+    params={"registries": None},
 )
 def _injected_images(r: Resource, ctx: Context) -> Iterator[tuple[str, Any, str]]:
     chart = r.get("chart")
@@ -937,7 +942,7 @@ def _injected_images(r: Resource, ctx: Context) -> Iterator[tuple[str, Any, str]
         return
     for key, image in kserve.Settings.from_values(r.get("values")).images().items():
         # The same allow-list and pinning as the workloads' own images.
-        for field_, value, message in _image_problems(f"values.{key}", image, ctx):
+        for field_, value, message in _image_problems(f"values.{key}", image, ctx, "injected-images"):
             yield field_, value, f"{message} (KServe injects it into every model pod)"
 
 
