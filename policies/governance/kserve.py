@@ -57,6 +57,17 @@ RUNTIMES: Mapping[str, tuple[str, str, str, str]] = {
 }
 
 
+#: PredictorSpec fields that are not the pod's: ComponentExtensionSpec's (component.go) and the storage and
+#: multi-node ones; the rest is the inline PodSpec.
+NOT_POD_FIELDS = frozenset(
+    {
+        "minReplicas", "maxReplicas", "scaleTarget", "scaleMetric", "scaleMetricType", "autoScaling",
+        "containerConcurrency", "timeout", "canaryTrafficPercent", "logger", "batcher", "labels", "annotations",
+        "deploymentStrategy", "storageUris", "workerSpec",
+    }
+)  # fmt: skip
+
+
 def _merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
     """Helm's value merge: maps merge key by key, anything else is replaced."""
     out = dict(base)
@@ -123,11 +134,7 @@ def model_pod(isvc: Mapping[str, Any], settings: Settings | None = None) -> dict
     name = str(meta.get("name"))
     predictor = dict(mapping(dig(isvc, "spec", "predictor")))
     model = mapping(predictor.pop("model", None))
-    pod_fields = {
-        k: v
-        for k, v in predictor.items()
-        if k not in {"minReplicas", "maxReplicas", "scaleMetric", "scaleTarget", "autoScaling", "containerConcurrency"}
-    }
+    pod_fields = {k: v for k, v in predictor.items() if k not in NOT_POD_FIELDS}
     containers = [dict(mapping(c)) for c in as_list(pod_fields.pop("containers", []))]
     if model:
         # The runtime's container, with the predictor's fields over it (KServe's MergeRuntimeContainers).

@@ -903,13 +903,20 @@ def _image_problems(
         yield path, image, f"registry not allowed in {ctx.env}; allowed: {', '.join(allowed)}"
 
 
+def _is_kserve_chart(release: Resource) -> bool:
+    chart = release.get("chart")
+    return isinstance(chart, str) and chart.rstrip("/").endswith("/kserve")
+
+
 def kserve_settings(stack: Stack) -> kserve.Settings:
-    """KServe's chart defaults with the values of the KServe release in this preview (if it has one)."""
-    for release in stack.of_type("kubernetes:helm.sh/v3:Release"):
-        chart = release.get("chart")
-        if isinstance(chart, str) and chart.rstrip("/").endswith("/kserve"):
-            return kserve.Settings.from_values(release.get("values"))
-    return kserve.Settings()
+    """KServe's chart defaults with the values of the KServe release in this preview (if it has one); once
+    per preview."""
+    cached: kserve.Settings | None = stack.derived.get("kserve-settings")
+    if cached is None:
+        releases = [r for r in stack.of_type("kubernetes:helm.sh/v3:Release") if _is_kserve_chart(r)]
+        cached = kserve.Settings.from_values(releases[0].get("values")) if releases else kserve.Settings()
+        stack.derived["kserve-settings"] = cached
+    return cached
 
 
 @resource_rule(
@@ -937,8 +944,7 @@ def _images(r: Resource, ctx: Context) -> Iterator[tuple[str, Any, str]]:
     params={"registries": None},
 )
 def _injected_images(r: Resource, ctx: Context) -> Iterator[tuple[str, Any, str]]:
-    chart = r.get("chart")
-    if not (isinstance(chart, str) and chart.rstrip("/").endswith("/kserve")) or _unknown(r.inputs.get("values")):
+    if not _is_kserve_chart(r) or _unknown(r.inputs.get("values")):
         return
     for key, image in kserve.Settings.from_values(r.get("values")).images().items():
         # The same allow-list and pinning as the workloads' own images.
