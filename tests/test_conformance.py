@@ -428,6 +428,12 @@ def test_every_pod_each_service_selects_answers_its_clients(
                     if answer.status_code != 200:
                         failures.append(f"{who} → {path}: {answer.status_code} {answer.text[:200]}")
                     COUNTS["requests through Service selectors to rendered pods"] += 1
+            # What the PodMonitor scrapes (its path, on the container port it names) serves the serving series.
+            endpoint = model_pod_monitor("models")["podMetricsEndpoints"][0]
+            scraped = requests.get(url + endpoint["path"], timeout=10)
+            assert scraped.status_code == 200, scraped.text[:200]
+            for series in (signals.REQUESTS_TOTAL, signals.IN_FLIGHT, signals.REQUEST_DURATION):
+                assert f"# TYPE {series}" in scraped.text, series
     assert failures == [], failures
 
 

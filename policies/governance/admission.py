@@ -20,6 +20,11 @@ The ported test tables live in tests/conformance/ and run against these function
   run over the objects of the same plan. KEDA runs its checks in a Go map's (random) order, so when an
   object breaks two of them the message may differ from run to run; whether it is refused does not.
 
+KServe's defaulting webhook (`inference_service_defaults.go`, DefaultInferenceService) runs first and changes
+nothing these checks read in what the workloads stack renders: it sets the deployment-mode annotation from
+its config map when absent (ours is set), names a lone custom container kserve-container (ours is named)
+and fills missing container resources (ours are set).
+
 Omitted, because nothing this blueprint renders reaches them: KServe's multi-node (workerSpec), logger,
 transformer and explainer checks, Knative (KPA) mode; KEDA's scalingModifiers formula compilation.
 """
