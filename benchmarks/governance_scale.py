@@ -18,13 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from modelyard.policies.governance import cost, policy
-from modelyard.policies.governance.resources import Stack, from_preview
 
 from modelyard.config import FULL_KEY
 from modelyard.plan.digest import build_digest
 from modelyard.plan.engine import run_program
 from modelyard.plan.preview import read
+from modelyard.policies.governance import cost, policy
+from modelyard.policies.governance.resources import Stack, from_preview
 from modelyard.programs import PROJECTS, REPO_ROOT
 from modelyard.stackfile import parse_platform_config
 

@@ -14,11 +14,11 @@ from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws as aws
+
+from modelyard.config import BudgetConfig, Receiver
 from modelyard.infra import iam
 from modelyard.infra.common import AccountContext, kms_key
 from modelyard.policies.governance.conventions import budget_name
-
-from modelyard.config import BudgetConfig, Receiver
 
 #: Budget notifications: (notification type, percent of the monthly amount).
 BUDGET_NOTIFICATIONS = (("ACTUAL", 50), ("ACTUAL", 80), ("ACTUAL", 100), ("FORECASTED", 100))

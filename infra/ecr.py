@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_aws as aws
+
 from modelyard.infra.common import AccountContext, kms_key
 
 #: Untagged images (left behind by failed pushes) are removed after this many days.

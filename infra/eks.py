@@ -8,10 +8,10 @@ from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws as aws
-from modelyard.infra import iam
-from modelyard.infra.common import AccountContext, kms_key
 
 from modelyard.config import EksConfig
+from modelyard.infra import iam
+from modelyard.infra.common import AccountContext, kms_key
 from modelyard.versions import EKS_ADDONS
 
 #: Every control-plane log type EKS offers.

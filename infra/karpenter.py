@@ -9,6 +9,8 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
+
+from modelyard.config import GpuPoolConfig
 from modelyard.infra import iam
 from modelyard.infra.eks import Cluster
 from modelyard.infra.nodes import SYSTEM_POOL_LABEL, node_role
@@ -21,8 +23,6 @@ from modelyard.policies.governance.conventions import (
     WARM_CAPACITY_NAMESPACE,
     WARM_PRIORITY_CLASS,
 )
-
-from modelyard.config import GpuPoolConfig
 from modelyard.tags import k8s_labels
 from modelyard.versions import IMAGES, KARPENTER_AMI_ALIAS
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pulumi
+
 from modelyard.infra import iam
 from modelyard.infra.common import AccountContext, kms_key
 

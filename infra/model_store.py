@@ -6,10 +6,10 @@ from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws as aws
-from modelyard.infra import iam
-from modelyard.infra.common import AccountContext, kms_key
 
 from modelyard.config import ModelStoreConfig
+from modelyard.infra import iam
+from modelyard.infra.common import AccountContext, kms_key
 
 #: Actions the model-pull role may take, exactly the calls KServe's storage initializer makes (it lists
 #: the model's prefix, then downloads each object; tests/references/aws-services.json). Nothing else.

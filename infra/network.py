@@ -6,10 +6,10 @@ from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws as aws
-from modelyard.infra import iam
-from modelyard.infra.common import AccountContext, name_tag
 
 from modelyard.config import NetworkConfig
+from modelyard.infra import iam
+from modelyard.infra.common import AccountContext, name_tag
 
 #: Interface endpoints that keep image pulls and credential exchange inside the VPC.
 INTERFACE_ENDPOINTS = ("ecr.api", "ecr.dkr", "sts")

@@ -7,11 +7,11 @@ from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws as aws
+
+from modelyard.config import SystemPoolConfig
 from modelyard.infra import iam
 from modelyard.infra.eks import POST_COMPUTE_ADDONS, Cluster, add_managed_addons
 from modelyard.policies.governance.conventions import SYSTEM_POOL_LABEL
-
-from modelyard.config import SystemPoolConfig
 from modelyard.versions import SYSTEM_NODE_AMI_TYPE
 
 #: AWS managed policies every EKS node needs (networking credentials come through Pod Identity).

@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import pulumi
+
 from modelyard.infra.nodes import SYSTEM_POOL_LABEL
 from modelyard.platform.common import CONTAINER_SECURITY, POD_SECURITY, helm_release, namespace, resources
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pulumi
+
 from modelyard.infra.karpenter import GPU_POOL_LABEL, GPU_TAINT
 from modelyard.platform.common import helm_release, namespace, resources
 

@@ -8,11 +8,11 @@ from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
+
+from modelyard.config import IngressConfig
 from modelyard.infra.nodes import SYSTEM_POOL_LABEL
 from modelyard.platform.common import CONTAINER_SECURITY, helm_release, namespace, resources
 from modelyard.policies.governance import kserve as upstream
-
-from modelyard.config import IngressConfig
 
 NAMESPACE = "kserve"
 #: KServe 0.16 renamed RawDeployment to Standard: plain Deployments, Services and HPAs; no Knative,

@@ -23,6 +23,8 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
+
+from modelyard.config import MonitoringConfig, Receiver, Severity
 from modelyard.infra.alerts import ALERTMANAGER_NAMESPACE, ALERTMANAGER_SERVICE_ACCOUNT
 from modelyard.infra.karpenter import GPU_TAINT
 from modelyard.infra.karpenter import NAMESPACE as KARPENTER_NAMESPACE
@@ -30,8 +32,6 @@ from modelyard.infra.nodes import SYSTEM_POOL_LABEL
 from modelyard.platform import dashboards, rules, signals
 from modelyard.platform.common import POD_SECURITY, helm_release, namespace, resources
 from modelyard.policies.governance import conventions as c
-
-from modelyard.config import MonitoringConfig, Receiver, Severity
 
 NAMESPACE = ALERTMANAGER_NAMESPACE
 RELEASE = "kube-prometheus-stack"

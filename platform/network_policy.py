@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 import pulumi
 import pulumi_kubernetes as k8s
+
 from modelyard.infra.karpenter import NAMESPACE as KARPENTER_NAMESPACE
 from modelyard.infra.karpenter import WARM_CAPACITY_NAMESPACE
 from modelyard.platform.autoscaling import METRICS_API_PORT as KEDA_METRICS_API_PORT

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import yaml
+
 from modelyard.platform import signals as s
 from modelyard.policies.governance import conventions as c
 

@@ -10,13 +10,13 @@ from typing import Any
 
 import pytest
 import yaml
-from modelyard.workloads.catalog import WORKLOADS_KEY, parse_workloads
 
 from modelyard.config import FULL_KEY
 from modelyard.plan.digest import build_digest
 from modelyard.plan.engine import run_program
 from modelyard.programs import PROJECTS, REPO_ROOT
 from modelyard.stackfile import parse_platform_config
+from modelyard.workloads.catalog import WORKLOADS_KEY, parse_workloads
 
 ENVS = ("dev", "staging", "prod")
 

@@ -7,6 +7,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from conftest import Plan
+
 from modelyard.policies.governance.resources import as_list
 
 #: Resource types whose inputs hold an IAM policy document, and the property that holds it.

@@ -29,6 +29,8 @@ import pytest
 import requests
 import yaml
 from conftest import ENVS, Plan
+from support import COUNTS, free_port, prometheus_server
+
 from modelyard.platform import signals
 from modelyard.platform.monitoring import model_pod_monitor
 from modelyard.policies.governance import admission, fit, kserve, pod_security
@@ -37,8 +39,6 @@ from modelyard.policies.governance.cost import estimate
 from modelyard.policies.governance.policy import load_config
 from modelyard.policies.governance.resources import Stack, from_state
 from modelyard.policies.governance.rules import kserve_settings
-from support import COUNTS, free_port, prometheus_server
-
 from modelyard.programs import REPO_ROOT
 from modelyard.versions import HELM_CHARTS
 

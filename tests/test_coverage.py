@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 import yaml
 from conftest import ENVS, Plan
-from modelyard.policies.governance.rules import RULES
 
+from modelyard.policies.governance.rules import RULES
 from modelyard.programs import REPO_ROOT
 
 MATRIX = yaml.safe_load((REPO_ROOT / "policies" / "coverage.yaml").read_text())

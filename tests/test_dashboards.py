@@ -7,9 +7,10 @@ import re
 from pathlib import Path
 
 from conftest import Plan
+from test_rules import promtool
+
 from modelyard.platform import dashboards, signals
 from modelyard.platform.rules import Record, RuleGroup, promtool_rule_file
-from test_rules import promtool
 
 BOARDS = dashboards.platform_dashboards(730)
 

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 from conftest import ENVS, Plan
-from modelyard.policies.governance import cost, crossguard, policy, rules
-from modelyard.policies.governance.resources import UNKNOWN, Resource, Stack, from_preview
 
 from modelyard.cli import main
+from modelyard.policies.governance import cost, crossguard, policy, rules
+from modelyard.policies.governance.resources import UNKNOWN, Resource, Stack, from_preview
 from modelyard.programs import REPO_ROOT
 from modelyard.versions import SUPPORTED_KUBERNETES_VERSIONS
 
@@ -425,9 +425,8 @@ TIER_RULE_POLICY: dict[str, Any] = {
 def test_every_tier_rule_agrees_with_the_environment_s_policy(env: str) -> None:
     from dataclasses import fields
 
-    from modelyard.workloads.catalog import MIN_REPLICAS
-
     from modelyard.config import TIER_RULES
+    from modelyard.workloads.catalog import MIN_REPLICAS
 
     cfg = policy.load_config(env)
     rules_ = TIER_RULES[env]

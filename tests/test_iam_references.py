@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 from conftest import ENVS, Plan
 from iam_docs import as_list, normalised, substitute
+
 from modelyard.infra.eks import ADDON_CONFIGURATION, ADDON_IDENTITIES
 from modelyard.infra.karpenter import INTERRUPTION_EVENTS
 from modelyard.infra.nodes import NODE_POLICIES
-
 from modelyard.versions import HELM_CHARTS
 
 REFERENCES = Path(__file__).parent / "references"

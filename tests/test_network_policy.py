@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from conftest import ENVS, Plan
+
 from modelyard.platform.network_policy import NAMESPACE_LABEL, allowances
 
 NETPOL = "kubernetes:networking.k8s.io/v1:NetworkPolicy"

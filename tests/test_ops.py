@@ -13,12 +13,12 @@ import boto3
 import pytest
 import requests
 import yaml
-from modelyard.platform import rules
 from moto import mock_aws
 from support import free_port, prometheus_server
 from test_rules import TEST_PARAMS
 
 from modelyard.cli import main
+from modelyard.platform import rules
 
 STEP = 15  # seconds between samples
 HOURS = 3

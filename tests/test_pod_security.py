@@ -6,6 +6,7 @@ import copy
 from typing import Any
 
 import pytest
+
 from modelyard.policies.governance.pod_security import violations
 
 COMPLIANT: dict[str, Any] = {

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+
 from modelyard.policies.governance import kserve as kserve_upstream
 from modelyard.policies.governance import rules
 from modelyard.policies.governance.resources import UNKNOWN, Resource, Stack
@@ -654,7 +655,7 @@ def role_policy(statement: dict[str, Any]) -> Resource:
     return res("aws:iam/rolePolicy:RolePolicy", "rp", {"policy": json.dumps({"Statement": [statement]})})
 
 
-ISSUE_12_CASES = [
+WORKLOAD_SECURITY_CASES = [
     (
         "pod-security-standard",
         lambda: [deployment(RESTRICTED_POD)],
@@ -934,7 +935,7 @@ def test_a_built_in_runtimes_image_is_the_one_its_serving_runtime_runs() -> None
     assert run("workload-images", [model, kserve_release(mirrored())], params) == []
 
 
-CASES += ISSUE_12_CASES
+CASES += WORKLOAD_SECURITY_CASES
 
 
 @pytest.mark.parametrize(
@@ -1080,8 +1081,9 @@ def test_gpu_demand_over_a_pool_limit_names_the_pool_the_demand_and_the_limit() 
 def _through_crossguard(rule: str, resources: list[Resource], params: dict[str, Any]) -> list[str]:
     """The same resources as the Pulumi engine hands them to the pack: PolicyResources with their provider,
     through the CrossGuard policy of `rule`."""
-    from modelyard.policies.governance import crossguard
     from pulumi_policy import PolicyProviderResource, PolicyResource, PolicyResourceOptions, StackValidationArgs
+
+    from modelyard.policies.governance import crossguard
 
     aws = provider(TAGS)
     provider_resource = PolicyProviderResource(aws.type, dict(aws.inputs), aws.urn, "aws")

@@ -19,11 +19,11 @@ from typing import Any
 
 import pytest
 from conftest import Plan
-from modelyard.policies.governance.prices import price_book
-from modelyard.policies.governance.resources import SECRET, UNKNOWN
 
 from modelyard.cli import main
 from modelyard.plan import preview
+from modelyard.policies.governance.prices import price_book
+from modelyard.policies.governance.resources import SECRET, UNKNOWN
 
 PROVIDER_TYPE = "pulumi:providers:aws"
 

@@ -22,9 +22,9 @@ from typing import Any
 
 import pytest
 from conftest import Plan
-from modelyard.policies.governance.resources import SECRET, UNKNOWN, UNKNOWNS
 
 from modelyard.cli import main
+from modelyard.policies.governance.resources import SECRET, UNKNOWN, UNKNOWNS
 from modelyard.programs import REPO_ROOT
 
 ODD_VALUES: list[Any] = [SECRET, UNKNOWN, *sorted(UNKNOWNS - {UNKNOWN})[:2], 7, -1.5, True, None, [], {}, "x", [SECRET]]

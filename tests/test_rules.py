@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import yaml
 from conftest import ENVS, Plan
+
 from modelyard.platform import rules
 
 PROMTOOL_TESTS = sorted((Path(__file__).parent / "promtool").glob("*.test.yaml"))
@@ -97,7 +98,7 @@ def test_every_alert_has_a_firing_and_a_quiet_unit_test() -> None:
     assert (fires | quiet) - names == set(), "unit tests for alerts that do not exist"
 
 
-def test_the_issue_s_alerts_are_all_there() -> None:
+def test_the_platforms_alerts_are_all_there() -> None:
     names = {a.alert for a in rules.alerts(rules.platform_rule_groups(TEST_PARAMS))}
     assert {
         "ModelErrorBudgetBurnFast",

@@ -7,10 +7,10 @@ import re
 import shlex
 
 import pytest
-from modelyard.platform import rules
 from test_rules import TEST_PARAMS
 
 from modelyard.cli import build_parser
+from modelyard.platform import rules
 from modelyard.programs import REPO_ROOT
 
 RUNBOOKS = REPO_ROOT / "runbooks"

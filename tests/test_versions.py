@@ -6,8 +6,8 @@ import re
 import tomllib
 
 from conftest import Plan
-from modelyard.policies.governance import kserve
 
+from modelyard.policies.governance import kserve
 from modelyard.programs import REPO_ROOT
 from modelyard.versions import (
     DEFAULT_KUBERNETES_VERSION,

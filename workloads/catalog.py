@@ -22,12 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from modelyard.platform.signals import LATENCY_BUCKETS
-from modelyard.policies.governance import fit
-from modelyard.policies.governance.conventions import WORKLOADS_CONFIG_KEY
 from pydantic import Field, model_validator
 
 from modelyard.config import Tags
+from modelyard.platform.signals import LATENCY_BUCKETS
+from modelyard.policies.governance import fit
+from modelyard.policies.governance.conventions import WORKLOADS_CONFIG_KEY
 from modelyard.stackfile import read_stack_config
 from modelyard.validation import (
     ConfigError,

@@ -10,6 +10,7 @@ from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
+
 from modelyard.infra.karpenter import GPU_POOL_LABEL, GPU_TAINT
 from modelyard.platform import signals
 from modelyard.platform.common import CONTAINER_SECURITY

@@ -33,7 +33,7 @@ import numpy as np
 
 from .channel import DONE, FAILED, JOB, MESSAGE, READY, SlotBlock
 from .dispatch import FLUSH_SECONDS
-from .server import STOP_SIGNALS
+from .stopping import STOP_SIGNALS
 from .tokenizer import Tokens
 
 log = logging.getLogger("modelyard_server.engine")

@@ -35,7 +35,7 @@ import orjson
 
 from . import __version__, metrics
 from .dispatch import Dispatcher, ModelFailed, Overloaded
-from .server import STOP_SIGNALS
+from .stopping import STOP_SIGNALS
 from .validation import BadRequest, Limits, openai_request, v1_texts, v2_request
 
 log = logging.getLogger("modelyard_server.front")

@@ -34,6 +34,8 @@ from multiprocessing.connection import wait
 from pathlib import Path
 from typing import Any
 
+from .stopping import STOP_SIGNALS
+
 log = logging.getLogger("modelyard_server")
 
 #: Shared-memory slots per front: jobs a front may have at the model owner at once. Six jobs of 12
@@ -172,8 +174,6 @@ def batching_for_device(args: argparse.Namespace, cpus: int) -> tuple[str, int |
     return device, max(1, cpus // args.model_instances)
 
 
-#: The signals that stop the server (the kubelet's SIGTERM; a terminal's Ctrl-C, to the process group).
-STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 #: What `ps`, `top` and /proc/PID/comm call the model owner and front I (Linux keeps 15 characters).
 MODEL_PROCESS = "model-owner"
 FRONT_PROCESS = "http-front-"
