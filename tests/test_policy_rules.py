@@ -1135,3 +1135,28 @@ def test_a_cronjob_s_pods_are_held_to_pod_security() -> None:
     )
     found = run("pod-security-standard", [cron])
     assert any(f.field.endswith("hostPID") for f in found), [f.field for f in found]
+
+
+def test_pod_security_judges_the_pod_kserve_builds_with_the_injected_initializer() -> None:
+    def model() -> Resource:
+        r = isvc()
+        predictor = r.inputs["spec"]["predictor"]
+        predictor["containers"][0]["env"] = [{"name": "STORAGE_URI", "value": f"s3://{MODEL_BUCKET}/embed/1/"}]
+        predictor["securityContext"] = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
+        return r
+
+    bare = mirrored()
+    bare["kserve"]["storage"]["containerSecurityContext"] = None  # Helm: null drops the chart's default
+    found = run("pod-security-standard", [model(), kserve_release(bare)])
+    assert {f.field for f in found} == {
+        "spec.predictor.initContainers[0].securityContext.allowPrivilegeEscalation",
+        "spec.predictor.initContainers[0].securityContext.capabilities.drop",
+    }
+    secured = mirrored()
+    secured["kserve"]["storage"]["containerSecurityContext"] = {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "runAsNonRoot": True,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    assert run("pod-security-standard", [model(), kserve_release(secured)]) == []

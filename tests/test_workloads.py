@@ -17,7 +17,7 @@ from test_rules import promtool
 
 from modelyard.cli import main
 from modelyard.platform import rules
-from modelyard.policies.governance import pod_security
+from modelyard.policies.governance import kserve, pod_security
 from modelyard.programs import PROJECTS, REPO_ROOT
 from modelyard.validation import ConfigError
 from modelyard.workloads.catalog import WORKLOADS_KEY, load_workloads, parse_catalog
@@ -277,25 +277,11 @@ def test_slo_objectives_feed_the_platform_burn_alerts(tmp_path: Path) -> None:
     assert check.returncode == 0, check.stdout
 
 
-def _model_pod(isvc: dict[str, Any], storage_initializer_security: dict[str, Any]) -> dict[str, Any]:
-    """The pod KServe's pod mutator makes of a predictor: its containers (the `model` shorthand becomes
-    `kserve-container`) and, since every model here has a storage URI, the storage initializer from the
-    ClusterStorageContainer with the securityContext the chart values give it."""
-    predictor = isvc["spec"]["predictor"]
-    containers = predictor.get("containers") or [{"name": "kserve-container", **predictor["model"]}]
-    return {
-        "securityContext": predictor.get("securityContext"),
-        "volumes": [*predictor.get("volumes", []), {"name": "kserve-provision-location", "emptyDir": {}}],
-        "containers": containers,
-        "initContainers": [{"name": "storage-initializer", "securityContext": storage_initializer_security}],
-    }
-
-
 @pytest.mark.parametrize("env", ENVS)
 def test_every_model_pod_as_kserve_injects_it_passes_restricted(all_plans: dict[str, Plan], env: str) -> None:
     plan = all_plans[env]
-    values = plan.named("kubernetes:helm.sh/v3:Release", "kserve-release")["inputs"]["values"]["kserve"]
-    injected = values["storage"]["containerSecurityContext"]
+    values = plan.named("kubernetes:helm.sh/v3:Release", "kserve-release")["inputs"]["values"]
+    settings = kserve.Settings.from_values(values)
     model_ns = {
         n["inputs"]["metadata"]["name"]: n["inputs"]["metadata"]["labels"]
         for n in plan.of_type("kubernetes:core/v1:Namespace")
@@ -304,13 +290,18 @@ def test_every_model_pod_as_kserve_injects_it_passes_restricted(all_plans: dict[
         assert model_ns[isvc["metadata"]["namespace"]]["pod-security.kubernetes.io/enforce"] == "restricted"
         # No logger or batcher: KServe would inject its agent container, which nothing here configures.
         assert not {"logger", "batcher"} & set(isvc["spec"]["predictor"]), name
-        assert pod_security.violations(_model_pod(isvc, injected)) == [], f"{env}/{name}"
+        assert pod_security.violations(kserve.model_pod(isvc, settings)["spec"]) == [], f"{env}/{name}"
 
 
-def test_restricted_refuses_the_storage_initializer_kserve_injects_by_default(all_plans: dict[str, Plan]) -> None:
-    """Without explicit values the injected container states no securityContext: the pod is refused."""
+def test_restricted_refuses_an_injected_storage_initializer_that_states_no_security_context(
+    all_plans: dict[str, Plan],
+) -> None:
+    """KServe's chart (v0.16.0) gives the initializer a securityContext without seccomp; the pod passes
+    only with the values set here (or the pod-level seccomp). With none stated, the pod is refused, and the
+    pod-security rule, which judges the pod KServe builds, says where."""
     name, isvc = next(iter(isvcs(all_plans["prod"]).items()))
-    fields = {field for field, _, _ in pod_security.violations(_model_pod(isvc, {}))}
+    bare = kserve.Settings(storage={**kserve.STORAGE_DEFAULTS, "containerSecurityContext": {}})
+    fields = {field for field, _, _ in pod_security.violations(kserve.model_pod(isvc, bare)["spec"])}
     assert fields == {
         "initContainers[0].securityContext.allowPrivilegeEscalation",
         "initContainers[0].securityContext.capabilities.drop",

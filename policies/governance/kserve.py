@@ -69,7 +69,8 @@ NOT_POD_FIELDS = frozenset(
 
 
 def _merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
-    """Helm's value merge: maps merge key by key, anything else is replaced."""
+    """Helm's value merge: maps merge key by key (an empty map keeps the defaults), anything else is replaced
+    (null drops a default)."""
     out = dict(base)
     for key, value in override.items():
         if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):

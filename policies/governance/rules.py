@@ -1176,13 +1176,14 @@ NETWORK_POLICY = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
 ENFORCE = "pod-security.kubernetes.io/enforce"
 
 
-def _pod_of(r: Resource) -> Mapping[str, Any]:
-    """The pod spec an object runs, as Pod Security Admission sees it; an InferenceService's `model`
-    becomes the `kserve-container` KServe makes of it."""
-    spec = dict(_pod_spec(r))
-    if r.type == ISVC and isinstance(spec.get("model"), Mapping) and not spec.get("containers"):
-        spec["containers"] = [{"name": "kserve-container", **spec["model"]}]
-    return spec
+def _pod_of(r: Resource, ctx: Context) -> Mapping[str, Any]:
+    """The pod spec an object runs, as Pod Security Admission sees it: for an InferenceService, the pod
+    KServe builds of it (the runtime's container for a `model`, the storage initializer it injects with
+    the KServe release's values; policies/governance/kserve.py)."""
+    if r.type == ISVC:
+        obj = {"metadata": r.get("metadata") or {}, "spec": r.get("spec") or {}}
+        return kserve.model_pod(obj, kserve_settings(ctx.stack))["spec"]
+    return _pod_spec(r)
 
 
 @resource_rule(
@@ -1197,7 +1198,7 @@ def _pod_security(r: Resource, ctx: Context) -> Iterator[tuple[str, Any, str]]:
     allowed = [str(n) for n in ctx.param("pod-security-standard", "privilegedNamespaces", [])]
     level = "baseline" if namespace in allowed else "restricted"
     prefix = ".".join(WORKLOADS[r.type])
-    for field_, value, allowed_values in pod_security.violations(_pod_of(r), level):  # type: ignore[arg-type]
+    for field_, value, allowed_values in pod_security.violations(_pod_of(r, ctx), level):  # type: ignore[arg-type]
         yield f"{prefix}.{field_}", value, f"Pod Security {level}: {allowed_values}"
 
 
@@ -1208,7 +1209,7 @@ def _pod_security(r: Resource, ctx: Context) -> Iterator[tuple[str, Any, str]]:
     basic=True,
 )
 def _token(r: Resource, ctx: Context) -> Iterator[tuple[str, Any, str]]:
-    pod = _pod_of(r)
+    pod = _pod_of(r, ctx)
     if pod.get("automountServiceAccountToken") is False:
         return
     account = pod.get("serviceAccountName") or "default"
