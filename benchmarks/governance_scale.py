@@ -1,6 +1,6 @@
 """Policy and cost on a 10,000-resource preview: time to load, evaluate every rule, and estimate.
 
-Target (issue 5): policy and cost together under 5 s on the 2-core build machine. The preview is the
+Target: policy and cost together under 5 s on the 2-core build machine. The preview is the
 offline plan of prod with its resources repeated under distinct URNs (each copy keeps its own
 dependencies, so the joins of stack rules do real work), written to disk and read back as a user's
 `pulumi preview --json` file would be.

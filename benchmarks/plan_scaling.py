@@ -1,6 +1,6 @@
 """Offline-plan scaling: plan prod with 1x, 10x and 50x its GPU pools and print seconds per resource.
 
-Target (issue 2): prod plans in under 10 s on the 2-core build machine, and time grows linearly with
+Target: prod plans in under 10 s on the 2-core build machine, and time grows linearly with
 the number of resources, i.e. seconds per resource stays roughly flat from 1x to 50x.
 
     python benchmarks/plan_scaling.py [--repeat 3]

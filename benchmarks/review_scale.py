@@ -4,7 +4,7 @@ stack rules do real work; 500x is about 100,000 resources). Each command runs as
 the figures are its wall time and the peak of its RSS summed over its processes (`diff` reads its two
 documents in two).
 
-Targets (issue 13): 100,000 resources under 10 s and 1 GiB per command; the per-resource time at 100x
+Targets: 100,000 resources under 10 s and 1 GiB per command; the per-resource time at 100x
 within 1.5x of that at 1x (linear).
 
     python benchmarks/review_scale.py [--scales 1 10 100 500] [--repeat 3]

@@ -180,7 +180,7 @@ class CostAlerts(pulumi.ComponentResource):
         activations = []
         if cfg.activate_cost_allocation_tags:
             # Cost-allocation tags belong to the payer account: in an AWS Organization only the
-            # management account can activate them (see README, "Cost alerts").
+            # management account can activate them (docs/operations.md, first-day steps).
             activations = [
                 aws.costexplorer.CostAllocationTag(f"{name}-tag-{key}", tag_key=key, status="Active", opts=child)
                 for key in args.tag_keys

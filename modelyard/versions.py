@@ -108,8 +108,9 @@ class Unverified:
     check: str
 
 
-#: Everything this blueprint pins or relies on that only AWS (or its GPUs) or a chart registry can confirm. The README
-#: lists each with its command (tests/test_versions.py keeps the two in step); run them before an upgrade.
+#: Everything this blueprint pins or relies on that only AWS (or its GPUs) or a chart registry can confirm.
+#: docs/verification.md lists each with its command (tests/test_versions.py keeps the two in step); run them
+#: before an upgrade.
 UNVERIFIED: Final = (
     Unverified(
         f"Karpenter AMI alias {KARPENTER_AMI_ALIAS} (EKS-optimised AL2023, NVIDIA variant for GPU types)",
@@ -163,7 +164,7 @@ UNVERIFIED: Final = (
         "CPU:.status.allocatable.cpu,MEM:.status.allocatable.memory",
     ),
     Unverified(
-        "the model server on a GPU (issue 10's targets: single-sentence requests from 256 connections >= 40 % of "
+        "the model server on a GPU (its GPU targets: single-sentence requests from 256 connections >= 40 % of "
         "raw, 32-sentence requests >= 85 %, p99 at 80 % under 50 ms, GPU utilisation; the ragged BERT pass in fp16)",
         "cd workloads/serving && python bench.py --device cuda --server-cpus 0-3   # on a GPU node, e.g. a "
         "g5.xlarge's 4 vCPUs for the server",

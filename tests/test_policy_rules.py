@@ -610,7 +610,7 @@ CASES: list[tuple[str, Callable[[], list[Resource]], Callable[[], list[Resource]
 ]
 
 
-# -- issue 12's families: each with a compliant and a violating engine-shaped case ---------------------------
+# -- pod security, IAM and network families: each with a compliant and a violating engine-shaped case -------------
 
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
 NAMESPACE = "kubernetes:core/v1:Namespace"

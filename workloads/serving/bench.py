@@ -16,7 +16,7 @@
 and prints sentences/s, p50/p99 latency, the servers' peak RSS and the ratios.
 
 Targets on CPU here: (c) >= 85% of (a) and >= 2x (b); p99 under 250 ms at 80% of saturation; RSS
-under 1.5 GiB. On a GPU (issue 10), with the servers held to a g5.xlarge's 4 vCPUs and (a) measured on
+under 1.5 GiB. On a GPU, with the servers held to a g5.xlarge's 4 vCPUs and (a) measured on
 the same CPUs (--server-cpus 0-3; the load generators then run on the other CPUs): (e) single-sentence
 >= 40% of (a), 32-sentence >= 85%, p99 at 80% under 50 ms. Run it with the serving environment's python
 (make bench-serving):
@@ -755,7 +755,7 @@ def main() -> None:
     )
     phases: dict[str, dict[str, Any]] = {}
     if device == "cuda" or args.device_phases:
-        # (e) issue 10's device figures: one-sentence requests from many clients (the front's cost per
+        # (e) the GPU figures: one-sentence requests from many clients (the front's cost per
         # request), and 32-sentence requests (the batcher and the model), each against the raw limit.
         for name, connections, sentences, target in (("single", 256, 1, 0.40), ("32-sentence", 64, 32, 0.85)):
             wait_idle(server.port)
@@ -782,7 +782,7 @@ def main() -> None:
     )
     print(f"    peak RSS of this server: {c_rss:.0f} MiB")
     ratio_a, ratio_b = c["rps"] / limit, c["rps"] / b["rps"]
-    p99_target = 50 if device == "cuda" else 250  # ms: issue 10's GPU target, and this machine's
+    p99_target = 50 if device == "cuda" else 250  # ms: the GPU target, and this machine's
     # What batching gains in-process here, beside (c)/(b): the raw limit over the raw rate of one-text
     # passes laid out as the unbatched server runs them (every instance at once).
     single = max(v for k, v in by_size.items() if k.endswith(" b1"))

@@ -49,8 +49,8 @@ SLOTS = 6
 #: bench.py runs), while a pass's time, which a request waits, doubles with each step. At 12 texts a pass
 #: the server saturated as at 16 within the noise and its p99 at 80 % of saturation fell from 232 to 197 ms
 #: (eight alternating rounds; 8 texts: 5 % lower saturation, near the throughput target, and 166 ms in
-#: four; the README has the figures). A GPU needs hundreds of texts a pass to be busy (the issue
-#: measured a 256-text fp16 pass at 4.1 ms on an H100). The token budget bounds activation memory.
+#: four; benchmarks/RESULTS.md has the figures). A GPU needs hundreds of texts a pass to be busy (a
+#: 256-text fp16 pass was reported at 4.1 ms on an H100; not measured here). The token budget bounds activation memory.
 BATCH_DEFAULTS = {"cpu": (12, 8192), "cuda": (256, 16384)}
 
 

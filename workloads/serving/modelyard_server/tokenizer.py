@@ -75,8 +75,8 @@ class TextTokenizer:
 
 class ConstantTokenizer:
     """Benchmarks only (the server's --constant_encoder, with the model's constant vectors): two tokens
-    per text, no work, so what is measured is the server's own cost per request, as the issue that set
-    the target measured it (its encoder tokenized and ran the model; both were replaced)."""
+    per text, no work, so what is measured is the server's own cost per request (the encoder's tokenizing and
+    the model's pass both replaced)."""
 
     def __call__(self, texts: list[str]) -> Tokens:
         n = len(texts)
