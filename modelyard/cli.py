@@ -112,7 +112,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
     digest = digest_mod.build_digest(plans, env=env)
     print(summary(digest, descriptions, seconds=seconds), end="")
-    code = _verdicts(digest, env, args.policy_config)
+    code = _verdicts(digest, env, args.policy_config, root)
     if args.out:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -141,10 +141,25 @@ def _resources(digest: Any) -> Any:
     return Stack(from_preview(digest))
 
 
-def _policy_config(env: str, path: str | None) -> tuple[Any, str]:
-    from modelyard.policies.governance.policy import CONFIG_DIR, PolicyConfigError, load_config
+def _config_dir(root: Path | None = None) -> Path:
+    """Where policy configurations are read from: the checkout the command runs in (a fork's own
+    `policies/config/`), or the installed package's when the command runs outside any checkout."""
+    from modelyard.policies.governance.policy import CONFIG_DIR
+    from modelyard.programs import find_root
 
-    config_path = Path(path) if path else CONFIG_DIR / f"{env}.json"
+    if root is None:
+        try:
+            root = find_root(Path.cwd())
+        except LookupError:
+            return CONFIG_DIR
+    own = root / "policies" / "config"
+    return own if own.is_dir() else CONFIG_DIR
+
+
+def _policy_config(env: str, path: str | None, root: Path | None = None) -> tuple[Any, str]:
+    from modelyard.policies.governance.policy import PolicyConfigError, load_config
+
+    config_path = Path(path) if path else _config_dir(root) / f"{env}.json"
     try:
         return load_config(env, config_path), _shown(config_path)
     except PolicyConfigError as exc:
@@ -160,7 +175,7 @@ def _shown(path: Path) -> str:
         return str(path)
 
 
-def _verdicts(digest: Any, env: str, policy_config: str | None) -> int:
+def _verdicts(digest: Any, env: str, policy_config: str | None, root: Path | None = None) -> int:
     """The cost and policy sections of `plan`; 1 when a mandatory rule is violated."""
     from modelyard.policies.governance.cost import estimate
     from modelyard.policies.governance.policy import evaluate
@@ -169,7 +184,7 @@ def _verdicts(digest: Any, env: str, policy_config: str | None) -> int:
     stack = _resources(digest)
     print()
     print(cost_text(estimate(stack)), end="")
-    config, source = _policy_config(env, policy_config)
+    config, source = _policy_config(env, policy_config, root)
     report = evaluate(stack.resources, env, config, stack)
     print()
     print(policy_text(report, source), end="")
@@ -325,13 +340,12 @@ def cmd_model_push(args: argparse.Namespace) -> int:
 
 def _diff_policy(env: str, policy_config: str | None, notes: list[str]) -> Any:
     """The policy configuration for `env`, or None with a note saying why policy is not evaluated."""
-    from modelyard.policies.governance.policy import CONFIG_DIR
-
-    if policy_config or (env and (CONFIG_DIR / f"{env}.json").exists()):
+    where = _config_dir()
+    if policy_config or (env and (where / f"{env}.json").exists()):
         return _policy_config(env, policy_config)[0]
     notes.append(
         f"Policy not evaluated: no policy configuration for stack {env!r} "
-        f"({_shown(CONFIG_DIR)}/{env or '<stack>'}.json); pass --policy-config."
+        f"({_shown(where)}/{env or '<stack>'}.json); pass --policy-config."
     )
     return None
 

@@ -200,3 +200,29 @@ def test_serve_refuses_a_bad_flag_with_a_message() -> None:
     result = run("serve", "--max-batch-size", "lots")
     assert result.returncode == 2
     assert "--max-batch-size: invalid int value: 'lots'" in result.stderr
+
+
+def test_a_fork_is_read_from_itself_policy_configurations_included(tmp_path: Path) -> None:
+    """A fork with a fourth environment, planned with this checkout's command: its stack file and its
+    policy configuration both come from the fork."""
+    fork = tmp_path / "fork"
+    fork.mkdir()
+    (fork / "Pulumi.yaml").write_text((REPO_ROOT / "Pulumi.yaml").read_text())
+    stack = yaml.safe_load((REPO_ROOT / "Pulumi.dev.yaml").read_text())
+    stack["config"]["modelyard:platform"]["env"] = "perf"
+    (fork / "Pulumi.perf.yaml").write_text(yaml.safe_dump(stack))
+    (fork / "policies" / "config").mkdir(parents=True)
+    config = json.loads((REPO_ROOT / "policies" / "config" / "dev.json").read_text())
+    (fork / "policies" / "config" / "perf.json").write_text(json.dumps(config))
+    result = subprocess.run(
+        [sys.executable, "-m", "modelyard.cli", "plan", "perf"], capture_output=True, text=True, check=False, cwd=fork
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"Policy ({fork / 'policies' / 'config' / 'perf.json'})" in result.stdout
+    (fork / "policies" / "config" / "perf.json").unlink()
+    missing = subprocess.run(
+        [sys.executable, "-m", "modelyard.cli", "plan", "perf"], capture_output=True, text=True, check=False, cwd=fork
+    )
+    assert missing.returncode == 2
+    assert f"no policy config for 'perf': {fork / 'policies' / 'config' / 'perf.json'} does not exist" in missing.stderr
+    assert "Traceback" not in missing.stderr

@@ -84,7 +84,7 @@ def load_config(env: str, path: Path | None = None) -> PolicyConfig:
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        envs = ", ".join(sorted(p.stem for p in CONFIG_DIR.glob("*.json")))
+        envs = ", ".join(sorted(p.stem for p in path.parent.glob("*.json")))
         raise PolicyConfigError(f"no policy config for {env!r}: {path} does not exist (have: {envs})") from None
     except ValueError as exc:
         raise PolicyConfigError(f"{path}: not valid JSON ({exc})") from None
