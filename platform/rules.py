@@ -156,8 +156,8 @@ def slo_groups() -> list[RuleGroup]:
             "critical",
             f"{model} is burning its availability error budget fast",
             f"{model} answers {{{{ $value | humanizePercentage }}}} of requests with an error (5xx, 429, or 404 "
-            "for its own name): at least 14.4x the budget rate over 1h (and 5m) or 6x over 6h (and 30m). At "
-            "this pace a 30-day budget is gone in about two to five days.",
+            f"for its own name): at least {c.burn_text(PAGE_BURNS)}. At this pace a {c.BUDGET_PERIOD} budget is "
+            "gone in a few days.",
             for_="2m",
         ),
         Alert(
@@ -165,8 +165,8 @@ def slo_groups() -> list[RuleGroup]:
             burn("errors", s.SLO_AVAILABILITY, TICKET_BURNS),
             "warning",
             f"{model} is using its availability error budget faster than it refills",
-            f"{model} has answered {{{{ $value | humanizePercentage }}}} of requests with an error (5xx, 429, 404) "
-            "over 3 days (and still over the last 6h), above its SLO's budget rate.",
+            f"{model} has answered {{{{ $value | humanizePercentage }}}} of requests with an error (5xx, 429, 404)"
+            f": at least {c.burn_text(TICKET_BURNS)}, faster than the budget refills.",
             for_="1h",
         ),
         Alert(
@@ -175,7 +175,7 @@ def slo_groups() -> list[RuleGroup]:
             "critical",
             f"{model} is burning its latency error budget fast",
             f"{{{{ $value | humanizePercentage }}}} of {model}'s requests are slower than its SLO threshold: at "
-            "least 14.4x the budget rate over 1h (and 5m) or 6x over 6h (and 30m).",
+            f"least {c.burn_text(PAGE_BURNS)}.",
             for_="2m",
         ),
         Alert(
@@ -183,8 +183,8 @@ def slo_groups() -> list[RuleGroup]:
             burn("slow", s.SLO_LATENCY, TICKET_BURNS),
             "warning",
             f"{model} is using its latency error budget faster than it refills",
-            f"{{{{ $value | humanizePercentage }}}} of {model}'s requests over 3 days (and the last 6h) were "
-            "slower than its SLO threshold, above the budget rate.",
+            f"{{{{ $value | humanizePercentage }}}} of {model}'s requests are slower than its SLO threshold: at "
+            f"least {c.burn_text(TICKET_BURNS)}, faster than the budget refills.",
             for_="1h",
         ),
         Alert(

@@ -147,3 +147,20 @@ def test_cost_rules_price_every_pool_type_with_the_price_table(plans: dict[str, 
     }
     budget = [r for g in groups for r in g["rules"] if r.get("record") == "modelyard:budget_monthly_usd"]
     assert budget[0]["expr"] == "vector(1500)"
+
+
+def test_slo_windows_and_alert_texts_come_from_the_burn_tables() -> None:
+    """One table: the recorded windows are the ones it names, and each burn alert's text spells its pairs."""
+    from modelyard.policies.governance import conventions as c
+
+    named = {w for long, short, _ in (*c.PAGE_BURNS, *c.TICKET_BURNS) for w in (long, short)}
+    assert set(c.SLI_WINDOWS) == named
+    assert [c.window_seconds(w) for w in c.SLI_WINDOWS] == sorted(c.window_seconds(w) for w in c.SLI_WINDOWS)
+    by_name = {a.alert: a for a in rules.alerts(rules.slo_groups())}
+    for name, pairs in (
+        ("ModelErrorBudgetBurnFast", c.PAGE_BURNS),
+        ("ModelErrorBudgetBurnSlow", c.TICKET_BURNS),
+        ("ModelLatencyBudgetBurnFast", c.PAGE_BURNS),
+        ("ModelLatencyBudgetBurnSlow", c.TICKET_BURNS),
+    ):
+        assert c.burn_text(pairs) in by_name[name].description, name

@@ -73,8 +73,29 @@ MODEL_GPU_COST: Final = "namespace_model:modelyard_gpu_cost_usd_per_hour:sum"
 #: An alert fires when the ratio over both windows is above factor x (1 - objective).
 PAGE_BURNS: Final = (("1h", "5m", 14.4), ("6h", "30m", 6.0))
 TICKET_BURNS: Final = (("3d", "6h", 1.0),)
-#: Every window an SLI ratio is recorded over.
-SLI_WINDOWS: Final = ("5m", "30m", "1h", "6h", "3d")
+_SECONDS: Final = {"m": 60, "h": 3600, "d": 86400}
+
+
+def window_seconds(window: str) -> int:
+    """A Prometheus duration such as 5m, 6h or 3d in seconds."""
+    return int(window[:-1]) * _SECONDS[window[-1]]
+
+
+#: Every window an SLI ratio is recorded over: those the burn tables name, shortest first.
+SLI_WINDOWS: Final = tuple(
+    sorted({w for long, short, _ in (*PAGE_BURNS, *TICKET_BURNS) for w in (long, short)}, key=window_seconds)
+)
+
+
+def burn_text(pairs: tuple[tuple[str, str, float], ...]) -> str:
+    """A burn table in words, for alert texts: "14.4x the budget rate over 1h (and 5m) or 6x over 6h (and 30m)"."""
+    parts = [
+        f"{rate:g}x{' the budget rate' if i == 0 else ''} over {long} (and {short})"
+        for i, (long, short, rate) in enumerate(pairs)
+    ]
+    return " or ".join(parts)
+
+
 #: The period an error budget is counted over.
 BUDGET_PERIOD: Final = "30d"
 #: The SLIs: (kind in the recorded series name, what a bad request is).
@@ -82,5 +103,6 @@ SLI_KINDS: Final = ("errors", "slow")
 
 
 def sli_ratio(kind: str, window: str) -> str:
-    """The recorded share of bad requests (`errors`: 5xx; `slow`: over the latency threshold) per model."""
+    """The recorded share of bad requests per model: `errors`, an error its clients see (platform/signals.py
+    ERROR_CODES); `slow`, over the latency threshold."""
     return f"model:modelyard_request_{kind}:ratio_rate{window}"
