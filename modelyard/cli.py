@@ -398,7 +398,9 @@ def cmd_review(args: argparse.Namespace) -> int:
     from modelyard.review import markdown
 
     REPO_ROOT = _project_root(args.cwd)  # the checkout under review: where the command runs
-    envs = args.env or ["dev", "staging", "prod"]
+    from modelyard.programs import stack_envs
+
+    envs = args.env or stack_envs(REPO_ROOT)
     with tempfile.TemporaryDirectory(prefix="modelyard-review-") as tmp:
         base_tree = Path(tmp) / "base"
         added = subprocess.run(
@@ -594,7 +596,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="plan the working tree and a base git ref for each environment and print the review report",
     )
     review.add_argument("--base", default="HEAD", help="the git ref to compare with (default: HEAD)")
-    review.add_argument("--env", action="append", help="an environment (repeatable; default: dev, staging, prod)")
+    review.add_argument(
+        "--env", action="append", help="an environment (repeatable; default: every Pulumi.<env>.yaml of the checkout)"
+    )
     review.set_defaults(handler=cmd_review)
 
     ops_cmd = sub.add_parser(

