@@ -433,7 +433,6 @@ class Karpenter(pulumi.ComponentResource):
         labels: Mapping[str, str],
     ) -> dict[str, Any]:
         opts = pulumi.ResourceOptions(parent=self, depends_on=[release])
-        spec = gpus.GPU_CLASSES[pool.gpu_class]
         pool_name = f"gpu-{pool.name}"
         pool_labels = {GPU_POOL_LABEL: pool.name, GPU_CLASS_LABEL: pool.gpu_class}
         k8s.apiextensions.CustomResource(
@@ -478,7 +477,11 @@ class Karpenter(pulumi.ComponentResource):
                     "spec": {
                         "nodeClassRef": {"group": "karpenter.k8s.aws", "kind": "EC2NodeClass", "name": pool_name},
                         "requirements": [
-                            {"key": "karpenter.k8s.aws/instance-family", "operator": "In", "values": [spec.family]},
+                            {
+                                "key": "karpenter.k8s.aws/instance-family",
+                                "operator": "In",
+                                "values": sorted({gpus.family_of(t) for t in pool.instance_types}),
+                            },
                             {
                                 "key": "node.kubernetes.io/instance-type",
                                 "operator": "In",

@@ -310,15 +310,15 @@ def test_pack_requirements_are_pinned_like_the_project() -> None:
 def test_every_priced_gpu_type_is_in_the_gpu_table() -> None:
     """One GPU table (policies/governance/gpus.py): a GPU instance the price file prices but the table does
     not know would be counted as a CPU type."""
-    from modelyard.policies.governance import gpus
+    from modelyard.policies.governance import fit, gpus
     from modelyard.policies.governance.prices import price_book
 
     book = price_book()
-    gpu_families = ("g4dn", "g5", "g6", "g6e", "p4d", "p5")
+    # Every priced type is a GPU type of the table or a general-purpose one whose shape the name says
+    # (fit.shape): a new GPU family priced before the table knows it fails here, whatever its name.
     for region in book.regions.values():
         for name in region.ec2_hourly_usd:
-            if name.split(".")[0] in gpu_families:
-                assert gpus.instance_type(name) is not None, name
+            assert gpus.instance_type(name) is not None or fit.shape(name) is not None, name
     assert book.gpus("g5.12xlarge") == 4 and book.gpus("m7i.large") == 0 and book.gpus("x9.huge") is None
 
 
@@ -449,3 +449,14 @@ def test_the_stack_file_fits_its_policy(env: str) -> None:
         assert set(pool.instance_types) <= set(allowed["instanceTypes"]), pool.name
         assert set(pool.capacity_types) <= set(allowed["capacityTypes"]), pool.name
     assert sum(p.max_gpus for p in stack.gpu_pools) <= params["gpu-capacity-cap"]["maxGpus"]
+
+
+def test_a_gpu_class_may_be_sold_in_several_families() -> None:
+    """H200 comes as p5e and p5en: one class, both families' types, each found by name; a pool may list
+    either, and the NodePool's instance-family requirement is derived from the types it lists."""
+    from modelyard.policies.governance import gpus
+
+    h200 = gpus.GPU_CLASSES["h200"]
+    assert h200.families == ("p5e", "p5en")
+    assert {gpus.instance_type(t).gpus for t in h200.instance_types} == {8}  # type: ignore[union-attr]
+    assert all(len(spec.families) >= 1 for spec in gpus.GPU_CLASSES.values())
