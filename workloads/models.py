@@ -147,14 +147,13 @@ def scaled_object_spec(
 def predictor(
     model: ModelEntry,
     *,
-    name: str,
     version: str,
     min_replicas: int,
     bucket: str,
     registry: str,
     service_account: str,
 ) -> dict[str, Any]:
-    """The InferenceService predictor `name` for `version` of `model`. Every version answers to the catalog's
+    """The InferenceService predictor for `version` of `model`. Every version answers to the catalog's
     model name (a canary is the same model to its clients: a Service or route sends them either)."""
     uri = f"s3://{bucket}/{model.name}/{version}/"
     spec: dict[str, Any] = {
@@ -240,11 +239,10 @@ class ModelDeployment(pulumi.ComponentResource):
                 ROLE_LABEL: role,
             }
 
-            def spec_for(v: list[Any], n: str = isvc_name, ver: str = version, r: int = replicas) -> dict[str, Any]:
+            def spec_for(v: list[Any], ver: str = version, r: int = replicas) -> dict[str, Any]:
                 return {
                     "predictor": predictor(
                         m,
-                        name=n,
                         version=ver,
                         min_replicas=r,
                         bucket=v[0],
