@@ -44,7 +44,7 @@ from modelyard.policies.governance.prices import price_book
 from modelyard.stackfile import parse_platform_config
 from modelyard.tags import k8s_labels, standard_tags
 from modelyard.validation import ConfigError
-from modelyard.workloads.catalog import WORKLOADS_KEY, Workloads, parse_workloads
+from modelyard.workloads.catalog import WORKLOADS_KEY, Workloads, parse_workloads, placement_problems
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -263,6 +263,15 @@ def workloads_program(w: Workloads) -> None:
     k8s_provider = k8s.Provider("k8s", kubeconfig=platform.require_output("kubeconfig"), enable_server_side_apply=True)
     labels = k8s_labels(standard_tags(env=cfg.env, team=cfg.tags.team, cost_center=cfg.tags.cost_center))
     namespace = platform.require_output("modelNamespace")
+
+    def check_placement(pools: Any) -> None:
+        # What `modelyard plan` checks before running the program (cli._check_pools), here against the
+        # platform stack's real outputs: every GPU pool exists and can hold its models' pods.
+        problems = placement_problems(w.catalog, pools, cfg.env)
+        if problems:
+            raise pulumi.RunError(str(ConfigError(cfg.env, w.catalog_path.name, problems)))
+
+    platform.require_output("gpuPools").apply(check_placement)
     for model in w.catalog.models:
         ModelDeployment(
             model.name,
@@ -272,7 +281,6 @@ def workloads_program(w: Workloads) -> None:
                 service_account=platform.require_output("modelPullServiceAccount"),
                 bucket=platform.require_output("modelBucket"),
                 registry=platform.require_output("ecrRepositoryUrl"),
-                pools=platform.require_output("gpuPools"),
                 prometheus_url=platform.require_output("prometheusUrl"),
                 labels=labels,
             ),

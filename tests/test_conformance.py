@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 import requests
 import yaml
-from conftest import ENVS, Plan
+from conftest import ENVS, Plan, plan_all
 from support import COUNTS, free_port, prometheus_server
 
 from modelyard.platform import signals
@@ -37,7 +37,7 @@ from modelyard.policies.governance import admission, fit, kserve, pod_security
 from modelyard.policies.governance.conventions import MODEL_LABEL
 from modelyard.policies.governance.cost import estimate
 from modelyard.policies.governance.policy import load_config
-from modelyard.policies.governance.resources import Stack, from_state
+from modelyard.policies.governance.resources import Stack, from_preview, from_state
 from modelyard.policies.governance.rules import kserve_settings
 from modelyard.programs import REPO_ROOT
 from modelyard.versions import HELM_CHARTS
@@ -257,7 +257,7 @@ def test_the_scaled_objects_query_is_empty_not_zero_on_a_real_prometheus(
 
 
 def stack_of(plan: Plan) -> Stack:
-    return Stack([from_state(s) for s in plan.states])
+    return Stack(from_preview(plan.digest))
 
 
 def allowed(image: str, env: str) -> bool:
@@ -511,3 +511,33 @@ def test_the_mirroring_procedure_copies_every_image_kserve_injects() -> None:
         target = mirror_name("<env>", upstream).removeprefix("modelyard-<env>/mirror/")
         wanted.add((f"{source}:{tag}", f"{target}:{tag}"))
     assert copies == wanted
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_the_daemonset_reserve_is_what_the_platform_runs_on_gpu_nodes(all_plans: dict[str, Plan], env: str) -> None:
+    """fit.GPU_NODE_DAEMONSETS is the sum of the requests the platform's GPU-node daemonsets state."""
+    plan = all_plans[env]
+
+    def values(name: str) -> dict[str, Any]:
+        return dict(plan.named("kubernetes:helm.sh/v3:Release", name)["inputs"]["values"])
+
+    requests = [
+        values("nvidia-device-plugin")["resources"]["requests"],
+        values("nvidia-dcgm-exporter")["resources"]["requests"],
+        values("monitoring-release")["prometheus-node-exporter"]["resources"]["requests"],
+    ]
+    cpu = sum(fit.quantity_m(r["cpu"]) for r in requests) + fit.EKS_NODE_AGENTS[0]
+    memory = sum(fit.quantity_mi(r["memory"]) for r in requests) + fit.EKS_NODE_AGENTS[1]
+    assert (cpu, memory) == fit.GPU_NODE_DAEMONSETS
+
+
+def test_under_pulumi_up_the_program_itself_refuses_a_model_that_fits_no_node(tmp_path: Path) -> None:
+    """The same check as `modelyard plan`'s, in the program, against the platform stack's outputs."""
+    from modelyard.plan.engine import PlanError
+
+    catalog = yaml.safe_load((REPO_ROOT / "workloads" / "catalog" / "staging.yaml").read_text())
+    catalog["models"][1]["resources"]["gpu"]["count"] = 2
+    with pytest.raises(PlanError) as caught:
+        plan_all("staging", catalog, tmp_path)
+    assert "catalog.models[1].resources: model minilm-gpu asks for 2 GPU" in str(caught.value)
+    assert "its largest is g5.2xlarge (1 GPU" in str(caught.value)

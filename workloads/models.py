@@ -25,7 +25,7 @@ from modelyard.policies.governance.conventions import (
     TEAM_LABEL,
     VERSION_LABEL,
 )
-from modelyard.workloads.catalog import Catalog, ModelEntry, placement_problems
+from modelyard.workloads.catalog import ModelEntry
 
 #: The port model servers listen on: the platform's NetworkPolicies open it in the model namespace.
 HTTP_PORT = MODEL_PORT
@@ -40,8 +40,6 @@ class ModelDeploymentArgs:
     service_account: pulumi.Input[str]
     bucket: pulumi.Input[str]
     registry: pulumi.Input[str]
-    #: The platform's `gpuPools` output: name → node selector (checked to contain the model's pool).
-    pools: pulumi.Input[list[dict[str, Any]]]
     #: The platform's `prometheusUrl` output: where KEDA reads the serving signal.
     prometheus_url: pulumi.Input[str]
     labels: Mapping[str, str]
@@ -216,15 +214,6 @@ class ModelDeployment(pulumi.ComponentResource):
         super().__init__("modelyard:workloads:ModelDeployment", name, None, opts)
         m = args.model
         child = pulumi.ResourceOptions(parent=self)
-        if m.resources.gpu:
-
-            def check(pools: list[dict[str, Any]]) -> None:
-                problems = placement_problems(Catalog(models=(m,)), pools, "platform")
-                if problems:
-                    raise ValueError(f"catalog: model {m.name}: " + "; ".join(p.split(": ", 1)[1] for p in problems))
-
-            pulumi.Output.from_input(args.pools).apply(check)
-
         versions = [(m.name, m.version, m.replicas.min, "stable")]
         if m.canary_active:
             assert m.canary is not None
