@@ -54,6 +54,19 @@ def _project_root(cwd: str | None) -> Path:
         raise UsageError(str(exc)) from None
 
 
+def _use_checkout(cwd: str | None) -> None:
+    """Prices and usage assumptions are read from the checkout the command runs in (or --cwd), like its
+    stack files and policy configurations; outside any checkout, from the installed package."""
+    from modelyard.policies.governance.sources import use_checkout
+    from modelyard.programs import find_root
+
+    start = Path(cwd) if cwd else Path.cwd()
+    try:
+        use_checkout(find_root(start) if start.is_dir() else None)
+    except LookupError:
+        use_checkout(None)
+
+
 def _projects_for(choice: str) -> list[str]:
     from modelyard.programs import PROJECTS
 
@@ -227,6 +240,7 @@ def cmd_policy(args: argparse.Namespace) -> int:
 def cmd_cost(args: argparse.Namespace) -> int:
     import json
 
+    import yaml
     from pydantic import ValidationError
 
     from modelyard.policies.governance.cost import Usage, estimate
@@ -235,6 +249,21 @@ def cmd_cost(args: argparse.Namespace) -> int:
 
     preview = _load_preview(args.preview, "cost estimate", old_states=False)
     stack = _resources(preview.document)
+    prices = None
+    if args.prices:
+        from modelyard.policies.governance.prices import price_book
+
+        try:
+            prices = price_book(Path(args.prices))
+        except FileNotFoundError:
+            raise UsageError(f"--prices {args.prices}: no such file") from None
+        except yaml.YAMLError as exc:
+            raise UsageError(f"{args.prices}: not valid YAML ({exc})") from None
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:5])
+            raise UsageError(f"{args.prices}: not a price table: {problems}") from None
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
     usage = None
     if args.usage:
         try:
@@ -244,7 +273,7 @@ def cmd_cost(args: argparse.Namespace) -> int:
         except ValidationError as exc:
             problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
             raise UsageError(f"{args.usage}: not a usage file: {problems}") from None
-    est = estimate(stack, usage, region=preview.region)
+    est = estimate(stack, usage, region=preview.region, prices=prices)
     if args.json:
         print(json.dumps(est.to_json(), indent=2))
     else:
@@ -551,6 +580,7 @@ def build_parser() -> argparse.ArgumentParser:
         "policies/governance/prices.yaml and the usage assumptions in policies/governance/usage.yaml.",
     )
     _add_preview(cost)
+    cost.add_argument("--prices", metavar="F", help="price table (default: policies/governance/prices.yaml)")
     cost.add_argument("--usage", metavar="F", help="usage assumptions (default: policies/governance/usage.yaml)")
     cost.add_argument("--json", action="store_true", help="print JSON instead of text")
     cost.set_defaults(handler=cmd_cost)
@@ -657,6 +687,7 @@ def _run(args: argparse.Namespace) -> int:
     from modelyard.validation import ConfigError
 
     try:
+        _use_checkout(getattr(args, "cwd", None))
         with uncollected() if args.command in UNCOLLECTED else contextlib.nullcontext():
             code: int = args.handler(args)
     except KeyboardInterrupt:

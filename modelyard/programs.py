@@ -298,8 +298,19 @@ def workloads_program(w: Workloads) -> None:
     )
 
 
+def _use_checkout() -> None:
+    """Prices are read from the checkout the Pulumi CLI runs the program in (sources.py)."""
+    from modelyard.policies.governance.sources import use_checkout
+
+    try:
+        use_checkout(find_root(Path.cwd()))
+    except LookupError:
+        use_checkout(None)
+
+
 def run_workloads() -> None:
     """Entry point of workloads/__main__.py under the Pulumi CLI."""
+    _use_checkout()
     stack = pulumi.get_stack()
     raw = {WORKLOADS_KEY: pulumi.Config(CONFIG_NAMESPACE).get_object("workloads")}
     try:
@@ -312,6 +323,7 @@ def run_workloads() -> None:
 
 def run_platform() -> None:
     """Entry point under the Pulumi CLI: read and validate the stack's config, then run the program."""
+    _use_checkout()
     stack = pulumi.get_stack()
     raw = pulumi.Config(CONFIG_NAMESPACE).get_object(PLATFORM_KEY)
     try:

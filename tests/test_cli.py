@@ -226,3 +226,53 @@ def test_a_fork_is_read_from_itself_policy_configurations_included(tmp_path: Pat
     assert missing.returncode == 2
     assert f"no policy config for 'perf': {fork / 'policies' / 'config' / 'perf.json'} does not exist" in missing.stderr
     assert "Traceback" not in missing.stderr
+
+
+def test_a_fork_is_priced_from_its_own_price_table_and_usage_assumptions(tmp_path: Path) -> None:
+    """The same plan, priced with this checkout's command: from the fork's own prices.yaml and usage.yaml
+    when run in the fork, from the installed package's outside any checkout, and from the files the flags
+    name when they are given."""
+    fork = tmp_path / "fork"
+    (fork / "policies" / "governance").mkdir(parents=True)
+    (fork / "Pulumi.yaml").write_text((REPO_ROOT / "Pulumi.yaml").read_text())
+    prices = yaml.safe_load((REPO_ROOT / "policies" / "governance" / "prices.yaml").read_text())
+    prices["regions"]["us-east-1"]["services_usd"]["eks_cluster_hour"]["usd"] = 1.0
+    (fork / "policies" / "governance" / "prices.yaml").write_text(yaml.safe_dump(prices))
+    usage = yaml.safe_load((REPO_ROOT / "policies" / "governance" / "usage.yaml").read_text())
+    usage["model_store_gb"] = 10_000
+    (fork / "policies" / "governance" / "usage.yaml").write_text(yaml.safe_dump(usage))
+    plan = tmp_path / "dev.json"
+    assert run("plan", "dev", "--out", str(plan)).returncode == 0
+
+    def priced(cwd: Path, *flags: str) -> dict[str, float]:
+        result = subprocess.run(
+            [sys.executable, "-m", "modelyard.cli", "cost", "--json", str(plan), *flags],
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=cwd,
+        )
+        assert result.returncode == 0, result.stderr
+        items = json.loads(result.stdout)["resources"]
+        return {
+            "eks": sum(i["baseline"] for i in items if i["type"] == "aws:eks/cluster:Cluster"),
+            "bucket": sum(i["baseline"] for i in items if i["type"] == "aws:s3/bucket:Bucket"),
+        }
+
+    shipped, own = priced(tmp_path), priced(fork)
+    assert shipped["eks"] == pytest.approx(0.1 * 730) and own["eks"] == pytest.approx(1.0 * 730)
+    assert own["bucket"] > shipped["bucket"] * 10
+    flagged = priced(
+        tmp_path,
+        "--prices",
+        str(fork / "policies" / "governance" / "prices.yaml"),
+        "--usage",
+        str(fork / "policies" / "governance" / "usage.yaml"),
+    )
+    assert flagged == own
+    (tmp_path / "bad.yaml").write_text("regions: 3\n")
+    bad = run("cost", str(plan), "--prices", str(tmp_path / "bad.yaml"))
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert f"{tmp_path / 'bad.yaml'}: not a price table: " in bad.stderr and "regions" in bad.stderr
+    missing = run("cost", str(plan), "--prices", str(tmp_path / "absent.yaml"))
+    assert missing.returncode == 2 and f"--prices {tmp_path / 'absent.yaml'}: no such file" in missing.stderr

@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 from conftest import Plan
-from test_rules import promtool
+from support import promtool
 
 from modelyard.platform import dashboards, signals
 from modelyard.platform.rules import Record, RuleGroup, promtool_rule_file

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from test_rules import TEST_PARAMS
+from support import TEST_PARAMS
 
 from modelyard.platform import rules
 from modelyard.policies.governance.rules import RULES

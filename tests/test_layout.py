@@ -1,7 +1,9 @@
-"""The repo's `platform/` folder never shadows the standard library's `platform` module."""
+"""The layout's own rules: the repo's `platform/` folder never shadows the standard library's `platform`
+module, and test modules share helpers through conftest and support modules, never through each other."""
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 
@@ -29,3 +31,17 @@ def test_stdlib_platform_wins_with_the_repo_on_sys_path(cwd: object) -> None:
 
 def test_platform_folder_has_no_init() -> None:
     assert not (REPO_ROOT / "platform" / "__init__.py").exists()
+
+
+def test_no_test_module_imports_another() -> None:
+    """Helpers live in conftest.py and the support modules (support.py, iam_docs.py, iam_lint.py): a test
+    module imported by another runs its tests' module code twice and hides where a helper lives."""
+    found = []
+    for tests in (REPO_ROOT / "tests", REPO_ROOT / "workloads" / "serving" / "tests"):
+        for path in sorted(tests.glob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text())):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+                if isinstance(node, ast.ImportFrom) and node.module:
+                    names = [node.module]
+                found += [f"{path.name}: {n}" for n in names if n.split(".")[-1].startswith("test_")]
+    assert not found, found

@@ -14,8 +14,7 @@ import pytest
 import requests
 import yaml
 from moto import mock_aws
-from support import free_port, prometheus_server
-from test_rules import TEST_PARAMS
+from support import TEST_PARAMS, free_port, prometheus_server
 
 from modelyard.cli import main
 from modelyard.platform import rules

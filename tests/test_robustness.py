@@ -154,7 +154,7 @@ def test_ctrl_c_during_a_two_process_diff_is_one_line_and_exit_130(
 
 def test_a_fork_that_fails_leaves_ctrl_c_working(monkeypatch: pytest.MonkeyPatch) -> None:
     """SIGINT is held back across the fork of the base reader; a fork that fails lets it in again."""
-    from modelyard import review
+    from modelyard.review import reader as review
 
     def no_fork() -> int:
         raise BlockingIOError(11, "Resource temporarily unavailable")

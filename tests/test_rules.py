@@ -4,35 +4,19 @@ tests in tests/promtool/ (a series that fires each alert and one that must not).
 from __future__ import annotations
 
 import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 from conftest import ENVS, Plan
+from support import TEST_PARAMS, promtool
 
 from modelyard.platform import rules
 
 PROMTOOL_TESTS = sorted((Path(__file__).parent / "promtool").glob("*.test.yaml"))
 
-#: The parameters the unit tests in tests/promtool/ are written against (see cost.test.yaml).
-TEST_PARAMS = rules.RuleParams(
-    monthly_budget_usd=1500,
-    hours_per_month=730,
-    prices=[
-        rules.InstancePrice("g5.xlarge", "on-demand", 1.006),
-        rules.InstancePrice("g5.xlarge", "spot", 0.4024),
-        rules.InstancePrice("g5.12xlarge", "on-demand", 5.672),
-    ],
-)
 RUNBOOKS = "https://github.com/modelyard/modelyard/blob/main/runbooks"
-
-
-def promtool(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    exe = shutil.which("promtool")
-    assert exe, "promtool is missing: install Debian's prometheus package (make test and .ci/run do)"
-    return subprocess.run([exe, *args], cwd=cwd, capture_output=True, text=True, check=False, timeout=300)
 
 
 def deployed_groups(plan: Plan) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 from conftest import ENVS, Plan, plan_all
-from test_rules import promtool
+from support import promtool
 
 from modelyard.cli import main
 from modelyard.platform import rules

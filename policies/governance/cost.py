@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from .conventions import GPU_POOL_LABEL, GPU_RESOURCE, WARM_PRIORITY_CLASS
 from .prices import PriceBook, RegionPrices, price_book
 from .resources import S3_BUCKET_COMPANIONS, Resource, Stack, dig, known, sequence
+from .sources import data_file
 
 USAGE_FILE = Path(__file__).parent / "usage.yaml"
 GPU = GPU_RESOURCE
@@ -47,7 +48,9 @@ class Usage(BaseModel):
     model_bucket_pattern: str
 
 
-def load_usage(path: Path = USAGE_FILE) -> Usage:
+def load_usage(path: Path | None = None) -> Usage:
+    """`path`, else the checkout's `policies/governance/usage.yaml` (sources.py), else the package's."""
+    path = path or data_file(USAGE_FILE.name)
     return Usage.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
 
 
@@ -504,19 +507,24 @@ def region_of(stack: Stack) -> str:
     return DEFAULT_REGION
 
 
-def estimate(resources: Iterable[Resource] | Stack, usage: Usage | None = None, region: str | None = None) -> Estimate:
+def estimate(
+    resources: Iterable[Resource] | Stack,
+    usage: Usage | None = None,
+    region: str | None = None,
+    prices: PriceBook | None = None,
+) -> Estimate:
     stack = resources if isinstance(resources, Stack) else Stack(resources)
-    if usage is None and region is None:
+    if usage is None and region is None and prices is None:
         # The default estimate of a stack is asked for by several consumers (policy rules, the review).
         cached: Estimate | None = stack.derived.get("estimate")
         if cached is None:
             cached = stack.derived["estimate"] = _estimate(stack, None, None)
         return cached
-    return _estimate(stack, usage, region)
+    return _estimate(stack, usage, region, prices)
 
 
-def _estimate(stack: Stack, usage: Usage | None, region: str | None) -> Estimate:
-    book = price_book()
+def _estimate(stack: Stack, usage: Usage | None, region: str | None, prices: PriceBook | None = None) -> Estimate:
+    book = prices or price_book()
     region = region or region_of(stack)
     notes: list[str] = []
     if region not in book.regions:

@@ -1,4 +1,4 @@
-"""AWS list prices from `prices.yaml` beside this file: one price table for the cost estimate and for
+"""AWS list prices from `prices.yaml` (the checkout's, see sources.py): one price table for the cost estimate and for
 the GPU-cost recording rules Prometheus evaluates live, so both show the same figures."""
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from . import gpus as gpu_table
+from .sources import data_file
 
 PRICES_FILE = Path(__file__).parent / "prices.yaml"
 #: How messages name the file: its path in the repository.
@@ -81,14 +82,19 @@ class PriceBook(_Model):
         return self.assumptions["spot_discount"].value
 
 
+def price_book(path: Path | None = None) -> PriceBook:
+    """The price table, validated (every entry's source must be declared): `path`, else the checkout's
+    `policies/governance/prices.yaml` (sources.py), else the installed package's."""
+    return _load(path or data_file(PRICES_FILE.name))
+
+
 @cache
-def price_book() -> PriceBook:
-    """The shipped price table, validated (every entry's source must be declared)."""
-    book = PriceBook.model_validate(yaml.safe_load(PRICES_FILE.read_text(encoding="utf-8")))
+def _load(path: Path) -> PriceBook:
+    book = PriceBook.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
     declared = set(book.sources)
     used = {a.source for a in book.assumptions.values()} | {
         p.source for r in book.regions.values() for p in [*r.ec2_hourly_usd.values(), *r.services_usd.values()]
     }
     if used - declared:
-        raise ValueError(f"{PRICES_NAME}: undeclared sources {sorted(used - declared)}")
+        raise ValueError(f"{path}: undeclared sources {sorted(used - declared)}")
     return book

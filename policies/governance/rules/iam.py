@@ -1,0 +1,302 @@
+"""IAM: wildcards, IRSA subjects, the model-pull role, NotAction, trust policies, administrator
+access and privilege escalation.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from ..resources import Resource, as_list, dig, known, statements
+from .base import POLICY_FIELDS, Context, Finding, resource_rule, stack_rule
+
+READ_ONLY_MODEL_ACTIONS = frozenset(
+    {"s3:GetObject", "s3:GetObjectVersion", "s3:ListBucket", "s3:GetBucketLocation", "kms:Decrypt"}
+)
+
+
+IDENTITY_POLICIES = (
+    "aws:iam/rolePolicy:RolePolicy",
+    "aws:iam/policy:Policy",
+    "aws:iam/userPolicy:UserPolicy",
+    "aws:iam/groupPolicy:GroupPolicy",
+)
+
+
+@resource_rule(
+    "iam-no-wildcards", 'No Action "*", and no service-wide wildcard on all resources.', IDENTITY_POLICIES, basic=True
+)
+def _iam_wildcards(r: Resource, ctx: Context) -> Iterator[tuple[str, Any, str]]:
+    for i, st in enumerate(statements(r.get("policy"))):
+        if st.get("Effect") != "Allow":
+            continue
+        actions = [str(a) for a in as_list(st.get("Action"))]
+        resources = [str(x) for x in as_list(st.get("Resource"))]
+        everything = any(x == "*" or re.match(r"^arn:[^:]+:s3:::\*$", x) for x in resources)
+        if "*" in actions or "*:*" in actions:
+            yield f"policy.Statement[{i}].Action", actions, "allows every action; list the actions needed"
+        elif everything and any(a.endswith(":*") for a in actions):
+            wild = [a for a in actions if a.endswith(":*")]
+            yield (
+                f"policy.Statement[{i}]",
+                {"Action": wild, "Resource": resources},
+                "a service-wide wildcard on all resources; scope actions and resources",
+            )
+
+
+def _web_identity_subjects(role: Resource) -> list[tuple[int, Mapping[str, Any]]]:
+    out = []
+    for i, st in enumerate(statements(role.get("assumeRolePolicy"))):
+        if "sts:AssumeRoleWithWebIdentity" in as_list(st.get("Action")):
+            out.append((i, st))
+    return out
+
+
+@resource_rule(
+    "irsa-trust-scoped", "IRSA trust is scoped to exactly one service account.", ("aws:iam/role:Role",), basic=True
+)
+def _irsa(r: Resource, ctx: Context) -> Iterator[tuple[str, Any, str]]:
+    for i, st in _web_identity_subjects(r):
+        condition = st.get("Condition") or {}
+        equals = condition.get("StringEquals") or {}
+        subs = [v for k, v in equals.items() if str(k).endswith(":sub")]
+        values = [x for v in subs for x in as_list(v)]
+        like = [k for k in (condition.get("StringLike") or {}) if str(k).endswith(":sub")]
+        if like or len(values) != 1 or "*" in str(values[0]) or not str(values[0]).startswith("system:serviceaccount:"):
+            yield (
+                f"assumeRolePolicy.Statement[{i}].Condition",
+                condition,
+                "StringEquals <issuer>:sub must name one system:serviceaccount:<ns>:<name>",
+            )
+
+
+@stack_rule(
+    "model-pull-role-read-only",
+    "The model-pull role only reads its environment's model bucket.",
+    basic=True,
+    params={"namespace": "models", "serviceAccount": "model-puller"},
+)
+def _model_pull(ctx: Context) -> Iterator[Finding]:
+    namespace = ctx.param("model-pull-role-read-only", "namespace", "models")
+    account = ctx.param("model-pull-role-read-only", "serviceAccount", "model-puller")
+    subject = f"system:serviceaccount:{namespace}:{account}"
+    bucket = ctx.model_bucket()
+    for role in ctx.stack.of_type("aws:iam/role:Role"):
+        trusted = any(subject in str(st.get("Condition")) for _, st in _web_identity_subjects(role))
+        if not trusted:
+            continue
+        for attachment in ctx.stack.referencing(role, "aws:iam/rolePolicyAttachment:RolePolicyAttachment"):
+            yield Finding(
+                attachment.urn,
+                "policyArn",
+                attachment.get("policyArn"),
+                "the model-pull role takes no managed policies",
+            )
+        for policy in ctx.stack.referencing(role, "aws:iam/rolePolicy:RolePolicy"):
+            for i, st in enumerate(statements(policy.get("policy"))):
+                if st.get("Effect") != "Allow":
+                    continue
+                extra = [a for a in as_list(st.get("Action")) if a not in READ_ONLY_MODEL_ACTIONS]
+                if extra:
+                    yield Finding(
+                        policy.urn,
+                        f"policy.Statement[{i}].Action",
+                        extra,
+                        f"the model-pull role may only {', '.join(sorted(READ_ONLY_MODEL_ACTIONS))}",
+                    )
+                for res in as_list(st.get("Resource")):
+                    s3 = str(res).startswith("arn:aws") and ":s3:::" in str(res)
+                    if s3 and bucket and str(res).split(":::", 1)[1].split("/", 1)[0] != bucket:
+                        yield Finding(
+                            policy.urn,
+                            f"policy.Statement[{i}].Resource",
+                            res,
+                            f"only the {ctx.env} model bucket {bucket} may be read",
+                        )
+                    elif res == "*" and any(str(a).startswith("s3:") for a in as_list(st.get("Action"))):
+                        yield Finding(
+                            policy.urn, f"policy.Statement[{i}].Resource", res, "scope S3 reads to the model bucket"
+                        )
+
+
+#: Conditions that bind a broad principal to a caller: the source account, resource, VPC or organization.
+BINDING_CONDITION_KEYS = frozenset(
+    {
+        "aws:sourceaccount",
+        "aws:sourcearn",
+        "aws:sourceowner",
+        "aws:sourcevpc",
+        "aws:sourcevpce",
+        "aws:principalorgid",
+        "aws:principalaccount",
+        "aws:principalarn",
+        "aws:sourceorgid",
+    }
+)
+
+
+POLICY_DOCUMENTS = {
+    **POLICY_FIELDS,
+    "aws:iam/rolePolicy:RolePolicy": "policy",
+    "aws:iam/policy:Policy": "policy",
+    "aws:iam/role:Role": "assumeRolePolicy",
+}
+
+
+def _binds(statement: Mapping[str, Any]) -> bool:
+    keys = {
+        str(k).lower()
+        for block in as_list(statement.get("Condition"))
+        if isinstance(block, Mapping)
+        for inner in block.values()
+        if isinstance(inner, Mapping)
+        for k in inner
+    }
+    return bool(keys & BINDING_CONDITION_KEYS)
+
+
+@resource_rule(
+    "iam-no-not-action",
+    "No Allow statement uses NotAction or NotResource (they grant everything not named).",
+    tuple(POLICY_DOCUMENTS),
+    basic=True,
+)
+def _not_action(r: Resource, ctx: Context) -> Iterator[tuple[str, Any, str]]:
+    field_ = POLICY_DOCUMENTS[r.type]
+    for i, st in enumerate(statements(r.get(field_))):
+        if st.get("Effect") == "Allow":
+            for key in ("NotAction", "NotResource"):
+                if key in st:
+                    yield (
+                        f"{field_}.Statement[{i}].{key}",
+                        st[key],
+                        f"an Allow with {key} grants all else; list what is allowed",
+                    )
+
+
+def _accounts_of(ctx: Context) -> frozenset[str]:
+    """The accounts this stack's own ARNs name (roles, keys, buckets it references), and those the rule's
+    config trusts: found once per stack."""
+    extra = frozenset(str(a) for a in ctx.param("iam-trust-scoped", "trustedAccounts", []))
+    key = "accounts " + " ".join(sorted(extra))
+    found = ctx.stack.derived.get(key)
+    if found is None:
+        found = set()
+        for r in ctx.stack.resources:
+            for value in (r.inputs.get("arn"), r.inputs.get("principalArn"), r.inputs.get("roleArn")):
+                if isinstance(value, str) and value.startswith("arn:") and len(value.split(":")) > 4:
+                    found.add(value.split(":")[4])
+            for field_ in ("assumeRolePolicy", "policy"):
+                for st in statements(r.inputs.get(field_)):
+                    for v in as_list(dig(st, "Condition", "StringEquals", "aws:SourceAccount")):
+                        found.add(str(v))
+        found.discard("")
+        found = ctx.stack.derived[key] = frozenset(found | extra)
+    return found
+
+
+@resource_rule(
+    "iam-trust-scoped",
+    "Trust policies admit this stack's accounts and AWS services only, and a broad principal only when a "
+    "condition binds it.",
+    ("aws:iam/role:Role",),
+    basic=True,
+    params={"trustedAccounts": []},
+)
+def _trust(r: Resource, ctx: Context) -> Iterator[tuple[str, Any, str]]:
+    trusted = _accounts_of(ctx)
+    for i, st in enumerate(statements(r.get("assumeRolePolicy"))):
+        if st.get("Effect") != "Allow":
+            continue
+        principal = st.get("Principal")
+        aws_principals = as_list(principal.get("AWS")) if isinstance(principal, Mapping) else as_list(principal)
+        for who in aws_principals:
+            if not isinstance(who, str) or not known(who):
+                continue
+            if who == "*":
+                if not _binds(st):
+                    yield f"assumeRolePolicy.Statement[{i}].Principal", who, "anyone may assume this role"
+                continue
+            account = who.split(":")[4] if who.startswith("arn:") and len(who.split(":")) > 4 else who
+            if account.isdigit() and trusted and account not in trusted:
+                yield (
+                    f"assumeRolePolicy.Statement[{i}].Principal",
+                    who,
+                    f"account {account} is not this stack's ({', '.join(sorted(trusted))}); add it to trustedAccounts "
+                    "on purpose, or remove it",
+                )
+
+
+@resource_rule(
+    "iam-no-admin-attachments",
+    "No role gets AdministratorAccess, IAMFullAccess or PowerUserAccess.",
+    ("aws:iam/rolePolicyAttachment:RolePolicyAttachment", "aws:iam/role:Role"),
+    basic=True,
+)
+def _admin(r: Resource, ctx: Context) -> Iterator[tuple[str, Any, str]]:
+    arns = (
+        as_list(r.get("policyArn")) if r.type.endswith("RolePolicyAttachment") else as_list(r.get("managedPolicyArns"))
+    )
+    for arn in arns:
+        if isinstance(arn, str) and arn.rsplit("/", 1)[-1] in (
+            "AdministratorAccess",
+            "IAMFullAccess",
+            "PowerUserAccess",
+        ):
+            field_ = "policyArn" if r.type.endswith("RolePolicyAttachment") else "managedPolicyArns"
+            yield field_, arn, "an administrator policy; grant the actions the role needs"
+
+
+#: Actions that let a principal raise its own privileges when allowed on any resource: the published
+#: escalation paths (Rhino Security Labs, "AWS IAM Privilege Escalation - Methods and Mitigation").
+ESCALATION_ACTIONS = frozenset(
+    a.lower()
+    for a in (
+        "iam:CreatePolicyVersion",
+        "iam:SetDefaultPolicyVersion",
+        "iam:CreateAccessKey",
+        "iam:CreateLoginProfile",
+        "iam:UpdateLoginProfile",
+        "iam:AttachUserPolicy",
+        "iam:AttachGroupPolicy",
+        "iam:AttachRolePolicy",
+        "iam:PutUserPolicy",
+        "iam:PutGroupPolicy",
+        "iam:PutRolePolicy",
+        "iam:AddUserToGroup",
+        "iam:UpdateAssumeRolePolicy",
+        "iam:PassRole",
+        "lambda:UpdateFunctionCode",
+        "glue:UpdateDevEndpoint",
+        "cloudformation:CreateStack",
+        "datapipeline:CreatePipeline",
+    )
+)
+
+
+@resource_rule(
+    "iam-no-privilege-escalation",
+    "No identity policy allows an action that raises privileges (PassRole, policy writes, ...) on any resource.",
+    IDENTITY_POLICIES,
+    basic=True,
+)
+def _escalation(r: Resource, ctx: Context) -> Iterator[tuple[str, Any, str]]:
+    for i, st in enumerate(statements(r.get("policy"))):
+        if st.get("Effect") != "Allow":
+            continue
+        resources = [str(x) for x in as_list(st.get("Resource"))]
+        if "*" not in resources:
+            continue  # scoped to named resources: the escalation reaches only those
+        risky = sorted(
+            str(a)
+            for a in as_list(st.get("Action"))
+            if isinstance(a, str)
+            and (a.lower() in ESCALATION_ACTIONS or a.lower() in ("iam:*", "iam:put*", "iam:attach*"))
+        )
+        if risky:
+            yield (
+                f"policy.Statement[{i}]",
+                {"Action": risky, "Resource": resources},
+                "raises privileges on any resource: scope Resource to the roles or policies it must touch",
+            )

@@ -1,0 +1,405 @@
+"""Pods and InferenceServices: resources, images (those KServe injects included), upstream admission,
+security contexts and the Pod Security Standard over the pod as its controller builds it, replicas,
+PDBs, GPU placement, storage URIs, and the pod settings Helm charts are given.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from .. import admission, kserve, pod_security
+from ..conventions import GPU_POOL_LABEL, GPU_RESOURCE, ISVC_LABEL, ROLE_LABEL
+from ..cost import GPU
+from ..resources import Resource, Stack, as_list, dig, known, mapping
+from .base import ISVC, SCALED_OBJECT, Context, Finding, _true, _unknown, resource_rule, stack_rule
+
+GPU_TAINT_KEY = GPU_RESOURCE
+
+
+WORKLOADS = {
+    "kubernetes:apps/v1:Deployment": ("spec", "template", "spec"),
+    "kubernetes:apps/v1:StatefulSet": ("spec", "template", "spec"),
+    "kubernetes:apps/v1:DaemonSet": ("spec", "template", "spec"),
+    "kubernetes:batch/v1:Job": ("spec", "template", "spec"),
+    "kubernetes:batch/v1:CronJob": ("spec", "jobTemplate", "spec", "template", "spec"),
+    "kubernetes:core/v1:Pod": ("spec",),
+    ISVC: ("spec", "predictor"),
+}
+
+
+def _containers(r: Resource) -> list[tuple[str, Mapping[str, Any]]]:
+    spec = r.get(*WORKLOADS[r.type])
+    if not isinstance(spec, Mapping):
+        return []
+    prefix = ".".join(WORKLOADS[r.type])
+    out = [
+        (f"{prefix}.containers[{i}]", c)
+        for i, c in enumerate(as_list(spec.get("containers")))
+        if isinstance(c, Mapping)
+    ]
+    if r.type == ISVC and isinstance(spec.get("model"), Mapping):
+        out.append((f"{prefix}.model", spec["model"]))
+    return out
+
+
+def _pod_spec(r: Resource) -> Mapping[str, Any]:
+    spec = r.get(*WORKLOADS[r.type])
+    return spec if isinstance(spec, Mapping) else {}
+
+
+@resource_rule(
+    "workload-resources",
+    "Every container sets requests and limits; GPU requests equal limits.",
+    tuple(WORKLOADS),
+    basic=True,
+)
+def _resources(r: Resource, ctx: Context) -> Iterator[tuple[str, Any, str]]:
+    for path, c in _containers(r):
+        res = mapping(c.get("resources"))
+        requests, limits = mapping(res.get("requests")), mapping(res.get("limits"))
+        missing = [
+            f"{kind}.{k}"
+            for kind, d in (("requests", requests), ("limits", limits))
+            for k in ("cpu", "memory")
+            if k not in d
+        ]
+        if missing:
+            yield f"{path}.resources", res, f"set {', '.join(missing)}"
+        if GPU in requests and str(requests[GPU]) != str(limits.get(GPU)):
+            yield f"{path}.resources", res, "GPU requests must equal GPU limits"
+
+
+def _image_problems(
+    path: str, image: Any, ctx: Context, rule: str = "workload-images"
+) -> Iterator[tuple[str, Any, str]]:
+    if not isinstance(image, str) or not known(image):
+        return
+    # injected-images uses workload-images' allow-list unless its own config names one.
+    listed = ctx.param(rule, "registries") or ctx.param("workload-images", "registries", [])
+    allowed = [str(x) for x in listed]
+    name = image.split("@", 1)[0]
+    tag = name.rsplit(":", 1)[1] if ":" in name.rsplit("/", 1)[-1] else None
+    if "@sha256:" not in image and (tag is None or tag == "latest"):
+        yield path, image, "pin an immutable tag or a digest (never latest or untagged)"
+    if allowed and not any(fnmatch.fnmatchcase(image, pattern) for pattern in allowed):
+        yield path, image, f"registry not allowed in {ctx.env}; allowed: {', '.join(allowed)}"
+
+
+def _is_kserve_chart(release: Resource) -> bool:
+    chart = release.get("chart")
+    return isinstance(chart, str) and chart.rstrip("/").endswith("/kserve")
+
+
+def kserve_settings(stack: Stack) -> kserve.Settings:
+    """KServe's chart defaults with the values of the KServe release in this preview (if it has one); once
+    per preview."""
+    cached: kserve.Settings | None = stack.derived.get("kserve-settings")
+    if cached is None:
+        releases = [r for r in stack.of_type("kubernetes:helm.sh/v3:Release") if _is_kserve_chart(r)]
+        cached = kserve.Settings.from_values(releases[0].get("values")) if releases else kserve.Settings()
+        stack.derived["kserve-settings"] = cached
+    return cached
+
+
+@resource_rule(
+    "workload-images",
+    "Images are pinned (no latest) and come from allowed registries.",
+    tuple(WORKLOADS),
+    params={"registries": []},
+)
+def _images(r: Resource, ctx: Context) -> Iterator[tuple[str, Any, str]]:
+    for path, c in _containers(r):
+        if r.type == ISVC and path.endswith(".model"):
+            # A built-in runtime's container: the image comes from the ClusterServingRuntime.
+            fmt = str(dig(c, "modelFormat", "name"))
+            image = kserve_settings(ctx.stack).runtime_image(fmt)
+            yield from _image_problems(f"{path} (runtime kserve-{fmt}: its image)", image, ctx)
+            continue
+        yield from _image_problems(f"{path}.image", c.get("image"), ctx)
+
+
+@resource_rule(
+    "injected-images",
+    "The images KServe injects into model pods (storage initializer, serving runtimes) are pinned and come "
+    "from the allowed registries.",
+    ("kubernetes:helm.sh/v3:Release",),
+    params={"registries": None},
+)
+def _injected_images(r: Resource, ctx: Context) -> Iterator[tuple[str, Any, str]]:
+    if not _is_kserve_chart(r) or _unknown(r.inputs.get("values")):
+        return
+    for key, image in kserve.Settings.from_values(r.get("values")).images().items():
+        # The same allow-list and pinning as the workloads' own images.
+        for field_, value, message in _image_problems(f"values.{key}", image, ctx, "injected-images"):
+            yield field_, value, f"{message} (KServe injects it into every model pod)"
+
+
+@resource_rule(
+    "upstream-admission",
+    "KServe's and KEDA's admission webhooks (ported at the pinned tags) admit every InferenceService and "
+    "ScaledObject, including the ScaledObject KServe builds for autoscalerClass keda.",
+    (ISVC, SCALED_OBJECT),
+    basic=True,
+)
+def _admission(r: Resource, ctx: Context) -> Iterator[tuple[str, Any, str]]:
+    if _unknown(r.inputs.get("spec")):
+        return
+    obj = {"metadata": r.get("metadata") or {}, "spec": r.get("spec") or {}}
+    namespace = dig(obj, "metadata", "namespace")
+    peers = [
+        {"metadata": o.get("metadata") or {}, "spec": o.get("spec") or {}}
+        for o in ctx.stack.of_type(SCALED_OBJECT)
+        if o.urn != r.urn and o.get("metadata", "namespace") == namespace
+    ]
+    try:
+        if r.type == ISVC:
+            admission.validate_inference_service(obj)
+            if dig(obj, "metadata", "annotations", admission.AUTOSCALER_CLASS) == "keda":
+                built = admission.kserve_scaled_object(obj)
+                try:
+                    admission.validate_scaled_object(built, others=peers)
+                except admission.Refused as exc:
+                    raise admission.Refused(f"the ScaledObject KServe builds from it: {exc}") from None
+        else:
+            admission.validate_scaled_object(obj, others=peers)
+    except admission.Refused as exc:
+        webhook = "KServe " + admission.KSERVE_TAG if r.type == ISVC else "KEDA " + admission.KEDA_TAG
+        yield "spec", None, f"{webhook} admission refuses it: {exc}"
+
+
+@resource_rule(
+    "workload-security",
+    "Pods run non-root, unprivileged, without escalation, capabilities dropped, read-only root.",
+    tuple(WORKLOADS),
+    basic=True,
+)
+def _security(r: Resource, ctx: Context) -> Iterator[tuple[str, Any, str]]:
+    pod = _pod_spec(r)
+    pod_nonroot = _true(dig(pod, "securityContext", "runAsNonRoot"))
+    for path, c in _containers(r):
+        sc = mapping(c.get("securityContext"))
+        problems = []
+        if not (pod_nonroot or _true(sc.get("runAsNonRoot"))):
+            problems.append("runAsNonRoot: true")
+        if _true(sc.get("privileged")):
+            problems.append("privileged: false")
+        if sc.get("allowPrivilegeEscalation") is not False:
+            problems.append("allowPrivilegeEscalation: false")
+        if "ALL" not in as_list(dig(sc, "capabilities", "drop")):
+            problems.append("capabilities.drop: [ALL]")
+        if not _true(sc.get("readOnlyRootFilesystem")):
+            problems.append("readOnlyRootFilesystem: true")
+        if problems:
+            yield f"{path}.securityContext", sc, f"set {', '.join(problems)}"
+
+
+@resource_rule(
+    "inferenceservice-min-replicas",
+    "InferenceServices keep enough replicas for the environment.",
+    (ISVC,),
+    params={"minReplicas": 1},
+)
+def _min_replicas(r: Resource, ctx: Context) -> Iterator[tuple[str, Any, str]]:
+    least = int(ctx.param("inferenceservice-min-replicas", "minReplicas", 1))
+    if (r.get("metadata", "labels") or {}).get(ROLE_LABEL) == "canary":
+        return  # a canary is small on purpose; its stable InferenceService carries the floor
+    value = r.get("spec", "predictor", "minReplicas")
+    if _unknown(r.inputs.get("spec")):
+        return
+    replicas = 1 if value is None else int(value)  # KServe's default is 1
+    if replicas < least:
+        yield "spec.predictor.minReplicas", value, f"must be ≥ {least} in {ctx.env}"
+
+
+@stack_rule("inferenceservice-pdb", "Every InferenceService has a PodDisruptionBudget.")
+def _pdb(ctx: Context) -> Iterator[Finding]:
+    pdbs = ctx.stack.of_type("kubernetes:policy/v1:PodDisruptionBudget")
+    for isvc in ctx.stack.of_type(ISVC):
+        name, ns = isvc.get("metadata", "name"), isvc.get("metadata", "namespace")
+        covered = any(
+            p.get("metadata", "namespace") == ns
+            and (p.get("spec", "selector", "matchLabels") or {}).get(ISVC_LABEL) == name
+            for p in pdbs
+        )
+        if not covered:
+            yield Finding(
+                isvc.urn, "podDisruptionBudget", None, f"no PodDisruptionBudget selecting {ISVC_LABEL}={name}"
+            )
+
+
+@resource_rule(
+    "inferenceservice-gpu-placement",
+    "GPU predictors tolerate the GPU taint and select a pool that exists.",
+    (ISVC,),
+    params={"knownPools": []},
+)
+def _placement(r: Resource, ctx: Context) -> Iterator[tuple[str, Any, str]]:
+    predictor = r.get("spec", "predictor") or {}
+    gpus = any(GPU in ((c.get("resources") or {}).get("limits") or {}) for _, c in _containers(r))
+    if not gpus:
+        return
+    tolerations = [t for t in as_list(predictor.get("tolerations")) if isinstance(t, Mapping)]
+    if not any(t.get("key") == GPU_TAINT_KEY for t in tolerations):
+        yield "spec.predictor.tolerations", tolerations, f"GPU predictors must tolerate {GPU_TAINT_KEY}"
+    pool = (predictor.get("nodeSelector") or {}).get(GPU_POOL_LABEL)
+    pools = ctx.gpu_pools()
+    if pool is None:
+        yield "spec.predictor.nodeSelector", predictor.get("nodeSelector"), f"select a GPU pool with {GPU_POOL_LABEL}"
+    elif pools is not None and pool not in pools:
+        yield (
+            f"spec.predictor.nodeSelector.{GPU_POOL_LABEL}",
+            pool,
+            f"no such GPU pool; pools: {', '.join(sorted(pools))}",
+        )
+
+
+def _model_sources(r: Resource) -> Iterator[tuple[str, Any]]:
+    """Every form a model source takes in an InferenceService: `storageUri` (on the predictor or its
+    `model`), the `storage` spec's bucket parameter, and a container's STORAGE_URI environment variable."""
+    for path in (("spec", "predictor", "model", "storageUri"), ("spec", "predictor", "storageUri")):
+        yield ".".join(path), r.get(*path)
+    for path in (("spec", "predictor", "model", "storage"), ("spec", "predictor", "storage")):
+        bucket = dig(r.get(*path), "parameters", "bucket")
+        if bucket is not None:
+            yield ".".join((*path, "parameters", "bucket")), f"s3://{bucket}/"
+    for i, container in enumerate(as_list(r.get("spec", "predictor", "containers"))):
+        for j, env in enumerate(as_list(dig(container, "env"))):
+            if dig(env, "name") == "STORAGE_URI":
+                yield f"spec.predictor.containers[{i}].env[{j}].value", dig(env, "value")
+
+
+@resource_rule(
+    "storage-uri-in-model-bucket",
+    "Models load from the environment's model bucket.",
+    (ISVC,),
+    params={"modelBucket": None},
+)
+def _storage_uri(r: Resource, ctx: Context) -> Iterator[tuple[str, Any, str]]:
+    bucket = ctx.model_bucket()
+    if bucket is None:
+        return
+    for path, uri in _model_sources(r):
+        if isinstance(uri, str) and known(uri) and not uri.startswith(f"s3://{bucket}/"):
+            yield path, uri, f"must be inside s3://{bucket}/"
+
+
+def _pod_of(r: Resource, ctx: Context) -> Mapping[str, Any]:
+    """The pod spec an object runs, as Pod Security Admission sees it: for an InferenceService, the pod
+    KServe builds of it (the runtime's container for a `model`, the storage initializer it injects with
+    the KServe release's values; policies/governance/kserve.py)."""
+    if r.type == ISVC:
+        obj = {"metadata": r.get("metadata") or {}, "spec": r.get("spec") or {}}
+        return kserve.model_pod(obj, kserve_settings(ctx.stack))["spec"]
+    return _pod_spec(r)
+
+
+@resource_rule(
+    "pod-security-standard",
+    "Every pod passes Pod Security restricted; pods in allow-listed privileged namespaces pass baseline.",
+    tuple(WORKLOADS),
+    basic=True,
+    params={"privilegedNamespaces": ["nvidia", "monitoring"]},
+)
+def _pod_security(r: Resource, ctx: Context) -> Iterator[tuple[str, Any, str]]:
+    namespace = r.get("metadata", "namespace")
+    allowed = [str(n) for n in ctx.param("pod-security-standard", "privilegedNamespaces", [])]
+    level = "baseline" if namespace in allowed else "restricted"
+    prefix = ".".join(WORKLOADS[r.type])
+    for field_, value, allowed_values in pod_security.violations(_pod_of(r, ctx), level):  # type: ignore[arg-type]
+        yield f"{prefix}.{field_}", value, f"Pod Security {level}: {allowed_values}"
+
+
+@resource_rule(
+    "service-account-token",
+    "Pods mount no Kubernetes API token unless they ask for one (automountServiceAccountToken: false).",
+    tuple(WORKLOADS),
+    basic=True,
+)
+def _token(r: Resource, ctx: Context) -> Iterator[tuple[str, Any, str]]:
+    pod = _pod_of(r, ctx)
+    if pod.get("automountServiceAccountToken") is False:
+        return
+    account = pod.get("serviceAccountName") or "default"
+    namespace = r.get("metadata", "namespace")
+    accounts = [
+        sa
+        for sa in ctx.stack.of_type("kubernetes:core/v1:ServiceAccount")
+        if sa.get("metadata", "name") == account and sa.get("metadata", "namespace") in (namespace, None)
+    ]
+    if any(sa.inputs.get("automountServiceAccountToken") is False for sa in accounts):
+        return
+    if account != "default" and not accounts:
+        return  # an account another stack owns: cannot tell
+    prefix = ".".join(WORKLOADS[r.type])
+    yield (
+        f"{prefix}.automountServiceAccountToken",
+        pod.get("automountServiceAccountToken"),
+        f"the {account!r} service account's token is mounted; set automountServiceAccountToken: false",
+    )
+
+
+#: Keys under which charts take a securityContext, and the host settings that need the privileged level.
+_SECURITY_KEYS = ("securityContext", "containerSecurityContext", "podSecurityContext")
+
+
+_HOST_KEYS = ("hostNetwork", "hostPID", "hostIPC")
+
+
+def _helm_security_settings(values: Any, path: str = "values") -> Iterator[tuple[str, str, Any]]:
+    """(kind, path, value) for every securityContext and host setting a chart's values set, at any depth."""
+    if isinstance(values, Mapping):
+        for key, value in values.items():
+            where = f"{path}.{key}"
+            if key in _SECURITY_KEYS and isinstance(value, Mapping):
+                yield "context", where, value
+            elif key in _HOST_KEYS and value is True:
+                yield "host", where, value
+            else:
+                yield from _helm_security_settings(value, where)
+    elif isinstance(values, list):
+        for i, value in enumerate(values):
+            yield from _helm_security_settings(value, f"{path}[{i}]")
+
+
+@resource_rule(
+    "helm-values-pod-security",
+    "The pod settings Helm values set keep the release's pods within their namespace's Pod Security level.",
+    ("kubernetes:helm.sh/v3:Release", "kubernetes:helm.sh/v4:Chart"),
+    basic=True,
+    params={"privilegedNamespaces": ["nvidia", "monitoring"]},
+)
+def _helm_pod_security(r: Resource, ctx: Context) -> Iterator[tuple[str, Any, str]]:
+    namespace = r.get("namespace")
+    if not isinstance(namespace, str):
+        # The namespace is often an output of the Namespace resource: find it by the dependency.
+        named = [
+            ctx.stack.by_urn[u].get("metadata", "name")
+            for u in r.property_dependencies.get("namespace", ())
+            if u in ctx.stack.by_urn
+        ]
+        namespace = next((n for n in named if isinstance(n, str)), None)
+    allowed = [str(n) for n in ctx.param("helm-values-pod-security", "privilegedNamespaces", [])]
+    level = "baseline" if namespace in allowed else "restricted"
+    for kind, path, value in _helm_security_settings(r.get("values")):
+        if kind == "host":
+            if level == "restricted" or namespace is None:
+                yield (
+                    path,
+                    value,
+                    f"host namespaces are refused by Pod Security {level} in {namespace or 'its namespace'}",
+                )
+            continue
+        # A context set in values is checked as the container (and pod) it configures.
+        pod = {"securityContext": value, "containers": [{"name": "chart", "securityContext": value}]}
+        for field_, got, wanted in pod_security.violations(pod, "baseline"):
+            yield f"{path} ({field_.split('.', 1)[-1]})", got, f"Pod Security baseline: {wanted}"
+        if level == "restricted":
+            weakened = [
+                (field_, got)
+                for field_, got, _ in pod_security.violations(pod, "restricted")
+                if got not in (None, [], {}) and field_.startswith("containers")
+            ]
+            for field_, got in weakened:
+                yield f"{path} ({field_.split('.', 2)[-1]})", got, "weakens Pod Security restricted in this namespace"

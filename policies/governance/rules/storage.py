@@ -1,0 +1,128 @@
+"""S3: public access, ACLs, encryption, versioning, TLS, ownership, and public principals in policies."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from ..resources import Resource, as_list, statements
+from .base import POLICY_FIELDS, Context, Finding, _true, _unknown, resource_rule, stack_rule
+from .iam import _binds
+
+PUBLIC_ACLS = ("public-read", "public-read-write", "authenticated-read")
+
+
+def _bucket_companions(ctx: Context, bucket: Resource, typ: str) -> list[Resource]:
+    return ctx.stack.referencing(bucket, typ, prop="bucket") or ctx.stack.referencing(bucket, typ)
+
+
+def _is_model_bucket(ctx: Context, bucket: Resource) -> bool:
+    name = bucket.get("bucket")
+    return isinstance(name, str) and name == ctx.model_bucket()
+
+
+@stack_rule("s3-public-access-blocked", "Every bucket blocks public access (all four settings).", basic=True)
+def _s3_pab(ctx: Context) -> Iterator[Finding]:
+    flags = ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets")
+    for bucket in ctx.stack.of_type("aws:s3/bucket:Bucket", "aws:s3/bucketV2:BucketV2"):
+        blocks = _bucket_companions(ctx, bucket, "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock")
+        if not blocks:
+            yield Finding(
+                bucket.urn, "publicAccessBlock", None, "no BucketPublicAccessBlock; add one with all four flags true"
+            )
+            continue
+        off = [f for f in flags if not _true(blocks[0].get(f)) and not _unknown(blocks[0].inputs.get(f))]
+        if off:
+            yield Finding(blocks[0].urn, ", ".join(off), False, "must be true: public access stays possible otherwise")
+
+
+@resource_rule(
+    "s3-no-public-acl",
+    "No bucket ACL grants public or any-AWS-user access.",
+    ("aws:s3/bucketAcl:BucketAcl", "aws:s3/bucket:Bucket"),
+    basic=True,
+)
+def _s3_acl(r: Resource, ctx: Context) -> Iterator[tuple[str, Any, str]]:
+    acl = r.get("acl")
+    if acl in PUBLIC_ACLS:
+        yield "acl", acl, "is a public canned ACL; use private and BucketOwnerEnforced ownership"
+    for i, grant in enumerate(as_list(r.get("accessControlPolicy", "grants"))):
+        uri = (grant.get("grantee") or {}).get("uri", "") if isinstance(grant, Mapping) else ""
+        if uri.endswith(("/AllUsers", "/AuthenticatedUsers")):
+            yield f"accessControlPolicy.grants[{i}]", uri, "grants access to everyone; remove the grant"
+
+
+@stack_rule("s3-encryption", "Every bucket has default encryption; the model store uses SSE-KMS.", basic=True)
+def _s3_sse(ctx: Context) -> Iterator[Finding]:
+    for bucket in ctx.stack.of_type("aws:s3/bucket:Bucket", "aws:s3/bucketV2:BucketV2"):
+        configs = _bucket_companions(
+            ctx, bucket, "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration"
+        )
+        if not configs:
+            yield Finding(bucket.urn, "serverSideEncryption", None, "no encryption configuration; add SSE-KMS")
+            continue
+        algo = configs[0].get("rules", 0, "applyServerSideEncryptionByDefault", "sseAlgorithm")
+        if _is_model_bucket(ctx, bucket) and algo is not None and algo != "aws:kms":
+            yield Finding(
+                configs[0].urn,
+                "rules[0].applyServerSideEncryptionByDefault.sseAlgorithm",
+                algo,
+                "the model store must use aws:kms",
+            )
+
+
+@stack_rule("s3-model-versioning", "The model store keeps versions (restores deleted models).")
+def _s3_versioning(ctx: Context) -> Iterator[Finding]:
+    for bucket in ctx.stack.of_type("aws:s3/bucket:Bucket", "aws:s3/bucketV2:BucketV2"):
+        if not _is_model_bucket(ctx, bucket):
+            continue
+        versioning = _bucket_companions(ctx, bucket, "aws:s3/bucketVersioning:BucketVersioning")
+        status = versioning[0].get("versioningConfiguration", "status") if versioning else None
+        if status != "Enabled" and not (
+            versioning and status is None and _unknown(versioning[0].inputs.get("versioningConfiguration"))
+        ):
+            yield Finding(bucket.urn, "versioning", status, "the model bucket must have versioning Enabled")
+
+
+@stack_rule("s3-tls-only", "Every bucket policy denies requests without TLS.", basic=True)
+def _s3_tls(ctx: Context) -> Iterator[Finding]:
+    for bucket in ctx.stack.of_type("aws:s3/bucket:Bucket", "aws:s3/bucketV2:BucketV2"):
+        policies = _bucket_companions(ctx, bucket, "aws:s3/bucketPolicy:BucketPolicy")
+        if policies and _unknown(policies[0].inputs.get("policy")):
+            continue
+        denies = any(
+            st.get("Effect") == "Deny"
+            and str((st.get("Condition") or {}).get("Bool", {}).get("aws:SecureTransport")).lower() == "false"
+            for p in policies
+            for st in statements(p.get("policy"))
+        )
+        if not denies:
+            yield Finding(bucket.urn, "policy", None, "no bucket policy statement denies aws:SecureTransport false")
+
+
+@resource_rule(
+    "no-public-principal",
+    'No resource policy allows Principal "*" without a condition.',
+    tuple(POLICY_FIELDS),
+    basic=True,
+)
+def _public_principal(r: Resource, ctx: Context) -> Iterator[tuple[str, Any, str]]:
+    field_ = POLICY_FIELDS[r.type]
+    for i, st in enumerate(statements(r.get(field_))):
+        principal = st.get("Principal")
+        values = as_list(principal.get("AWS")) if isinstance(principal, Mapping) else as_list(principal)
+        if st.get("Effect") == "Allow" and "*" in values and not _binds(st):
+            yield (
+                f"{field_}.Statement[{i}]",
+                principal,
+                "allows anyone: name the principals, or bind them with a condition on the source account, ARN, "
+                "VPC or organization (aws:SecureTransport alone binds nobody)",
+            )
+
+
+@stack_rule("s3-ownership-enforced", "Every bucket enforces object ownership (ACLs disabled).")
+def _s3_ownership(ctx: Context) -> Iterator[Finding]:
+    for bucket in ctx.stack.of_type("aws:s3/bucket:Bucket", "aws:s3/bucketV2:BucketV2"):
+        controls = _bucket_companions(ctx, bucket, "aws:s3/bucketOwnershipControls:BucketOwnershipControls")
+        if not any(c.get("rule", "objectOwnership") == "BucketOwnerEnforced" for c in controls):
+            yield Finding(bucket.urn, "ownershipControls", None, "add BucketOwnershipControls: BucketOwnerEnforced")
