@@ -297,6 +297,8 @@ SERVER_FLAGS: tuple[tuple[str, type, str], ...] = (
     ),
     ("max-inputs", int, "texts per request (default 64)"),
     ("max-chars", int, "characters per text (default 8192)"),
+    ("read-timeout", float, "seconds a request may take to arrive, from the connection's opening (default 30)"),
+    ("max-connections", int, "open connections per front process (default 1024)"),
 )
 
 

@@ -178,6 +178,18 @@ def serving() -> Dashboard:
                 ),
                 "reqps",
             ),
+            Panel(
+                "Connections closed by the server's guard per second",
+                (
+                    Target(
+                        f"sum by (model, reason) (rate({s.CLOSED_CONNECTIONS_TOTAL}{{{_MODEL}}}[{_RATE}]))",
+                        "{{model}} {{reason}}",
+                    ),
+                ),
+                description="read_timeout: a request not in by its read deadline (slow or stuck clients); "
+                "evicted: the quietest connection closed for a new one beyond the per-front cap; "
+                "refused: beyond the cap with every connection busy (503).",
+            ),
             Panel("Queue depth", (Target(f"sum by (model, pod) ({s.QUEUE_DEPTH}{{{_MODEL}}})", "{{pod}}"),)),
             # What KEDA scales GPU predictors on (workloads/models.py): compare with the model's scale_target.
             Panel(

@@ -36,6 +36,10 @@ IN_FLIGHT: Final = "modelyard_inflight_texts"
 ERROR_CODES: Final = "5..|429|404"
 #: Counter of requests refused before work started, by `reason` (queue_full, draining, model_unavailable).
 REJECTED_TOTAL: Final = "modelyard_rejected_requests_total"
+#: Counter of connections the server's own guard closed, by `reason`: read_timeout (a request's headers
+#: and body not in by the read deadline), evicted (the quietest connection, closed for a new one beyond
+#: the per-front cap), refused (a new one beyond the cap with every connection busy).
+CLOSED_CONNECTIONS_TOTAL: Final = "modelyard_closed_connections_total"
 #: Latency buckets of REQUEST_DURATION, as the Python client renders `le` (a latency SLO threshold
 #: must be one of these so the SLI can read it straight from a bucket).
 LATENCY_BUCKETS: Final = ("0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1.0", "2.5", "5.0", "10.0")

@@ -170,6 +170,10 @@ def test_serve_listens_on_loopback_and_passes_the_server_flags_through(tmp_path:
             "4",
             "--model-instances",
             "1",
+            "--read-timeout",
+            "7.5",
+            "--max-connections",
+            "100",
         ],
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
@@ -186,6 +190,7 @@ def test_serve_listens_on_loopback_and_passes_the_server_flags_through(tmp_path:
         text = log.read_text()
         assert f"listening on 127.0.0.1:{port}: 1 fronts" in text and "batches of 4 texts" in text, text
         assert "1 passes at once" in text, text
+        assert "requests read within 7.5 s, 100 connections a front" in text, text
         listening = [
             line.split()[1] for line in Path("/proc/net/tcp").read_text().splitlines()[1:] if line.split()[3] == "0A"
         ]

@@ -61,12 +61,28 @@ WAITING = "modelyard.waiting"
 GONE = "client disconnected"
 
 
+#: What a request task is cancelled with when its body has not arrived by its read deadline (Guard).
+TIMED_OUT = "request not received in time"
+
+
+@dataclass(frozen=True)
+class Guard:
+    """What a front allows a connection: `read_timeout` seconds for a request's headers and body to
+    arrive, counted from the moment the connection opens (its first request) or from the first byte of
+    each later one (the idle time between requests is the keep-alive timeout's), and at most
+    `max_connections` connections at once."""
+
+    read_timeout: float = 30.0
+    max_connections: int = 1024
+
+
 @dataclass(frozen=True)
 class FrontSettings:
     model_name: str
     limits: Limits
     body_limit: int
     dimensions: int
+    guard: Guard = Guard()
 
 
 async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
@@ -136,6 +152,7 @@ class App:
         name = settings.model_name
         self.name = name
         self._counts: dict[tuple[str, int], Any] = {}
+        self._closed: dict[str, Any] = {}
         self._durations = {p: metrics.DURATION.labels(name, p) for p in ("v1", "v2", "openai")}
         self._metadata = orjson.dumps(
             {
@@ -169,6 +186,14 @@ class App:
 
     async def _json(self, send: Send, status: int, value: Any, extra: list[tuple[bytes, bytes]] | None = None) -> None:
         await self._send(send, status, orjson.dumps(value, option=NUMPY), JSON, extra)
+
+    def connection_closed(self, reason: str) -> None:
+        """Counts a connection the guard closed (_protocol): read_timeout, evicted or refused."""
+        child = self._closed.get(reason)
+        if child is None:
+            child = self._closed[reason] = metrics.CLOSED_CONNECTIONS.labels(self.name, reason)
+        self.dispatcher.tally.inc(child)
+        self.dispatcher.metrics_changed()
 
     def _ready(self) -> bool:
         return self.dispatcher.ready and not self.dispatcher.draining
@@ -228,6 +253,14 @@ class App:
         except ClientGone:
             return 499
         except asyncio.CancelledError as exc:
+            if exc.args == (TIMED_OUT,):  # the connection's read deadline (OneWriteProtocol._read_due)
+                cast("asyncio.Task[Any]", asyncio.current_task()).uncancel()
+                message = (
+                    f"the request did not arrive in full within {self.settings.guard.read_timeout:g} s "
+                    "(counted from the connection's opening, or from the first byte of a later request on it)"
+                )
+                await self._error(send, protocol, 408, message, code="timeout", extra=[(b"connection", b"close")])
+                return 408
             if exc.args != (GONE,):  # not the connection's doing (OneWriteProtocol.connection_lost)
                 raise
             return 499
@@ -420,31 +453,129 @@ class _OneWrite:
         return getattr(self._transport, name)
 
 
-def _protocol() -> type[asyncio.Protocol]:
+def _raw_response(status: int, reason: bytes, message: str, *extra: bytes) -> bytes:
+    """A whole response written by the connection itself (no request to answer it through): JSON
+    `{"error": message}`, and the connection closes after it."""
+    body = orjson.dumps({"error": message})
+    head = [b"HTTP/1.1 %d %s" % (status, reason), b"content-type: application/json", b"content-length: %d" % len(body)]
+    return b"\r\n".join([*head, *extra, b"connection: close", b"", body])
+
+
+def _protocol(guard: Guard = Guard(), closed: Callable[[str], None] = lambda reason: None) -> type[asyncio.Protocol]:
     """uvicorn's httptools protocol (pinned in requirements.txt), with two costs per request taken out:
     each response is sent with one write (_OneWrite), and the keep-alive timer is armed once per idle
     period instead of cancelled and armed again for every request: a connection idle for
-    `timeout_keep_alive` seconds is still closed, checked when its timer fires. And a connection lost
-    before its answer cancels the request it was waiting for (WAITING)."""
+    `timeout_keep_alive` seconds is still closed, checked when its timer fires. A connection lost
+    before its answer cancels the request it was waiting for (WAITING).
+
+    And the guard uvicorn lacks (it has no header or body timeout, and arms its keep-alive timer only
+    after a response, so a connection that sends nothing, or a byte a second, was held for as long as
+    its client liked):
+    - a read deadline (`guard.read_timeout`): a request's headers and body must have arrived that long
+      after the connection opened (its first request) or after the request's first byte (later ones).
+      Past it, a request whose headers are in is answered 408 by the app, in its protocol's error shape;
+      one whose headers are not, 408 by the connection; either way the connection closes. One timer per
+      connection, armed once per reading period and checked when it fires, as the keep-alive one;
+    - a connection cap (`guard.max_connections` per front): a connection beyond it closes the one that
+      has been quiet longest among those with no request being answered (silent, still sending its
+      request, or idle between requests), or, when every one is busy, is itself answered 503 with
+      Retry-After and closed. Idle sockets cannot hold a front's file descriptors or lock clients out.
+    `closed(reason)` is told of each connection the guard closes: read_timeout, evicted or refused."""
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
     class OneWriteProtocol(HttpToolsProtocol):  # type: ignore[misc]
         idle_since: float | None = None
+        #: When the request being received began (the connection's opening, for its first).
+        reading_since = 0.0
+        #: The cycle that was current when that request began: while it still is, the request's headers
+        #: are not in (uvicorn makes a cycle for each request once its headers are).
+        begun_with: Any = None
+        read_timer: asyncio.TimerHandle | None = None
+        close_after_response = False
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             # _OneWrite passes everything but write, close and the write buffer's size through.
             super().connection_made(cast(asyncio.Transport, _OneWrite(transport, self.loop)))
+            self.reading_since = self.loop.time()
+            self.read_timer = self.loop.call_later(guard.read_timeout, self._read_due)
+            if len(self.connections) > guard.max_connections:
+                self._make_room()
 
         def connection_lost(self, exc: Exception | None) -> None:
-            if self.timeout_keep_alive_task is not None:
-                self.timeout_keep_alive_task.cancel()
-                self.timeout_keep_alive_task = None
+            for timer in (self.timeout_keep_alive_task, self.read_timer):
+                if timer is not None:
+                    timer.cancel()
+            self.timeout_keep_alive_task = self.read_timer = None
             cycle = self.cycle
-            if cycle is not None and not cycle.response_complete:
-                waiting = cast("asyncio.Task[Any] | None", cycle.scope.get(WAITING))
-                if waiting is not None:
-                    waiting.cancel(GONE)  # App._inference answers 499 to no one; its texts are dropped
+            if cycle is not None and not cycle.response_complete and (waiting := self._waiting(cycle)) is not None:
+                waiting.cancel(GONE)  # App._inference answers 499 to no one; its texts are dropped
             super().connection_lost(exc)
+
+        @staticmethod
+        def _waiting(cycle: Any) -> asyncio.Task[Any] | None:
+            """The inference request task a cycle's connection may cancel (App._inference: WAITING)."""
+            return cast("asyncio.Task[Any] | None", cycle.scope.get(WAITING))
+
+        # -- the connection cap
+
+        def _quiet_since(self) -> float | None:
+            """Since when this connection has had no request being answered (None: one is)."""
+            cycle = self.cycle
+            if self.pipeline or (cycle is not None and not cycle.response_complete) or self.transport.is_closing():
+                return None
+            return self.idle_since if self.idle_since is not None else self.reading_since
+
+        def _make_room(self) -> None:
+            others = [cast(OneWriteProtocol, c) for c in self.connections if c is not self]
+            quiet = [(since, c) for c in others if (since := c._quiet_since()) is not None]
+            if quiet:
+                _, oldest = min(quiet, key=lambda pair: pair[0])
+                oldest.transport.close()
+                closed("evicted")
+                return
+            message = f"this server holds at most {guard.max_connections} connections per process, all busy"
+            self.transport.write(_raw_response(503, b"Service Unavailable", message, b"retry-after: 1"))
+            self.transport.close()
+            closed("refused")
+
+        # -- the read deadline: one timer, armed once per reading period, checked when it fires
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            if self.cycle is not None:  # a later request: its deadline counts from its first byte
+                self.reading_since = self.loop.time()
+                if self.read_timer is None:
+                    self.read_timer = self.loop.call_later(guard.read_timeout, self._read_due)
+            self.begun_with = self.cycle
+
+        def _read_due(self) -> None:
+            self.read_timer = None
+            if self.transport.is_closing():
+                return
+            cycle = self.cycle
+            headers_in = cycle is not self.begun_with
+            if headers_in and not cycle.more_body:
+                return  # the request is in; the next one arms the timer again
+            left = self.reading_since + guard.read_timeout - self.loop.time()
+            if left > 0:  # a later request, begun after this timer was armed
+                self.read_timer = self.loop.call_later(left, self._read_due)
+                return
+            closed("read_timeout")
+            if self.pipeline:  # the request is queued behind one being answered: that one goes out, then close
+                self.pipeline.clear()
+                self.close_after_response = True
+                self.flow.pause_reading()
+            elif cycle is None or cycle.response_complete:
+                if not headers_in:  # nothing of it answered yet
+                    message = f"the request did not arrive in full within {guard.read_timeout:g} s"
+                    self.transport.write(_raw_response(408, b"Request Timeout", message))
+                self.transport.close()  # else it was answered without waiting for its body
+            elif headers_in and not cycle.response_started and (waiting := self._waiting(cycle)) is not None:
+                waiting.cancel(TIMED_OUT)  # App._inference answers 408 in its protocol's shape, and closes
+            else:  # a response is under way (to this request, or to the one before it): it goes out, then close
+                cycle.keep_alive = False
+
+        # -- keep-alive
 
         def _unset_keepalive_if_required(self) -> None:
             # uvicorn calls this when a request begins: the connection is busy, its timer stays.
@@ -454,6 +585,8 @@ def _protocol() -> type[asyncio.Protocol]:
             cast(_OneWrite, self.transport).flush()
             # uvicorn's on_response_complete, but for the keep-alive timer.
             self.server_state.total_requests += 1
+            if self.close_after_response:
+                self.transport.close()
             if self.transport.is_closing():
                 return
             self.idle_since = None
@@ -512,7 +645,7 @@ def front_main(
         server_header=False,
         access_log=False,
         loop="uvloop",
-        http=_protocol(),
+        http=_protocol(settings.guard, app.connection_closed),
         lifespan="on",
         # Client addresses are not used (no access log, no per-client logic): skip X-Forwarded-* parsing.
         proxy_headers=False,

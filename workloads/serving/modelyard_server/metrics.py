@@ -32,6 +32,11 @@ IN_FLIGHT = Gauge(
     "modelyard_inflight_texts", "Texts accepted and not yet answered", ["model_name"], multiprocess_mode="livesum"
 )
 REJECTED = Counter("modelyard_rejected_requests", "Requests refused before any work", ["model_name", "reason"])
+#: Connections a front's guard closed: read_timeout (a request not in by its deadline), evicted (the
+#: quietest connection, for a new one beyond the cap), refused (beyond the cap with every one busy).
+CLOSED_CONNECTIONS = Counter(
+    "modelyard_closed_connections", "Connections the server's guard closed", ["model_name", "reason"]
+)
 
 
 def render() -> bytes:

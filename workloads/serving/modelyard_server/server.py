@@ -85,8 +85,9 @@ def _positive(kind: type) -> Any:
         except ValueError:
             what = {int: "a whole number", float: "a number"}.get(kind, kind.__name__)
             raise argparse.ArgumentTypeError(f"must be {what} (got {text!r})") from None
-        if not value > 0:
-            raise argparse.ArgumentTypeError(f"must be more than 0 (got {text})")
+        if not value > 0 or math.isinf(value):
+            finite = " and finite" if kind is float else ""
+            raise argparse.ArgumentTypeError(f"must be more than 0{finite} (got {text})")
         return value
 
     return parse
@@ -152,6 +153,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=_positive(int),
         default=65,
         help="seconds an idle HTTP connection is kept open (default above an AWS load balancer's 60 s idle timeout)",
+    )
+    parser.add_argument(
+        "--read_timeout",
+        type=_positive(float),
+        default=30.0,
+        help="seconds a request's headers and body may take to arrive, from the connection's opening (its first "
+        "request) or the request's first byte (later ones); past it, 408 and the connection closes (default 30)",
+    )
+    parser.add_argument(
+        "--max_connections",
+        type=_positive(int),
+        default=1024,
+        help="open connections per front; beyond it the quietest connection with no request being answered is "
+        "closed, or the new one gets 503 when all are busy (default 1024)",
     )
     parser.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda when available")
     parser.add_argument("--constant_encoder", action="store_true", help=argparse.SUPPRESS)  # benchmarks only
@@ -234,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     from .channel import Layout, SlotBlock
     from .dispatch import Dispatcher, DispatchSettings
     from .engine import EngineSettings, engine_main
-    from .front import FrontSettings, front_main
+    from .front import FrontSettings, Guard, front_main
     from .tokenizer import ConstantTokenizer, TextTokenizer
     from .validation import Limits
 
@@ -253,6 +268,7 @@ def main(argv: list[str] | None = None) -> int:
         limits,
         body_limit=args.max_inputs * (args.max_chars * 4 + 64) + 4096,
         dimensions=info.dimensions,
+        guard=Guard(args.read_timeout, args.max_connections),
     )
     dispatch_settings = DispatchSettings(args.model_name, args.max_batch_size, args.max_batch_tokens, per_front)
     engine_settings = EngineSettings(
@@ -322,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
         front_end.close()
     log.info(
         "listening on %s:%d: %d fronts, model %s from %s on %s, %d passes at once "
-        "(batches of %d texts / %d tokens, queue %d texts)",
+        "(batches of %d texts / %d tokens, queue %d texts); requests read within %g s, %d connections a front",
         args.host,
         args.http_port,
         workers,
@@ -333,6 +349,8 @@ def main(argv: list[str] | None = None) -> int:
         args.max_batch_size,
         args.max_batch_tokens,
         args.max_queue,
+        args.read_timeout,
+        args.max_connections,
     )
 
     failed = False

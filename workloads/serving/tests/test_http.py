@@ -12,35 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import start, stop
-
-
-class RecordingTransport(asyncio.Transport):
-    def __init__(self) -> None:
-        super().__init__()
-        self.writes: list[bytes] = []
-        self.closed = False
-
-    def write(self, data: bytes | bytearray | memoryview) -> None:
-        self.writes.append(bytes(data))
-
-    def is_closing(self) -> bool:
-        return self.closed
-
-    def close(self) -> None:
-        self.closed = True
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return default
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
-
-    def get_write_buffer_size(self) -> int:
-        return 0
+from conftest import RecordingTransport, start, stop, turns
 
 
 async def echo(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -65,11 +37,6 @@ def connection(keep_alive: int = 5) -> tuple[asyncio.Protocol, RecordingTranspor
     transport = RecordingTransport()
     protocol.connection_made(transport)
     return protocol, transport
-
-
-async def turns(n: int = 5) -> None:
-    for _ in range(n):
-        await asyncio.sleep(0)
 
 
 def request(body: bytes, *extra: bytes) -> bytes:

@@ -189,6 +189,7 @@ def test_metric_names_and_buckets_match_the_platform() -> None:
     assert server.BATCH_SIZE._name == signals.BATCH_SIZE
     assert server.QUEUE_DEPTH._name == signals.QUEUE_DEPTH
     assert server.REJECTED._name + "_total" == signals.REJECTED_TOTAL
+    assert server.CLOSED_CONNECTIONS._name + "_total" == signals.CLOSED_CONNECTIONS_TOTAL
     assert server.IN_FLIGHT._name == signals.IN_FLIGHT
     rendered = tuple(str(b) for b in server.LATENCY_BUCKETS)
     assert rendered == signals.LATENCY_BUCKETS
@@ -236,6 +237,10 @@ def test_a_bad_flag_value_names_the_flag_and_what_is_allowed(capsys: pytest.Capt
     for argv, message in (
         (["--keep_alive_timeout", "soon"], "--keep_alive_timeout: must be a whole number (got 'soon')"),
         (["--model_instances", "0"], "--model_instances: must be more than 0 (got 0)"),
+        (["--read_timeout", "-1"], "--read_timeout: must be more than 0 and finite (got -1)"),
+        (["--read_timeout", "nan"], "--read_timeout: must be more than 0 and finite (got nan)"),
+        (["--read_timeout", "inf"], "--read_timeout: must be more than 0 and finite (got inf)"),
+        (["--max_connections", "many"], "--max_connections: must be a whole number (got 'many')"),
     ):
         with pytest.raises(SystemExit) as exit_info:
             server.parse_args(argv)
