@@ -139,8 +139,8 @@ UNVERIFIED: Final = (
     ),
     Unverified(
         "KServe 0.16's admission of the InferenceServices and KEDA 2.20's of the ScaledObjects as the ported "
-        "webhooks answer (policies/governance/admission.py, run against upstream's own test tables); the "
-        "CRDs' OpenAPI schemas are not checked here",
+        "webhooks answer (policies/governance/admission.py, run against upstream's own test tables), and the API "
+        "server's validation of every custom resource as tests/crd_schema.py runs it",
         "pulumi preview -C workloads -s <env> --diff && kubectl apply --dry-run=server -f out/manifests/<env>/   "
         "# server-side dry run through the real webhooks",
     ),

@@ -34,7 +34,7 @@ def test_platform_folder_has_no_init() -> None:
 
 
 def test_no_test_module_imports_another() -> None:
-    """Helpers live in conftest.py and the support modules (support.py, iam_docs.py, iam_lint.py): a test
+    """Helpers live in conftest.py and the support modules (support.py, crd_schema.py, iam_docs.py, iam_lint.py): a test
     module imported by another runs its tests' module code twice and hides where a helper lives."""
     found = []
     for tests in (REPO_ROOT / "tests", REPO_ROOT / "workloads" / "serving" / "tests"):
