@@ -34,7 +34,8 @@ IN_FLIGHT: Final = "modelyard_inflight_texts"
 #: model's pods is addressed to the catalog's name, so a 404 there is a route or a canary answering for
 #: another name. A client's own bad input (400, 405, 413, 415, 422) stays out.
 ERROR_CODES: Final = "5..|429|404"
-#: Counter of requests refused before work started, by `reason` (queue_full, draining, model_unavailable).
+#: Counter of requests refused before work started, by `reason` (queue_full, draining, model_unavailable),
+#: or given up at their own deadline (deadline: x-request-timeout or x-stainless-read-timeout; answered 504).
 REJECTED_TOTAL: Final = "modelyard_rejected_requests_total"
 #: Counter of connections the server's own guard closed, by `reason`: read_timeout (a request's headers
 #: and body not in by the read deadline), evicted (the quietest connection, closed for a new one beyond

@@ -45,6 +45,11 @@ class ModelFailed(Exception):
     """The forward pass failed on this request's texts (answered 500)."""
 
 
+class DeadlinePassed(Exception):
+    """The request's own deadline passed before its answer (answered 504); its texts still queued are
+    dropped, never computed."""
+
+
 class Result:
     __slots__ = ("tokens", "vectors")
 
@@ -139,7 +144,7 @@ class Dispatcher:
         self._in_flight = metrics.IN_FLIGHT.labels(settings.model_name)
         self._rejected = {
             reason: metrics.REJECTED.labels(settings.model_name, reason)
-            for reason in ("queue_full", "draining", "model_unavailable")
+            for reason in ("queue_full", "draining", "model_unavailable", "deadline")
         }
 
     # -- life cycle
@@ -193,8 +198,10 @@ class Dispatcher:
 
     # -- requests
 
-    async def embed(self, texts: list[str], field: str) -> Result:
-        """Vectors and token counts for `texts` (validated); `field` names the texts in error messages."""
+    async def embed(self, texts: list[str], field: str, deadline: float | None = None) -> Result:
+        """Vectors and token counts for `texts` (validated); `field` names the texts in error messages.
+        `deadline` (the event loop's clock): past it, DeadlinePassed, and the texts not yet computed are
+        dropped as a gone client's are."""
         n = len(texts)
         if self.draining:
             self.tally.inc(self._rejected["draining"])
@@ -206,6 +213,9 @@ class Dispatcher:
             self.tally.inc(self._rejected["queue_full"])
             raise Overloaded(f"queue full ({self.queued} of {self.settings.queue_capacity} texts waiting)")
         loop = self._loop or asyncio.get_running_loop()
+        if deadline is not None and loop.time() >= deadline:
+            self.tally.inc(self._rejected["deadline"])
+            raise DeadlinePassed("the request's deadline passed before its texts could be queued")
         request = _Request(texts, field, loop.create_future())
         step = self.settings.max_batch_size
         if n <= step:
@@ -217,7 +227,16 @@ class Dispatcher:
         self.in_flight += n
         self._dispatch_soon()
         try:
-            return await request.future
+            if deadline is None:
+                return await request.future
+            # Cancelling this task at the deadline cancels the future, and a piece whose request is done is
+            # dropped from the queue (_next_pieces).
+            async with asyncio.timeout_at(deadline):
+                return await request.future
+        except TimeoutError:
+            self.tally.inc(self._rejected["deadline"])
+            message = "no answer within the request's deadline; its texts not yet computed were dropped"
+            raise DeadlinePassed(message) from None
         finally:
             self.in_flight -= n  # shown with the next flush, which the caller asks for (metrics_changed)
 

@@ -13,7 +13,8 @@ Routes (KServe's own, Open Inference Protocol v2 with its binary extension, and 
 - `POST /v1/embeddings` (OpenAI; every error in OpenAI's error shape);
 - `GET /metrics` (every process's series, added up).
 Bodies: `Content-Encoding: gzip` or identity; the size cap holds for chunked bodies and after
-decompression.
+decompression. A request may give its answer a deadline (DEADLINE_HEADERS): past it, 504 and its queued
+texts dropped. Connections are guarded (_protocol): a read deadline and a cap per front.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import base64
 import gc
 import json
 import logging
+import math
 import signal
 import socket
 import time
@@ -34,7 +36,7 @@ from typing import Any, cast
 import orjson
 
 from . import __version__, metrics
-from .dispatch import Dispatcher, ModelFailed, Overloaded
+from .dispatch import DeadlinePassed, Dispatcher, ModelFailed, Overloaded
 from .stopping import STOP_SIGNALS
 from .validation import BadRequest, Limits, openai_request, v1_texts, v2_request
 
@@ -128,6 +130,29 @@ async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
     if not inflater.eof:
         raise BadRequest("(body)", "the gzip stream is truncated")
     return plain
+
+
+#: Request headers that give the answer a deadline, in seconds from the moment the request's headers are
+#: in: this server's own, and the read timeout the OpenAI Python client sends with every request
+#: (openai/openai-python, src/openai/_base_client.py, `_build_headers`: `x-stainless-read-timeout`, its
+#: httpx read timeout, 600 s by default). The smallest one given applies.
+DEADLINE_HEADERS = (b"x-request-timeout", b"x-stainless-read-timeout")
+
+
+def request_timeout(headers: list[tuple[bytes, bytes]]) -> float | None:
+    """The request's own timeout in seconds (the smallest DEADLINE_HEADERS value), or None."""
+    timeout = None
+    for name, value in headers:
+        if name in DEADLINE_HEADERS:
+            try:
+                seconds = float(value)
+            except ValueError:
+                seconds = math.nan
+            if not 0 < seconds < math.inf:
+                shown = value.decode("latin-1")
+                raise BadRequest(name.decode(), f"must be a number of seconds more than 0 (got {shown!r})")
+            timeout = seconds if timeout is None else min(timeout, seconds)
+    return timeout
 
 
 def parse_json(body: bytes) -> Any:
@@ -244,12 +269,14 @@ class App:
         """Answers one inference request; returns the status it sent (499: the client went away)."""
         scope[WAITING] = asyncio.current_task()
         try:
+            timeout = request_timeout(scope["headers"])
+            deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
             body = await read_body(scope, receive, self.settings.body_limit)
             if protocol == "v1":
-                return await self._v1(scope["path"], body, send)
+                return await self._v1(scope["path"], body, send, deadline)
             if protocol == "v2":
-                return await self._v2(scope, body, send)
-            return await self._openai(body, send)
+                return await self._v2(scope, body, send, deadline)
+            return await self._openai(body, send, deadline)
         except ClientGone:
             return 499
         except asyncio.CancelledError as exc:
@@ -267,6 +294,9 @@ class App:
         except BadRequest as exc:
             await self._error(send, protocol, exc.status, str(exc), param=exc.field)
             return exc.status
+        except DeadlinePassed as exc:
+            await self._error(send, protocol, 504, f"{exc} ({timeout:g} s)", code="timeout")
+            return 504
         except Overloaded as exc:
             retry = [(b"retry-after", str(exc.retry_after).encode())]
             await self._error(send, protocol, 503, exc.reason, code="overloaded", extra=retry)
@@ -301,16 +331,16 @@ class App:
     def _unknown_model(self, name: str) -> BadRequest:
         return BadRequest("model", f"{name!r} is not served here; this server has {self.name!r}", 404)
 
-    async def _v1(self, path: str, body: bytes, send: Send) -> int:
+    async def _v1(self, path: str, body: bytes, send: Send, deadline: float | None) -> int:
         name = path[len("/v1/models/") : -len(":predict")]
         if name != self.name:
             raise self._unknown_model(name)
         texts = v1_texts(parse_json(body), self.settings.limits)
-        result = await self.dispatcher.embed(texts, "instances")
+        result = await self.dispatcher.embed(texts, "instances", deadline)
         await self._send(send, 200, orjson.dumps({"predictions": result.vectors}, option=NUMPY))
         return 200
 
-    async def _v2(self, scope: Scope, body: bytes, send: Send) -> int:
+    async def _v2(self, scope: Scope, body: bytes, send: Send, deadline: float | None) -> int:
         rest = scope["path"][len("/v2/models/") : -len("/infer")]
         name, _, version = rest.partition("/versions/")
         if name != self.name or "/" in name:
@@ -326,7 +356,7 @@ class App:
             binary = body[int(header_length) :]
             body = body[: int(header_length)]
         request = v2_request(parse_json(body), binary, self.settings.limits)
-        result = await self.dispatcher.embed(request.texts, "inputs[0].data")
+        result = await self.dispatcher.embed(request.texts, "inputs[0].data", deadline)
         vectors = result.vectors
         output: dict[str, Any] = {"name": "embedding", "datatype": "FP32", "shape": [len(vectors), vectors.shape[1]]}
         response: dict[str, Any] = {"model_name": self.name, "id": request.id, "outputs": [output]}
@@ -348,13 +378,13 @@ class App:
         )
         return 200
 
-    async def _openai(self, body: bytes, send: Send) -> int:
+    async def _openai(self, body: bytes, send: Send, deadline: float | None) -> int:
         req = openai_request(parse_json(body), self.settings.dimensions, self.settings.limits)
         if req.model != self.name:
             message = f"model {req.model!r} does not exist here; this server has {self.name!r}"
             await self._error(send, "openai", 404, message, param="model", code="model_not_found")
             return 404
-        result = await self.dispatcher.embed(req.texts, "input")
+        result = await self.dispatcher.embed(req.texts, "input", deadline)
         vectors = result.vectors
         if req.encoding_format == "base64":
             little = vectors.astype("<f4", copy=False)

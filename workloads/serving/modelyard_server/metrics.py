@@ -31,7 +31,11 @@ QUEUE_DEPTH = Gauge(
 IN_FLIGHT = Gauge(
     "modelyard_inflight_texts", "Texts accepted and not yet answered", ["model_name"], multiprocess_mode="livesum"
 )
-REJECTED = Counter("modelyard_rejected_requests", "Requests refused before any work", ["model_name", "reason"])
+#: reason: queue_full, draining, model_unavailable (refused before any work), deadline (given up at the
+#: request's own deadline, its texts not yet computed dropped).
+REJECTED = Counter(
+    "modelyard_rejected_requests", "Requests refused, or given up at their own deadline", ["model_name", "reason"]
+)
 #: Connections a front's guard closed: read_timeout (a request not in by its deadline), evicted (the
 #: quietest connection, for a new one beyond the cap), refused (beyond the cap with every one busy).
 CLOSED_CONNECTIONS = Counter(

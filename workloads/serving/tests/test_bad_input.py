@@ -99,3 +99,14 @@ def test_oversized_body_is_refused_before_reading(server: RunningServer) -> None
         f"{server.url}{V1}", content=b"x" * 5_000_000, headers={"content-type": "application/json"}, timeout=30
     )
     assert r.status_code == 413 and "(body): 5000000 bytes" in r.text
+
+
+@pytest.mark.parametrize(
+    ("header", "value"),
+    [("x-request-timeout", "soon"), ("x-request-timeout", "0"), ("x-stainless-read-timeout", "inf")],
+)
+def test_a_bad_deadline_header_is_400_naming_it(server: RunningServer, header: str, value: str) -> None:
+    r = httpx.post(f"{server.url}{OPENAI}", json={"model": "minilm", "input": "x"}, headers={header: value}, timeout=30)
+    assert r.status_code == 400
+    error = r.json()["error"]
+    assert error["param"] == header and f"must be a number of seconds more than 0 (got {value!r})" in error["message"]

@@ -218,7 +218,7 @@ def test_every_openai_error_is_openai_shaped_including_500() -> None:
         def metrics_changed(self) -> None:
             pass
 
-        async def embed(self, texts: list[str], field: str) -> object:
+        async def embed(self, texts: list[str], field: str, deadline: float | None = None) -> object:
             raise ModelFailed("the model failed on this request; see the server log")
 
     app = App(FrontSettings("minilm", Limits(), 100_000, DIMS), Failing())  # type: ignore[arg-type]

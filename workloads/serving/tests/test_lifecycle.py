@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -146,6 +147,62 @@ def test_a_request_whose_client_went_away_is_not_computed(tmp_path: Path) -> Non
         metrics = metrics_with(server, gone, computed)
         assert gone in metrics and computed in metrics, [
             line for line in metrics.splitlines() if "batch_size_sum" in line or "requests_total" in line
+        ]
+        assert "Traceback" not in server.log.read_text() and "Exception in ASGI" not in server.log.read_text()
+    finally:
+        assert stop(server) == 0
+
+
+def test_a_request_past_its_own_deadline_is_answered_504_and_its_texts_dropped(tmp_path: Path) -> None:
+    """A request that gives the answer a deadline (x-request-timeout, or the OpenAI client's
+    x-stainless-read-timeout) and waits behind others past it: 504 at the deadline, its queued texts
+    never computed; a request with a deadline it can meet is answered."""
+    import threading
+
+    server = start(tmp_path, "--workers", "1", "--model_instances", "1", "--max_batch_size", "2", "--max_inputs", "128")
+    try:
+        long_texts = [f"{i} " + "word " * 300 for i in range(128)]  # 256 tokens each: 64 passes of 2
+        answers: dict[str, tuple[httpx.Response, float]] = {}
+
+        def post(name: str, path: str, payload: dict[str, Any], headers: dict[str, str]) -> None:
+            sent = time.monotonic()
+            r = httpx.post(f"{server.url}{path}", json=payload, headers=headers, timeout=120)
+            answers[name] = (r, time.monotonic() - sent)
+
+        v1 = "/v1/models/minilm:predict"
+        stainless = "x-stainless-read-timeout"  # what the OpenAI Python client sends
+        blocker = threading.Thread(target=post, args=("blocker", v1, {"instances": long_texts}, {}))
+        blocker.start()
+        queued = 'modelyard_queue_depth{model_name="minilm"}'
+        deadline = time.time() + 30
+        while time.time() < deadline and not any(
+            line.startswith(queued) and float(line.split()[-1]) >= 8 for line in metrics_with(server).splitlines()
+        ):
+            time.sleep(0.05)
+        late = [
+            ("v1", v1, {"instances": ["three texts", "given up", "at 0.3 s"]}, {"x-request-timeout": "0.3"}),
+            ("openai", "/v1/embeddings", {"model": "minilm", "input": ["two", "texts"]}, {stainless: ".5"}),
+            ("patient", v1, {"instances": ["answered"]}, {"x-request-timeout": "120"}),
+        ]
+        threads = [threading.Thread(target=post, args=case) for case in late]
+        for t in [*threads]:
+            t.start()
+        for t in [blocker, *threads]:
+            t.join(timeout=120)
+        assert answers["blocker"][0].status_code == 200 and len(answers["blocker"][0].json()["predictions"]) == 128
+        for name, limit in (("v1", 0.3), ("openai", 0.5)):
+            r, took = answers[name]
+            assert r.status_code == 504, (name, r.text)
+            assert limit <= took < limit + 1.5, (name, took, answers["blocker"][1])
+            assert took < answers["blocker"][1], "answered only once the blocker was"
+        assert answers["openai"][0].json()["error"]["code"] == "timeout"
+        assert f"({0.3:g} s)" in answers["v1"][0].json()["error"]
+        assert answers["patient"][0].status_code == 200
+        computed = 'modelyard_batch_size_sum{model_name="minilm"} 129.0'  # 128 + the patient one, not + 5
+        expired = 'modelyard_rejected_requests_total{model_name="minilm",reason="deadline"} 2.0'
+        metrics = metrics_with(server, computed, expired)
+        assert computed in metrics and expired in metrics, [
+            line for line in metrics.splitlines() if "batch_size_sum" in line or "rejected" in line
         ]
         assert "Traceback" not in server.log.read_text() and "Exception in ASGI" not in server.log.read_text()
     finally:
