@@ -128,6 +128,29 @@ def _volume(gib: int) -> dict[str, Any]:
     }
 
 
+def _across_zones(app: str, replicas: int) -> dict[str, Any]:
+    """Spec fields that keep `replicas` pods of `app` (the operator's `app.kubernetes.io/name` label on
+    its pods) in different zones, at most one apart (`DoNotSchedule`: a pod waits for a node in another
+    zone rather than join the others in one). Their volumes are zonal EBS, bound where the pod first
+    lands (WaitForFirstConsumer), so a lost zone takes one replica and its volume, never all of them.
+    A single replica has nothing to spread."""
+    if replicas < 2:
+        return {}
+    spread = {
+        "maxSkew": 1,
+        "topologyKey": c.ZONE_LABEL,
+        "whenUnsatisfiable": "DoNotSchedule",
+        "labelSelector": {"matchLabels": {"app.kubernetes.io/name": app}},
+    }
+    return {"topologySpreadConstraints": [spread]}
+
+
+def _disruption_budget(replicas: int) -> dict[str, Any]:
+    """The chart's PodDisruptionBudget (`minAvailable: 1`, its default) where a drain can leave a replica:
+    with one replica it would block every node drain."""
+    return {"podDisruptionBudget": {"enabled": True, "minAvailable": 1}} if replicas >= 2 else {}
+
+
 def chart_values(
     cfg: MonitoringConfig,
     *,
@@ -169,10 +192,13 @@ def chart_values(
                 "nodeSelector": system,
                 "resources": resources("500m", "2Gi", "2", "8Gi"),
                 "securityContext": {**POD_SECURITY, "runAsUser": 1000, "runAsGroup": 2000, "fsGroup": 2000},
-            }
+                **_across_zones("prometheus", cfg.prometheus_replicas),
+            },
+            **_disruption_budget(cfg.prometheus_replicas),
         },
         "alertmanager": {
             "enabled": True,
+            **_disruption_budget(cfg.alertmanager_replicas),
             "serviceAccount": {
                 "create": True,
                 "name": ALERTMANAGER_SERVICE_ACCOUNT,
@@ -186,6 +212,7 @@ def chart_values(
                 "nodeSelector": system,
                 "resources": resources("50m", "128Mi", "500m", "256Mi"),
                 "securityContext": {**POD_SECURITY, "runAsUser": 1000, "runAsGroup": 2000, "fsGroup": 2000},
+                **_across_zones("alertmanager", cfg.alertmanager_replicas),
             },
         },
         "grafana": {

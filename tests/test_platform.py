@@ -140,6 +140,29 @@ def test_prometheus_retention_and_storage_per_environment(
 
 
 @pytest.mark.parametrize("env", ENVS)
+def test_prometheus_and_alertmanager_replicas_sit_in_different_zones_with_a_disruption_budget(
+    plans: dict[str, Plan], env: str
+) -> None:
+    """Where there are two or more replicas, a zone spread on the label the chart's own PDBs select the
+    operator's pods by (kube-prometheus-stack 81.6.2 templates/prometheus/podDisruptionBudget.yaml and
+    templates/alertmanager/podDisruptionBudget.yaml: `app.kubernetes.io/name`), and the chart's PDB; with
+    one replica neither (a PDB of minAvailable 1 would block every drain)."""
+    chart = values(plans[env], "monitoring-release")
+    for app, spec_key in (("prometheus", "prometheusSpec"), ("alertmanager", "alertmanagerSpec")):
+        spec = chart[app][spec_key]
+        if spec["replicas"] < 2:
+            assert "topologySpreadConstraints" not in spec and "podDisruptionBudget" not in chart[app]
+            continue
+        (spread,) = spec["topologySpreadConstraints"]
+        assert spread["topologyKey"] == "topology.kubernetes.io/zone" and spread["maxSkew"] == 1
+        assert spread["whenUnsatisfiable"] == "DoNotSchedule"
+        assert spread["labelSelector"] == {"matchLabels": {"app.kubernetes.io/name": app}}
+        assert chart[app]["podDisruptionBudget"] == {"enabled": True, "minAvailable": 1}
+    if env == "prod":
+        assert chart["prometheus"]["prometheusSpec"]["replicas"] >= 2 and "podDisruptionBudget" in chart["alertmanager"]
+
+
+@pytest.mark.parametrize("env", ENVS)
 def test_storage_class_is_encrypted_and_kept_where_protected(plans: dict[str, Plan], env: str) -> None:
     sc = plans[env].one("kubernetes:storage.k8s.io/v1:StorageClass")["inputs"]
     assert sc["parameters"] == {"type": "gp3", "encrypted": "true"}

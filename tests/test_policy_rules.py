@@ -13,6 +13,7 @@ from modelyard.policies.governance import kserve as kserve_upstream
 from modelyard.policies.governance import rules
 from modelyard.policies.governance.resources import UNKNOWN, Resource, Stack
 from modelyard.policies.governance.rules import RULES, Context, Finding
+from modelyard.workloads.models import zone_spread
 
 PROVIDER = "urn:pulumi:prod::p::pulumi:providers:aws::aws"
 TAGS = {"env": "prod", "team": "ml", "cost-center": "cc-1", "managed-by": "modelyard"}
@@ -157,6 +158,7 @@ def isvc(
     image: str = "1.dkr.ecr.us-east-1.amazonaws.com/model-server:1.0.0",
     security: dict[str, Any] | None = None,
     resources: dict[str, Any] | None = None,
+    spread: dict[str, Any] | None = None,
 ) -> Resource:
     limits = {**LIMITS["limits"], **({"nvidia.com/gpu": str(gpus)} if gpus else {})}
     predictor: dict[str, Any] = {
@@ -172,6 +174,8 @@ def isvc(
     }
     if min_replicas is not None:
         predictor["minReplicas"] = min_replicas
+    if spread is not None:
+        predictor["topologySpreadConstraints"] = [spread]
     if pool:
         predictor["nodeSelector"] = {"modelyard.io/gpu-pool": pool}
     if tolerate:
@@ -569,6 +573,13 @@ CASES: list[tuple[str, Callable[[], list[Resource]], Callable[[], list[Resource]
         lambda: [isvc(min_replicas=None)],
         {"minReplicas": 2},
         "spec.predictor.minReplicas",
+    ),
+    (
+        "inferenceservice-zone-spread",
+        lambda: [isvc(spread=zone_spread("embed"))],
+        lambda: [isvc()],
+        {},
+        "spec.predictor.topologySpreadConstraints",
     ),
     ("inferenceservice-pdb", lambda: [isvc(), pdb()], lambda: [isvc(), pdb("other")], {}, "podDisruptionBudget"),
     (
@@ -1160,3 +1171,25 @@ def test_pod_security_judges_the_pod_kserve_builds_with_the_injected_initializer
         "seccompProfile": {"type": "RuntimeDefault"},
     }
     assert run("pod-security-standard", [model(), kserve_release(secured)]) == []
+
+
+@pytest.mark.parametrize(
+    "spread",
+    [
+        {
+            **zone_spread("embed"),
+            "labelSelector": {"matchLabels": {"app": "embed"}},
+        },  # KServe labels app isvc.embed-predictor
+        {**zone_spread("embed"), "whenUnsatisfiable": "ScheduleAnyway"},
+        {**zone_spread("embed"), "topologyKey": "kubernetes.io/hostname"},
+        {**zone_spread("embed"), "labelSelector": None},
+    ],
+    ids=["a selector the pods KServe builds do not match", "soft", "by node, not zone", "no selector"],
+)
+def test_a_zone_spread_that_would_not_spread_the_pods_kserve_builds_is_caught(spread: dict[str, Any]) -> None:
+    found = run("inferenceservice-zone-spread", [isvc(spread=spread)])
+    assert [f.field for f in found] == ["spec.predictor.topologySpreadConstraints"], found
+
+
+def test_a_single_replica_needs_no_zone_spread() -> None:
+    assert run("inferenceservice-zone-spread", [isvc(min_replicas=1)]) == []

@@ -24,6 +24,7 @@ from modelyard.policies.governance.conventions import (
     ROLE_LABEL,
     TEAM_LABEL,
     VERSION_LABEL,
+    ZONE_LABEL,
 )
 from modelyard.workloads.catalog import ModelEntry
 
@@ -142,9 +143,22 @@ def scaled_object_spec(
     }
 
 
+def zone_spread(isvc_name: str) -> dict[str, Any]:
+    """A predictor's replicas across zones, at most one apart, never stacked in one (`DoNotSchedule`: a
+    replica waits for capacity in another zone rather than share a zone the others are in, so losing a
+    zone leaves the rest serving). The selector is the label KServe puts on the predictor's pods."""
+    return {
+        "maxSkew": 1,
+        "topologyKey": ZONE_LABEL,
+        "whenUnsatisfiable": "DoNotSchedule",
+        "labelSelector": {"matchLabels": {ISVC_LABEL: isvc_name}},
+    }
+
+
 def predictor(
     model: ModelEntry,
     *,
+    isvc_name: str,
     version: str,
     min_replicas: int,
     bucket: str,
@@ -167,6 +181,8 @@ def predictor(
             "seccompProfile": {"type": "RuntimeDefault"},
         },
     }
+    if min_replicas >= 2:
+        spec["topologySpreadConstraints"] = [zone_spread(isvc_name)]
     if model.resources.gpu:
         spec["nodeSelector"] = {GPU_POOL_LABEL: model.resources.gpu.pool}
         spec["tolerations"] = [{"key": GPU_TAINT["key"], "operator": "Exists", "effect": GPU_TAINT["effect"]}]
@@ -228,10 +244,11 @@ class ModelDeployment(pulumi.ComponentResource):
                 ROLE_LABEL: role,
             }
 
-            def spec_for(v: list[Any], ver: str = version, r: int = replicas) -> dict[str, Any]:
+            def spec_for(v: list[Any], n: str = isvc_name, ver: str = version, r: int = replicas) -> dict[str, Any]:
                 return {
                     "predictor": predictor(
                         m,
+                        isvc_name=n,
                         version=ver,
                         min_replicas=r,
                         bucket=v[0],

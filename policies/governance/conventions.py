@@ -31,6 +31,8 @@ GPU_CLASS_LABEL: Final = "modelyard.io/gpu-class"
 SYSTEM_POOL_LABEL: Final = ("modelyard.io/pool", "system")
 #: KServe's label on an InferenceService's pods.
 ISVC_LABEL: Final = "serving.kserve.io/inferenceservice"
+#: The well-known label of a node's availability zone (the kubelet sets it from the cloud provider).
+ZONE_LABEL: Final = "topology.kubernetes.io/zone"
 #: Labels the workloads stack puts on a model's objects.
 MODEL_LABEL: Final = "modelyard.io/model"
 VERSION_LABEL: Final = "modelyard.io/model-version"

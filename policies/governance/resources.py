@@ -231,3 +231,29 @@ class Stack:
         tags = document(provider.get("defaultTags"))
         inner = tags.get("tags") if tags else None
         return dict(inner) if isinstance(inner, Mapping) else {}
+
+
+def selects(selector: Any, labels: Mapping[str, Any]) -> bool:
+    """Whether a Kubernetes LabelSelector selects an object with `labels` (k8s.io/apimachinery
+    `metav1.LabelSelectorAsSelector`): every matchLabels pair and every matchExpressions requirement (In,
+    NotIn, Exists, DoesNotExist) must hold; an empty selector selects everything, a missing one nothing."""
+    if not isinstance(selector, Mapping):
+        return False
+    for key, value in mapping(selector.get("matchLabels")).items():
+        if labels.get(key) != value:
+            return False
+    for requirement in as_list(selector.get("matchExpressions")):
+        req = mapping(requirement)
+        name, operator, values = str(req.get("key")), req.get("operator"), as_list(req.get("values"))
+        present = name in labels
+        if operator == "In" and not (present and labels[name] in values):
+            return False
+        if operator == "NotIn" and present and labels[name] in values:
+            return False
+        if operator == "Exists" and not present:
+            return False
+        if operator == "DoesNotExist" and present:
+            return False
+        if operator not in ("In", "NotIn", "Exists", "DoesNotExist"):
+            return False
+    return True

@@ -10,9 +10,9 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from .. import admission, kserve, pod_security
-from ..conventions import GPU_POOL_LABEL, GPU_RESOURCE, ISVC_LABEL, ROLE_LABEL
+from ..conventions import GPU_POOL_LABEL, GPU_RESOURCE, ISVC_LABEL, ROLE_LABEL, ZONE_LABEL
 from ..cost import GPU
-from ..resources import Resource, Stack, as_list, dig, known, mapping
+from ..resources import Resource, Stack, as_list, dig, known, mapping, selects
 from .base import ISVC, SCALED_OBJECT, Context, Finding, _true, _unknown, resource_rule, stack_rule
 
 GPU_TAINT_KEY = GPU_RESOURCE
@@ -211,6 +211,35 @@ def _min_replicas(r: Resource, ctx: Context) -> Iterator[tuple[str, Any, str]]:
     replicas = 1 if value is None else int(value)  # KServe's default is 1
     if replicas < least:
         yield "spec.predictor.minReplicas", value, f"must be ≥ {least} in {ctx.env}"
+
+
+@resource_rule(
+    "inferenceservice-zone-spread",
+    "InferenceServices of two or more replicas spread them across zones, as the pods KServe builds carry it.",
+    (ISVC,),
+)
+def _zone_spread(r: Resource, ctx: Context) -> Iterator[tuple[str, Any, str]]:
+    value = r.get("spec", "predictor", "minReplicas")
+    if _unknown(r.inputs.get("spec")) or value is None or int(value) < 2:
+        return
+    pod = kserve.model_pod(
+        {"metadata": r.get("metadata") or {}, "spec": r.get("spec") or {}}, kserve_settings(ctx.stack)
+    )
+    for constraint in as_list(pod["spec"].get("topologySpreadConstraints")):
+        c = mapping(constraint)
+        if (
+            c.get("topologyKey") == ZONE_LABEL
+            and c.get("whenUnsatisfiable") == "DoNotSchedule"
+            and c.get("maxSkew") == 1
+            and selects(c.get("labelSelector"), pod["metadata"]["labels"])
+        ):
+            return
+    yield (
+        "spec.predictor.topologySpreadConstraints",
+        r.get("spec", "predictor", "topologySpreadConstraints"),
+        f"spread its {value} replicas across zones: maxSkew 1 on {ZONE_LABEL}, whenUnsatisfiable DoNotSchedule, "
+        f"a labelSelector its pods match ({ISVC_LABEL}: {r.get('metadata', 'name')})",
+    )
 
 
 @stack_rule("inferenceservice-pdb", "Every InferenceService has a PodDisruptionBudget.")
