@@ -6,13 +6,14 @@ import asyncio
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from conftest import SERVING, metrics_with, spawn, start, stop
+from conftest import SERVING, RunningServer, metrics_with, spawn, start, stop
 
 REPO = SERVING.parent.parent
 
@@ -106,30 +107,42 @@ def test_sigterm_while_the_server_starts_stops_it_with_0(tmp_path: Path, childre
     assert not alive
 
 
+#: The server a queue can be built up in: one front, one pass at a time of two texts.
+ONE_PASS_OF_TWO = ("--workers", "1", "--model_instances", "1", "--max_batch_size", "2", "--max_inputs", "128")
+
+
+def keep_the_model_busy(server: RunningServer) -> tuple[threading.Thread, list[tuple[httpx.Response, float]]]:
+    """128 texts of 256 tokens (64 passes of two) sent from a thread; returns once at least 8 of them wait
+    in the queue, with the thread and where its (answer, seconds) will be."""
+    long_texts = [f"{i} " + "word " * 300 for i in range(128)]
+    answer: list[tuple[httpx.Response, float]] = []
+
+    def post() -> None:
+        sent = time.monotonic()
+        r = httpx.post(f"{server.url}/v1/models/minilm:predict", json={"instances": long_texts}, timeout=120)
+        answer.append((r, time.monotonic() - sent))
+
+    thread = threading.Thread(target=post)
+    thread.start()
+    queued = 'modelyard_queue_depth{model_name="minilm"}'
+    deadline = time.time() + 30
+    while time.time() < deadline and not any(
+        line.startswith(queued) and float(line.split()[-1]) >= 8 for line in metrics_with(server).splitlines()
+    ):
+        time.sleep(0.05)
+    return thread, answer
+
+
 def test_a_request_whose_client_went_away_is_not_computed(tmp_path: Path) -> None:
     """A client that gives up (a timeout, a retry) while its request waits behind others: its texts are
     dropped from the queue instead of taking the model's time, it is counted as 499, and the requests
     around it are answered."""
     import json
     import socket
-    import threading
 
-    server = start(tmp_path, "--workers", "1", "--model_instances", "1", "--max_batch_size", "2", "--max_inputs", "128")
+    server = start(tmp_path, *ONE_PASS_OF_TWO)
     try:
-        long_texts = [f"{i} " + "word " * 300 for i in range(128)]  # 256 tokens each: 64 passes of 2
-        blocker: list[httpx.Response] = []
-        thread = threading.Thread(
-            target=lambda: blocker.append(
-                httpx.post(f"{server.url}/v1/models/minilm:predict", json={"instances": long_texts}, timeout=120)
-            )
-        )
-        thread.start()
-        queued = 'modelyard_queue_depth{model_name="minilm"}'
-        deadline = time.time() + 30
-        while time.time() < deadline and not any(
-            line.startswith(queued) and float(line.split()[-1]) >= 8 for line in metrics_with(server).splitlines()
-        ):
-            time.sleep(0.05)
+        thread, blocker = keep_the_model_busy(server)
         body = json.dumps({"instances": ["given up on", "three texts", "never computed"]}).encode()
         with socket.create_connection(("127.0.0.1", server.port)) as sock:
             sock.sendall(
@@ -139,7 +152,7 @@ def test_a_request_whose_client_went_away_is_not_computed(tmp_path: Path) -> Non
             )
             time.sleep(0.1)  # the request is read and queued behind the long texts
         thread.join(timeout=120)
-        assert blocker[0].status_code == 200 and len(blocker[0].json()["predictions"]) == 128
+        assert blocker[0][0].status_code == 200 and len(blocker[0][0].json()["predictions"]) == 128
         after = httpx.post(f"{server.url}/v1/models/minilm:predict", json={"instances": ["one more"]}, timeout=30)
         assert after.status_code == 200
         gone = 'modelyard_requests_total{code="499",model_name="minilm",protocol="v1"} 1.0'
@@ -157,11 +170,8 @@ def test_a_request_past_its_own_deadline_is_answered_504_and_its_texts_dropped(t
     """A request that gives the answer a deadline (x-request-timeout, or the OpenAI client's
     x-stainless-read-timeout) and waits behind others past it: 504 at the deadline, its queued texts
     never computed; a request with a deadline it can meet is answered."""
-    import threading
-
-    server = start(tmp_path, "--workers", "1", "--model_instances", "1", "--max_batch_size", "2", "--max_inputs", "128")
+    server = start(tmp_path, *ONE_PASS_OF_TWO)
     try:
-        long_texts = [f"{i} " + "word " * 300 for i in range(128)]  # 256 tokens each: 64 passes of 2
         answers: dict[str, tuple[httpx.Response, float]] = {}
 
         def post(name: str, path: str, payload: dict[str, Any], headers: dict[str, str]) -> None:
@@ -171,14 +181,7 @@ def test_a_request_past_its_own_deadline_is_answered_504_and_its_texts_dropped(t
 
         v1 = "/v1/models/minilm:predict"
         stainless = "x-stainless-read-timeout"  # what the OpenAI Python client sends
-        blocker = threading.Thread(target=post, args=("blocker", v1, {"instances": long_texts}, {}))
-        blocker.start()
-        queued = 'modelyard_queue_depth{model_name="minilm"}'
-        deadline = time.time() + 30
-        while time.time() < deadline and not any(
-            line.startswith(queued) and float(line.split()[-1]) >= 8 for line in metrics_with(server).splitlines()
-        ):
-            time.sleep(0.05)
+        blocker, blocked = keep_the_model_busy(server)
         late = [
             ("v1", v1, {"instances": ["three texts", "given up", "at 0.3 s"]}, {"x-request-timeout": "0.3"}),
             ("openai", "/v1/embeddings", {"model": "minilm", "input": ["two", "texts"]}, {stainless: ".5"}),
@@ -189,6 +192,7 @@ def test_a_request_past_its_own_deadline_is_answered_504_and_its_texts_dropped(t
             t.start()
         for t in [blocker, *threads]:
             t.join(timeout=120)
+        answers["blocker"] = blocked[0]
         assert answers["blocker"][0].status_code == 200 and len(answers["blocker"][0].json()["predictions"]) == 128
         for name, limit in (("v1", 0.3), ("openai", 0.5)):
             r, took = answers[name]
