@@ -30,12 +30,17 @@ lint: $(VENV)/.installed-test
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy modelyard infra platform policies/governance workloads --exclude workloads/serving
 
-# promtool checks and unit-tests the alert rules: Debian's `prometheus` package (2.42) ships it.
+# promtool checks and unit-tests the alert rules: Debian's `prometheus` package (2.42) ships it; amtool (Debian's
+# `prometheus-alertmanager`, 0.25) checks the Alertmanager configuration and tests its routing tree.
 tools:
 	@command -v promtool >/dev/null || { \
 	  echo "installing promtool (Debian package prometheus)"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq prometheus >/dev/null; }
+	@command -v amtool >/dev/null || { \
+	  echo "installing amtool (Debian package prometheus-alertmanager)"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq prometheus-alertmanager >/dev/null; }
 
 $(SERVING_BIN)/python:
 	$(PYTHON) -m venv $(SERVING_VENV)

@@ -368,6 +368,11 @@ class AlertingConfig(Model):
 
     receivers: Seq[Receiver] = Field(min_length=1)
     routes: dict[Severity, Seq[DnsLabel]]
+    #: The receiver the always-firing `Watchdog` alert goes to, every minute: a dead man's switch
+    #: (Healthchecks.io, PagerDuty's or Opsgenie's heartbeat, Dead Man's Snitch) that pages when the
+    #: heartbeats stop, that is when Prometheus, Alertmanager or the path between them has died. Unset,
+    #: Watchdog goes nowhere and nobody hears that alerting is down. Required in the prod tier.
+    watchdog: DnsLabel | None = None
 
     @model_validator(mode="after")
     def _routes(self) -> AlertingConfig:
@@ -386,6 +391,17 @@ class AlertingConfig(Model):
                     problems.append(
                         (f"routes.{severity}[{i}]", f"is not a receiver (defined: {', '.join(names)})", target)
                     )
+        if self.watchdog is not None and self.watchdog not in names:
+            problems.append(("watchdog", f"is not a receiver (defined: {', '.join(names)})", self.watchdog))
+        elif self.watchdog is not None and any(self.watchdog in targets for targets in self.routes.values()):
+            problems.append(
+                (
+                    "watchdog",
+                    "must be a receiver of its own, in no route: a route's receiver gets every alert of its "
+                    "severity, and one that pages would be paged by Watchdog for ever",
+                    self.watchdog,
+                )
+            )
         if problems:
             raise FieldProblems(problems)
         return self
@@ -429,6 +445,7 @@ class TierRules:
     require_nat_per_az: bool
     require_deletion_protection: bool
     require_model_versioning: bool
+    require_watchdog: bool
     min_system_nodes: int
 
 
@@ -439,6 +456,7 @@ TIER_RULES: Mapping[str, TierRules] = {
         require_nat_per_az=False,
         require_deletion_protection=False,
         require_model_versioning=False,
+        require_watchdog=False,
         min_system_nodes=1,
     ),
     "staging": TierRules(
@@ -447,6 +465,7 @@ TIER_RULES: Mapping[str, TierRules] = {
         require_nat_per_az=False,
         require_deletion_protection=False,
         require_model_versioning=True,
+        require_watchdog=False,
         min_system_nodes=2,
     ),
     "prod": TierRules(
@@ -455,6 +474,7 @@ TIER_RULES: Mapping[str, TierRules] = {
         require_nat_per_az=True,
         require_deletion_protection=True,
         require_model_versioning=True,
+        require_watchdog=True,
         min_system_nodes=2,
     ),
 }
@@ -510,6 +530,14 @@ class PlatformConfig(Model):
             problems.append(("deletion_protection", f"must be true {tier}", False))
         if rules.require_model_versioning and not self.model_store.versioning:
             problems.append(("model_store.versioning", f"must be true {tier}", False))
+        if rules.require_watchdog and self.monitoring.alerting.watchdog is None:
+            problems.append(
+                (
+                    "monitoring.alerting.watchdog",
+                    f"must name a dead man's switch receiver {tier}: without one nobody hears that alerting is down",
+                    None,
+                )
+            )
         book = price_book()
         if self.region not in book.regions:
             problems.append(

@@ -43,7 +43,8 @@ GRAFANA_ADMIN_SECRET = "grafana-admin"
 #: Where the Alertmanager pods mount the Secrets named in `alertmanagerSpec.secrets`.
 ALERTMANAGER_SECRETS_DIR = "/etc/alertmanager/secrets"
 #: Alerts that are plumbing, not news: the chart's dead-man switch and info inhibitor.
-SILENT_ALERTS = ("Watchdog", "InfoInhibitor")
+WATCHDOG = "Watchdog"
+SILENT_ALERTS = (WATCHDOG, "InfoInhibitor")
 
 
 def alertmanager_config(
@@ -51,9 +52,12 @@ def alertmanager_config(
     routes: Mapping[Severity, Sequence[str]],
     topic_arns: Mapping[str, pulumi.Input[str]],
     region: str,
+    watchdog: str | None = None,
 ) -> dict[str, Any]:
     """Alertmanager's configuration: every alert goes to the receivers its severity lists (in order,
-    each route continuing to the next); anything unmatched goes to the first warning receiver."""
+    each route continuing to the next); anything unmatched goes to the first warning receiver. The
+    chart's Watchdog alert, which always fires, goes to the `watchdog` receiver (a dead man's switch)
+    every minute, or nowhere when there is none; InfoInhibitor goes nowhere."""
     receivers: list[dict[str, Any]] = [{"name": "null"}]
     for r in alerting_receivers:
         if r.type == "sns":
@@ -86,6 +90,15 @@ def alertmanager_config(
     child_routes: list[dict[str, Any]] = [
         {"matchers": [f'alertname = "{name}"'], "receiver": "null"} for name in SILENT_ALERTS
     ]
+    if watchdog is not None:
+        # A heartbeat: sent at once, then every minute for as long as the alert fires (always).
+        child_routes[0] = {
+            "matchers": [f'alertname = "{WATCHDOG}"'],
+            "receiver": watchdog,
+            "group_wait": "0s",
+            "group_interval": "1m",
+            "repeat_interval": "1m",
+        }
     severities: tuple[Severity, ...] = ("critical", "warning", "info")
     for severity in severities:
         targets = list(routes.get(severity, ()))
@@ -344,7 +357,9 @@ class Monitoring(pulumi.ComponentResource):
             string_data={"admin-user": "admin", "admin-password": password.result},
             opts=child,
         )
-        alerting = alertmanager_config(cfg.alerting.receivers, cfg.alerting.routes, args.topic_arns, args.region)
+        alerting = alertmanager_config(
+            cfg.alerting.receivers, cfg.alerting.routes, args.topic_arns, args.region, cfg.alerting.watchdog
+        )
         self.release = helm_release(
             f"{name}-release",
             "kube-prometheus-stack",

@@ -419,6 +419,7 @@ TIER_RULE_POLICY: dict[str, Any] = {
     "min_system_nodes": "a node group's size is capacity, not risk: only the stack file states it",
     "require_nat_per_az": "NAT placement is availability, read from the stack file's network.nat",
     "require_deletion_protection": "`protect` is the engine's resource option, not a resource input",
+    "require_watchdog": "the receiver is the stack file's; the route it renders is tested with amtool",
 }
 
 

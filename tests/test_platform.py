@@ -198,7 +198,7 @@ def test_alertmanager_routes_by_severity_to_configured_receivers(plans: dict[str
     assert (
         receivers["oncall"]["webhook_configs"][0]["url_file"] == "/etc/alertmanager/secrets/alertmanager-pagerduty/url"
     )
-    assert am["alertmanagerSpec"]["secrets"] == ["alertmanager-pagerduty"]
+    assert am["alertmanagerSpec"]["secrets"] == ["alertmanager-deadmans-switch", "alertmanager-pagerduty"]
     topic = receivers["ml-platform"]["sns_configs"][0]
     assert topic["topic_arn"].startswith("arn:aws:sns:us-east-1:123456789012:") and topic["sigv4"] == {
         "region": "us-east-1"
@@ -227,3 +227,49 @@ def test_model_pods_are_scraped_by_a_podmonitor_on_kserve_s_label(plans: dict[st
     assert targets == {"job", "inferenceservice", "model", "model_version"}
     karpenter = plans["dev"].one("kubernetes:monitoring.coreos.com/v1:ServiceMonitor")["inputs"]["spec"]
     assert karpenter["namespaceSelector"] == {"matchNames": ["karpenter"]}
+
+
+def amtool(*args: str, config: dict[str, Any], tmp_path: Any) -> str:
+    """Alertmanager's own tool on the rendered configuration. Debian's amtool is 0.25, which predates
+    webhook `url_file` (the chart's Alertmanager reads it); it is given the same tree with `url` in its
+    place, which changes nothing it routes."""
+    import shutil
+    import subprocess
+
+    import yaml
+
+    exe = shutil.which("amtool")
+    assert exe, "amtool is missing: install Debian's prometheus-alertmanager package (make test does)"
+    text = json.dumps(config).replace('"url_file": "/etc/alertmanager/secrets/', '"url": "https://secret.invalid/')
+    path = tmp_path / "alertmanager.yaml"
+    path.write_text(yaml.safe_dump(json.loads(text)))
+    argv = [a.format(config=path) for a in args]
+    done = subprocess.run([exe, *argv], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_alertmanager_routes_as_the_stack_file_says_by_amtool(plans: dict[str, Plan], env: str, tmp_path: Any) -> None:
+    """The configuration is one Alertmanager loads; Watchdog reaches the dead man's switch every minute where
+    one is named (prod requires it), nowhere otherwise; a critical alert reaches every receiver its route
+    lists, in order."""
+    import yaml
+
+    from modelyard.programs import REPO_ROOT
+
+    config = values(plans[env], "monitoring-release")["alertmanager"]["config"]
+    assert "SUCCESS" in amtool("check-config", "{config}", config=config, tmp_path=tmp_path)
+    stack = yaml.safe_load((REPO_ROOT / f"Pulumi.{env}.yaml").read_text())["config"]["modelyard:platform"]
+    alerting = stack["monitoring"]["alerting"]
+
+    def routed(*labels: str) -> str:
+        argv = ("config", "routes", "test", "--config.file={config}", *labels)
+        return amtool(*argv, config=config, tmp_path=tmp_path).strip()
+
+    assert routed("alertname=Watchdog", "severity=none") == alerting.get("watchdog", "null")
+    assert routed("alertname=GPUXidError", "severity=critical") == ",".join(alerting["routes"]["critical"])
+    assert routed("alertname=InfoInhibitor", "severity=none") == "null"
+    if alerting.get("watchdog"):
+        (route,) = [r for r in config["route"]["routes"] if r["receiver"] == alerting["watchdog"]]
+        assert route["repeat_interval"] == "1m" and route["group_wait"] == "0s"

@@ -25,6 +25,7 @@ PROCEDURES = (
     "restore-model-version",
     "upgrade-eks",
     "rotate-grafana-secret",
+    "dead-mans-switch",
 )
 
 

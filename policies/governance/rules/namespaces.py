@@ -34,7 +34,8 @@ def _namespace_network(ctx: Context) -> Iterator[Finding]:
     denied = {
         dig(p.inputs, "metadata", "namespace")
         for p in ctx.stack.of_type(NETWORK_POLICY)
-        if dig(p.inputs, "spec", "podSelector") == {}
+        if isinstance(dig(p.inputs, "metadata", "namespace"), str)  # an odd value names no namespace
+        and dig(p.inputs, "spec", "podSelector") == {}
         and {"Ingress", "Egress"} <= {t for t in as_list(dig(p.inputs, "spec", "policyTypes")) if isinstance(t, str)}
         and not dig(p.inputs, "spec", "ingress")
         and not dig(p.inputs, "spec", "egress")
