@@ -94,7 +94,7 @@ class AlertTopics(pulumi.ComponentResource):
                 f"{name}-{suffix}",
                 name=f"modelyard-{args.env}-{suffix}",
                 kms_master_key_id=key.arn,
-                opts=child,
+                opts=pulumi.ResourceOptions(parent=self, protect=args.deletion_protection),
             )
             statements: list[iam.Document] = [
                 *(cost_publisher_statement(service, sns.arn, account) for service in publishers),

@@ -91,7 +91,7 @@ class Cluster(pulumi.ComponentResource):
             name=f"/aws/eks/{args.cluster_name}/cluster",
             retention_in_days=cfg.log_retention_days,
             kms_key_id=args.logs_key_arn,
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self, protect=args.deletion_protection),
         )
         cluster = aws.eks.Cluster(
             f"{name}-cluster",

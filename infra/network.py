@@ -23,6 +23,8 @@ class NetworkArgs:
     account: AccountContext
     #: KMS key (with a CloudWatch Logs grant) that encrypts the flow-log group.
     logs_key_arn: pulumi.Input[str]
+    #: `protect` the flow-log group (the record of what crossed the VPC).
+    deletion_protection: bool
 
 
 class Network(pulumi.ComponentResource):
@@ -188,7 +190,7 @@ class Network(pulumi.ComponentResource):
             name=f"/modelyard/{args.cluster_name}/vpc-flow-logs",
             retention_in_days=args.config.flow_logs_retention_days,
             kms_key_id=args.logs_key_arn,
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self, protect=args.deletion_protection),
         )
         role = aws.iam.Role(
             f"{name}-flow-logs-role",

@@ -88,7 +88,13 @@ def platform_program(cfg: PlatformConfig) -> None:
     )
     network = Network(
         "network",
-        NetworkArgs(config=cfg.network, cluster_name=name, account=account, logs_key_arn=logs.key_arn),
+        NetworkArgs(
+            config=cfg.network,
+            cluster_name=name,
+            account=account,
+            logs_key_arn=logs.key_arn,
+            deletion_protection=cfg.deletion_protection,
+        ),
         opts=with_aws,
     )
     cluster = Cluster(
@@ -203,6 +209,7 @@ def platform_program(cfg: PlatformConfig) -> None:
             model_pull_service_account=cfg.serving.model_pull_service_account,
             model_pull_role_arn=store.model_pull_role_arn,
             mirror_urls=registry.mirror_urls,
+            deletion_protection=cfg.deletion_protection,
             depends_on=[cert_manager.release],
         ),
         opts=with_both,

@@ -76,6 +76,9 @@ class KServeArgs:
     model_pull_role_arn: pulumi.Input[str]
     #: The ECR mirror of each image in KSERVE_MIRRORS, by the same key.
     mirror_urls: Mapping[str, pulumi.Input[str]]
+    #: `protect` the CRDs' release and the model namespace: deleting or replacing either deletes every
+    #: InferenceService (a CRD takes its objects with it, a namespace its contents).
+    deletion_protection: bool
     #: cert-manager must issue the webhook certificates before KServe starts.
     depends_on: Sequence[pulumi.Resource] = ()
 
@@ -92,7 +95,7 @@ class KServe(pulumi.ComponentResource):
         super().__init__("modelyard:platform:KServe", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         ns = namespace(f"{name}-ns", NAMESPACE, args.labels, child)
-        after = pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on))
+        after = pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on), protect=args.deletion_protection)
         crds = helm_release(f"{name}-crds", "kserve-crd", namespace=ns.metadata["name"], values={}, opts=after)
         self.release = helm_release(
             f"{name}-release",
@@ -124,7 +127,8 @@ class KServe(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[crds, *args.depends_on]),
         )
 
-        models = namespace(f"{name}-models-ns", args.model_namespace, args.labels, child)
+        kept = pulumi.ResourceOptions(parent=self, protect=args.deletion_protection)
+        models = namespace(f"{name}-models-ns", args.model_namespace, args.labels, kept)
         # Plain dicts, as in the manifests (the SDK's TypedDicts add nothing a test would not catch).
         limits: Any = {
             "limits": [

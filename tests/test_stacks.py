@@ -9,7 +9,14 @@ from conftest import ENVS, Plan
 
 from modelyard.tags import REQUIRED_KEYS
 
-STATEFUL = ("aws:eks/cluster:Cluster", "aws:s3/bucket:Bucket", "aws:kms/key:Key", "aws:ecr/repository:Repository")
+STATEFUL = (
+    "aws:eks/cluster:Cluster",
+    "aws:s3/bucket:Bucket",
+    "aws:kms/key:Key",
+    "aws:ecr/repository:Repository",
+    "aws:cloudwatch/logGroup:LogGroup",
+    "aws:sns/topic:Topic",
+)
 
 
 @pytest.mark.parametrize("env", ENVS)
@@ -71,6 +78,10 @@ def test_stateful_resources_protected_only_where_configured(plans: dict[str, Pla
         for token in STATEFUL:
             for state in plans[env].of_type(token):
                 assert bool(state.get("protect")) is expected, f"{env}: {state['urn']}"
+        # Deleting either deletes every InferenceService: KServe's CRDs and the model namespace.
+        crds = plans[env].named("kubernetes:helm.sh/v3:Release", "kserve-crds")
+        models = plans[env].named("kubernetes:core/v1:Namespace", "kserve-models-ns")
+        assert bool(crds.get("protect")) is expected and bool(models.get("protect")) is expected, env
 
 
 @pytest.mark.parametrize("env", ENVS)
