@@ -174,4 +174,16 @@ UNVERIFIED: Final = (
         "machine has 2, where a proxy from CPU per request gave 0.98 to 1.02 for 2 fronts, 0.89 for 4)",
         "cd workloads/serving && python bench.py --overhead --fronts 4   # on a machine with 5 CPUs or more",
     ),
+    Unverified(
+        "the scheduler and Karpenter honour the zone spreads: a predictor's replicas, and prod's Prometheus and "
+        "Alertmanager replicas, each in a different zone (and a replica waits rather than share one)",
+        "kubectl get pods -A -o wide -l 'serving.kserve.io/inferenceservice' && kubectl get nodes -L "
+        "topology.kubernetes.io/zone   # then the same for -n monitoring -l app.kubernetes.io/name=prometheus "
+        "and =alertmanager",
+    ),
+    Unverified(
+        "the dead man's switch receives Watchdog every minute (the heartbeat service shows a ping and stays quiet)",
+        "kubectl -n monitoring port-forward svc/kube-prometheus-stack-alertmanager 9093 & amtool alert query "
+        "alertname=Watchdog --alertmanager.url=http://localhost:9093",
+    ),
 )
