@@ -14,6 +14,7 @@ from typing import Any, Literal
 import pulumi
 import pulumi_kubernetes as k8s
 
+from modelyard.policies.governance.conventions import ZONE_LABEL
 from modelyard.versions import HELM_CHARTS
 
 PodSecurity = Literal["restricted", "privileged"]
@@ -28,6 +29,18 @@ CONTAINER_SECURITY: Mapping[str, Any] = {
 }
 #: Pod-level hardening: never root, the runtime's default seccomp profile.
 POD_SECURITY: Mapping[str, Any] = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
+
+
+def zone_spread(match_labels: Mapping[str, str]) -> dict[str, Any]:
+    """A topology spread that keeps the pods `match_labels` selects in different zones, at most one apart,
+    never stacked in one (`DoNotSchedule`: a pod waits for capacity in another zone rather than join the
+    others in one, so losing a zone leaves the rest running)."""
+    return {
+        "maxSkew": 1,
+        "topologyKey": ZONE_LABEL,
+        "whenUnsatisfiable": "DoNotSchedule",
+        "labelSelector": {"matchLabels": dict(match_labels)},
+    }
 
 
 def resources(cpu: str, memory: str, cpu_limit: str, memory_limit: str) -> dict[str, dict[str, str]]:

@@ -30,7 +30,7 @@ from modelyard.infra.karpenter import GPU_TAINT
 from modelyard.infra.karpenter import NAMESPACE as KARPENTER_NAMESPACE
 from modelyard.infra.nodes import SYSTEM_POOL_LABEL
 from modelyard.platform import dashboards, rules, signals
-from modelyard.platform.common import POD_SECURITY, helm_release, namespace, resources
+from modelyard.platform.common import POD_SECURITY, helm_release, namespace, resources, zone_spread
 from modelyard.policies.governance import conventions as c
 
 NAMESPACE = ALERTMANAGER_NAMESPACE
@@ -87,18 +87,13 @@ def alertmanager_config(
                     ],
                 }
             )
-    child_routes: list[dict[str, Any]] = [
-        {"matchers": [f'alertname = "{name}"'], "receiver": "null"} for name in SILENT_ALERTS
-    ]
-    if watchdog is not None:
-        # A heartbeat: sent at once, then every minute for as long as the alert fires (always).
-        child_routes[0] = {
-            "matchers": [f'alertname = "{WATCHDOG}"'],
-            "receiver": watchdog,
-            "group_wait": "0s",
-            "group_interval": "1m",
-            "repeat_interval": "1m",
-        }
+    child_routes: list[dict[str, Any]] = []
+    for name in SILENT_ALERTS:
+        route: dict[str, Any] = {"matchers": [f'alertname = "{name}"'], "receiver": "null"}
+        if name == WATCHDOG and watchdog is not None:
+            # A heartbeat: sent at once, then every minute for as long as the alert fires (always).
+            route |= {"receiver": watchdog, "group_wait": "0s", "group_interval": "1m", "repeat_interval": "1m"}
+        child_routes.append(route)
     severities: tuple[Severity, ...] = ("critical", "warning", "info")
     for severity in severities:
         targets = list(routes.get(severity, ()))
@@ -143,19 +138,12 @@ def _volume(gib: int) -> dict[str, Any]:
 
 def _across_zones(app: str, replicas: int) -> dict[str, Any]:
     """Spec fields that keep `replicas` pods of `app` (the operator's `app.kubernetes.io/name` label on
-    its pods) in different zones, at most one apart (`DoNotSchedule`: a pod waits for a node in another
-    zone rather than join the others in one). Their volumes are zonal EBS, bound where the pod first
-    lands (WaitForFirstConsumer), so a lost zone takes one replica and its volume, never all of them.
-    A single replica has nothing to spread."""
+    its pods) in different zones (common.zone_spread). Their volumes are zonal EBS, bound where the pod
+    first lands (WaitForFirstConsumer), so a lost zone takes one replica and its volume, never all of
+    them. A single replica has nothing to spread."""
     if replicas < 2:
         return {}
-    spread = {
-        "maxSkew": 1,
-        "topologyKey": c.ZONE_LABEL,
-        "whenUnsatisfiable": "DoNotSchedule",
-        "labelSelector": {"matchLabels": {"app.kubernetes.io/name": app}},
-    }
-    return {"topologySpreadConstraints": [spread]}
+    return {"topologySpreadConstraints": [zone_spread({"app.kubernetes.io/name": app})]}
 
 
 def _disruption_budget(replicas: int) -> dict[str, Any]:

@@ -14,6 +14,7 @@ import pulumi_kubernetes as k8s
 from modelyard.infra.karpenter import GPU_POOL_LABEL, GPU_TAINT
 from modelyard.platform import signals
 from modelyard.platform.common import CONTAINER_SECURITY
+from modelyard.platform.common import zone_spread as common_zone_spread
 from modelyard.platform.monitoring import model_pod_monitor
 from modelyard.platform.network_policy import MODEL_PORT
 from modelyard.platform.rules import Record, RuleGroup, prometheus_rule_spec
@@ -24,7 +25,6 @@ from modelyard.policies.governance.conventions import (
     ROLE_LABEL,
     TEAM_LABEL,
     VERSION_LABEL,
-    ZONE_LABEL,
 )
 from modelyard.workloads.catalog import ModelEntry
 
@@ -144,15 +144,9 @@ def scaled_object_spec(
 
 
 def zone_spread(isvc_name: str) -> dict[str, Any]:
-    """A predictor's replicas across zones, at most one apart, never stacked in one (`DoNotSchedule`: a
-    replica waits for capacity in another zone rather than share a zone the others are in, so losing a
-    zone leaves the rest serving). The selector is the label KServe puts on the predictor's pods."""
-    return {
-        "maxSkew": 1,
-        "topologyKey": ZONE_LABEL,
-        "whenUnsatisfiable": "DoNotSchedule",
-        "labelSelector": {"matchLabels": {ISVC_LABEL: isvc_name}},
-    }
+    """A predictor's replicas across zones (platform.common.zone_spread), selected by the label KServe
+    puts on the predictor's pods."""
+    return common_zone_spread({ISVC_LABEL: isvc_name})
 
 
 def predictor(
