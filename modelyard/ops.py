@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from modelyard.platform import signals
+from modelyard.platform.rules import error_ratio
 from modelyard.policies.governance import conventions
 
 #: Windows the SLO burn rates are reported over, and the error-budget period.
@@ -112,39 +113,47 @@ def slo(prom: Prometheus, model: str | None = None) -> Result:
     """Burn rates per model over exactly the windows the SLO alerts use, read from the ratios the rules
     record, and the alerts whose conditions hold (`alerts`): `page` when a fast-burn alert's holds for
     some window pair, `ticket` when only a slow-burn one's does. Also the 30-day availability budget left."""
-    objectives = {"errors": _models(prom, model), "slow": prom.scalar_by(signals.SLO_LATENCY, "namespace", "model")}
-    ratios = {
-        (kind, w): prom.scalar_by(conventions.sli_ratio(kind, w), "namespace", "model")
+    # Availability per model; latency per (model, indicator): request, or an LLM's ttft and itl.
+    Key = tuple[str, str, str]
+    objectives: dict[str, dict[Key, float]] = {
+        "errors": {(k[0], k[1], ""): v for k, v in _models(prom, model).items()},
+        "slow": {
+            (k[0], k[1], k[2]): v
+            for k, v in prom.scalar_by(signals.SLO_LATENCY, "namespace", "model", "indicator").items()
+        },
+    }
+    ratios: dict[tuple[str, str], dict[Key, float]] = {
+        (kind, w): {
+            (k[0], k[1], k[2] if kind == "slow" else ""): v
+            for k, v in prom.scalar_by(conventions.sli_ratio(kind, w), "namespace", "model", "indicator").items()
+        }
         for kind in conventions.SLI_KINDS
         for w in conventions.SLI_WINDOWS
     }
-    period_w = conventions.BUDGET_PERIOD
-    errors = f'sum by (namespace, model) (rate({signals.REQUESTS_TOTAL}{{code=~"{signals.ERROR_CODES}"}}[{period_w}]))'
-    total = f"sum by (namespace, model) (rate({signals.REQUESTS_TOTAL}[{period_w}]))"
-    period = prom.scalar_by(f"({errors} or {total} * 0) / {total}", "namespace", "model")
+    period = prom.scalar_by(error_ratio(conventions.BUDGET_PERIOD), "namespace", "model")
     rows, problem = [], False
-    for key, availability in sorted(objectives["errors"].items()):
-        namespace, name = key
+    for (namespace, name, _), availability in sorted(objectives["errors"].items()):
         row: dict[str, Any] = {"namespace": namespace, "model": name, "objective": availability}
         firing: list[str] = []
         status = "ok"
         for kind in conventions.SLI_KINDS:
-            objective = objectives[kind].get(key)
-            if objective is None:
-                continue  # no latency objective for this model
-            allowed = max(1 - objective, 1e-9)  # an objective of 1 allows no bad requests at all
-            burns = {w: (ratios[kind, w].get(key) or 0.0) / allowed for w in conventions.SLI_WINDOWS}
-            prefix = "burn" if kind == "errors" else "latency_burn"
-            row.update({f"{prefix}_{w}": _num(burns[w]) for w in conventions.SLI_WINDOWS})
-            page, ticket = SLO_ALERTS[kind]
-            if _burning(burns, conventions.PAGE_BURNS):
-                firing.append(page)
-                status = "page"
-            if _burning(burns, conventions.TICKET_BURNS):
-                firing.append(ticket)
-                status = "ticket" if status == "ok" else status
+            for key, objective in sorted(objectives[kind].items()):
+                if key[:2] != (namespace, name):
+                    continue  # another model's objective (or none: no latency objective for this model)
+                allowed = max(1 - objective, 1e-9)  # an objective of 1 allows no bad requests at all
+                burns = {w: (ratios[kind, w].get(key) or 0.0) / allowed for w in conventions.SLI_WINDOWS}
+                # The whole-request indicator keeps its name (latency_burn_*); an LLM's are ttft_burn_*, itl_burn_*.
+                prefix = "burn" if kind == "errors" else "latency_burn" if key[2] == "request" else f"{key[2]}_burn"
+                row.update({f"{prefix}_{w}": _num(burns[w]) for w in conventions.SLI_WINDOWS})
+                page, ticket = SLO_ALERTS[kind]
+                if _burning(burns, conventions.PAGE_BURNS) and page not in firing:
+                    firing.append(page)
+                    status = "page"
+                if _burning(burns, conventions.TICKET_BURNS) and ticket not in firing:
+                    firing.append(ticket)
+                    status = "ticket" if status == "ok" else status
         allowed = max(1 - availability, 1e-9)
-        row["budget_left"] = _num(max(0.0, 1 - (period.get(key) or 0.0) / allowed), 4)
+        row["budget_left"] = _num(max(0.0, 1 - (period.get((namespace, name)) or 0.0) / allowed), 4)
         row["status"] = status
         row["alerts"] = firing
         problem = problem or status != "ok"

@@ -45,6 +45,7 @@ from modelyard.stackfile import parse_platform_config
 from modelyard.tags import k8s_labels, standard_tags
 from modelyard.validation import ConfigError
 from modelyard.workloads.catalog import WORKLOADS_KEY, Workloads, parse_workloads, placement_problems
+from modelyard.workloads.runtimes import RUNTIME_MIRRORS, runtime_images
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -134,7 +135,7 @@ def platform_program(cfg: PlatformConfig) -> None:
             env=cfg.env,
             account=account,
             deletion_protection=cfg.deletion_protection,
-            mirrors=KSERVE_MIRRORS,
+            mirrors={**KSERVE_MIRRORS, **RUNTIME_MIRRORS},
         ),
         opts=with_aws,
     )
@@ -254,6 +255,7 @@ def platform_program(cfg: PlatformConfig) -> None:
     pulumi.export("modelNamespace", cfg.serving.model_namespace)
     pulumi.export("modelPullServiceAccount", cfg.serving.model_pull_service_account)
     pulumi.export("ecrRepositoryUrl", registry.repository_url)
+    pulumi.export("runtimeImages", runtime_images(registry.mirror_urls))
     pulumi.export("gpuPools", karpenter.node_pools)
     pulumi.export("prometheusUrl", PROMETHEUS_URL)
     pulumi.export("monthlyBudgetUsd", cfg.budget.monthly_usd)
@@ -289,6 +291,7 @@ def workloads_program(w: Workloads) -> None:
                 bucket=platform.require_output("modelBucket"),
                 registry=platform.require_output("ecrRepositoryUrl"),
                 prometheus_url=platform.require_output("prometheusUrl"),
+                images=platform.require_output("runtimeImages"),
                 labels=labels,
             ),
             opts=pulumi.ResourceOptions(providers=[k8s_provider]),

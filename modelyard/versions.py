@@ -96,6 +96,9 @@ IMAGES: Final = MappingProxyType(
     {
         # Holds warm GPU capacity for pools that do not scale to zero (see infra/karpenter.py).
         "pause": "registry.k8s.io/pause:3.10.1",
+        # The LLM engine (workloads/runtimes/vllm.py), mirrored into ECR. Its flags and series are held to
+        # tests/conformance/vllm-v0.34.0/ (read from the 0.34.0 source release); bump both together.
+        "vllm": "vllm/vllm-openai:v0.34.0",
     }
 )
 
@@ -149,6 +152,19 @@ UNVERIFIED: Final = (
         "(no KServe HPA), and KEDA's fallback holds replicas while Prometheus is down",
         "kubectl -n models get hpa,scaledobject   # one keda-hpa-<isvc>-predictor each; then scale Prometheus to 0 "
         "and watch: kubectl -n models get scaledobject <isvc>-predictor -o jsonpath='{.status.health}'",
+    ),
+    Unverified(
+        "vLLM on a GPU node: the engine starts with the rendered `vllm serve` command line within its startup "
+        "probe's budget, answers /health only once loaded, and its KV cache holds at least the tokens "
+        "workloads/runtimes/vllm.py estimates (visible memory 0.93 of nominal, 2 GiB engine overhead)",
+        "kubectl -n models logs deploy/<model>-predictor -c kserve-container --tail=-1 > vllm.log && grep -e 'GPU KV "
+        "cache size' -e 'Maximum concurrency' vllm.log   # and nvidia-smi --query-gpu=name,memory.total --format=csv",
+    ),
+    Unverified(
+        "the image vllm/vllm-openai:v0.34.0 is the 0.34.0 release tests/conformance/vllm-v0.34.0/ was read "
+        "from, and its ECR mirror holds it",
+        "crane config docker.io/vllm/vllm-openai:v0.34.0   # Entrypoint [vllm serve]; then: aws ecr describe-images "
+        "--repository-name modelyard-<env>/mirror/vllm/vllm-openai --image-ids imageTag=v0.34.0",
     ),
     Unverified(
         "the ECR mirrors of KServe's injected images (storage initializer, serving runtimes) hold the pinned "

@@ -257,14 +257,17 @@ def chart_values(
     }
 
 
-def model_pod_monitor(model_namespace: str, match_labels: Mapping[str, str] | None = None) -> dict[str, Any]:
+def model_pod_monitor(
+    model_namespace: str, match_labels: Mapping[str, str] | None = None, *, port: str = "http1"
+) -> dict[str, Any]:
     """A PodMonitor for KServe model pods: kube-prometheus-stack ignores `prometheus.io/*` annotations,
     so pods are selected by label. Targets get the `job`, `model`, `inferenceservice` and
     `model_version` labels the rules and dashboards use.
 
     With `match_labels` it selects one catalogued model (the workloads stack makes one per model);
     without, the platform's catch-all selects KServe pods that no catalog entry owns (no
-    `modelyard.io/model` label), so no pod is scraped twice."""
+    `modelyard.io/model` label), so no pod is scraped twice. `port` is the container port name the model's
+    runtime declares (workloads/runtimes: `metrics_port`); KServe's convention, http1, by default."""
     meta = "__meta_kubernetes_pod_label_"
     selector: dict[str, Any] = (
         {"matchLabels": dict(match_labels)}
@@ -281,8 +284,7 @@ def model_pod_monitor(model_namespace: str, match_labels: Mapping[str, str] | No
         "selector": selector,
         "podMetricsEndpoints": [
             {
-                # Model containers name their HTTP port http1, KServe's convention (workloads/).
-                "port": "http1",
+                "port": port,
                 "path": "/metrics",
                 "interval": "15s",
                 "relabelings": [

@@ -122,69 +122,94 @@ def _by(labels: str, expr: str) -> str:
     return f"sum by ({labels}) ({expr})"
 
 
+#: What a latency indicator measures, in an alert's words (request: whole requests; ttft: times to the first
+#: token; itl: gaps between tokens).
+INDICATOR_TEXT = "{{ $labels.indicator }} measurements (request: whole requests, ttft: first tokens, itl: token gaps)"
+
+
+def error_ratio(w: str) -> str:
+    """The share of a model's requests that failed over `w`, per (namespace, model), from its runtime's own
+    series: the model server's answers (ERROR_CODES), or the engine's request outcomes (vLLM: requests it
+    failed, and those its queue bound refused, over all it finished or refused). Each model's pods export one
+    runtime's series, never both. `or ... * 0`: traffic with no error (or no refusal) counts 0, not no value."""
+    per_model = "namespace, model"
+    total = _by(per_model, f"rate({s.REQUESTS_TOTAL}[{w}])")
+    errors = _by(per_model, f'rate({s.REQUESTS_TOTAL}{{code=~"{s.ERROR_CODES}"}}[{w}])')
+    refused = _by(per_model, f"rate({s.VLLM_ADMISSION_REJECTIONS}[{w}])")
+    failed = _by(per_model, f'rate({s.VLLM_REQUEST_SUCCESS}{{finished_reason="error"}}[{w}])')
+    finished = _by(per_model, f"rate({s.VLLM_REQUEST_SUCCESS}[{w}])")
+    return (
+        f"(\n({errors}\nor {total} * 0)\n/ {total}\n)\nor\n"
+        f"(\n({failed}\n+ ({refused} or {finished} * 0))\n/ ({finished}\n+ ({refused} or {finished} * 0))\n)"
+    )
+
+
 def slo_groups() -> list[RuleGroup]:
+    """Error and slow ratios per model over every SLI window, from each runtime's own series, and the
+    multi-window burn-rate alerts over them. Availability reads the model server's answers (modelyard) or
+    the engine's request outcomes (vLLM: requests it failed, and those its queue bound refused, over all it
+    finished or refused); latency one ratio per indicator (signals.LATENCY_INDICATORS), labelled with it."""
     per_model = "namespace, model"
     records: list[Record] = []
     for w in SLI_WINDOWS:
-        total = _by(per_model, f"rate({s.REQUESTS_TOTAL}[{w}])")
-        errors = _by(per_model, f'rate({s.REQUESTS_TOTAL}{{code=~"{s.ERROR_CODES}"}}[{w}])')
-        # `or ... * 0`: a model with traffic and no error has an error ratio of 0, not no value.
-        records.append(Record(c.sli_ratio("errors", w), f"({errors}\nor {total} * 0)\n/ {total}"))
-        fast = _by(
-            per_model,
-            f"rate({s.REQUEST_DURATION}_bucket[{w}])\n"
-            f"* on (namespace, model, le) group_left () {s.SLO_LATENCY_THRESHOLD}",
-        )
-        count = _by(per_model, f"rate({s.REQUEST_DURATION}_count[{w}])")
-        records.append(Record(c.sli_ratio("slow", w), f"1 - (\n{fast}\n/ {count}\n)"))
+        records.append(Record(c.sli_ratio("errors", w), error_ratio(w)))
+        for indicator, histogram in s.LATENCY_INDICATORS.items():
+            fast = _by(
+                per_model,
+                f"rate({histogram}_bucket[{w}])\n"
+                f"* on (namespace, model, le) group_left ()\n"
+                f'{s.SLO_LATENCY_THRESHOLD}{{indicator="{indicator}"}}',
+            )
+            count = _by(per_model, f"rate({histogram}_count[{w}])")
+            records.append(Record(c.sli_ratio("slow", w), f"1 - (\n{fast}\n/ {count}\n)", {"indicator": indicator}))
 
-    def burn(kind: str, objective: str, pairs: Sequence[tuple[str, str, float]]) -> str:
+    def burn(kind: str, objective: str, pairs: Sequence[tuple[str, str, float]], on: str) -> str:
         parts = []
         for long, short, rate in pairs:
-            budget = f"on (namespace, model) ({rate:g} * (1 - {objective}))"
+            budget = f"on ({on}) ({rate:g} * (1 - {objective}))"
             parts.append(
-                f"(\n  {c.sli_ratio(kind, long)} > {budget}\n"
-                f"and on (namespace, model)\n  {c.sli_ratio(kind, short)} > {budget}\n)"
+                f"(\n  {c.sli_ratio(kind, long)} > {budget}\nand on ({on})\n  {c.sli_ratio(kind, short)} > {budget}\n)"
             )
         return "\nor\n".join(parts)
 
+    latency = "namespace, model, indicator"
     model = "{{ $labels.model }} in {{ $labels.namespace }}"
     alerts_ = [
         Alert(
             "ModelErrorBudgetBurnFast",
-            burn("errors", s.SLO_AVAILABILITY, PAGE_BURNS),
+            burn("errors", s.SLO_AVAILABILITY, PAGE_BURNS, per_model),
             "critical",
             f"{model} is burning its availability error budget fast",
-            f"{model} answers {{{{ $value | humanizePercentage }}}} of requests with an error (5xx, 429, or 404 "
-            f"for its own name): at least {c.burn_text(PAGE_BURNS)}. At this pace a {c.BUDGET_PERIOD} budget is "
-            "gone in a few days.",
+            f"{model} answers {{{{ $value | humanizePercentage }}}} of requests with an error (the model server: "
+            "5xx, 429, or 404 for its own name; vLLM: requests the engine failed or its queue bound refused): at "
+            f"least {c.burn_text(PAGE_BURNS)}. At this pace a {c.BUDGET_PERIOD} budget is gone in a few days.",
             for_="2m",
         ),
         Alert(
             "ModelErrorBudgetBurnSlow",
-            burn("errors", s.SLO_AVAILABILITY, TICKET_BURNS),
+            burn("errors", s.SLO_AVAILABILITY, TICKET_BURNS, per_model),
             "warning",
             f"{model} is using its availability error budget faster than it refills",
-            f"{model} has answered {{{{ $value | humanizePercentage }}}} of requests with an error (5xx, 429, 404)"
-            f": at least {c.burn_text(TICKET_BURNS)}, faster than the budget refills.",
+            f"{model} has answered {{{{ $value | humanizePercentage }}}} of requests with an error (5xx, 429, 404;"
+            f" for vLLM, failed or refused): at least {c.burn_text(TICKET_BURNS)}, faster than the budget refills.",
             for_="1h",
         ),
         Alert(
             "ModelLatencyBudgetBurnFast",
-            burn("slow", s.SLO_LATENCY, PAGE_BURNS),
+            burn("slow", s.SLO_LATENCY, PAGE_BURNS, latency),
             "critical",
-            f"{model} is burning its latency error budget fast",
-            f"{{{{ $value | humanizePercentage }}}} of {model}'s requests are slower than its SLO threshold: at "
-            f"least {c.burn_text(PAGE_BURNS)}.",
+            f"{model} is burning its {{{{ $labels.indicator }}}} latency error budget fast",
+            f"{{{{ $value | humanizePercentage }}}} of {model}'s {INDICATOR_TEXT} are slower than its SLO "
+            f"threshold: at least {c.burn_text(PAGE_BURNS)}.",
             for_="2m",
         ),
         Alert(
             "ModelLatencyBudgetBurnSlow",
-            burn("slow", s.SLO_LATENCY, TICKET_BURNS),
+            burn("slow", s.SLO_LATENCY, TICKET_BURNS, latency),
             "warning",
-            f"{model} is using its latency error budget faster than it refills",
-            f"{{{{ $value | humanizePercentage }}}} of {model}'s requests are slower than its SLO threshold: at "
-            f"least {c.burn_text(TICKET_BURNS)}, faster than the budget refills.",
+            f"{model} is using its {{{{ $labels.indicator }}}} latency error budget faster than it refills",
+            f"{{{{ $value | humanizePercentage }}}} of {model}'s {INDICATOR_TEXT} are slower than its SLO "
+            f"threshold: at least {c.burn_text(TICKET_BURNS)}, faster than the budget refills.",
             for_="1h",
         ),
         Alert(
@@ -243,8 +268,22 @@ def kserve_group() -> RuleGroup:
 # GPUs
 
 
+#: How far past its engine's reservation a GPU's memory may go (the CUDA context, another library's buffer)
+#: before GPUMemoryOverReservation calls it a leak.
+RESERVATION_MARGIN = 0.05
+
+
 def gpu_group() -> RuleGroup:
     gpu_type = f'resource_type="{c.GPU_RESOURCE}"'
+    used = f"{s.GPU_FB_USED} / ({s.GPU_FB_USED} + {s.GPU_FB_FREE})"
+    # The reservation of each pod whose engine reserves GPU memory up front: its InferenceService's recorded
+    # ratio, on the pod through kube-state-metrics' pod labels.
+    isvc = s.ksm_label(c.ISVC_LABEL)
+    reserving = (
+        f'max by (namespace, pod) (\n  kube_pod_labels{{{isvc}!=""}}\n'
+        f"  * on (namespace, {isvc}) group_left ()\n"
+        f'  label_replace({s.GPU_MEMORY_RESERVATION}, "{isvc}", "$1", "inferenceservice", "(.+)")\n)'
+    )
     return RuleGroup(
         "modelyard-gpu",
         (
@@ -260,12 +299,24 @@ def gpu_group() -> RuleGroup:
             ),
             Alert(
                 "GPUMemoryNearFull",
-                f"{s.GPU_FB_USED} / ({s.GPU_FB_USED} + {s.GPU_FB_FREE}) > 0.95",
+                f"{used} > 0.95\nunless on (namespace, pod)\n{reserving}",
                 "warning",
                 "GPU {{ $labels.gpu }} on {{ $labels.hostname }} is over 95% of its memory",
                 "GPU {{ $labels.gpu }} on {{ $labels.hostname }} (pod {{ $labels.namespace }}/{{ $labels.pod }}) "
                 "has used {{ $value | humanizePercentage }} of its memory for 15 minutes; the next larger batch "
-                "or sequence may fail with CUDA out-of-memory.",
+                "or sequence may fail with CUDA out-of-memory. (A pod whose engine reserves its memory up front, "
+                "vLLM, is judged against its reservation instead: GPUMemoryOverReservation.)",
+                for_="15m",
+            ),
+            Alert(
+                "GPUMemoryOverReservation",
+                f"{used}\n> on (namespace, pod) group_left ()\n({reserving} + {RESERVATION_MARGIN:g})",
+                "warning",
+                "Pod {{ $labels.pod }} uses more GPU memory than its engine reserves",
+                "GPU {{ $labels.gpu }} on {{ $labels.hostname }} is {{ $value | humanizePercentage }} full for "
+                "15 minutes, over its engine's fixed reservation (--gpu-memory-utilization) by more than "
+                f"{RESERVATION_MARGIN:.0%}. An engine that reserves up front holds its share from start to end: "
+                "growth past it is a leak or a second process on the GPU.",
                 for_="15m",
             ),
             Alert(

@@ -45,12 +45,51 @@ CLOSED_CONNECTIONS_TOTAL: Final = "modelyard_closed_connections_total"
 #: must be one of these so the SLI can read it straight from a bucket).
 LATENCY_BUCKETS: Final = ("0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1.0", "2.5", "5.0", "10.0")
 
-# -- SLO objectives, recorded per model by the workloads stack (labels: namespace, model)
+# -- vLLM 0.34.0's OpenAI server (workloads/runtimes/vllm.py; labels model_name and engine, plus the
+#    PodMonitor's). Names as vllm/v1/metrics/loggers.py creates them at the pinned version (a counter's series
+#    gains `_total`); tests/test_runtimes.py holds each to tests/conformance/vllm-v0.34.0/metrics.json.
+#: Histogram of the time from a request's arrival to its first output token, in seconds.
+VLLM_TTFT: Final = "vllm:time_to_first_token_seconds"
+#: Histogram of the gaps between consecutive output tokens of a request, in seconds.
+VLLM_ITL: Final = "vllm:inter_token_latency_seconds"
+#: Counter of finished requests by `finished_reason` (stop, length, abort, error, repetition); `error` is the
+#: engine failing a request (answered 500, or an error event in a stream already answered 200).
+VLLM_REQUEST_SUCCESS: Final = "vllm:request_success_total"
+#: Counter of requests refused by the engine's queue bounds (`--max-num-queued-reqs`), by `reason`.
+VLLM_ADMISSION_REJECTIONS: Final = "vllm:admission_rejections_total"
+#: Gauges of requests waiting for the scheduler and in the running batch: the LLM's load signal.
+VLLM_WAITING: Final = "vllm:num_requests_waiting"
+VLLM_RUNNING: Final = "vllm:num_requests_running"
+#: Gauge of the KV cache in use, 0 to 1.
+VLLM_KV_CACHE: Final = "vllm:kv_cache_usage_perc"
+#: Counters of prompt (prefill) and generated tokens.
+VLLM_PROMPT_TOKENS: Final = "vllm:prompt_tokens_total"
+VLLM_GENERATION_TOKENS: Final = "vllm:generation_tokens_total"
+#: Default buckets of VLLM_TTFT and VLLM_ITL (vllm/v1/metrics/buckets.py), as the Python client renders `le`.
+VLLM_TTFT_BUCKETS: Final = (
+    "0.001", "0.005", "0.01", "0.02", "0.04", "0.06", "0.08", "0.1", "0.25", "0.5", "0.75", "1.0", "2.5", "5.0",
+    "7.5", "10.0", "20.0", "40.0", "80.0", "160.0", "640.0", "2560.0",
+)  # fmt: skip
+VLLM_ITL_BUCKETS: Final = (
+    "0.01", "0.025", "0.05", "0.075", "0.1", "0.15", "0.2", "0.3", "0.4", "0.5", "0.75", "1.0", "2.5", "5.0", "7.5",
+    "10.0", "20.0", "40.0", "80.0",
+)  # fmt: skip
+
+#: Latency indicators an SLO can name (the `indicator` label of the objective and SLI series), each with the
+#: histogram it is read from: a whole request (the model server), or, for a streamed LLM answer, the time to
+#: its first token and the gaps between its tokens.
+LATENCY_INDICATORS: Final = {"request": REQUEST_DURATION, "ttft": VLLM_TTFT, "itl": VLLM_ITL}
+
+# -- SLO objectives, recorded per model by the workloads stack (labels: namespace, model; the latency ones
+#    also `indicator`, one of LATENCY_INDICATORS)
 #: Target share of requests answered without a 5xx, e.g. 0.999.
 SLO_AVAILABILITY: Final = "modelyard:slo_availability_objective"
-#: Target share of requests answered within the latency threshold, e.g. 0.99.
+#: Target share of requests (or, for `itl`, of token gaps) within the latency threshold, e.g. 0.99.
 SLO_LATENCY: Final = "modelyard:slo_latency_objective"
-#: Value 1, with `le` naming the latency threshold bucket (one of LATENCY_BUCKETS).
+#: The share of each GPU's memory an engine takes up front by design (vLLM's --gpu-memory-utilization), by
+#: (namespace, inferenceservice): recorded by the workloads stack for models whose runtime reserves memory.
+GPU_MEMORY_RESERVATION: Final = "modelyard:gpu_memory_reservation_ratio"
+#: Value 1, with `le` naming the latency threshold bucket (one of the indicator's histogram buckets).
 SLO_LATENCY_THRESHOLD: Final = "modelyard:slo_latency_threshold"
 
 # -- NVIDIA DCGM exporter 4.8 (labels: gpu, UUID, modelName, hostname, and namespace/pod/container

@@ -34,13 +34,13 @@ from support import COUNTS, free_port, prometheus_server
 from modelyard.platform import signals
 from modelyard.platform.monitoring import model_pod_monitor
 from modelyard.policies.governance import admission, fit, kserve, pod_security
-from modelyard.policies.governance.conventions import MODEL_LABEL
+from modelyard.policies.governance.conventions import MODEL_LABEL, RUNTIME_LABEL
 from modelyard.policies.governance.cost import estimate
 from modelyard.policies.governance.policy import load_config
 from modelyard.policies.governance.resources import Stack, from_preview, from_state
 from modelyard.policies.governance.rules import kserve_settings
 from modelyard.programs import REPO_ROOT
-from modelyard.versions import HELM_CHARTS
+from modelyard.versions import HELM_CHARTS, IMAGES
 
 CONFORMANCE = Path(__file__).parent / "conformance"
 ISVC = "kubernetes:serving.kserve.io/v1beta1:InferenceService"
@@ -107,11 +107,15 @@ def test_the_ports_and_their_data_follow_the_pinned_charts() -> None:
         # chart values only
         f"cert-manager-{HELM_CHARTS['cert-manager'].version}",
         f"nvidia-device-plugin-{HELM_CHARTS['nvidia-device-plugin'].version}",
+        # an engine's command line and series, read from its source release (tests/test_runtimes.py)
+        f"vllm-{IMAGES['vllm'].rsplit(':', 1)[1]}",
     ]
     assert folders == sorted(pinned)
     for folder in folders:
         provenance = (CONFORMANCE / folder / "PROVENANCE.md").read_text()
-        assert folder.rsplit("-", 1)[1] in provenance and "commit" in provenance
+        # A repository's commit, or a release archive's sha256.
+        assert folder.rsplit("-", 1)[1].lstrip("v") in provenance
+        assert "commit" in provenance or re.search(r"sha256: [0-9a-f]{64}", provenance), folder
 
 
 def leaf_paths(value: Any, prefix: str = "") -> Iterator[str]:
@@ -328,23 +332,32 @@ def test_every_model_pod_as_kserve_builds_it_holds_what_the_platform_assumes(
         n["inputs"]["metadata"]["name"]: n["inputs"]["metadata"]["labels"].get("pod-security.kubernetes.io/enforce")
         for n in plan.of_type("kubernetes:core/v1:Namespace")
     }
-    scraped_port = model_pod_monitor("models")["podMetricsEndpoints"][0]["port"]
+    scraped = {
+        m["inputs"]["spec"]["selector"]["matchLabels"][MODEL_LABEL]: m["inputs"]["spec"]["podMetricsEndpoints"][0]
+        for m in plan.of_type("kubernetes:monitoring.coreos.com/v1:PodMonitor")
+        if MODEL_LABEL in m["inputs"]["spec"]["selector"].get("matchLabels", {})
+    }
     for isvc in objects(plan, ISVC):
         name = isvc["metadata"]["name"]
         pod = kserve.model_pod(isvc, settings)
         spec = pod["spec"]
         model = pod["metadata"]["labels"][MODEL_LABEL]
+        runtime = pod["metadata"]["labels"][RUNTIME_LABEL]
         [main] = [c for c in spec["containers"] if c["name"] == "kserve-container"]
-        # The PodMonitor scrapes a named port the model container declares.
-        assert scraped_port in {p.get("name") for p in main.get("ports", [])}, f"{env}/{name}"
+        # The model's PodMonitor scrapes a named port the model container declares.
+        assert scraped[model]["port"] in {p.get("name") for p in main.get("ports", [])}, f"{env}/{name}"
         # Every image, the injected ones too, from an allowed registry.
         for c in [*spec["containers"], *spec["initContainers"]]:
             assert allowed(c["image"], env), f"{env}/{name}: {c['name']} runs {c['image']}"
-        # The storage initializer fills /mnt/models, which the server reads as --model_dir.
+        # The storage initializer fills /mnt/models, which the server reads: the model server as --model_dir,
+        # vLLM as the model tag (its first argument).
         assert [c["name"] for c in spec["initContainers"]] == [kserve.STORAGE_INITIALIZER]
-        assert main["args"][main["args"].index("--model_dir") + 1] == kserve.MODEL_MOUNT
-        # Ready means the model is loaded and answering for the catalog's name.
-        assert main["readinessProbe"]["httpGet"]["path"] == f"/v2/models/{model}/ready", f"{env}/{name}"
+        model_dir = main["args"][main["args"].index("--model_dir") + 1] if runtime == "modelyard" else main["args"][0]
+        assert model_dir == kserve.MODEL_MOUNT, f"{env}/{name}"
+        # Ready means the model is loaded and answering: for the catalog's name on the model server; vLLM's
+        # /health, which its HTTP server serves only once the engine is built (PROVENANCE.md of vllm-*).
+        ready = f"/v2/models/{model}/ready" if runtime == "modelyard" else "/health"
+        assert main["readinessProbe"]["httpGet"]["path"] == ready, f"{env}/{name}"
         # A read-only root needs a writable /tmp: HOME, Python's tempfile and the metrics files live there.
         if main["securityContext"].get("readOnlyRootFilesystem"):
             mounted = {m["mountPath"] for m in main.get("volumeMounts", [])}
@@ -464,8 +477,14 @@ def test_every_pod_each_service_selects_answers_its_clients(
             assert chosen, f"{env}/{meta['name']} selects no pod"
             for pod in chosen:
                 [c] = [c for c in pod["spec"]["containers"] if c["name"] == "kserve-container"]
-                # The Service sends to the container's port, where the server listens.
-                assert spec["ports"][0]["targetPort"] == int(c["args"][c["args"].index("--http_port") + 1])
+                # The Service sends to the container's port, where the server listens (the model server's
+                # --http_port, vLLM's --port).
+                runtime = pod["metadata"]["labels"][RUNTIME_LABEL]
+                flag = "--http_port" if runtime == "modelyard" else "--port"
+                assert spec["ports"][0]["targetPort"] == int(c["args"][c["args"].index(flag) + 1]), meta["name"]
+                if runtime != "modelyard":
+                    # vLLM needs CUDA: its command line is held to vllm serve's own (tests/test_runtimes.py).
+                    continue
                 key = json.dumps({"args": c["args"], "env": c.get("env", [])}, sort_keys=True)
                 by_container.setdefault(key, []).append((f"{env}/{meta['name']}", model, c))
     assert by_container, "no Service selects model pods in any environment"

@@ -8,14 +8,18 @@ from conftest import Plan
 
 
 def test_repository_settings(plans: dict[str, Plan]) -> None:
-    """The model server's repository and one mirror per image KServe injects, all alike."""
+    """The model server's repository and one mirror per image KServe injects and per runtime image, all alike."""
     from modelyard.infra.ecr import mirror_name
     from modelyard.platform.kserve import KSERVE_MIRRORS
+    from modelyard.workloads.runtimes import RUNTIME_MIRRORS
 
     plan = plans["prod"]
     repos = plan.of_type("aws:ecr/repository:Repository")
     assert sorted(r["inputs"]["name"] for r in repos) == sorted(
-        ["modelyard-prod/model-server", *(mirror_name("prod", u) for u in KSERVE_MIRRORS.values())]
+        [
+            "modelyard-prod/model-server",
+            *(mirror_name("prod", u) for u in {**KSERVE_MIRRORS, **RUNTIME_MIRRORS}.values()),
+        ]
     )
     for repo in repos:
         inputs = repo["inputs"]

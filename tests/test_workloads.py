@@ -94,7 +94,7 @@ def test_inference_service_fields(all_plans: dict[str, Plan]) -> None:
         s["inputs"]["metadata"]["name"]: s["inputs"]["spec"]
         for s in plan.of_type("kubernetes:keda.sh/v1alpha1:ScaledObject")
     }
-    assert set(scalers) == {"minilm-gpu-predictor", "minilm-gpu-canary-predictor"}
+    assert set(scalers) == {"minilm-gpu-predictor", "minilm-gpu-canary-predictor", "qwen-chat-predictor"}
     assert scalers["minilm-gpu-predictor"] == {
         "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "minilm-gpu-predictor"},
         "minReplicaCount": 3,
@@ -253,7 +253,7 @@ def test_slo_objectives_feed_the_platform_burn_alerts(tmp_path: Path) -> None:
                         "exp_samples": [
                             {
                                 "labels": "modelyard:slo_latency_threshold"
-                                f'{{le="0.25", model="{model.name}", namespace="models"}}',
+                                f'{{indicator="request", le="0.25", model="{model.name}", namespace="models"}}',
                                 "value": 1,
                             }
                         ],

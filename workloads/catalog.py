@@ -20,13 +20,12 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 from pydantic import Field, model_validator
 
 from modelyard.config import Tags
-from modelyard.platform.signals import LATENCY_BUCKETS
-from modelyard.policies.governance import fit
+from modelyard.policies.governance import fit, gpus
 from modelyard.policies.governance.conventions import WORKLOADS_CONFIG_KEY
 from modelyard.stackfile import read_stack_config
 from modelyard.validation import (
@@ -42,18 +41,12 @@ from modelyard.validation import (
     validate_model,
     validate_stack_key,
 )
+from modelyard.workloads.runtimes import RUNTIMES, Runtime, Signal, runtime_for, signal
 
 WORKLOADS_KEY = WORKLOADS_CONFIG_KEY
 CATALOG = "catalog"
 
 Version = Annotated[str, pattern(r"^[0-9A-Za-z][0-9A-Za-z._-]{0,62}$", "a version such as 1, 2 or 2026-11-01")]
-ImageTag = Annotated[
-    str,
-    pattern(
-        r"^[0-9A-Za-z][0-9A-Za-z._-]{0,127}$|^sha256:[0-9a-f]{64}$",
-        "an immutable tag such as 1.0.0-cpu, or sha256:<digest>",
-    ),
-]
 Quantity = Annotated[str, pattern(r"^\d+(\.\d+)?(m|Mi|Gi)?$", "a Kubernetes quantity such as 500m, 2, 512Mi or 4Gi")]
 StackName = Annotated[
     str,
@@ -62,30 +55,11 @@ StackName = Annotated[
         "a stack reference such as organization/modelyard-platform/dev",
     ),
 ]
-#: p99 latency thresholds the SLI can read: the model server's histogram buckets, in milliseconds.
-LATENCY_MS = tuple(int(float(b) * 1000) for b in LATENCY_BUCKETS)
-
-
-class ModelyardRuntime(Model):
-    """This repository's model server image (workloads/serving), from the platform's ECR repository."""
-
-    kind: Literal["modelyard"]
-    image_tag: ImageTag
-
-    @model_validator(mode="after")
-    def _immutable(self) -> ModelyardRuntime:
-        if self.image_tag == "latest":
-            raise FieldProblems(
-                [("image_tag", "must be an immutable tag (ECR refuses to move one), not latest", "latest")]
-            )
-        return self
-
-
-class KServeRuntime(Model):
-    """A KServe built-in serving runtime, chosen by model format."""
-
-    kind: Literal["kserve"]
-    model_format: Literal["huggingface", "sklearn", "xgboost", "lightgbm", "onnx", "pytorch", "tensorflow"]
+if TYPE_CHECKING:
+    RuntimeConfig = Any
+else:
+    #: The catalog's `runtime:` mapping: one variant per registered runtime, chosen by `kind`.
+    RuntimeConfig = Annotated[Union[tuple(r.config for r in RUNTIMES.values())], Field(discriminator="kind")]  # noqa: UP007
 
 
 class GpuRequest(Model):
@@ -99,23 +73,20 @@ class Resources(Model):
     gpu: GpuRequest | None = None
 
 
-#: Default `scale_target` per `scale_metric`: percent of the request for cpu and memory; texts accepted and
-#: not yet answered per replica for inflight: one of the server's default 256-text GPU batches (past it,
-#: requests wait for a whole pass; below it, the GPU is not yet busy with full batches).
-SCALE_TARGETS = {"cpu": 70, "memory": 70, "inflight": 256}
-#: Allowed `scale_target` range per `scale_metric`.
-SCALE_TARGET_RANGE = {"cpu": (10, 100), "memory": (10, 100), "inflight": (1, 10_000)}
+#: The autoscaler's own metrics, for every runtime: percent of the request (KServe's HPA). A runtime adds
+#: its serving signals (workloads/runtimes: inflight for the embedding server, queue and kv_cache for vLLM).
+HPA_TARGETS = {"cpu": (70, 10, 100), "memory": (70, 10, 100)}
 
 
 class Replicas(Model):
     min: int = Field(ge=1, le=100)
     max: int = Field(ge=1, le=200)
     #: What the autoscaler scales on. cpu or memory: the HPA, on utilisation of the request (KServe
-    #: Standard mode). inflight: KEDA, on the model server's `modelyard_inflight_texts` per replica, read
-    #: from Prometheus (the serving signal; the default for GPU models on the modelyard runtime, whose CPU
-    #: says nothing about the GPU's load). Unset: inflight for those, cpu for the rest.
-    scale_metric: Literal["cpu", "memory", "inflight"] | None = None
-    #: Percent for cpu and memory (default 70), texts in flight per replica for inflight (default 256).
+    #: Standard mode). A runtime's serving signal (inflight for modelyard; queue or kv_cache for vllm): KEDA,
+    #: per replica, read from Prometheus; the default for GPU models on a runtime that has one, whose CPU
+    #: says nothing about the GPU's load. Unset: the runtime's first signal for those, cpu for the rest.
+    scale_metric: Annotated[str, pattern(r"^[a-z_]{1,32}$", "cpu, memory or a runtime's serving signal")] | None = None
+    #: Percent for cpu and memory (default 70); for a serving signal, its unit per replica.
     scale_target: int | None = None
 
     @model_validator(mode="after")
@@ -131,17 +102,45 @@ class Canary(Model):
 
 
 class Slo(Model):
-    availability: float = Field(ge=0.9, le=0.99999)
-    p99_latency_ms: int
+    """Availability, and the latency objectives the runtime reads (workloads/runtimes: `latency_slos`):
+    p99_latency_ms for a whole request (modelyard, kserve); ttft_ms and itl_ms, time to first token and
+    between tokens, at latency_percentile, for an LLM (vllm). Each threshold is one of the histogram's buckets."""
 
-    @model_validator(mode="after")
-    def _bucket(self) -> Slo:
-        if self.p99_latency_ms not in LATENCY_MS:
-            allowed = ", ".join(str(ms) for ms in LATENCY_MS)
-            raise FieldProblems(
-                [("p99_latency_ms", f"must be one of the server's latency buckets: {allowed}", self.p99_latency_ms)]
+    availability: float = Field(ge=0.9, le=0.99999)
+    p99_latency_ms: int | None = None
+    ttft_ms: int | None = None
+    itl_ms: int | None = None
+    latency_percentile: Literal[95, 99] = 95
+
+
+def _slo_problems(rt: Runtime, slo: Slo) -> list[tuple[str, str, object]]:
+    problems: list[tuple[str, str, object]] = []
+    wanted = rt.latency_slos
+    if "latency_percentile" in slo.model_fields_set and all(w.percentile for w in wanted.values()):
+        fixed = ", ".join(f"{k} is p{w.percentile}" for k, w in wanted.items())
+        problems.append(
+            ("slo.latency_percentile", f"is not read by the {rt.kind} runtime ({fixed})", slo.latency_percentile)
+        )
+    for key in ("p99_latency_ms", "ttft_ms", "itl_ms"):
+        value = getattr(slo, key)
+        if key not in wanted:
+            if value is not None:
+                problems.append(
+                    (f"slo.{key}", f"is not read by the {rt.kind} runtime; it takes {', '.join(wanted)}", value)
+                )
+            continue
+        allowed = wanted[key].thresholds_ms
+        if value is None:
+            problems.append((f"slo.{key}", f"is required for the {rt.kind} runtime", None))
+        elif value not in allowed:
+            problems.append(
+                (
+                    f"slo.{key}",
+                    f"must be one of {wanted[key].histogram} buckets: {', '.join(map(str, allowed))}",
+                    value,
+                )
             )
-        return self
+    return problems
 
 
 class ModelEntry(Model):
@@ -149,49 +148,69 @@ class ModelEntry(Model):
         str, pattern(r"^[a-z]([a-z0-9-]{0,38}[a-z0-9])?$", "a lowercase DNS label of at most 40 characters")
     ]
     team: TagValue
-    runtime: Annotated[ModelyardRuntime | KServeRuntime, Field(discriminator="kind")]
+    runtime: RuntimeConfig
     version: Version
     resources: Resources
     replicas: Replicas
     slo: Slo
     canary: Canary | None = None
 
+    @property
+    def runtime_module(self) -> Runtime:
+        """The runtime module this entry's `runtime.kind` selects."""
+        return runtime_for(self.runtime.kind)
+
     @model_validator(mode="after")
-    def _autoscaling(self) -> ModelEntry:
-        """Fill in the scale metric and target, and refuse the combinations that cannot work."""
+    def _runtime(self) -> ModelEntry:
+        """The SLO keys the runtime reads, its own checks, and the scale metric and target (filled in)."""
+        rt = self.runtime_module
+        problems = [*_slo_problems(rt, self.slo), *rt.check(self)]
+        if problems:
+            raise FieldProblems(problems)
         r = self.replicas
-        serving_signal = self.runtime.kind == "modelyard"
-        metric = r.scale_metric or ("inflight" if self.resources.gpu and serving_signal else "cpu")
-        if metric == "inflight" and not serving_signal:
-            raise FieldProblems(
-                [
-                    (
-                        "replicas.scale_metric",
-                        "inflight needs the modelyard runtime (KServe's built-in runtimes export no "
-                        "modelyard_inflight_texts); use cpu or memory",
-                        metric,
-                    )
-                ]
+        has_signal = bool(rt.signals)
+        default = rt.signals[0].name if self.resources.gpu and has_signal else "cpu"
+        metric = r.scale_metric or default
+        allowed = [*HPA_TARGETS, *(sig.name for sig in rt.signals)]
+        if metric not in allowed:
+            owner = next((o for o in RUNTIMES.values() if signal(o, metric) is not None), None)
+            found_elsewhere = signal(owner, metric) if owner else None
+            why = (
+                f"{metric} is a signal of the {owner.kind} runtime ({found_elsewhere.series})"
+                if owner and found_elsewhere
+                else f"{metric} is no signal"
             )
-        if self.resources.gpu and serving_signal and metric != "inflight":
+            raise FieldProblems(
+                [("replicas.scale_metric", f"{why}; the {rt.kind} runtime scales on {', '.join(allowed)}", metric)]
+            )
+        if self.resources.gpu and has_signal and metric in HPA_TARGETS:
             raise FieldProblems(
                 [
                     (
                         "replicas.scale_metric",
                         f"{metric} does not measure a GPU predictor's load (its CPU is busy at a few percent of the "
-                        "GPU); use inflight, the serving signal",
+                        f"GPU); use {' or '.join(sig.name for sig in rt.signals)}, the serving signal",
                         metric,
                     )
                 ]
             )
-        target = r.scale_target if r.scale_target is not None else SCALE_TARGETS[metric]
-        low, high = SCALE_TARGET_RANGE[metric]
+        found = signal(rt, metric)
+        default_target, low, high = (
+            HPA_TARGETS[metric] if found is None else (found.default_target, found.low, found.high)
+        )
+        target = r.scale_target if r.scale_target is not None else default_target
         if not low <= target <= high:
             raise FieldProblems(
                 [("replicas.scale_target", f"must be {low} to {high} for scale_metric {metric}", target)]
             )
         object.__setattr__(self, "replicas", r.model_copy(update={"scale_metric": metric, "scale_target": target}))
         return self
+
+    @property
+    def scaling_signal(self) -> Signal | None:
+        """The serving signal KEDA scales this model on, or None where KServe's HPA does (cpu, memory)."""
+        assert self.replicas.scale_metric is not None
+        return signal(self.runtime_module, self.replicas.scale_metric)
 
     @property
     def canary_active(self) -> bool:
@@ -256,7 +275,8 @@ def parse_catalog(raw: Any, *, stack: str, source: str, tier: str) -> Catalog:
     if catalog is None:
         # pydantic puts the runtime variant in the path (runtime.kserve.model_format); users wrote
         # runtime.model_format.
-        problems = [re.sub(r"\.runtime\.(modelyard|kserve)\.", ".runtime.", p) for p in problems]
+        kinds = "|".join(RUNTIMES)
+        problems = [re.sub(rf"\.runtime\.({kinds})\.", ".runtime.", p) for p in problems]
         raise ConfigError(stack, source, problems)
     least = MIN_REPLICAS[tier]
     problems = [
@@ -300,6 +320,9 @@ def placement_problems(catalog: Catalog, pools: Any, env: str) -> list[str]:
                 f"(pools: {', '.join(by_name)}) (got {gpu.pool!r})"
             )
             continue
+        where_rt = f"{CATALOG}.models[{i}]"
+        known = [t for t in (gpus.instance_type(str(n)) for n in pool["instanceTypes"]) if t is not None]
+        problems += [f"{where_rt}.{p}" for p in m.runtime_module.fit_problems(m, known)]
         verdict = fit.fits({"cpu": m.resources.cpu, "memory": m.resources.memory}, gpu.count, pool["instanceTypes"])
         if not verdict.fits and verdict.largest is not None:
             problems.append(

@@ -23,13 +23,13 @@ from modelyard.policies.governance.conventions import (
     ISVC_LABEL,
     MODEL_LABEL,
     ROLE_LABEL,
+    RUNTIME_LABEL,
     TEAM_LABEL,
     VERSION_LABEL,
 )
 from modelyard.workloads.catalog import ModelEntry
+from modelyard.workloads.runtimes import PodContext
 
-#: The port model servers listen on: the platform's NetworkPolicies open it in the model namespace.
-HTTP_PORT = MODEL_PORT
 # ROLE_LABEL is `stable` or `canary`: a canary is small on purpose, and policy holds only stable ones to the
 # tier's replica floor.
 
@@ -43,29 +43,48 @@ class ModelDeploymentArgs:
     registry: pulumi.Input[str]
     #: The platform's `prometheusUrl` output: where KEDA reads the serving signal.
     prometheus_url: pulumi.Input[str]
+    #: The platform's `runtimeImages` output: the ECR mirror of each runtime image, by versions.IMAGES key.
+    images: pulumi.Input[Mapping[str, str]]
     labels: Mapping[str, str]
 
 
 def slo_rule_groups(model: ModelEntry, namespace: str) -> list[RuleGroup]:
-    """The model's objectives as series; the platform's burn-rate alerts join on them (platform/rules.py)."""
+    """The model's objectives as series; the platform's burn-rate alerts join on them (platform/rules.py):
+    availability, and each latency indicator its runtime reads with the share within its threshold bucket
+    ("p99 under X ms" is "99% of requests within the X ms bucket"); and, for an engine that reserves GPU
+    memory up front, that reservation per InferenceService (the platform's GPU memory alerts read it)."""
     labels = {"namespace": namespace, "model": model.name}
-    le = signals.LATENCY_BUCKETS[
-        [int(float(b) * 1000) for b in signals.LATENCY_BUCKETS].index(model.slo.p99_latency_ms)
-    ]
-    return [
-        RuleGroup(
-            f"slo-{model.name}",
-            (
-                Record(signals.SLO_AVAILABILITY, f"vector({model.slo.availability:g})", labels),
-                # "p99 under X ms" is "99% of requests within the X ms bucket".
-                Record(signals.SLO_LATENCY, "vector(0.99)", labels),
-                Record(signals.SLO_LATENCY_THRESHOLD, "vector(1)", {**labels, "le": le}),
-            ),
+    records = [Record(signals.SLO_AVAILABILITY, f"vector({model.slo.availability:g})", labels)]
+    for o in model.runtime_module.objectives(model):
+        indicator = {**labels, "indicator": o.indicator}
+        records.append(Record(signals.SLO_LATENCY, f"vector({o.share:g})", indicator))
+        records.append(Record(signals.SLO_LATENCY_THRESHOLD, "vector(1)", {**indicator, "le": o.le}))
+    groups = [RuleGroup(f"slo-{model.name}", tuple(records))]
+    reservation = model.runtime_module.gpu_memory_reservation(model)
+    if reservation is not None and model.resources.gpu:
+        names = [model.name] + ([f"{model.name}-canary"] if model.canary_active else [])
+        groups.append(
+            RuleGroup(
+                f"gpu-{model.name}",
+                tuple(
+                    Record(
+                        signals.GPU_MEMORY_RESERVATION,
+                        f"vector({reservation:g})",
+                        {"namespace": namespace, "inferenceservice": name},
+                    )
+                    for name in names
+                ),
+            )
         )
-    ]
+    return groups
 
 
-def _resources(model: ModelEntry) -> dict[str, dict[str, str]]:
+def hardened_container() -> dict[str, Any]:
+    """Every model container's securityContext: the platform's hardening, never root."""
+    return {**CONTAINER_SECURITY, "runAsNonRoot": True}
+
+
+def resources(model: ModelEntry) -> dict[str, dict[str, str]]:
     r = model.resources
     requests = {"cpu": r.cpu, "memory": r.memory}
     if r.gpu:
@@ -81,12 +100,6 @@ AUTOSCALER_CLASS = "serving.kserve.io/autoscalerClass"
 FALLBACK_FAILURES = 3
 
 
-def inflight_query(namespace: str, isvc_name: str) -> str:
-    """Texts accepted and not yet answered, summed over one InferenceService's pods (KEDA divides by the
-    replica count: AverageValue). No pod scraped means no series: an empty result, not 0."""
-    return f'sum({signals.IN_FLIGHT}{{namespace="{namespace}", inferenceservice="{isvc_name}"}})'
-
-
 def predictor_deployment(isvc_name: str) -> str:
     """The Deployment KServe's Standard mode makes of a predictor (constants.PredictorServiceName)."""
     return f"{isvc_name}-predictor"
@@ -99,10 +112,10 @@ def fallback_replicas(min_replicas: int, max_replicas: int) -> int:
 
 
 def autoscaling(model: ModelEntry) -> dict[str, Any]:
-    """The predictor's scaling fields: KServe's HPA on cpu or memory; nothing for inflight, which our
-    own ScaledObject scales."""
+    """The predictor's scaling fields: KServe's HPA on cpu or memory; nothing for a serving signal, which
+    our own ScaledObject scales."""
     r = model.replicas
-    if r.scale_metric == "inflight":
+    if model.scaling_signal is not None:
         return {}
     return {"scaleMetric": r.scale_metric, "scaleTarget": r.scale_target}
 
@@ -110,7 +123,7 @@ def autoscaling(model: ModelEntry) -> dict[str, Any]:
 def scaled_object_spec(
     model: ModelEntry, *, isvc_name: str, namespace: str, prometheus_url: str, min_replicas: int
 ) -> dict[str, Any]:
-    """KEDA's ScaledObject for a predictor on the serving signal, failing safe.
+    """KEDA's ScaledObject for a predictor on its runtime's serving signal, failing safe.
 
     KServe's own KEDA reconciler (v0.16.0) builds a ScaledObject with no fallback and KEDA's Prometheus
     default `ignoreNullValues: true`: with Prometheus down the HPA freezes, and with an empty result (no pod
@@ -118,6 +131,8 @@ def scaled_object_spec(
     (`ignoreNullValues: "false"`), and after FALLBACK_FAILURES failed reads KEDA holds the larger of the
     current replicas and `fallback_replicas` until the signal returns."""
     high = max(model.replicas.max, min_replicas)
+    sig = model.scaling_signal
+    assert sig is not None
     return {
         "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": predictor_deployment(isvc_name)},
         "minReplicaCount": min_replicas,
@@ -130,11 +145,11 @@ def scaled_object_spec(
         "triggers": [
             {
                 "type": "prometheus",
-                "name": "inflight",
+                "name": sig.name.replace("_", "-"),
                 "metricType": "AverageValue",
                 "metadata": {
                     "serverAddress": prometheus_url,
-                    "query": inflight_query(namespace, isvc_name),
+                    "query": sig.query(namespace, isvc_name),
                     "threshold": str(model.replicas.scale_target),
                     "ignoreNullValues": "false",
                 },
@@ -158,10 +173,12 @@ def predictor(
     bucket: str,
     registry: str,
     service_account: str,
+    images: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The InferenceService predictor for `version` of `model`. Every version answers to the catalog's
-    model name (a canary is the same model to its clients: a Service or route sends them either)."""
-    uri = f"s3://{bucket}/{model.name}/{version}/"
+    """The InferenceService predictor for `version` of `model`: the fields every runtime shares (replicas,
+    autoscaling, identity, pod hardening, zone spread, GPU placement) and the runtime's own pod
+    (workloads/runtimes). Every version answers to the catalog's model name (a canary is the same model to
+    its clients: a Service or route sends them either)."""
     spec: dict[str, Any] = {
         "minReplicas": min_replicas,
         "maxReplicas": max(model.replicas.max, min_replicas),
@@ -180,37 +197,14 @@ def predictor(
     if model.resources.gpu:
         spec["nodeSelector"] = {GPU_POOL_LABEL: model.resources.gpu.pool}
         spec["tolerations"] = [{"key": GPU_TAINT["key"], "operator": "Exists", "effect": GPU_TAINT["effect"]}]
-    hardened = {**CONTAINER_SECURITY, "runAsNonRoot": True}
-    if model.runtime.kind == "modelyard":
-        probe = {"httpGet": {"path": f"/v2/models/{model.name}/ready", "port": HTTP_PORT}}
-        spec["containers"] = [
-            {
-                "name": "kserve-container",
-                "image": f"{registry}:{model.runtime.image_tag}",
-                "args": ["--model_name", model.name, "--model_dir", "/mnt/models", "--http_port", str(HTTP_PORT)],
-                # KServe's storage initializer downloads STORAGE_URI into /mnt/models before start.
-                "env": [{"name": "STORAGE_URI", "value": uri}],
-                "ports": [{"name": "http1", "containerPort": HTTP_PORT, "protocol": "TCP"}],
-                "resources": _resources(model),
-                "readinessProbe": {**probe, "periodSeconds": 5, "failureThreshold": 3},
-                "livenessProbe": {
-                    "httpGet": {"path": "/v2/health/live", "port": HTTP_PORT},
-                    "periodSeconds": 10,
-                    "failureThreshold": 3,
-                },
-                "startupProbe": {**probe, "periodSeconds": 5, "failureThreshold": 60},
-                "securityContext": hardened,
-                "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
-            }
-        ]
-        spec["volumes"] = [{"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}]
-    else:
-        spec["model"] = {
-            "modelFormat": {"name": model.runtime.model_format},
-            "storageUri": uri,
-            "resources": _resources(model),
-            "securityContext": hardened,
-        }
+    ctx = PodContext(
+        isvc_name=isvc_name,
+        version=version,
+        storage_uri=f"s3://{bucket}/{model.name}/{version}/",
+        registry=registry,
+        images=dict(images or {}),
+    )
+    spec.update(model.runtime_module.pod(model, ctx))
     return spec
 
 
@@ -236,6 +230,7 @@ class ModelDeployment(pulumi.ComponentResource):
                 MODEL_LABEL: m.name,
                 VERSION_LABEL: version,
                 ROLE_LABEL: role,
+                RUNTIME_LABEL: m.runtime.kind,
             }
 
             def spec_for(v: list[Any], n: str = isvc_name, ver: str = version, r: int = replicas) -> dict[str, Any]:
@@ -248,12 +243,13 @@ class ModelDeployment(pulumi.ComponentResource):
                         bucket=v[0],
                         registry=v[1],
                         service_account=v[2],
+                        images=v[3],
                     )
                 }
 
-            spec = pulumi.Output.all(args.bucket, args.registry, args.service_account).apply(spec_for)
+            spec = pulumi.Output.all(args.bucket, args.registry, args.service_account, args.images).apply(spec_for)
             annotations = {"serving.kserve.io/deploymentMode": "Standard"}
-            if m.replicas.scale_metric == "inflight":
+            if m.scaling_signal is not None:
                 annotations[AUTOSCALER_CLASS] = "external"
             isvc = k8s.apiextensions.CustomResource(
                 f"{isvc_name}-isvc",
@@ -268,7 +264,7 @@ class ModelDeployment(pulumi.ComponentResource):
                 spec=spec,
                 opts=child,
             )
-            if m.replicas.scale_metric == "inflight":
+            if m.scaling_signal is not None:
 
                 def scaler_for(v: list[Any], n: str = isvc_name, r: int = replicas) -> dict[str, Any]:
                     return scaled_object_spec(m, isvc_name=n, namespace=v[0], prometheus_url=v[1], min_replicas=r)
@@ -293,11 +289,11 @@ class ModelDeployment(pulumi.ComponentResource):
             svc_meta: Any = {"name": f"{m.name}-traffic", "namespace": args.namespace, "labels": labels}
             svc_spec: Any = {
                 "selector": {MODEL_LABEL: m.name},
-                "ports": [{"name": "http", "port": 80, "targetPort": HTTP_PORT, "protocol": "TCP"}],
+                "ports": [{"name": "http", "port": 80, "targetPort": MODEL_PORT, "protocol": "TCP"}],
             }
             k8s.core.v1.Service(f"{m.name}-traffic", metadata=svc_meta, spec=svc_spec, opts=child)
         monitor = pulumi.Output.from_input(args.namespace).apply(
-            lambda ns: model_pod_monitor(ns, {MODEL_LABEL: m.name})
+            lambda ns: model_pod_monitor(ns, {MODEL_LABEL: m.name}, port=m.runtime_module.metrics_port)
         )
         k8s.apiextensions.CustomResource(
             f"{m.name}-podmonitor",

@@ -88,13 +88,11 @@ def workloads_lines(w: Workloads) -> list[str]:
     lines = [f"tier {cfg.tier} · reads {cfg.platform_stack} · catalog {cfg.catalog} ({len(w.catalog.models)} models)"]
     for m in w.catalog.models:
         where = f"{m.resources.gpu.count} GPU on pool {m.resources.gpu.pool}" if m.resources.gpu else "CPU"
-        runtime = (
-            f"modelyard:{m.runtime.image_tag}" if m.runtime.kind == "modelyard" else f"kserve {m.runtime.model_format}"
-        )
+        rt = m.runtime_module
         line = (
-            f"model {m.name} v{m.version} ({m.team}) · {runtime} · {where}, "
+            f"model {m.name} v{m.version} ({m.team}) · {rt.describe(m)} · {where}, "
             f"{m.resources.cpu} CPU {m.resources.memory} · replicas {m.replicas.min}..{m.replicas.max} · "
-            f"SLO {m.slo.availability:.3%} available, p99 ≤ {m.slo.p99_latency_ms} ms"
+            f"SLO {rt.slo_text(m)}"
         )
         if m.canary_active and m.canary:
             stable, canary = m.canary_replicas()

@@ -37,6 +37,8 @@ ZONE_LABEL: Final = "topology.kubernetes.io/zone"
 MODEL_LABEL: Final = "modelyard.io/model"
 VERSION_LABEL: Final = "modelyard.io/model-version"
 ROLE_LABEL: Final = "modelyard.io/role"
+#: The runtime a model runs on (workloads/runtimes: modelyard, kserve, vllm), on its InferenceServices and pods.
+RUNTIME_LABEL: Final = "modelyard.io/runtime"
 TEAM_LABEL: Final = "modelyard.io/team"
 #: Where placeholder pods hold warm GPU capacity, and the priority class every model preempts.
 WARM_CAPACITY_NAMESPACE: Final = "gpu-warm-capacity"

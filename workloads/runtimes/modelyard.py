@@ -1,0 +1,84 @@
+"""This repository's embedding server (workloads/serving), from the platform's ECR repository.
+
+Its pod: one container on the model port, readiness on the model's own `/v2/models/<name>/ready` (loaded),
+liveness on `/v2/health/live`, a writable /tmp under the read-only root. It exports the `modelyard_*` series
+(platform/signals.py) and scales GPU predictors on the texts it holds (`modelyard_inflight_texts`).
+"""
+
+from __future__ import annotations
+
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import model_validator
+
+from modelyard.platform import signals as series
+from modelyard.platform.network_policy import MODEL_PORT
+from modelyard.validation import FieldProblems, Model
+
+from . import ImageTag, LatencySlo, PodContext, Runtime, Signal
+
+if TYPE_CHECKING:
+    from modelyard.workloads.catalog import ModelEntry
+
+
+class ModelyardRuntime(Model):
+    """This repository's model server image (workloads/serving), from the platform's ECR repository."""
+
+    kind: Literal["modelyard"]
+    image_tag: ImageTag
+
+    @model_validator(mode="after")
+    def _immutable(self) -> ModelyardRuntime:
+        if self.image_tag == "latest":
+            raise FieldProblems(
+                [("image_tag", "must be an immutable tag (ECR refuses to move one), not latest", "latest")]
+            )
+        return self
+
+
+class Modelyard(Runtime):
+    kind = "modelyard"
+    config = ModelyardRuntime
+    unit = "texts"
+    #: Texts accepted and not yet answered per replica; the default target is one of the server's default
+    #: 256-text GPU batches (past it, requests wait for a whole pass; below it, the GPU is not yet busy with
+    #: full batches).
+    signals = (Signal("inflight", series.IN_FLIGHT, 256, 1, 10_000, "texts in flight per replica"),)
+    latency_slos = MappingProxyType(
+        {"p99_latency_ms": LatencySlo("request", series.LATENCY_BUCKETS, "the server's latency", percentile=99)}
+    )
+
+    def pod(self, model: ModelEntry, ctx: PodContext) -> dict[str, Any]:
+        from modelyard.workloads.models import hardened_container, resources
+
+        runtime = model.runtime
+        assert isinstance(runtime, ModelyardRuntime)
+        probe = {"httpGet": {"path": f"/v2/models/{model.name}/ready", "port": MODEL_PORT}}
+        container = {
+            "name": "kserve-container",
+            "image": f"{ctx.registry}:{runtime.image_tag}",
+            "args": ["--model_name", model.name, "--model_dir", "/mnt/models", "--http_port", str(MODEL_PORT)],
+            # KServe's storage initializer downloads STORAGE_URI into /mnt/models before start.
+            "env": [{"name": "STORAGE_URI", "value": ctx.storage_uri}],
+            "ports": [{"name": self.metrics_port, "containerPort": MODEL_PORT, "protocol": "TCP"}],
+            "resources": resources(model),
+            "readinessProbe": {**probe, "periodSeconds": 5, "failureThreshold": 3},
+            "livenessProbe": {
+                "httpGet": {"path": "/v2/health/live", "port": MODEL_PORT},
+                "periodSeconds": 10,
+                "failureThreshold": 3,
+            },
+            "startupProbe": {**probe, "periodSeconds": 5, "failureThreshold": 60},
+            "securityContext": hardened_container(),
+            "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+        }
+        return {"containers": [container], "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}]}
+
+    def describe(self, model: ModelEntry) -> str:
+        runtime = model.runtime
+        assert isinstance(runtime, ModelyardRuntime)
+        return f"modelyard:{runtime.image_tag}"
+
+
+RUNTIME = Modelyard()
