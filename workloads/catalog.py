@@ -200,8 +200,9 @@ class ModelEntry(Model):
         )
         target = r.scale_target if r.scale_target is not None else default_target
         if not low <= target <= high:
+            unit = "percent of the request" if found is None else found.unit
             raise FieldProblems(
-                [("replicas.scale_target", f"must be {low} to {high} for scale_metric {metric}", target)]
+                [("replicas.scale_target", f"must be {low} to {high} for scale_metric {metric} ({unit})", target)]
             )
         object.__setattr__(self, "replicas", r.model_copy(update={"scale_metric": metric, "scale_target": target}))
         return self

@@ -198,8 +198,6 @@ def predictor(
         spec["nodeSelector"] = {GPU_POOL_LABEL: model.resources.gpu.pool}
         spec["tolerations"] = [{"key": GPU_TAINT["key"], "operator": "Exists", "effect": GPU_TAINT["effect"]}]
     ctx = PodContext(
-        isvc_name=isvc_name,
-        version=version,
         storage_uri=f"s3://{bucket}/{model.name}/{version}/",
         registry=registry,
         images=dict(images or {}),

@@ -11,7 +11,6 @@ A catalog entry's `runtime: {kind: ...}` selects one module here. Each supplies,
 - `latency_slos`: the SLO keys it accepts, each the latency indicator (platform/signals.LATENCY_INDICATORS)
   and histogram buckets it is read from; availability is every runtime's;
 - `objectives`: the objective series the platform's burn-rate alerts join on (platform/rules.py);
-- `unit`: what one answer is counted in, for cost (texts, tokens);
 - `describe`: its part of the plan's one line per model;
 - `gpu_memory_reservation`: the share of GPU memory its engine takes up front, if it does.
 
@@ -96,16 +95,12 @@ class Objective:
 class PodContext:
     """What a runtime's pod needs from the platform stack and the catalog entry's version."""
 
-    isvc_name: str
-    version: str
     #: The model's artifacts: s3://<bucket>/<name>/<version>/.
     storage_uri: str
     #: The platform's ECR repository for this repository's model server images.
     registry: str
     #: The platform's ECR mirror of each runtime image, by versions.IMAGES key.
     images: Mapping[str, str] = field(default_factory=dict)
-    #: The GPU memory of the smallest GPU the model's pool may give it, in GiB (None for CPU models).
-    gpu_memory_gib: float | None = None
 
 
 class Runtime:
@@ -117,7 +112,6 @@ class Runtime:
     metrics_port: ClassVar[str] = "http1"
     signals: ClassVar[tuple[Signal, ...]] = ()
     latency_slos: ClassVar[Mapping[str, LatencySlo]] = {}
-    unit: ClassVar[str] = "requests"
     #: Images it runs that the platform mirrors into ECR (versions.IMAGES keys).
     mirrored_images: ClassVar[tuple[str, ...]] = ()
 

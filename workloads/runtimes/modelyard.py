@@ -40,7 +40,6 @@ class ModelyardRuntime(Model):
 class Modelyard(Runtime):
     kind = "modelyard"
     config = ModelyardRuntime
-    unit = "texts"
     #: Texts accepted and not yet answered per replica; the default target is one of the server's default
     #: 256-text GPU batches (past it, requests wait for a whole pass; below it, the GPU is not yet busy with
     #: full batches).

@@ -174,7 +174,6 @@ def grace_seconds(engine: Engine) -> int:
 class Vllm(Runtime):
     kind = "vllm"
     config = VllmRuntime
-    unit = "tokens"
     mirrored_images = (IMAGE_KEY,)
     #: queue: requests waiting for the scheduler per replica (the engine's own queue; past a few, each new
     #: one waits for a sequence to finish). kv_cache: percent of the KV cache in use, averaged over replicas.
