@@ -20,6 +20,7 @@ Adding a runtime is one module with a `RUNTIME` and its tests, and a line in `RU
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar
@@ -103,7 +104,7 @@ class PodContext:
     images: Mapping[str, str] = field(default_factory=dict)
 
 
-class Runtime:
+class Runtime(ABC):
     """The base every runtime module's `RUNTIME` derives from; the defaults fit a runtime with no serving
     signal and one whole-request latency indicator."""
 
@@ -121,8 +122,9 @@ class Runtime:
     def fit_problems(self, model: ModelEntry, instance_types: Sequence[InstanceType]) -> list[str]:
         return []
 
+    @abstractmethod
     def pod(self, model: ModelEntry, ctx: PodContext) -> dict[str, Any]:
-        raise NotImplementedError(self.kind)
+        """The runtime's part of the predictor: `containers` (or KServe's `model`), `volumes`, pod fields."""
 
     def objectives(self, model: ModelEntry) -> list[Objective]:
         out = []
