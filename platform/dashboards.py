@@ -161,9 +161,9 @@ def serving() -> Dashboard:
                         "availability {{model}}",
                     ),
                     Target(
-                        f"{c.sli_ratio('slow', '1h')}{{{_MODEL}}}\n/ on (namespace, model) "
+                        f"{c.sli_ratio('slow', '1h')}{{{_MODEL}}}\n/ on (namespace, model, indicator) "
                         f"(1 - {s.SLO_LATENCY}{{{_MODEL}}})",
-                        "latency {{model}}",
+                        "latency {{model}} {{indicator}}",
                     ),
                 ),
                 description="1 spends the budget exactly over 30 days; 14.4 for an hour pages.",
