@@ -173,11 +173,10 @@ class ModelEntry(Model):
         metric = r.scale_metric or default
         allowed = [*HPA_TARGETS, *(sig.name for sig in rt.signals)]
         if metric not in allowed:
-            owner = next((o for o in RUNTIMES.values() if signal(o, metric) is not None), None)
-            found_elsewhere = signal(owner, metric) if owner else None
+            theirs = next(((o.kind, sig) for o in RUNTIMES.values() if (sig := signal(o, metric))), None)
             why = (
-                f"{metric} is a signal of the {owner.kind} runtime ({found_elsewhere.series})"
-                if owner and found_elsewhere
+                f"{metric} is a signal of the {theirs[0]} runtime ({theirs[1].series})"
+                if theirs
                 else f"{metric} is no signal"
             )
             raise FieldProblems(

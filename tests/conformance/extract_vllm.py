@@ -107,9 +107,7 @@ def _kind(annotation: ast.AST, aliases: dict[str, list[Any]]) -> dict[str, Any]:
             choices += _literal_values(p)  # type: ignore[arg-type]
         elif isinstance(p, ast.Name) and p.id in aliases:
             choices += aliases[p.id]
-    optional = "None" in {getattr(p, "value", "x") if isinstance(p, ast.Constant) else None for p in parts} or any(
-        isinstance(p, ast.Constant) and p.value is None for p in parts
-    )
+    optional = any(isinstance(p, ast.Constant) and p.value is None for p in parts)
     if names >= {"bool", "str"}:
         return {"kind": "optional_str"}
     if "bool" in names:
@@ -131,8 +129,7 @@ def _kind(annotation: ast.AST, aliases: dict[str, list[Any]]) -> dict[str, Any]:
 def _class_fields(src: Source, class_name: str) -> dict[str, ast.AST]:
     """Annotated fields of a class defined under vllm/ (its bases' fields first)."""
     for path in src.python_files("vllm"):
-        text_hit = f"class {class_name}" in src.text(path)
-        if not text_hit:
+        if f"class {class_name}" not in src.text(path):
             continue
         for node in src.tree(path).body:
             if isinstance(node, ast.ClassDef) and node.name == class_name:
@@ -148,7 +145,7 @@ def _class_fields(src: Source, class_name: str) -> dict[str, ast.AST]:
     raise LookupError(class_name)
 
 
-def _explicit(call: ast.Call, aliases: dict[str, list[Any]]) -> dict[str, Any] | None:
+def _explicit(call: ast.Call) -> dict[str, Any] | None:
     kw = {k.arg: k.value for k in call.keywords if k.arg}
     action = kw.get("action")
     if action is not None and ast.unparse(action) in {"argparse.BooleanOptionalAction", "'store_true'"}:
@@ -187,7 +184,7 @@ def cli(src: Source) -> dict[str, Any]:
         long = [n for n in names if n.startswith("--")]
         if not long:
             continue
-        kind = _explicit(node, aliases)
+        kind = _explicit(node)
         source = None
         for k in node.keywords:
             if k.arg is None and isinstance(k.value, ast.Subscript):
@@ -211,9 +208,6 @@ def cli(src: Source) -> dict[str, Any]:
         )
     # `--lora-modules` takes name=path pairs (LoRAParserAction) and `--middleware` appends: both lists.
     flags["--lora-modules"] = {"kind": "list", "config": "BaseFrontendArgs.lora_modules", "item": "name=path"}
-    for f in flags.values():
-        if f.get("kind") == "choices":
-            f["choices"] = [c for c in f["choices"]]
     return {"flags": dict(sorted(flags.items()))}
 
 

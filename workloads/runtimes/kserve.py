@@ -5,9 +5,8 @@ container (policies/governance/kserve.py ports how). The runtimes of KServe v0.1
 (`charts/kserve-resources/templates/clusterservingruntimes.yaml`), and a PodMonitor selects a port by name or
 by a declared number: the `model` here declares the runtime's HTTP port 8080 as `http1`, so the merged
 container has it and the pod is scraped. They export no request outcome counter (KServe's python server
-records latency histograms per stage only), so the platform's SLO alerts cannot read their availability:
-`ModelMetricsAbsent` and the KServe alerts watch them; their SLO objectives are recorded for the gateway's
-counters.
+records latency histograms per stage only), so the platform's SLO burn-rate alerts have nothing to read for
+them: their objectives are recorded, and `ModelMetricsAbsent` and the KServe alerts watch them.
 """
 
 from __future__ import annotations

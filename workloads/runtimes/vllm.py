@@ -53,6 +53,8 @@ VISIBLE_MEMORY_SHARE = 0.93
 ENGINE_OVERHEAD_GIB = 2.0
 #: Bytes per KV cache element by model dtype (the KV cache takes the model's dtype by default).
 DTYPE_BYTES = {"auto": 2, "bfloat16": 2, "float16": 2}
+#: Tokens per KV cache block: CacheConfig.DEFAULT_BLOCK_SIZE (vllm/config/cache.py) at 0.34.0.
+BLOCK_SIZE = 64
 
 # -- the pod's timings
 #: Engine start besides reading weights: CUDA graph capture and torch.compile (its cache lives in the pod's
@@ -144,18 +146,28 @@ class VllmRuntime(Model):
 
 
 def kv_bytes_per_token(arch: Architecture, tp: int, dtype: str) -> int:
-    """KV cache bytes one token takes on one GPU: a key and a value per layer and per KV head that GPU
-    holds (vLLM: ModelConfig.get_num_kv_heads, max(1, total // tp))."""
+    """KV cache bytes one token takes on one GPU, over all layers: per KV head that GPU holds (vLLM:
+    ModelConfig.get_num_kv_heads, max(1, total // tp)), a key and a value of head_dim elements
+    (vllm/v1/kv_cache_interface.py: AttentionSpec.state_content_size_bytes, (head_size + head_size_v) x the
+    dtype's size, times num_kv_heads per page slot)."""
     return 2 * arch.layers * max(1, arch.kv_heads // tp) * arch.head_dim * DTYPE_BYTES[dtype]
 
 
+def usable_tokens(available_bytes: int, per_token: int, block_size: int = BLOCK_SIZE) -> int:
+    """The tokens one request may hold in a KV cache of `available_bytes`: whole blocks of `block_size`
+    tokens, less the one BlockPool keeps as its null block (vllm/v1/core/kv_cache_planning.py
+    check_enough_kv_cache_memory; upstream's test_check_enough_kv_cache_memory_reserves_null_block)."""
+    return max(0, available_bytes // (per_token * block_size) - 1) * block_size
+
+
 def kv_cache_tokens(runtime: VllmRuntime, gpu_memory_gib: float, tp: int) -> tuple[float, int]:
-    """(GiB left for the KV cache, tokens it holds) on one GPU of `gpu_memory_gib` nominal memory."""
+    """(GiB left for the KV cache, tokens one request may hold) on one GPU of `gpu_memory_gib` nominal
+    memory; vLLM refuses to start when the second is below max_model_len."""
     e, arch = runtime.engine, runtime.architecture
     budget = gpu_memory_gib * VISIBLE_MEMORY_SHARE * e.gpu_memory_utilization
     left = budget - arch.weights_gib / tp - ENGINE_OVERHEAD_GIB
     per_token = kv_bytes_per_token(arch, tp, e.dtype)
-    return left, max(0, int(left * 2**30 // per_token))
+    return left, usable_tokens(max(0, int(left * 2**30)), per_token)
 
 
 def shm_gib(tp: int) -> int:
