@@ -11,8 +11,10 @@ from modelyard.config import ModelStoreConfig
 from modelyard.infra import iam
 from modelyard.infra.common import AccountContext, kms_key
 
-#: Actions the model-pull role may take, exactly the calls KServe's storage initializer makes (it lists
-#: the model's prefix, then downloads each object; tests/references/aws-services.json). Nothing else.
+#: Actions the model-pull role may take, exactly the calls its two readers make: KServe's storage initializer
+#: lists the model's prefix, then downloads each object; vLLM's Run:ai streamer lists the version's prefix,
+#: then reads the config files and byte ranges of the weights (GetObject, HeadObject under the same action;
+#: tests/references/aws-services.json). Nothing else.
 MODEL_PULL_OBJECT_ACTIONS = ("s3:GetObject",)
 MODEL_PULL_BUCKET_ACTIONS = ("s3:ListBucket",)
 #: The prefix server access logs are written under in the log bucket.

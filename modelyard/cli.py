@@ -80,6 +80,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from modelyard.plan.report import config_lines, summary, workloads_lines, write_manifests
     from modelyard.programs import PROJECTS
     from modelyard.stackfile import read_stack_config
+    from modelyard.verdicts import unit_cost_text
 
     env: str = args.env
     if not STACK_NAME.match(env):
@@ -102,7 +103,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         raw = read_stack_config(path, stack=env, key=project.config_key)
         return project, project.parse_config(raw, env, path.name, project.directory_in(root)), raw, path
 
-    plans, descriptions, seconds = [], {}, 0.0
+    plans, descriptions, seconds, unit_costs = [], {}, 0.0, ""
     try:
         # The workloads stack reads the platform stack's outputs: plan the platform first, always.
         platform, platform_cfg, platform_raw, _ = load("platform")
@@ -119,13 +120,14 @@ def cmd_plan(args: argparse.Namespace) -> int:
             plans.append(plan)
             descriptions[project.pulumi_name] = workloads_lines(w)
             seconds += plan.seconds
+            unit_costs = unit_cost_text(w.catalog.models, platform_plan.outputs.get("gpuPools"), platform_cfg.region)
     except PlanError as exc:
         print(f"modelyard plan: {exc}", file=sys.stderr)
         return EXIT_USAGE
 
     digest = digest_mod.build_digest(plans, env=env)
     print(summary(digest, descriptions, seconds=seconds), end="")
-    code = _verdicts(digest, env, args.policy_config, root)
+    code = _verdicts(digest, env, args.policy_config, root, unit_costs)
     if args.out:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -188,8 +190,9 @@ def _shown(path: Path) -> str:
         return str(path)
 
 
-def _verdicts(digest: Any, env: str, policy_config: str | None, root: Path | None = None) -> int:
-    """The cost and policy sections of `plan`; 1 when a mandatory rule is violated."""
+def _verdicts(digest: Any, env: str, policy_config: str | None, root: Path | None = None, unit_costs: str = "") -> int:
+    """The cost (with `unit_costs`, the cost per unit of work, below it) and policy sections of `plan`; 1 when
+    a mandatory rule is violated."""
     from modelyard.policies.governance.cost import estimate
     from modelyard.policies.governance.policy import evaluate
     from modelyard.verdicts import cost_text, policy_text
@@ -197,6 +200,9 @@ def _verdicts(digest: Any, env: str, policy_config: str | None, root: Path | Non
     stack = _resources(digest)
     print()
     print(cost_text(estimate(stack)), end="")
+    if unit_costs:
+        print()
+        print(unit_costs, end="")
     config, source = _policy_config(env, policy_config, root)
     report = evaluate(stack.resources, env, config, stack)
     print()
@@ -367,6 +373,84 @@ def cmd_model_push(args: argparse.Namespace) -> int:
     except (ClientError, BotoCoreError) as exc:
         raise UsageError(f"AWS refused: {exc}") from None
     return EXIT_OK
+
+
+def cmd_loadtest(args: argparse.Namespace) -> int:
+    from modelyard import loadtest as lt
+    from modelyard.policies.governance.gpus import GPU_CLASSES
+    from modelyard.programs import PROJECTS
+    from modelyard.stackfile import read_stack_config
+    from modelyard.workloads.catalog import load_workloads
+
+    if not STACK_NAME.match(args.env):
+        raise UsageError(f"--env {args.env!r} is not a stack name: use a lowercase name such as dev, staging or prod")
+    root = _project_root(args.cwd)
+    stack_file = PROJECTS["workloads"].stack_file(args.env, root)
+    if not stack_file.exists():
+        raise UsageError(f"no workloads stack file for {args.env!r}: {stack_file} does not exist")
+    w = load_workloads(stack_file, stack=args.env)
+    by_name = {m.name: m for m in w.catalog.models}
+    model = by_name.get(args.model)
+    if model is None:
+        raise UsageError(f"MODEL {args.model!r} is not in the {args.env} catalog (models: {', '.join(by_name)})")
+    if model.runtime.kind != "vllm" or model.resources.gpu is None:
+        raise UsageError(
+            f"MODEL {args.model!r} runs the {model.runtime.kind} runtime; loadtest drives vllm models "
+            "(OpenAI chat completions, streamed)"
+        )
+    engine = model.runtime.engine  # type: ignore[union-attr]
+    try:
+        target = lt.Target.parse(args.url)
+    except lt.LoadTestError as exc:
+        raise UsageError(str(exc)) from None
+    for flag, value, low, high in (
+        ("--duration", args.duration, 1, 86_400),
+        ("--max-tokens", args.max_tokens, 1, engine.max_model_len),
+        ("--prompt-words", args.prompt_words, 1, engine.max_model_len),
+    ):
+        if value is not None and not low <= value <= high:
+            raise UsageError(f"{flag} {value}: must be from {low} to {high}")
+    if args.prompt_words + args.max_tokens > engine.max_model_len:
+        raise UsageError(
+            f"--prompt-words {args.prompt_words} + --max-tokens {args.max_tokens}: must fit the entry's "
+            f"max_model_len ({engine.max_model_len})"
+        )
+    rate, basis = args.rate, "given"
+    if rate is None:
+        raw = read_stack_config(PROJECTS["platform"].stack_file(args.env, root), stack=args.env).get(FULL_KEY, {})
+        gpu_class = next(
+            (p.get("gpu_class") for p in raw.get("gpu_pools", []) if p.get("name") == model.resources.gpu.pool), None
+        )
+        if gpu_class not in GPU_CLASSES:
+            raise UsageError(
+                f"pool {model.resources.gpu.pool!r} has no known GPU class in the {args.env} stack: pass --rate"
+            )
+        throughput = model.runtime_module.throughput(model, GPU_CLASSES[gpu_class])
+        assert throughput is not None
+        rate = lt.DEFAULT_LOAD * model.replicas.min * throughput.per_second / args.max_tokens
+        basis = (
+            f"{lt.DEFAULT_LOAD:.0%} of what the plan assumes {model.replicas.min} replica(s) serve: "
+            f"{throughput.per_second:,.0f} tokens/s each on {gpu_class} / {args.max_tokens} tokens an answer"
+        )
+    if not 0 < rate <= 10_000:
+        raise UsageError(f"--rate {rate:g}: must be above 0 and at most 10000 requests a second")
+    slo = model.slo
+    objectives = lt.Objectives(slo.availability, slo.ttft_ms, slo.itl_ms, slo.latency_percentile / 100)  # type: ignore[arg-type]
+    times = lt.schedule(rate, args.duration, args.arrivals, args.seed)
+    headers = {"Authorization": f"Bearer {key}"} if (key := os.environ.get(args.api_key_env)) else {}
+    print(f"modelyard loadtest {model.name} ({args.env}) → {target.url}")
+    print(
+        f"  open loop: {len(times)} requests, {args.arrivals} arrivals at {rate:.2f}/s for {args.duration:g} s "
+        f"({basis}); {args.prompt_words}-word prompt, {args.max_tokens} tokens at most"
+    )
+    body = lt.request_body(model.name, args.prompt_words, args.max_tokens)
+    samples = lt.run(target, body, times, timeout=engine.request_timeout_s, headers=headers)
+    verdict = lt.judge(samples, objectives, args.duration)
+    lt.report(verdict, objectives)
+    if args.samples:
+        lt.write_samples(samples, args.samples)
+        print(f"{len(samples)} samples written to {args.samples}")
+    return EXIT_OK if verdict.ok else EXIT_VIOLATION
 
 
 def _diff_policy(env: str, policy_config: str | None, notes: list[str]) -> Any:
@@ -655,6 +739,36 @@ def build_parser() -> argparse.ArgumentParser:
     canary_ops.add_argument("--window", default="30m", help="how far back to compare (default: 30m)")
     ops_sub.add_parser("alerts", help="what is firing or pending, with the runbook of each")
     ops_cmd.set_defaults(handler=cmd_ops)
+
+    load = sub.add_parser(
+        "loadtest",
+        help="open-loop streaming load test of a catalogued LLM, with a verdict (exit 1: an objective missed)",
+        description="Stream OpenAI chat completions to URL on a schedule fixed in advance (latency counted from "
+        "each request's scheduled send time) and judge time to first token, inter-token latency and errors "
+        "against MODEL's objectives in the ENV catalog.",
+    )
+    load.add_argument("model", metavar="MODEL", help="the catalog name of a vllm model")
+    load.add_argument("--env", required=True, help="the environment whose catalog entry sets the objectives")
+    load.add_argument(
+        "--url", required=True, help="the model's OpenAI endpoint, e.g. http://127.0.0.1:8080 (a port-forward)"
+    )
+    load.add_argument(
+        "--rate",
+        type=float,
+        help="requests a second (default: 80%% of what the plan assumes the minimum replicas serve)",
+    )
+    load.add_argument("--duration", type=float, default=60.0, help="seconds of arrivals (default: 60)")
+    load.add_argument("--arrivals", choices=["constant", "poisson"], default="poisson", help="default: poisson")
+    load.add_argument("--seed", type=int, default=0, help="seed of the Poisson schedule (default: 0)")
+    load.add_argument("--max-tokens", type=int, default=256, help="tokens each answer may have (default: 256)")
+    load.add_argument("--prompt-words", type=int, default=200, help="words in the prompt (default: 200)")
+    load.add_argument(
+        "--api-key-env",
+        default="MODELYARD_API_KEY",
+        help="environment variable holding a bearer token to send (default: MODELYARD_API_KEY; none if unset)",
+    )
+    load.add_argument("--samples", metavar="F", help="write one JSON line per request to F")
+    load.set_defaults(handler=cmd_loadtest)
 
     model = sub.add_parser("model", help="model artifacts in the environment's model store")
     model_sub = model.add_subparsers(dest="model_command", required=True, parser_class=_Parser, metavar="ACTION")

@@ -3,8 +3,14 @@
 
 from __future__ import annotations
 
-from modelyard.policies.governance.cost import Estimate
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from modelyard.policies.governance.cost import DEFAULT_REGION, Estimate
 from modelyard.policies.governance.policy import Report
+
+if TYPE_CHECKING:
+    from modelyard.workloads.catalog import ModelEntry
 
 
 def _usd(value: float) -> str:
@@ -39,6 +45,48 @@ def cost_text(est: Estimate, *, top: int = 8) -> str:
     missing = sorted({i.type for i in est.not_priced()})
     out.append(f"  not priced: {', '.join(missing) if missing else 'nothing'}")
     return "\n".join(out) + "\n"
+
+
+def unit_cost_text(models: Iterable[ModelEntry], pools: Any, region: str) -> str:
+    """What a unit of work (for an LLM, a million generated tokens) costs each model whose runtime states a
+    throughput: one replica's GPUs at the cheapest price per GPU of its pool's instance types, over what the
+    runtime assumes one replica serves on the pool's GPU class. Empty when no model has such a unit."""
+    from modelyard.policies.governance.gpus import GPU_CLASSES
+    from modelyard.policies.governance.prices import price_book
+
+    book = price_book()
+    region = region if region in book.regions else DEFAULT_REGION
+    by_name = {str(p.get("name")): p for p in pools or [] if isinstance(p, Mapping)}
+    lines = []
+    for m in models:
+        gpu = m.resources.gpu
+        pool = by_name.get(gpu.pool) if gpu else None
+        if gpu is None or pool is None or pool.get("gpuClass") not in GPU_CLASSES:
+            continue
+        throughput = m.runtime_module.throughput(m, GPU_CLASSES[pool["gpuClass"]])
+        if throughput is None:
+            continue
+        priced = []
+        for name in pool.get("instanceTypes", []):
+            usd, gpus = book.ec2_hourly(region, name), book.gpus(name)
+            if usd and gpus:
+                priced.append((usd / gpus, name))
+        if not priced:
+            lines.append(f"  {m.name} on {gpu.pool}: no instance type of the pool is priced in {region}")
+            continue
+        per_gpu, cheapest = min(priced)
+        per_million = per_gpu * gpu.count / (throughput.per_second * 3600 / 1e6)
+        line = (
+            f"  {m.name} on {gpu.pool}: about {throughput.per_second:,.0f} {throughput.unit}/s per replica, "
+            f"{_usd(per_million)} per million on-demand ({gpu.count} x {_usd(per_gpu)}/GPU-hour on {cheapest})"
+        )
+        if "spot" in pool.get("capacityTypes", []):
+            line += f", {_usd(per_million * (1 - book.spot_discount))} on spot"
+        lines += [line, f"    assumed: {throughput.assumption}"]
+    if not lines:
+        return ""
+    head = f"Cost per unit of work ({region}, list prices; the throughput is an assumption, not a measurement)"
+    return "\n".join([head, *lines]) + "\n"
 
 
 def policy_text(report: Report, source: str) -> str:

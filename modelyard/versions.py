@@ -155,10 +155,18 @@ UNVERIFIED: Final = (
     ),
     Unverified(
         "vLLM on a GPU node: the engine starts with the rendered `vllm serve` command line within its startup "
-        "probe's budget, answers /health only once loaded, and its KV cache holds at least the tokens "
+        "probe's budget, streaming its weights from the model store with the pod's IRSA role at 0.25 GiB/s or "
+        "more, answers /health only once loaded, and its KV cache holds at least the tokens "
         "workloads/runtimes/vllm.py estimates (visible memory 0.93 of nominal, 2 GiB engine overhead)",
-        "kubectl -n models logs deploy/<model>-predictor -c kserve-container --tail=-1 > vllm.log && grep -e 'GPU KV "
-        "cache size' -e 'Maximum concurrency' vllm.log   # and nvidia-smi --query-gpu=name,memory.total --format=csv",
+        "kubectl -n models logs deploy/<model>-predictor -c kserve-container --tail=-1 > vllm.log && grep -e 'Model loading took' "
+        "-e 'GPU KV cache size' -e 'Maximum concurrency' vllm.log   # and nvidia-smi --query-gpu=name,memory.total --format=csv",
+    ),
+    Unverified(
+        "the plan's throughput assumption for an LLM (32 sequences of 1,024 tokens decoding at 60 % of the GPU "
+        "class's memory bandwidth: Qwen2.5-7B about 336 tokens/s on an L4, 969 on an L40S) and so its cost of a "
+        "million tokens, and the load test's verdict against the engine itself",
+        "kubectl -n models port-forward svc/qwen-chat-predictor 8080:80 & modelyard loadtest qwen-chat --env "
+        "staging --url http://127.0.0.1:8080 --duration 300   # tokens/s generated at the assumed rate",
     ),
     Unverified(
         "the image vllm/vllm-openai:v0.34.0 is the 0.34.0 release tests/conformance/vllm-v0.34.0/ was read "

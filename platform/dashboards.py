@@ -109,11 +109,30 @@ class Dashboard:
         return json.dumps(self.to_json(), indent=2, sort_keys=True)
 
 
-def _quantile(q: str) -> Target:
+def _quantile(q: str, histogram: str = s.REQUEST_DURATION) -> Target:
     return Target(
-        f"histogram_quantile({q}, sum by (model, model_version, le) "
-        f"(rate({s.REQUEST_DURATION}_bucket{{{_MODEL}}}[{_RATE}])))",
+        f"histogram_quantile({q}, sum by (model, model_version, le) (rate({histogram}_bucket{{{_MODEL}}}[{_RATE}])))",
         f"p{q[2:].ljust(2, '0')} {{{{model}}}} {{{{model_version}}}}",
+    )
+
+
+def _burn() -> Panel:
+    """Each objective's 1-hour burn rate: availability, and latency per indicator."""
+    return Panel(
+        "Error budget burn rate (1h)",
+        (
+            Target(
+                f"{c.sli_ratio('errors', '1h')}{{{_MODEL}}}\n/ on (namespace, model) "
+                f"(1 - {s.SLO_AVAILABILITY}{{{_MODEL}}})",
+                "availability {{model}}",
+            ),
+            Target(
+                f"{c.sli_ratio('slow', '1h')}{{{_MODEL}}}\n/ on (namespace, model, indicator) "
+                f"(1 - {s.SLO_LATENCY}{{{_MODEL}}})",
+                "latency {{model}} {{indicator}}",
+            ),
+        ),
+        description="1 spends the budget exactly over 30 days; 14.4 for an hour pages.",
     )
 
 
@@ -152,22 +171,7 @@ def serving() -> Dashboard:
                 ),
                 "reqps",
             ),
-            Panel(
-                "Error budget burn rate (1h)",
-                (
-                    Target(
-                        f"{c.sli_ratio('errors', '1h')}{{{_MODEL}}}\n/ on (namespace, model) "
-                        f"(1 - {s.SLO_AVAILABILITY}{{{_MODEL}}})",
-                        "availability {{model}}",
-                    ),
-                    Target(
-                        f"{c.sli_ratio('slow', '1h')}{{{_MODEL}}}\n/ on (namespace, model, indicator) "
-                        f"(1 - {s.SLO_LATENCY}{{{_MODEL}}})",
-                        "latency {{model}} {{indicator}}",
-                    ),
-                ),
-                description="1 spends the budget exactly over 30 days; 14.4 for an hour pages.",
-            ),
+            _burn(),
             Panel(
                 "Rejected requests per second (overload, draining)",
                 (
@@ -213,6 +217,94 @@ def serving() -> Dashboard:
                     for q in ("0.5", "0.95")
                 ),
             ),
+        ),
+    )
+
+
+def _per_replica(series: str) -> str:
+    """`series` summed over an InferenceService's pods and divided by their count: what KEDA compares with a
+    scale target (AverageValue)."""
+    return f"sum by (inferenceservice) ({series}{{{_MODEL}}})\n/ count by (inferenceservice) ({series}{{{_MODEL}}})"
+
+
+def llm() -> Dashboard:
+    """The vLLM runtime's dashboard (workloads/runtimes/vllm.py): latency per token, throughput, the engine's
+    queue and KV cache, outcomes and the cost of a million tokens, per model and version."""
+    by = "sum by (model, model_version)"
+    return Dashboard(
+        uid="modelyard-llm",
+        title="LLM serving",
+        description="Large language models on vLLM: time to first token, inter-token latency, tokens per second, "
+        "the engine's queue and KV cache, request outcomes and the cost of a million tokens.",
+        variables=(
+            ("namespace", f"label_values({s.VLLM_RUNNING}, namespace)"),
+            ("model", f'label_values({s.VLLM_RUNNING}{{namespace=~"$namespace"}}, model)'),
+        ),
+        panels=(
+            Panel(
+                "Time to first token p50 / p95 / p99",
+                tuple(_quantile(q, s.VLLM_TTFT) for q in ("0.5", "0.95", "0.99")),
+                "s",
+                description="From a request's arrival at the engine to its first output token (queueing and "
+                "prefill): the `ttft` indicator of the model's SLO.",
+            ),
+            Panel(
+                "Inter-token latency p50 / p95 / p99",
+                tuple(_quantile(q, s.VLLM_ITL) for q in ("0.5", "0.95", "0.99")),
+                "s",
+                description="Gaps between consecutive output tokens of a stream: the `itl` indicator.",
+            ),
+            Panel(
+                "Tokens per second",
+                (
+                    Target(
+                        f"{by} (rate({s.VLLM_GENERATION_TOKENS}{{{_MODEL}}}[{_RATE}]))",
+                        "generated {{model}} {{model_version}}",
+                    ),
+                    Target(
+                        f"{by} (rate({s.VLLM_PROMPT_TOKENS}{{{_MODEL}}}[{_RATE}]))",
+                        "prompt {{model}} {{model_version}}",
+                    ),
+                ),
+            ),
+            Panel(
+                "USD per million tokens (last hour)",
+                (Target(f"{c.MODEL_TOKEN_COST}{{{_MODEL}}}", "{{inferenceservice}} {{tokens}}"),),
+                "currencyUSD",
+                description="The GPUs' price (the cost dashboard's) over the tokens the engine counted; "
+                "`generation`: per generated token, `all`: per prompt or generated token. No line while idle.",
+            ),
+            Panel(
+                "Requests waiting and running per replica (the queue autoscaling signal)",
+                (
+                    Target(_per_replica(s.VLLM_WAITING), "waiting {{inferenceservice}}"),
+                    Target(_per_replica(s.VLLM_RUNNING), "running {{inferenceservice}}"),
+                ),
+                description="Compare waiting with the model's scale_target on the `queue` signal.",
+            ),
+            Panel(
+                "KV cache in use",
+                (Target(f"max by (model, pod) ({s.VLLM_KV_CACHE}{{{_MODEL}}})", "{{model}} {{pod}}"),),
+                "percentunit",
+                description="Near 1, new sequences wait or running ones are preempted; the `kv_cache` signal.",
+            ),
+            Panel(
+                "Finished requests per second by reason",
+                (
+                    Target(
+                        f"sum by (model, finished_reason) (rate({s.VLLM_REQUEST_SUCCESS}{{{_MODEL}}}[{_RATE}]))",
+                        "{{model}} {{finished_reason}}",
+                    ),
+                    Target(
+                        f"sum by (model) (rate({s.VLLM_ADMISSION_REJECTIONS}{{{_MODEL}}}[{_RATE}]))",
+                        "{{model}} refused (queue bound)",
+                    ),
+                ),
+                "reqps",
+                description="`error` and refusals count against availability; `length` is an answer cut at "
+                "max_tokens or max_model_len; `abort` a client that went away.",
+            ),
+            _burn(),
         ),
     )
 
@@ -344,7 +436,11 @@ def cost(hours_per_month: int) -> Dashboard:
 
 
 def platform_dashboards(hours_per_month: int) -> Sequence[Dashboard]:
-    return (serving(), gpu_fleet(), cost(hours_per_month))
+    """Each runtime's dashboards (the model server's `serving`, vLLM's `llm`), then the fleet's and cost's."""
+    from modelyard.workloads.runtimes import RUNTIMES
+
+    own = tuple(board for runtime in RUNTIMES.values() for board in runtime.dashboards())
+    return (*own, gpu_fleet(), cost(hours_per_month))
 
 
 #: What each Grafana variable stands for when an expression is checked outside Grafana.

@@ -415,6 +415,33 @@ def monitoring_group() -> RuleGroup:
 # Live GPU cost
 
 
+def token_cost_records() -> list[Record]:
+    """The USD a million tokens cost each LLM InferenceService: the price of the GPUs its pods hold
+    (MODEL_GPU_COST, whose `model` is the InferenceService) over the tokens its engine counted, both over
+    TOKEN_COST_WINDOW. A canary is priced on its own; an idle engine has no figure (its GPU cost shows on
+    the cost dashboard) rather than an infinite one."""
+    w = c.TOKEN_COST_WINDOW
+    usd_per_second = (
+        "sum by (namespace, inferenceservice) (\n"
+        f'  label_replace(avg_over_time({c.MODEL_GPU_COST}[{w}]), "inferenceservice", "$1", "model", "(.+)")\n'
+        ") / 3600"
+    )
+    by = "namespace, inferenceservice, model"
+    counted = {
+        "generation": f"rate({s.VLLM_GENERATION_TOKENS}[{w}])",
+        "all": f"rate({s.VLLM_GENERATION_TOKENS}[{w}]) + rate({s.VLLM_PROMPT_TOKENS}[{w}])",
+    }
+    return [
+        Record(
+            c.MODEL_TOKEN_COST,
+            f"{usd_per_second} * 1e6\n/ on (namespace, inferenceservice) group_right ()\n"
+            f"(sum by ({by}) ({tokens}) > 0)",
+            {"tokens": kind},
+        )
+        for kind, tokens in counted.items()
+    ]
+
+
 def cost_groups(params: RuleParams) -> list[RuleGroup]:
     """Recording rules that price GPU nodes from kube-state-metrics, with the same price table the plan's
     cost estimate reads, and an alert on the spend pace."""
@@ -470,6 +497,7 @@ def cost_groups(params: RuleParams) -> list[RuleGroup]:
             c.MODEL_GPU_COST,
             f"sum by (namespace, model) (\n{per_model}  * on (node) group_left () {c.GPU_PRICE_PER_GPU}\n)",
         ),
+        *token_cost_records(),
         Record("modelyard:budget_monthly_usd", f"vector({params.monthly_budget_usd:.6g})"),
     ]
     pace = Alert(

@@ -35,8 +35,8 @@ def test_no_grafana_variable_is_left_unsubstituted() -> None:
             assert "$" not in re.sub(r'"\$1"', "", dashboards.checkable(expr)), expr
 
 
-def test_the_three_dashboards_cover_serving_the_fleet_and_cost() -> None:
-    serving, fleet, cost = BOARDS
+def test_the_dashboards_cover_serving_llms_the_fleet_and_cost() -> None:
+    serving, llm, fleet, cost = BOARDS
     text = {b.uid: " ".join(b.expressions()) for b in BOARDS}
     assert signals.REQUESTS_TOTAL in text[serving.uid] and "histogram_quantile(0.99" in text[serving.uid]
     assert f'code=~"{signals.ERROR_CODES}"' in text[serving.uid] and "model_version" in text[serving.uid]
@@ -44,7 +44,83 @@ def test_the_three_dashboards_cover_serving_the_fleet_and_cost() -> None:
         assert metric in text[fleet.uid], metric
     for series in ("pool:modelyard_gpu_cost_usd_per_hour:sum", "namespace_model:", "modelyard:budget_monthly_usd"):
         assert series in text[cost.uid], series
-    assert len({b.uid for b in BOARDS}) == 3
+    for series in (signals.VLLM_TTFT, signals.VLLM_ITL, signals.VLLM_WAITING, signals.VLLM_KV_CACHE, "usd_per_million"):
+        assert series in text[llm.uid], series
+    assert len({b.uid for b in BOARDS}) == 4
+
+
+def test_every_dashboard_is_a_runtimes_or_the_platforms() -> None:
+    from modelyard.workloads.runtimes import RUNTIMES
+
+    own = [b.uid for r in RUNTIMES.values() for b in r.dashboards()]
+    assert own == ["modelyard-serving", "modelyard-llm"]
+    assert [b.uid for b in BOARDS] == [*own, "modelyard-gpu-fleet", "modelyard-cost"]
+
+
+#: One scraped pod of an LLM as vLLM 0.34.0 exports it (model_name, engine) with the labels the model
+#: PodMonitor adds (platform/monitoring.py), and the records the LLM panels read beside them.
+LLM_POD = (
+    'namespace="models", pod="chat-1", inferenceservice="chat", model="chat", model_version="1", '
+    'job="modelyard-models", model_name="chat", engine="0"'
+)
+
+
+def _llm_series() -> list[dict[str, str]]:
+    from modelyard.policies.governance import conventions as c
+
+    series = []
+    for histogram, buckets in (
+        (signals.VLLM_TTFT, signals.VLLM_TTFT_BUCKETS),
+        (signals.VLLM_ITL, signals.VLLM_ITL_BUCKETS),
+    ):
+        for i, le in enumerate((*buckets, "+Inf")):
+            series.append({"series": f'{histogram}_bucket{{{LLM_POD}, le="{le}"}}', "values": f"0+{i + 1}x20"})
+        series.append({"series": f"{histogram}_count{{{LLM_POD}}}", "values": f"0+{len(buckets) + 1}x20"})
+    for counter in (signals.VLLM_GENERATION_TOKENS, signals.VLLM_PROMPT_TOKENS, signals.VLLM_ADMISSION_REJECTIONS):
+        series.append({"series": f"{counter}{{{LLM_POD}}}", "values": "0+100x20"})
+    series.append(
+        {"series": f'{signals.VLLM_REQUEST_SUCCESS}{{{LLM_POD}, finished_reason="stop"}}', "values": "0+5x20"}
+    )
+    for gauge in (signals.VLLM_WAITING, signals.VLLM_RUNNING, signals.VLLM_KV_CACHE):
+        series.append({"series": f"{gauge}{{{LLM_POD}}}", "values": "1x20"})
+    model = 'namespace="models", model="chat"'
+    series += [
+        {"series": f'{c.MODEL_TOKEN_COST}{{{model}, inferenceservice="chat", tokens="generation"}}', "values": "1x20"},
+        {"series": f"{c.sli_ratio('errors', '1h')}{{{model}}}", "values": "0.001x20"},
+        {"series": f"{signals.SLO_AVAILABILITY}{{{model}}}", "values": "0.995x20"},
+        {"series": f'{c.sli_ratio("slow", "1h")}{{{model}, indicator="ttft"}}', "values": "0.001x20"},
+        {"series": f'{signals.SLO_LATENCY}{{{model}, indicator="ttft"}}', "values": "0.99x20"},
+    ]
+    return series
+
+
+def test_every_llm_panel_shows_data_for_an_llm_pod_as_vllm_exports_it(tmp_path: Path) -> None:
+    """Each target of the LLM dashboard returns a series for one vLLM pod scraped through the model PodMonitor:
+    its selectors match the labels vLLM and the PodMonitor give (promtool evaluates `absent()` of each)."""
+    llm = next(b for b in BOARDS if b.uid == "modelyard-llm")
+
+    def chosen(expr: str) -> str:
+        """The panel with this pod's namespace and model picked in the dashboard's variables."""
+        return expr.replace("$namespace", "models").replace("$model", "chat")
+
+    tests = [
+        {"expr": f"absent({dashboards.checkable(chosen(expr))})", "eval_time": "15m", "exp_samples": []}
+        for expr in llm.expressions()
+    ]
+    (tmp_path / "none.yaml").write_text("groups: []\n")
+    doc = {
+        "rule_files": ["none.yaml"],
+        "tests": [{"interval": "1m", "input_series": _llm_series(), "promql_expr_test": tests}],
+    }
+    (tmp_path / "llm.test.yaml").write_text(json.dumps(doc))
+    result = promtool("test", "rules", "llm.test.yaml", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    # And the check can fail: without the PodMonitor's `model` label the panels are empty.
+    doc["tests"][0]["input_series"] = [
+        {**s, "series": s["series"].replace('model="chat", model_version', "model_version")} for s in _llm_series()
+    ]
+    (tmp_path / "llm.test.yaml").write_text(json.dumps(doc))
+    assert promtool("test", "rules", "llm.test.yaml", cwd=tmp_path).returncode != 0
 
 
 def test_dashboards_ship_as_labelled_configmaps(plans: dict[str, Plan]) -> None:

@@ -51,6 +51,7 @@ RUN_BY = {
     "model": "tests/test_model_push.py",
     "serve": "tests/test_cli.py",
     "review": "tests/test_review.py",
+    "loadtest": "tests/test_loadtest.py",
 }
 #: Placeholders the documents use, and a value to parse them with.
 #: Where a shell line's first command ends.

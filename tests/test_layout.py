@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -45,3 +46,21 @@ def test_no_test_module_imports_another() -> None:
                     names = [node.module]
                 found += [f"{path.name}: {n}" for n in names if n.split(".")[-1].startswith("test_")]
     assert not found, found
+
+
+def test_every_python_package_folder_is_packaged() -> None:
+    """A non-editable install (`pip install .`) ships only the packages pyproject lists: each folder of the
+    mapped layers with an __init__.py must be one of them."""
+    import tomllib
+
+    root = Path(__file__).resolve().parent.parent
+    tool = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
+    mapped = {folder: package for package, folder in tool["package-dir"].items()}
+    found = set()
+    for folder, package in mapped.items():
+        for init in (root / folder).rglob("__init__.py"):
+            if "serving" in init.relative_to(root).parts or ".venv" in str(init):
+                continue
+            rel = init.parent.relative_to(root / folder).parts
+            found.add(".".join((package, *rel)))
+    assert found <= set(tool["packages"]), sorted(found - set(tool["packages"]))

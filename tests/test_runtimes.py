@@ -175,11 +175,18 @@ def test_the_reference_is_the_pinned_version() -> None:
 
 
 def test_every_rendered_vllm_command_line_parses_as_vllm_serve_takes_it(all_plans: dict[str, Plan]) -> None:
+    """The flags as `vllm serve` parses them, and the weights' source as its loaders read it: an object-storage
+    path (streamed by the Run:ai loader, which the image installs), with extra-config keys that loader takes."""
     flags = cli_flags()
+    loaders = json.loads((REFERENCE / "loaders.json").read_text())
+    assert loaders["image_installs_runai_streamer_s3"]
     for where, isvc in vllm_isvcs(all_plans):
         container = isvc["spec"]["predictor"]["containers"][0]
-        tag, parsed = parse_vllm_serve(container["args"], flags)
-        assert tag == kserve.MODEL_MOUNT, where
+        weights, parsed = parse_vllm_serve(container["args"], flags)
+        assert weights.startswith(tuple(loaders["object_storage_schemes"])), where
+        assert parsed["--load-format"] in loaders["load_formats"], where
+        extra = json.loads(parsed["--model-loader-extra-config"])
+        assert set(extra) <= set(loaders["runai_streamer_extra_config_keys"]), where
         assert parsed["--served-model-name"] == [isvc["metadata"]["labels"]["modelyard.io/model"]], where
         assert parsed["--port"] == str(container["ports"][0]["containerPort"]), where
 
@@ -202,12 +209,10 @@ def test_every_engine_setting_renders_to_a_flag_vllm_accepts() -> None:
     }
     model = parse_catalog({"models": [entry]}, stack="dev", source="x", tier="dev").models[0]
     flags = cli_flags()
-    _, parsed = parse_vllm_serve(vllm.RUNTIME.args(model), flags)
+    weights, parsed = parse_vllm_serve(vllm.RUNTIME.args(model, "s3://b/chat/1/"), flags)
+    assert weights == "s3://b/chat/1/" and parsed["--load-format"] == "runai_streamer"
     assert parsed["--enable-prefix-caching"] is False
-    assert parsed["--lora-modules"] == [
-        "support-tone=/mnt/models/adapters/support-tone",
-        "legal=/mnt/models/adapters/legal",
-    ]
+    assert parsed["--lora-modules"] == ["support-tone=/mnt/models/support-tone", "legal=/mnt/models/legal"]
     assert parsed["--quantization"] in flags["--quantization"]["suggested"]
     for bad in (["--max-model-len", "lots"], ["--dtype", "int4"], ["--max-lora-rank", "12"], ["--no-port"], ["--nope"]):
         with pytest.raises(ValueError):
@@ -262,16 +267,19 @@ def test_the_vllm_pod_kserve_builds_can_run_its_engine(all_plans: dict[str, Plan
         mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
         volumes = {v["name"]: v for v in pod["volumes"]}
         env = {e["name"]: e["value"] for e in container["env"]}
-        # Writable: HOME (every cache resolves under it), /tmp, /dev/shm; the weights read-only.
+        # Writable: HOME (every cache, and the config files the streamer pulls, resolve under it), /tmp, /dev/shm.
         for path in (env["HOME"], "/tmp", "/dev/shm"):
             assert "emptyDir" in volumes[mounts[path]], (where, path)
         assert volumes[mounts["/dev/shm"]]["emptyDir"]["medium"] == "Memory"
-        assert env["STORAGE_URI"] == kserve.MODEL_MOUNT and env["HF_HUB_OFFLINE"] == "1"
-        assert any(m["mountPath"] == kserve.MODEL_MOUNT and m.get("readOnly") for m in container["volumeMounts"])
+        assert env["HF_HUB_OFFLINE"] == "1"
+        # The weights stream from the model version's prefix; nothing downloads them to the pod's disk.
+        args = container["args"]
+        assert re.fullmatch(r"s3://modelyard-[a-z]+-models-\d{12}/[a-z0-9-]+/[^/]+/", args[0]), (where, args[0])
+        assert args[args.index("--load-format") + 1] == "runai_streamer"
+        assert "STORAGE_URI" not in env and pod["initContainers"] == [], where
         for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
             assert container[probe]["httpGet"]["path"] == "/health", (where, probe)
         startup = container["startupProbe"]
-        args = container["args"]
         tp = int(args[args.index("--tensor-parallel-size") + 1])
         assert tp == int(container["resources"]["limits"][GPU_RESOURCE])
         shutdown = int(args[args.index("--shutdown-timeout") + 1])
@@ -283,9 +291,84 @@ def test_the_vllm_pod_kserve_builds_can_run_its_engine(all_plans: dict[str, Plan
 def test_startup_budget_grows_with_the_weights_and_shm_with_tensor_parallelism() -> None:
     small = vllm.Architecture(**LLAMA_8B, weights_gib=2.0)
     large = vllm.Architecture(**LLAMA_8B, weights_gib=64.0)
-    assert vllm.startup_seconds(large, 1) - vllm.startup_seconds(small, 1) == pytest.approx(62 * 1024 / 125)
-    assert vllm.startup_seconds(large, 4) < vllm.startup_seconds(large, 1)
+    # The whole checkpoint streams once per pod at 0.25 GiB/s, however many GPUs share it.
+    assert vllm.startup_seconds(large) - vllm.startup_seconds(small) == pytest.approx(62 / 0.25)
     assert [vllm.shm_gib(tp) for tp in (1, 2, 4, 8)] == [1, 4, 8, 16]
+    assert vllm.loader_config(1) == {"concurrency": 16, "memory_limit": 2 * 2**30}
+    assert vllm.loader_config(4) == {**vllm.loader_config(1), "distributed": True}
+
+
+def built_pod(entry: dict[str, Any]) -> dict[str, Any]:
+    """The pod spec KServe builds of `entry`'s predictor as the workloads stack renders it (bucket b)."""
+    from modelyard.workloads.models import predictor
+
+    model = parse_catalog({"models": [entry]}, stack="dev", source="x", tier="dev").models[0]
+    spec = predictor(
+        model,
+        isvc_name="chat",
+        version="1",
+        min_replicas=1,
+        bucket="b",
+        registry="r",
+        service_account="model-puller",
+        images={"vllm": "img"},
+    )
+    return kserve.model_pod({"metadata": {"name": "chat", "namespace": "models"}, "spec": {"predictor": spec}})["spec"]
+
+
+def test_lora_adapters_alone_come_through_the_storage_initializer() -> None:
+    """KServe's storage initializer downloads STORAGE_URI into /mnt/models (storage_initializer_injector.go): with
+    adapters, STORAGE_URI is the version's adapters/ prefix, so the small adapters land on disk and the base
+    weights still stream."""
+    entry = llm_entry()
+    entry["runtime"]["engine"]["lora"] = [{"name": "legal"}]
+    pod = built_pod(entry)
+    init = {c["name"]: c for c in pod["initContainers"]}
+    assert init[kserve.STORAGE_INITIALIZER]["args"] == ["s3://b/chat/1/adapters/", kserve.MODEL_MOUNT]
+    args = pod["containers"][0]["args"]
+    assert args[0] == "s3://b/chat/1/" and f"legal={kserve.MODEL_MOUNT}/legal" in args
+    assert pod_security.violations(pod) == []
+
+
+def test_a_modelcar_would_fail_pod_security_so_the_weights_stream() -> None:
+    """Why not KServe's modelcar (an OCI image of the weights, cached per node): ported from KServe v0.16.0
+    pkg/utils/storage.go ConfigureModelcarToContainer with the chart's uidModelcar 1010, it replaces the model
+    container's securityContext with {runAsUser} and adds a sidecar and an init container with only that; the
+    pod then fails Pod Security `restricted`, which the model namespace enforces."""
+    pod = built_pod(llm_entry())
+    assert pod_security.violations(pod) == []
+    uid = {"runAsUser": 1010}
+    target = pod["containers"][0]
+    target["securityContext"] = dict(uid)
+    target["volumeMounts"].append({"name": "kserve-provision-location", "mountPath": "/mnt", "readOnly": False})
+    image = "registry/models/chat:1"
+    limits = {"cpu": "10m", "memory": "15Mi"}
+    pod["containers"].append(
+        {
+            "name": "modelcar",
+            "image": image,
+            "args": ["sh", "-c", "ln -sf /proc/$$$$/root/models /mnt/models && sleep infinity"],
+            "resources": {"limits": limits, "requests": limits},
+            "securityContext": dict(uid),
+            "volumeMounts": [{"name": "kserve-provision-location", "mountPath": "/mnt"}],
+        }
+    )
+    pod["initContainers"].append(
+        {"name": "modelcar-init", "image": image, "resources": {"limits": limits, "requests": limits}}
+    )
+    pod["volumes"].append({"name": "kserve-provision-location", "emptyDir": {}})
+    pod["shareProcessNamespace"] = True
+    failed = {field.split(".")[0] for field, _, _ in pod_security.violations(pod)}
+    # The model container, the modelcar sidecar and its init container each fail restricted.
+    assert {"containers[0]", "containers[1]", "initContainers[0]"} <= failed, failed
+
+
+def test_an_llm_pod_has_memory_for_shm_the_streamer_and_the_engine() -> None:
+    assert problems_of(llm_entry(resources__memory="6Gi")) == [
+        "catalog.models[0].resources.memory: must be at least 7Gi for the vllm runtime with 1 GPU: /dev/shm 1Gi, "
+        "the weight streamer's 2Gi buffer and 4Gi for the engine (got '6Gi')"
+    ]
+    assert problems_of(llm_entry(resources__memory="500m"))[0].startswith("catalog.models[0].resources.memory: must")
 
 
 @pytest.mark.parametrize("env", ENVS)
@@ -420,7 +503,7 @@ def test_one_request_must_fit_whole_blocks_beside_the_null_block() -> None:
             "catalog.models[0].resources.gpu: is required for the vllm runtime (vLLM serves on GPUs) (got None)",
         ),
         (
-            {"resources__gpu__count": 3},
+            {"resources__gpu__count": 3, "resources__memory": "16Gi"},
             "catalog.models[0].resources.gpu.count: is the tensor parallel size and must divide the model's attention "
             "heads (32) (got 3)",
         ),
@@ -483,3 +566,52 @@ def test_the_shipped_llms_fit_their_pools() -> None:
         llms = [m for m in w.catalog.models if m.runtime.kind == "vllm"]
         assert llms, env
         assert placement_problems(w.catalog, pool_list, env) == []
+
+
+# -- the unit of cost
+
+
+def test_decode_throughput_is_bound_by_memory_bandwidth() -> None:
+    """The plan's assumption, by hand for Qwen2.5-7B (the shipped LLM) on an L4: a step reads 14.2 GiB of
+    weights and 32 sequences x 1,024 tokens x 56 KiB of KV cache at 60 % of 300 GB/s, and yields 32 tokens."""
+    arch = vllm.Architecture(
+        layers=28, attention_heads=28, kv_heads=4, head_dim=128, max_position_embeddings=32768, weights_gib=14.2
+    )
+    runtime = vllm.VllmRuntime(kind="vllm", architecture=arch, engine=vllm.Engine(max_model_len=16384))
+    step = 14.2 * 2**30 + 32 * 1024 * (2 * 28 * 4 * 128 * 2)
+    assert vllm.decode_tokens_per_second(runtime, 300, 1) == pytest.approx(32 * 0.6 * 300e9 / step)
+    assert vllm.decode_tokens_per_second(runtime, 300, 1) == pytest.approx(336.3, abs=0.1)
+    # Twice the bandwidth, twice the tokens; two GPUs in tensor parallel each read half of everything.
+    assert vllm.decode_tokens_per_second(runtime, 600, 1) == pytest.approx(
+        2 * vllm.decode_tokens_per_second(runtime, 300, 1)
+    )
+    assert vllm.decode_tokens_per_second(runtime, 300, 2) > 1.9 * vllm.decode_tokens_per_second(runtime, 300, 1)
+    # A batch bound below the assumption is the batch; a short context shrinks the KV cache read.
+    few = runtime.model_copy(update={"engine": vllm.Engine(max_model_len=16384, max_num_seqs=8)})
+    assert vllm.decode_tokens_per_second(few, 300, 1) == pytest.approx(
+        8 * 0.6 * 300e9 / (14.2 * 2**30 + 8 * 1024 * 57344)
+    )
+    short = runtime.model_copy(update={"engine": vllm.Engine(max_model_len=512)})
+    assert vllm.decode_tokens_per_second(short, 300, 1) > vllm.decode_tokens_per_second(runtime, 300, 1)
+
+
+def test_the_plan_prices_a_million_tokens_from_the_pools_cheapest_gpu() -> None:
+    from modelyard.verdicts import unit_cost_text
+
+    w = load_workloads(PROJECTS["workloads"].stack_file("staging"), stack="staging")
+    llm = next(m for m in w.catalog.models if m.runtime.kind == "vllm")
+    l4 = {"name": llm.resources.gpu.pool, "gpuClass": "l4", "instanceTypes": ["g6.2xlarge", "g6.xlarge"]}
+    throughput = llm.runtime_module.throughput(llm, gpus.GPU_CLASSES["l4"])
+    per_million = 0.8048 / (throughput.per_second * 3600 / 1e6)
+    text = unit_cost_text(w.catalog.models, [{**l4, "capacityTypes": ["on-demand"]}], "us-east-1")
+    assert f"${per_million:.2f} per million on-demand (1 x $0.80/GPU-hour on g6.xlarge)" in text
+    assert "spot" not in text and "assumed: 32 sequences of 1,024 tokens" in text and "L4's 300 GB/s" in text
+    spot = unit_cost_text(w.catalog.models, [{**l4, "capacityTypes": ["spot", "on-demand"]}], "us-east-1")
+    assert f"${per_million * 0.4:.2f} on spot" in spot
+    # Only models whose runtime states a unit are priced per unit; none, no section.
+    others = [m for m in w.catalog.models if m.runtime.kind != "vllm"]
+    assert others and unit_cost_text(others, [l4], "us-east-1") == ""
+    unpriced = unit_cost_text([llm], [{**l4, "instanceTypes": ["g6.unknown"]}], "us-east-1")
+    assert "no instance type of the pool is priced in us-east-1" in unpriced
+    # An unpriced region is priced with the default one, as the monthly estimate is.
+    assert "(us-east-1, list prices" in unit_cost_text([llm], [l4], "eu-north-9")

@@ -71,6 +71,12 @@ POOL_GPUS_PROVISIONED: Final = "pool:modelyard_gpus_provisioned:sum"
 POOL_GPUS_ALLOCATED: Final = "pool:modelyard_gpus_allocated:sum"
 MODEL_GPUS_ALLOCATED: Final = "namespace_model:modelyard_gpus_allocated:sum"
 MODEL_GPU_COST: Final = "namespace_model:modelyard_gpu_cost_usd_per_hour:sum"
+#: What a million tokens cost an LLM's InferenceService over the last hour, by (namespace, inferenceservice,
+#: model, tokens): its GPUs' price over the tokens its engine counted (`tokens`: generation, or all of
+#: prompt and generation). Absent while it counts none.
+MODEL_TOKEN_COST: Final = "namespace_inferenceservice:modelyard_usd_per_million_tokens"
+#: The window MODEL_TOKEN_COST averages over: an hour smooths the batches of a decode loop.
+TOKEN_COST_WINDOW: Final = "1h"
 
 # -- SLOs -------------------------------------------------------------------------------------------------
 #: Multi-window, multi-burn-rate pairs from the SRE workbook: (long window, short window, burn factor).

@@ -27,6 +27,9 @@ class InstanceType:
 class GpuClassSpec:
     gpu_class: str
     instance_types: MappingProxyType[str, InstanceType]
+    #: The GPU's memory bandwidth in GB/s (NVIDIA's datasheet): what an LLM's decoding is bound by, and so
+    #: the plan's throughput assumption for the cost of a million tokens (workloads/runtimes/vllm.py).
+    memory_bandwidth_gbps: int
 
     @property
     def families(self) -> tuple[str, ...]:
@@ -45,8 +48,8 @@ def _family(family: str, gpu_mem: int, rows: list[tuple[str, int, int, int]]) ->
     }
 
 
-def _class(gpu_class: str, *families: dict[str, InstanceType]) -> GpuClassSpec:
-    return GpuClassSpec(gpu_class, MappingProxyType({k: v for f in families for k, v in f.items()}))
+def _class(gpu_class: str, bandwidth_gbps: int, *families: dict[str, InstanceType]) -> GpuClassSpec:
+    return GpuClassSpec(gpu_class, MappingProxyType({k: v for f in families for k, v in f.items()}), bandwidth_gbps)
 
 
 _G5_G6_SIZES = [
@@ -64,6 +67,7 @@ GPU_CLASSES: Final = MappingProxyType(
     {
         "t4": _class(
             "t4",
+            320,
             _family(
                 "g4dn",
                 16,
@@ -78,10 +82,11 @@ GPU_CLASSES: Final = MappingProxyType(
             ),
         ),
         # A10G (g5) and L4 (g6) instances come in the same sizes.
-        "a10g": _class("a10g", _family("g5", 24, _G5_G6_SIZES)),
-        "l4": _class("l4", _family("g6", 24, _G5_G6_SIZES)),
+        "a10g": _class("a10g", 600, _family("g5", 24, _G5_G6_SIZES)),
+        "l4": _class("l4", 300, _family("g6", 24, _G5_G6_SIZES)),
         "l40s": _class(
             "l40s",
+            864,
             _family(
                 "g6e",
                 48,
@@ -97,11 +102,12 @@ GPU_CLASSES: Final = MappingProxyType(
                 ],
             ),
         ),
-        "a100": _class("a100", _family("p4d", 40, [("24xlarge", 8, 96, 1152)])),
-        "h100": _class("h100", _family("p5", 80, [("48xlarge", 8, 192, 2048)])),
+        "a100": _class("a100", 1555, _family("p4d", 40, [("24xlarge", 8, 96, 1152)])),
+        "h100": _class("h100", 3350, _family("p5", 80, [("48xlarge", 8, 192, 2048)])),
         # H200 comes in two families: p5e (EFA) and p5en (faster EFA and CPU-GPU links), same GPUs.
         "h200": _class(
             "h200",
+            4800,
             _family("p5e", 141, [("48xlarge", 8, 192, 2048)]),
             _family("p5en", 141, [("48xlarge", 8, 192, 2048)]),
         ),

@@ -15,6 +15,11 @@ would build its parser, in three steps.
   creates, with its kind (counter series gain `_total`, histograms `_bucket`/`_sum`/`_count`) and label
   names; the default histogram buckets (vllm/v1/metrics/buckets.py); the finish reasons
   (vllm/v1/engine/__init__.py) and admission reasons; the HTTP instrumentator's handlers left out.
+- `loaders.json`: the load formats `vllm serve --load-format` maps to a model loader
+  (vllm/model_executor/model_loader/__init__.py), the keys the Run:ai streamer's loader takes in
+  `--model-loader-extra-config` (runai_streamer_loader.py), the object-storage schemes a model path may
+  name (vllm/transformers_utils/runai_utils.py), and whether the vllm-openai image installs the streamer's
+  S3 backend (docker/Dockerfile).
 - `PROVENANCE.md` is written by hand: the archive's URL and sha256.
 """
 
@@ -34,6 +39,10 @@ LOGGERS = "vllm/v1/metrics/loggers.py"
 BUCKETS = "vllm/v1/metrics/buckets.py"
 ENGINE = "vllm/v1/engine/__init__.py"
 INSTRUMENTATOR = "vllm/entrypoints/serve/instrumentator/metrics.py"
+LOADERS = "vllm/model_executor/model_loader/__init__.py"
+RUNAI_LOADER = "vllm/model_executor/model_loader/runai_streamer_loader.py"
+RUNAI_UTILS = "vllm/transformers_utils/runai_utils.py"
+DOCKERFILE = "docker/Dockerfile"
 
 
 class Source:
@@ -253,6 +262,34 @@ def metrics(src: Source) -> dict[str, Any]:
     }
 
 
+def _assigned(tree: ast.AST, name: str) -> ast.AST:
+    """The value first assigned to `name` (plainly or with an annotation) anywhere in `tree`."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == name for t in node.targets):
+            return node.value
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.target.id == name:
+            assert node.value is not None, name
+            return node.value
+    raise LookupError(name)
+
+
+def loaders(src: Source) -> dict[str, Any]:
+    formats = _assigned(src.tree(LOADERS), "_LOAD_FORMAT_TO_MODEL_LOADER")
+    assert isinstance(formats, ast.Dict)
+    runai = next(
+        n
+        for n in ast.walk(src.tree(RUNAI_LOADER))
+        if isinstance(n, ast.ClassDef) and n.name == "RunaiModelStreamerLoader"
+    )
+    dockerfile = src.text(DOCKERFILE)
+    return {
+        "load_formats": sorted(ast.literal_eval(k) for k in formats.keys if k is not None),
+        "runai_streamer_extra_config_keys": sorted(ast.literal_eval(_assigned(runai, "allowed_keys"))),
+        "object_storage_schemes": ast.literal_eval(_assigned(src.tree(RUNAI_UTILS), "SUPPORTED_SCHEMES")),
+        "image_installs_runai_streamer_s3": "runai-model-streamer[s3" in dockerfile,
+    }
+
+
 def main(argv: list[str]) -> int:
     if len(argv) != 2:
         print(__doc__.strip().splitlines()[2], file=sys.stderr)
@@ -262,6 +299,7 @@ def main(argv: list[str]) -> int:
     out.mkdir(parents=True, exist_ok=True)
     (out / "cli.json").write_text(json.dumps(cli(src), indent=1, sort_keys=True) + "\n")
     (out / "metrics.json").write_text(json.dumps(metrics(src), indent=1, sort_keys=True) + "\n")
+    (out / "loaders.json").write_text(json.dumps(loaders(src), indent=1, sort_keys=True) + "\n")
     return 0
 
 

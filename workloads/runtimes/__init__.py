@@ -12,7 +12,10 @@ A catalog entry's `runtime: {kind: ...}` selects one module here. Each supplies,
   and histogram buckets it is read from; availability is every runtime's;
 - `objectives`: the objective series the platform's burn-rate alerts join on (platform/rules.py);
 - `describe`: its part of the plan's one line per model;
-- `gpu_memory_reservation`: the share of GPU memory its engine takes up front, if it does.
+- `gpu_memory_reservation`: the share of GPU memory its engine takes up front, if it does;
+- `throughput`: its unit of cost, and what the plan assumes one replica serves of it on a GPU class
+  (the plan prices that unit from the pool's instance prices);
+- `dashboards`: the Grafana dashboards its series feed (platform/dashboards.py builds them).
 
 Adding a runtime is one module with a `RUNTIME` and its tests, and a line in `RUNTIMES` below.
 """
@@ -28,7 +31,8 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 from modelyard.validation import Model, pattern
 
 if TYPE_CHECKING:
-    from modelyard.policies.governance.gpus import InstanceType
+    from modelyard.platform.dashboards import Dashboard
+    from modelyard.policies.governance.gpus import GpuClassSpec, InstanceType
     from modelyard.workloads.catalog import ModelEntry
 
 Problem = tuple[str, str, Any]
@@ -92,6 +96,16 @@ class Objective:
     le: str
 
 
+@dataclass(frozen=True)
+class Throughput:
+    """What the plan assumes one replica of a model serves on a GPU class: `per_second` of `unit` (such as
+    "generated tokens"), on the stated `assumption`."""
+
+    per_second: float
+    unit: str
+    assumption: str
+
+
 @dataclass(frozen=True, kw_only=True)
 class PodContext:
     """What a runtime's pod needs from the platform stack and the catalog entry's version."""
@@ -141,6 +155,14 @@ class Runtime(ABC):
         """The share of each GPU's memory the engine takes up front by design, or None where memory follows
         the load (the platform's GPUMemoryNearFull judges those; GPUMemoryOverReservation the others)."""
         return None
+
+    def throughput(self, model: ModelEntry, gpu: GpuClassSpec) -> Throughput | None:
+        """The plan's assumption of what one replica serves on `gpu`'s class, or None where the runtime is
+        priced by the hour alone."""
+        return None
+
+    def dashboards(self) -> Sequence[Dashboard]:
+        return ()
 
     def slo_text(self, model: ModelEntry) -> str:
         parts = [f"{model.slo.availability:.3%} available"]

@@ -7,6 +7,7 @@ liveness on `/v2/health/live`, a writable /tmp under the read-only root. It expo
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -19,6 +20,7 @@ from modelyard.validation import FieldProblems, Model
 from . import ImageTag, LatencySlo, PodContext, Runtime, Signal
 
 if TYPE_CHECKING:
+    from modelyard.platform.dashboards import Dashboard
     from modelyard.workloads.catalog import ModelEntry
 
 
@@ -47,6 +49,11 @@ class Modelyard(Runtime):
     latency_slos = MappingProxyType(
         {"p99_latency_ms": LatencySlo("request", series.LATENCY_BUCKETS, "the server's latency", percentile=99)}
     )
+
+    def dashboards(self) -> Sequence[Dashboard]:
+        from modelyard.platform.dashboards import serving
+
+        return (serving(),)
 
     def pod(self, model: ModelEntry, ctx: PodContext) -> dict[str, Any]:
         from modelyard.workloads.models import hardened_container, resources

@@ -7,13 +7,17 @@ its own, its command line is held to the flags `vllm serve` registers at that ve
 (tests/conformance/vllm-v0.34.0/cli.json) and its series to the names its stat logger creates (metrics.json);
 KServe still admits, labels and stores the predictor (a custom container, as for the embedding server).
 
-The pod: `vllm serve /mnt/models` (the image's entrypoint) on the model port, weights from KServe's storage
-initializer; a read-only root with emptyDirs for HOME (every cache the engine, Triton and torch.compile write
-resolves under it), /tmp, and a memory-backed /dev/shm sized for tensor parallelism; no hub access, no usage
-telemetry. The HTTP server starts only once the engine is built (weights loaded, KV cache allocated), and
-`/health` answers 503 once the engine is dead: readiness and liveness read it, and a startup probe waits for it
-with a budget from the weights' size. On scale-in a preStop pause lets endpoints drop the pod, then vLLM's
-`--shutdown-timeout` lets streams finish; the grace period covers both.
+The pod: `vllm serve s3://<bucket>/<model>/<version>/` (the image's entrypoint) on the model port. The weights
+are streamed from the model store straight into GPU memory by the Run:ai model streamer the image ships (vLLM's
+`runai_streamer` load format; config and tokenizer files are pulled into HOME), not downloaded to disk by
+KServe's storage initializer and read back (the choice is argued at "the weights" below). LoRA adapters, small,
+still come through the storage initializer (only the version's `adapters/` prefix). A read-only root with
+emptyDirs for HOME (every cache the engine, Triton and torch.compile write resolves under it), /tmp, and a
+memory-backed /dev/shm sized for tensor parallelism; no hub access, no usage telemetry. The HTTP server starts
+only once the engine is built (weights loaded, KV cache allocated), and `/health` answers 503 once the engine is
+dead: readiness and liveness read it, and a startup probe waits for it with a budget from the weights' size. On
+scale-in a preStop pause lets endpoints drop the pod, then vLLM's `--shutdown-timeout` lets streams finish; the
+grace period covers both.
 
 What can be known before a GPU exists is checked here: tensor parallel size equals the GPUs per pod and divides
 the attention heads (vLLM's ModelConfig.verify_with_parallel_config), `max_model_len` is within the model's
@@ -23,6 +27,7 @@ positions, and one request of `max_model_len` tokens fits the KV cache the small
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Annotated, Any, Literal
@@ -31,19 +36,39 @@ from pydantic import Field, model_validator
 
 from modelyard.platform import signals as series
 from modelyard.platform.network_policy import MODEL_PORT
+from modelyard.policies.governance.fit import quantity_mi
 from modelyard.validation import FieldProblems, Model, Seq, pattern
 
-from . import LatencySlo, PodContext, Problem, Runtime, Signal, startup_failures
+from . import LatencySlo, PodContext, Problem, Runtime, Signal, Throughput, startup_failures
 
 if TYPE_CHECKING:
-    from modelyard.policies.governance.gpus import InstanceType
+    from modelyard.platform.dashboards import Dashboard
+    from modelyard.policies.governance.gpus import GpuClassSpec, InstanceType
     from modelyard.workloads.catalog import ModelEntry
 
 #: versions.IMAGES key of the engine's image (mirrored into the platform's ECR).
 IMAGE_KEY = "vllm"
-#: Where KServe's storage initializer puts the model version's files.
+#: Where KServe's storage initializer puts what STORAGE_URI names (here, the version's LoRA adapters).
 MODEL_DIR = "/mnt/models"
 HOME = "/home/vllm"
+
+# -- the weights: streamed, once per pod, never written to disk (docs/runtimes.md has the arithmetic).
+#    Chosen over KServe v0.16.0's two node-level caches: a modelcar (an OCI image of the weights, cached by the
+#    node's container runtime) replaces the model container's securityContext with one that only sets the UID
+#    and adds containers that set nothing else (pkg/utils/storage.go, ConfigureModelcarToContainer), so the
+#    pod fails Pod Security `restricted`; LocalModelCache needs a hostPath agent DaemonSet (privileged Pod
+#    Security), a PersistentVolume per node group, download Jobs whose image defaults to
+#    kserve/storage-initializer:latest, and starts pods whether their node's copy is complete or not.
+#: The Run:ai streamer's parallel reads from S3 (RUNAI_STREAMER_CONCURRENCY; its default is 16).
+STREAM_CONCURRENCY = 16
+#: The CPU memory the streamer may buffer (RUNAI_STREAMER_MEMORY_LIMIT), counted in the pod's memory.
+STREAM_BUFFER_GIB = 2
+#: What the engine's own process holds in CPU memory besides the streamer's buffer and /dev/shm (Python,
+#: the tokenizer, CUDA's host allocations): the pod's memory must cover all three.
+ENGINE_HOST_GIB = 4
+#: The rate the startup budget assumes: a GPU instance's baseline network bandwidth at its smallest size
+#: (2.5 Gbit/s for g5, g6 and g6e .xlarge, 0.29 GiB/s), rounded down.
+STREAM_GIB_PER_S = 0.25
 
 # -- the KV cache estimate (what vLLM measures on the GPU at start; see versions.UNVERIFIED)
 #: Share of a GPU's nominal memory CUDA reports as its total (an A10G's 24 GiB shows 23,028 MiB: 0.937).
@@ -56,12 +81,20 @@ DTYPE_BYTES = {"auto": 2, "bfloat16": 2, "float16": 2}
 #: Tokens per KV cache block: CacheConfig.DEFAULT_BLOCK_SIZE (vllm/config/cache.py) at 0.34.0.
 BLOCK_SIZE = 64
 
+# -- the plan's throughput assumption, for the cost of a million tokens (what a GPU node measures instead:
+#    versions.UNVERIFIED). Decoding is bound by memory bandwidth: each step reads every GPU's share of the
+#    weights once and each running sequence's KV cache, and yields one token per running sequence.
+#: Sequences decoding together (or max_num_seqs where that is lower).
+ASSUMED_BATCH = 32
+#: Mean tokens in a running sequence's KV cache (or max_model_len where that is lower).
+ASSUMED_CONTEXT = 1024
+#: Share of the GPU's memory bandwidth a decode step achieves.
+BANDWIDTH_EFFICIENCY = 0.6
+
 # -- the pod's timings
 #: Engine start besides reading weights: CUDA graph capture and torch.compile (its cache lives in the pod's
 #: emptyDir, so every pod compiles once).
 ENGINE_START_S = 240
-#: Reading the weights from the node's gp3 root volume at its baseline throughput, 125 MiB/s.
-WEIGHTS_READ_GIB_PER_S = 125 / 1024
 STARTUP_PERIOD_S = 10
 #: The preStop pause: long enough for the endpoint controllers and kube-proxy to stop sending new requests.
 PRESTOP_S = 15
@@ -120,7 +153,7 @@ class Engine(Model):
     quantization: Literal["awq", "awq_marlin", "gptq", "gptq_marlin", "fp8", "compressed-tensors"] | None = None
     #: --enable-prefix-caching / --no-enable-prefix-caching
     prefix_caching: bool = True
-    #: --enable-lora, --lora-modules name=/mnt/models/adapters/<name>, --max-loras
+    #: --enable-lora, --lora-modules name=/mnt/models/<name> (the version's adapters/<name>/), --max-loras
     lora: Seq[LoraAdapter] = ()
     #: --max-lora-rank
     max_lora_rank: Literal[8, 16, 32, 64, 128, 256] = 16
@@ -170,13 +203,31 @@ def kv_cache_tokens(runtime: VllmRuntime, gpu_memory_gib: float, tp: int) -> tup
     return left, usable_tokens(max(0, int(left * 2**30)), per_token)
 
 
+def decode_tokens_per_second(runtime: VllmRuntime, bandwidth_gbps: float, tp: int) -> float:
+    """Generated tokens a second of one replica (tp GPUs in step) under the assumption above."""
+    e, arch = runtime.engine, runtime.architecture
+    batch = min(ASSUMED_BATCH, e.max_num_seqs or ASSUMED_BATCH)
+    context = min(ASSUMED_CONTEXT, e.max_model_len)
+    step_bytes = arch.weights_gib * 2**30 / tp + batch * context * kv_bytes_per_token(arch, tp, e.dtype)
+    return batch * BANDWIDTH_EFFICIENCY * bandwidth_gbps * 1e9 / step_bytes
+
+
 def shm_gib(tp: int) -> int:
     return SHM_GIB_ONE_GPU if tp == 1 else SHM_GIB_PER_GPU * tp
 
 
-def startup_seconds(arch: Architecture, tp: int) -> float:
-    """How long a pod may take to answer /health: the engine's start plus reading its share of the weights."""
-    return ENGINE_START_S + arch.weights_gib / tp / WEIGHTS_READ_GIB_PER_S
+def startup_seconds(arch: Architecture) -> float:
+    """How long a pod may take to answer /health: the engine's start plus streaming the whole checkpoint once
+    (with tensor parallelism the ranks stream shares of it and exchange them: `distributed`)."""
+    return ENGINE_START_S + arch.weights_gib / STREAM_GIB_PER_S
+
+
+def loader_config(tp: int) -> dict[str, Any]:
+    """--model-loader-extra-config of the runai_streamer load format (RunaiModelStreamerLoader's keys)."""
+    config: dict[str, Any] = {"concurrency": STREAM_CONCURRENCY, "memory_limit": STREAM_BUFFER_GIB * 2**30}
+    if tp > 1:
+        config["distributed"] = True
+    return config
 
 
 def grace_seconds(engine: Engine) -> int:
@@ -217,6 +268,19 @@ class Vllm(Runtime):
                     gpu.count,
                 )
             )
+        need = shm_gib(gpu.count) + STREAM_BUFFER_GIB + ENGINE_HOST_GIB
+        memory = model.resources.memory
+        # A memory quantity in millibytes ("500m") is a typo, and far below any need.
+        if (0 if memory.endswith("m") else quantity_mi(memory)) < need * 1024:
+            problems.append(
+                (
+                    "resources.memory",
+                    f"must be at least {need}Gi for the vllm runtime with {gpu.count} GPU: /dev/shm "
+                    f"{shm_gib(gpu.count)}Gi, the weight streamer's {STREAM_BUFFER_GIB}Gi buffer and "
+                    f"{ENGINE_HOST_GIB}Gi for the engine",
+                    model.resources.memory,
+                )
+            )
         if e.max_model_len > arch.max_position_embeddings:
             problems.append(
                 (
@@ -247,13 +311,19 @@ class Vllm(Runtime):
             f"(got {e.max_model_len})"
         ]
 
-    def args(self, model: ModelEntry) -> list[str]:
-        """The `vllm serve` command line after the image's entrypoint."""
+    def args(self, model: ModelEntry, weights_uri: str) -> list[str]:
+        """The `vllm serve` command line after the image's entrypoint, streaming the weights from `weights_uri`
+        (the model version's s3:// prefix)."""
         runtime = model.runtime
         assert isinstance(runtime, VllmRuntime) and model.resources.gpu is not None
         e = runtime.engine
+        tp = model.resources.gpu.count
         args = [
-            MODEL_DIR,
+            weights_uri,
+            "--load-format",
+            "runai_streamer",
+            "--model-loader-extra-config",
+            json.dumps(loader_config(tp), separators=(",", ":")),
             "--served-model-name",
             model.name,
             "--host",
@@ -265,7 +335,7 @@ class Vllm(Runtime):
             "--gpu-memory-utilization",
             f"{e.gpu_memory_utilization:g}",
             "--tensor-parallel-size",
-            str(model.resources.gpu.count),
+            str(tp),
             "--dtype",
             e.dtype,
             "--enable-prefix-caching" if e.prefix_caching else "--no-enable-prefix-caching",
@@ -280,7 +350,7 @@ class Vllm(Runtime):
             args += ["--quantization", e.quantization]
         if e.lora:
             args += ["--enable-lora", "--max-loras", str(len(e.lora)), "--max-lora-rank", str(e.max_lora_rank)]
-            args += ["--lora-modules", *(f"{a.name}={MODEL_DIR}/adapters/{a.name}" for a in e.lora)]
+            args += ["--lora-modules", *(f"{a.name}={MODEL_DIR}/{a.name}" for a in e.lora)]
         return args
 
     def pod(self, model: ModelEntry, ctx: PodContext) -> dict[str, Any]:
@@ -290,13 +360,14 @@ class Vllm(Runtime):
         assert isinstance(runtime, VllmRuntime) and model.resources.gpu is not None
         tp = model.resources.gpu.count
         health = {"httpGet": {"path": "/health", "port": MODEL_PORT}}
+        # KServe's storage initializer downloads STORAGE_URI into /mnt/models before start: only the adapters.
+        adapters = [{"name": "STORAGE_URI", "value": f"{ctx.storage_uri}adapters/"}] if runtime.engine.lora else []
         container = {
             "name": "kserve-container",
             "image": ctx.images[IMAGE_KEY],
-            "args": self.args(model),
+            "args": self.args(model, ctx.storage_uri),
             "env": [
-                # KServe's storage initializer downloads STORAGE_URI into /mnt/models before start.
-                {"name": "STORAGE_URI", "value": ctx.storage_uri},
+                *adapters,
                 {"name": "HOME", "value": HOME},
                 {"name": "HF_HUB_OFFLINE", "value": "1"},
                 {"name": "VLLM_NO_USAGE_STATS", "value": "1"},
@@ -307,7 +378,7 @@ class Vllm(Runtime):
             "startupProbe": {
                 **health,
                 "periodSeconds": STARTUP_PERIOD_S,
-                "failureThreshold": startup_failures(startup_seconds(runtime.architecture, tp), STARTUP_PERIOD_S),
+                "failureThreshold": startup_failures(startup_seconds(runtime.architecture), STARTUP_PERIOD_S),
             },
             "readinessProbe": {**health, "periodSeconds": 5, "failureThreshold": 3, "timeoutSeconds": 3},
             "livenessProbe": {**health, "periodSeconds": 15, "failureThreshold": 4, "timeoutSeconds": 5},
@@ -334,6 +405,24 @@ class Vllm(Runtime):
         runtime = model.runtime
         assert isinstance(runtime, VllmRuntime)
         return runtime.engine.gpu_memory_utilization
+
+    def throughput(self, model: ModelEntry, gpu: GpuClassSpec) -> Throughput:
+        runtime = model.runtime
+        assert isinstance(runtime, VllmRuntime) and model.resources.gpu is not None
+        e = runtime.engine
+        batch = min(ASSUMED_BATCH, e.max_num_seqs or ASSUMED_BATCH)
+        return Throughput(
+            decode_tokens_per_second(runtime, gpu.memory_bandwidth_gbps, model.resources.gpu.count),
+            "generated tokens",
+            f"{batch} sequences of {min(ASSUMED_CONTEXT, e.max_model_len):,} tokens decoding together, each step "
+            f"reading the weights and their KV cache at {BANDWIDTH_EFFICIENCY:.0%} of the "
+            f"{gpu.gpu_class.upper()}'s {gpu.memory_bandwidth_gbps:,} GB/s",
+        )
+
+    def dashboards(self) -> Sequence[Dashboard]:
+        from modelyard.platform.dashboards import llm
+
+        return (llm(),)
 
     def describe(self, model: ModelEntry) -> str:
         runtime = model.runtime
