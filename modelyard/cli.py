@@ -371,7 +371,7 @@ def cmd_model_push(args: argparse.Namespace) -> int:
             "no AWS credentials: configure a profile or role (aws sts get-caller-identity must work)"
         ) from None
     except (ClientError, BotoCoreError) as exc:
-        raise UsageError(f"AWS refused: {exc}") from None
+        raise UsageError(f"AWS refused: {exc} (running the same push again resumes it)") from None
     return EXIT_OK
 
 
@@ -776,7 +776,8 @@ def build_parser() -> argparse.ArgumentParser:
         "push",
         help="upload a model directory to s3://<bucket>/<model>/<version>/ with a manifest, never overwriting",
         description="Upload DIR to the environment's model bucket as MODEL/VERSION, with manifest.json "
-        "(files, sizes, sha256). Refuses an existing version; verifies every file after upload.",
+        "(files, sizes, sha256) written last. Files from 64 MiB go up in SHA-256-checked parts; a push that "
+        "stopped resumes when run again. Refuses a complete version; verifies every file after upload.",
     )
     push_cmd.add_argument("directory", metavar="DIR", help="the model directory (e.g. a sentence-transformers model)")
     push_cmd.add_argument("--env", required=True, help="the environment (its model bucket is the target)")

@@ -1,11 +1,18 @@
 """`modelyard model push`: upload a model directory to the environment's model store.
 
 The layout is the one the workloads stack reads: `s3://<bucket>/<model>/<version>/`, with a
-`manifest.json` beside the files listing each file's path, size and sha256. A version is written once:
-pushing to a version that already has objects is refused (versions are immutable, so a rollback is a
-catalog change, never a re-upload). Every file is sent with an S3 SHA-256 checksum and, once all are
-up, read back (size and checksum) against the manifest before the push counts as done; the manifest
-goes last, so a half-finished push never looks complete.
+`manifest.json` beside the files listing each file's path, size and sha256. A version is complete once its
+manifest is written, and a complete version is never written again (versions are immutable, so a rollback is
+a catalog change, never a re-upload); every write is conditional (`If-None-Match: *`), so two pushes of one
+version cannot overwrite each other.
+
+Multi-GB files (safetensors shards over S3's 5 GB single-upload limit) go up as multipart uploads, each part
+with its own SHA-256 checksum, which S3 checks on receipt. A push that stops part-way (a dropped connection,
+Ctrl-C) is resumed by running it again: files already uploaded are verified and kept, an unfinished
+multipart upload is continued (a part S3 reports with the same size and SHA-256 is kept, any other sent
+again), and objects that differ from the directory are refused, never overwritten. Once every file is up,
+each is read back (size and checksum) against the directory before the manifest goes last, so a half-finished
+push never looks complete.
 """
 
 from __future__ import annotations
@@ -13,8 +20,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +30,14 @@ from typing import Any
 MANIFEST = "manifest.json"
 NAME = re.compile(r"^[a-z]([a-z0-9-]{0,38}[a-z0-9])?$")
 VERSION = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._-]{0,62}$")
+MIB = 2**20
+#: Files from this size go up in parts (S3 takes at most 5 GB in one PUT; parts also make a resume cheap).
+MULTIPART_THRESHOLD = 64 * MIB
+#: The part size, grown where a file would need more than S3's 10,000 parts (5 MiB is S3's least).
+PART_SIZE = 64 * MIB
+MAX_PARTS = 10_000
+#: S3's largest object.
+MAX_OBJECT = 5 * 2**40
 
 
 class PushError(Exception):
@@ -33,9 +49,29 @@ class FileEntry:
     path: str
     size: int
     sha256: str
+    #: For a multipart file: its part size and each part's sha256 (hex), in order.
+    part_size: int = 0
+    parts: tuple[str, ...] = ()
+
+    @property
+    def checksum(self) -> str:
+        """What S3 reports as the object's ChecksumSHA256: the file's digest, or for a multipart upload the
+        digest of its parts' digests with `-<parts>` (S3's composite checksum)."""
+        if not self.parts:
+            return _b64(self.sha256)
+        composite = hashlib.sha256(b"".join(bytes.fromhex(p) for p in self.parts)).hexdigest()
+        return f"{_b64(composite)}-{len(self.parts)}"
 
 
-def scan(directory: Path) -> list[FileEntry]:
+def part_size_for(size: int, part_size: int = PART_SIZE) -> int:
+    """The part size for a file of `size` bytes: `part_size`, or the least whole MiB that keeps the file
+    within S3's 10,000 parts."""
+    return max(part_size, math.ceil(size / MAX_PARTS / MIB) * MIB)
+
+
+def scan(directory: Path, threshold: int = MULTIPART_THRESHOLD, part_size: int = PART_SIZE) -> list[FileEntry]:
+    """Every file under `directory` with its size and sha256 (and, from `threshold` up, its parts' digests),
+    read once."""
     if not directory.is_dir():
         raise PushError(f"{directory}: not a directory")
     entries = []
@@ -43,11 +79,18 @@ def scan(directory: Path) -> list[FileEntry]:
         relative = path.relative_to(directory).as_posix()
         if relative == MANIFEST:
             raise PushError(f"{path}: {MANIFEST} is written by the push; remove it from the directory")
-        digest = hashlib.sha256()
+        size = path.stat().st_size
+        if size > MAX_OBJECT:
+            raise PushError(f"{path}: {size:,} bytes is over S3's largest object (5 TiB)")
+        whole = hashlib.sha256()
+        parts: list[str] = []
+        step = part_size_for(size, part_size) if size >= threshold else 0
         with path.open("rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                digest.update(chunk)
-        entries.append(FileEntry(relative, path.stat().st_size, digest.hexdigest()))
+            while chunk := f.read(step or MIB):
+                whole.update(chunk)
+                if step:
+                    parts.append(hashlib.sha256(chunk).hexdigest())
+        entries.append(FileEntry(relative, size, whole.hexdigest(), step, tuple(parts)))
     if not entries:
         raise PushError(f"{directory}: no files to push")
     return entries
@@ -55,6 +98,161 @@ def scan(directory: Path) -> list[FileEntry]:
 
 def _b64(hex_digest: str) -> str:
     return base64.b64encode(bytes.fromhex(hex_digest)).decode()
+
+
+def _code(exc: Exception) -> str:
+    return str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
+
+
+def _head(s3: Any, bucket: str, key: str) -> Mapping[str, Any] | None:
+    try:
+        return s3.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")  # type: ignore[no-any-return]
+    except s3.exceptions.ClientError as exc:
+        if _code(exc) in ("404", "NoSuchKey", "NotFound"):
+            return None
+        raise
+
+
+def matches(head: Mapping[str, Any], entry: FileEntry) -> bool:
+    """Whether the stored object is the file: its size, and its SHA-256 checksum where S3 reports one (a
+    composite one compares by its digest; some S3 implementations leave off the `-<parts>` suffix)."""
+    if head.get("ContentLength") != entry.size:
+        return False
+    stored = head.get("ChecksumSHA256")
+    if stored is None:
+        return False
+    digest, _, count = str(stored).partition("-")
+    want, _, want_count = entry.checksum.partition("-")
+    return digest == want and (not count or count == want_count)
+
+
+def reusable_parts(listed: list[Mapping[str, Any]], entry: FileEntry) -> dict[int, Mapping[str, Any]]:
+    """The parts of an unfinished multipart upload (ListParts' `Parts`) that are this file's: same number,
+    size and SHA-256. A part S3 lists without a checksum is sent again."""
+    keep = {}
+    for part in listed:
+        n = int(part["PartNumber"])
+        if not 1 <= n <= len(entry.parts):
+            continue
+        size = min(entry.part_size, entry.size - (n - 1) * entry.part_size)
+        if part.get("Size") == size and part.get("ChecksumSHA256") == _b64(entry.parts[n - 1]):
+            keep[n] = part
+    return keep
+
+
+def _listed_parts(s3: Any, bucket: str, key: str, upload_id: str) -> Iterator[Mapping[str, Any]]:
+    marker = 0
+    while True:
+        page = s3.list_parts(Bucket=bucket, Key=key, UploadId=upload_id, PartNumberMarker=marker)
+        yield from page.get("Parts", [])
+        if not page.get("IsTruncated"):
+            return
+        marker = int(page["NextPartNumberMarker"])
+
+
+def _unfinished_uploads(s3: Any, bucket: str, prefix: str) -> dict[str, str]:
+    """The newest unfinished multipart upload of each key under `prefix`."""
+    found: dict[str, tuple[Any, str]] = {}
+    kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix}
+    while True:
+        page = s3.list_multipart_uploads(**kwargs)
+        for upload in page.get("Uploads", []):
+            key, started = upload["Key"], upload.get("Initiated")
+            if key not in found or (started is not None and started > found[key][0]):
+                found[key] = (started, upload["UploadId"])
+        if not page.get("IsTruncated"):
+            return {k: v[1] for k, v in found.items()}
+        kwargs.update(KeyMarker=page["NextKeyMarker"], UploadIdMarker=page["NextUploadIdMarker"])
+
+
+class _Upload:
+    def __init__(self, s3: Any, bucket: str, prefix: str, directory: Path, say: Callable[[str], None]):
+        self.s3, self.bucket, self.prefix, self.directory, self.say = s3, bucket, prefix, directory, say
+        self.unfinished = _unfinished_uploads(s3, bucket, prefix)
+        self.sent_bytes = 0
+
+    def file(self, entry: FileEntry) -> str:
+        """Upload `entry` unless it is already there; what was done, in a word."""
+        key = self.prefix + entry.path
+        head = _head(self.s3, self.bucket, key)
+        if head is not None:
+            if not matches(head, entry):
+                raise PushError(
+                    f"s3://{self.bucket}/{key} exists and is not {self.directory / entry.path} (size or sha256 "
+                    "differ): an earlier push of other files stopped here; push as a new version, or delete "
+                    f"s3://{self.bucket}/{self.prefix} and push again"
+                )
+            return "kept"
+        if entry.parts:
+            self._multipart(key, entry)
+        else:
+            with (self.directory / entry.path).open("rb") as body:
+                self._conditional(
+                    lambda: self.s3.put_object(
+                        Bucket=self.bucket,
+                        Key=key,
+                        Body=body,
+                        ChecksumAlgorithm="SHA256",
+                        ChecksumSHA256=_b64(entry.sha256),
+                        IfNoneMatch="*",
+                    ),
+                    key,
+                )
+            self.sent_bytes += entry.size
+        return "sent"
+
+    def _conditional(self, write: Callable[[], Any], key: str) -> Any:
+        try:
+            return write()
+        except self.s3.exceptions.ClientError as exc:
+            if _code(exc) in ("PreconditionFailed", "ConditionalRequestConflict"):
+                raise PushError(
+                    f"s3://{self.bucket}/{key} was written by someone else during this push: run the push again "
+                    "to check what is there (it resumes and verifies)"
+                ) from None
+            raise
+
+    def _multipart(self, key: str, entry: FileEntry) -> None:
+        upload_id = self.unfinished.get(key)
+        kept: dict[int, Mapping[str, Any]] = {}
+        if upload_id is not None:
+            kept = reusable_parts(list(_listed_parts(self.s3, self.bucket, key, upload_id)), entry)
+            self.say(f"  {entry.path}: resuming a multipart upload, {len(kept)} of {len(entry.parts)} parts kept")
+        else:
+            upload_id = self.s3.create_multipart_upload(Bucket=self.bucket, Key=key, ChecksumAlgorithm="SHA256")[
+                "UploadId"
+            ]
+        done = []
+        with (self.directory / entry.path).open("rb") as f:
+            for n, digest in enumerate(entry.parts, 1):
+                if n in kept:
+                    done.append({"PartNumber": n, "ETag": kept[n]["ETag"], "ChecksumSHA256": _b64(digest)})
+                    continue
+                f.seek((n - 1) * entry.part_size)
+                body = f.read(entry.part_size)
+                if hashlib.sha256(body).hexdigest() != digest:
+                    raise PushError(f"{self.directory / entry.path} changed during the push; push again")
+                answer = self.s3.upload_part(
+                    Bucket=self.bucket,
+                    Key=key,
+                    UploadId=upload_id,
+                    PartNumber=n,
+                    Body=body,
+                    ChecksumAlgorithm="SHA256",
+                    ChecksumSHA256=_b64(digest),
+                )
+                self.sent_bytes += len(body)
+                done.append({"PartNumber": n, "ETag": answer["ETag"], "ChecksumSHA256": _b64(digest)})
+        self._conditional(
+            lambda: self.s3.complete_multipart_upload(
+                Bucket=self.bucket,
+                Key=key,
+                UploadId=upload_id,
+                MultipartUpload={"Parts": done},
+                IfNoneMatch="*",
+            ),
+            key,
+        )
 
 
 def push(
@@ -65,50 +263,58 @@ def push(
     model: str,
     version: str,
     say: Callable[[str], None] = print,
+    threshold: int = MULTIPART_THRESHOLD,
+    part_size: int = PART_SIZE,
 ) -> dict[str, Any]:
-    """Upload `directory` as `model`/`version`; return the manifest written."""
+    """Upload `directory` as `model`/`version` (or finish an upload of it that stopped); return the manifest
+    written."""
     if not NAME.match(model):
         raise PushError(f"--model {model!r}: must be a lowercase DNS label of at most 40 characters")
     if not VERSION.match(version):
         raise PushError(f"--version {version!r}: must be letters, digits, '.', '_' or '-' (such as 1 or 2026-11-01)")
     prefix = f"{model}/{version}/"
-    files = scan(directory)
+    files = scan(directory, threshold, part_size)
     try:
         existing = s3.list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=1)
     except s3.exceptions.NoSuchBucket:
         raise PushError(f"bucket {bucket} does not exist (is the platform stack of this environment up?)") from None
-    if existing.get("KeyCount", 0):
+    if existing.get("KeyCount", 0) and _head(s3, bucket, prefix + MANIFEST) is not None:
         raise PushError(
             f"s3://{bucket}/{prefix} already exists: versions are immutable; push as a new version "
             "(and point the catalog at it)"
         )
     total = sum(f.size for f in files)
-    say(f"pushing {len(files)} files ({total / 1e6:.1f} MB) to s3://{bucket}/{prefix}")
+    multipart = sum(1 for f in files if f.parts)
+    say(
+        f"pushing {len(files)} files ({total / 1e6:.1f} MB, {multipart} in parts of "
+        f"{max((f.part_size for f in files), default=part_size) // MIB} MiB) to s3://{bucket}/{prefix}"
+    )
+    upload = _Upload(s3, bucket, prefix, directory, say)
+    done = [upload.file(f) for f in files]
+    if "kept" in done:
+        say(f"resumed: {done.count('kept')} files already there and verified, {done.count('sent')} sent")
     for f in files:
-        with (directory / f.path).open("rb") as body:
-            s3.put_object(
-                Bucket=bucket,
-                Key=prefix + f.path,
-                Body=body,
-                ChecksumAlgorithm="SHA256",
-                ChecksumSHA256=_b64(f.sha256),
-            )
-    for f in files:
-        head = s3.head_object(Bucket=bucket, Key=prefix + f.path, ChecksumMode="ENABLED")
-        if head["ContentLength"] != f.size or head.get("ChecksumSHA256", _b64(f.sha256)) != _b64(f.sha256):
-            raise PushError(f"s3://{bucket}/{prefix}{f.path} did not verify after upload; push again as a new version")
+        head = _head(s3, bucket, prefix + f.path)
+        if head is None or not matches(head, f):
+            raise PushError(f"s3://{bucket}/{prefix}{f.path} did not verify after upload; push again to resume")
     manifest = {
         "model": model,
         "version": version,
         "files": [{"path": f.path, "size": f.size, "sha256": f.sha256} for f in files],
         "totalBytes": total,
     }
-    s3.put_object(
-        Bucket=bucket,
-        Key=prefix + MANIFEST,
-        Body=json.dumps(manifest, indent=2).encode(),
-        ContentType="application/json",
-        ChecksumAlgorithm="SHA256",
+    upload._conditional(
+        lambda: s3.put_object(
+            Bucket=bucket,
+            Key=prefix + MANIFEST,
+            Body=json.dumps(manifest, indent=2).encode(),
+            ContentType="application/json",
+            ChecksumAlgorithm="SHA256",
+            IfNoneMatch="*",
+        ),
+        prefix + MANIFEST,
     )
-    say(f"verified {len(files)} files; manifest at s3://{bucket}/{prefix}{MANIFEST}")
+    say(
+        f"verified {len(files)} files ({upload.sent_bytes / 1e6:.1f} MB sent); manifest at s3://{bucket}/{prefix}{MANIFEST}"
+    )
     return manifest

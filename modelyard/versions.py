@@ -158,8 +158,9 @@ UNVERIFIED: Final = (
         "probe's budget, streaming its weights from the model store with the pod's IRSA role at 0.25 GiB/s or "
         "more, answers /health only once loaded, and its KV cache holds at least the tokens "
         "workloads/runtimes/vllm.py estimates (visible memory 0.93 of nominal, 2 GiB engine overhead)",
-        "kubectl -n models logs deploy/<model>-predictor -c kserve-container --tail=-1 > vllm.log && grep -e 'Model loading took' "
-        "-e 'GPU KV cache size' -e 'Maximum concurrency' vllm.log   # and nvidia-smi --query-gpu=name,memory.total --format=csv",
+        "kubectl -n models logs deploy/<model>-predictor -c kserve-container --tail=-1 > vllm.log && grep "
+        "-e 'Model loading took' -e 'GPU KV cache size' -e 'Maximum concurrency' vllm.log   # and nvidia-smi "
+        "--query-gpu=name,memory.total --format=csv",
     ),
     Unverified(
         "the plan's throughput assumption for an LLM (32 sequences of 1,024 tokens decoding at 60 % of the GPU "

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
+import math
+import random
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,7 +15,7 @@ import pytest
 from moto import mock_aws
 
 from modelyard.cli import main
-from modelyard.model_push import PushError, push
+from modelyard.model_push import FileEntry, PushError, part_size_for, push, reusable_parts
 
 BUCKET = "modelyard-dev-models-123456789012"
 
@@ -94,3 +97,145 @@ def test_cli_finds_the_bucket_from_the_account_and_exits_2_on_errors(
         assert "already exists" in capsys.readouterr().err
         assert main(["model", "push", "/no/such/dir", "--env", "dev", "--model", "m", "--version", "1"]) == 2
         assert "/no/such/dir: not a directory" in capsys.readouterr().err
+
+
+# -- multi-GB files: multipart, checksummed, resumable
+
+
+PART = 5 * 2**20  # S3's least part size
+
+
+@pytest.fixture
+def shards(tmp_path: Path) -> Path:
+    """A model whose 12 MiB shard goes up in three 5 MiB parts (the threshold and part size scaled down)."""
+    d = tmp_path / "llm"
+    d.mkdir()
+    (d / "config.json").write_text('{"num_hidden_layers": 2}')
+    (d / "model-00001-of-00001.safetensors").write_bytes(bytes(range(256)) * (12 * 2**20 // 256))
+    return d
+
+
+def big_push(s3: object, directory: Path, **kwargs: object) -> dict[str, object]:
+    return push(s3, directory, bucket=BUCKET, model="llm", version="1", threshold=PART, part_size=PART, **kwargs)  # type: ignore[arg-type]
+
+
+def test_a_large_file_goes_up_in_checksummed_parts(s3: object, shards: Path) -> None:
+    calls: list[int] = []
+
+    class Counting:
+        def __init__(self, inner: object) -> None:
+            self.inner = inner
+
+        def __getattr__(self, name: str) -> object:
+            if name == "upload_part":
+
+                def upload_part(**kw: object) -> object:
+                    body = kw["Body"]
+                    assert kw["ChecksumSHA256"] == base64.b64encode(hashlib.sha256(body).digest()).decode()  # type: ignore[arg-type]
+                    calls.append(len(body))  # type: ignore[arg-type]
+                    return self.inner.upload_part(**kw)  # type: ignore[attr-defined]
+
+                return upload_part
+            return getattr(self.inner, name)
+
+    said: list[str] = []
+    manifest = big_push(Counting(s3), shards, say=said.append)
+    assert calls == [PART, PART, 2 * 2**20]
+    data = (shards / "model-00001-of-00001.safetensors").read_bytes()
+    stored = s3.get_object(Bucket=BUCKET, Key="llm/1/model-00001-of-00001.safetensors")["Body"].read()  # type: ignore[attr-defined]
+    assert stored == data
+    shard = next(f for f in manifest["files"] if f["path"].endswith(".safetensors"))  # type: ignore[union-attr,index]
+    assert shard["sha256"] == hashlib.sha256(data).hexdigest()
+    assert said[0].startswith("pushing 2 files (12.6 MB, 1 in parts of 5 MiB)")
+
+
+def test_the_part_size_grows_to_stay_within_10000_parts() -> None:
+    assert part_size_for(640 * 2**20) == 64 * 2**20
+    # A 1 TiB file at 64 MiB parts would need 16,384: parts of 105 MiB keep it at 9,987.
+    size = 2**40
+    assert part_size_for(size) == 105 * 2**20 and math.ceil(size / part_size_for(size)) <= 10_000
+
+
+def test_a_stopped_push_resumes_and_sends_only_what_is_missing(s3: object, shards: Path) -> None:
+    (shards / "a-small-file.txt").write_text("first")
+
+    class Dropping:
+        """The connection drops on the second part of the shard."""
+
+        def __init__(self, inner: object) -> None:
+            self.inner, self.parts = inner, 0
+
+        def __getattr__(self, name: str) -> object:
+            if name == "upload_part":
+
+                def upload_part(**kw: object) -> object:
+                    self.parts += 1
+                    if self.parts == 2:
+                        raise ConnectionError("connection reset by peer")
+                    return self.inner.upload_part(**kw)  # type: ignore[attr-defined]
+
+                return upload_part
+            return getattr(self.inner, name)
+
+    with pytest.raises(ConnectionError):
+        big_push(Dropping(s3), shards, say=lambda _: None)
+    listed = s3.list_objects_v2(Bucket=BUCKET, Prefix="llm/1/")  # type: ignore[attr-defined]
+    # The small files are up, the shard is not, and there is no manifest: the version is not complete.
+    assert [o["Key"] for o in listed["Contents"]] == ["llm/1/a-small-file.txt", "llm/1/config.json"]
+    assert len(s3.list_multipart_uploads(Bucket=BUCKET)["Uploads"]) == 1  # type: ignore[attr-defined]
+    said: list[str] = []
+    big_push(s3, shards, say=said.append)
+    assert any("resuming a multipart upload" in line for line in said), said
+    assert "resumed: 2 files already there and verified, 1 sent" in said
+    assert s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []  # type: ignore[attr-defined]
+    body = s3.get_object(Bucket=BUCKET, Key="llm/1/model-00001-of-00001.safetensors")["Body"].read()  # type: ignore[attr-defined]
+    assert body == (shards / "model-00001-of-00001.safetensors").read_bytes()
+    assert s3.head_object(Bucket=BUCKET, Key="llm/1/manifest.json")  # type: ignore[attr-defined]
+
+
+def test_a_resumed_push_keeps_only_the_parts_s3_reports_as_the_files() -> None:
+    """ListParts as S3 answers it for an upload with SHA-256 checksums (moto leaves the checksum out, so a
+    resume against it sends every part again): same number, size and checksum kept, anything else resent."""
+    data = random.Random(7).randbytes(2 * PART + 10)
+    digests = [hashlib.sha256(data[i : i + PART]).hexdigest() for i in range(0, len(data), PART)]
+    entry = FileEntry("w.safetensors", len(data), hashlib.sha256(data).hexdigest(), PART, tuple(digests))
+    b64 = [base64.b64encode(bytes.fromhex(d)).decode() for d in digests]
+    listed = [
+        {"PartNumber": 1, "Size": PART, "ETag": '"a"', "ChecksumSHA256": b64[0]},
+        {"PartNumber": 2, "Size": PART, "ETag": '"b"', "ChecksumSHA256": b64[0]},  # another part's bytes
+        {"PartNumber": 3, "Size": 10, "ETag": '"c"'},  # no checksum reported
+        {"PartNumber": 4, "Size": 10, "ETag": '"d"', "ChecksumSHA256": b64[2]},  # past the file's parts
+    ]
+    assert list(reusable_parts(listed, entry)) == [1]
+    assert entry.checksum.endswith("-3")
+
+
+def test_an_object_that_is_not_the_file_is_refused_not_overwritten(s3: object, shards: Path) -> None:
+    s3.put_object(Bucket=BUCKET, Key="llm/1/config.json", Body=b"{}", ChecksumAlgorithm="SHA256")  # type: ignore[attr-defined]
+    with pytest.raises(PushError, match=r"llm/1/config.json exists and is not .*config.json \(size or sha256 differ\)"):
+        big_push(s3, shards, say=lambda _: None)
+    assert s3.get_object(Bucket=BUCKET, Key="llm/1/config.json")["Body"].read() == b"{}"  # type: ignore[attr-defined]
+
+
+def test_a_write_by_someone_else_is_never_overwritten(s3: object, model_dir: Path) -> None:
+    """Every write is conditional: a manifest that appears during the push (another push finished first)
+    is kept, and the push says what to do."""
+
+    class Racing:
+        def __init__(self, inner: object) -> None:
+            self.inner = inner
+
+        def __getattr__(self, name: str) -> object:
+            if name == "put_object":
+
+                def put_object(**kw: object) -> object:
+                    if str(kw["Key"]).endswith("manifest.json"):
+                        self.inner.put_object(Bucket=BUCKET, Key=kw["Key"], Body=b"theirs")  # type: ignore[attr-defined]
+                    return self.inner.put_object(**kw)  # type: ignore[attr-defined]
+
+                return put_object
+            return getattr(self.inner, name)
+
+    with pytest.raises(PushError, match="was written by someone else during this push"):
+        push(Racing(s3), model_dir, bucket=BUCKET, model="minilm", version="1", say=lambda _: None)
+    assert s3.get_object(Bucket=BUCKET, Key="minilm/1/manifest.json")["Body"].read() == b"theirs"  # type: ignore[attr-defined]
