@@ -170,6 +170,13 @@ UNVERIFIED: Final = (
         "staging --url http://127.0.0.1:8080 --duration 300   # tokens/s generated at the assumed rate",
     ),
     Unverified(
+        "a dev model with replicas.min 0 scales to zero after its awake window ends and its queue has been empty "
+        "for KEDA's cooldown, and back to one replica when the window opens (KServe leaving the Deployment's "
+        "replicas to KEDA)",
+        "kubectl -n models get scaledobject qwen-small-predictor -o jsonpath='{.status.conditions}' && kubectl -n "
+        "models get deploy qwen-small-predictor -w   # outside and then inside the window",
+    ),
+    Unverified(
         "the image vllm/vllm-openai:v0.34.0 is the 0.34.0 release tests/conformance/vllm-v0.34.0/ was read "
         "from, and its ECR mirror holds it",
         "crane config docker.io/vllm/vllm-openai:v0.34.0   # Entrypoint [vllm serve]; then: aws ecr describe-images "

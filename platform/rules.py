@@ -215,12 +215,15 @@ def slo_groups() -> list[RuleGroup]:
         Alert(
             "ModelMetricsAbsent",
             f"max by (namespace, model) ({s.SLO_AVAILABILITY})\nunless on (namespace, model)\n"
-            f'max by (namespace, model) (up{{job="{s.MODEL_JOB}"}} == 1)',
+            f'max by (namespace, model) (up{{job="{s.MODEL_JOB}"}} == 1)\nunless on (namespace, model)\n'
+            # A model scaled to zero on purpose (its predictor Deployment asked for no pod) is asleep, not absent.
+            f'max by (namespace, model) (label_replace({s.KSM_DEPLOYMENT_REPLICAS} == 0, "model", "$1", '
+            f'"deployment", "(.+)-predictor"))',
             "warning",
             f"{model} has an SLO but no model pod is being scraped",
             f"{model} is in the catalog (it has an availability objective) but Prometheus has scraped no "
-            "healthy pod of it for 10 minutes: it is down, not selected by the PodMonitor, or its metrics "
-            "port is wrong. Its SLO alerts cannot fire while this lasts.",
+            "healthy pod of it for 10 minutes while its predictor asks for pods: it is down, not selected by the "
+            "PodMonitor, or its metrics port is wrong. Its SLO alerts cannot fire while this lasts.",
             for_="10m",
         ),
     ]

@@ -100,6 +100,9 @@ GPU_FB_FREE: Final = "DCGM_FI_DEV_FB_FREE"
 GPU_POWER: Final = "DCGM_FI_DEV_POWER_USAGE"
 GPU_XID: Final = "DCGM_FI_DEV_XID_ERRORS"
 
+#: kube-state-metrics: the replicas a Deployment asks for (labels namespace, deployment); a model's predictor
+#: Deployment is `<inferenceservice>-predictor`.
+KSM_DEPLOYMENT_REPLICAS: Final = "kube_deployment_spec_replicas"
 #: kube-state-metrics pod and node labels the rules join on (allow-listed in the chart values).
 KSM_POD_LABELS: Final = (c.ISVC_LABEL,)
 KSM_NODE_LABELS: Final = ("node.kubernetes.io/instance-type", "karpenter.sh/capacity-type", c.GPU_POOL_LABEL)

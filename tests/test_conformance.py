@@ -93,6 +93,32 @@ def test_keda_port_answers_as_upstreams_test_table(case: dict[str, Any]) -> None
     COUNTS["upstream test cases run against the ports"] += 1
 
 
+CRON = yaml.safe_load((CONFORMANCE / f"keda-{admission.KEDA_TAG}" / "cron_cases.yaml").read_text())
+
+
+@pytest.mark.parametrize("case", CRON["keda_cron_metadata"], ids=lambda c: str(c["metadata"]))
+def test_keda_cron_scaler_port_answers_as_upstreams_test_table(case: dict[str, Any]) -> None:
+    got = refusal(lambda: admission.validate_cron_metadata(case["metadata"]))
+    assert (got is not None) == case["error"], got
+    COUNTS["upstream test cases run against the ports"] += 1
+
+
+@pytest.mark.parametrize("case", CRON["robfig_range"], ids=lambda c: c["expr"])
+def test_the_cron_range_port_answers_as_robfig_crons_table(case: dict[str, Any]) -> None:
+    try:
+        bits, got = admission.cron_range(case["expr"], case["min"], case["max"]), ""
+    except admission.Refused as exc:
+        bits, got = 0, str(exc)
+    assert bits == case["bits"] and (case["error"] in got if case["error"] else got == ""), (bits, got)
+    COUNTS["upstream test cases run against the ports"] += 1
+
+
+@pytest.mark.parametrize("case", CRON["robfig_field"], ids=lambda c: c["expr"])
+def test_the_cron_field_port_answers_as_robfig_crons_table(case: dict[str, Any]) -> None:
+    assert admission.cron_field(case["expr"], case["min"], case["max"]) == case["bits"]
+    COUNTS["upstream test cases run against the ports"] += 1
+
+
 def test_the_ports_and_their_data_follow_the_pinned_charts() -> None:
     """A chart bump fails here until the ports and their test tables are re-read at the new tag."""
     assert HELM_CHARTS["kserve"].version == HELM_CHARTS["kserve-crd"].version == admission.KSERVE_TAG == kserve.TAG
@@ -271,9 +297,11 @@ def test_every_gpu_predictor_is_scaled_by_a_scaled_object_that_fails_safe(all_pl
         if not external:
             continue
         so = scalers[f"{name}-predictor"]["spec"]
-        [trigger] = so["triggers"]
-        # An empty result (no pod scraped) is an error, so it counts towards the fallback, never as 0.
+        trigger, *wake = so["triggers"]
+        # An empty result (no pod scraped) is an error, so it counts towards the fallback, never as 0; except at
+        # zero by design, where a schedule (a cron trigger) is what wakes the model.
         assert trigger["metadata"]["ignoreNullValues"] == "false"
+        assert [w["type"] for w in wake] == (["cron"] if so["minReplicaCount"] == 0 else []), name
         assert trigger["metricType"] == "AverageValue"
         fallback = so["fallback"]
         assert fallback["behavior"] == "currentReplicasIfHigher"
@@ -303,6 +331,12 @@ def test_the_scaled_objects_query_is_empty_not_zero_on_a_real_prometheus(
         # A series present answers a number (the load KEDA divides by the replica count).
         one = query.replace(f"sum({signals.IN_FLIGHT}", "sum(vector(512) or " + signals.IN_FLIGHT)
         assert requests.get(f"{url}/api/v1/query", params={"query": one}, timeout=2).json()["data"]["result"]
+        # A model that scales to zero reads 0 with no pod: its resting state, not an error.
+        [asleep] = [o for o in objects(all_plans["dev"], SCALED_OBJECT) if o["spec"]["minReplicaCount"] == 0]
+        zero = requests.get(
+            f"{url}/api/v1/query", params={"query": asleep["spec"]["triggers"][0]["metadata"]["query"]}, timeout=2
+        ).json()["data"]["result"]
+        assert [r["value"][1] for r in zero] == ["0"]
     # Prometheus down: the scaler's request fails (an error, so the fallback again).
     with pytest.raises(requests.ConnectionError):
         requests.get(f"{url}/api/v1/query", params={"query": query}, timeout=2)

@@ -615,3 +615,108 @@ def test_the_plan_prices_a_million_tokens_from_the_pools_cheapest_gpu() -> None:
     assert "no instance type of the pool is priced in us-east-1" in unpriced
     # An unpriced region is priced with the default one, as the monthly estimate is.
     assert "(us-east-1, list prices" in unit_cost_text([llm], [l4], "eu-north-9")
+
+
+# -- a dev LLM that scales to zero
+
+
+def asleep_entry(**awake: Any) -> dict[str, Any]:
+    schedule = {"timezone": "Etc/UTC", "start": "0 8 * * 1-5", "end": "0 19 * * 1-5", **awake}
+    return llm_entry(replicas={"min": 0, "max": 1, "awake": schedule})
+
+
+def test_the_dev_llm_scales_to_zero_and_wakes_on_its_schedule(all_plans: dict[str, Plan]) -> None:
+    """KServe v0.16.0 admits minReplicas 0 and, for autoscalerClass external, leaves the Deployment's replicas
+    to KEDA (deployment_reconciler.go ignores them for every class but none); KEDA v2.20.2 scales it to zero
+    while no trigger is active. The cron trigger is that wake-up, and at zero an absent queue series reads 0
+    (Prometheus down is still an error, and the fallback then serves)."""
+    plan = all_plans["dev"]
+    isvc = isvcs(plan)["qwen-small"]
+    assert isvc["spec"]["predictor"]["minReplicas"] == 0
+    assert isvc["metadata"]["annotations"]["serving.kserve.io/autoscalerClass"] == "external"
+    [so] = [
+        s["inputs"] for s in plan.of_type(SCALEDOBJECT) if s["inputs"]["metadata"]["name"] == "qwen-small-predictor"
+    ]
+    spec = so["spec"]
+    assert spec["minReplicaCount"] == 0 and spec["fallback"]["replicas"] == 1
+    queue, cron = spec["triggers"]
+    assert queue["metadata"]["query"].endswith(" or vector(0)")
+    assert cron == {
+        "type": "cron",
+        "name": "awake",
+        "metadata": {"timezone": "Etc/UTC", "start": "0 8 * * 1-5", "end": "0 19 * * 1-5", "desiredReplicas": "1"},
+    }
+    from modelyard.policies.governance import admission
+
+    admission.validate_scaled_object(so)
+    admission.validate_scalers(so)
+    # Staging and prod models never sleep, and their queue stays an error when absent.
+    for env in ("staging", "prod"):
+        for s in all_plans[env].of_type(SCALEDOBJECT):
+            assert s["inputs"]["spec"]["minReplicaCount"] >= 1
+            assert "vector(0)" not in s["inputs"]["spec"]["triggers"][0]["metadata"]["query"]
+
+
+@pytest.mark.parametrize(
+    ("entry", "tier", "expected"),
+    [
+        (
+            llm_entry(replicas={"min": 0, "max": 1}),
+            "dev",
+            "catalog.models[0].replicas.awake: is required with min 0: a schedule that wakes the model (KServe's "
+            "Standard mode and KEDA at the pinned versions have nothing that wakes a model at zero on a request) "
+            "(got None)",
+        ),
+        (
+            asleep_entry(),
+            "staging",
+            "catalog.models[0].replicas.min: must be ≥ 1 in the staging tier (only dev scales a model to zero) (got 0)",
+        ),
+        (
+            asleep_entry(start="0 25 * * *"),
+            "dev",
+            "catalog.models[0].replicas.awake.start: must be a cron schedule as KEDA reads it (such as 0 8 * * 1-5): "
+            "end of range (25) above maximum (23): 25 (got '0 25 * * *')",
+        ),
+        (
+            asleep_entry(end="@daily"),
+            "dev",
+            "catalog.models[0].replicas.awake.end: must be a cron schedule as KEDA reads it (such as 0 8 * * 1-5): "
+            "parser does not accept descriptors: @daily (got '@daily')",
+        ),
+        (
+            asleep_entry(timezone="Mars/Olympus"),
+            "dev",
+            "catalog.models[0].replicas.awake.timezone: must be an IANA time zone such as Europe/Berlin or Etc/UTC "
+            "(got 'Mars/Olympus')",
+        ),
+        (
+            llm_entry(
+                replicas={"min": 1, "max": 2, "awake": {"timezone": "UTC", "start": "0 8 * * *", "end": "0 9 * * *"}}
+            ),
+            "dev",
+            "catalog.models[0].replicas.awake: is only for a model that scales to zero (min 0, got 1) (got 'set')",
+        ),
+        (
+            cpu_entry("embed", {"kind": "kserve", "model_format": "sklearn"})
+            | {
+                "replicas": {"min": 0, "max": 2, "awake": {"timezone": "UTC", "start": "0 8 * * *", "end": "0 9 * * *"}}
+            },
+            "dev",
+            "catalog.models[0].replicas.min: 0 needs a serving signal to scale on (KEDA scales to zero; KServe's HPA "
+            "on cpu cannot) (got 0)",
+        ),
+    ],
+)
+def test_scaling_to_zero_is_refused_where_nothing_would_wake_it(
+    entry: dict[str, Any], tier: str, expected: str
+) -> None:
+    assert problems_of(entry, tier) == [expected]
+
+
+def test_a_canary_needs_its_stable_version_awake() -> None:
+    entry = asleep_entry()
+    entry["canary"] = {"version": "2", "traffic_percent": 10}
+    assert problems_of(entry) == [
+        "catalog.models[0].canary: needs the stable version running: replicas.min ≥ 1 (got '2')"
+    ]

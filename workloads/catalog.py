@@ -78,8 +78,42 @@ class Resources(Model):
 HPA_TARGETS = {"cpu": (70, 10, 100), "memory": (70, 10, 100)}
 
 
+class Awake(Model):
+    """When a model that scales to zero runs (KEDA's cron trigger, one replica from `start` until `end`, as
+    five-field cron schedules in `timezone`); past `end` it sleeps once its queue is empty."""
+
+    timezone: str
+    start: str
+    end: str
+
+    @model_validator(mode="after")
+    def _schedules(self) -> Awake:
+        import zoneinfo
+
+        from modelyard.policies.governance import admission
+
+        problems: list[tuple[str, str, object]] = []
+        try:
+            zoneinfo.ZoneInfo(self.timezone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            problems.append(("timezone", "must be an IANA time zone such as Europe/Berlin or Etc/UTC", self.timezone))
+        for key in ("start", "end"):
+            try:
+                admission.parse_cron(getattr(self, key))
+            except admission.Refused as exc:
+                problems.append(
+                    (key, f"must be a cron schedule as KEDA reads it (such as 0 8 * * 1-5): {exc}", getattr(self, key))
+                )
+        if not problems and self.start == self.end:
+            problems.append(("end", "must differ from start", self.end))
+        if problems:
+            raise FieldProblems(problems)
+        return self
+
+
 class Replicas(Model):
-    min: int = Field(ge=1, le=100)
+    #: 0 scales the model to zero outside `awake` (dev only: nothing wakes it on a request; docs/runtimes.md).
+    min: int = Field(ge=0, le=100)
     max: int = Field(ge=1, le=200)
     #: What the autoscaler scales on. cpu or memory: the HPA, on utilisation of the request (KServe
     #: Standard mode). A runtime's serving signal (inflight for modelyard; queue or kv_cache for vllm): KEDA,
@@ -88,11 +122,26 @@ class Replicas(Model):
     scale_metric: Annotated[str, pattern(r"^[a-z_]{1,32}$", "cpu, memory or a runtime's serving signal")] | None = None
     #: Percent for cpu and memory (default 70); for a serving signal, its unit per replica.
     scale_target: int | None = None
+    #: With min 0: when the model runs.
+    awake: Awake | None = None
 
     @model_validator(mode="after")
     def _bounds(self) -> Replicas:
         if self.min > self.max:
             raise FieldProblems([("max", f"must be ≥ min ({self.min})", self.max)])
+        if self.min == 0 and self.awake is None:
+            raise FieldProblems(
+                [
+                    (
+                        "awake",
+                        "is required with min 0: a schedule that wakes the model (KServe's Standard mode and KEDA "
+                        "at the pinned versions have nothing that wakes a model at zero on a request)",
+                        None,
+                    )
+                ]
+            )
+        if self.min > 0 and self.awake is not None:
+            raise FieldProblems([("awake", f"is only for a model that scales to zero (min 0, got {self.min})", "set")])
         return self
 
 
@@ -203,6 +252,18 @@ class ModelEntry(Model):
             raise FieldProblems(
                 [("replicas.scale_target", f"must be {low} to {high} for scale_metric {metric} ({unit})", target)]
             )
+        if r.min == 0 and found is None:
+            raise FieldProblems(
+                [
+                    (
+                        "replicas.min",
+                        f"0 needs a serving signal to scale on (KEDA scales to zero; KServe's HPA on {metric} cannot)",
+                        0,
+                    )
+                ]
+            )
+        if r.min == 0 and self.canary is not None:
+            raise FieldProblems([("canary", "needs the stable version running: replicas.min ≥ 1", self.canary.version)])
         object.__setattr__(self, "replicas", r.model_copy(update={"scale_metric": metric, "scale_target": target}))
         return self
 
@@ -258,7 +319,7 @@ class WorkloadsConfig(Model):
 
 
 #: The least minReplicas per tier (an InferenceService is one pod per replica).
-MIN_REPLICAS = {"dev": 1, "staging": 1, "prod": 2}
+MIN_REPLICAS = {"dev": 0, "staging": 1, "prod": 2}
 
 
 @dataclass(frozen=True)
@@ -280,7 +341,9 @@ def parse_catalog(raw: Any, *, stack: str, source: str, tier: str) -> Catalog:
         raise ConfigError(stack, source, problems)
     least = MIN_REPLICAS[tier]
     problems = [
-        f"{CATALOG}.models[{i}].replicas.min: must be ≥ {least} in the {tier} tier (got {m.replicas.min})"
+        f"{CATALOG}.models[{i}].replicas.min: must be ≥ {least} in the {tier} tier"
+        + (" (only dev scales a model to zero)" if m.replicas.min == 0 else "")
+        + f" (got {m.replicas.min})"
         for i, m in enumerate(catalog.models)
         if m.replicas.min < least
     ]

@@ -133,6 +133,35 @@ def scaled_object_spec(
     high = max(model.replicas.max, min_replicas)
     sig = model.scaling_signal
     assert sig is not None
+    triggers: list[dict[str, Any]] = [
+        {
+            "type": "prometheus",
+            "name": sig.name.replace("_", "-"),
+            "metricType": "AverageValue",
+            "metadata": {
+                "serverAddress": prometheus_url,
+                "query": sig.query(namespace, isvc_name, absent_is_zero=min_replicas == 0),
+                "threshold": str(model.replicas.scale_target),
+                "ignoreNullValues": "false",
+            },
+        }
+    ]
+    awake = model.replicas.awake
+    if min_replicas == 0 and awake is not None:
+        # One replica while awake; after `end`, KEDA scales to zero once the queue has been empty for its
+        # cooldown period (300 s by default).
+        triggers.append(
+            {
+                "type": "cron",
+                "name": "awake",
+                "metadata": {
+                    "timezone": awake.timezone,
+                    "start": awake.start,
+                    "end": awake.end,
+                    "desiredReplicas": "1",
+                },
+            }
+        )
     return {
         "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": predictor_deployment(isvc_name)},
         "minReplicaCount": min_replicas,
@@ -142,19 +171,7 @@ def scaled_object_spec(
             "replicas": fallback_replicas(min_replicas, high),
             "behavior": "currentReplicasIfHigher",
         },
-        "triggers": [
-            {
-                "type": "prometheus",
-                "name": sig.name.replace("_", "-"),
-                "metricType": "AverageValue",
-                "metadata": {
-                    "serverAddress": prometheus_url,
-                    "query": sig.query(namespace, isvc_name),
-                    "threshold": str(model.replicas.scale_target),
-                    "ignoreNullValues": "false",
-                },
-            }
-        ],
+        "triggers": triggers,
     }
 
 

@@ -20,6 +20,10 @@ The ported test tables live in tests/conformance/ and run against these function
   run over the objects of the same plan. KEDA runs its checks in a Go map's (random) order, so when an
   object breaks two of them the message may differ from run to run; whether it is refused does not.
 
+- KEDA v2.20.2's cron scaler (`pkg/scalers/cron_scaler.go`, cronMetadata.Validate), which KEDA runs when it
+  builds the ScaledObject's scalers, and the schedule parser it calls, robfig/cron v3.0.1 (`parser.go`:
+  Parse, getField, getRange, parseIntOrName, mustParseInt; `spec.go`: the fields' bounds).
+
 KServe's defaulting webhook (`inference_service_defaults.go`, DefaultInferenceService) runs first and changes
 nothing these checks read in what the workloads stack renders: it sets the deployment-mode annotation from
 its config map when absent (ours is set), names a lone custom container kserve-container (ours is named)
@@ -507,3 +511,149 @@ def validate_scaled_object(
                 )
             seen.add(str(trigger_name))
     return warnings
+
+
+# -- KEDA: the cron scaler (pkg/scalers/cron_scaler.go, cronMetadata.Validate), built when KEDA reads the
+#    ScaledObject (after admission: a trigger that fails leaves the ScaledObject not Ready), and the schedule
+#    parser it uses: github.com/robfig/cron/v3 v3.0.1 (KEDA's go.mod), parser.go, with
+#    cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow).
+
+ROBFIG_CRON_TAG = "v3.0.1"
+#: spec.go's bounds of the five fields, in order, with their names.
+CRON_BOUNDS: tuple[tuple[int, int, Mapping[str, int]], ...] = (
+    (0, 59, {}),
+    (0, 23, {}),
+    (1, 31, {}),
+    (
+        1,
+        12,
+        {
+            m: i
+            for i, m in enumerate(
+                ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"], 1
+            )
+        },
+    ),
+    (0, 6, {d: i for i, d in enumerate(["sun", "mon", "tue", "wed", "thu", "fri", "sat"])}),
+)
+STAR_BIT = 1 << 63
+
+
+def _must_parse_int(expr: str) -> int:
+    """mustParseInt: strconv.Atoi (an optional sign, then decimal digits), never negative."""
+    if not re.fullmatch(r"[+-]?[0-9]+", expr):
+        raise Refused(f'failed to parse int from {expr}: strconv.Atoi: parsing "{expr}": invalid syntax')
+    num = int(expr)
+    if num < 0:
+        raise Refused(f"negative number ({num}) not allowed: {expr}")
+    return num
+
+
+def _parse_int_or_name(expr: str, names: Mapping[str, int]) -> int:
+    if names and expr.lower() in names:
+        return names[expr.lower()]
+    return _must_parse_int(expr)
+
+
+def cron_bits(low: int, high: int, step: int) -> int:
+    """getBits: the bits from low to high, every step."""
+    return sum(1 << i for i in range(low, high + 1, step))
+
+
+def cron_range(expr: str, low: int, high: int, names: Mapping[str, int] | None = None) -> int:
+    """getRange: `number | number "-" number [ "/" number ]`, or `*`/`?`, as bits."""
+    names = names or {}
+    range_and_step = expr.split("/")
+    low_and_high = range_and_step[0].split("-")
+    single = len(low_and_high) == 1
+    extra = 0
+    if low_and_high[0] in ("*", "?"):
+        start, end, extra = low, high, STAR_BIT
+    else:
+        start = _parse_int_or_name(low_and_high[0], names)
+        if len(low_and_high) == 1:
+            end = start
+        elif len(low_and_high) == 2:
+            end = _parse_int_or_name(low_and_high[1], names)
+        else:
+            raise Refused(f"too many hyphens: {expr}")
+    if len(range_and_step) == 1:
+        step = 1
+    elif len(range_and_step) == 2:
+        step = _must_parse_int(range_and_step[1])
+        if single:  # "N/step" means "N-max/step"
+            end = high
+        if step > 1:
+            extra = 0
+    else:
+        raise Refused(f"too many slashes: {expr}")
+    if start < low:
+        raise Refused(f"beginning of range ({start}) below minimum ({low}): {expr}")
+    if end > high:
+        raise Refused(f"end of range ({end}) above maximum ({high}): {expr}")
+    if start > end:
+        raise Refused(f"beginning of range ({start}) beyond end of range ({end}): {expr}")
+    if step == 0:
+        raise Refused(f"step of range should be a positive number: {expr}")
+    return cron_bits(start, end, step) | extra
+
+
+def cron_field(field: str, low: int, high: int, names: Mapping[str, int] | None = None) -> int:
+    """getField: a comma-separated list of ranges (empty items skipped, as strings.FieldsFunc does)."""
+    bits = 0
+    for expr in (e for e in field.split(",") if e):
+        bits |= cron_range(expr, low, high, names)
+    return bits
+
+
+def parse_cron(spec: str) -> None:
+    """Parser.Parse for the five standard fields: an optional TZ=/CRON_TZ= prefix, no descriptors."""
+    if not spec:
+        raise Refused("empty spec string")
+    if spec.startswith(("TZ=", "CRON_TZ=")):
+        import zoneinfo
+
+        space, eq = spec.find(" "), spec.find("=")
+        zone = spec[eq + 1 : space] if space > 0 else spec[eq + 1 :]
+        try:
+            zoneinfo.ZoneInfo(zone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise Refused(f"provided bad location {zone}: unknown time zone {zone}") from None
+        spec = spec[space:].strip() if space > 0 else ""
+    if spec.startswith("@"):
+        raise Refused(f"parser does not accept descriptors: {spec}")
+    fields = spec.split()
+    if len(fields) != len(CRON_BOUNDS):
+        raise Refused(f"expected exactly {len(CRON_BOUNDS)} fields, found {len(fields)}: [{' '.join(fields)}]")
+    for field, (low, high, names) in zip(fields, CRON_BOUNDS, strict=True):
+        cron_field(field, low, high, names)
+
+
+def validate_cron_metadata(metadata: Mapping[str, Any]) -> None:
+    """parseCronMetadata: TypedConfig (every field required, desiredReplicas an integer), then Validate."""
+    for key in ("start", "end", "timezone", "desiredReplicas"):
+        if key not in metadata:
+            raise Refused(f'missing required parameter "{key}" in [triggerMetadata]')
+    raw = str(metadata["desiredReplicas"])
+    if not re.fullmatch(r"[+-]?[0-9]+", raw):
+        raise Refused(f'unable to set param "desiredReplicas" value "{raw}"')
+    for key in ("start", "end"):
+        try:
+            parse_cron(str(metadata[key]))
+        except Refused as exc:
+            raise Refused(f"error parsing {key} schedule: {exc}") from None
+    if metadata["start"] == metadata["end"]:
+        raise Refused("start and end can not have exactly same time input")
+    if int(raw) == 0:
+        raise Refused("no desiredReplicas specified")
+
+
+def validate_scalers(so: Mapping[str, Any]) -> None:
+    """What KEDA checks when it builds the ScaledObject's scalers, for the trigger types ported here (cron)."""
+    for i, trigger in enumerate(as_list(mapping(so.get("spec")).get("triggers"))):
+        trigger = mapping(trigger)
+        if trigger.get("type") == "cron":
+            try:
+                validate_cron_metadata(mapping(trigger.get("metadata")))
+            except Refused as exc:
+                raise Refused(f"trigger {i} (cron): error parsing cron metadata: {exc}") from None

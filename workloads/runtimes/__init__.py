@@ -60,11 +60,13 @@ class Signal:
     unit: str
     scale: float = 1.0
 
-    def query(self, namespace: str, isvc_name: str) -> str:
+    def query(self, namespace: str, isvc_name: str, *, absent_is_zero: bool = False) -> str:
         """No pod scraped means no series: an empty result (an error for KEDA, `ignoreNullValues: false`),
-        never 0."""
+        never 0; except for a model that scales to zero (`absent_is_zero`), where no pod is its resting state
+        (Prometheus itself down is still an error)."""
         expr = f'sum({self.series}{{namespace="{namespace}", inferenceservice="{isvc_name}"}})'
-        return f"{expr} * {self.scale:g}" if self.scale != 1 else expr
+        expr = f"{expr} * {self.scale:g}" if self.scale != 1 else expr
+        return f"({expr}) or vector(0)" if absent_is_zero else expr
 
 
 @dataclass(frozen=True)

@@ -167,6 +167,12 @@ def _admission(r: Resource, ctx: Context) -> Iterator[tuple[str, Any, str]]:
     except admission.Refused as exc:
         webhook = "KServe " + admission.KSERVE_TAG if r.type == ISVC else "KEDA " + admission.KEDA_TAG
         yield "spec", None, f"{webhook} admission refuses it: {exc}"
+        return
+    if r.type == SCALED_OBJECT:
+        try:
+            admission.validate_scalers(obj)
+        except admission.Refused as exc:
+            yield "spec.triggers", None, f"KEDA {admission.KEDA_TAG} admits it but cannot build its scalers: {exc}"
 
 
 @resource_rule(
