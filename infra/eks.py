@@ -24,6 +24,8 @@ POST_COMPUTE_ADDONS = ("coredns", "aws-ebs-csi-driver")
 
 #: Add-ons that call AWS APIs: their service account and the AWS managed policy they need,
 #: granted through Pod Identity rather than the node role.
+#: Where the managed add-ons run their pods.
+ADDON_NAMESPACE = "kube-system"
 ADDON_IDENTITIES: Mapping[str, tuple[str, str]] = {
     "vpc-cni": ("aws-node", "AmazonEKS_CNI_Policy"),
     "aws-ebs-csi-driver": ("ebs-csi-controller-sa", "service-role/AmazonEBSCSIDriverPolicy"),
@@ -49,6 +51,8 @@ class Cluster(pulumi.ComponentResource):
     nodes need before they can join."""
 
     name: pulumi.Output[str]
+    #: The cluster's ARN: what EKS Pod Identity tags a session with (eks-cluster-arn).
+    arn: pulumi.Output[str]
     #: The Kubernetes minor version and account context, for the add-ons and components built on it.
     version: str
     account: AccountContext
@@ -145,6 +149,7 @@ class Cluster(pulumi.ComponentResource):
             )
 
         self.name = cluster.name
+        self.arn = cluster.arn
         self.version = cfg.version
         self.account = account
         self.endpoint = cluster.endpoint
@@ -183,7 +188,9 @@ def add_managed_addons(
             role = aws.iam.Role(
                 f"{prefix}-{addon}-role",
                 description=f"Pod Identity role of the {addon} add-on",
-                assume_role_policy=iam.to_json(iam.pod_identity_trust(account.account_id)),
+                assume_role_policy=iam.to_json(
+                    iam.pod_identity_trust(account.account_id, cluster.arn, ADDON_NAMESPACE, service_account)
+                ),
                 opts=pulumi.ResourceOptions(parent=parent),
             )
             aws.iam.RolePolicyAttachment(

@@ -31,9 +31,23 @@ def service_trust(*services: str, source_account: Any = None, tag_session: bool 
     return {"Version": "2012-10-17", "Statement": [statement]}
 
 
-def pod_identity_trust(source_account: Any) -> Document:
-    """Trust policy for EKS Pod Identity; the association itself binds one service account."""
-    return service_trust("pods.eks.amazonaws.com", source_account=source_account, tag_session=True)
+#: The session tags EKS Pod Identity sets when it assumes a role for a pod (Amazon EKS User Guide, "Create IAM
+#: role with trust policy required by EKS Pod Identity" and "Enable or disable session tags"): the trust binds
+#: the role to one cluster, namespace and service account with them, so no other association in the account
+#: (another cluster's, another namespace's) can use it.
+POD_IDENTITY_TAGS = ("eks-cluster-arn", "kubernetes-namespace", "kubernetes-service-account")
+
+
+def pod_identity_trust(source_account: Any, cluster_arn: Any, namespace: str, service_account: str) -> Document:
+    """Trust policy for EKS Pod Identity, for one service account of one cluster."""
+    document = service_trust("pods.eks.amazonaws.com", source_account=source_account, tag_session=True)
+    document["Statement"][0]["Condition"]["StringEquals"].update(
+        {
+            f"aws:RequestTag/{tag}": value
+            for tag, value in zip(POD_IDENTITY_TAGS, (cluster_arn, namespace, service_account), strict=True)
+        }
+    )
+    return document
 
 
 def irsa_trust(oidc_provider_arn: Any, issuer_url: Any, namespace: str, service_account: str) -> pulumi.Output[str]:

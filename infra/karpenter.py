@@ -368,7 +368,9 @@ class Karpenter(pulumi.ComponentResource):
         controller = aws.iam.Role(
             f"{name}-controller-role",
             description="Karpenter controller (Pod Identity, karpenter/karpenter only)",
-            assume_role_policy=iam.to_json(iam.pod_identity_trust(account.account_id)),
+            assume_role_policy=iam.to_json(
+                iam.pod_identity_trust(account.account_id, cluster.arn, NAMESPACE, SERVICE_ACCOUNT)
+            ),
             opts=child,
         )
         aws.iam.RolePolicy(

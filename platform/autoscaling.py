@@ -58,6 +58,13 @@ class Keda(pulumi.ComponentResource):
                 "podSecurityContext": {c: dict(POD_SECURITY) for c in COMPONENTS},
                 "securityContext": {c: dict(container) for c in COMPONENTS},
                 "resources": {c: resources("100m", "128Mi", "1", "512Mi") for c in COMPONENTS},
+                # The operator and the metrics server read Secrets only in KEDA's own namespace (the chart drops
+                # the cluster-wide list/watch on Secrets and sets KEDA_RESTRICT_SECRET_ACCESS): no trigger here
+                # authenticates with a Secret, so cluster-wide read access to every Secret would be reach for nothing.
+                "permissions": {
+                    "operator": {"restrict": {"secret": True}},
+                    "metricServer": {"restrict": {"secret": True}},
+                },
             },
             opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on)),
         )

@@ -41,6 +41,7 @@ from modelyard.policies.governance.resources import Stack, from_preview, from_st
 from modelyard.policies.governance.rules import kserve_settings
 from modelyard.programs import REPO_ROOT
 from modelyard.versions import HELM_CHARTS, IMAGES
+from modelyard.workloads.runtimes import RUNTIMES
 
 CONFORMANCE = Path(__file__).parent / "conformance"
 ISVC = "kubernetes:serving.kserve.io/v1beta1:InferenceService"
@@ -383,6 +384,13 @@ def test_every_model_pod_as_kserve_builds_it_holds_what_the_platform_assumes(
         # Every image, the injected ones too, from an allowed registry.
         for c in [*spec["containers"], *spec["initContainers"]]:
             assert allowed(c["image"], env), f"{env}/{name}: {c['name']} runs {c['image']}"
+        # The pod's IRSA credentials (EKS's pod identity webhook, ported) reach only the containers that read the
+        # model store: the storage initializer, and a model container that streams its own weights (vLLM).
+        readers = [c["name"] for c in spec["initContainers"] if c["name"] == kserve.STORAGE_INITIALIZER]
+        if RUNTIMES[runtime].reads_model_store:
+            readers.append(kserve.MODEL_CONTAINER)
+        credentialed = admission.irsa_credentialed(pod)
+        assert credentialed == readers, f"{env}/{name}: credentials reach {credentialed}"
         version = pod["metadata"]["labels"]["modelyard.io/model-version"]
         if runtime == "vllm":
             # vLLM streams the weights from the version's prefix itself (docs/runtimes.md): nothing downloads
@@ -650,3 +658,20 @@ def test_under_pulumi_up_the_program_itself_refuses_a_model_that_fits_no_node(tm
         plan_all("staging", catalog, tmp_path)
     assert "catalog.models[1].resources: model minilm-gpu asks for 2 GPU" in str(caught.value)
     assert "its largest is g5.2xlarge (1 GPU" in str(caught.value)
+
+
+def test_the_pod_identity_webhook_port_skips_what_the_annotation_names() -> None:
+    """aws/amazon-eks-pod-identity-webhook v0.6.17 getContainersToSkip: one CSV record of names, every other
+    init container and container mutated; an unreadable value skips nothing (its README's example:
+    `eks.amazonaws.com/skip-containers: "init-first,sidecar"`)."""
+
+    def pod(value: str | None) -> dict[str, Any]:
+        annotations = {} if value is None else {admission.IRSA_SKIP_CONTAINERS: value}
+        spec = {"initContainers": [{"name": "init-first"}], "containers": [{"name": "app"}, {"name": "sidecar"}]}
+        return {"metadata": {"annotations": annotations}, "spec": spec}
+
+    assert admission.irsa_credentialed(pod("init-first,sidecar")) == ["app"]
+    assert admission.irsa_credentialed(pod(None)) == ["init-first", "app", "sidecar"]
+    for unreadable in ('"sidecar', 'side"car'):
+        assert admission.irsa_credentialed(pod(unreadable)) == ["init-first", "app", "sidecar"]
+    COUNTS["upstream test cases run against the ports"] += 4

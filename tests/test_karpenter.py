@@ -28,6 +28,15 @@ def test_controller_identity_is_pod_identity_for_one_service_account(plans: dict
     assert (assoc["namespace"], assoc["serviceAccount"]) == ("karpenter", "karpenter")
     trust = json.loads(plan.named("aws:iam/role:Role", "karpenter-controller-role")["inputs"]["assumeRolePolicy"])
     assert trust["Statement"][0]["Principal"] == {"Service": "pods.eks.amazonaws.com"}
+    # The trust names what the association names, by the session tags EKS sets: no other association in the
+    # account (another cluster's, another namespace's) can use the role.
+    cluster_arn = "arn:aws:eks:us-east-1:123456789012:cluster/" + plan.one("aws:eks/cluster:Cluster")["inputs"]["name"]
+    assert trust["Statement"][0]["Condition"]["StringEquals"] == {
+        "aws:SourceAccount": "123456789012",
+        "aws:RequestTag/eks-cluster-arn": cluster_arn,
+        "aws:RequestTag/kubernetes-namespace": assoc["namespace"],
+        "aws:RequestTag/kubernetes-service-account": assoc["serviceAccount"],
+    }
 
 
 def test_controller_policy_is_scoped(plans: dict[str, Plan]) -> None:

@@ -905,7 +905,52 @@ def keda_isvc(target: dict[str, Any]) -> Resource:
     return r
 
 
+def keda_release(restrict: bool) -> Resource:
+    values = {"permissions": {c: {"restrict": {"secret": restrict}} for c in ("operator", "metricServer")}}
+    return res(
+        "kubernetes:helm.sh/v3:Release",
+        "keda-release",
+        {
+            "chart": "keda",
+            "version": "2.20.2",
+            "repositoryOpts": {"repo": "https://kedacore.github.io/charts"},
+            "values": values,
+        },
+    )
+
+
+POD_IDENTITY_OK = {
+    "Effect": "Allow",
+    "Principal": {"Service": "pods.eks.amazonaws.com"},
+    "Action": ["sts:AssumeRole", "sts:TagSession"],
+    "Condition": {
+        "StringEquals": {
+            "aws:SourceAccount": "123456789012",
+            "aws:RequestTag/eks-cluster-arn": "arn:aws:eks:us-east-1:123456789012:cluster/modelyard-prod",
+            "aws:RequestTag/kubernetes-namespace": "karpenter",
+            "aws:RequestTag/kubernetes-service-account": "karpenter",
+        }
+    },
+}
+
 CASES += [
+    (
+        "keda-secret-access",
+        lambda: [keda_release(True)],
+        lambda: [keda_release(False)],
+        {},
+        "values.permissions.operator.restrict.secret",
+    ),
+    (
+        "pod-identity-trust-scoped",
+        lambda: [role_with_trust(POD_IDENTITY_OK)],
+        # Bound to the account only, as the EKS User Guide's first example: any association in it may use it.
+        lambda: [
+            role_with_trust({**POD_IDENTITY_OK, "Condition": {"StringEquals": {"aws:SourceAccount": "123456789012"}}})
+        ],
+        {},
+        "assumeRolePolicy.Statement[0].Condition",
+    ),
     (
         "injected-images",
         lambda: [kserve_release(mirrored())],

@@ -18,6 +18,7 @@ from modelyard.platform.common import zone_spread as common_zone_spread
 from modelyard.platform.monitoring import model_pod_monitor
 from modelyard.platform.network_policy import MODEL_PORT
 from modelyard.platform.rules import Record, RuleGroup, prometheus_rule_spec
+from modelyard.policies.governance.admission import IRSA_SKIP_CONTAINERS
 from modelyard.policies.governance.conventions import (
     GPU_RESOURCE,
     ISVC_LABEL,
@@ -27,6 +28,7 @@ from modelyard.policies.governance.conventions import (
     TEAM_LABEL,
     VERSION_LABEL,
 )
+from modelyard.policies.governance.kserve import MODEL_CONTAINER
 from modelyard.workloads.catalog import ModelEntry
 from modelyard.workloads.runtimes import PodContext
 
@@ -209,6 +211,11 @@ def predictor(
             "seccompProfile": {"type": "RuntimeDefault"},
         },
     }
+    if not model.runtime_module.reads_model_store:
+        # The pod's IRSA credentials (the model-pull role) go to the storage initializer only: EKS's pod identity
+        # webhook skips the containers this annotation names, and KServe puts the predictor's annotations on
+        # the pod. A model container that never reads the store cannot copy it out.
+        spec["annotations"] = {IRSA_SKIP_CONTAINERS: MODEL_CONTAINER}
     if min_replicas >= 2:
         spec["topologySpreadConstraints"] = [zone_spread(isvc_name)]
     if model.resources.gpu:

@@ -657,3 +657,29 @@ def validate_scalers(so: Mapping[str, Any]) -> None:
                 validate_cron_metadata(mapping(trigger.get("metadata")))
             except Refused as exc:
                 raise Refused(f"trigger {i} (cron): error parsing cron metadata: {exc}") from None
+
+
+# -- EKS's pod identity webhook (aws/amazon-eks-pod-identity-webhook v0.6.17, pkg/handler/handler.go:
+#    getContainersToSkip and getPodSpecPatch): for a pod whose service account carries an IRSA role, every
+#    init container and container gets the web identity token and AWS_ROLE_ARN, except those the pod's
+#    `eks.amazonaws.com/skip-containers` annotation names (one CSV record of container names).
+
+IRSA_SKIP_CONTAINERS = "eks.amazonaws.com/skip-containers"
+
+
+def irsa_credentialed(pod: Mapping[str, Any]) -> list[str]:
+    """The containers (init containers first) the webhook gives the pod's IRSA credentials."""
+    import csv
+
+    value = mapping(mapping(pod.get("metadata")).get("annotations")).get(IRSA_SKIP_CONTAINERS)
+    skipped: set[str] = set()
+    if isinstance(value, str):
+        try:
+            fields = next(csv.reader([value], strict=True), [])
+        except csv.Error:  # an unreadable annotation skips nothing
+            fields = []
+        # Go's encoding/csv also refuses a bare quote in an unquoted field (ErrBareQuote), which Python keeps.
+        skipped = set() if any('"' in f for f in fields) else set(fields)
+    spec = mapping(pod.get("spec"))
+    names = [mapping(c).get("name") for c in [*as_list(spec.get("initContainers")), *as_list(spec.get("containers"))]]
+    return [str(n) for n in names if n not in skipped]

@@ -18,7 +18,9 @@ Ported from KServe v0.16.0 (kserve/kserve, commit 5b033a4024429302440b72180472ae
   `kserve.servingruntime.<key>.image:tag`;
 - `pkg/controller/v1beta1/inferenceservice/components/predictor.go` and `pkg/constants`: the pod labels
   `serving.kserve.io/inferenceservice`, `component: predictor`, `app: isvc.<name>-predictor`, on top of
-  the InferenceService's own labels.
+  the InferenceService's own labels; the pod's annotations, the InferenceService's with the predictor's
+  (`spec.predictor.annotations`) over them (buildObjectMeta; `reconcilers/deployment/deployment_reconciler.go`
+  puts that metadata on the Deployment's pod template).
 """
 
 from __future__ import annotations
@@ -59,6 +61,8 @@ RUNTIMES: Mapping[str, tuple[str, str, str, str]] = {
 
 #: PredictorSpec fields that are not the pod's: ComponentExtensionSpec's (component.go) and the storage and
 #: multi-node ones; the rest is the inline PodSpec.
+#: The model container's name in every predictor pod (constants.InferenceServiceContainerName).
+MODEL_CONTAINER = "kserve-container"
 NOT_POD_FIELDS = frozenset(
     {
         "minReplicas", "maxReplicas", "scaleTarget", "scaleMetric", "scaleMetricType", "autoScaling",
@@ -140,7 +144,7 @@ def model_pod(isvc: Mapping[str, Any], settings: Settings | None = None) -> dict
     if model:
         # The runtime's container, with the predictor's fields over it (KServe's MergeRuntimeContainers).
         fmt = str(dig(model, "modelFormat", "name"))
-        runtime_container: dict[str, Any] = {"name": "kserve-container", "image": settings.runtime_image(fmt)}
+        runtime_container: dict[str, Any] = {"name": MODEL_CONTAINER, "image": settings.runtime_image(fmt)}
         runtime_container.update({k: v for k, v in model.items() if k not in {"modelFormat", "storageUri", "runtime"}})
         containers.insert(0, runtime_container)
     uri = storage_uri({"model": model} if model else {"containers": containers})
@@ -173,5 +177,9 @@ def model_pod(isvc: Mapping[str, Any], settings: Settings | None = None) -> dict
         "component": "predictor",
         "app": f"isvc.{name}-predictor",
     }
+    annotations = {**mapping(meta.get("annotations")), **mapping(predictor.get("annotations"))}
     spec = {**pod_fields, "containers": containers, "initContainers": init, "volumes": volumes}
-    return {"metadata": {"namespace": meta.get("namespace"), "labels": labels}, "spec": spec}
+    return {
+        "metadata": {"namespace": meta.get("namespace"), "labels": labels, "annotations": annotations},
+        "spec": spec,
+    }

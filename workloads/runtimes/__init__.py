@@ -131,6 +131,9 @@ class Runtime(ABC):
     latency_slos: ClassVar[Mapping[str, LatencySlo]] = {}
     #: Images it runs that the platform mirrors into ECR (versions.IMAGES keys).
     mirrored_images: ClassVar[tuple[str, ...]] = ()
+    #: Whether the model container reads the model store itself (vLLM streams its weights). Otherwise KServe's
+    #: storage initializer alone downloads, and the pod's AWS credentials are withheld from the model container.
+    reads_model_store: ClassVar[bool] = False
 
     def check(self, model: ModelEntry) -> list[Problem]:
         return []

@@ -238,6 +238,7 @@ class Vllm(Runtime):
     kind = "vllm"
     config = VllmRuntime
     mirrored_images = (IMAGE_KEY,)
+    reads_model_store = True
     #: queue: requests waiting for the scheduler per replica (the engine's own queue; past a few, each new
     #: one waits for a sequence to finish). kv_cache: percent of the KV cache in use, averaged over replicas.
     signals = (

@@ -71,6 +71,36 @@ def _irsa(r: Resource, ctx: Context) -> Iterator[tuple[str, Any, str]]:
             )
 
 
+#: The session tags EKS Pod Identity sets (Amazon EKS User Guide, "Enable or disable session tags"): a trust
+#: names a namespace and a service account, and a cluster by its ARN or name.
+POD_IDENTITY_SCOPE = ("aws:RequestTag/kubernetes-namespace", "aws:RequestTag/kubernetes-service-account")
+POD_IDENTITY_CLUSTER = ("aws:RequestTag/eks-cluster-arn", "aws:RequestTag/eks-cluster-name")
+
+
+@resource_rule(
+    "pod-identity-trust-scoped",
+    "A Pod Identity trust names one cluster, namespace and service account (the session tags EKS sets), so "
+    "no other association in the account can use the role.",
+    ("aws:iam/role:Role",),
+)
+def _pod_identity(r: Resource, ctx: Context) -> Iterator[tuple[str, Any, str]]:
+    for i, st in enumerate(statements(r.get("assumeRolePolicy"))):
+        services = as_list(dig(st, "Principal", "Service"))
+        if st.get("Effect") != "Allow" or "pods.eks.amazonaws.com" not in services:
+            continue
+        equals = dig(st, "Condition", "StringEquals") or {}
+        single = {k: v for k, v in equals.items() if len(as_list(v)) == 1 and "*" not in str(as_list(v)[0])}
+        missing = [k for k in POD_IDENTITY_SCOPE if k not in single]
+        if not any(k in single for k in POD_IDENTITY_CLUSTER):
+            missing.append(" or ".join(POD_IDENTITY_CLUSTER))
+        if missing:
+            yield (
+                f"assumeRolePolicy.Statement[{i}].Condition",
+                st.get("Condition"),
+                f"StringEquals must name one value each for {', '.join(missing)}",
+            )
+
+
 @stack_rule(
     "model-pull-role-read-only",
     "The model-pull role only reads its environment's model bucket.",

@@ -136,6 +136,27 @@ def _injected_images(r: Resource, ctx: Context) -> Iterator[tuple[str, Any, str]
             yield field_, value, f"{message} (KServe injects it into every model pod)"
 
 
+def _is_keda_chart(release: Resource) -> bool:
+    chart = release.get("chart")
+    return isinstance(chart, str) and chart.rstrip("/").split("/")[-1] == "keda"
+
+
+@resource_rule(
+    "keda-secret-access",
+    "KEDA's operator and metrics server read Secrets only in their own namespace (the chart's "
+    "permissions.*.restrict.secret), not every Secret of the cluster.",
+    ("kubernetes:helm.sh/v3:Release",),
+)
+def _keda_secrets(r: Resource, ctx: Context) -> Iterator[tuple[str, Any, str]]:
+    if not _is_keda_chart(r) or _unknown(r.inputs.get("values")):
+        return
+    for component in ("operator", "metricServer"):
+        path = f"values.permissions.{component}.restrict.secret"
+        value = dig(r.get("values"), "permissions", component, "restrict", "secret")
+        if not _true(value):
+            yield path, value, "must be true: the chart's default lets it list and watch every Secret in the cluster"
+
+
 @resource_rule(
     "upstream-admission",
     "KServe's and KEDA's admission webhooks (ported at the pinned tags) admit every InferenceService and "
