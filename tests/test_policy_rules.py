@@ -933,7 +933,22 @@ POD_IDENTITY_OK = {
     },
 }
 
+
+def model_server_isvc(*args: str) -> Resource:
+    r = isvc()
+    r.inputs["metadata"]["labels"] = {**LABELS, "modelyard.io/runtime": "modelyard"}
+    r.inputs["spec"]["predictor"]["containers"][0]["args"] = ["--model_name", "embed", *args]
+    return r
+
+
 CASES += [
+    (
+        "model-manifest-verified",
+        lambda: [model_server_isvc("--verify_manifest")],
+        lambda: [model_server_isvc()],
+        {},
+        "spec.predictor.containers[0].args",
+    ),
     (
         "keda-secret-access",
         lambda: [keda_release(True)],

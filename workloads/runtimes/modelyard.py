@@ -64,7 +64,17 @@ class Modelyard(Runtime):
         container = {
             "name": "kserve-container",
             "image": f"{ctx.registry}:{runtime.image_tag}",
-            "args": ["--model_name", model.name, "--model_dir", "/mnt/models", "--http_port", str(MODEL_PORT)],
+            # --verify_manifest: the server refuses a model directory that differs from the manifest
+            # `modelyard model push` wrote beside it (an overwritten or tampered version is never served).
+            "args": [
+                "--model_name",
+                model.name,
+                "--model_dir",
+                "/mnt/models",
+                "--verify_manifest",
+                "--http_port",
+                str(MODEL_PORT),
+            ],
             # KServe's storage initializer downloads STORAGE_URI into /mnt/models before start.
             "env": [{"name": "STORAGE_URI", "value": ctx.storage_uri}],
             "ports": [{"name": self.metrics_port, "containerPort": MODEL_PORT, "protocol": "TCP"}],

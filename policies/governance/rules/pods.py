@@ -10,7 +10,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from .. import admission, kserve, pod_security
-from ..conventions import GPU_POOL_LABEL, GPU_RESOURCE, ISVC_LABEL, ROLE_LABEL, ZONE_LABEL
+from ..conventions import GPU_POOL_LABEL, GPU_RESOURCE, ISVC_LABEL, ROLE_LABEL, RUNTIME_LABEL, ZONE_LABEL
 from ..cost import GPU
 from ..resources import Resource, Stack, as_list, dig, known, mapping, selects
 from .base import ISVC, SCALED_OBJECT, Context, Finding, _true, _unknown, resource_rule, stack_rule
@@ -134,6 +134,31 @@ def _injected_images(r: Resource, ctx: Context) -> Iterator[tuple[str, Any, str]
         # The same allow-list and pinning as the workloads' own images.
         for field_, value, message in _image_problems(f"values.{key}", image, ctx, "injected-images"):
             yield field_, value, f"{message} (KServe injects it into every model pod)"
+
+
+#: The runtime label's value for this repository's model server (workloads/runtimes/modelyard.py).
+MODEL_SERVER_RUNTIME = "modelyard"
+#: The model server's flag that holds the model directory to the manifest `modelyard model push` wrote.
+VERIFY_MANIFEST = "--verify_manifest"
+
+
+@resource_rule(
+    "model-manifest-verified",
+    "The model server verifies the model directory against its pushed manifest (every file's size and "
+    "sha256) before it loads anything, so an overwritten or tampered version is refused, not served.",
+    (ISVC,),
+)
+def _manifest_verified(r: Resource, ctx: Context) -> Iterator[tuple[str, Any, str]]:
+    if (r.get("metadata", "labels") or {}).get(RUNTIME_LABEL) != MODEL_SERVER_RUNTIME or _unknown(r.inputs.get("spec")):
+        return
+    for i, container in enumerate(as_list(r.get("spec", "predictor", "containers"))):
+        container = mapping(container)
+        if container.get("name") == kserve.MODEL_CONTAINER and VERIFY_MANIFEST not in as_list(container.get("args")):
+            yield (
+                f"spec.predictor.containers[{i}].args",
+                container.get("args"),
+                f"the model server must run with {VERIFY_MANIFEST}",
+            )
 
 
 def _is_keda_chart(release: Resource) -> bool:

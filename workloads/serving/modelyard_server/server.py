@@ -111,6 +111,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="a sentence-transformers directory (default: the bundled all-MiniLM-L6-v2; in a cluster /mnt/models)",
     )
+    parser.add_argument(
+        "--verify_manifest",
+        action="store_true",
+        help="refuse to start unless the model directory is exactly what its manifest.json (written by "
+        "modelyard model push) lists, file by file and sha256 by sha256",
+    )
     parser.add_argument("--http_port", type=int, default=8080)
     parser.add_argument("--host", default="0.0.0.0", help="address to listen on (default 0.0.0.0, as in a pod)")
     parser.add_argument(
@@ -237,6 +243,11 @@ def main(argv: list[str] | None = None) -> int:
     workers = args.workers or cpu_limit()
     device, threads = batching_for_device(args, cpu_limit())
     try:
+        if args.verify_manifest:
+            from .manifest import MANIFEST, verify
+
+            verified = verify(model_dir, args.model_name)
+            logging.getLogger("modelyard_server").info("%d files verified against %s", verified, MANIFEST)
         info = model_info(model_dir)
         per_front = check(args, workers, info.max_seq_length)
     except (ModelDirError, SettingsError) as exc:

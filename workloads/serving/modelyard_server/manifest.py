@@ -1,0 +1,76 @@
+"""The model directory held to its manifest before anything of it is loaded.
+
+`modelyard model push` writes `manifest.json` beside a model version's files: each file's path, size and
+sha256. With `--verify_manifest` (what the workloads stack renders) the server reads every file of the
+directory KServe's storage initializer filled and refuses to start, in one line naming the file, when a file
+differs from the manifest, is missing, or is not in it (an added file could be what a loader picks up), or
+when the manifest is for another model. A model version overwritten or tampered with in the store is then
+never served.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from .tokenizer import ModelDirError
+
+MANIFEST = "manifest.json"
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def _entries(manifest: Path, document: Any) -> list[tuple[str, int, str]]:
+    if not isinstance(document, dict) or not isinstance(document.get("files"), list) or not document["files"]:
+        raise ModelDirError(
+            f"{manifest}: must be an object with a non-empty files list, as modelyard model push writes"
+        )
+    out = []
+    for i, entry in enumerate(document["files"]):
+        path, size, digest = (entry.get(k) if isinstance(entry, dict) else None for k in ("path", "size", "sha256"))
+        pure = PurePosixPath(path) if isinstance(path, str) else None
+        if pure is None or pure.is_absolute() or ".." in pure.parts or path in ("", MANIFEST):
+            raise ModelDirError(f"{manifest}: files[{i}].path must be a relative path inside the model (got {path!r})")
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise ModelDirError(f"{manifest}: files[{i}].size must be a byte count (got {size!r})")
+        if not isinstance(digest, str) or not _SHA256.match(digest):
+            raise ModelDirError(f"{manifest}: files[{i}].sha256 must be 64 lowercase hex digits (got {digest!r})")
+        out.append((str(path), size, digest))
+    return out
+
+
+def verify(model_dir: Path, model_name: str) -> int:
+    """Check `model_dir` against its manifest; return the files verified. ModelDirError names what is wrong."""
+    manifest = model_dir / MANIFEST
+    if not manifest.is_file():
+        raise ModelDirError(
+            f"{manifest}: missing; --verify_manifest serves only a model version written by modelyard model push"
+        )
+    try:
+        document = json.loads(manifest.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelDirError(f"{manifest}: not JSON ({exc})") from None
+    entries = _entries(manifest, document)
+    if document.get("model") != model_name:
+        raise ModelDirError(f"{manifest}: is for model {document.get('model')!r}, this server serves {model_name!r}")
+    listed = {path for path, _, _ in entries}
+    for found in sorted(p for p in model_dir.rglob("*") if p.is_file()):
+        relative = found.relative_to(model_dir).as_posix()
+        if relative != MANIFEST and relative not in listed:
+            raise ModelDirError(f"{found}: not in {MANIFEST}; refusing a file the pushed version does not have")
+    for path, size, digest in entries:
+        file = model_dir / path
+        if not file.is_file():
+            raise ModelDirError(f"{file}: in {MANIFEST} but missing from the model directory")
+        actual_size = file.stat().st_size
+        if actual_size != size:
+            raise ModelDirError(f"{file}: {actual_size} bytes, {MANIFEST} says {size}")
+        h = hashlib.sha256()
+        with file.open("rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        if h.hexdigest() != digest:
+            raise ModelDirError(f"{file}: sha256 {h.hexdigest()} differs from {MANIFEST} ({digest})")
+    return len(entries)
