@@ -17,6 +17,23 @@ from modelyard.infra.common import AccountContext, kms_key
 #: tests/references/aws-services.json). Nothing else.
 MODEL_PULL_OBJECT_ACTIONS = ("s3:GetObject",)
 MODEL_PULL_BUCKET_ACTIONS = ("s3:ListBucket",)
+#: What `modelyard model push` calls through the push role (modelyard/model_push.py): it lists the version's
+#: prefix and its unfinished multipart uploads, reads objects back (HeadObject, under GetObject), writes them
+#: (PutObject also covers CreateMultipartUpload, UploadPart and CompleteMultipartUpload) and lists the parts
+#: of an upload it resumes. Never a delete: the bucket policy refuses every delete to everyone.
+MODEL_PUSH_OBJECT_ACTIONS = ("s3:GetObject", "s3:PutObject", "s3:ListMultipartUploadParts")
+MODEL_PUSH_BUCKET_ACTIONS = ("s3:ListBucket", "s3:ListBucketMultipartUploads")
+#: Object writes and deletes the bucket policy refuses to every principal but the push role (writes) or to
+#: every principal (deletes, retention changes): versions are immutable in the store, not by courtesy.
+WRITE_ACTIONS = ("s3:PutObject",)
+DELETE_ACTIONS = ("s3:DeleteObject", "s3:DeleteObjectVersion", "s3:PutObjectRetention", "s3:BypassGovernanceRetention")
+
+
+def model_push_role_name(env: str) -> str:
+    """The push role's name: `modelyard model push` assumes it by this name."""
+    return f"modelyard-{env}-model-push"
+
+
 #: The prefix server access logs are written under in the log bucket.
 ACCESS_LOG_PREFIX = "models/"
 
@@ -71,6 +88,8 @@ class ModelStore(pulumi.ComponentResource):
     bucket_arn: pulumi.Output[str]
     kms_key_arn: pulumi.Output[str]
     model_pull_role_arn: pulumi.Output[str]
+    #: The one writer of the bucket (`modelyard model push` assumes it).
+    model_push_role_arn: pulumi.Output[str]
 
     def __init__(self, name: str, args: ModelStoreArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("modelyard:infra:ModelStore", name, None, opts)
@@ -172,12 +191,100 @@ class ModelStore(pulumi.ComponentResource):
             ],
             opts=pulumi.ResourceOptions(parent=self, depends_on=[versioning]),
         )
+        if cfg.object_lock_days is not None:
+            # Governance mode: every version is kept `object_lock_days`; with the bucket policy's deletes
+            # refused, a bypass takes an administrator changing that policy first.
+            aws.s3.BucketObjectLockConfiguration(
+                f"{name}-bucket-object-lock",
+                bucket=bucket.id,
+                object_lock_enabled="Enabled",
+                rule=aws.s3.BucketObjectLockConfigurationRuleArgs(
+                    default_retention=aws.s3.BucketObjectLockConfigurationRuleDefaultRetentionArgs(
+                        mode="GOVERNANCE", days=cfg.object_lock_days
+                    )
+                ),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[versioning]),
+            )
         objects = pulumi.Output.concat(bucket.arn, "/*")
+        pusher = aws.iam.Role(
+            f"{name}-push-role",
+            name=model_push_role_name(args.env),
+            description=f"modelyard model push in {args.env}: the one writer of the model bucket, never a delete",
+            assume_role_policy=iam.to_json(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Effect": "Allow",
+                            "Principal": {
+                                "AWS": list(cfg.pusher_role_arns)
+                                or pulumi.Output.concat(
+                                    "arn:", account.partition, ":iam::", account.account_id, ":root"
+                                )
+                            },
+                            "Action": "sts:AssumeRole",
+                        }
+                    ],
+                }
+            ),
+            opts=child,
+        )
+        aws.iam.RolePolicy(
+            f"{name}-push-policy",
+            role=pusher.id,
+            policy=iam.to_json(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Sid": "ListModelBucket",
+                            "Effect": "Allow",
+                            "Action": list(MODEL_PUSH_BUCKET_ACTIONS),
+                            "Resource": bucket.arn,
+                        },
+                        {
+                            "Sid": "WriteAndVerifyModels",
+                            "Effect": "Allow",
+                            "Action": list(MODEL_PUSH_OBJECT_ACTIONS),
+                            "Resource": objects,
+                        },
+                        {
+                            "Sid": "EncryptModelsThroughS3",
+                            "Effect": "Allow",
+                            "Action": ["kms:GenerateDataKey", "kms:Decrypt"],
+                            "Resource": key_arn,
+                            "Condition": {"StringEquals": {"kms:ViaService": f"s3.{account.region}.amazonaws.com"}},
+                        },
+                    ],
+                }
+            ),
+            opts=child,
+        )
         aws.s3.BucketPolicy(
             f"{name}-bucket-policy",
             bucket=bucket.id,
             policy=iam.to_json(
-                {"Version": "2012-10-17", "Statement": [iam.deny_insecure_transport([bucket.arn, objects])]}
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        iam.deny_insecure_transport([bucket.arn, objects]),
+                        {
+                            "Sid": "WritesOnlyThroughThePushRole",
+                            "Effect": "Deny",
+                            "Principal": "*",
+                            "Action": list(WRITE_ACTIONS),
+                            "Resource": objects,
+                            "Condition": {"ArnNotEquals": {"aws:PrincipalArn": pusher.arn}},
+                        },
+                        {
+                            "Sid": "NoDeletes",
+                            "Effect": "Deny",
+                            "Principal": "*",
+                            "Action": list(DELETE_ACTIONS),
+                            "Resource": objects,
+                        },
+                    ],
+                }
             ),
             opts=pulumi.ResourceOptions(parent=self, depends_on=companions),
         )
@@ -259,6 +366,7 @@ class ModelStore(pulumi.ComponentResource):
         self.bucket_arn = bucket.arn
         self.kms_key_arn = pulumi.Output.from_input(key_arn)
         self.model_pull_role_arn = role.arn
+        self.model_push_role_arn = pusher.arn
         self.register_outputs(
             {
                 "bucket_name": self.bucket_name,

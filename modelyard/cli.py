@@ -345,7 +345,7 @@ def cmd_model_push(args: argparse.Namespace) -> int:
     import boto3
     from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
-    from modelyard.infra.model_store import model_bucket_name
+    from modelyard.infra.model_store import model_bucket_name, model_push_role_name
     from modelyard.model_push import PushError, push
     from modelyard.programs import PROJECTS
     from modelyard.stackfile import read_stack_config
@@ -359,11 +359,27 @@ def cmd_model_push(args: argparse.Namespace) -> int:
             region = read_stack_config(stack_file, stack=args.env).get(FULL_KEY, {}).get("region")
     try:
         session = boto3.session.Session(region_name=region)
-        bucket = args.bucket
-        if bucket is None:
-            account = session.client("sts").get_caller_identity()["Account"]
-            bucket = model_bucket_name(args.env, account)
-        push(session.client("s3"), Path(args.directory), bucket=bucket, model=args.model, version=args.version)
+        sts = session.client("sts")
+        caller = sts.get_caller_identity()
+        account, partition = caller["Account"], caller["Arn"].split(":")[1]
+        bucket = args.bucket or model_bucket_name(args.env, account)
+        # The bucket policy refuses writes from anyone but the push role: assume it.
+        role_arn = args.role_arn or f"arn:{partition}:iam::{account}:role/{model_push_role_name(args.env)}"
+        try:
+            creds = sts.assume_role(RoleArn=role_arn, RoleSessionName="modelyard-model-push")["Credentials"]
+        except ClientError as exc:
+            raise UsageError(
+                f"cannot assume the push role {role_arn} ({exc.response.get('Error', {}).get('Code', exc)}): is the "
+                f"{args.env} platform stack up, and are you one of model_store.pusher_role_arns?"
+            ) from None
+        pusher = boto3.session.Session(
+            aws_access_key_id=creds["AccessKeyId"],
+            aws_secret_access_key=creds["SecretAccessKey"],
+            aws_session_token=creds["SessionToken"],
+            region_name=region,
+        )
+        print(f"as {role_arn}, the model bucket's one writer")
+        push(pusher.client("s3"), Path(args.directory), bucket=bucket, model=args.model, version=args.version)
     except PushError as exc:
         raise UsageError(str(exc)) from None
     except NoCredentialsError:
@@ -785,6 +801,9 @@ def build_parser() -> argparse.ArgumentParser:
     push_cmd.add_argument("--version", required=True, help="the version to create (immutable once pushed)")
     push_cmd.add_argument("--bucket", help="the bucket (default: modelyard-<env>-models-<account>)")
     push_cmd.add_argument("--region", help="AWS region (default: the platform stack file's region)")
+    push_cmd.add_argument(
+        "--role-arn", help="the role to push as (default: the environment's push role, modelyard-<env>-model-push)"
+    )
     push_cmd.set_defaults(handler=cmd_model_push)
     return parser
 

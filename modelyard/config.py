@@ -278,6 +278,20 @@ class ModelStoreConfig(Model):
     #: An existing customer-managed KMS key for the bucket; when unset, the stack creates one.
     kms_key_arn: KmsKeyArn | None = None
     access_log_retention_days: int = Field(default=365, ge=1, le=3653)
+    #: S3 Object Lock in governance mode: every object version is kept at least this many days (None: off).
+    #: Needs versioning; a principal with s3:BypassGovernanceRetention can still remove one, on purpose.
+    object_lock_days: int | None = Field(default=None, ge=1, le=36500)
+    #: Who may assume the push role (`modelyard model push`): IAM role ARNs of this account. Empty: any
+    #: principal of the account whose own policies allow sts:AssumeRole on it.
+    pusher_role_arns: Seq[RoleArn] = ()
+
+    @model_validator(mode="after")
+    def _lock_needs_versions(self) -> ModelStoreConfig:
+        if self.object_lock_days is not None and not self.versioning:
+            raise FieldProblems(
+                [("object_lock_days", "needs versioning: true (Object Lock keeps versions)", self.object_lock_days)]
+            )
+        return self
 
 
 class IngressConfig(Model):

@@ -170,6 +170,13 @@ UNVERIFIED: Final = (
         "staging --url http://127.0.0.1:8080 --duration 300   # tokens/s generated at the assumed rate",
     ),
     Unverified(
+        "the model bucket refuses writes from any principal but the push role and every delete (its bucket "
+        "policy), and Object Lock applies its default retention to an existing bucket's new versions",
+        "aws s3api put-object --bucket modelyard-<env>-models-<account> --key probe --body /dev/null   # as an "
+        "administrator: AccessDenied; then aws s3api get-object-lock-configuration --bucket "
+        "modelyard-<env>-models-<account>",
+    ),
+    Unverified(
         "a dev model with replicas.min 0 scales to zero after its awake window ends and its queue has been empty "
         "for KEDA's cooldown, and back to one replica when the window opens (KServe leaving the Deployment's "
         "replicas to KEDA)",

@@ -92,7 +92,10 @@ def test_cli_finds_the_bucket_from_the_account_and_exits_2_on_errors(
         boto3.client("s3", region_name="us-east-1").create_bucket(Bucket=BUCKET)  # moto's account is 123456789012
         argv = ["model", "push", str(model_dir), "--env", "dev", "--model", "minilm", "--version", "7"]
         assert main(argv) == 0
-        assert "verified 3 files" in capsys.readouterr().out
+        out = capsys.readouterr().out
+        # The bucket's one writer: the environment's push role (infra/model_store.py), assumed first.
+        assert "as arn:aws:iam::123456789012:role/modelyard-dev-model-push, the model bucket's one writer" in out
+        assert "verified 3 files" in out
         assert main(argv) == 2
         assert "already exists" in capsys.readouterr().err
         assert main(["model", "push", "/no/such/dir", "--env", "dev", "--model", "m", "--version", "1"]) == 2
@@ -239,3 +242,24 @@ def test_a_write_by_someone_else_is_never_overwritten(s3: object, model_dir: Pat
     with pytest.raises(PushError, match="was written by someone else during this push"):
         push(Racing(s3), model_dir, bucket=BUCKET, model="minilm", version="1", say=lambda _: None)
     assert s3.get_object(Bucket=BUCKET, Key="minilm/1/manifest.json")["Body"].read() == b"theirs"  # type: ignore[attr-defined]
+
+
+def test_object_lock_keeps_a_pushed_version_from_being_deleted(tmp_path: Path, model_dir: Path) -> None:
+    """With the bucket's Object Lock in governance mode (infra/model_store.py), S3 refuses to delete a pushed
+    object's version before its retention ends; the push's checksummed writes are what Object Lock asks for."""
+    with mock_aws():
+        client = boto3.client("s3", region_name="us-east-1")
+        client.create_bucket(Bucket=BUCKET, ObjectLockEnabledForBucket=True)
+        client.put_object_lock_configuration(
+            Bucket=BUCKET,
+            ObjectLockConfiguration={
+                "ObjectLockEnabled": "Enabled",
+                "Rule": {"DefaultRetention": {"Mode": "GOVERNANCE", "Days": 1}},
+            },
+        )
+        push(client, model_dir, bucket=BUCKET, model="minilm", version="1", say=lambda _: None)
+        head = client.head_object(Bucket=BUCKET, Key="minilm/1/model.safetensors")
+        assert head["ObjectLockMode"] == "GOVERNANCE"
+        with pytest.raises(client.exceptions.ClientError, match="AccessDenied"):
+            client.delete_object(Bucket=BUCKET, Key="minilm/1/model.safetensors", VersionId=head["VersionId"])
+        assert client.get_object(Bucket=BUCKET, Key="minilm/1/model.safetensors")["Body"].read()

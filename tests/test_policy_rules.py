@@ -198,6 +198,48 @@ def pdb(name: str = "embed") -> Resource:
     )
 
 
+def immutable_store(lock: str | None = "GOVERNANCE", writers: bool = True) -> list[Resource]:
+    """The model bucket as infra/model_store.py builds it: Object Lock, one writer, no deletes."""
+    b = res(BUCKET, "b", {"bucket": MODEL_BUCKET})
+    out = [b]
+    if lock is not None:
+        out.append(
+            res(
+                "aws:s3/bucketObjectLockConfiguration:BucketObjectLockConfiguration",
+                "lock",
+                {"objectLockEnabled": "Enabled", "rule": {"defaultRetention": {"mode": lock, "days": 90}}},
+                bucket=[b.urn],
+            )
+        )
+    statements = [
+        {
+            "Effect": "Deny",
+            "Principal": "*",
+            "Action": [
+                "s3:DeleteObject",
+                "s3:DeleteObjectVersion",
+                "s3:PutObjectRetention",
+                "s3:BypassGovernanceRetention",
+            ],
+            "Resource": "*",
+        }
+    ]
+    if writers:
+        statements.append(
+            {
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": ["s3:PutObject"],
+                "Resource": "*",
+                "Condition": {"ArnNotEquals": {"aws:PrincipalArn": "arn:aws:iam::1:role/modelyard-prod-model-push"}},
+            }
+        )
+    out.append(
+        res("aws:s3/bucketPolicy:BucketPolicy", "p", {"policy": json.dumps({"Statement": statements})}, bucket=[b.urn])
+    )
+    return out
+
+
 def role_with_trust(trust: dict[str, Any]) -> Resource:
     return res(
         "aws:iam/role:Role", "r", {"assumeRolePolicy": json.dumps({"Version": "2012-10-17", "Statement": [trust]})}
@@ -307,6 +349,13 @@ CASES: list[tuple[str, Callable[[], list[Resource]], Callable[[], list[Resource]
         "versioning",
     ),
     ("s3-tls-only", lambda: bucket_set(ALL_BLOCKED), lambda: bucket_set(ALL_BLOCKED, tls=False), {}, "policy"),
+    (
+        "model-store-immutable",
+        lambda: immutable_store(),
+        lambda: immutable_store(lock=None),
+        {},
+        "objectLock",
+    ),
     (
         "no-public-principal",
         lambda: [
@@ -1253,3 +1302,12 @@ def test_a_zone_spread_that_would_not_spread_the_pods_kserve_builds_is_caught(sp
 
 def test_a_single_replica_needs_no_zone_spread() -> None:
     assert run("inferenceservice-zone-spread", [isvc(min_replicas=1)]) == []
+
+
+def test_the_model_store_rule_names_each_missing_guard() -> None:
+    found = run("model-store-immutable", immutable_store(writers=False))
+    assert [f.message for f in found] == ["no statement denies s3:PutObject to all but the push role"]
+    assert run("model-store-immutable", immutable_store(lock="NONE"))[0].field == "objectLock"
+    bare = bucket_set(ALL_BLOCKED)  # TLS only: every writer, every delete
+    messages = [f.message for f in run("model-store-immutable", bare)]
+    assert "the bucket policy must deny these to every principal" in messages and len(messages) == 3

@@ -44,6 +44,7 @@ S3_BUCKET_COMPANIONS = frozenset(
         "aws:s3/bucketLogging:BucketLogging",
         "aws:s3/bucketAcl:BucketAcl",
         "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration",
+        "aws:s3/bucketObjectLockConfiguration:BucketObjectLockConfiguration",
     }
 )
 

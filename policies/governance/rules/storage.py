@@ -84,6 +84,56 @@ def _s3_versioning(ctx: Context) -> Iterator[Finding]:
             yield Finding(bucket.urn, "versioning", status, "the model bucket must have versioning Enabled")
 
 
+#: What keeps a model version as it was pushed: no principal may delete a version or change its retention.
+MODEL_STORE_DELETES = (
+    "s3:DeleteObject",
+    "s3:DeleteObjectVersion",
+    "s3:PutObjectRetention",
+    "s3:BypassGovernanceRetention",
+)
+
+
+def _denied(policies: list[Resource], action: str, *, to_all_but_one: bool = False) -> bool:
+    """Whether a Deny statement of the bucket's policy refuses `action` to every principal (or, with
+    `to_all_but_one`, to every principal but one named by aws:PrincipalArn)."""
+    for p in policies:
+        for st in statements(p.get("policy")):
+            if st.get("Effect") != "Deny" or st.get("Principal") not in ("*", {"AWS": "*"}):
+                continue
+            if not any(a in (action, "s3:*") for a in as_list(st.get("Action"))):
+                continue
+            condition = st.get("Condition") or {}
+            if not condition and not to_all_but_one:
+                return True
+            named = (condition.get("ArnNotEquals") or {}).get("aws:PrincipalArn")
+            if to_all_but_one and len(condition) == 1 and len(as_list(named)) == 1:
+                return True
+    return False
+
+
+@stack_rule(
+    "model-store-immutable",
+    "The model store keeps every version as pushed: Object Lock with a default retention, one writer (the "
+    "push role), and no deletes for anyone.",
+)
+def _model_store_immutable(ctx: Context) -> Iterator[Finding]:
+    for bucket in ctx.stack.of_type("aws:s3/bucket:Bucket", "aws:s3/bucketV2:BucketV2"):
+        if not _is_model_bucket(ctx, bucket):
+            continue
+        locks = _bucket_companions(ctx, bucket, "aws:s3/bucketObjectLockConfiguration:BucketObjectLockConfiguration")
+        mode = locks[0].get("rule", "defaultRetention", "mode") if locks else None
+        if mode not in ("GOVERNANCE", "COMPLIANCE") and not (locks and _unknown(locks[0].inputs.get("rule"))):
+            yield Finding(bucket.urn, "objectLock", mode, "the model bucket needs Object Lock with a default retention")
+        policies = _bucket_companions(ctx, bucket, "aws:s3/bucketPolicy:BucketPolicy")
+        if policies and _unknown(policies[0].inputs.get("policy")):
+            continue
+        if not _denied(policies, "s3:PutObject", to_all_but_one=True):
+            yield Finding(bucket.urn, "policy", None, "no statement denies s3:PutObject to all but the push role")
+        missing = [a for a in MODEL_STORE_DELETES if not _denied(policies, a)]
+        if missing:
+            yield Finding(bucket.urn, "policy", missing, "the bucket policy must deny these to every principal")
+
+
 @stack_rule("s3-tls-only", "Every bucket policy denies requests without TLS.", basic=True)
 def _s3_tls(ctx: Context) -> Iterator[Finding]:
     for bucket in ctx.stack.of_type("aws:s3/bucket:Bucket", "aws:s3/bucketV2:BucketV2"):
