@@ -212,6 +212,7 @@ def platform_program(cfg: PlatformConfig) -> None:
             mirror_urls=registry.mirror_urls,
             deletion_protection=cfg.deletion_protection,
             depends_on=[cert_manager.release],
+            replicas=cfg.system_pool.controller_replicas,
         ),
         opts=with_both,
     )

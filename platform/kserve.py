@@ -11,10 +11,16 @@ import pulumi_kubernetes as k8s
 
 from modelyard.config import IngressConfig
 from modelyard.infra.nodes import SYSTEM_POOL_LABEL
-from modelyard.platform.common import CONTAINER_SECURITY, helm_release, namespace, resources
+from modelyard.platform.common import CONTAINER_SECURITY, helm_release, namespace, resources, zone_spread
 from modelyard.policies.governance import kserve as upstream
 
 NAMESPACE = "kserve"
+#: The controller's Deployment and the labels its pods carry (its selector), as KServe v0.16.0's chart renders
+#: them (charts/kserve-resources/templates/deployment.yaml; tests/conformance/kserve-v0.16.0/
+#: controller_deployment.yaml). The template sets no replicas (Helm leaves the field to a patch) and runs the
+#: manager with --leader-elect (two replicas share the work; both serve the webhook).
+CONTROLLER_DEPLOYMENT = "kserve-controller-manager"
+CONTROLLER_POD_LABELS = {"control-plane": "kserve-controller-manager", "controller-tools.k8s.io": "1.0"}
 #: KServe 0.16 renamed RawDeployment to Standard: plain Deployments, Services and HPAs; no Knative,
 #: no Istio. (Scale-to-zero and canaryTrafficPercent need the Knative mode; see workloads/.)
 DEPLOYMENT_MODE = "Standard"
@@ -81,6 +87,9 @@ class KServeArgs:
     deletion_protection: bool
     #: cert-manager must issue the webhook certificates before KServe starts.
     depends_on: Sequence[pulumi.Resource] = ()
+    #: Controller replicas: its pod also serves the webhook that admits every model pod (failurePolicy Fail),
+    #: so with one replica a drain or an OOM stops every model rollout and scale-up.
+    replicas: int = 1
 
 
 class KServe(pulumi.ComponentResource):
@@ -109,6 +118,11 @@ class KServe(pulumi.ComponentResource):
                         "nodeSelector": dict([SYSTEM_POOL_LABEL]),
                         "resources": resources("100m", "300Mi", "1", "1Gi"),
                         "containerSecurityContext": {**CONTAINER_SECURITY, "privileged": False, "runAsNonRoot": True},
+                        **(
+                            {"topologySpreadConstraints": [zone_spread(CONTROLLER_POD_LABELS)]}
+                            if args.replicas > 1
+                            else {}
+                        ),
                     },
                     "storage": {
                         "image": args.mirror_urls["kserve.storage"],
@@ -126,6 +140,33 @@ class KServe(pulumi.ComponentResource):
             },
             opts=pulumi.ResourceOptions(parent=self, depends_on=[crds, *args.depends_on]),
         )
+
+        if args.replicas > 1:
+            # The chart has no replicas value: patch the one field it leaves alone (server-side apply), and keep
+            # one replica through a drain.
+            k8s.apps.v1.DeploymentPatch(
+                f"{name}-controller-replicas",
+                metadata={
+                    "name": CONTROLLER_DEPLOYMENT,
+                    "namespace": ns.metadata["name"],
+                    "labels": dict(args.labels),
+                    "annotations": {"pulumi.com/patchForce": "true"},
+                },
+                spec={"replicas": args.replicas},
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[self.release]),
+            )
+            pdb_meta: Any = {
+                "name": CONTROLLER_DEPLOYMENT,
+                "namespace": ns.metadata["name"],
+                "labels": dict(args.labels),
+            }
+            pdb_spec: Any = {"minAvailable": 1, "selector": {"matchLabels": dict(CONTROLLER_POD_LABELS)}}
+            k8s.policy.v1.PodDisruptionBudget(
+                f"{name}-controller-pdb",
+                metadata=pdb_meta,
+                spec=pdb_spec,
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[self.release]),
+            )
 
         kept = pulumi.ResourceOptions(parent=self, protect=args.deletion_protection)
         models = namespace(f"{name}-models-ns", args.model_namespace, args.labels, kept)

@@ -694,3 +694,34 @@ def test_the_pod_identity_webhook_port_skips_what_the_annotation_names() -> None
     for unreadable in ('"sidecar', 'side"car'):
         assert admission.irsa_credentialed(pod(unreadable)) == ["init-first", "app", "sidecar"]
     COUNTS["upstream test cases run against the ports"] += 4
+
+
+def test_the_kserve_controller_runs_two_replicas_where_the_chart_leaves_room(all_plans: dict[str, Plan]) -> None:
+    """KServe v0.16.0's chart has no replicas value and its template sets none, so a server-side patch of
+    spec.replicas is what Helm leaves alone; its manager runs --leader-elect, so two replicas are safe (one
+    reconciles, both serve the pod webhook). The PodDisruptionBudget and the zone spread select the pods by
+    the template's own labels."""
+    template = yaml.safe_load(
+        (CONFORMANCE / f"kserve-{admission.KSERVE_TAG}" / "controller_deployment.yaml").read_text()
+    )
+    assert template["sets_replicas"] is False and "--leader-elect" in template["manager_args"]
+    for env, plan in all_plans.items():
+        patches = [s["inputs"] for s in plan.of_type("kubernetes:apps/v1:DeploymentPatch")]
+        pdbs = [
+            s["inputs"]
+            for s in plan.of_type("kubernetes:policy/v1:PodDisruptionBudget")
+            if s["inputs"]["metadata"]["namespace"] == "kserve"
+        ]
+        values = plan.named("kubernetes:helm.sh/v3:Release", "kserve-release")["inputs"]["values"]["kserve"][
+            "controller"
+        ]
+        if env == "dev":  # one controller replica: nothing to patch, spread or keep
+            assert patches == [] and pdbs == [] and "topologySpreadConstraints" not in values
+            continue
+        [patch] = patches
+        assert patch["metadata"]["name"] == template["name"] and patch["spec"]["replicas"] >= 2, env
+        [pdb] = pdbs
+        assert pdb["spec"]["selector"]["matchLabels"] == template["selector"], env
+        [spread] = values["topologySpreadConstraints"]
+        assert spread["labelSelector"]["matchLabels"].items() <= template["pod_labels"].items(), env
+        assert spread["topologyKey"] == "topology.kubernetes.io/zone"

@@ -134,18 +134,28 @@ def _project(state: Mapping[str, Any]) -> str:
     return str(state.get("urn", "")).split("::")[1]
 
 
-def kubernetes_objects(digest: Mapping[str, Any]) -> Iterable[tuple[str, dict[str, Any]]]:
-    """(file name, object) for every Kubernetes object in the plan, in URN order."""
+def is_patch(typ: str) -> bool:
+    """A pulumi-kubernetes `<Kind>Patch`: server-side apply of some fields of an object something else (a Helm
+    chart) creates, not an object of its own."""
+    return typ.startswith("kubernetes:") and typ.endswith("Patch")
+
+
+def kubernetes_objects(digest: Mapping[str, Any], *, patches: bool = False) -> Iterable[tuple[str, dict[str, Any]]]:
+    """(file name, object) for every Kubernetes object in the plan, in URN order; with `patches`, the patches
+    instead (under `patches/`, named `.yaml.patch`: partial objects no validator or scanner should take for
+    objects)."""
     for state in new_states(digest):
         typ = str(state.get("type", ""))
-        if not typ.startswith("kubernetes:") or typ.startswith(_NOT_OBJECTS):
+        if not typ.startswith("kubernetes:") or typ.startswith(_NOT_OBJECTS) or is_patch(typ) != patches:
             continue
         inputs = dict(state.get("inputs", {}))
         head = {key: inputs.pop(key) for key in ("apiVersion", "kind", "metadata") if key in inputs}
         obj = {**head, **inputs}
         meta = obj.get("metadata") or {}
         namespace = meta.get("namespace") or "_cluster"
-        yield f"{_project(state)}/{namespace}/{obj.get('kind', 'Object')}-{meta.get('name', 'unnamed')}.yaml", obj
+        where = f"{_project(state)}/patches/{namespace}" if patches else f"{_project(state)}/{namespace}"
+        suffix = ".yaml.patch" if patches else ".yaml"
+        yield f"{where}/{obj.get('kind', 'Object')}-{meta.get('name', 'unnamed')}{suffix}", obj
 
 
 def helm_releases(digest: Mapping[str, Any]) -> Iterable[tuple[str, dict[str, Any]]]:
@@ -160,7 +170,11 @@ def helm_releases(digest: Mapping[str, Any]) -> Iterable[tuple[str, dict[str, An
 def write_manifests(digest: Mapping[str, Any], directory: Path) -> int:
     """Write every Kubernetes object (and each Helm release's chart, version and values) as YAML."""
     count = 0
-    for relative, obj in [*kubernetes_objects(digest), *helm_releases(digest)]:
+    for relative, obj in [
+        *kubernetes_objects(digest),
+        *kubernetes_objects(digest, patches=True),
+        *helm_releases(digest),
+    ]:
         path = directory / relative
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(yaml.safe_dump(obj, sort_keys=False), encoding="utf-8")
