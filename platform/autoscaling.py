@@ -17,11 +17,19 @@ from dataclasses import dataclass
 import pulumi
 
 from modelyard.infra.nodes import SYSTEM_POOL_LABEL
-from modelyard.platform.common import CONTAINER_SECURITY, POD_SECURITY, helm_release, namespace, resources
+from modelyard.platform.common import CONTAINER_SECURITY, POD_SECURITY, helm_release, namespace, resources, zone_spread
 
 NAMESPACE = "keda"
 #: KEDA's components, as its chart names them in the per-component values.
 COMPONENTS = ("operator", "metricServer", "webhooks")
+#: Each component's pods, by the `app` label its chart template selects them with (keda/templates/*/
+#: deployment.yaml at chart 2.20.2, the names' defaults operator.name and webhooks.name), and the key the
+#: chart's topologySpreadConstraints value uses for it (`metricsServer` there, `metricServer` elsewhere).
+POD_APP = {
+    "operator": ("keda-operator", "operator"),
+    "metricServer": ("keda-operator-metrics-apiserver", "metricsServer"),
+    "webhooks": ("keda-admission-webhooks", "webhooks"),
+}
 #: The metrics API server (the API server calls it for external metrics) and the admission webhooks.
 METRICS_API_PORT = 6443
 WEBHOOK_PORT = 9443
@@ -54,7 +62,14 @@ class Keda(pulumi.ComponentResource):
                 "operator": {"replicaCount": args.replicas},
                 "metricsServer": {"replicaCount": args.replicas},
                 "webhooks": {"enabled": True, "replicaCount": args.replicas},
-                "podDisruptionBudget": {"operator": {"minAvailable": 1}} if args.replicas > 1 else {},
+                # With two or more replicas: each component's pods across zones, one kept through a drain (the
+                # webhook refuses ScaledObject changes while it has no pod; the metrics server answers the HPA).
+                "podDisruptionBudget": {c: {"minAvailable": 1} for c in COMPONENTS} if args.replicas > 1 else {},
+                **(
+                    {"topologySpreadConstraints": {key: [zone_spread({"app": app})] for app, key in POD_APP.values()}}
+                    if args.replicas > 1
+                    else {}
+                ),
                 "podSecurityContext": {c: dict(POD_SECURITY) for c in COMPONENTS},
                 "securityContext": {c: dict(container) for c in COMPONENTS},
                 "resources": {c: resources("100m", "128Mi", "1", "512Mi") for c in COMPONENTS},

@@ -725,3 +725,22 @@ def test_the_kserve_controller_runs_two_replicas_where_the_chart_leaves_room(all
         [spread] = values["topologySpreadConstraints"]
         assert spread["labelSelector"]["matchLabels"].items() <= template["pod_labels"].items(), env
         assert spread["topologyKey"] == "topology.kubernetes.io/zone"
+
+
+def test_kedas_components_spread_and_keep_a_pod_by_their_templates_labels(all_plans: dict[str, Plan]) -> None:
+    """With two or more replicas each KEDA component gets the chart's PodDisruptionBudget and a zone spread
+    whose selector is the `app` label its template (keda/templates/*/deployment.yaml, chart 2.20.2) selects
+    its pods with."""
+    from modelyard.platform.autoscaling import POD_APP
+
+    templates = yaml.safe_load((CONFORMANCE / f"keda-{admission.KEDA_TAG}" / "deployments.yaml").read_text())
+    assert {c: app for c, (app, _) in POD_APP.items()} == templates
+    for env, plan in all_plans.items():
+        values = plan.named("kubernetes:helm.sh/v3:Release", "keda-release")["inputs"]["values"]
+        if values["operator"]["replicaCount"] < 2:
+            assert values["podDisruptionBudget"] == {} and "topologySpreadConstraints" not in values, env
+            continue
+        assert values["podDisruptionBudget"] == {c: {"minAvailable": 1} for c in POD_APP}, env
+        for app, key in POD_APP.values():
+            [spread] = values["topologySpreadConstraints"][key]
+            assert spread["labelSelector"]["matchLabels"] == {"app": app}, env
