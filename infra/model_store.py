@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
@@ -27,6 +29,38 @@ MODEL_PUSH_BUCKET_ACTIONS = ("s3:ListBucket", "s3:ListBucketMultipartUploads")
 #: every principal (deletes, retention changes): versions are immutable in the store, not by courtesy.
 WRITE_ACTIONS = ("s3:PutObject",)
 DELETE_ACTIONS = ("s3:DeleteObject", "s3:DeleteObjectVersion", "s3:PutObjectRetention", "s3:BypassGovernanceRetention")
+
+
+def bucket_access(
+    bucket_arn: Any,
+    key_arn: Any,
+    region: str,
+    *,
+    bucket_actions: Sequence[str],
+    objects: tuple[str, Sequence[str]],
+    kms: tuple[str, str | list[str]],
+) -> iam.Document:
+    """A role's access to the model bucket: `bucket_actions` on the bucket, the `objects` statement (Sid,
+    actions) on its objects, and the `kms` statement (Sid, actions) on its key, through S3 only."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Sid": "ListModelBucket", "Effect": "Allow", "Action": list(bucket_actions), "Resource": bucket_arn},
+            {
+                "Sid": objects[0],
+                "Effect": "Allow",
+                "Action": list(objects[1]),
+                "Resource": pulumi.Output.concat(bucket_arn, "/*"),
+            },
+            {
+                "Sid": kms[0],
+                "Effect": "Allow",
+                "Action": kms[1],
+                "Resource": key_arn,
+                "Condition": {"StringEquals": {"kms:ViaService": f"s3.{region}.amazonaws.com"}},
+            },
+        ],
+    }
 
 
 def model_push_role_name(env: str) -> str:
@@ -233,30 +267,14 @@ class ModelStore(pulumi.ComponentResource):
             f"{name}-push-policy",
             role=pusher.id,
             policy=iam.to_json(
-                {
-                    "Version": "2012-10-17",
-                    "Statement": [
-                        {
-                            "Sid": "ListModelBucket",
-                            "Effect": "Allow",
-                            "Action": list(MODEL_PUSH_BUCKET_ACTIONS),
-                            "Resource": bucket.arn,
-                        },
-                        {
-                            "Sid": "WriteAndVerifyModels",
-                            "Effect": "Allow",
-                            "Action": list(MODEL_PUSH_OBJECT_ACTIONS),
-                            "Resource": objects,
-                        },
-                        {
-                            "Sid": "EncryptModelsThroughS3",
-                            "Effect": "Allow",
-                            "Action": ["kms:GenerateDataKey", "kms:Decrypt"],
-                            "Resource": key_arn,
-                            "Condition": {"StringEquals": {"kms:ViaService": f"s3.{account.region}.amazonaws.com"}},
-                        },
-                    ],
-                }
+                bucket_access(
+                    bucket.arn,
+                    key_arn,
+                    account.region,
+                    bucket_actions=MODEL_PUSH_BUCKET_ACTIONS,
+                    objects=("WriteAndVerifyModels", MODEL_PUSH_OBJECT_ACTIONS),
+                    kms=("EncryptModelsThroughS3", ["kms:GenerateDataKey", "kms:Decrypt"]),
+                )
             ),
             opts=child,
         )
@@ -334,30 +352,14 @@ class ModelStore(pulumi.ComponentResource):
             f"{name}-pull-policy",
             role=role.id,
             policy=iam.to_json(
-                {
-                    "Version": "2012-10-17",
-                    "Statement": [
-                        {
-                            "Sid": "ListModelBucket",
-                            "Effect": "Allow",
-                            "Action": list(MODEL_PULL_BUCKET_ACTIONS),
-                            "Resource": bucket.arn,
-                        },
-                        {
-                            "Sid": "ReadModels",
-                            "Effect": "Allow",
-                            "Action": list(MODEL_PULL_OBJECT_ACTIONS),
-                            "Resource": objects,
-                        },
-                        {
-                            "Sid": "DecryptModelsThroughS3",
-                            "Effect": "Allow",
-                            "Action": "kms:Decrypt",
-                            "Resource": key_arn,
-                            "Condition": {"StringEquals": {"kms:ViaService": f"s3.{account.region}.amazonaws.com"}},
-                        },
-                    ],
-                }
+                bucket_access(
+                    bucket.arn,
+                    key_arn,
+                    account.region,
+                    bucket_actions=MODEL_PULL_BUCKET_ACTIONS,
+                    objects=("ReadModels", MODEL_PULL_OBJECT_ACTIONS),
+                    kms=("DecryptModelsThroughS3", "kms:Decrypt"),
+                )
             ),
             opts=child,
         )

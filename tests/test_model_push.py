@@ -7,7 +7,7 @@ import hashlib
 import json
 import math
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import boto3
@@ -105,6 +105,18 @@ def test_cli_finds_the_bucket_from_the_account_and_exits_2_on_errors(
 # -- multi-GB files: multipart, checksummed, resumable
 
 
+class Intercepted:
+    """An S3 client whose `name` calls go through `hook(the real call, **kwargs)`; every other call is the
+    client's own."""
+
+    def __init__(self, inner: object, name: str, hook: Callable[..., object]) -> None:
+        self.inner, self.name, self.hook = inner, name, hook
+
+    def __getattr__(self, attr: str) -> object:
+        call = getattr(self.inner, attr)
+        return (lambda **kw: self.hook(call, **kw)) if attr == self.name else call
+
+
 PART = 5 * 2**20  # S3's least part size
 
 
@@ -125,24 +137,14 @@ def big_push(s3: object, directory: Path, **kwargs: object) -> dict[str, object]
 def test_a_large_file_goes_up_in_checksummed_parts(s3: object, shards: Path) -> None:
     calls: list[int] = []
 
-    class Counting:
-        def __init__(self, inner: object) -> None:
-            self.inner = inner
-
-        def __getattr__(self, name: str) -> object:
-            if name == "upload_part":
-
-                def upload_part(**kw: object) -> object:
-                    body = kw["Body"]
-                    assert kw["ChecksumSHA256"] == base64.b64encode(hashlib.sha256(body).digest()).decode()  # type: ignore[arg-type]
-                    calls.append(len(body))  # type: ignore[arg-type]
-                    return self.inner.upload_part(**kw)  # type: ignore[attr-defined]
-
-                return upload_part
-            return getattr(self.inner, name)
+    def counted(call: Callable[..., object], **kw: object) -> object:
+        body = kw["Body"]
+        assert kw["ChecksumSHA256"] == base64.b64encode(hashlib.sha256(body).digest()).decode()  # type: ignore[arg-type]
+        calls.append(len(body))  # type: ignore[arg-type]
+        return call(**kw)
 
     said: list[str] = []
-    manifest = big_push(Counting(s3), shards, say=said.append)
+    manifest = big_push(Intercepted(s3, "upload_part", counted), shards, say=said.append)
     assert calls == [PART, PART, 2 * 2**20]
     data = (shards / "model-00001-of-00001.safetensors").read_bytes()
     stored = s3.get_object(Bucket=BUCKET, Key="llm/1/model-00001-of-00001.safetensors")["Body"].read()  # type: ignore[attr-defined]
@@ -162,26 +164,17 @@ def test_the_part_size_grows_to_stay_within_10000_parts() -> None:
 def test_a_stopped_push_resumes_and_sends_only_what_is_missing(s3: object, shards: Path) -> None:
     (shards / "a-small-file.txt").write_text("first")
 
-    class Dropping:
+    parts: list[int] = []
+
+    def dropped(call: Callable[..., object], **kw: object) -> object:
         """The connection drops on the second part of the shard."""
-
-        def __init__(self, inner: object) -> None:
-            self.inner, self.parts = inner, 0
-
-        def __getattr__(self, name: str) -> object:
-            if name == "upload_part":
-
-                def upload_part(**kw: object) -> object:
-                    self.parts += 1
-                    if self.parts == 2:
-                        raise ConnectionError("connection reset by peer")
-                    return self.inner.upload_part(**kw)  # type: ignore[attr-defined]
-
-                return upload_part
-            return getattr(self.inner, name)
+        parts.append(int(kw["PartNumber"]))  # type: ignore[call-overload]
+        if len(parts) == 2:
+            raise ConnectionError("connection reset by peer")
+        return call(**kw)
 
     with pytest.raises(ConnectionError):
-        big_push(Dropping(s3), shards, say=lambda _: None)
+        big_push(Intercepted(s3, "upload_part", dropped), shards, say=lambda _: None)
     listed = s3.list_objects_v2(Bucket=BUCKET, Prefix="llm/1/")  # type: ignore[attr-defined]
     # The small files are up, the shard is not, and there is no manifest: the version is not complete.
     assert [o["Key"] for o in listed["Contents"]] == ["llm/1/a-small-file.txt", "llm/1/config.json"]
@@ -224,23 +217,14 @@ def test_a_write_by_someone_else_is_never_overwritten(s3: object, model_dir: Pat
     """Every write is conditional: a manifest that appears during the push (another push finished first)
     is kept, and the push says what to do."""
 
-    class Racing:
-        def __init__(self, inner: object) -> None:
-            self.inner = inner
+    def raced(call: Callable[..., object], **kw: object) -> object:
+        if str(kw["Key"]).endswith("manifest.json"):
+            call(Bucket=BUCKET, Key=kw["Key"], Body=b"theirs")
+        return call(**kw)
 
-        def __getattr__(self, name: str) -> object:
-            if name == "put_object":
-
-                def put_object(**kw: object) -> object:
-                    if str(kw["Key"]).endswith("manifest.json"):
-                        self.inner.put_object(Bucket=BUCKET, Key=kw["Key"], Body=b"theirs")  # type: ignore[attr-defined]
-                    return self.inner.put_object(**kw)  # type: ignore[attr-defined]
-
-                return put_object
-            return getattr(self.inner, name)
-
+    racing = Intercepted(s3, "put_object", raced)
     with pytest.raises(PushError, match="was written by someone else during this push"):
-        push(Racing(s3), model_dir, bucket=BUCKET, model="minilm", version="1", say=lambda _: None)
+        push(racing, model_dir, bucket=BUCKET, model="minilm", version="1", say=lambda _: None)
     assert s3.get_object(Bucket=BUCKET, Key="minilm/1/manifest.json")["Body"].read() == b"theirs"  # type: ignore[attr-defined]
 
 
