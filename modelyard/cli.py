@@ -450,6 +450,8 @@ def cmd_loadtest(args: argparse.Namespace) -> int:
         )
     if not 0 < rate <= 10_000:
         raise UsageError(f"--rate {rate:g}: must be above 0 and at most 10000 requests a second")
+    if args.samples and not Path(args.samples).resolve().parent.is_dir():
+        raise UsageError(f"--samples {args.samples}: its directory does not exist")
     slo = model.slo
     objectives = lt.Objectives(slo.availability, slo.ttft_ms, slo.itl_ms, slo.latency_percentile / 100)  # type: ignore[arg-type]
     times = lt.schedule(rate, args.duration, args.arrivals, args.seed)

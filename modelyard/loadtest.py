@@ -375,9 +375,11 @@ def report(verdict: Verdict, objectives: Objectives, say: Callable[[str], None] 
         f"  ttft      {_quantiles(verdict.ttft_ms)} · {_pct(verdict.ttft_within)} within {objectives.ttft_ms} ms "
         f"(objective {share})  {mark['ttft' not in verdict.missed]}"
     )
+    # No gap measured (no answer had two tokens) judges nothing: said, not passed.
+    itl_mark = "no data" if verdict.itl_within is None else mark["itl" not in verdict.missed]
     say(
         f"  itl       {_quantiles(verdict.itl_ms)} · {_pct(verdict.itl_within)} within {objectives.itl_ms} ms "
-        f"(objective {share})  {mark['itl' not in verdict.missed]}"
+        f"(objective {share})  {itl_mark}"
     )
     say(
         f"  errors    {verdict.error_ratio:.2%} (objective ≤ {1 - objectives.availability:.2%}): the run burned its "

@@ -146,6 +146,7 @@ def test_the_command_judges_the_catalog_entry_and_exits_by_the_verdict(
         ([MODEL, "--url", "http://h", "--max-tokens", "16384"], "must fit the entry's max_model_len (16384)"),
         ([MODEL, "--url", "http://h", "--rate", "-1"], "--rate -1: must be above 0"),
         ([MODEL, "--url", "http://h", "--duration", "0"], "--duration 0.0: must be from 1 to 86400"),
+        ([MODEL, "--url", "http://h", "--samples", "/no/such/dir/s.jsonl"], "its directory does not exist"),
     ],
 )
 def test_bad_arguments_are_named(args: list[str], expected: str, capsys: pytest.CaptureFixture[str]) -> None:
@@ -158,3 +159,7 @@ def test_an_unreachable_endpoint_fails_every_request_without_a_traceback() -> No
     verdict = lt.judge(samples, OBJECTIVES, 1.0)
     assert verdict.failed == 5 and list(verdict.failures) == ["ConnectionRefusedError"]
     assert verdict.missed == ("ttft", "availability")
+    lines: list[str] = []
+    lt.report(verdict, OBJECTIVES, lines.append)
+    # No gap was measured: the ITL line says so rather than pass.
+    assert next(line for line in lines if line.startswith("  itl")).endswith("no data")
