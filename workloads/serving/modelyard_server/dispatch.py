@@ -21,12 +21,16 @@ import socket
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .channel import DONE, FAILED, JOB, MESSAGE, READY, SlotBlock
 from .tokenizer import Tokens
 from .validation import BadRequest
+
+if TYPE_CHECKING:
+    from .metrics import InputSignals
 
 #: How stale this process's series in /metrics may be, in seconds.
 FLUSH_SECONDS = 0.05
@@ -118,11 +122,15 @@ class Dispatcher:
         tokenizer: Callable[[list[str]], Tokens],
         block: SlotBlock,
         sock: socket.socket,
+        signals: InputSignals | None = None,
     ) -> None:
         from . import metrics
 
         self.settings = settings
         self.tokenize = tokenizer
+        #: The input histograms, observed for every text tokenized (once: a refused batch's texts are counted
+        #: when tokenized on their own).
+        self.signals = signals
         self.block = block
         self.sock = sock
         self.dimensions = block.layout.dimensions
@@ -295,6 +303,8 @@ class Dispatcher:
                 if not pieces:
                     return None
             else:
+                if self.signals is not None:
+                    self.signals.observe(self.tally, texts, tokens.ids, tokens.lengths)
                 if len(need) == len(pieces):  # the usual case: a batch of new requests
                     return pieces, tokens
                 row, offsets = 0, _offsets(tokens)
@@ -320,7 +330,10 @@ class Dispatcher:
                     p.request.fail(BadRequest(f"{p.request.field}[{i}]", f"the tokenizer cannot read it ({exc})"))
                     break
             else:
-                p.tokens = self.tokenize(p.request.texts[p.start : p.end])
+                texts = p.request.texts[p.start : p.end]
+                p.tokens = self.tokenize(texts)
+                if self.signals is not None:
+                    self.signals.observe(self.tally, texts, p.tokens.ids, p.tokens.lengths)
 
     def _within_budget(self, pieces: list[_Piece], tokens: Tokens) -> tuple[list[_Piece], Tokens]:
         """The longest run of rows whose padded size (rows x longest) fits max_batch_tokens (one row at

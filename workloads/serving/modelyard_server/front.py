@@ -38,6 +38,7 @@ import orjson
 from . import __version__, metrics
 from .dispatch import DeadlinePassed, Dispatcher, ModelFailed, Overloaded
 from .stopping import STOP_SIGNALS
+from .tap import Tap, TapSettings
 from .validation import BadRequest, Limits, openai_request, v1_texts, v2_request
 
 log = logging.getLogger("modelyard_server.front")
@@ -85,6 +86,8 @@ class FrontSettings:
     body_limit: int
     dimensions: int
     guard: Guard = Guard()
+    #: The drift tap (tap.py), or None for none.
+    tap: TapSettings | None = None
 
 
 async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
@@ -189,6 +192,8 @@ class App:
             }
         )
         self._openai_model = {"id": name, "object": "model", "created": CREATED, "owned_by": "modelyard"}
+        self.tap = None if settings.tap is None else Tap(settings.tap, name, settings.dimensions, dispatcher.tally)
+        self._tap_task: asyncio.Task[None] | None = None
 
     # -- plumbing
 
@@ -259,8 +264,12 @@ class App:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 self.dispatcher.start(asyncio.get_running_loop())
+                if self.tap is not None:
+                    self._tap_task = asyncio.get_running_loop().create_task(self.tap.run())
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                if self._tap_task is not None:
+                    self._tap_task.cancel()
                 self.dispatcher.flush_metrics()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
@@ -338,6 +347,8 @@ class App:
         texts = v1_texts(parse_json(body), self.settings.limits)
         result = await self.dispatcher.embed(texts, "instances", deadline)
         await self._send(send, 200, orjson.dumps({"predictions": result.vectors}, option=NUMPY))
+        if self.tap is not None:
+            self.tap.offer(texts, result.vectors, result.tokens)
         return 200
 
     async def _v2(self, scope: Scope, body: bytes, send: Send, deadline: float | None) -> int:
@@ -358,6 +369,8 @@ class App:
         request = v2_request(parse_json(body), binary, self.settings.limits)
         result = await self.dispatcher.embed(request.texts, "inputs[0].data", deadline)
         vectors = result.vectors
+        if self.tap is not None:
+            self.tap.offer(request.texts, vectors, result.tokens)
         output: dict[str, Any] = {"name": "embedding", "datatype": "FP32", "shape": [len(vectors), vectors.shape[1]]}
         response: dict[str, Any] = {"model_name": self.name, "id": request.id, "outputs": [output]}
         if version:
@@ -386,6 +399,8 @@ class App:
             return 404
         result = await self.dispatcher.embed(req.texts, "input", deadline)
         vectors = result.vectors
+        if self.tap is not None:
+            self.tap.offer(req.texts, vectors, result.tokens)
         if req.encoding_format == "base64":
             little = vectors.astype("<f4", copy=False)
             data: list[dict[str, Any]] = [

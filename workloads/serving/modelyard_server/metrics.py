@@ -41,6 +41,58 @@ REJECTED = Counter(
 CLOSED_CONNECTIONS = Counter(
     "modelyard_closed_connections", "Connections the server's guard closed", ["model_name", "reason"]
 )
+#: What the model receives, per text tokenized (InputSignals): the cheap drift signals every pod exports.
+CHARS_BUCKETS = (16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192)
+TOKENS_BUCKETS = (4, 8, 16, 32, 64, 128, 256, 512)
+SHARE_BUCKETS = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
+INPUT_CHARS = Histogram("modelyard_input_chars", "Characters per text", ["model_name"], buckets=CHARS_BUCKETS)
+INPUT_TOKENS = Histogram(
+    "modelyard_input_tokens", "Tokens per text, after truncation", ["model_name"], buckets=TOKENS_BUCKETS
+)
+TRUNCATED = Counter(
+    "modelyard_truncated_texts",
+    "Texts that reached the model's max_seq_length (truncated, or exactly that long)",
+    ["model_name"],
+)
+UNKNOWN_SHARE = Histogram(
+    "modelyard_unknown_token_share",
+    "Share of a text's tokens the vocabulary does not know",
+    ["model_name"],
+    buckets=SHARE_BUCKETS,
+)
+#: The sampling tap (tap.py): sampled (taken into the buffer), dropped (the buffer full), sent (accepted by
+#: the drift worker); send failures by reason (unreachable, timeout, refused: a non-2xx answer).
+TAP_SAMPLES = Counter(
+    "modelyard_tap_samples", "Texts the drift tap sampled, dropped and sent", ["model_name", "outcome"]
+)
+TAP_FAILURES = Counter("modelyard_tap_send_failures", "Failed sends to the drift worker", ["model_name", "reason"])
+
+
+class InputSignals:
+    """The input histograms of one front, observed for every text it tokenizes (Dispatcher._tokenize):
+    characters, tokens, texts at the model's max_seq_length, and the share of tokens that are the
+    vocabulary's unknown token (where it has one)."""
+
+    def __init__(self, model_name: str, max_seq_length: int, unknown_id: int | None):
+        self.max_seq_length = max_seq_length
+        self.unknown_id = unknown_id
+        self.chars = INPUT_CHARS.labels(model_name)
+        self.tokens = INPUT_TOKENS.labels(model_name)
+        self.truncated = TRUNCATED.labels(model_name)
+        self.unknown = UNKNOWN_SHARE.labels(model_name)
+
+    def observe(self, tally: Tally, texts: list[str], ids: Any, lengths: Any) -> None:
+        import numpy as np
+
+        tally.observe_many(self.chars, np.fromiter(map(len, texts), np.int64, len(texts)))
+        tally.observe_many(self.tokens, lengths)
+        at_limit = int(np.count_nonzero(lengths >= self.max_seq_length))
+        if at_limit:
+            tally.inc(self.truncated, at_limit)
+        if self.unknown_id is not None and len(lengths):
+            starts = np.concatenate(([0], np.cumsum(lengths[:-1], dtype=np.int64)))
+            unknown = np.add.reduceat((ids == self.unknown_id).astype(np.int32), starts)
+            tally.observe_many(self.unknown, unknown / np.maximum(lengths, 1))
 
 
 def render() -> bytes:
@@ -70,6 +122,20 @@ class Tally:
         bounds, counts, total = entry
         counts[bisect_left(bounds, value)] += 1
         total[0] += value
+
+    def observe_many(self, child: Any, values: Any) -> None:
+        """`observe` for every value of a numpy array, in one pass."""
+        import numpy as np
+
+        entry = self.histograms.get(child)
+        if entry is None:
+            bounds = list(child._upper_bounds)
+            entry = self.histograms[child] = (bounds, [0] * len(bounds), [0.0])
+        bounds, counts, total = entry
+        found = np.bincount(np.searchsorted(bounds, values, side="left"), minlength=len(bounds))
+        for i in np.flatnonzero(found).tolist():
+            counts[i] += int(found[i])
+        total[0] += float(values.sum())
 
     def flush(self) -> None:
         for child, amount in self.counts.items():

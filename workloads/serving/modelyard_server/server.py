@@ -103,6 +103,16 @@ def _non_negative(text: str) -> float:
     return value
 
 
+def _share(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number (got {text!r})") from None
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be more than 0 and at most 1 (got {text})")
+    return value
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="modelyard-server", description=__doc__.splitlines()[0])
     parser.add_argument("--model_name", default="minilm", help="the name clients address (default: minilm)")
@@ -174,6 +184,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="open connections per front; beyond it the quietest connection with no request being answered is "
         "closed, or the new one gets 503 when all are busy (default 1024)",
     )
+    parser.add_argument(
+        "--model_version", default="", help="the version served (the catalog's), sent with the drift tap's samples"
+    )
+    parser.add_argument(
+        "--tap_url",
+        default=None,
+        help="the drift worker's samples endpoint (http://HOST:PORT/v1/samples); unset: no samples leave the pod "
+        "(the input histograms on /metrics are always kept)",
+    )
+    parser.add_argument(
+        "--tap_share", type=_share, default=0.01, help="share of answered texts the tap samples, (0, 1] (default 0.01)"
+    )
+    parser.add_argument(
+        "--tap_buffer",
+        type=_positive(int),
+        default=1024,
+        help="samples a front holds for the worker; beyond it they are dropped and counted (default 1024)",
+    )
     parser.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda when available")
     parser.add_argument("--constant_encoder", action="store_true", help=argparse.SUPPRESS)  # benchmarks only
     return parser.parse_args(argv)
@@ -230,6 +258,21 @@ def check(args: argparse.Namespace, workers: int, max_seq_length: int) -> int:
     return per_front
 
 
+def tap_settings(args: argparse.Namespace, model_dir: Path) -> Any:
+    """The drift tap's settings (tap.TapSettings), or None without --tap_url; a bad URL is a SettingsError."""
+    if args.tap_url is None:
+        return None
+    from .tap import TapSettings, TapUrlError, parse_url, reference_in
+
+    try:
+        parse_url(args.tap_url)
+    except TapUrlError as exc:
+        raise SettingsError(f"--tap_url {exc}") from None
+    if not args.model_version:
+        raise SettingsError("--tap_url needs --model_version: the worker keeps each version's samples apart")
+    return TapSettings(args.tap_url, args.tap_share, args.model_version, reference_in(model_dir), args.tap_buffer)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(processName)s %(name)s %(message)s")
@@ -250,6 +293,7 @@ def main(argv: list[str] | None = None) -> int:
             logging.getLogger("modelyard_server").info("%d files verified against %s", verified, MANIFEST)
         info = model_info(model_dir)
         per_front = check(args, workers, info.max_seq_length)
+        tap = tap_settings(args, model_dir)
     except (ModelDirError, SettingsError) as exc:
         print(f"modelyard-server: {exc}", file=sys.stderr)
         return 2
@@ -261,6 +305,7 @@ def main(argv: list[str] | None = None) -> int:
     from .dispatch import Dispatcher, DispatchSettings
     from .engine import EngineSettings, engine_main
     from .front import FrontSettings, Guard, front_main
+    from .metrics import InputSignals
     from .tokenizer import ConstantTokenizer, TextTokenizer
     from .validation import Limits
 
@@ -280,6 +325,7 @@ def main(argv: list[str] | None = None) -> int:
         body_limit=args.max_inputs * (args.max_chars * 4 + 64) + 4096,
         dimensions=info.dimensions,
         guard=Guard(args.read_timeout, args.max_connections),
+        tap=tap,
     )
     dispatch_settings = DispatchSettings(args.model_name, args.max_batch_size, args.max_batch_tokens, per_front)
     engine_settings = EngineSettings(
@@ -327,7 +373,8 @@ def main(argv: list[str] | None = None) -> int:
                 front_end.close()
         # The tokenizer is loaded here, after the fork: its thread pool does not survive one.
         tokenizer = ConstantTokenizer() if args.constant_encoder else TextTokenizer(model_dir, info.max_seq_length)
-        dispatcher = Dispatcher(dispatch_settings, tokenizer, blocks[i], pairs[i][1])
+        signals = InputSignals(args.model_name, info.max_seq_length, tokenizer.unknown_id)
+        dispatcher = Dispatcher(dispatch_settings, tokenizer, blocks[i], pairs[i][1], signals)
         front_main(i, front_settings, dispatcher, listener, args.grace_period, args.keep_alive_timeout)
 
     # SIGTERM and SIGINT are held back while the children start. Each child lets them in once its own
@@ -349,7 +396,7 @@ def main(argv: list[str] | None = None) -> int:
         front_end.close()
     log.info(
         "listening on %s:%d: %d fronts, model %s from %s on %s, %d passes at once "
-        "(batches of %d texts / %d tokens, queue %d texts); requests read within %g s, %d connections a front",
+        "(batches of %d texts / %d tokens, queue %d texts); requests read within %g s, %d connections a front; %s",
         args.host,
         args.http_port,
         workers,
@@ -362,6 +409,10 @@ def main(argv: list[str] | None = None) -> int:
         args.max_queue,
         args.read_timeout,
         args.max_connections,
+        "no drift tap"
+        if tap is None
+        else f"drift tap: {tap.share:g} of texts to {tap.url}"
+        + ("" if tap.reference else " (no drift_reference.npz in the model directory)"),
     )
 
     failed = False

@@ -62,6 +62,14 @@ class TextTokenizer:
         if not path.is_file():
             raise ModelDirError(f"{model_dir}: no tokenizer.json (a fast tokenizer is required)")
         self.tokenizer = Tokenizer.from_file(str(path))
+        #: The vocabulary's unknown token (WordPiece's [UNK]), or None for a vocabulary that has none.
+        self.unknown_id: int | None = None
+        try:
+            unknown = json.loads(path.read_text()).get("model", {}).get("unk_token")
+        except (ValueError, OSError, AttributeError):
+            unknown = None
+        if isinstance(unknown, str):
+            self.unknown_id = self.tokenizer.token_to_id(unknown)
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(max_seq_length)
 
@@ -77,6 +85,8 @@ class ConstantTokenizer:
     """Benchmarks only (the server's --constant_encoder, with the model's constant vectors): two tokens
     per text, no work, so what is measured is the server's own cost per request (the encoder's tokenizing and
     the model's pass both replaced)."""
+
+    unknown_id = None
 
     def __call__(self, texts: list[str]) -> Tokens:
         n = len(texts)

@@ -15,11 +15,13 @@ from conftest import SERVING, start, stop
 from modelyard_server.tokenizer import bundled_model_dir
 
 
-def pushed(tmp: Path, model: str = "minilm") -> Path:
-    """The bundled model as the storage initializer leaves a pushed version: its files and manifest.json in
-    the layout `modelyard model push` writes (modelyard/model_push.py)."""
+def pushed(tmp: Path, model: str = "minilm", extra: dict[str, bytes] | None = None) -> Path:
+    """The bundled model as the storage initializer leaves a pushed version: its files (and `extra` files, by
+    name) and manifest.json in the layout `modelyard model push` writes (modelyard/model_push.py)."""
     target = tmp / "models"
     shutil.copytree(bundled_model_dir(), target)
+    for name, data in (extra or {}).items():
+        (target / name).write_bytes(data)
     files: list[dict[str, object]] = []
     for path in sorted(p for p in target.rglob("*") if p.is_file()):
         data = path.read_bytes()

@@ -1,0 +1,415 @@
+"""The drift worker: one small CPU Deployment per environment that takes the model servers' tap samples
+(tap.py) and exports, per model and version, whether the latest window of them has drifted from the
+version's reference (drift.py).
+
+    python -m modelyard_server.drift_worker [--port 8090] [--window 200] [--interval 60]
+
+HTTP (one process, uvicorn):
+- `POST /v1/samples`: a batch of samples of one model version (JSON: model, version, reference_sha256,
+  dimensions, embeddings as base64 little-endian float32, chars, tokens). The answer says whether the
+  worker holds that reference (`"reference": "known" | "missing" | "none"`); the tap sends it when missing.
+- `PUT /v1/references/<model>/<version>`: the version's drift_reference.npz, with its sha256 in `x-sha256`.
+- `GET /metrics` (the drift series below), `GET /healthz`.
+Every refusal is a 4xx whose JSON `error` names the field and what is allowed.
+
+Each model version keeps a sliding window of its last `--window` samples. Every `--interval` seconds a
+window that is full and has new samples is tested against the reference: MMD with a permutation null on
+the embeddings (signal `embedding`, the model's output), Kolmogorov-Smirnov and PSI on characters and
+tokens per text (signals `chars`, `tokens`, its input). Series (labels model, version; signal where said):
+`modelyard_drift_p_value{signal}`, `modelyard_drift_statistic{signal}` (MMD^2, KS D),
+`modelyard_drift_psi{signal}`, `modelyard_drift_centroid_distance`, `modelyard_drift_window_samples` (the
+alerts' minimum-sample guard), `modelyard_drift_reference_samples` (0: none yet), `modelyard_drift_samples_total`,
+`modelyard_drift_evaluations_total`. Memory is bounded: at most `--max_versions` versions, each a window and
+a reference of at most reference.MAX_TEXTS rows; a version beyond the bound is refused (429).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import binascii
+import hashlib
+import logging
+import re
+import sys
+import threading
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import orjson
+from prometheus_client import CollectorRegistry, Counter, Gauge, disable_created_metrics, generate_latest
+
+from . import drift
+from .reference import Reference, ReferenceError, parse
+
+log = logging.getLogger("modelyard_server.drift_worker")
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+SAMPLES_LIMIT = 8 * 1024 * 1024
+REFERENCE_LIMIT = 64 * 1024 * 1024
+MAX_DIMENSIONS = 8192
+_NAME = re.compile(r"^[a-z]([a-z0-9-]{0,38}[a-z0-9])?$")
+_VERSION = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._-]{0,62}$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+SIGNALS = ("embedding", "chars", "tokens")
+
+
+class Refused(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+class Series:
+    """The worker's Prometheus series, in a registry of its own."""
+
+    def __init__(self) -> None:
+        disable_created_metrics()  # the `_created` series say nothing the counters need
+        self.registry = CollectorRegistry()
+        labels = ["model", "version"]
+        r = self.registry
+        self.samples = Counter("modelyard_drift_samples", "Tap samples received", labels, registry=r)
+        self.window = Gauge("modelyard_drift_window_samples", "Samples in the window tested", labels, registry=r)
+        self.reference = Gauge(
+            "modelyard_drift_reference_samples", "Rows of the version's reference (0: none)", labels, registry=r
+        )
+        self.evaluations = Counter("modelyard_drift_evaluations", "Windows tested", labels, registry=r)
+        self.p_value = Gauge(
+            "modelyard_drift_p_value", "p-value of the window against the reference", [*labels, "signal"], registry=r
+        )
+        self.statistic = Gauge(
+            "modelyard_drift_statistic", "Test statistic (MMD^2, KS D)", [*labels, "signal"], registry=r
+        )
+        self.psi = Gauge("modelyard_drift_psi", "Population stability index", [*labels, "signal"], registry=r)
+        self.centroid = Gauge(
+            "modelyard_drift_centroid_distance", "1 - cosine of the mean embeddings", labels, registry=r
+        )
+
+
+@dataclass
+class Stream:
+    """One model version's window (a ring of the last `size` samples) and reference."""
+
+    size: int
+    dimensions: int
+    vectors: np.ndarray = field(init=False)
+    chars: np.ndarray = field(init=False)
+    tokens: np.ndarray = field(init=False)
+    filled: int = 0
+    next_row: int = 0
+    new: int = 0
+    reference: Reference | None = None
+    reference_sha: str | None = None
+    bandwidth: float | None = None
+    reference_rows: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        self.vectors = np.zeros((self.size, self.dimensions), np.float32)
+        self.chars = np.zeros(self.size, np.int32)
+        self.tokens = np.zeros(self.size, np.int32)
+
+    def add(self, vectors: np.ndarray, chars: np.ndarray, tokens: np.ndarray) -> None:
+        for start in range(0, len(vectors), self.size):
+            v, c, t = (
+                vectors[start : start + self.size],
+                chars[start : start + self.size],
+                tokens[start : start + self.size],
+            )
+            k = len(v)
+            rows = (self.next_row + np.arange(k)) % self.size
+            self.vectors[rows], self.chars[rows], self.tokens[rows] = v, c, t
+            self.next_row = (self.next_row + k) % self.size
+            self.filled = min(self.size, self.filled + k)
+        self.new += len(vectors)
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    window: int = 200
+    interval: float = 60.0
+    permutations: int = drift.PERMUTATIONS
+    max_versions: int = 64
+    seed: int | None = None
+
+
+def _field(document: dict[str, Any], key: str, kind: type, what: str) -> Any:
+    value = document.get(key)
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise Refused(400, f"{key}: must be {what} (got {orjson.dumps(value).decode()[:80]})")
+    return value
+
+
+def _counts(document: dict[str, Any], key: str, n: int) -> np.ndarray:
+    values = document.get(key)
+    if not isinstance(values, list) or len(values) != n or not all(type(v) is int and v >= 0 for v in values):
+        raise Refused(400, f"{key}: must be a list of {n} whole numbers ≥ 0, one per embedding")
+    return np.asarray(values, np.int32)
+
+
+class Worker:
+    def __init__(self, settings: WorkerSettings):
+        self.settings = settings
+        self.series = Series()
+        self.streams: dict[tuple[str, str], Stream] = {}
+        self.lock = threading.Lock()
+        self.rng = np.random.default_rng(settings.seed)
+
+    # -- intake
+
+    def take_samples(self, body: bytes) -> dict[str, Any]:
+        try:
+            document = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise Refused(400, f"(body): not valid JSON: {exc}") from None
+        if not isinstance(document, dict):
+            raise Refused(
+                400, "(body): must be a JSON object with model, version, dimensions, embeddings, chars, tokens"
+            )
+        model = _field(document, "model", str, "a model name (a lowercase DNS label)")
+        version = _field(document, "version", str, "a version such as 1 or 2026-11-01")
+        if not _NAME.match(model):
+            raise Refused(400, f"model: must be a lowercase DNS label of at most 40 characters (got {model!r})")
+        if not _VERSION.match(version):
+            raise Refused(400, f"version: must be letters, digits, '.', '_' or '-' (got {version!r})")
+        dimensions = _field(document, "dimensions", int, f"a whole number from 1 to {MAX_DIMENSIONS}")
+        if not 1 <= dimensions <= MAX_DIMENSIONS:
+            raise Refused(400, f"dimensions: must be from 1 to {MAX_DIMENSIONS} (got {dimensions})")
+        sha = document.get("reference_sha256")
+        if sha is not None and (not isinstance(sha, str) or not _SHA256.match(sha)):
+            raise Refused(400, "reference_sha256: must be 64 lowercase hex digits, or null when the model has none")
+        encoded = _field(document, "embeddings", str, "base64 of little-endian float32 rows")
+        try:
+            raw = base64.b64decode(encoded, validate=True)
+        except (binascii.Error, ValueError):
+            raise Refused(400, "embeddings: not valid base64") from None
+        if not raw or len(raw) % (4 * dimensions):
+            raise Refused(400, f"embeddings: {len(raw)} bytes is not a whole number of {dimensions}-float rows")
+        vectors = np.frombuffer(raw, "<f4").reshape(-1, dimensions)
+        if not np.isfinite(vectors).all():
+            raise Refused(400, "embeddings: hold NaN or infinite values")
+        n = len(vectors)
+        chars, tokens = _counts(document, "chars", n), _counts(document, "tokens", n)
+        key = (model, version)
+        with self.lock:
+            stream = self.streams.get(key)
+            if stream is None:
+                if len(self.streams) >= self.settings.max_versions:
+                    raise Refused(429, f"this worker holds at most {self.settings.max_versions} model versions")
+                stream = self.streams[key] = Stream(self.settings.window, dimensions)
+                self.series.reference.labels(model, version).set(0)
+            if stream.dimensions != dimensions:
+                raise Refused(
+                    409,
+                    f"dimensions: {model} version {version} has {stream.dimensions}-dimensional samples "
+                    f"(got {dimensions})",
+                )
+            stream.add(vectors, chars, tokens)
+            self.series.samples.labels(model, version).inc(n)
+            self.series.window.labels(model, version).set(stream.filled)
+            known = "none" if sha is None else ("known" if stream.reference_sha == sha else "missing")
+        return {"accepted": n, "reference": known}
+
+    def take_reference(self, model: str, version: str, sha: str | None, body: bytes) -> dict[str, Any]:
+        if not _NAME.match(model) or not _VERSION.match(version):
+            raise Refused(404, "no such reference path; use /v1/references/<model>/<version>")
+        if sha is None or not _SHA256.match(sha):
+            raise Refused(400, "x-sha256: must be the file's sha256, 64 lowercase hex digits")
+        if hashlib.sha256(body).hexdigest() != sha:
+            raise Refused(400, "x-sha256: does not match the body's sha256 (the file was cut or altered on the way)")
+        try:
+            reference = parse(body, f"reference of {model} version {version}")
+        except ReferenceError as exc:
+            raise Refused(400, str(exc)) from None
+        with self.lock:
+            stream = self.streams.get((model, version))
+            if stream is None:
+                raise Refused(
+                    409, f"no samples of {model} version {version} yet; the tap sends the reference after them"
+                )
+            if reference.embeddings.shape[1] != stream.dimensions:
+                raise Refused(
+                    409,
+                    f"the reference has {reference.embeddings.shape[1]} dimensions; {model} version {version}'s "
+                    f"samples have {stream.dimensions}",
+                )
+            stream.reference, stream.reference_sha = reference, sha
+            stream.reference_rows = drift.reference_rows(reference.embeddings, self.rng)
+            stream.bandwidth = drift.median_bandwidth(reference.embeddings, self.rng)
+            stream.new = max(stream.new, 1)
+            self.series.reference.labels(model, version).set(len(reference.embeddings))
+        return {"model": model, "version": version, "reference_samples": len(reference.embeddings)}
+
+    # -- tests
+
+    def evaluate(self) -> int:
+        """Tests every full window with new samples and a reference; returns how many it tested."""
+        with self.lock:
+            due = []
+            for key, s in self.streams.items():
+                if s.reference is not None and s.filled >= s.size and s.new:
+                    due.append((key, s.vectors.copy(), s.chars.copy(), s.tokens.copy(), s))
+                    s.new = 0
+        for (model, version), vectors, chars, tokens, s in due:
+            assert s.reference is not None and s.reference_rows is not None
+            mmd = drift.mmd_test(
+                vectors, s.reference_rows, rng=self.rng, permutations=self.settings.permutations, bandwidth=s.bandwidth
+            )
+            tests = {
+                "chars": drift.ks_test(chars, s.reference.chars),
+                "tokens": drift.ks_test(tokens, s.reference.tokens),
+            }
+            series = self.series
+            series.p_value.labels(model, version, "embedding").set(mmd.p_value)
+            series.statistic.labels(model, version, "embedding").set(mmd.mmd2)
+            series.centroid.labels(model, version).set(drift.centroid_distance(vectors, s.reference.embeddings))
+            for name, result in tests.items():
+                series.p_value.labels(model, version, name).set(result.p_value)
+                series.statistic.labels(model, version, name).set(result.statistic)
+                series.psi.labels(model, version, name).set(result.psi)
+            series.evaluations.labels(model, version).inc()
+        return len(due)
+
+    def run_evaluations(self, stop: threading.Event) -> None:
+        while not stop.wait(self.settings.interval):
+            try:
+                self.evaluate()
+            except Exception:
+                log.exception("drift evaluation failed")
+
+
+class App:
+    """The worker's ASGI app."""
+
+    def __init__(self, worker: Worker):
+        self.worker = worker
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            while (message := await receive())["type"] != "lifespan.shutdown":
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        if scope["type"] != "http":
+            return
+        method, path = scope["method"], scope["path"]
+        try:
+            if method == "POST" and path == "/v1/samples":
+                body = await self._body(receive, SAMPLES_LIMIT)
+                await self._json(send, 200, self.worker.take_samples(body))
+            elif method == "PUT" and path.startswith("/v1/references/"):
+                parts = path[len("/v1/references/") :].split("/")
+                if len(parts) != 2:
+                    raise Refused(404, "no such reference path; use /v1/references/<model>/<version>")
+                sha = dict(scope["headers"]).get(b"x-sha256")
+                body = await self._body(receive, REFERENCE_LIMIT)
+                result = self.worker.take_reference(parts[0], parts[1], sha.decode("latin-1") if sha else None, body)
+                await self._json(send, 200, result)
+            elif method == "GET" and path == "/metrics":
+                text = generate_latest(self.worker.series.registry)
+                await self._send(send, 200, text, b"text/plain; version=0.0.4; charset=utf-8")
+            elif method == "GET" and path == "/healthz":
+                await self._json(send, 200, {"ok": True})
+            elif path in ("/v1/samples", "/metrics", "/healthz") or path.startswith("/v1/references/"):
+                raise Refused(405, f"{method} is not allowed on {path}")
+            else:
+                raise Refused(404, f"no route {method} {path}")
+        except Refused as exc:
+            await self._json(send, exc.status, {"error": str(exc)})
+
+    @staticmethod
+    async def _body(receive: Receive, limit: int) -> bytes:
+        chunks, size, more = [], 0, True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise Refused(400, "(body): the client went away")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise Refused(413, f"(body): more than {limit} bytes")
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        return b"".join(chunks)
+
+    @staticmethod
+    async def _send(send: Send, status: int, body: bytes, content_type: bytes) -> None:
+        headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    async def _json(self, send: Send, status: int, value: Any) -> None:
+        await self._send(send, status, orjson.dumps(value), b"application/json")
+
+
+def _positive(kind: type) -> Callable[[str], Any]:
+    def parse_value(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a number (got {text!r})") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be more than 0 (got {text})")
+        return value
+
+    return parse_value
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m modelyard_server.drift_worker", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("--host", default="0.0.0.0")
+    parser.add_argument("--port", type=int, default=8090)
+    parser.add_argument("--window", type=_positive(int), default=200, help="samples per window tested (default 200)")
+    parser.add_argument("--interval", type=_positive(float), default=60.0, help="seconds between tests (default 60)")
+    parser.add_argument(
+        "--permutations", type=_positive(int), default=drift.PERMUTATIONS, help="relabellings per MMD test"
+    )
+    parser.add_argument("--max_versions", type=_positive(int), default=64, help="model versions held at most")
+    args = parser.parse_args(argv)
+    if args.window < 20:
+        parser.error(f"argument --window: must be at least 20 samples for a two-sample test (got {args.window})")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    import uvicorn
+
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    worker = Worker(WorkerSettings(args.window, args.interval, args.permutations, args.max_versions))
+    stop = threading.Event()
+    thread = threading.Thread(target=worker.run_evaluations, args=(stop,), name="drift-tests", daemon=True)
+    thread.start()
+    log.info(
+        "drift worker on %s:%d: windows of %d samples tested every %g s",
+        args.host,
+        args.port,
+        args.window,
+        args.interval,
+    )
+    config = uvicorn.Config(
+        App(worker),
+        host=args.host,
+        port=args.port,
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        lifespan="on",
+        timeout_graceful_shutdown=10,
+    )
+    try:
+        uvicorn.Server(config).run()
+    finally:
+        stop.set()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
