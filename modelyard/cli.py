@@ -346,12 +346,17 @@ def cmd_model_push(args: argparse.Namespace) -> int:
     from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
     from modelyard.infra.model_store import model_bucket_name, model_push_role_name
-    from modelyard.model_push import PushError, push
+    from modelyard.model_push import PushError, build_reference, push
     from modelyard.programs import PROJECTS
     from modelyard.stackfile import read_stack_config
 
     if not STACK_NAME.match(args.env):
         raise UsageError(f"--env {args.env!r} is not a stack name: use a lowercase name such as dev, staging or prod")
+    if args.reference_texts is not None:
+        try:
+            print(build_reference(Path(args.directory), Path(args.reference_texts)))
+        except PushError as exc:
+            raise UsageError(str(exc)) from None
     region = args.region
     if region is None:
         stack_file = PROJECTS["platform"].stack_file(args.env, _project_root(args.cwd))
@@ -579,6 +584,8 @@ def cmd_ops(args: argparse.Namespace) -> int:
             result = ops.gpu(prom)
         elif args.ops_command == "canary":
             result = ops.canary(prom, args.model, args.window)
+        elif args.ops_command == "drift":
+            result = ops.drift(prom, args.model)
         elif args.ops_command == "alerts":
             result = ops.alerts(prom)
         else:
@@ -755,6 +762,10 @@ def build_parser() -> argparse.ArgumentParser:
     canary_ops = ops_sub.add_parser("canary", help="canary vs stable error ratio and p99, with a verdict")
     canary_ops.add_argument("model", metavar="MODEL")
     canary_ops.add_argument("--window", default="30m", help="how far back to compare (default: 30m)")
+    drift_ops = ops_sub.add_parser(
+        "drift", help="the drift worker's latest tests of a model's input and output, with the alerts' verdict"
+    )
+    drift_ops.add_argument("model", metavar="MODEL")
     ops_sub.add_parser("alerts", help="what is firing or pending, with the runbook of each")
     ops_cmd.set_defaults(handler=cmd_ops)
 
@@ -805,6 +816,12 @@ def build_parser() -> argparse.ArgumentParser:
     push_cmd.add_argument("--region", help="AWS region (default: the platform stack file's region)")
     push_cmd.add_argument(
         "--role-arn", help="the role to push as (default: the environment's push role, modelyard-<env>-model-push)"
+    )
+    push_cmd.add_argument(
+        "--reference-texts",
+        metavar="FILE",
+        help="texts (one a line, 200 to 20,000) the version is meant for: encoded by the model into DIR's "
+        "drift_reference.npz before the upload, what the drift worker compares live traffic with",
     )
     push_cmd.set_defaults(handler=cmd_model_push)
     return parser

@@ -255,6 +255,49 @@ class _Upload:
         )
 
 
+#: The drift reference's name in a model directory (workloads/serving/modelyard_server/reference.py).
+REFERENCE = "drift_reference.npz"
+
+
+def serving_python() -> Path:
+    """The serving environment's interpreter (what the model server image runs): $MODELYARD_SERVING_PYTHON, or
+    the checkout's .venv-serving (make .venv-serving/.installed)."""
+    import os
+
+    from modelyard.programs import REPO_ROOT
+
+    configured = os.environ.get("MODELYARD_SERVING_PYTHON")
+    return Path(configured) if configured else REPO_ROOT / ".venv-serving" / "bin" / "python"
+
+
+def build_reference(directory: Path, texts: Path, python: Path | None = None) -> str:
+    """Writes `directory`/drift_reference.npz: every text of `texts` (one a line) encoded by the model in
+    `directory` with the model server's own encoder, run in the serving environment. Returns its summary line."""
+    import subprocess
+
+    from modelyard.programs import REPO_ROOT
+
+    python = python or serving_python()
+    if not python.exists():
+        raise PushError(
+            f"--reference-texts needs the model server's environment to encode the texts, and {python} is missing: "
+            "run make .venv-serving/.installed, or set MODELYARD_SERVING_PYTHON to its python"
+        )
+    if not directory.is_dir():
+        raise PushError(f"{directory}: not a directory")
+    done = subprocess.run(
+        [str(python), "-m", "modelyard_server.reference", "--model_dir", str(directory), "--texts", str(texts)],
+        cwd=REPO_ROOT / "workloads" / "serving",
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        lines = [line for line in done.stderr.strip().splitlines() if line.strip()]
+        raise PushError(f"--reference-texts: {lines[-1] if lines else f'the encoder exited {done.returncode}'}")
+    return done.stdout.strip()
+
+
 def manifest_of(model: str, version: str, files: list[FileEntry]) -> dict[str, Any]:
     """The manifest a version's files are held to (the model server's --verify_manifest reads it)."""
     return {

@@ -307,6 +307,71 @@ def canary(prom: Prometheus, model: str, window: str = "30m", min_requests: int 
     )
 
 
+def drift(prom: Prometheus, model: str) -> Result:
+    """The drift worker's latest tests of each version of `model`, one row a signal, with the verdict the drift
+    alerts read (platform/rules.py: drift_group): the p-value against the level (the input signals at the split
+    level), `too few samples` below the alerts' window, `no reference` until the tap has sent one. Beside them,
+    the share of sampled texts the model's pods dropped (their tap buffer full) over 15 minutes."""
+    where = f'model="{model}"'
+    windows = prom.scalar_by(f"{signals.DRIFT_WINDOW}{{{where}}}", "namespace", "model_version")
+    if not windows:
+        known = sorted({m.get("model", "") for m, _ in prom.vector(signals.DRIFT_WINDOW)})
+        raise OpsError(
+            f"no drift samples of model {model!r}: its pods have no tap or the drift worker is not scraped "
+            f"(models with drift samples: {', '.join(known) or 'none'})"
+        )
+    references = prom.scalar_by(f"{signals.DRIFT_REFERENCE}{{{where}}}", "namespace", "model_version")
+    labels = ("namespace", "model_version", "signal")
+    p_values = prom.scalar_by(f"{signals.DRIFT_P_VALUE}{{{where}}}", *labels)
+    psi = prom.scalar_by(f"{signals.DRIFT_PSI}{{{where}}}", *labels)
+    centroid = prom.scalar_by(f"{signals.DRIFT_CENTROID}{{{where}}}", "namespace", "model_version")
+    input_alpha = signals.DRIFT_ALPHA / len(signals.DRIFT_INPUT_SIGNALS)
+    rows = []
+    for (namespace, version), window in sorted(windows.items()):
+        for sig in (signals.DRIFT_OUTPUT_SIGNAL, *signals.DRIFT_INPUT_SIGNALS):
+            key = (namespace, version, sig)
+            alpha = signals.DRIFT_ALPHA if sig == signals.DRIFT_OUTPUT_SIGNAL else input_alpha
+            p = p_values.get(key)
+            if not references.get((namespace, version)):
+                verdict = "no reference"
+            elif window < signals.DRIFT_MIN_WINDOW or p is None:
+                verdict = f"too few samples ({int(window)} of {signals.DRIFT_MIN_WINDOW})"
+            else:
+                verdict = "drift" if p < alpha else "no drift"
+            rows.append(
+                {
+                    "namespace": namespace,
+                    "version": version,
+                    "signal": sig,
+                    "side": "output" if sig == signals.DRIFT_OUTPUT_SIGNAL else "input",
+                    "p_value": _num(p, 4),
+                    "level": alpha,
+                    "psi": _num(psi.get(key), 3),
+                    "centroid_distance": _num(centroid.get((namespace, version)), 4)
+                    if sig == signals.DRIFT_OUTPUT_SIGNAL
+                    else None,
+                    "window": int(window),
+                    "verdict": verdict,
+                }
+            )
+    tap = prom.scalar_by(f"sum by (outcome) (increase({signals.TAP_SAMPLES_TOTAL}{{{where}}}[15m]))", "outcome")
+    sampled = tap.get(("sampled",), 0.0)
+    notes = [
+        f"windows of at least {signals.DRIFT_MIN_WINDOW} samples; levels {signals.DRIFT_ALPHA:g} (output) and "
+        f"{input_alpha:g} (each input signal); the alerts wait 5 minutes"
+    ]
+    if sampled:
+        notes.append(f"tap: {tap.get(('dropped',), 0.0) / sampled:.1%} of sampled texts dropped in 15 minutes")
+    drifting = any(r["verdict"] == "drift" for r in rows)
+    return Result(
+        f"Drift of {model}: {'drift' if drifting else 'no drift found'}",
+        ["namespace", "version", "side", "signal", "p_value", "level", "psi", "centroid_distance", "window", "verdict"],
+        rows,
+        drifting,
+        notes,
+    )
+
+
 def alerts(prom: Prometheus) -> Result:
     """What is firing or pending, with each alert's runbook."""
     rows = []

@@ -282,6 +282,20 @@ def workloads_program(w: Workloads) -> None:
             raise pulumi.RunError(str(ConfigError(cfg.env, w.catalog_path.name, problems)))
 
     platform.require_output("gpuPools").apply(check_placement)
+    providers = pulumi.ResourceOptions(providers=[k8s_provider])
+    if w.catalog.drift is not None:
+        from modelyard.workloads.drift import DriftWorker, DriftWorkerArgs
+
+        DriftWorker(
+            "drift",
+            DriftWorkerArgs(
+                drift=w.catalog.drift,
+                namespace=namespace,
+                registry=platform.require_output("ecrRepositoryUrl"),
+                labels=labels,
+            ),
+            opts=providers,
+        )
     for model in w.catalog.models:
         ModelDeployment(
             model.name,
@@ -294,8 +308,9 @@ def workloads_program(w: Workloads) -> None:
                 prometheus_url=platform.require_output("prometheusUrl"),
                 images=platform.require_output("runtimeImages"),
                 labels=labels,
+                drift=w.catalog.drift,
             ),
-            opts=pulumi.ResourceOptions(providers=[k8s_provider]),
+            opts=providers,
         )
     pulumi.export("env", cfg.env)
     pulumi.export("models", [m.name for m in w.catalog.models])

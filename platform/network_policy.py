@@ -32,6 +32,8 @@ Peer = Literal["vpc", "anywhere"] | tuple[Literal["namespace"], str]
 NAMESPACE_LABEL = "kubernetes.io/metadata.name"
 #: The HTTP port model servers listen on (workloads/models.py) and are scraped on.
 MODEL_PORT = 8080
+#: The drift worker's port (workloads/drift.py): the model pods' taps send to it, Prometheus scrapes it.
+DRIFT_PORT = 8090
 #: Prometheus's HTTP API (KEDA queries the serving signal there).
 PROMETHEUS_PORT = 9090
 
@@ -86,7 +88,10 @@ def allowances(model_namespace: str) -> dict[str, tuple[Allow, ...]]:
         model_namespace: (
             # Clients inside the VPC (in-cluster callers, an internal load balancer) and Prometheus.
             Allow("inference", "ingress", "vpc", (MODEL_PORT,)),
-            scraped_on(MODEL_PORT),
+            scraped_on(MODEL_PORT, DRIFT_PORT),
+            # The model pods' drift taps to the drift worker, inside the namespace.
+            Allow("drift-samples", "egress", ("namespace", model_namespace), (DRIFT_PORT,)),
+            Allow("drift-samples", "ingress", ("namespace", model_namespace), (DRIFT_PORT,)),
             # The storage initializer reads S3 (gateway endpoint: S3's public addresses) and STS.
             AWS_APIS,
         ),

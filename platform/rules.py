@@ -415,6 +415,47 @@ def monitoring_group() -> RuleGroup:
 
 
 # ---------------------------------------------------------------------------------------------
+# Model quality: drift of what a model receives and answers (the drift worker's tests)
+
+
+def drift_group() -> RuleGroup:
+    """A model version whose window of tap samples the drift worker finds unlike its reference, in its output
+    (the embeddings' MMD test) or its input (the length tests, the level split over them), for 5 minutes:
+    about five windows in a row at the worker's one test a minute. The guard: a window of at least
+    DRIFT_MIN_WINDOW samples, whatever the worker was started with."""
+    by = "namespace, model, model_version"
+    guard = f"and on ({by})\n{s.DRIFT_WINDOW} >= {s.DRIFT_MIN_WINDOW}"
+    inputs = "|".join(s.DRIFT_INPUT_SIGNALS)
+    input_alpha = s.DRIFT_ALPHA / len(s.DRIFT_INPUT_SIGNALS)
+    where = "{{ $labels.model }} version {{ $labels.model_version }} ({{ $labels.namespace }})"
+    return RuleGroup(
+        "modelyard-drift",
+        (
+            Alert(
+                "ModelOutputDrift",
+                f'min by ({by}) ({s.DRIFT_P_VALUE}{{signal="{s.DRIFT_OUTPUT_SIGNAL}"}}) < {s.DRIFT_ALPHA:g}\n{guard}',
+                "warning",
+                f"{where} answers unlike its reference",
+                "The drift worker's MMD test puts the embeddings of the latest window of sampled texts apart from "
+                f"the version's reference (p = {{{{ $value | humanize }}}} < {s.DRIFT_ALPHA:g}) for 5 minutes: the "
+                "traffic moved to topics or phrasing the reference does not hold, or the model answers differently.",
+                for_="5m",
+            ),
+            Alert(
+                "ModelInputDrift",
+                f'min by ({by}) ({s.DRIFT_P_VALUE}{{signal=~"{inputs}"}}) < {input_alpha:g}\n{guard}',
+                "warning",
+                f"{where} receives texts unlike its reference",
+                "The lengths of the latest window of sampled texts (characters or tokens per text, "
+                f"Kolmogorov-Smirnov) differ from the version's reference (p = {{{{ $value | humanize }}}} < "
+                f"{input_alpha:g}) for 5 minutes.",
+                for_="5m",
+            ),
+        ),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
 # Live GPU cost
 
 
@@ -521,4 +562,4 @@ def cost_groups(params: RuleParams) -> list[RuleGroup]:
 
 def platform_rule_groups(params: RuleParams) -> list[RuleGroup]:
     """Every rule group the platform stack deploys, in evaluation order."""
-    return [*slo_groups(), kserve_group(), gpu_group(), monitoring_group(), *cost_groups(params)]
+    return [*slo_groups(), kserve_group(), gpu_group(), monitoring_group(), drift_group(), *cost_groups(params)]

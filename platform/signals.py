@@ -45,6 +45,39 @@ CLOSED_CONNECTIONS_TOTAL: Final = "modelyard_closed_connections_total"
 #: must be one of these so the SLI can read it straight from a bucket).
 LATENCY_BUCKETS: Final = ("0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1.0", "2.5", "5.0", "10.0")
 
+#: Histograms of what a model receives, per text: characters, tokens (after truncation), and the share of a
+#: text's tokens that are the vocabulary's unknown token; a counter of texts at the model's max_seq_length.
+INPUT_CHARS: Final = "modelyard_input_chars"
+INPUT_TOKENS: Final = "modelyard_input_tokens"
+UNKNOWN_TOKEN_SHARE: Final = "modelyard_unknown_token_share"
+TRUNCATED_TOTAL: Final = "modelyard_truncated_texts_total"
+#: Counter of the drift tap's samples by `outcome` (sampled, dropped: its buffer full, sent).
+TAP_SAMPLES_TOTAL: Final = "modelyard_tap_samples_total"
+
+# -- the drift worker (workloads/serving/modelyard_server/drift_worker.py; labels model, model_version and,
+#    for the tests, `signal`: embedding (the model's output), chars and tokens (its input))
+#: `job` label of the drift worker's target.
+DRIFT_JOB: Final = "modelyard-drift"
+#: Gauge: p-value of the latest full window against the version's reference.
+DRIFT_P_VALUE: Final = "modelyard_drift_p_value"
+#: Gauge: population stability index of a length signal (chars, tokens).
+DRIFT_PSI: Final = "modelyard_drift_psi"
+#: Gauge: 1 - cosine of the window's and the reference's mean embeddings.
+DRIFT_CENTROID: Final = "modelyard_drift_centroid_distance"
+#: Gauge: samples in the window tested (the drift alerts' minimum-sample guard).
+DRIFT_WINDOW: Final = "modelyard_drift_window_samples"
+#: Gauge: rows of the version's reference (0: none received yet).
+DRIFT_REFERENCE: Final = "modelyard_drift_reference_samples"
+#: Counter: tap samples the worker received.
+DRIFT_SAMPLES_TOTAL: Final = "modelyard_drift_samples_total"
+#: The signals of a model's input and its output.
+DRIFT_INPUT_SIGNALS: Final = ("chars", "tokens")
+DRIFT_OUTPUT_SIGNAL: Final = "embedding"
+#: The least window a drift alert reads (the catalog's `drift.window` cannot be smaller), and the level of each
+#: test (the input alert splits it over its signals, Bonferroni).
+DRIFT_MIN_WINDOW: Final = 200
+DRIFT_ALPHA: Final = 0.01
+
 # -- vLLM 0.34.0's OpenAI server (workloads/runtimes/vllm.py; labels model_name and engine, plus the
 #    PodMonitor's). Names as vllm/v1/metrics/loggers.py creates them at the pinned version (a counter's series
 #    gains `_total`); tests/test_runtimes.py holds each to tests/conformance/vllm-v0.34.0/metrics.json.

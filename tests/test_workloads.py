@@ -307,3 +307,38 @@ def test_restricted_refuses_an_injected_storage_initializer_that_states_no_secur
         "initContainers[0].securityContext.allowPrivilegeEscalation",
         "initContainers[0].securityContext.capabilities.drop",
     }, name
+
+
+def test_no_drift_worker_means_no_sample_leaves_a_model_pod() -> None:
+    """A catalog without `drift:` runs no worker, and its model servers get no --tap_url (their input histograms
+    stay on /metrics); with one, each carries the worker's Service and the catalog's share."""
+    from modelyard.workloads.drift import tap_url
+    from modelyard.workloads.models import predictor
+
+    entry = {
+        "name": "minilm", "team": "search", "runtime": {"kind": "modelyard", "image_tag": "1.0.0-cpu"},
+        "version": "4", "resources": {"cpu": "2", "memory": "2Gi"}, "replicas": {"min": 1, "max": 2},
+        "slo": {"availability": 0.99, "p99_latency_ms": 500},
+    }  # fmt: skip
+    catalog = parse_catalog({"models": [entry]}, stack="dev", source="x", tier="dev")
+    assert catalog.drift is None
+    common = {"isvc_name": "minilm", "version": "4", "min_replicas": 1, "bucket": "b", "registry": "r"}
+    [c] = predictor(catalog.models[0], service_account="s", **common)["containers"]  # type: ignore[arg-type]
+    assert "--tap_url" not in c["args"] and c["args"][c["args"].index("--model_version") + 1] == "4"
+    tapped = parse_catalog(
+        {"drift": {"image_tag": "1.0.0-cpu", "sample_percent": 2.5}, "models": [entry]},
+        stack="dev",
+        source="x",
+        tier="dev",
+    )
+    assert tapped.drift is not None and tapped.drift.window == 200
+    [c] = predictor(
+        tapped.models[0],
+        service_account="s",
+        tap_url=tap_url("models"),
+        tap_share=tapped.drift.sample_percent / 100,
+        **common,  # type: ignore[arg-type]
+    )["containers"]
+    args = c["args"]
+    assert args[args.index("--tap_url") + 1] == "http://modelyard-drift.models.svc:8090/v1/samples"
+    assert args[args.index("--tap_share") + 1] == "0.025"

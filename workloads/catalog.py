@@ -8,6 +8,10 @@ naming the full path, what is allowed and the bad value.
 A model's artifacts live at `s3://<the environment's model bucket>/<name>/<version>/`, which is where
 `modelyard model push` puts them, so a catalog cannot point a model at another bucket.
 
+Drift: `drift: {image_tag: 1.0.0-cpu}` beside `models:` runs the environment's drift worker (the serving image's
+`modelyard_server.drift_worker`) and has every model on the modelyard runtime sample `sample_percent` of its
+answered texts to it (workloads/drift.py, docs/model-quality.md).
+
 Canary: `canary: {version: "2", traffic_percent: 10}` runs version 2 beside the stable version.
 Promote by setting `version: "2"` (a canary whose version is the stable one is finished and not
 deployed); roll back with `traffic_percent: 0`. Each is a one-line change.
@@ -25,6 +29,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 from pydantic import Field, model_validator
 
 from modelyard.config import Tags
+from modelyard.platform.signals import DRIFT_MIN_WINDOW
 from modelyard.policies.governance import fit, gpus
 from modelyard.policies.governance.conventions import WORKLOADS_CONFIG_KEY
 from modelyard.stackfile import read_stack_config
@@ -41,7 +46,7 @@ from modelyard.validation import (
     validate_model,
     validate_stack_key,
 )
-from modelyard.workloads.runtimes import RUNTIMES, Runtime, Signal, runtime_for, signal
+from modelyard.workloads.runtimes import RUNTIMES, ImageTag, Runtime, Signal, runtime_for, signal
 
 WORKLOADS_KEY = WORKLOADS_CONFIG_KEY
 CATALOG = "catalog"
@@ -286,8 +291,30 @@ class ModelEntry(Model):
         return self.replicas.min, canary
 
 
+class Drift(Model):
+    """The environment's drift worker and what the taps send it."""
+
+    #: The model server image (this repository's, in the platform's ECR) whose drift worker runs.
+    image_tag: ImageTag
+    #: Samples per window tested; the drift alerts read windows of at least DRIFT_MIN_WINDOW.
+    window: int = Field(default=DRIFT_MIN_WINDOW, ge=DRIFT_MIN_WINDOW, le=5000)
+    #: Percent of each model's answered texts its pods sample (at 1 %, a model answering 100 texts/s sends one
+    #: a second: a 200-sample window every 3 minutes and 20 seconds).
+    sample_percent: float = Field(default=1.0, gt=0, le=100)
+
+    @model_validator(mode="after")
+    def _immutable(self) -> Drift:
+        if self.image_tag == "latest":
+            raise FieldProblems(
+                [("image_tag", "must be an immutable tag (ECR refuses to move one), not latest", "latest")]
+            )
+        return self
+
+
 class Catalog(Model):
     models: Seq[ModelEntry] = ()
+    #: The drift worker; unset: none, and no sample leaves a model pod.
+    drift: Drift | None = None
 
     @model_validator(mode="after")
     def _unique(self) -> Catalog:

@@ -29,7 +29,8 @@ from modelyard.policies.governance.conventions import (
     VERSION_LABEL,
 )
 from modelyard.policies.governance.kserve import MODEL_CONTAINER
-from modelyard.workloads.catalog import ModelEntry
+from modelyard.workloads.catalog import Drift, ModelEntry
+from modelyard.workloads.drift import tap_url as drift_tap_url
 from modelyard.workloads.runtimes import PodContext
 
 # ROLE_LABEL is `stable` or `canary`: a canary is small on purpose, and policy holds only stable ones to the
@@ -48,6 +49,8 @@ class ModelDeploymentArgs:
     #: The platform's `runtimeImages` output: the ECR mirror of each runtime image, by versions.IMAGES key.
     images: pulumi.Input[Mapping[str, str]]
     labels: Mapping[str, str]
+    #: The catalog's drift worker, whose Service the model's taps send to; None: no tap.
+    drift: Drift | None = None
 
 
 def slo_rule_groups(model: ModelEntry, namespace: str) -> list[RuleGroup]:
@@ -193,6 +196,8 @@ def predictor(
     registry: str,
     service_account: str,
     images: Mapping[str, str] | None = None,
+    tap_url: str | None = None,
+    tap_share: float = 0.01,
 ) -> dict[str, Any]:
     """The InferenceService predictor for `version` of `model`: the fields every runtime shares (replicas,
     autoscaling, identity, pod hardening, zone spread, GPU placement) and the runtime's own pod
@@ -225,6 +230,9 @@ def predictor(
         storage_uri=f"s3://{bucket}/{model.name}/{version}/",
         registry=registry,
         images=dict(images or {}),
+        version=version,
+        tap_url=tap_url,
+        tap_share=tap_share,
     )
     spec.update(model.runtime_module.pod(model, ctx))
     return spec
@@ -256,6 +264,7 @@ class ModelDeployment(pulumi.ComponentResource):
             }
 
             def spec_for(v: list[Any], n: str = isvc_name, ver: str = version, r: int = replicas) -> dict[str, Any]:
+                drift = args.drift
                 return {
                     "predictor": predictor(
                         m,
@@ -266,10 +275,14 @@ class ModelDeployment(pulumi.ComponentResource):
                         registry=v[1],
                         service_account=v[2],
                         images=v[3],
+                        tap_url=None if drift is None else drift_tap_url(v[4]),
+                        tap_share=0.01 if drift is None else drift.sample_percent / 100,
                     )
                 }
 
-            spec = pulumi.Output.all(args.bucket, args.registry, args.service_account, args.images).apply(spec_for)
+            spec = pulumi.Output.all(
+                args.bucket, args.registry, args.service_account, args.images, args.namespace
+            ).apply(spec_for)
             annotations = {"serving.kserve.io/deploymentMode": "Standard"}
             if m.scaling_signal is not None:
                 annotations[AUTOSCALER_CLASS] = "external"

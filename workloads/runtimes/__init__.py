@@ -118,6 +118,12 @@ class PodContext:
     registry: str
     #: The platform's ECR mirror of each runtime image, by versions.IMAGES key.
     images: Mapping[str, str] = field(default_factory=dict)
+    #: The version this pod serves (the catalog's, or its canary's).
+    version: str = ""
+    #: The environment's drift worker (its samples endpoint) and the share of answered texts a tap sends it;
+    #: None where the catalog runs no drift worker.
+    tap_url: str | None = None
+    tap_share: float = 0.01
 
 
 class Runtime(ABC):

@@ -2,7 +2,8 @@
 
 Its pod: one container on the model port, readiness on the model's own `/v2/models/<name>/ready` (loaded),
 liveness on `/v2/health/live`, a writable /tmp under the read-only root. It exports the `modelyard_*` series
-(platform/signals.py) and scales GPU predictors on the texts it holds (`modelyard_inflight_texts`).
+(platform/signals.py), scales GPU predictors on the texts it holds (`modelyard_inflight_texts`), and, where the
+catalog runs a drift worker, samples its answers to it (`--tap_url`).
 """
 
 from __future__ import annotations
@@ -74,6 +75,11 @@ class Modelyard(Runtime):
                 "--verify_manifest",
                 "--http_port",
                 str(MODEL_PORT),
+                "--model_version",
+                ctx.version,
+                # The drift tap (workloads/drift.py): a share of answered texts' embeddings and lengths to the
+                # environment's drift worker, never on a request's path.
+                *(["--tap_url", ctx.tap_url, "--tap_share", f"{ctx.tap_share:g}"] if ctx.tap_url else []),
             ],
             # KServe's storage initializer downloads STORAGE_URI into /mnt/models before start.
             "env": [{"name": "STORAGE_URI", "value": ctx.storage_uri}],

@@ -15,7 +15,7 @@ Every refusal is a 4xx whose JSON `error` names the field and what is allowed.
 Each model version keeps a sliding window of its last `--window` samples. Every `--interval` seconds a
 window that is full and has new samples is tested against the reference: MMD with a permutation null on
 the embeddings (signal `embedding`, the model's output), Kolmogorov-Smirnov and PSI on characters and
-tokens per text (signals `chars`, `tokens`, its input). Series (labels model, version; signal where said):
+tokens per text (signals `chars`, `tokens`, its input). Series (labels model, model_version; signal where said):
 `modelyard_drift_p_value{signal}`, `modelyard_drift_statistic{signal}` (MMD^2, KS D),
 `modelyard_drift_psi{signal}`, `modelyard_drift_centroid_distance`, `modelyard_drift_window_samples` (the
 alerts' minimum-sample guard), `modelyard_drift_reference_samples` (0: none yet), `modelyard_drift_samples_total`,
@@ -42,7 +42,7 @@ import orjson
 from prometheus_client import CollectorRegistry, Counter, Gauge, disable_created_metrics, generate_latest
 
 from . import drift
-from .reference import Reference, ReferenceError, parse
+from .reference import ReferenceError, parse
 
 log = logging.getLogger("modelyard_server.drift_worker")
 
@@ -71,7 +71,7 @@ class Series:
     def __init__(self) -> None:
         disable_created_metrics()  # the `_created` series say nothing the counters need
         self.registry = CollectorRegistry()
-        labels = ["model", "version"]
+        labels = ["model", "model_version"]
         r = self.registry
         self.samples = Counter("modelyard_drift_samples", "Tap samples received", labels, registry=r)
         self.window = Gauge("modelyard_drift_window_samples", "Samples in the window tested", labels, registry=r)
@@ -103,10 +103,14 @@ class Stream:
     filled: int = 0
     next_row: int = 0
     new: int = 0
-    reference: Reference | None = None
+    #: The reference's lengths, a subsample of its embeddings (drift.MAX_REFERENCE rows) and their mean over
+    #: every row: what the tests read; the rest of its embeddings is not kept.
     reference_sha: str | None = None
-    bandwidth: float | None = None
     reference_rows: np.ndarray | None = None
+    reference_mean: np.ndarray | None = None
+    reference_chars: np.ndarray | None = None
+    reference_tokens: np.ndarray | None = None
+    bandwidth: float | None = None
 
     def __post_init__(self) -> None:
         self.vectors = np.zeros((self.size, self.dimensions), np.float32)
@@ -237,8 +241,10 @@ class Worker:
                     f"the reference has {reference.embeddings.shape[1]} dimensions; {model} version {version}'s "
                     f"samples have {stream.dimensions}",
                 )
-            stream.reference, stream.reference_sha = reference, sha
-            stream.reference_rows = drift.reference_rows(reference.embeddings, self.rng)
+            stream.reference_sha = sha
+            stream.reference_rows = drift.reference_rows(reference.embeddings, self.rng).copy()
+            stream.reference_mean = reference.embeddings.mean(0, keepdims=True)
+            stream.reference_chars, stream.reference_tokens = reference.chars, reference.tokens
             stream.bandwidth = drift.median_bandwidth(reference.embeddings, self.rng)
             stream.new = max(stream.new, 1)
             self.series.reference.labels(model, version).set(len(reference.embeddings))
@@ -251,22 +257,23 @@ class Worker:
         with self.lock:
             due = []
             for key, s in self.streams.items():
-                if s.reference is not None and s.filled >= s.size and s.new:
+                if s.reference_rows is not None and s.filled >= s.size and s.new:
                     due.append((key, s.vectors.copy(), s.chars.copy(), s.tokens.copy(), s))
                     s.new = 0
         for (model, version), vectors, chars, tokens, s in due:
-            assert s.reference is not None and s.reference_rows is not None
+            assert s.reference_rows is not None and s.reference_mean is not None
+            assert s.reference_chars is not None and s.reference_tokens is not None
             mmd = drift.mmd_test(
                 vectors, s.reference_rows, rng=self.rng, permutations=self.settings.permutations, bandwidth=s.bandwidth
             )
             tests = {
-                "chars": drift.ks_test(chars, s.reference.chars),
-                "tokens": drift.ks_test(tokens, s.reference.tokens),
+                "chars": drift.ks_test(chars, s.reference_chars),
+                "tokens": drift.ks_test(tokens, s.reference_tokens),
             }
             series = self.series
             series.p_value.labels(model, version, "embedding").set(mmd.p_value)
             series.statistic.labels(model, version, "embedding").set(mmd.mmd2)
-            series.centroid.labels(model, version).set(drift.centroid_distance(vectors, s.reference.embeddings))
+            series.centroid.labels(model, version).set(drift.centroid_distance(vectors, s.reference_mean))
             for name, result in tests.items():
                 series.p_value.labels(model, version, name).set(result.p_value)
                 series.statistic.labels(model, version, name).set(result.statistic)

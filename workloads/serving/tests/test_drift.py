@@ -252,10 +252,10 @@ def test_the_worker_takes_samples_and_a_reference_and_tests_a_full_window() -> N
     assert worker.evaluate() == 1 and worker.evaluate() == 0  # nothing new since
     _, text = call(app, "GET", "/metrics")
     text = text.decode()
-    assert 'modelyard_drift_window_samples{model="minilm",version="1"} 20.0' in text
-    assert 'modelyard_drift_samples_total{model="minilm",version="1"} 27.0' in text
+    assert 'modelyard_drift_window_samples{model="minilm",model_version="1"} 20.0' in text
+    assert 'modelyard_drift_samples_total{model="minilm",model_version="1"} 27.0' in text
     for signal in ("embedding", "chars", "tokens"):
-        assert f'modelyard_drift_p_value{{model="minilm",signal="{signal}",version="1"}}' in text
+        assert f'modelyard_drift_p_value{{model="minilm",model_version="1",signal="{signal}"}}' in text
     # Every window's chars are 20 and the reference's 10 to 99: the input test says so.
     assert worker.series.p_value.labels("minilm", "1", "chars")._value.get() < 1e-6
     assert call(app, "POST", "/v1/samples", samples_body(2, d=4))[0] == 409
@@ -367,17 +367,17 @@ def wait_for(check: Any, timeout: float = 30.0) -> Any:
 
 def test_the_tap_feeds_the_worker_and_a_topic_shift_is_found(tapped: tuple[RunningServer, str, Any]) -> None:
     server, url, _ = tapped
-    key = 'modelyard_drift_p_value{model="minilm",signal="embedding",version="1"}'
+    key = 'modelyard_drift_p_value{model="minilm",model_version="1",signal="embedding"}'
     send_texts(server, topics.mix({"billing": 1, "shipping": 1}, 64, 12))
     ref = wait_for(
         lambda: series(url, "modelyard_drift_reference_samples").get(
-            'modelyard_drift_reference_samples{model="minilm",version="1"}'
+            'modelyard_drift_reference_samples{model="minilm",model_version="1"}'
         )
     )
     assert ref == 400  # the tap sent the verified reference when the worker asked for it
     calm = wait_for(lambda: series(url, "modelyard_drift_p_value").get(key))
     assert calm > 0.01, calm
-    evaluations = 'modelyard_drift_evaluations_total{model="minilm",version="1"}'
+    evaluations = 'modelyard_drift_evaluations_total{model="minilm",model_version="1"}'
     before = series(url, "modelyard_drift_evaluations_total")[evaluations]
     # 30 % of the next window is about cooking: drifted.
     send_texts(server, topics.mix({"billing": 35, "shipping": 35, "cooking": 30}, 64, 13))

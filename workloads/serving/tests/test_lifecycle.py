@@ -252,6 +252,22 @@ def test_metric_names_and_buckets_match_the_platform() -> None:
     assert server.REJECTED._name + "_total" == signals.REJECTED_TOTAL
     assert server.CLOSED_CONNECTIONS._name + "_total" == signals.CLOSED_CONNECTIONS_TOTAL
     assert server.IN_FLIGHT._name == signals.IN_FLIGHT
+    assert server.INPUT_CHARS._name == signals.INPUT_CHARS
+    assert server.INPUT_TOKENS._name == signals.INPUT_TOKENS
+    assert server.UNKNOWN_SHARE._name == signals.UNKNOWN_TOKEN_SHARE
+    assert server.TRUNCATED._name + "_total" == signals.TRUNCATED_TOTAL
+    assert server.TAP_SAMPLES._name + "_total" == signals.TAP_SAMPLES_TOTAL
+    from modelyard_server import drift_worker
+
+    worker = drift_worker.Series()
+    assert worker.p_value._name == signals.DRIFT_P_VALUE
+    assert worker.psi._name == signals.DRIFT_PSI
+    assert worker.centroid._name == signals.DRIFT_CENTROID
+    assert worker.window._name == signals.DRIFT_WINDOW
+    assert worker.reference._name == signals.DRIFT_REFERENCE
+    assert worker.samples._name + "_total" == signals.DRIFT_SAMPLES_TOTAL
+    assert worker.p_value._labelnames == ("model", "model_version", "signal")
+    assert (signals.DRIFT_OUTPUT_SIGNAL, *signals.DRIFT_INPUT_SIGNALS) == drift_worker.SIGNALS
     rendered = tuple(str(b) for b in server.LATENCY_BUCKETS)
     assert rendered == signals.LATENCY_BUCKETS
 
