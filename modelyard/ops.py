@@ -235,9 +235,53 @@ def cost(prom: Prometheus, budgets: Any, account_id: str, env: str, hours_per_mo
     return Result(f"Spend against the {env} budget", list(row), [row], over)
 
 
-def canary(prom: Prometheus, model: str, window: str = "30m", min_requests: int = 100) -> Result:
-    """Canary vs stable error ratio and p99 over `window`, with a verdict (promote / hold / roll back) in
-    the shape Argo Rollouts' analysis uses: each metric Successful, Failed or Inconclusive."""
+#: The confidence of the canary's tests: 95 %, one-sided.
+CANARY_ALPHA = 0.05
+
+
+def _rate_test(name: str, canary: tuple[float, float], stable: tuple[float, float], budget: float) -> dict[str, Any]:
+    """One canary metric as counts of bad requests (errors, or answers slower than the SLO's threshold) out of all:
+    the rate the canary may have (`allowed`: stable's own, or the objective's budget where stable does better),
+    Failed when the canary's count is improbably high at that rate (exact binomial test, p < 0.05), Successful when
+    the canary has the requests the objective needs and its 95 % upper bound is within twice the allowed rate,
+    Inconclusive otherwise."""
+    from modelyard import binomial
+
+    (n_c, x_c), (n_s, x_s) = canary, stable
+    n, x = round(n_c), min(round(x_c), round(n_c))
+    stable_rate = x_s / n_s if n_s else 0.0
+    allowed = max(stable_rate, budget)
+    tolerance = min(2 * allowed, 0.5)
+    needed = binomial.requests_needed(tolerance, CANARY_ALPHA)
+    p_value = binomial.sf(x, n, allowed) if n else 1.0
+    upper = binomial.upper_bound(x, n, CANARY_ALPHA)
+    if n and p_value < CANARY_ALPHA:
+        result = "Failed"
+    elif n >= needed and upper <= tolerance:
+        result = "Successful"
+    else:
+        result = "Inconclusive"
+    return {
+        "name": name,
+        "canary": _num(x / n if n else None, 5),
+        "stable": _num(stable_rate, 5),
+        "allowed": _num(allowed, 5),
+        "canary_upper_95": _num(upper, 5),
+        "p_value": _num(p_value, 4),
+        "requests": n,
+        "needed": needed,
+        "successCondition": f"requests >= {needed} and upper_95 <= {tolerance:.4g}",
+        "failureCondition": f"p_value < {CANARY_ALPHA:g} (more than {allowed:.4g} of requests)",
+        "result": result,
+    }
+
+
+def canary(prom: Prometheus, model: str, window: str = "30m") -> Result:
+    """The canary against stable over `window`, by what the model's SLO counts: its error ratio, and its share of
+    requests slower than the SLO's latency threshold. Each an exact binomial test (`_rate_test`) with the
+    number of requests the objective needs before it can pass; the verdict in the shape Argo Rollouts' analysis
+    uses (each metric Successful, Failed or Inconclusive): promote, roll back, or hold, and "not enough traffic
+    yet" rather than promote while the canary has too few requests."""
     canary_isvc = f"{model}-canary"
     where = f'model="{model}"'
     totals = prom.scalar_by(
@@ -252,58 +296,61 @@ def canary(prom: Prometheus, model: str, window: str = "30m", min_requests: int 
         f'{{{where}, code=~"{signals.ERROR_CODES}"}}[{window}]))',
         "inferenceservice",
     )
-    p99 = prom.scalar_by(
-        f"histogram_quantile(0.99, sum by (inferenceservice, le) "
-        f"(rate({signals.REQUEST_DURATION}_bucket{{{where}}}[{window}])))",
-        "inferenceservice",
-    )
+    objective = prom.scalar_by(f"max({signals.SLO_AVAILABILITY}{{{where}}})")
+    availability = objective.get((), 0.999)
+    notes = []
+    if () not in objective:
+        notes.append(f"no availability objective recorded for {model}: judged against 0.999")
 
-    def side(isvc: str) -> tuple[float, float, float | None]:
-        n = totals.get((isvc,), 0.0)
-        return n, (errors.get((isvc,), 0.0) / n if n else 0.0), _num(p99.get((isvc,)), 4)
+    def counts(table: dict[tuple[str, ...], float], isvc: str) -> float:
+        return table.get((isvc,), 0.0)
 
-    cn, c_err, c_p99 = side(canary_isvc)
-    sn, s_err, s_p99 = side(model)
-    metrics = []
-    enough = cn >= min_requests
-    err_ok = c_err <= s_err + 0.005
-    err_bad = c_err > 2 * s_err + 0.01
-    metrics.append(
-        {
-            "name": "error-ratio",
-            "canary": _num(c_err, 5),
-            "stable": _num(s_err, 5),
-            "successCondition": "canary <= stable + 0.005",
-            "failureCondition": "canary > 2 * stable + 0.01",
-            "result": "Inconclusive"
-            if not enough
-            else ("Failed" if err_bad else "Successful" if err_ok else "Inconclusive"),
-        }
-    )
-    lat_ok = c_p99 is not None and s_p99 is not None and c_p99 <= 1.2 * s_p99
-    lat_bad = c_p99 is not None and s_p99 is not None and c_p99 > 1.5 * s_p99
-    metrics.append(
-        {
-            "name": "latency-p99-seconds",
-            "canary": c_p99,
-            "stable": s_p99,
-            "successCondition": "canary <= 1.2 * stable",
-            "failureCondition": "canary > 1.5 * stable",
-            "result": "Inconclusive"
-            if not enough
-            else ("Failed" if lat_bad else "Successful" if lat_ok else "Inconclusive"),
-        }
-    )
+    metrics = [
+        _rate_test(
+            "error-ratio",
+            (counts(totals, canary_isvc), counts(errors, canary_isvc)),
+            (counts(totals, model), counts(errors, model)),
+            1 - availability,
+        )
+    ]
+    thresholds = prom.vector(f'{signals.SLO_LATENCY_THRESHOLD}{{{where}, indicator="request"}}')
+    share = prom.scalar_by(f'max({signals.SLO_LATENCY}{{{where}, indicator="request"}})')
+    if thresholds and () in share:
+        le = thresholds[0][0].get("le", "")
+        bucket = prom.scalar_by(
+            f'sum by (inferenceservice) (increase({signals.REQUEST_DURATION}_bucket{{{where}, le="{le}"}}[{window}]))',
+            "inferenceservice",
+        )
+        seen = prom.scalar_by(
+            f'sum by (inferenceservice) (increase({signals.REQUEST_DURATION}_bucket{{{where}, le="+Inf"}}[{window}]))',
+            "inferenceservice",
+        )
+
+        def slow(isvc: str) -> tuple[float, float]:
+            n = counts(seen, isvc)
+            return n, max(0.0, n - counts(bucket, isvc))
+
+        metrics.append(_rate_test(f"slower-than-{float(le) * 1000:g}ms", slow(canary_isvc), slow(model), 1 - share[()]))
+    else:
+        notes.append(f"no request latency objective recorded for {model}: latency not judged")
     results = {m["result"] for m in metrics}
+    short = [m for m in metrics if m["requests"] < m["needed"]]
     verdict = "rollback" if "Failed" in results else "promote" if results == {"Successful"} else "hold"
-    notes = [f"canary {int(cn)} requests, stable {int(sn)} in the last {window} (at least {min_requests} needed)"]
+    cn, sn = counts(totals, canary_isvc), counts(totals, model)
+    notes.insert(0, f"canary {int(cn)} requests, stable {int(sn)} in the last {window}")
+    title = f"Canary analysis of {model}: {verdict}"
+    if verdict == "hold" and short:
+        worst = max(short, key=lambda m: m["needed"])
+        title += (
+            f" (not enough traffic yet: {worst['requests']} of the {worst['needed']} requests {worst['name']} needs)"
+        )
     return Result(
-        f"Canary analysis of {model}: {verdict}",
-        ["name", "canary", "stable", "successCondition", "failureCondition", "result"],
+        title,
+        ["name", "canary", "stable", "allowed", "canary_upper_95", "p_value", "requests", "needed", "result"],
         metrics,
         verdict == "rollback",
         notes,
-        extra={"verdict": verdict, "window": window},
+        extra={"verdict": verdict, "window": window, "enough_traffic": not short},
     )
 
 

@@ -225,4 +225,10 @@ UNVERIFIED: Final = (
         "kubectl -n monitoring port-forward svc/kube-prometheus-stack-alertmanager 9093 & amtool alert query "
         "alertname=Watchdog --alertmanager.url=http://localhost:9093",
     ),
+    Unverified(
+        "the model pods' drift taps reach the drift worker through its Service and the model namespace's "
+        "NetworkPolicies as the VPC CNI enforces them, and Prometheus scrapes the worker (its PodMonitor selected)",
+        "kubectl -n models port-forward deploy/modelyard-drift 8090 & curl -s localhost:8090/metrics   # "
+        "modelyard_drift_samples_total rising for each tapped model; then modelyard ops drift <model>",
+    ),
 )

@@ -221,6 +221,104 @@ def serving() -> Dashboard:
     )
 
 
+def quality() -> Dashboard:
+    """What a model receives and answers against its version's reference: the drift worker's tests (the drift
+    alerts' p-values, with their levels), how far (centroid distance, PSI), the windows they ran on, the taps
+    feeding them, and the input histograms every model pod keeps."""
+    by = "model, model_version"
+    drift = f'{_MODEL}, model_version=~".+"'
+    inputs = "|".join(s.DRIFT_INPUT_SIGNALS)
+    input_alpha = s.DRIFT_ALPHA / len(s.DRIFT_INPUT_SIGNALS)
+
+    def q(histogram: str, quantile: str) -> Target:
+        return Target(
+            f"histogram_quantile({quantile}, sum by ({by}, le) (rate({histogram}_bucket{{{_MODEL}}}[{_RATE}])))",
+            f"p{quantile[2:].ljust(2, '0')} {{{{model}}}} {{{{model_version}}}}",
+        )
+
+    return Dashboard(
+        uid="modelyard-quality",
+        title="Model quality",
+        description="Drift of each model version's input and output from its reference, and the taps that feed it.",
+        variables=(
+            ("namespace", f"label_values({s.DRIFT_WINDOW}, namespace)"),
+            ("model", f'label_values({s.DRIFT_WINDOW}{{namespace=~"$namespace"}}, model)'),
+        ),
+        panels=(
+            Panel(
+                "Output drift: p-value of the embeddings (MMD)",
+                (
+                    Target(
+                        f'min by ({by}) ({s.DRIFT_P_VALUE}{{{drift}, signal="{s.DRIFT_OUTPUT_SIGNAL}"}})',
+                        "{{model}} {{model_version}}",
+                    ),
+                ),
+                description=f"ModelOutputDrift: below {s.DRIFT_ALPHA:g} for 5 minutes, on a window of at least "
+                f"{s.DRIFT_MIN_WINDOW} samples.",
+            ),
+            Panel(
+                "Input drift: p-value of the lengths (KS)",
+                (
+                    Target(
+                        f'min by ({by}, signal) ({s.DRIFT_P_VALUE}{{{drift}, signal=~"{inputs}"}})',
+                        "{{model}} {{model_version}} {{signal}}",
+                    ),
+                ),
+                description=f"ModelInputDrift: the lower of the two below {input_alpha:g} for 5 minutes.",
+            ),
+            Panel(
+                "Centroid distance (1 - cosine of the mean embeddings)",
+                (Target(f"max by ({by}) ({s.DRIFT_CENTROID}{{{drift}}})", "{{model}} {{model_version}}"),),
+            ),
+            Panel(
+                "Length PSI",
+                (
+                    Target(
+                        f"max by ({by}, signal) ({s.DRIFT_PSI}{{{drift}}})", "{{model}} {{model_version}} {{signal}}"
+                    ),
+                ),
+                description="Under 0.1: alike; 0.1 to 0.25: moderate; above 0.25: a large shift.",
+            ),
+            Panel(
+                "Samples in the window and in the reference",
+                (
+                    Target(f"max by ({by}) ({s.DRIFT_WINDOW}{{{drift}}})", "window {{model}} {{model_version}}"),
+                    Target(f"max by ({by}) ({s.DRIFT_REFERENCE}{{{drift}}})", "reference {{model}} {{model_version}}"),
+                ),
+                description="A reference of 0: the tap has not sent it (no drift_reference.npz in the version).",
+            ),
+            Panel(
+                "Tap samples per second (sampled, dropped, sent)",
+                (
+                    Target(
+                        f"sum by (model, outcome) (rate({s.TAP_SAMPLES_TOTAL}{{{_MODEL}}}[{_RATE}]))",
+                        "{{model}} {{outcome}}",
+                    ),
+                ),
+                description="Dropped: a pod's tap buffer was full (the worker slow or away); the answers were not.",
+            ),
+            Panel("Characters per text", (q(s.INPUT_CHARS, "0.5"), q(s.INPUT_CHARS, "0.9"))),
+            Panel("Tokens per text", (q(s.INPUT_TOKENS, "0.5"), q(s.INPUT_TOKENS, "0.9"))),
+            Panel(
+                "Texts at the model's length limit, and unknown tokens",
+                (
+                    Target(
+                        f"sum by (model) (rate({s.TRUNCATED_TOTAL}{{{_MODEL}}}[{_RATE}]))\n"
+                        f"/ sum by (model) (rate({s.INPUT_TOKENS}_count{{{_MODEL}}}[{_RATE}]))",
+                        "at the limit {{model}}",
+                    ),
+                    Target(
+                        f"sum by (model) (rate({s.UNKNOWN_TOKEN_SHARE}_sum{{{_MODEL}}}[{_RATE}]))\n"
+                        f"/ sum by (model) (rate({s.UNKNOWN_TOKEN_SHARE}_count{{{_MODEL}}}[{_RATE}]))",
+                        "unknown tokens {{model}}",
+                    ),
+                ),
+                "percentunit",
+            ),
+        ),
+    )
+
+
 def _per_replica(series: str) -> str:
     """`series` summed over an InferenceService's pods and divided by their count: what KEDA compares with a
     scale target (AverageValue)."""

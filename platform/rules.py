@@ -437,7 +437,7 @@ def drift_group() -> RuleGroup:
                 "warning",
                 f"{where} answers unlike its reference",
                 "The drift worker's MMD test puts the embeddings of the latest window of sampled texts apart from "
-                f"the version's reference (p = {{{{ $value | humanize }}}} < {s.DRIFT_ALPHA:g}) for 5 minutes: the "
+                f'the version\'s reference (p = {{{{ printf "%.3f" $value }}}} < {s.DRIFT_ALPHA:g}) for 5 minutes: the '
                 "traffic moved to topics or phrasing the reference does not hold, or the model answers differently.",
                 for_="5m",
             ),
@@ -447,7 +447,7 @@ def drift_group() -> RuleGroup:
                 "warning",
                 f"{where} receives texts unlike its reference",
                 "The lengths of the latest window of sampled texts (characters or tokens per text, "
-                f"Kolmogorov-Smirnov) differ from the version's reference (p = {{{{ $value | humanize }}}} < "
+                f'Kolmogorov-Smirnov) differ from the version\'s reference (p = {{{{ printf "%.3f" $value }}}} < '
                 f"{input_alpha:g}) for 5 minutes.",
                 for_="5m",
             ),

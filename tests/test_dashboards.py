@@ -36,7 +36,7 @@ def test_no_grafana_variable_is_left_unsubstituted() -> None:
 
 
 def test_the_dashboards_cover_serving_llms_the_fleet_and_cost() -> None:
-    serving, llm, fleet, cost = BOARDS
+    serving, quality, llm, fleet, cost = BOARDS
     text = {b.uid: " ".join(b.expressions()) for b in BOARDS}
     assert signals.REQUESTS_TOTAL in text[serving.uid] and "histogram_quantile(0.99" in text[serving.uid]
     assert f'code=~"{signals.ERROR_CODES}"' in text[serving.uid] and "model_version" in text[serving.uid]
@@ -46,14 +46,16 @@ def test_the_dashboards_cover_serving_llms_the_fleet_and_cost() -> None:
         assert series in text[cost.uid], series
     for series in (signals.VLLM_TTFT, signals.VLLM_ITL, signals.VLLM_WAITING, signals.VLLM_KV_CACHE, "usd_per_million"):
         assert series in text[llm.uid], series
-    assert len({b.uid for b in BOARDS}) == 4
+    for series in (signals.DRIFT_P_VALUE, signals.DRIFT_WINDOW, signals.TAP_SAMPLES_TOTAL, signals.INPUT_TOKENS):
+        assert series in text[quality.uid], series
+    assert len({b.uid for b in BOARDS}) == 5
 
 
 def test_every_dashboard_is_a_runtimes_or_the_platforms() -> None:
     from modelyard.workloads.runtimes import RUNTIMES
 
     own = [b.uid for r in RUNTIMES.values() for b in r.dashboards()]
-    assert own == ["modelyard-serving", "modelyard-llm"]
+    assert own == ["modelyard-serving", "modelyard-quality", "modelyard-llm"]
     assert [b.uid for b in BOARDS] == [*own, "modelyard-gpu-fleet", "modelyard-cost"]
 
 
@@ -121,6 +123,70 @@ def test_every_llm_panel_shows_data_for_an_llm_pod_as_vllm_exports_it(tmp_path: 
     ]
     (tmp_path / "llm.test.yaml").write_text(json.dumps(doc))
     assert promtool("test", "rules", "llm.test.yaml", cwd=tmp_path).returncode != 0
+
+
+#: One model pod with the labels the model PodMonitor adds, and the drift worker's target (its own `model` and
+#: `model_version`, the PodMonitor's job), as workloads/drift.py scrapes it.
+MODEL_POD = (
+    'namespace="models", pod="embed-1", inferenceservice="embed", model="embed", model_version="2", '
+    'job="modelyard-models", model_name="embed"'
+)
+DRIFT_POD = 'namespace="models", pod="modelyard-drift-1", job="modelyard-drift", model="embed", model_version="2"'
+
+
+def _quality_series(drift_pod: str = DRIFT_POD) -> list[dict[str, str]]:
+    series = []
+    for histogram, buckets in (
+        ("modelyard_input_chars", ("16.0", "64.0")),
+        ("modelyard_input_tokens", ("8.0", "32.0")),
+        ("modelyard_unknown_token_share", ("0.0", "0.1")),
+    ):
+        for i, le in enumerate((*buckets, "+Inf")):
+            series.append({"series": f'{histogram}_bucket{{{MODEL_POD}, le="{le}"}}', "values": f"0+{i + 1}x20"})
+        series.append({"series": f"{histogram}_count{{{MODEL_POD}}}", "values": "0+3x20"})
+        series.append({"series": f"{histogram}_sum{{{MODEL_POD}}}", "values": "0+30x20"})
+    series.append({"series": f"{signals.TRUNCATED_TOTAL}{{{MODEL_POD}}}", "values": "0+1x20"})
+    for outcome in ("sampled", "sent"):
+        series.append(
+            {"series": f'{signals.TAP_SAMPLES_TOTAL}{{{MODEL_POD}, outcome="{outcome}"}}', "values": "0+2x20"}
+        )
+    for sig in ("embedding", "chars", "tokens"):
+        series.append({"series": f'{signals.DRIFT_P_VALUE}{{{drift_pod}, signal="{sig}"}}', "values": "0.3x20"})
+    for sig in ("chars", "tokens"):
+        series.append({"series": f'{signals.DRIFT_PSI}{{{drift_pod}, signal="{sig}"}}', "values": "0.02x20"})
+    for gauge, value in (
+        (signals.DRIFT_CENTROID, "0.01"),
+        (signals.DRIFT_WINDOW, "200"),
+        (signals.DRIFT_REFERENCE, "1000"),
+    ):
+        series.append({"series": f"{gauge}{{{drift_pod}}}", "values": f"{value}x20"})
+    return series
+
+
+def test_every_quality_panel_shows_data_for_a_model_pod_and_the_drift_worker(tmp_path: Path) -> None:
+    """Each target of the quality dashboard returns a series for one model pod (its input histograms and tap)
+    and the drift worker's tests of it, with the labels their PodMonitors give; without the worker's
+    `model_version` the drift panels are empty."""
+    quality = next(b for b in BOARDS if b.uid == "modelyard-quality")
+    tests = [
+        {
+            "expr": f"absent({dashboards.checkable(expr.replace('$namespace', 'models').replace('$model', 'embed'))})",
+            "eval_time": "15m",
+            "exp_samples": [],
+        }
+        for expr in quality.expressions()
+    ]
+    (tmp_path / "none.yaml").write_text("groups: []\n")
+    doc = {
+        "rule_files": ["none.yaml"],
+        "tests": [{"interval": "1m", "input_series": _quality_series(), "promql_expr_test": tests}],
+    }
+    (tmp_path / "quality.test.yaml").write_text(json.dumps(doc))
+    result = promtool("test", "rules", "quality.test.yaml", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    doc["tests"][0]["input_series"] = _quality_series(DRIFT_POD.replace(', model_version="2"', ""))
+    (tmp_path / "quality.test.yaml").write_text(json.dumps(doc))
+    assert promtool("test", "rules", "quality.test.yaml", cwd=tmp_path).returncode != 0
 
 
 def test_dashboards_ship_as_labelled_configmaps(plans: dict[str, Plan]) -> None:

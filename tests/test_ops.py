@@ -91,6 +91,18 @@ def openmetrics(now: int) -> str:
                 add("modelyard_drift_psi", f'{labels},signal="{sig}"', lambda i: 0.04)
         if p_values:
             add("modelyard_drift_centroid_distance", labels, lambda i: 0.081)
+    # embed's latency objective: 99 % within 250 ms (the canary has 3 of 7 over it).
+    add("modelyard:slo_latency_objective", f'{m},indicator="request"', lambda i: 0.99)
+    add("modelyard:slo_latency_threshold", f'{m},indicator="request",le="0.25"', lambda i: 1)
+    # Canaries judged on their counts: `good`'s has 6,000 requests in 30 minutes and no error (enough to pass a
+    # 0.999 objective, which needs 1,497); `fresh`'s 120 and no error (not enough yet).
+    for model, per_step in (("good", 50), ("fresh", 1)):
+        for isvc in (model, f"{model}-canary"):
+            add(
+                "modelyard_requests_total",
+                f'namespace="models",model="{model}",inferenceservice="{isvc}",code="200"',
+                lambda i, k=per_step: k * i,
+            )
     add("modelyard_tap_samples_total", f'{m},outcome="sampled"', lambda i: 10 * i)
     add("modelyard_tap_samples_total", f'{m},outcome="dropped"', lambda i: 1 * i)
     for model in ("embed", "calm", "steady8", "burst", "steady3"):
@@ -217,9 +229,27 @@ def test_canary_verdict_with_evidence(prometheus: str, capsys: pytest.CaptureFix
     code, result = ops(prometheus, "canary", "embed", capsys=capsys)
     assert result["verdict"] == "rollback" and code == 1
     metrics = {m["name"]: m for m in result["rows"]}
-    assert metrics["error-ratio"]["result"] == "Failed"
-    assert metrics["error-ratio"]["canary"] > 0.25 and metrics["error-ratio"]["stable"] < 0.05
-    assert metrics["latency-p99-seconds"]["result"] == "Failed"
+    errors = metrics["error-ratio"]
+    assert errors["result"] == "Failed" and errors["p_value"] < 0.05
+    assert errors["canary"] > 0.25 and errors["stable"] < 0.05 and errors["allowed"] == errors["stable"]
+    slow = metrics["slower-than-250ms"]
+    assert slow["result"] == "Failed" and slow["stable"] == 0 and slow["allowed"] == 0.01  # the SLO's 1 %
+
+
+def test_a_canary_passes_only_with_the_requests_its_objective_needs(
+    prometheus: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No error in 6,000 requests passes a 0.999 objective (the 95 % bound 0.0005, within 0.002); no error in
+    120 does not yet: 1,497 are needed before zero errors say anything at that objective."""
+    code, result = ops(prometheus, "canary", "good", capsys=capsys)
+    [errors] = result["rows"]
+    assert result["verdict"] == "promote" and code == 0 and errors["result"] == "Successful"
+    assert errors["needed"] == 1497 and errors["requests"] > 5000 and errors["canary_upper_95"] < 0.0006
+    assert "no availability objective recorded for good: judged against 0.999" in result["notes"]
+    code, result = ops(prometheus, "canary", "fresh", capsys=capsys)
+    [errors] = result["rows"]
+    assert result["verdict"] == "hold" and not result["enough_traffic"] and errors["result"] == "Inconclusive"
+    assert f"not enough traffic yet: {errors['requests']} of the 1497 requests error-ratio needs" in result["title"]
 
 
 def test_drift_with_the_alerts_verdict(prometheus: str, capsys: pytest.CaptureFixture[str]) -> None:

@@ -52,9 +52,9 @@ class Modelyard(Runtime):
     )
 
     def dashboards(self) -> Sequence[Dashboard]:
-        from modelyard.platform.dashboards import serving
+        from modelyard.platform.dashboards import quality, serving
 
-        return (serving(),)
+        return (serving(), quality())
 
     def pod(self, model: ModelEntry, ctx: PodContext) -> dict[str, Any]:
         from modelyard.workloads.models import hardened_container, resources
