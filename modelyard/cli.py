@@ -600,6 +600,64 @@ def cmd_ops(args: argparse.Namespace) -> int:
     return EXIT_VIOLATION if result.problem else EXIT_OK
 
 
+def cmd_canary(args: argparse.Namespace) -> int:
+    """`modelyard canary decide`: each running canary's verdict, and with --apply the one-line catalog edit it asks
+    for (modelyard/promotion.py)."""
+    import json
+
+    from modelyard import ops, promotion
+    from modelyard.programs import PROJECTS
+    from modelyard.validation import ConfigError
+    from modelyard.workloads.catalog import load_workloads
+
+    if not STACK_NAME.match(args.env):
+        raise UsageError(f"--env {args.env!r} is not a stack name: use a lowercase name such as dev, staging or prod")
+    stack_file = PROJECTS["workloads"].stack_file(args.env, _project_root(args.cwd))
+    if not stack_file.exists():
+        raise UsageError(f"--env {args.env}: no workloads stack file {stack_file}")
+    try:
+        w = load_workloads(stack_file, stack=args.env)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
+    running = [m.name for m in w.catalog.models if m.canary_active]
+    if args.model is not None and args.model not in running:
+        raise UsageError(
+            f"--model {args.model!r} has no running canary in the {args.env} catalog "
+            f"(models with one: {', '.join(running) or 'none'})"
+        )
+    chosen = [args.model] if args.model else running
+    try:
+        prom = ops.Prometheus(args.prometheus)
+        verdicts = {name: ops.canary(prom, name, args.window) for name in chosen}
+    except ops.OpsError as exc:
+        raise UsageError(str(exc)) from None
+    decisions = promotion.decide(w.catalog, verdicts)
+    applied = []
+    for d in decisions:
+        if args.apply and d.path is not None:
+            try:
+                promotion.apply(w.catalog_path, d, stack=args.env, tier=w.config.tier)
+            except promotion.EditError as exc:
+                raise UsageError(str(exc)) from None
+            applied.append(d.model)
+    if args.json:
+        out = {
+            "env": args.env,
+            "catalog": str(w.catalog_path.relative_to(_project_root(args.cwd))),
+            "window": args.window,
+        }
+        out["decisions"] = [{**d.to_json(), "applied": d.model in applied} for d in decisions]
+        print(json.dumps(out, indent=2, sort_keys=True))
+    else:
+        for d in decisions:
+            action = d.change or "no change"
+            done = " (written)" if d.model in applied else ""
+            print(f"{d.model}: {d.verdict}: {action}{done}\n  {d.title}")
+        if not decisions:
+            print(f"no running canary in the {args.env} catalog")
+    return EXIT_OK
+
+
 def _finite(value: Any) -> Any:
     """`value` with every NaN or infinite float replaced by None, at any depth."""
     import math
@@ -798,6 +856,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     load.add_argument("--samples", metavar="F", help="write one JSON line per request to F")
     load.set_defaults(handler=cmd_loadtest)
+
+    canary_cmd = sub.add_parser(
+        "canary",
+        help="running canaries' verdicts as the one-line catalog edits that act on them (promote or roll back)",
+    )
+    canary_sub = canary_cmd.add_subparsers(dest="canary_command", required=True, parser_class=_Parser, metavar="ACTION")
+    decide = canary_sub.add_parser(
+        "decide",
+        help="each running canary's verdict (modelyard ops canary); with --apply, the catalog edit it asks for",
+        description="promote: the model's version becomes the canary's; rollback: the canary's traffic_percent "
+        "becomes 0; hold: nothing. The edit changes one line and keeps the rest of the file.",
+    )
+    decide.add_argument("--env", required=True, help="the environment whose catalog and Prometheus to read")
+    decide.add_argument("--model", help="one model (default: every model with a running canary)")
+    decide.add_argument("--window", default="30m", help="how far back to compare (default: 30m)")
+    decide.add_argument("--apply", action="store_true", help="write the edits into the catalog file")
+    decide.add_argument("--json", action="store_true", help="print JSON instead of lines")
+    decide.add_argument(
+        "--prometheus",
+        default=os.environ.get("MODELYARD_PROMETHEUS_URL", "http://127.0.0.1:9090"),
+        help="Prometheus URL (default: $MODELYARD_PROMETHEUS_URL or http://127.0.0.1:9090, a port-forward)",
+    )
+    decide.set_defaults(handler=cmd_canary)
 
     model = sub.add_parser("model", help="model artifacts in the environment's model store")
     model_sub = model.add_subparsers(dest="model_command", required=True, parser_class=_Parser, metavar="ACTION")

@@ -231,4 +231,9 @@ UNVERIFIED: Final = (
         "kubectl -n models port-forward deploy/modelyard-drift 8090 & curl -s localhost:8090/metrics   # "
         "modelyard_drift_samples_total rising for each tapped model; then modelyard ops drift <model>",
     ),
+    Unverified(
+        "the canary verdicts workflow on GitHub: the observer role reaches Prometheus through a port-forward, the "
+        "pull requests it opens get their own review, and a roll-back merges on its own where auto-merge is on",
+        "gh workflow run canary-verdict.yml && gh run watch && gh pr list --search 'canary in:title'",
+    ),
 )

@@ -52,6 +52,7 @@ RUN_BY = {
     "serve": "tests/test_cli.py",
     "review": "tests/test_review.py",
     "loadtest": "tests/test_loadtest.py",
+    "canary": "tests/test_ops.py",
 }
 #: Placeholders the documents use, and a value to parse them with.
 #: Where a shell line's first command ends.
@@ -171,7 +172,7 @@ def test_every_documented_modelyard_command_parses_and_the_offline_ones_run(
             pytest.fail(f"{doc}: `{form}` is not a valid modelyard command (exit {exc.code})")
         if argv[0] in RUN_BY:
             test_file = REPO_ROOT / RUN_BY[argv[0]]
-            shown = argv[1] if argv[0] in ("ops", "model") else argv[0]
+            shown = argv[1] if argv[0] in ("ops", "model", "canary") else argv[0]
             assert f'"{shown}"' in test_file.read_text(), f"{doc}: `{form}`: {RUN_BY[argv[0]]} never runs {shown}"
             continue
         # Run it: files it names are the plan (any preview will do), the rest stays as written.

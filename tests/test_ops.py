@@ -8,6 +8,7 @@ import json
 import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import boto3
 import pytest
@@ -333,3 +334,45 @@ def test_unknown_models_exit_2(
 def test_unreachable_prometheus_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["ops", "--prometheus", f"http://127.0.0.1:{free_port()}", "gpu"]) == 2
     assert "is unreachable" in capsys.readouterr().err
+
+
+def test_canary_decide_writes_the_one_line_edits_its_verdicts_ask_for(
+    prometheus: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`modelyard canary decide --apply` in a checkout whose dev catalog runs three canaries: embed's (failing) is
+    rolled back, good's promoted, fresh's held; each a one-line edit of the catalog."""
+    import shutil
+
+    from modelyard.programs import REPO_ROOT
+
+    shutil.copy(REPO_ROOT / "Pulumi.yaml", tmp_path / "Pulumi.yaml")
+    (tmp_path / "workloads" / "catalog").mkdir(parents=True)
+    for name in ("Pulumi.yaml", "Pulumi.dev.yaml"):
+        shutil.copy(REPO_ROOT / "workloads" / name, tmp_path / "workloads" / name)
+    entry = (
+        "  - name: {name}\n    team: search\n    runtime: {{kind: modelyard, image_tag: 1.0.0-cpu}}\n"
+        '    version: "1"\n    resources: {{cpu: "2", memory: 2Gi}}\n    replicas: {{min: 1, max: 2}}\n'
+        '    slo: {{availability: 0.999, p99_latency_ms: 250}}\n    canary: {{version: "2", traffic_percent: 20}}\n'
+    )
+    catalog = tmp_path / "workloads" / "catalog" / "dev.yaml"
+    before = "models:\n" + "".join(entry.format(name=n) for n in ("embed", "good", "fresh"))
+    catalog.write_text(before)
+    argv = ["--cwd", str(tmp_path), "canary", "decide", "--env", "dev", "--prometheus", prometheus, "--json"]
+    assert main([*argv, "--apply"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    by_model = {d["model"]: d for d in out["decisions"]}
+    assert by_model["embed"] == {
+        **by_model["embed"],
+        "verdict": "rollback",
+        "change": "canary.traffic_percent: 20 -> 0",
+        "applied": True,
+    }
+    assert by_model["good"]["verdict"] == "promote" and by_model["good"]["change"] == "version: 1 -> 2"
+    assert by_model["fresh"]["verdict"] == "hold" and by_model["fresh"]["applied"] is False
+    changed = [(a, b) for a, b in zip(before.splitlines(), catalog.read_text().splitlines(), strict=True) if a != b]
+    assert changed == [
+        ('    canary: {version: "2", traffic_percent: 20}', '    canary: {version: "2", traffic_percent: 0}'),
+        ('    version: "1"', '    version: "2"'),
+    ]
+    assert main([*argv[:-1], "--model", "calm"]) == 2
+    assert "--model 'calm' has no running canary in the dev catalog (models with one: fresh)" in capsys.readouterr().err

@@ -57,7 +57,8 @@ def deployment_spec(drift: Drift, registry: str, labels: Mapping[str, str]) -> d
             "metadata": {"labels": pod_labels},
             "spec": {
                 "automountServiceAccountToken": False,
-                "securityContext": {**POD_SECURITY, "runAsUser": 1000, "runAsGroup": 1000, "fsGroup": 1000},
+                # A UID no host account has (the image's own user is 1000; the worker writes nothing but /tmp).
+                "securityContext": {**POD_SECURITY, "runAsUser": 10001, "runAsGroup": 10001, "fsGroup": 10001},
                 "containers": [container],
                 "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
             },

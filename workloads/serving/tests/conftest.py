@@ -4,7 +4,10 @@ a transport that records what the front's protocol writes, for driving it in pro
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -17,6 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
+from modelyard_server.tokenizer import bundled_model_dir
 
 SERVING = Path(__file__).resolve().parent.parent
 
@@ -125,3 +129,22 @@ class RecordingTransport(asyncio.Transport):
 async def turns(n: int = 5) -> None:
     for _ in range(n):
         await asyncio.sleep(0)
+
+
+def pushed(tmp: Path, model: str = "minilm", extra: dict[str, bytes] | None = None) -> Path:
+    """The bundled model as the storage initializer leaves a pushed version: its files (and `extra` files, by
+    name) and manifest.json in the layout `modelyard model push` writes (modelyard/model_push.py)."""
+    target = tmp / "models"
+    shutil.copytree(bundled_model_dir(), target)
+    for name, data in (extra or {}).items():
+        (target / name).write_bytes(data)
+    files: list[dict[str, object]] = []
+    for path in sorted(p for p in target.rglob("*") if p.is_file()):
+        data = path.read_bytes()
+        files.append(
+            {"path": path.relative_to(target).as_posix(), "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+        )
+    total = sum(path.stat().st_size for path in target.rglob("*") if path.is_file())
+    manifest = {"model": model, "version": "1", "files": files, "totalBytes": total}
+    (target / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    return target

@@ -18,12 +18,11 @@ import numpy as np
 import orjson
 import pytest
 import topics
-from conftest import SERVING, RunningServer, free_port, metrics_with, start, stop
+from conftest import SERVING, RunningServer, free_port, metrics_with, pushed, start, stop
 from modelyard_server import drift, metrics
 from modelyard_server.drift_worker import App, Worker, WorkerSettings
 from modelyard_server.reference import MIN_TEXTS, REFERENCE, Reference, ReferenceError, parse
 from modelyard_server.tap import Tap, TapSettings, TapUrlError, parse_url
-from test_manifest import pushed
 
 # -- the tests themselves
 

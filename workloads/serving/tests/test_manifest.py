@@ -3,7 +3,6 @@ wrote, in one line naming the file, before loading anything; and serves one that
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import subprocess
@@ -11,27 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import SERVING, start, stop
-from modelyard_server.tokenizer import bundled_model_dir
-
-
-def pushed(tmp: Path, model: str = "minilm", extra: dict[str, bytes] | None = None) -> Path:
-    """The bundled model as the storage initializer leaves a pushed version: its files (and `extra` files, by
-    name) and manifest.json in the layout `modelyard model push` writes (modelyard/model_push.py)."""
-    target = tmp / "models"
-    shutil.copytree(bundled_model_dir(), target)
-    for name, data in (extra or {}).items():
-        (target / name).write_bytes(data)
-    files: list[dict[str, object]] = []
-    for path in sorted(p for p in target.rglob("*") if p.is_file()):
-        data = path.read_bytes()
-        files.append(
-            {"path": path.relative_to(target).as_posix(), "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
-        )
-    total = sum(path.stat().st_size for path in target.rglob("*") if path.is_file())
-    manifest = {"model": model, "version": "1", "files": files, "totalBytes": total}
-    (target / "manifest.json").write_text(json.dumps(manifest, indent=2))
-    return target
+from conftest import SERVING, pushed, start, stop
 
 
 def refusal(model_dir: Path, *extra: str) -> str:
