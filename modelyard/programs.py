@@ -31,6 +31,7 @@ from modelyard.platform.autoscaling import NAMESPACE as KEDA_NAMESPACE
 from modelyard.platform.autoscaling import Keda, KedaArgs
 from modelyard.platform.cert_manager import NAMESPACE as CERT_MANAGER_NAMESPACE
 from modelyard.platform.cert_manager import CertManager, CertManagerArgs
+from modelyard.platform.common import PLATFORM_PRIORITY, PLATFORM_PRIORITY_CLASS
 from modelyard.platform.gpu import NAMESPACE as NVIDIA_NAMESPACE
 from modelyard.platform.gpu import NvidiaGpu, NvidiaGpuArgs
 from modelyard.platform.kserve import KSERVE_MIRRORS, KServe, KServeArgs
@@ -178,6 +179,16 @@ def platform_program(cfg: PlatformConfig) -> None:
     # In-cluster services, on the system nodes. The monitoring CRDs come first: the others ship
     # ServiceMonitors.
     labels = k8s_labels(tags)
+    # Before any chart: a pod naming a PriorityClass that does not exist is refused at admission.
+    priority = k8s.scheduling.v1.PriorityClass(
+        "platform-priority",
+        metadata={"name": PLATFORM_PRIORITY_CLASS, "labels": dict(labels)},
+        value=PLATFORM_PRIORITY,
+        global_default=False,
+        preemption_policy="PreemptLowerPriority",
+        description="modelyard's platform controllers: above model pods, so a full system node preempts a model",
+        opts=with_both,
+    )
     monitoring = Monitoring(
         "monitoring",
         MonitoringArgs(
@@ -191,7 +202,7 @@ def platform_program(cfg: PlatformConfig) -> None:
             alertmanager_role_arn=topics.alertmanager_role_arn,
             rule_params=rule_params(cfg),
             retain_volumes=cfg.deletion_protection,
-            depends_on=[system],
+            depends_on=[system, priority],
         ),
         opts=with_both,
     )

@@ -17,7 +17,15 @@ from dataclasses import dataclass
 import pulumi
 
 from modelyard.infra.nodes import SYSTEM_POOL_LABEL
-from modelyard.platform.common import CONTAINER_SECURITY, POD_SECURITY, helm_release, namespace, resources, zone_spread
+from modelyard.platform.common import (
+    CONTAINER_SECURITY,
+    PLATFORM_PRIORITY_CLASS,
+    POD_SECURITY,
+    helm_release,
+    namespace,
+    resources,
+    zone_spread,
+)
 
 NAMESPACE = "keda"
 #: KEDA's components, as its chart names them in the per-component values.
@@ -58,6 +66,7 @@ class Keda(pulumi.ComponentResource):
             values={
                 "crds": {"install": True},
                 "additionalLabels": dict(args.labels),
+                "priorityClassName": PLATFORM_PRIORITY_CLASS,
                 "nodeSelector": dict([SYSTEM_POOL_LABEL]),
                 "operator": {"replicaCount": args.replicas},
                 "metricsServer": {"replicaCount": args.replicas},

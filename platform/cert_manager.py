@@ -8,7 +8,14 @@ from dataclasses import dataclass
 import pulumi
 
 from modelyard.infra.nodes import SYSTEM_POOL_LABEL
-from modelyard.platform.common import CONTAINER_SECURITY, POD_SECURITY, helm_release, namespace, resources
+from modelyard.platform.common import (
+    CONTAINER_SECURITY,
+    PLATFORM_PRIORITY_CLASS,
+    POD_SECURITY,
+    helm_release,
+    namespace,
+    resources,
+)
 
 NAMESPACE = "cert-manager"
 
@@ -40,7 +47,11 @@ class CertManager(pulumi.ComponentResource):
             namespace=ns.metadata["name"],
             values={
                 "crds": {"enabled": True, "keep": True},
-                "global": {"nodeSelector": dict([SYSTEM_POOL_LABEL]), "commonLabels": dict(args.labels)},
+                "global": {
+                    "nodeSelector": dict([SYSTEM_POOL_LABEL]),
+                    "commonLabels": dict(args.labels),
+                    "priorityClassName": PLATFORM_PRIORITY_CLASS,
+                },
                 "replicaCount": args.replicas,
                 "podDisruptionBudget": {"enabled": args.replicas > 1, "minAvailable": 1},
                 **component,

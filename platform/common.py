@@ -27,6 +27,13 @@ CONTAINER_SECURITY: Mapping[str, Any] = {
     "readOnlyRootFilesystem": True,
     "capabilities": {"drop": ["ALL"]},
 }
+#: The PriorityClass of the platform's controllers (KServe's controller and webhook, KEDA, cert-manager, the
+#: Prometheus operator, Prometheus, Alertmanager, kube-state-metrics): above every model pod (priority 0) and the
+#: GPU warm-capacity placeholders (negative), so that on full system nodes a CPU model is preempted, never the
+#: webhook every model pod's creation waits on. Karpenter keeps its chart's system-cluster-critical, the GPU
+#: daemonsets system-node-critical.
+PLATFORM_PRIORITY_CLASS = "modelyard-platform"
+PLATFORM_PRIORITY = 1_000_000
 #: Pod-level hardening: never root, the runtime's default seccomp profile.
 POD_SECURITY: Mapping[str, Any] = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
 

@@ -11,7 +11,14 @@ import pulumi_kubernetes as k8s
 
 from modelyard.config import IngressConfig
 from modelyard.infra.nodes import SYSTEM_POOL_LABEL
-from modelyard.platform.common import CONTAINER_SECURITY, helm_release, namespace, resources, zone_spread
+from modelyard.platform.common import (
+    CONTAINER_SECURITY,
+    PLATFORM_PRIORITY_CLASS,
+    helm_release,
+    namespace,
+    resources,
+    zone_spread,
+)
 from modelyard.policies.governance import kserve as upstream
 
 NAMESPACE = "kserve"
@@ -141,20 +148,28 @@ class KServe(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[crds, *args.depends_on]),
         )
 
+        # The chart has no replicas or priorityClassName value and its template sets neither: patch those fields,
+        # which Helm leaves alone (server-side apply): the platform's priority class everywhere, and with two or
+        # more replicas the count, with one replica kept through a drain.
+        patch: Any = {"template": {"spec": {"priorityClassName": PLATFORM_PRIORITY_CLASS}}}
         if args.replicas > 1:
-            # The chart has no replicas value: patch the one field it leaves alone (server-side apply), and keep
-            # one replica through a drain.
-            k8s.apps.v1.DeploymentPatch(
-                f"{name}-controller-replicas",
-                metadata={
-                    "name": CONTROLLER_DEPLOYMENT,
-                    "namespace": ns.metadata["name"],
-                    "labels": dict(args.labels),
-                    "annotations": {"pulumi.com/patchForce": "true"},
-                },
-                spec={"replicas": args.replicas},
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[self.release]),
-            )
+            patch["replicas"] = args.replicas
+        k8s.apps.v1.DeploymentPatch(
+            f"{name}-controller-patch",
+            metadata={
+                "name": CONTROLLER_DEPLOYMENT,
+                "namespace": ns.metadata["name"],
+                "labels": dict(args.labels),
+                "annotations": {"pulumi.com/patchForce": "true"},
+            },
+            spec=patch,
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=[self.release],
+                aliases=[pulumi.Alias(name=f"{name}-controller-replicas")],
+            ),
+        )
+        if args.replicas > 1:
             pdb_meta: Any = {
                 "name": CONTROLLER_DEPLOYMENT,
                 "namespace": ns.metadata["name"],

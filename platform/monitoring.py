@@ -30,7 +30,14 @@ from modelyard.infra.karpenter import GPU_TAINT
 from modelyard.infra.karpenter import NAMESPACE as KARPENTER_NAMESPACE
 from modelyard.infra.nodes import SYSTEM_POOL_LABEL
 from modelyard.platform import dashboards, rules, signals
-from modelyard.platform.common import POD_SECURITY, helm_release, namespace, resources, zone_spread
+from modelyard.platform.common import (
+    PLATFORM_PRIORITY_CLASS,
+    POD_SECURITY,
+    helm_release,
+    namespace,
+    resources,
+    zone_spread,
+)
 from modelyard.policies.governance import conventions as c
 
 NAMESPACE = ALERTMANAGER_NAMESPACE
@@ -175,6 +182,7 @@ def chart_values(
         "kubeEtcd": {"enabled": False},
         "kubeProxy": {"enabled": False},
         "prometheusOperator": {
+            "priorityClassName": PLATFORM_PRIORITY_CLASS,
             "nodeSelector": system,
             "resources": resources("100m", "256Mi", "500m", "512Mi"),
         },
@@ -190,6 +198,7 @@ def chart_values(
                 "podMonitorSelectorNilUsesHelmValues": False,
                 "ruleSelectorNilUsesHelmValues": False,
                 "probeSelectorNilUsesHelmValues": False,
+                "priorityClassName": PLATFORM_PRIORITY_CLASS,
                 "nodeSelector": system,
                 "resources": resources("500m", "2Gi", "2", "8Gi"),
                 "securityContext": {**POD_SECURITY, "runAsUser": 1000, "runAsGroup": 2000, "fsGroup": 2000},
@@ -210,6 +219,7 @@ def chart_values(
                 "replicas": cfg.alertmanager_replicas,
                 "storage": _volume(cfg.alertmanager_storage_gib),
                 "secrets": webhook_secrets,
+                "priorityClassName": PLATFORM_PRIORITY_CLASS,
                 "nodeSelector": system,
                 "resources": resources("50m", "128Mi", "500m", "256Mi"),
                 "securityContext": {**POD_SECURITY, "runAsUser": 1000, "runAsGroup": 2000, "fsGroup": 2000},
@@ -246,6 +256,7 @@ def chart_values(
         "kube-state-metrics": {
             # The pod and node labels the cost and KServe rules join on.
             "metricLabelsAllowlist": [f"pods=[{ksm_pods}]", f"nodes=[{ksm_nodes}]"],
+            "priorityClassName": PLATFORM_PRIORITY_CLASS,
             "nodeSelector": system,
             "resources": resources("50m", "128Mi", "500m", "512Mi"),
         },

@@ -33,6 +33,7 @@ from support import COUNTS, free_port, prometheus_server
 
 from modelyard import model_push
 from modelyard.platform import signals
+from modelyard.platform.common import PLATFORM_PRIORITY_CLASS
 from modelyard.platform.monitoring import model_pod_monitor
 from modelyard.policies.governance import admission, fit, kserve, pod_security
 from modelyard.policies.governance.conventions import MODEL_LABEL, RUNTIME_LABEL
@@ -810,11 +811,15 @@ def test_the_kserve_controller_runs_two_replicas_where_the_chart_leaves_room(all
         values = plan.named("kubernetes:helm.sh/v3:Release", "kserve-release")["inputs"]["values"]["kserve"][
             "controller"
         ]
-        if env == "dev":  # one controller replica: nothing to patch, spread or keep
-            assert patches == [] and pdbs == [] and "topologySpreadConstraints" not in values
-            continue
         [patch] = patches
-        assert patch["metadata"]["name"] == template["name"] and patch["spec"]["replicas"] >= 2, env
+        assert patch["metadata"]["name"] == template["name"], env
+        # The priority class the chart cannot set (no value, absent from the template): patched in every environment.
+        assert template["sets_priority_class"] is False
+        assert patch["spec"]["template"]["spec"]["priorityClassName"] == PLATFORM_PRIORITY_CLASS, env
+        if env == "dev":  # one controller replica: no count to patch, nothing to spread or keep
+            assert "replicas" not in patch["spec"] and pdbs == [] and "topologySpreadConstraints" not in values
+            continue
+        assert patch["spec"]["replicas"] >= 2, env
         [pdb] = pdbs
         assert pdb["spec"]["selector"]["matchLabels"] == template["selector"], env
         [spread] = values["topologySpreadConstraints"]

@@ -273,3 +273,36 @@ def test_alertmanager_routes_as_the_stack_file_says_by_amtool(plans: dict[str, P
     if alerting.get("watchdog"):
         (route,) = [r for r in config["route"]["routes"] if r["receiver"] == alerting["watchdog"]]
         assert route["repeat_interval"] == "1m" and route["group_wait"] == "0s"
+
+
+def test_platform_controllers_outrank_model_pods(plans: dict[str, Plan]) -> None:
+    """One PriorityClass above model pods (0) and the warm placeholders (negative), created before any chart, named
+    by every controller the charts render: KEDA's components, cert-manager's, the Prometheus operator, Prometheus,
+    Alertmanager and kube-state-metrics (KServe's controller by its patch, tests/test_conformance.py)."""
+    from modelyard.infra.karpenter import WARM_PRIORITY_CLASS
+    from modelyard.platform.common import PLATFORM_PRIORITY, PLATFORM_PRIORITY_CLASS
+
+    for env, plan in plans.items():
+        classes = {
+            c["inputs"]["metadata"]["name"]: c for c in plan.of_type("kubernetes:scheduling.k8s.io/v1:PriorityClass")
+        }
+        ours = classes[PLATFORM_PRIORITY_CLASS]
+        assert ours["inputs"]["value"] == PLATFORM_PRIORITY > 0 and ours["inputs"]["globalDefault"] is False
+        if WARM_PRIORITY_CLASS in classes:
+            assert classes[WARM_PRIORITY_CLASS]["inputs"]["value"] < 0 < PLATFORM_PRIORITY
+        monitoring = plan.named("kubernetes:helm.sh/v3:Release", "monitoring-release")
+        assert ours["urn"] in monitoring["dependencies"], env  # every other chart waits on monitoring's
+        values = {
+            r: plan.named("kubernetes:helm.sh/v3:Release", r)["inputs"]["values"]
+            for r in ("keda-release", "cert-manager-release")
+        }
+        assert values["keda-release"]["priorityClassName"] == PLATFORM_PRIORITY_CLASS
+        assert values["cert-manager-release"]["global"]["priorityClassName"] == PLATFORM_PRIORITY_CLASS
+        kps = monitoring["inputs"]["values"]
+        for where in (
+            kps["prometheusOperator"],
+            kps["prometheus"]["prometheusSpec"],
+            kps["alertmanager"]["alertmanagerSpec"],
+            kps["kube-state-metrics"],
+        ):
+            assert where["priorityClassName"] == PLATFORM_PRIORITY_CLASS, env
