@@ -697,6 +697,14 @@ def _add_preview(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _prometheus_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--prometheus",
+        default=os.environ.get("MODELYARD_PROMETHEUS_URL", "http://127.0.0.1:9090"),
+        help="Prometheus URL (default: $MODELYARD_PROMETHEUS_URL or http://127.0.0.1:9090, a port-forward)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     from modelyard import __version__
 
@@ -805,11 +813,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="runbook tooling against Prometheus and AWS (exit 1: a problem found; 2: unreachable or bad usage)",
         description="What the runbooks would otherwise have you type. Tables by default, --json for scripts.",
     )
-    ops_cmd.add_argument(
-        "--prometheus",
-        default=os.environ.get("MODELYARD_PROMETHEUS_URL", "http://127.0.0.1:9090"),
-        help="Prometheus URL (default: $MODELYARD_PROMETHEUS_URL or http://127.0.0.1:9090, a port-forward)",
-    )
+    _prometheus_option(ops_cmd)
     ops_cmd.add_argument("--json", action="store_true", help="print JSON instead of a table")
     ops_sub = ops_cmd.add_subparsers(dest="ops_command", required=True, parser_class=_Parser, metavar="ACTION")
     slo = ops_sub.add_parser("slo", help="burn rates over the alert windows and error budget left, per model")
@@ -873,11 +877,7 @@ def build_parser() -> argparse.ArgumentParser:
     decide.add_argument("--window", default="30m", help="how far back to compare (default: 30m)")
     decide.add_argument("--apply", action="store_true", help="write the edits into the catalog file")
     decide.add_argument("--json", action="store_true", help="print JSON instead of lines")
-    decide.add_argument(
-        "--prometheus",
-        default=os.environ.get("MODELYARD_PROMETHEUS_URL", "http://127.0.0.1:9090"),
-        help="Prometheus URL (default: $MODELYARD_PROMETHEUS_URL or http://127.0.0.1:9090, a port-forward)",
-    )
+    _prometheus_option(decide)
     decide.set_defaults(handler=cmd_canary)
 
     model = sub.add_parser("model", help="model artifacts in the environment's model store")

@@ -31,7 +31,6 @@ from modelyard.platform.autoscaling import NAMESPACE as KEDA_NAMESPACE
 from modelyard.platform.autoscaling import Keda, KedaArgs
 from modelyard.platform.cert_manager import NAMESPACE as CERT_MANAGER_NAMESPACE
 from modelyard.platform.cert_manager import CertManager, CertManagerArgs
-from modelyard.platform.common import PLATFORM_PRIORITY, PLATFORM_PRIORITY_CLASS
 from modelyard.platform.gpu import NAMESPACE as NVIDIA_NAMESPACE
 from modelyard.platform.gpu import NvidiaGpu, NvidiaGpuArgs
 from modelyard.platform.kserve import KSERVE_MIRRORS, KServe, KServeArgs
@@ -39,6 +38,7 @@ from modelyard.platform.kserve import NAMESPACE as KSERVE_NAMESPACE
 from modelyard.platform.monitoring import NAMESPACE as MONITORING_NAMESPACE
 from modelyard.platform.monitoring import PROMETHEUS_URL, Monitoring, MonitoringArgs
 from modelyard.platform.network_policy import NetworkPolicies, NetworkPoliciesArgs
+from modelyard.platform.priority import PlatformPriority, PlatformPriorityArgs
 from modelyard.platform.rules import InstancePrice, RuleParams
 from modelyard.policies.governance.conventions import CONFIG_NAMESPACE
 from modelyard.policies.governance.prices import price_book
@@ -180,15 +180,7 @@ def platform_program(cfg: PlatformConfig) -> None:
     # ServiceMonitors.
     labels = k8s_labels(tags)
     # Before any chart: a pod naming a PriorityClass that does not exist is refused at admission.
-    priority = k8s.scheduling.v1.PriorityClass(
-        "platform-priority",
-        metadata={"name": PLATFORM_PRIORITY_CLASS, "labels": dict(labels)},
-        value=PLATFORM_PRIORITY,
-        global_default=False,
-        preemption_policy="PreemptLowerPriority",
-        description="modelyard's platform controllers: above model pods, so a full system node preempts a model",
-        opts=with_both,
-    )
+    priority = PlatformPriority("platform-priority", PlatformPriorityArgs(labels=labels), opts=with_both)
     monitoring = Monitoring(
         "monitoring",
         MonitoringArgs(

@@ -51,7 +51,8 @@ INPUT_CHARS: Final = "modelyard_input_chars"
 INPUT_TOKENS: Final = "modelyard_input_tokens"
 UNKNOWN_TOKEN_SHARE: Final = "modelyard_unknown_token_share"
 TRUNCATED_TOTAL: Final = "modelyard_truncated_texts_total"
-#: Counter of the drift tap's samples by `outcome` (sampled, dropped: its buffer full, sent).
+#: Counter of the drift tap's samples by `outcome` (sampled, dropped: its buffer full, sent, refused: discarded
+#: after a 4xx the worker would give again).
 TAP_SAMPLES_TOTAL: Final = "modelyard_tap_samples_total"
 
 # -- the drift worker (workloads/serving/modelyard_server/drift_worker.py; labels model, model_version and,

@@ -96,33 +96,37 @@ def _llm_series() -> list[dict[str, str]]:
     return series
 
 
-def test_every_llm_panel_shows_data_for_an_llm_pod_as_vllm_exports_it(tmp_path: Path) -> None:
-    """Each target of the LLM dashboard returns a series for one vLLM pod scraped through the model PodMonitor:
-    its selectors match the labels vLLM and the PodMonitor give (promtool evaluates `absent()` of each)."""
-    llm = next(b for b in BOARDS if b.uid == "modelyard-llm")
+def panels_show_data(tmp_path: Path, uid: str, picked: dict[str, str], series: list[dict[str, str]]) -> bool:
+    """Whether every target of dashboard `uid`, with its variables `picked`, returns a series over `series`
+    (promtool evaluates `absent()` of each)."""
+    board = next(b for b in BOARDS if b.uid == uid)
 
     def chosen(expr: str) -> str:
-        """The panel with this pod's namespace and model picked in the dashboard's variables."""
-        return expr.replace("$namespace", "models").replace("$model", "chat")
+        for var, value in picked.items():
+            expr = expr.replace(var, value)
+        return dashboards.checkable(expr)
 
-    tests = [
-        {"expr": f"absent({dashboards.checkable(chosen(expr))})", "eval_time": "15m", "exp_samples": []}
-        for expr in llm.expressions()
-    ]
+    tests = [{"expr": f"absent({chosen(e)})", "eval_time": "15m", "exp_samples": []} for e in board.expressions()]
     (tmp_path / "none.yaml").write_text("groups: []\n")
     doc = {
         "rule_files": ["none.yaml"],
-        "tests": [{"interval": "1m", "input_series": _llm_series(), "promql_expr_test": tests}],
+        "tests": [{"interval": "1m", "input_series": series, "promql_expr_test": tests}],
     }
-    (tmp_path / "llm.test.yaml").write_text(json.dumps(doc))
-    result = promtool("test", "rules", "llm.test.yaml", cwd=tmp_path)
-    assert result.returncode == 0, result.stdout + result.stderr
+    (tmp_path / f"{uid}.test.yaml").write_text(json.dumps(doc))
+    result = promtool("test", "rules", f"{uid}.test.yaml", cwd=tmp_path)
+    return result.returncode == 0
+
+
+def test_every_llm_panel_shows_data_for_an_llm_pod_as_vllm_exports_it(tmp_path: Path) -> None:
+    """Each target of the LLM dashboard returns a series for one vLLM pod scraped through the model PodMonitor:
+    its selectors match the labels vLLM and the PodMonitor give (promtool evaluates `absent()` of each)."""
+    picked = {"$namespace": "models", "$model": "chat"}
+    assert panels_show_data(tmp_path, "modelyard-llm", picked, _llm_series())
     # And the check can fail: without the PodMonitor's `model` label the panels are empty.
-    doc["tests"][0]["input_series"] = [
+    unlabelled = [
         {**s, "series": s["series"].replace('model="chat", model_version', "model_version")} for s in _llm_series()
     ]
-    (tmp_path / "llm.test.yaml").write_text(json.dumps(doc))
-    assert promtool("test", "rules", "llm.test.yaml", cwd=tmp_path).returncode != 0
+    assert not panels_show_data(tmp_path, "modelyard-llm", picked, unlabelled)
 
 
 #: One model pod with the labels the model PodMonitor adds, and the drift worker's target (its own `model` and
@@ -167,26 +171,10 @@ def test_every_quality_panel_shows_data_for_a_model_pod_and_the_drift_worker(tmp
     """Each target of the quality dashboard returns a series for one model pod (its input histograms and tap)
     and the drift worker's tests of it, with the labels their PodMonitors give; without the worker's
     `model_version` the drift panels are empty."""
-    quality = next(b for b in BOARDS if b.uid == "modelyard-quality")
-    tests = [
-        {
-            "expr": f"absent({dashboards.checkable(expr.replace('$namespace', 'models').replace('$model', 'embed'))})",
-            "eval_time": "15m",
-            "exp_samples": [],
-        }
-        for expr in quality.expressions()
-    ]
-    (tmp_path / "none.yaml").write_text("groups: []\n")
-    doc = {
-        "rule_files": ["none.yaml"],
-        "tests": [{"interval": "1m", "input_series": _quality_series(), "promql_expr_test": tests}],
-    }
-    (tmp_path / "quality.test.yaml").write_text(json.dumps(doc))
-    result = promtool("test", "rules", "quality.test.yaml", cwd=tmp_path)
-    assert result.returncode == 0, result.stdout + result.stderr
-    doc["tests"][0]["input_series"] = _quality_series(DRIFT_POD.replace(', model_version="2"', ""))
-    (tmp_path / "quality.test.yaml").write_text(json.dumps(doc))
-    assert promtool("test", "rules", "quality.test.yaml", cwd=tmp_path).returncode != 0
+    picked = {"$namespace": "models", "$model": "embed"}
+    assert panels_show_data(tmp_path, "modelyard-quality", picked, _quality_series())
+    unlabelled = _quality_series(DRIFT_POD.replace(', model_version="2"', ""))
+    assert not panels_show_data(tmp_path, "modelyard-quality", picked, unlabelled)
 
 
 def test_dashboards_ship_as_labelled_configmaps(plans: dict[str, Plan]) -> None:

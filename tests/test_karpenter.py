@@ -130,7 +130,7 @@ def test_warm_capacity_only_where_pools_do_not_scale_to_zero(plans: dict[str, Pl
     assert container["resources"]["requests"] == container["resources"]["limits"]
     assert container["securityContext"]["allowPrivilegeEscalation"] is False
     assert pod["securityContext"]["runAsNonRoot"] is True
-    priority = plans["prod"].one("kubernetes:scheduling.k8s.io/v1:PriorityClass")["inputs"]
+    priority = plans["prod"].named("kubernetes:scheduling.k8s.io/v1:PriorityClass", "karpenter-warm-priority")["inputs"]
     assert priority["value"] < 0 and priority["preemptionPolicy"] == "Never"
 
 

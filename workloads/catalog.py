@@ -46,7 +46,7 @@ from modelyard.validation import (
     validate_model,
     validate_stack_key,
 )
-from modelyard.workloads.runtimes import RUNTIMES, ImageTag, Runtime, Signal, runtime_for, signal
+from modelyard.workloads.runtimes import RUNTIMES, ImageTag, Runtime, Signal, refuse_latest, runtime_for, signal
 
 WORKLOADS_KEY = WORKLOADS_CONFIG_KEY
 CATALOG = "catalog"
@@ -304,10 +304,7 @@ class Drift(Model):
 
     @model_validator(mode="after")
     def _immutable(self) -> Drift:
-        if self.image_tag == "latest":
-            raise FieldProblems(
-                [("image_tag", "must be an immutable tag (ECR refuses to move one), not latest", "latest")]
-            )
+        refuse_latest(self.image_tag)
         return self
 
 

@@ -46,6 +46,15 @@ ImageTag = Annotated[
 ]
 
 
+def refuse_latest(tag: str) -> None:
+    """An image tag of the platform's ECR repository, whose tags are immutable: `latest` would be moved by every
+    push, so it is refused (FieldProblems on `image_tag`)."""
+    from modelyard.validation import FieldProblems
+
+    if tag == "latest":
+        raise FieldProblems([("image_tag", "must be an immutable tag (ECR refuses to move one), not latest", "latest")])
+
+
 @dataclass(frozen=True)
 class Signal:
     """A serving signal KEDA scales a predictor on: `series` summed over the InferenceService's pods (times

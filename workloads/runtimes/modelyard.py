@@ -16,9 +16,9 @@ from pydantic import model_validator
 
 from modelyard.platform import signals as series
 from modelyard.platform.network_policy import MODEL_PORT
-from modelyard.validation import FieldProblems, Model
+from modelyard.validation import Model
 
-from . import ImageTag, LatencySlo, PodContext, Runtime, Signal
+from . import ImageTag, LatencySlo, PodContext, Runtime, Signal, refuse_latest
 
 if TYPE_CHECKING:
     from modelyard.platform.dashboards import Dashboard
@@ -33,10 +33,7 @@ class ModelyardRuntime(Model):
 
     @model_validator(mode="after")
     def _immutable(self) -> ModelyardRuntime:
-        if self.image_tag == "latest":
-            raise FieldProblems(
-                [("image_tag", "must be an immutable tag (ECR refuses to move one), not latest", "latest")]
-            )
+        refuse_latest(self.image_tag)
         return self
 
 

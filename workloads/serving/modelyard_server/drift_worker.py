@@ -20,7 +20,8 @@ tokens per text (signals `chars`, `tokens`, its input). Series (labels model, mo
 `modelyard_drift_psi{signal}`, `modelyard_drift_centroid_distance`, `modelyard_drift_window_samples` (the
 alerts' minimum-sample guard), `modelyard_drift_reference_samples` (0: none yet), `modelyard_drift_samples_total`,
 `modelyard_drift_evaluations_total`. Memory is bounded: at most `--max_versions` versions, each a window and
-a reference of at most reference.MAX_TEXTS rows; a version beyond the bound is refused (429).
+a reference of at most reference.MAX_TEXTS rows; a version beyond the bound is refused (429). A version no tap
+has sent samples of for `--idle_seconds` (an hour) is forgotten with its series: a retired version keeps no alert.
 """
 
 from __future__ import annotations
@@ -28,11 +29,13 @@ from __future__ import annotations
 import argparse
 import base64
 import binascii
+import contextlib
 import hashlib
 import logging
 import re
 import sys
 import threading
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -103,6 +106,8 @@ class Stream:
     filled: int = 0
     next_row: int = 0
     new: int = 0
+    #: time.monotonic() of the latest samples.
+    last_seen: float = 0.0
     #: The reference's lengths, a subsample of its embeddings (drift.MAX_REFERENCE rows) and their mean over
     #: every row: what the tests read; the rest of its embeddings is not kept.
     reference_sha: str | None = None
@@ -139,6 +144,9 @@ class WorkerSettings:
     permutations: int = drift.PERMUTATIONS
     max_versions: int = 64
     seed: int | None = None
+    #: A version no tap has sent samples of for this long is forgotten, its series removed: a retired version
+    #: (promoted away, rolled back) neither holds memory nor keeps an alert firing.
+    idle_seconds: float = 3600.0
 
 
 def _field(document: dict[str, Any], key: str, kind: type, what: str) -> Any:
@@ -213,6 +221,7 @@ class Worker:
                     f"(got {dimensions})",
                 )
             stream.add(vectors, chars, tokens)
+            stream.last_seen = time.monotonic()
             self.series.samples.labels(model, version).inc(n)
             self.series.window.labels(model, version).set(stream.filled)
             known = "none" if sha is None else ("known" if stream.reference_sha == sha else "missing")
@@ -252,8 +261,26 @@ class Worker:
 
     # -- tests
 
+    def forget_idle(self, now: float | None = None) -> list[tuple[str, str]]:
+        """Drops the versions idle for `idle_seconds` and every series of theirs; returns them."""
+        now = time.monotonic() if now is None else now
+        with self.lock:
+            idle = [k for k, s in self.streams.items() if now - s.last_seen > self.settings.idle_seconds]
+            for key in idle:
+                del self.streams[key]
+                series = self.series
+                for metric in (series.samples, series.window, series.reference, series.evaluations, series.centroid):
+                    with contextlib.suppress(KeyError):
+                        metric.remove(*key)
+                for metric in (series.p_value, series.statistic, series.psi):
+                    for signal in SIGNALS:
+                        with contextlib.suppress(KeyError):
+                            metric.remove(*key, signal)
+        return idle
+
     def evaluate(self) -> int:
         """Tests every full window with new samples and a reference; returns how many it tested."""
+        self.forget_idle()
         with self.lock:
             due = []
             for key, s in self.streams.items():
@@ -379,6 +406,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--permutations", type=_positive(int), default=drift.PERMUTATIONS, help="relabellings per MMD test"
     )
     parser.add_argument("--max_versions", type=_positive(int), default=64, help="model versions held at most")
+    parser.add_argument(
+        "--idle_seconds",
+        type=_positive(float),
+        default=3600.0,
+        help="forget a version (and its series) no tap has sent samples of for this long (default 3600)",
+    )
     args = parser.parse_args(argv)
     if args.window < 20:
         parser.error(f"argument --window: must be at least 20 samples for a two-sample test (got {args.window})")
@@ -390,7 +423,9 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    worker = Worker(WorkerSettings(args.window, args.interval, args.permutations, args.max_versions))
+    worker = Worker(
+        WorkerSettings(args.window, args.interval, args.permutations, args.max_versions, idle_seconds=args.idle_seconds)
+    )
     stop = threading.Event()
     thread = threading.Thread(target=worker.run_evaluations, args=(stop,), name="drift-tests", daemon=True)
     thread.start()

@@ -192,7 +192,11 @@ class App:
             }
         )
         self._openai_model = {"id": name, "object": "model", "created": CREATED, "owned_by": "modelyard"}
-        self.tap = None if settings.tap is None else Tap(settings.tap, name, settings.dimensions, dispatcher.tally)
+        self.tap = (
+            None
+            if settings.tap is None
+            else Tap(settings.tap, name, settings.dimensions, dispatcher.tally, dispatcher.metrics_changed)
+        )
         self._tap_task: asyncio.Task[None] | None = None
 
     # -- plumbing

@@ -60,8 +60,9 @@ UNKNOWN_SHARE = Histogram(
     ["model_name"],
     buckets=SHARE_BUCKETS,
 )
-#: The sampling tap (tap.py): sampled (taken into the buffer), dropped (the buffer full), sent (accepted by
-#: the drift worker); send failures by reason (unreachable, timeout, refused: a non-2xx answer).
+#: The sampling tap (tap.py): sampled (picked), dropped (the buffer full), sent (accepted by the drift worker),
+#: refused (discarded after a 4xx the worker would give again); send failures by reason (unreachable, timeout,
+#: refused: a non-2xx answer).
 TAP_SAMPLES = Counter(
     "modelyard_tap_samples", "Texts the drift tap sampled, dropped and sent", ["model_name", "outcome"]
 )
@@ -114,12 +115,15 @@ class Tally:
     def inc(self, child: Any, amount: float = 1) -> None:
         self.counts[child] = self.counts.get(child, 0) + amount
 
-    def observe(self, child: Any, value: float) -> None:
+    def _entry(self, child: Any) -> tuple[list[float], list[int], list[float]]:
         entry = self.histograms.get(child)
         if entry is None:
             bounds = list(child._upper_bounds)
             entry = self.histograms[child] = (bounds, [0] * len(bounds), [0.0])
-        bounds, counts, total = entry
+        return entry
+
+    def observe(self, child: Any, value: float) -> None:
+        bounds, counts, total = self._entry(child)
         counts[bisect_left(bounds, value)] += 1
         total[0] += value
 
@@ -127,11 +131,7 @@ class Tally:
         """`observe` for every value of a numpy array, in one pass."""
         import numpy as np
 
-        entry = self.histograms.get(child)
-        if entry is None:
-            bounds = list(child._upper_bounds)
-            entry = self.histograms[child] = (bounds, [0] * len(bounds), [0.0])
-        bounds, counts, total = entry
+        bounds, counts, total = self._entry(child)
         found = np.bincount(np.searchsorted(bounds, values, side="left"), minlength=len(bounds))
         for i in np.flatnonzero(found).tolist():
             counts[i] += int(found[i])

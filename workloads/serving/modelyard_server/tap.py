@@ -8,9 +8,11 @@ sent to the environment's drift worker (drift_worker.py) in the background.
   on a request's path waits for the worker: a slow or dead worker costs the server nothing but the drops.
 - The sender: every `interval` seconds, up to `batch` rows in one `POST /v1/samples` (stdlib asyncio,
   HTTP/1.1, a `timeout`); accepted rows leave the buffer. On a failure the rows stay and the next try waits
-  twice as long, up to `MAX_BACKOFF`. When the worker answers that it lacks this version's reference, the
-  tap sends the model directory's drift_reference.npz (verified with the rest of the directory when the
-  server runs with --verify_manifest) with its sha256.
+  twice as long, up to `MAX_BACKOFF`; rows the worker refuses for what they are (a 4xx other than 429, such
+  as another version's dimensions) are discarded and counted (`outcome="refused"`), never sent again. When
+  the worker answers that it lacks this version's reference, the tap sends the model directory's
+  drift_reference.npz (verified with the rest of the directory when the server runs with --verify_manifest)
+  with its sha256.
 Nothing here imports prometheus_client at module level: the supervisor checks the settings before its
 metrics directory exists. The texts themselves never leave the pod: the worker needs what the model made
 of them, not what they say.
@@ -25,6 +27,7 @@ import hashlib
 import logging
 import math
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -103,7 +106,14 @@ async def http_call(
 
 
 class Tap:
-    def __init__(self, settings: TapSettings, model_name: str, dimensions: int, tally: Tally):
+    def __init__(
+        self,
+        settings: TapSettings,
+        model_name: str,
+        dimensions: int,
+        tally: Tally,
+        changed: Callable[[], None] = lambda: None,
+    ):
         # Imported here, in the front: the supervisor reads TapSettings before prometheus_client may be
         # imported (its multiprocess directory is set later, server.main).
         from . import metrics
@@ -117,9 +127,13 @@ class Tap:
         self.tokens = np.empty(capacity, np.int32)
         self.count = 0
         self.tally = tally
+        #: Told when the tap counted something outside a request (the sender), so that it reaches /metrics.
+        self.changed = changed
         self._random = random.Random()
         self._gap = self._next_gap()
-        self._counters = {o: metrics.TAP_SAMPLES.labels(model_name, o) for o in ("sampled", "dropped", "sent")}
+        self._counters = {
+            o: metrics.TAP_SAMPLES.labels(model_name, o) for o in ("sampled", "dropped", "sent", "refused")
+        }
         self._failures = {r: metrics.TAP_FAILURES.labels(model_name, r) for r in ("unreachable", "timeout", "refused")}
         self._reference_sha: str | None = None
         if settings.reference is not None:
@@ -183,21 +197,32 @@ class Tap:
         except (OSError, ConnectionError):
             self.tally.inc(self._failures["unreachable"])
             return False
+        finally:
+            self.changed()
         if status != 200:
             self.tally.inc(self._failures["refused"])
             log.warning("drift worker refused %d samples: %d %s", k, status, body[:200].decode("utf-8", "replace"))
-            return False
+            if not (400 <= status < 500 and status != 429):
+                return False
+            # Refused for what they are: sending them again would be refused again.
+            self._discard(k)
+            self.tally.inc(self._counters["refused"], k)
+            return True
+        self._discard(k)
+        self.tally.inc(self._counters["sent"], k)
+        with contextlib.suppress(ValueError, AttributeError):
+            if orjson.loads(body).get("reference") == "missing" and self.settings.reference is not None:
+                await self._send_reference()
+        return True
+
+    def _discard(self, k: int) -> None:
+        """The first `k` rows leave the buffer."""
         rest = self.count - k
         if rest:
             self.vectors[:rest] = self.vectors[k : self.count]
             self.chars[:rest] = self.chars[k : self.count]
             self.tokens[:rest] = self.tokens[k : self.count]
         self.count = rest
-        self.tally.inc(self._counters["sent"], k)
-        with contextlib.suppress(ValueError, AttributeError):
-            if orjson.loads(body).get("reference") == "missing" and self.settings.reference is not None:
-                await self._send_reference()
-        return True
 
     async def _send_reference(self) -> None:
         assert self.settings.reference is not None and self._reference_sha is not None

@@ -190,6 +190,42 @@ def test_the_taps_memory_stays_flat_while_the_worker_is_away() -> None:
     assert tap.count == 1024 and outcome(tap, "dropped") == 102_000 - 1024
 
 
+def test_rows_the_worker_refuses_for_what_they_are_are_discarded_not_sent_again() -> None:
+    """A 4xx other than 429 (another version's dimensions, a bad payload) would come again: the rows go, counted
+    as refused; a 503 keeps them for the next try."""
+
+    async def run(status: int) -> Tap:
+        async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.read(65536)
+            writer.write(b"HTTP/1.1 %d X\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}" % status)
+            await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(answer, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        tap = tap_with(url=f"http://127.0.0.1:{port}/v1/samples", capacity=8, timeout=5)
+        tap.offer(["a", "b", "c"], np.ones((3, 4), np.float32), np.ones(3, np.int32))
+        await tap.send_once()
+        server.close()
+        return tap
+
+    refused = asyncio.run(run(409))
+    assert refused.count == 0 and outcome(refused, "refused") == 3 and outcome(refused, "sent") == 0
+    busy = asyncio.run(run(503))
+    assert busy.count == 3 and outcome(busy, "refused") == 0
+
+
+def test_the_worker_forgets_a_version_no_tap_sends_any_more() -> None:
+    worker = Worker(WorkerSettings(window=20, idle_seconds=60))
+    app = App(worker)
+    assert call(app, "POST", "/v1/samples", samples_body(4))[0] == 200
+    assert call(app, "POST", "/v1/samples", samples_body(4, version="2"))[0] == 200
+    worker.streams[("minilm", "1")].last_seen -= 120
+    assert worker.forget_idle() == [("minilm", "1")]
+    text = call(app, "GET", "/metrics")[1].decode()
+    assert 'model_version="1"' not in text and 'model_version="2"' in text
+
+
 @pytest.mark.parametrize(
     ("url", "message"),
     [
