@@ -396,6 +396,10 @@ def cmd_model_push(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+#: loadtest's options for an LLM, with their defaults (refused for an embedding model when changed).
+LLM_DEFAULTS = {"max_tokens": 256, "prompt_words": 200}
+
+
 def cmd_loadtest(args: argparse.Namespace) -> int:
     from modelyard import loadtest as lt
     from modelyard.policies.governance.gpus import GPU_CLASSES
@@ -414,11 +418,15 @@ def cmd_loadtest(args: argparse.Namespace) -> int:
     model = by_name.get(args.model)
     if model is None:
         raise UsageError(f"MODEL {args.model!r} is not in the {args.env} catalog (models: {', '.join(by_name)})")
+    if model.runtime.kind == "modelyard":
+        return _loadtest_embeddings(args, model)
     if model.runtime.kind != "vllm" or model.resources.gpu is None:
         raise UsageError(
-            f"MODEL {args.model!r} runs the {model.runtime.kind} runtime; loadtest drives vllm models "
-            "(OpenAI chat completions, streamed)"
+            f"MODEL {args.model!r} runs the {model.runtime.kind} runtime; loadtest drives vllm models (OpenAI chat "
+            "completions, streamed) and modelyard models (OpenAI embeddings)"
         )
+    if args.texts is not None:
+        raise UsageError(f"--texts is for an embedding model; {args.model!r} is an LLM (a request is one prompt)")
     engine = model.runtime.engine  # type: ignore[union-attr]
     try:
         target = lt.Target.parse(args.url)
@@ -437,6 +445,8 @@ def cmd_loadtest(args: argparse.Namespace) -> int:
             f"max_model_len ({engine.max_model_len})"
         )
     rate, basis = args.rate, "given"
+    if rate is None and model.load is not None:
+        rate, basis = model.load.requests_per_second, "the catalog entry's load.requests_per_second"
     if rate is None:
         raw = read_stack_config(PROJECTS["platform"].stack_file(args.env, root), stack=args.env).get(FULL_KEY, {})
         gpu_class = next(
@@ -470,6 +480,58 @@ def cmd_loadtest(args: argparse.Namespace) -> int:
     samples = lt.run(target, body, times, timeout=engine.request_timeout_s, headers=headers)
     verdict = lt.judge(samples, objectives, args.duration)
     lt.report(verdict, objectives)
+    if args.samples:
+        lt.write_samples(samples, args.samples)
+        print(f"{len(samples)} samples written to {args.samples}")
+    return EXIT_OK if verdict.ok else EXIT_VIOLATION
+
+
+#: Seconds an embeddings request may take before it counts as failed.
+EMBEDDINGS_TIMEOUT_S = 30.0
+
+
+def _loadtest_embeddings(args: argparse.Namespace, model: Any) -> int:
+    """`modelyard loadtest` of an embedding model (the modelyard runtime): OpenAI embeddings at the entry's load."""
+    from modelyard import loadtest as lt
+
+    try:
+        target = lt.Target.parse(args.url, lt.EMBEDDINGS_PATH)
+    except lt.LoadTestError as exc:
+        raise UsageError(str(exc)) from None
+    for flag in ("max_tokens", "prompt_words"):
+        if getattr(args, flag) != LLM_DEFAULTS[flag]:
+            raise UsageError(f"--{flag.replace('_', '-')} is for an LLM; {model.name!r} is an embedding model")
+    if not 1 <= args.duration <= 86_400:
+        raise UsageError(f"--duration {args.duration:g}: must be from 1 to 86400")
+    load = model.load
+    rate, basis = args.rate, "given"
+    if rate is None:
+        if load is None:
+            raise UsageError(
+                f"MODEL {model.name!r} has no load in the {args.env} catalog: pass --rate, or give the entry "
+                "load: {requests_per_second: ..., texts_per_request: ...}"
+            )
+        rate, basis = load.requests_per_second, "the catalog entry's load.requests_per_second"
+    if not 0 < rate <= 10_000:
+        raise UsageError(f"--rate {rate:g}: must be above 0 and at most 10000 requests a second")
+    most = model.runtime_module.max_texts_per_request
+    texts = args.texts if args.texts is not None else (load.texts_per_request if load is not None else 1)
+    if not 1 <= texts <= most:
+        raise UsageError(f"--texts {texts}: must be from 1 to {most}, the texts the server takes in one request")
+    if args.samples and not Path(args.samples).resolve().parent.is_dir():
+        raise UsageError(f"--samples {args.samples}: its directory does not exist")
+    objectives = lt.LatencyObjectives(model.slo.availability, model.slo.p99_latency_ms, 0.99)
+    times = lt.schedule(rate, args.duration, args.arrivals, args.seed)
+    headers = {"Authorization": f"Bearer {key}"} if (key := os.environ.get(args.api_key_env)) else {}
+    print(f"modelyard loadtest {model.name} ({args.env}) → {target.url}")
+    print(
+        f"  open loop: {len(times)} requests, {args.arrivals} arrivals at {rate:.2f}/s for {args.duration:g} s "
+        f"({basis}); {texts} texts a request, none repeated"
+    )
+    bodies = lt.embeddings_bodies(model.name, len(times), texts, seed=args.seed)
+    samples = lt.run(target, bodies, times, timeout=EMBEDDINGS_TIMEOUT_S, headers=headers)
+    verdict = lt.judge_latency(samples, objectives, args.duration)
+    lt.report_latency(verdict, objectives)
     if args.samples:
         lt.write_samples(samples, args.samples)
         print(f"{len(samples)} samples written to {args.samples}")
@@ -833,12 +895,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     load = sub.add_parser(
         "loadtest",
-        help="open-loop streaming load test of a catalogued LLM, with a verdict (exit 1: an objective missed)",
-        description="Stream OpenAI chat completions to URL on a schedule fixed in advance (latency counted from "
-        "each request's scheduled send time) and judge time to first token, inter-token latency and errors "
-        "against MODEL's objectives in the ENV catalog.",
+        help="open-loop load test of a catalogued model, with a verdict (exit 1: an objective missed)",
+        description="Send requests to URL on a schedule fixed in advance (latency counted from each request's "
+        "scheduled send time) and judge them against MODEL's objectives in the ENV catalog: an LLM (vllm) "
+        "streams OpenAI chat completions (time to first token, inter-token latency, errors); an embedding model "
+        "(modelyard) gets OpenAI embeddings calls (p99 latency, errors).",
     )
-    load.add_argument("model", metavar="MODEL", help="the catalog name of a vllm model")
+    load.add_argument("model", metavar="MODEL", help="the catalog name of a vllm or modelyard model")
     load.add_argument("--env", required=True, help="the environment whose catalog entry sets the objectives")
     load.add_argument(
         "--url", required=True, help="the model's OpenAI endpoint, e.g. http://127.0.0.1:8080 (a port-forward)"
@@ -846,13 +909,27 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument(
         "--rate",
         type=float,
-        help="requests a second (default: 80%% of what the plan assumes the minimum replicas serve)",
+        help="requests a second (default: the entry's load.requests_per_second; for an LLM without one, 80%% of "
+        "what the plan assumes the minimum replicas serve)",
+    )
+    load.add_argument(
+        "--texts", type=int, help="an embedding model's texts a request (default: the entry's load.texts_per_request)"
     )
     load.add_argument("--duration", type=float, default=60.0, help="seconds of arrivals (default: 60)")
     load.add_argument("--arrivals", choices=["constant", "poisson"], default="poisson", help="default: poisson")
     load.add_argument("--seed", type=int, default=0, help="seed of the Poisson schedule (default: 0)")
-    load.add_argument("--max-tokens", type=int, default=256, help="tokens each answer may have (default: 256)")
-    load.add_argument("--prompt-words", type=int, default=200, help="words in the prompt (default: 200)")
+    load.add_argument(
+        "--max-tokens",
+        type=int,
+        default=LLM_DEFAULTS["max_tokens"],
+        help=f"an LLM's tokens each answer may have (default: {LLM_DEFAULTS['max_tokens']})",
+    )
+    load.add_argument(
+        "--prompt-words",
+        type=int,
+        default=LLM_DEFAULTS["prompt_words"],
+        help=f"words in an LLM's prompt (default: {LLM_DEFAULTS['prompt_words']})",
+    )
     load.add_argument(
         "--api-key-env",
         default="MODELYARD_API_KEY",

@@ -1,10 +1,10 @@
-"""`modelyard loadtest`: an open-loop load test of one catalogued LLM, with a verdict against its objectives.
+"""`modelyard loadtest`: an open-loop load test of one catalogued model, with a verdict against its objectives.
 
 Open loop: requests leave on a schedule fixed before the run (constant or Poisson arrivals at the rate), never
 waiting for earlier answers, and every latency is counted from a request's *scheduled* send time, so a server
 (or a client) that falls behind is charged for the wait instead of hiding it (coordinated omission).
 
-Each request is an OpenAI chat completion streamed as server-sent events (what vLLM's server and any
+An LLM's request is an OpenAI chat completion streamed as server-sent events (what vLLM's server and any
 OpenAI-compatible endpoint answer): the time to the first content token, the gaps between tokens, the
 tokens and the finish reason are read from the stream as it arrives. A request fails on a status other than
 200, an `error` event in the stream, a stream that ends without a finish reason, a connection error or the
@@ -14,7 +14,14 @@ The verdict holds the run to the catalog entry's objectives as the platform's SL
 first tokens within `ttft_ms` and of token gaps within `itl_ms` against `latency_percentile`, and the share of
 failed requests against `availability` (with the error budget the run burned). Goodput is the requests a
 second that succeeded with their first token within the threshold and their own gaps within it at the
-objective's share. Standard library only: the client must not be what is measured.
+objective's share.
+
+An embedding model's request is an OpenAI embeddings call (what the platform's model server answers on
+`/v1/embeddings`) of the entry's texts per request, every text of the run a different one, so the server's
+embedding cache answers none of them and what is measured is the model. It fails on a status other than
+200, an answer without one vector per text, a connection error or the timeout; the verdict holds the share
+of requests within `p99_latency_ms` (counted from the schedule) to 99 % and the failures to `availability`.
+Standard library only: the client must not be what is measured.
 """
 
 from __future__ import annotations
@@ -33,6 +40,8 @@ from urllib.parse import urlsplit
 
 #: What the client sends besides the prompt: streamed, with the usage chunk at the end.
 CHAT_PATH = "/v1/chat/completions"
+#: Where an embedding model answers.
+EMBEDDINGS_PATH = "/v1/embeddings"
 #: The most bytes of a non-200 answer kept for its error text.
 ERROR_BODY_BYTES = 2048
 #: Default load: this share of what the plan assumes the entry's minimum replicas serve.
@@ -60,7 +69,7 @@ class Target:
     path: str
 
     @classmethod
-    def parse(cls, url: str) -> Target:
+    def parse(cls, url: str, endpoint: str = CHAT_PATH) -> Target:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise LoadTestError(f"--url {url!r}: must be http:// or https:// and a host, such as http://127.0.0.1:8080")
@@ -69,7 +78,7 @@ class Target:
         except ValueError:
             raise LoadTestError(f"--url {url!r}: the port must be a number from 1 to 65535") from None
         base = parts.path.rstrip("/")
-        path = base if base.endswith(CHAT_PATH) else base + CHAT_PATH
+        path = base if base.endswith(endpoint) else base + endpoint
         return cls(parts.scheme, parts.hostname, port, path)
 
     @property
@@ -240,11 +249,73 @@ async def _stream(target: Target, body: bytes, sample: Sample, start: float, hea
         writer.close()
 
 
+def embeddings_bodies(model: str, requests: int, texts: int, words: int = 12, seed: int = 0) -> list[bytes]:
+    """`requests` OpenAI embeddings bodies of `texts` texts each, about `words` words a text, no text repeated in
+    the run (a cache would answer a repeated one)."""
+    rng = random.Random(seed)
+    vocabulary = (
+        "invoice", "parcel", "refund", "account", "delivery", "password", "order", "payment", "address", "courier",
+        "subscription", "warranty", "receipt", "tracking", "balance", "transfer", "upgrade", "cancel", "support",
+    )  # fmt: skip
+    bodies = []
+    for r in range(requests):
+        batch = [
+            f"request {r} text {t}: " + " ".join(rng.choice(vocabulary) for _ in range(max(1, words - 4)))
+            for t in range(texts)
+        ]
+        bodies.append(json.dumps({"model": model, "input": batch}).encode())
+    return bodies
+
+
+async def _post(target: Target, body: bytes, sample: Sample, start: float, headers: dict[str, str]) -> None:
+    """One embeddings request: the whole answer read, one vector per text of `body` checked."""
+    context = ssl.create_default_context() if target.scheme == "https" else None
+    reader, writer = await asyncio.open_connection(target.host, target.port, ssl=context)
+    sample.sent = time.perf_counter() - start
+    try:
+        head = [
+            f"POST {target.path} HTTP/1.1",
+            f"Host: {target.host}:{target.port}",
+            "Content-Type: application/json",
+            f"Content-Length: {len(body)}",
+            "Connection: close",
+            *(f"{k}: {v}" for k, v in headers.items()),
+        ]
+        writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + body)
+        await writer.drain()
+        status_line = await reader.readline()
+        parts = status_line.split(None, 2)
+        if len(parts) < 2 or not parts[1].isdigit():
+            raise ConnectionError(f"not an HTTP answer: {status_line[:80]!r}")
+        sample.status = int(parts[1])
+        response_headers: dict[str, str] = {}
+        while (line := await reader.readline()) not in (b"\r\n", b"\n", b""):
+            name, _, value = line.decode("latin-1").partition(":")
+            response_headers[name.strip().lower()] = value.strip()
+        data = bytearray()
+        async for chunk in _read_body(reader, response_headers):
+            data += chunk
+        sample.latency = time.perf_counter() - start - sample.scheduled
+        if sample.status != 200:
+            text = bytes(data[:ERROR_BODY_BYTES]).decode("utf-8", "replace").strip()
+            sample.error = f"HTTP {sample.status}: {text[:200]}"
+            return
+        asked = len(json.loads(body)["input"])
+        got = json.loads(data).get("data")
+        if not isinstance(got, list) or len(got) != asked:
+            sample.error = f"bad answer: {len(got) if isinstance(got, list) else 'no'} vectors for {asked} texts"
+            return
+        sample.tokens = asked  # texts, for an embedding model
+    finally:
+        writer.close()
+
+
 async def _one(
     target: Target, body: bytes, sample: Sample, start: float, timeout: float, headers: dict[str, str]
 ) -> None:
+    call = _post if target.path.endswith(EMBEDDINGS_PATH) else _stream
     try:
-        await asyncio.wait_for(_stream(target, body, sample, start, headers), timeout)
+        await asyncio.wait_for(call(target, body, sample, start, headers), timeout)
     except TimeoutError:
         sample.error = f"no complete answer within the request timeout ({timeout:g} s)"
     except (OSError, ConnectionError, asyncio.IncompleteReadError, ValueError) as exc:
@@ -253,27 +324,36 @@ async def _one(
 
 async def run_async(
     target: Target,
-    body: bytes,
+    body: bytes | Sequence[bytes],
     times: Sequence[float],
     *,
     timeout: float,
     headers: dict[str, str] | None = None,
+    start: float | None = None,
 ) -> list[Sample]:
-    """Send `body` at each of `times` (seconds from the start), never waiting for an answer before the next."""
+    """Send `body` (or the next of `bodies`, in turn) at each of `times` (seconds from `start`, by default 50 ms
+    from now, on the perf_counter clock), never waiting for an answer before the next."""
+    bodies = [body] if isinstance(body, bytes) else list(body)
     samples = [Sample(scheduled=t) for t in times]
-    start = time.perf_counter() + 0.05
+    start = time.perf_counter() + 0.05 if start is None else start
     tasks = []
-    for sample in samples:
+    for i, sample in enumerate(samples):
         delay = start + sample.scheduled - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(_one(target, body, sample, start, timeout, headers or {})))
+        request = bodies[i % len(bodies)]
+        tasks.append(asyncio.create_task(_one(target, request, sample, start, timeout, headers or {})))
     await asyncio.gather(*tasks)
     return samples
 
 
 def run(
-    target: Target, body: bytes, times: Sequence[float], *, timeout: float, headers: dict[str, str] | None = None
+    target: Target,
+    body: bytes | Sequence[bytes],
+    times: Sequence[float],
+    *,
+    timeout: float,
+    headers: dict[str, str] | None = None,
 ) -> list[Sample]:
     # A loop of its own, never the thread's: asyncio.run() would leave the thread with no event loop, and the
     # Pulumi runtime a caller may run next in-process (the offline plan) asks for the current one.
@@ -354,6 +434,88 @@ def judge(samples: Sequence[Sample], objectives: Objectives, duration: float) ->
         send_lag_ms=max(lags, default=0.0) * 1000,
         missed=tuple(missed),
     )
+
+
+@dataclass(frozen=True)
+class LatencyObjectives:
+    """An embedding model's objectives: `share` of requests within `latency_ms`, failures within 1 - availability."""
+
+    availability: float
+    latency_ms: int
+    share: float = 0.99
+
+
+@dataclass(frozen=True)
+class LatencyVerdict:
+    requests: int
+    failed: int
+    failures: dict[str, int]
+    #: The share of all requests (a failed one is not within) answered within the threshold.
+    within: float
+    error_ratio: float
+    burn_rate: float
+    #: Requests a second answered within the threshold, and texts a second answered at all.
+    goodput: float
+    texts_per_second: float
+    latency_ms: dict[str, float | None]
+    send_lag_ms: float
+    missed: tuple[str, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.missed
+
+
+def judge_latency(samples: Sequence[Sample], objectives: LatencyObjectives, duration: float) -> LatencyVerdict:
+    ok = [s for s in samples if s.ok and s.latency is not None]
+    latencies = [s.latency for s in ok if s.latency is not None]
+    good = sum(1 for t in latencies if t * 1000 <= objectives.latency_ms)
+    failed = len(samples) - len(ok)
+    within = good / len(samples) if samples else 0.0
+    error_ratio = failed / len(samples) if samples else 0.0
+    missed = []
+    if not samples or within < objectives.share:
+        missed.append("latency")
+    if error_ratio > 1 - objectives.availability:
+        missed.append("availability")
+    kinds = Counter((s.error or "").split(":", 1)[0] for s in samples if not s.ok)
+    lags = [s.sent - s.scheduled for s in samples if not math.isnan(s.sent)]
+    return LatencyVerdict(
+        requests=len(samples),
+        failed=failed,
+        failures=dict(sorted(kinds.items())),
+        within=within,
+        error_ratio=error_ratio,
+        burn_rate=error_ratio / (1 - objectives.availability),
+        goodput=good / duration,
+        texts_per_second=sum(s.tokens for s in ok) / duration,
+        latency_ms={
+            f"p{round(q * 100)}": (None if (v := percentile(latencies, q)) is None else v * 1000)
+            for q in (0.5, 0.95, 0.99)
+        },
+        send_lag_ms=max(lags, default=0.0) * 1000,
+        missed=tuple(missed),
+    )
+
+
+def report_latency(verdict: LatencyVerdict, objectives: LatencyObjectives, say: Callable[[str], None] = print) -> None:
+    mark = {True: "ok", False: "MISSED"}
+    say(
+        f"  requests  {verdict.requests} sent · {verdict.requests - verdict.failed} answered · {verdict.failed} failed"
+        + (f" ({', '.join(f'{k}: {n}' for k, n in verdict.failures.items())})" if verdict.failures else "")
+    )
+    say(
+        f"  latency   {_quantiles(verdict.latency_ms)} · {verdict.within:.1%} of requests within "
+        f"{objectives.latency_ms} ms (objective {objectives.share:.0%})  {mark['latency' not in verdict.missed]}"
+    )
+    say(
+        f"  errors    {verdict.error_ratio:.2%} (objective ≤ {1 - objectives.availability:.2%}): the run burned its "
+        f"error budget at {verdict.burn_rate:.2f}x the pace that spends it  "
+        f"{mark['availability' not in verdict.missed]}"
+    )
+    say(f"  goodput   {verdict.goodput:.2f} requests/s within the objective · {verdict.texts_per_second:,.0f} texts/s")
+    say(f"  client    sent at most {verdict.send_lag_ms:.0f} ms after schedule (latency counts from the schedule)")
+    say(f"verdict: {'met' if verdict.ok else 'MISSED (' + ', '.join(verdict.missed) + ')'}")
 
 
 def _pct(value: float | None) -> str:

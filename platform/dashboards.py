@@ -173,7 +173,39 @@ def serving() -> Dashboard:
             ),
             _burn(),
             Panel(
-                "Rejected requests per second (overload, draining)",
+                "Admission bound and texts in flight",
+                (
+                    Target(f"max by (model, pod) ({s.ADMISSION_BOUND}{{{_MODEL}}})", "bound {{pod}}"),
+                    Target(f"sum by (model, pod) ({s.IN_FLIGHT}{{{_MODEL}}})", "in flight {{pod}}"),
+                ),
+                description="With --latency_objective_ms (the entry's p99): the texts the model's measured pace "
+                "answers within the objective; requests beyond it are refused (503, reason objective), the low "
+                "class from its share of it (429, reason shed).",
+            ),
+            Panel(
+                "Embedding cache hit ratio",
+                (
+                    Target(
+                        f'sum by (model) (rate({s.CACHE_TEXTS_TOTAL}{{{_MODEL}, outcome="hit"}}[{_RATE}]))'
+                        f"\n/ sum by (model) (rate({s.CACHE_TEXTS_TOTAL}{{{_MODEL}}}[{_RATE}]))",
+                        "{{model}}",
+                    ),
+                ),
+                "percentunit",
+            ),
+            Panel(
+                "Degraded answers per second",
+                (
+                    Target(
+                        f"sum by (model, reason) (rate({s.DEGRADED_TOTAL}{{{_MODEL}}}[{_RATE}]))",
+                        "{{model}} {{reason}}",
+                    ),
+                ),
+                "reqps",
+                description="truncated: a text reached the model's max_seq_length (x-modelyard-degraded).",
+            ),
+            Panel(
+                "Rejected requests per second (overload, shed, draining)",
                 (
                     Target(
                         f"sum by (model, reason) (rate({s.REJECTED_TOTAL}{{{_MODEL}}}[{_RATE}]))",

@@ -34,9 +34,21 @@ IN_FLIGHT: Final = "modelyard_inflight_texts"
 #: model's pods is addressed to the catalog's name, so a 404 there is a route or a canary answering for
 #: another name. A client's own bad input (400, 405, 413, 415, 422) stays out.
 ERROR_CODES: Final = "5..|429|404"
-#: Counter of requests refused before work started, by `reason` (queue_full, draining, model_unavailable),
-#: or given up at their own deadline (deadline: x-request-timeout or x-stainless-read-timeout; answered 504).
+#: Counter of requests refused before work started, by `reason` (queue_full, draining, model_unavailable,
+#: objective: not answerable within the latency objective at the measured pace, shed: low priority past its
+#: share, answered 429), or given up at their own deadline (deadline: x-request-timeout or
+#: x-stainless-read-timeout; answered 504).
 REJECTED_TOTAL: Final = "modelyard_rejected_requests_total"
+#: Counter of texts looked up in the model owner's embedding cache, by `outcome` (hit, miss), and a gauge of the
+#: bytes its entries hold (bounded by the server's --cache_mb).
+CACHE_TEXTS_TOTAL: Final = "modelyard_cache_texts_total"
+CACHE_BYTES: Final = "modelyard_cache_bytes"
+#: Gauge of the texts the fronts admit in flight before refusing: with --latency_objective_ms, what the measured
+#: pace answers within the objective; else the fixed --max_queue.
+ADMISSION_BOUND: Final = "modelyard_admission_bound_texts"
+#: Counter of answers marked degraded (x-modelyard-degraded), by `reason`: truncated (a text reached the
+#: model's max_seq_length).
+DEGRADED_TOTAL: Final = "modelyard_degraded_responses_total"
 #: Counter of connections the server's own guard closed, by `reason`: read_timeout (a request's headers
 #: and body not in by the read deadline), evicted (the quietest connection, closed for a new one beyond
 #: the per-front cap), refused (a new one beyond the cap with every connection busy).

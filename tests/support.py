@@ -1,18 +1,25 @@
-"""Helpers the tests share: a free loopback port, a real Prometheus server on it, promtool, the rule
-parameters the promtool unit tests are written against, and the conformance counts `make test` prints
-at the end (conftest.py's terminal summary)."""
+"""Helpers the tests share: a free loopback port, a real Prometheus server on it, the real model server on
+it, promtool, the rule parameters the promtool unit tests are written against, and the conformance counts
+`make test` prints at the end (conftest.py's terminal summary)."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
+import time
+import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from modelyard.platform import rules
+from modelyard.programs import REPO_ROOT
+
+#: The model server's own environment (make test builds it).
+SERVING_PYTHON = REPO_ROOT / ".venv-serving" / "bin" / "python"
 
 #: The parameters the unit tests in tests/promtool/ are written against (see cost.test.yaml).
 TEST_PARAMS = rules.RuleParams(
@@ -67,3 +74,36 @@ def prometheus_server(directory: Path) -> Iterator[tuple[str, Path]]:
         finally:
             proc.terminate()
             proc.wait(timeout=30)
+
+
+@contextmanager
+def model_server(directory: Path, *args: str) -> Iterator[str]:
+    """The platform's model server (workloads/serving) on loopback with the bundled model and `args`, once it
+    answers ready: yields its URL, stops it (SIGTERM) afterwards."""
+    assert SERVING_PYTHON.exists(), f"{SERVING_PYTHON} is missing: make test builds the model server's environment"
+    port = free_port()
+    log_path = directory / f"model-server-{port}.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [str(SERVING_PYTHON), "-m", "modelyard_server", "--http_port", str(port), "--host", "127.0.0.1", *args],
+            env={**os.environ, "PYTHONPATH": str(REPO_ROOT / "workloads" / "serving")},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.time() + 180
+            while True:
+                assert proc.poll() is None, log_path.read_text()[-3000:]
+                try:
+                    with urllib.request.urlopen(f"{url}/v2/health/ready", timeout=1) as answer:
+                        if answer.status == 200:
+                            break
+                except OSError:
+                    pass
+                assert time.time() < deadline, "not ready in 180 s:\n" + log_path.read_text()[-3000:]
+                time.sleep(0.3)
+            yield url
+        finally:
+            proc.terminate()
+            proc.wait(timeout=60)

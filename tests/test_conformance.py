@@ -41,8 +41,9 @@ from modelyard.policies.governance.cost import estimate
 from modelyard.policies.governance.policy import load_config
 from modelyard.policies.governance.resources import Stack, from_preview, from_state
 from modelyard.policies.governance.rules import kserve_settings
-from modelyard.programs import REPO_ROOT
+from modelyard.programs import PROJECTS, REPO_ROOT
 from modelyard.versions import HELM_CHARTS, IMAGES
+from modelyard.workloads.catalog import load_workloads
 from modelyard.workloads.runtimes import RUNTIMES
 
 CONFORMANCE = Path(__file__).parent / "conformance"
@@ -572,6 +573,43 @@ def test_every_pod_each_service_selects_answers_its_clients(
             for series in (signals.REQUESTS_TOTAL, signals.IN_FLIGHT, signals.REQUEST_DURATION):
                 assert f"# TYPE {series}" in scraped.text, series
     assert failures == [], failures
+
+
+def test_what_the_catalog_assumes_of_the_server_is_its_parsed_command_line(
+    rendered_pods: list[tuple[str, dict[str, Any]]],
+) -> None:
+    """The rendered modelyard command lines, parsed by the server's own argument parser: a request may carry
+    the texts the catalog's `load.texts_per_request` is bounded by (the runtime's max_texts_per_request), and
+    admission follows each entry's p99 objective."""
+    containers = [
+        (env, pod["metadata"]["labels"][MODEL_LABEL], c["args"])
+        for env, pod in rendered_pods
+        if pod["metadata"]["labels"][RUNTIME_LABEL] == "modelyard"
+        for c in pod["spec"]["containers"]
+        if c["name"] == "kserve-container"
+    ]
+    code = (
+        "import json, sys\n"
+        "from modelyard_server.server import parse_args\n"
+        "for line in sys.stdin:\n"
+        "    a = parse_args(json.loads(line))\n"
+        "    print(json.dumps([a.max_inputs, a.latency_objective_ms]))\n"
+    )
+    parsed = subprocess.run(
+        [str(SERVING_PYTHON), "-c", code],
+        input="".join(json.dumps(args) + "\n" for _, _, args in containers),
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT / "workloads" / "serving")},
+        capture_output=True, text=True, check=True,
+    ).stdout.splitlines()  # fmt: skip
+    assert len(parsed) == len(containers) > 0
+    most = RUNTIMES["modelyard"].max_texts_per_request
+    catalogs = {env: load_workloads(PROJECTS["workloads"].stack_file(env), stack=env).catalog for env in ENVS}
+    for (env, model, _), line in zip(containers, parsed, strict=True):
+        max_inputs, objective = json.loads(line)
+        assert max_inputs == most, model
+        [entry] = [m for m in catalogs[env].models if m.name == model]
+        assert objective == entry.slo.p99_latency_ms, (env, model)
+        COUNTS["rendered model server command lines parsed by the server"] += 1
 
 
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from support import model_server
 
 from modelyard import loadtest as lt
 from modelyard.cli import main
@@ -139,7 +140,10 @@ def test_the_command_judges_the_catalog_entry_and_exits_by_the_verdict(
     ("args", "expected"),
     [
         (["nope", "--url", "http://127.0.0.1:1"], "MODEL 'nope' is not in the staging catalog (models: "),
-        (["minilm", "--url", "http://127.0.0.1:1"], "runs the modelyard runtime; loadtest drives vllm models"),
+        (["minilm", "--url", "http://h", "--texts", "65"], "--texts 65: must be from 1 to 64, the texts the server"),
+        (["minilm", "--url", "http://h", "--max-tokens", "5"], "--max-tokens is for an LLM; 'minilm' is an embedding"),
+        ([MODEL, "--url", "http://h", "--texts", "4"], "--texts is for an embedding model; 'qwen-chat' is an LLM"),
+        (["minilm-gpu", "--url", "http://h"], "'minilm-gpu' has no load in the staging catalog: pass --rate"),
         ([MODEL, "--url", "ftp://x"], "--url 'ftp://x': must be http:// or https://"),
         ([MODEL, "--url", "http://h:99999"], "the port must be a number from 1 to 65535"),
         ([MODEL, "--url", "http://h", "--max-tokens", "0"], "--max-tokens 0: must be from 1 to 16384"),
@@ -163,3 +167,30 @@ def test_an_unreachable_endpoint_fails_every_request_without_a_traceback() -> No
     lt.report(verdict, OBJECTIVES, lines.append)
     # No gap was measured: the ITL line says so rather than pass.
     assert next(line for line in lines if line.startswith("  itl")).endswith("no data")
+
+
+def test_an_embedding_model_is_load_tested_at_its_catalog_load_against_the_real_server(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The real model server: the dev entry's load (10 requests a second of 8 texts) for 2 s meets its 500 ms p99;
+    a flood far past what one front answers misses it, its refusals counted, exit 1."""
+    samples = tmp_path / "samples.jsonl"
+    with model_server(tmp_path, "--workers", "1", "--latency_objective_ms", "500") as url:
+        args = ["loadtest", "minilm", "--env", "dev", "--url", url, "--duration", "2", "--arrivals", "constant"]
+        assert main([*args, "--samples", str(samples)]) == 0, capsys.readouterr().out
+        out = capsys.readouterr().out
+        assert "20 requests, constant arrivals at 10.00/s for 2 s (the catalog entry's load.requests_per_second)" in out
+        assert "8 texts a request, none repeated" in out and "verdict: met" in out
+        assert "of requests within 500 ms (objective 99%)  ok" in out
+        rows = [json.loads(line) for line in samples.read_text().splitlines()]
+        assert len(rows) == 20 and all(r["status"] == 200 and r["tokens"] == 8 for r in rows)
+        assert main([*args, "--rate", "200", "--texts", "64"]) == 1
+        out = capsys.readouterr().out
+        assert "verdict: MISSED (latency, availability)" in out and "HTTP 503" in out, out
+
+
+def test_embeddings_bodies_never_repeat_a_text() -> None:
+    bodies = lt.embeddings_bodies("minilm", 50, 8, seed=1)
+    texts = [t for b in bodies for t in json.loads(b)["input"]]
+    assert len(texts) == 400 == len(set(texts))
+    assert json.loads(bodies[0])["model"] == "minilm"

@@ -325,6 +325,8 @@ def test_no_drift_worker_means_no_sample_leaves_a_model_pod() -> None:
     common = {"isvc_name": "minilm", "version": "4", "min_replicas": 1, "bucket": "b", "registry": "r"}
     [c] = predictor(catalog.models[0], service_account="s", **common)["containers"]  # type: ignore[arg-type]
     assert "--tap_url" not in c["args"] and c["args"][c["args"].index("--model_version") + 1] == "4"
+    # Admission by the entry's p99 objective, not a fixed queue.
+    assert c["args"][c["args"].index("--latency_objective_ms") + 1] == "500"
     tapped = parse_catalog(
         {"drift": {"image_tag": "1.0.0-cpu", "sample_percent": 2.5}, "models": [entry]},
         stack="dev",

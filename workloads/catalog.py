@@ -167,6 +167,15 @@ class Slo(Model):
     latency_percentile: Literal[95, 99] = 95
 
 
+class Load(Model):
+    """The load the entry must carry at its objectives: what `modelyard loadtest` sends by default (open loop),
+    `requests_per_second` across the model (every replica), `texts_per_request` texts in each (an embedding
+    model's; an LLM's request is one prompt)."""
+
+    requests_per_second: float = Field(gt=0, le=10_000)
+    texts_per_request: int = Field(default=1, ge=1, le=2048)
+
+
 def _slo_problems(rt: Runtime, slo: Slo) -> list[tuple[str, str, object]]:
     problems: list[tuple[str, str, object]] = []
     wanted = rt.latency_slos
@@ -197,6 +206,29 @@ def _slo_problems(rt: Runtime, slo: Slo) -> list[tuple[str, str, object]]:
     return problems
 
 
+def _load_problems(rt: Runtime, load: Load | None) -> list[tuple[str, str, object]]:
+    if load is None:
+        return []
+    most = rt.max_texts_per_request
+    if most is None and "texts_per_request" in load.model_fields_set:
+        return [
+            (
+                "load.texts_per_request",
+                f"is not read by the {rt.kind} runtime (a request is one prompt)",
+                load.texts_per_request,
+            )
+        ]
+    if most is not None and load.texts_per_request > most:
+        return [
+            (
+                "load.texts_per_request",
+                f"must be at most {most}, the texts the {rt.kind} server takes in one request",
+                load.texts_per_request,
+            )
+        ]
+    return []
+
+
 class ModelEntry(Model):
     name: Annotated[
         str, pattern(r"^[a-z]([a-z0-9-]{0,38}[a-z0-9])?$", "a lowercase DNS label of at most 40 characters")
@@ -208,6 +240,7 @@ class ModelEntry(Model):
     replicas: Replicas
     slo: Slo
     canary: Canary | None = None
+    load: Load | None = None
 
     @property
     def runtime_module(self) -> Runtime:
@@ -218,7 +251,7 @@ class ModelEntry(Model):
     def _runtime(self) -> ModelEntry:
         """The SLO keys the runtime reads, its own checks, and the scale metric and target (filled in)."""
         rt = self.runtime_module
-        problems = [*_slo_problems(rt, self.slo), *rt.check(self)]
+        problems = [*_slo_problems(rt, self.slo), *_load_problems(rt, self.load), *rt.check(self)]
         if problems:
             raise FieldProblems(problems)
         r = self.replicas

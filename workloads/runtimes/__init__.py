@@ -149,6 +149,9 @@ class Runtime(ABC):
     #: Whether the model container reads the model store itself (vLLM streams its weights). Otherwise KServe's
     #: storage initializer alone downloads, and the pod's AWS credentials are withheld from the model container.
     reads_model_store: ClassVar[bool] = False
+    #: The most texts one request may carry (the catalog's `load.texts_per_request`), or None for a runtime whose
+    #: request is one prompt.
+    max_texts_per_request: ClassVar[int | None] = None
 
     def check(self, model: ModelEntry) -> list[Problem]:
         return []

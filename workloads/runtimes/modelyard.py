@@ -48,6 +48,9 @@ class Modelyard(Runtime):
         {"p99_latency_ms": LatencySlo("request", series.LATENCY_BUCKETS, "the server's latency", percentile=99)}
     )
 
+    #: The server's --max_inputs default, which the pod keeps (held to the server by its tests).
+    max_texts_per_request = 64
+
     def dashboards(self) -> Sequence[Dashboard]:
         from modelyard.platform.dashboards import quality, serving
 
@@ -74,6 +77,9 @@ class Modelyard(Runtime):
                 str(MODEL_PORT),
                 "--model_version",
                 ctx.version,
+                # Admission by the objective: the server admits what its measured pace answers within the
+                # entry's p99 latency and refuses the rest (503) instead of queueing past it.
+                *(["--latency_objective_ms", str(model.slo.p99_latency_ms)] if model.slo.p99_latency_ms else []),
                 # The drift tap (workloads/drift.py): a share of answered texts' embeddings and lengths to the
                 # environment's drift worker, never on a request's path.
                 *(["--tap_url", ctx.tap_url, "--tap_share", f"{ctx.tap_share:g}"] if ctx.tap_url else []),

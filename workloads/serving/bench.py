@@ -256,6 +256,8 @@ class Server:
             env["CUDA_VISIBLE_DEVICES"] = ""
         self.port = port
         command = argv or [sys.executable, "-m", "modelyard_server", "--http_port", str(port), "--host", "127.0.0.1"]
+        if argv is None and "--cache_mb" not in extra:
+            extra = ("--cache_mb", "0", *extra)  # what is measured is the model and the server, not the cache
         pin = ["taskset", "-c", cpus] if cpus else []
         self.proc = subprocess.Popen(
             [*pin, *command, *extra],

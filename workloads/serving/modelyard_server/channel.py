@@ -82,3 +82,41 @@ class SlotBlock:
 
     def unlink(self) -> None:
         self.shm.unlink()
+
+
+class OwnerLoad:
+    """What the model owner publishes to every front, in a few bytes of shared memory: the texts it holds (jobs
+    received and not yet answered, from every front) and the pace it answers them at (texts a second, NaN until
+    measured; dispatch.Pace). A front admitting by the latency objective reads both: the texts ahead of a new
+    request are the owner's plus the front's own still waiting, and the owner's pace, not a front's share of it,
+    is how fast they go. Written by the owner's loop thread only; a reader may see a value a job old."""
+
+    def __init__(self, name: str | None = None):
+        self.shm = shared_memory.SharedMemory(create=name is None, size=16, name=name)
+        self.values = np.ndarray((2,), np.float64, self.shm.buf)
+        if name is None:
+            self.values[:] = (0.0, np.nan)
+
+    @property
+    def name(self) -> str:
+        return self.shm.name
+
+    @property
+    def texts(self) -> int:
+        return int(self.values[0])
+
+    @property
+    def pace(self) -> float | None:
+        value = float(self.values[1])
+        return None if value != value else value
+
+    def publish(self, texts: int, pace: float | None) -> None:
+        self.values[0] = texts
+        self.values[1] = np.nan if pace is None else pace
+
+    def close(self) -> None:
+        del self.values
+        self.shm.close()
+
+    def unlink(self) -> None:
+        self.shm.unlink()

@@ -12,6 +12,20 @@ Isolation: a text the tokenizer refuses fails its own request (400, naming the r
 it was batched with; a job whose forward pass failed is retried one request at a time, so only the
 request that fails alone gets the 500. The queue is bounded in texts; a request that would overflow
 it is refused at once (`Overloaded`, 503 + Retry-After).
+
+Admission by the latency objective (`latency_objective`, the catalog's p99_latency_ms): the bound is then
+not a count but what the model owner answers within the objective, its pace (texts computed a second while
+it holds any, the best of its last eight half-second spans of busy time; channel.OwnerLoad) times the
+objective, and the texts ahead of a request are what the owner holds from every front plus what waits in
+this one. So a saturated server keeps its passes full and refuses only what would miss the objective
+(reason `objective`). Until the first span is measured, the fixed bound applies. A request always gets in
+when nothing is ahead of it, whatever its size.
+
+Priority (`low` or `high`, from the request's x-modelyard-priority header): the high class's texts are
+dispatched ahead of the low class's waiting ones (so those are not counted ahead of a high request when
+it is admitted), and a low-priority request is admitted only while the texts in flight stay within
+`low_priority_share` of the bound; past it, it is shed (`Shed`, 429 + Retry-After, reason `shed`) so the
+high class keeps the rest.
 """
 
 from __future__ import annotations
@@ -19,13 +33,13 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .channel import DONE, FAILED, JOB, MESSAGE, READY, SlotBlock
+from .channel import DONE, FAILED, JOB, MESSAGE, READY, OwnerLoad, SlotBlock
 from .tokenizer import Tokens
 from .validation import BadRequest
 
@@ -43,6 +57,10 @@ class Overloaded(Exception):
         super().__init__(reason)
         self.reason = reason
         self.retry_after = retry_after
+
+
+class Shed(Overloaded):
+    """A low-priority request refused to keep room for the high class (answered 429 + Retry-After)."""
 
 
 class ModelFailed(Exception):
@@ -63,12 +81,13 @@ class Result:
 
 
 class _Request:
-    __slots__ = ("field", "future", "remaining", "size", "texts", "tokens", "vectors")
+    __slots__ = ("field", "future", "low", "remaining", "size", "texts", "tokens", "vectors")
 
-    def __init__(self, texts: list[str], field: str, future: asyncio.Future[Result]):
+    def __init__(self, texts: list[str], field: str, future: asyncio.Future[Result], low: bool = False):
         self.texts = texts
         self.field = field
         self.future = future
+        self.low = low
         self.size = self.remaining = len(texts)
         # Only a request answered in several pieces gets arrays of its own; one in a single piece is
         # answered with rows of its batch's copy of the output.
@@ -97,6 +116,47 @@ class _Piece:
         return self.end - self.start
 
 
+class _Queue:
+    """The front's queue of pieces: the high class's ahead of the low class's, each in arrival order (a piece put
+    back goes to the head of its own class)."""
+
+    __slots__ = ("high", "low")
+
+    def __init__(self) -> None:
+        self.high: deque[_Piece] = deque()
+        self.low: deque[_Piece] = deque()
+
+    def _of(self, piece: _Piece) -> deque[_Piece]:
+        return self.low if piece.request.low else self.high
+
+    def append(self, piece: _Piece) -> None:
+        self._of(piece).append(piece)
+
+    def appendleft(self, piece: _Piece) -> None:
+        self._of(piece).appendleft(piece)
+
+    def head(self) -> _Piece:
+        return self.high[0] if self.high else self.low[0]
+
+    def popleft(self) -> _Piece:
+        return self.high.popleft() if self.high else self.low.popleft()
+
+    def __bool__(self) -> bool:
+        return bool(self.high or self.low)
+
+    def __iter__(self) -> Iterator[_Piece]:
+        yield from self.high
+        yield from self.low
+
+    def clear(self) -> None:
+        self.high.clear()
+        self.low.clear()
+
+    def low_texts(self) -> int:
+        """Texts of the low class waiting (live requests' only: a gone request's pieces are dropped unread)."""
+        return sum(p.end - p.start for p in self.low if not p.request.future.done())
+
+
 def _offsets(tokens: Tokens) -> np.ndarray:
     """Where each row of ragged token ids starts, and where the last ends."""
     return np.concatenate(([0], np.cumsum(tokens.lengths, dtype=np.int64)))
@@ -107,12 +167,56 @@ def _rows(tokens: Tokens, a: int, b: int, offsets: np.ndarray) -> Tokens:
     return Tokens(tokens.ids[offsets[a] : offsets[b]], tokens.lengths[a:b])
 
 
+#: Request priorities (x-modelyard-priority); unmarked requests are high.
+PRIORITIES = ("high", "low")
+#: Busy seconds a pace measurement spans, and the spans the pace is the best of.
+PACE_SPAN = 0.5
+PACE_SPANS = 8
+
+
 @dataclass
 class DispatchSettings:
     model_name: str
     max_batch_size: int
     max_batch_tokens: int
-    queue_capacity: int  # texts this front may hold waiting
+    queue_capacity: int  # texts this front may hold waiting (with a latency objective: the ceiling)
+    #: Seconds: admit what the measured pace answers within it (None: the fixed queue_capacity only).
+    latency_objective: float | None = None
+    #: The share of the admission bound low-priority requests may fill.
+    low_priority_share: float = 0.5
+    #: With a latency objective, the bound until the owner's pace is measured (None: queue_capacity).
+    start_capacity: int | None = None
+
+
+class Pace:
+    """Texts a second the model owner computes, counted over the time it holds any (idle time would make it
+    look slow), in spans of PACE_SPAN busy seconds: the best of the last PACE_SPANS
+    spans, None until the first ends. The best, not an average: a span with little in flight measures how
+    fast the load came, not what the model can answer (the owner's passes half empty, an instance idle), as
+    TCP BBR keeps the windowed maximum of its delivery-rate samples because an application-limited sample
+    understates the path; a lasting slowdown (longer texts, a slower device) ages the faster spans out."""
+
+    def __init__(self) -> None:
+        self.per_second: float | None = None
+        self._spans: deque[float] = deque(maxlen=PACE_SPANS)
+        self._mark: float | None = None  # when the busy time last counted began (None: nothing at the owner)
+        self._busy = 0.0
+        self._texts = 0
+
+    def sent(self, now: float) -> None:
+        """A job went to the owner; starts the clock if none was there."""
+        if self._mark is None:
+            self._mark = now
+
+    def answered(self, now: float, texts: int, still_busy: bool) -> None:
+        if self._mark is not None:
+            self._busy += now - self._mark
+        self._mark = now if still_busy else None
+        self._texts += texts
+        if self._busy >= PACE_SPAN:
+            self._spans.append(self._texts / self._busy)
+            self.per_second = max(self._spans)
+            self._busy, self._texts = 0.0, 0
 
 
 class Dispatcher:
@@ -123,10 +227,13 @@ class Dispatcher:
         block: SlotBlock,
         sock: socket.socket,
         signals: InputSignals | None = None,
+        owner: OwnerLoad | None = None,
     ) -> None:
         from . import metrics
 
         self.settings = settings
+        #: The model owner's load and pace (with a latency objective); None: admission by the fixed bound only.
+        self.owner = owner
         self.tokenize = tokenizer
         #: The input histograms, observed for every text tokenized (once: a refused batch's texts are counted
         #: when tokenized on their own).
@@ -134,7 +241,7 @@ class Dispatcher:
         self.block = block
         self.sock = sock
         self.dimensions = block.layout.dimensions
-        self.queue: deque[_Piece] = deque()
+        self.queue = _Queue()
         self.queued = 0
         self.in_flight = 0
         self.free = list(range(block.layout.slots))
@@ -150,9 +257,11 @@ class Dispatcher:
         self._shown = (-1, -1)
         self._queue_depth = metrics.QUEUE_DEPTH.labels(settings.model_name)
         self._in_flight = metrics.IN_FLIGHT.labels(settings.model_name)
+        self._bound_gauge = metrics.ADMISSION_BOUND.labels(settings.model_name)
+        self._shown_bound = -1
         self._rejected = {
             reason: metrics.REJECTED.labels(settings.model_name, reason)
-            for reason in ("queue_full", "draining", "model_unavailable", "deadline")
+            for reason in ("queue_full", "draining", "model_unavailable", "deadline", "objective", "shed")
         }
 
     # -- life cycle
@@ -169,6 +278,24 @@ class Dispatcher:
             self._shown = (self.queued, self.in_flight)
             self._queue_depth.set(self.queued)
             self._in_flight.set(self.in_flight)
+        bound = self.bound()
+        if bound != self._shown_bound:
+            self._shown_bound = bound
+            self._bound_gauge.set(bound)
+
+    def _pace(self) -> float | None:
+        return None if self.owner is None or self.settings.latency_objective is None else self.owner.pace
+
+    def bound(self) -> int:
+        """The texts admitted ahead of a request now: with a latency objective and the owner's pace measured, what
+        that pace answers within the objective (at most the fixed capacity, its ceiling then); else the fixed one."""
+        s = self.settings
+        pace = self._pace()
+        if s.latency_objective is None:
+            return s.queue_capacity
+        if pace is None:
+            return s.queue_capacity if s.start_capacity is None else s.start_capacity
+        return min(s.queue_capacity, max(s.max_batch_size, int(pace * s.latency_objective)))
 
     def metrics_changed(self) -> None:
         """Flush soon: at most every FLUSH_SECONDS, whatever the request rate."""
@@ -206,10 +333,52 @@ class Dispatcher:
 
     # -- requests
 
-    async def embed(self, texts: list[str], field: str, deadline: float | None = None) -> Result:
+    def _admit(self, n: int, priority: str) -> None:
+        """Refuses a request of `n` texts the bounds do not leave room for (Overloaded, Shed)."""
+        s = self.settings
+        if s.latency_objective is None:
+            if self.queued + n > s.queue_capacity:
+                self.tally.inc(self._rejected["queue_full"])
+                raise Overloaded(f"queue full ({self.queued} of {s.queue_capacity} texts waiting)")
+            if priority == "low" and self.queued + n > s.low_priority_share * s.queue_capacity:
+                self.tally.inc(self._rejected["shed"])
+                raise Shed(
+                    f"low-priority request shed: {self.queued} texts waiting, past the low class's share "
+                    f"({s.low_priority_share:g} of {s.queue_capacity})"
+                )
+            return
+        pace = self._pace()
+        # What the owner holds from every front, and what waits here; a high-priority request goes ahead of the
+        # low class's waiting texts, so they are not ahead of it.
+        held = self.in_flight - self.queued if self.owner is None else self.owner.texts
+        before = held + self.queued - (self.queue.low_texts() if priority == "high" and self.queue.low else 0)
+        if before <= 0:
+            return
+        bound = self.bound()
+        ahead = before + n
+        if priority == "low" and ahead > s.low_priority_share * bound:
+            self.tally.inc(self._rejected["shed"])
+            raise Shed(
+                f"low-priority request shed: {before} texts ahead, past the low class's share "
+                f"({s.low_priority_share:g} of {bound})"
+            )
+        if ahead > bound:
+            if bound < s.queue_capacity:
+                self.tally.inc(self._rejected["objective"])
+                at = "its pace not yet measured" if pace is None else f"at {pace:.0f} texts/s"
+                raise Overloaded(
+                    f"{before} texts ahead would not all be answered within the latency objective "
+                    f"({s.latency_objective * 1000:g} ms {at}: {bound} texts)"
+                )
+            self.tally.inc(self._rejected["queue_full"])
+            raise Overloaded(f"queue full ({before} of {s.queue_capacity} texts ahead)")
+
+    async def embed(
+        self, texts: list[str], field: str, deadline: float | None = None, priority: str = "high"
+    ) -> Result:
         """Vectors and token counts for `texts` (validated); `field` names the texts in error messages.
         `deadline` (the event loop's clock): past it, DeadlinePassed, and the texts not yet computed are
-        dropped as a gone client's are."""
+        dropped as a gone client's are. `priority`: one of PRIORITIES."""
         n = len(texts)
         if self.draining:
             self.tally.inc(self._rejected["draining"])
@@ -217,14 +386,12 @@ class Dispatcher:
         if self.gone or not self.ready:
             self.tally.inc(self._rejected["model_unavailable"])
             raise Overloaded("the model is not loaded", retry_after=5)
-        if self.queued + n > self.settings.queue_capacity:
-            self.tally.inc(self._rejected["queue_full"])
-            raise Overloaded(f"queue full ({self.queued} of {self.settings.queue_capacity} texts waiting)")
+        self._admit(n, priority)
         loop = self._loop or asyncio.get_running_loop()
         if deadline is not None and loop.time() >= deadline:
             self.tally.inc(self._rejected["deadline"])
             raise DeadlinePassed("the request's deadline passed before its texts could be queued")
-        request = _Request(texts, field, loop.create_future())
+        request = _Request(texts, field, loop.create_future(), priority == "low")
         step = self.settings.max_batch_size
         if n <= step:
             self.queue.append(_Piece(request, 0, n))
@@ -256,7 +423,7 @@ class Dispatcher:
         taken: list[_Piece] = []
         queue = self.queue
         while queue and room:
-            piece = queue[0]
+            piece = queue.head()
             size = piece.end - piece.start
             if piece.request.future.done():  # failed elsewhere, or the client went away
                 queue.popleft()
@@ -368,7 +535,10 @@ class Dispatcher:
         return keep, _rows(tokens, 0, cut, offsets)
 
     def _dispatch(self) -> None:
+        low_slots = max(1, len(self.block.ids) // 2)
         while self.free and self.queue and not self.gone:
+            if not self.queue.high and len(self.busy) >= low_slots:
+                break  # the low class keeps to half the slots: a high request never waits behind all of them
             batch = self._tokenize(self._next_pieces())
             if batch is None:
                 continue
@@ -383,6 +553,7 @@ class Dispatcher:
             except OSError:
                 self._engine_gone()
                 return
+
         self.metrics_changed()
 
     def _on_message(self) -> None:
@@ -408,6 +579,7 @@ class Dispatcher:
     def _done(self, slot: int) -> None:
         pieces, tokens = self.busy.pop(slot)
         lengths = tokens.lengths
+
         out = self.block.out[slot][: len(lengths)].copy()  # one copy for the batch; the slot is free again
         self.free.append(slot)
         row = 0

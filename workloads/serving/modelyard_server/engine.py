@@ -9,6 +9,10 @@ the batch follows the load; only when idle with less than a full batch does it w
 passes run at once, each on its own thread over the one copy of the model; this loop's thread keeps
 receiving jobs, starts a pass whenever an instance is free, and sends the results when a pass ends.
 
+With a cache (`cache_bytes`, cache.py), each row of a job is looked up as it arrives: the rows held are
+copied into the job's output at once, only the others join a pass, and a job whose every row is held is
+answered before any pass. Each computed row is then held for the next text that tokenizes the same.
+
 A failed pass is retried job by job, so one job's failure never fails another's. The process exits
 when every front has closed its socket: the supervisor stops the fronts first, they answer what they
 hold, and the model goes last.
@@ -31,8 +35,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .channel import DONE, FAILED, JOB, MESSAGE, READY, SlotBlock
-from .dispatch import FLUSH_SECONDS
+from . import cache as embedding_cache
+from .channel import DONE, FAILED, JOB, MESSAGE, READY, OwnerLoad, SlotBlock
+from .dispatch import FLUSH_SECONDS, Pace
 from .stopping import STOP_SIGNALS
 from .tokenizer import Tokens
 
@@ -57,6 +62,8 @@ class EngineSettings:
     instances: int = 1
     #: torch threads per pass (None: torch's default, every core).
     threads: int | None = None
+    #: The embedding cache's byte budget (cache.py); 0: no cache.
+    cache_bytes: int = 0
 
 
 @dataclass
@@ -65,8 +72,13 @@ class _Job:
     slot: int
     texts: int
     tokens: int
+    #: Rows to compute: `compute` of them, the longest `width` tokens; `rows` their indices in the slot when the
+    #: cache held the others (None: every row), `keys` their cache keys (None: no cache).
+    compute: int
     width: int
     arrived: float
+    rows: np.ndarray | None = None
+    keys: list[bytes] | None = None
 
 
 def constant_forward(dimensions: int, max_batch_size: int) -> Callable[[Tokens], np.ndarray]:
@@ -85,10 +97,15 @@ class Engine:
         blocks: list[SlotBlock],
         sockets: list[socket.socket],
         forward: Callable[[Tokens], np.ndarray],
+        load: OwnerLoad | None = None,
     ):
         from . import metrics
 
         self.settings = settings
+        #: The texts held to compute and the pace they are computed at, published to the fronts (None: not).
+        self.load = load
+        self.held = 0
+        self.pace = Pace()
         self.blocks = blocks
         self.sockets = sockets
         self.forward = forward
@@ -111,6 +128,13 @@ class Engine:
         self.tally = metrics.Tally()
         self.flushed_at = 0.0
         self.shown_depth = -1
+        self.cache: embedding_cache.EmbeddingCache | None = None
+        if settings.cache_bytes:
+            self.cache = embedding_cache.EmbeddingCache(settings.cache_bytes, settings.dimensions)
+            self.cache_hits = metrics.CACHE_TEXTS.labels(settings.model_name, "hit")
+            self.cache_misses = metrics.CACHE_TEXTS.labels(settings.model_name, "miss")
+            self.cache_bytes = metrics.CACHE_BYTES.labels(settings.model_name)
+            self.shown_cache = -1
         self.batch_size = metrics.BATCH_SIZE.labels(settings.model_name)
         self.predict_seconds = metrics.FORWARD.labels(settings.model_name)
         self.queue_depth = metrics.QUEUE_DEPTH.labels(settings.model_name)
@@ -130,7 +154,8 @@ class Engine:
             dropped = [j for j in self.pending if j.front == front]
             for job in dropped:
                 self.pending.remove(job)
-                self.pending_texts -= job.texts
+                self.pending_texts -= job.compute
+                self.held = max(0, self.held - job.compute)
 
     def _receive(self, front: int) -> None:
         sock = self.sockets[front]
@@ -147,9 +172,53 @@ class Engine:
             kind, slot, texts, tokens = MESSAGE.unpack(data)
             if kind != JOB:
                 continue
-            width = int(self.blocks[front].lengths[slot][:texts].max())
-            self.pending.append(_Job(front, slot, texts, tokens, width, time.perf_counter()))
-            self.pending_texts += texts
+            lengths = self.blocks[front].lengths[slot][:texts]
+            if self.cache is None:
+                job: _Job | None = _Job(front, slot, texts, tokens, texts, int(lengths.max()), time.perf_counter())
+            else:
+                job = self._look_up(front, slot, texts, tokens, lengths)
+            if job is None:
+                continue
+            self.pending.append(job)
+            self.pending_texts += job.compute
+            self.held += job.compute
+            self.pace.sent(time.perf_counter())
+            self._publish()
+
+    def _answered(self, texts: int) -> None:
+        """`texts` of a job computed (or failed): counted in the pace and no longer held. Rows the cache answers
+        are neither held nor counted: the pace is the model's, what admission can count on for texts unseen."""
+        self.held = max(0, self.held - texts)
+        self.pace.answered(time.perf_counter(), texts, self.held > 0)
+        self._publish()
+
+    def _publish(self) -> None:
+        if self.load is not None:
+            self.load.publish(self.held, self.pace.per_second)
+
+    def _look_up(self, front: int, slot: int, texts: int, tokens: int, lengths: np.ndarray) -> _Job | None:
+        """The job of the rows the cache does not hold (the others copied into its output), or None when it
+        holds them all and the job has been answered."""
+        assert self.cache is not None
+        ids = self.blocks[front].ids[slot]
+        ends = np.cumsum(lengths, dtype=np.int64).tolist()
+        starts = [0, *ends[:-1]]
+        keys = [embedding_cache.key(ids[a:b]) for a, b in zip(starts, ends, strict=True)]
+        misses = self.cache.fill(keys, self.blocks[front].out[slot])
+        hits = texts - len(misses)
+        if hits:
+            self.tally.inc(self.cache_hits, hits)
+        if misses:
+            self.tally.inc(self.cache_misses, len(misses))
+        if not misses:
+            self._send(front, DONE, slot, texts)
+            return None
+        if hits == 0:
+            return _Job(front, slot, texts, tokens, texts, int(lengths.max()), time.perf_counter(), keys=keys)
+        rows = np.asarray(misses, np.int64)
+        width = int(lengths[rows].max())
+        chosen = [keys[i] for i in misses]
+        return _Job(front, slot, texts, tokens, len(misses), width, time.perf_counter(), rows, chosen)
 
     def _take(self) -> list[_Job]:
         """Jobs from the front of the queue within the text and padded-token budgets (at least one)."""
@@ -159,23 +228,31 @@ class Engine:
         while self.pending:
             job = self.pending[0]
             wider = max(width, job.width)
-            if batch and (texts + job.texts > s.max_batch_size or (texts + job.texts) * wider > s.max_batch_tokens):
+            if batch and (texts + job.compute > s.max_batch_size or (texts + job.compute) * wider > s.max_batch_tokens):
                 break
             self.pending.popleft()
             batch.append(job)
-            texts += job.texts
+            texts += job.compute
             width = wider
         self.pending_texts -= texts
         return batch
 
+    def _job_tokens(self, job: _Job) -> Tokens:
+        """The token ids of the rows `job` computes."""
+        block = self.blocks[job.front]
+        lengths = block.lengths[job.slot][: job.texts]
+        ids = block.ids[job.slot][: job.tokens]
+        if job.rows is None:
+            return Tokens(ids, lengths)
+        ends = np.cumsum(lengths, dtype=np.int64)
+        starts = ends - lengths
+        return Tokens(np.concatenate([ids[starts[r] : ends[r]] for r in job.rows.tolist()]), lengths[job.rows])
+
     def _tokens(self, batch: list[_Job]) -> Tokens:
         if len(batch) == 1:
-            j = batch[0]
-            block = self.blocks[j.front]
-            return Tokens(block.ids[j.slot][: j.tokens], block.lengths[j.slot][: j.texts])
-        ids = np.concatenate([self.blocks[j.front].ids[j.slot][: j.tokens] for j in batch])
-        lengths = np.concatenate([self.blocks[j.front].lengths[j.slot][: j.texts] for j in batch])
-        return Tokens(ids, lengths)
+            return self._job_tokens(batch[0])
+        held = [self._job_tokens(j) for j in batch]
+        return Tokens(np.concatenate([t.ids for t in held]), np.concatenate([t.lengths for t in held]))
 
     def _compute(self, batch: list[_Job]) -> tuple[list[tuple[_Job, np.ndarray | None]], list[tuple[float, int]]]:
         """Vectors for each job of `batch` (None for a job that fails alone), and the seconds and texts of
@@ -200,8 +277,8 @@ class Engine:
         results = []
         offset = 0
         for job in batch:
-            results.append((job, vectors[offset : offset + job.texts]))
-            offset += job.texts
+            results.append((job, vectors[offset : offset + job.compute]))
+            offset += job.compute
         return results, [(seconds, offset)]
 
     def _deliver(self, results: list[tuple[_Job, np.ndarray | None]], passes: list[tuple[float, int]]) -> None:
@@ -209,11 +286,18 @@ class Engine:
             self.tally.observe(self.predict_seconds, seconds)
             self.tally.observe(self.batch_size, texts)
         for job, vectors in results:
+            self._answered(job.compute)
             if vectors is None:
                 self._send(job.front, FAILED, job.slot, job.texts)
+                continue
+            out = self.blocks[job.front].out[job.slot]
+            if job.rows is None:
+                out[: job.texts] = vectors
             else:
-                self.blocks[job.front].out[job.slot][: job.texts] = vectors
-                self._send(job.front, DONE, job.slot, job.texts)
+                out[job.rows] = vectors
+            self._send(job.front, DONE, job.slot, job.texts)
+            if self.cache is not None and job.keys is not None:
+                self.cache.put(job.keys, vectors)
 
     def _run(self, batch: list[_Job]) -> None:
         """One pass: here, or on an idle instance's thread when there are several."""
@@ -263,7 +347,12 @@ class Engine:
                     timeout = 0
                 else:
                     timeout = max(0.0, self.pending[0].arrived + max_wait - time.perf_counter())
-            dirty = self.tally.counts or self.tally.histograms or self.shown_depth != self.pending_texts
+            dirty = (
+                self.tally.counts
+                or self.tally.histograms
+                or self.shown_depth != self.pending_texts
+                or (self.cache is not None and self.shown_cache != self.cache.held_bytes)
+            )
             if dirty:
                 timeout = FLUSH_SECONDS if timeout is None else min(timeout, FLUSH_SECONDS)
             for key, _ in self.selector.select(timeout):
@@ -300,10 +389,15 @@ class Engine:
         if self.shown_depth != self.pending_texts:
             self.shown_depth = self.pending_texts
             self.queue_depth.set(self.pending_texts)
+        if self.cache is not None and self.shown_cache != self.cache.held_bytes:
+            self.shown_cache = self.cache.held_bytes
+            self.cache_bytes.set(self.shown_cache)
         self.flushed_at = time.perf_counter()
 
 
-def engine_main(settings: EngineSettings, blocks: list[SlotBlock], sockets: list[socket.socket]) -> None:
+def engine_main(
+    settings: EngineSettings, blocks: list[SlotBlock], sockets: list[socket.socket], load: OwnerLoad | None = None
+) -> None:
     """Entry point of the model owner process (forked by the supervisor)."""
     # The supervisor decides when to stop; this process ends when the fronts have all gone.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -327,5 +421,5 @@ def engine_main(settings: EngineSettings, blocks: list[SlotBlock], sockets: list
             settings.instances,
             torch.get_num_threads(),
         )
-    Engine(settings, blocks, sockets, forward).serve()
+    Engine(settings, blocks, sockets, forward, load).serve()
     log.info("model owner: every front has closed, exiting")

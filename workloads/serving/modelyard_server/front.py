@@ -36,7 +36,7 @@ from typing import Any, cast
 import orjson
 
 from . import __version__, metrics
-from .dispatch import DeadlinePassed, Dispatcher, ModelFailed, Overloaded
+from .dispatch import PRIORITIES, DeadlinePassed, Dispatcher, ModelFailed, Overloaded, Shed
 from .stopping import STOP_SIGNALS
 from .tap import Tap, TapSettings
 from .validation import BadRequest, Limits, openai_request, v1_texts, v2_request
@@ -88,6 +88,8 @@ class FrontSettings:
     guard: Guard = Guard()
     #: The drift tap (tap.py), or None for none.
     tap: TapSettings | None = None
+    #: The model's max_seq_length: an answer with a text that reached it is marked degraded (0: never).
+    max_seq_length: int = 0
 
 
 async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
@@ -158,6 +160,25 @@ def request_timeout(headers: list[tuple[bytes, bytes]]) -> float | None:
     return timeout
 
 
+#: The request's priority class (dispatch.PRIORITIES); unmarked requests are high. In a cluster the gateway
+#: sets it from the caller's identity (a client's own value is what reaches the pod otherwise).
+PRIORITY_HEADER = b"x-modelyard-priority"
+#: Set on an answer that is not the whole of what was asked, with the reason (metrics.DEGRADED).
+DEGRADED_HEADER = b"x-modelyard-degraded"
+
+
+def request_priority(headers: list[tuple[bytes, bytes]]) -> str:
+    """The request's priority (PRIORITY_HEADER), `high` when unmarked; any other value is a BadRequest."""
+    for name, value in headers:
+        if name == PRIORITY_HEADER:
+            priority = value.strip().lower().decode("latin-1")
+            if priority not in PRIORITIES:
+                allowed = " or ".join(PRIORITIES)
+                raise BadRequest("x-modelyard-priority", f"must be {allowed} (got {value.decode('latin-1')!r})")
+            return priority
+    return "high"
+
+
 def parse_json(body: bytes) -> Any:
     try:
         return orjson.loads(body)
@@ -182,6 +203,7 @@ class App:
         self._counts: dict[tuple[str, int], Any] = {}
         self._closed: dict[str, Any] = {}
         self._durations = {p: metrics.DURATION.labels(name, p) for p in ("v1", "v2", "openai")}
+        self._truncated = metrics.DEGRADED.labels(name, "truncated")
         self._metadata = orjson.dumps(
             {
                 "name": name,
@@ -228,6 +250,14 @@ class App:
             child = self._closed[reason] = metrics.CLOSED_CONNECTIONS.labels(self.name, reason)
         self.dispatcher.tally.inc(child)
         self.dispatcher.metrics_changed()
+
+    def _degraded(self, tokens: Any) -> list[tuple[bytes, bytes]]:
+        """The degraded header (and its count) for an answer with a text at the model's max_seq_length."""
+        limit = self.settings.max_seq_length
+        if not limit or int(tokens.max(initial=0)) < limit:
+            return []
+        self.dispatcher.tally.inc(self._truncated)
+        return [(DEGRADED_HEADER, b"truncated")]
 
     def _ready(self) -> bool:
         return self.dispatcher.ready and not self.dispatcher.draining
@@ -284,12 +314,13 @@ class App:
         try:
             timeout = request_timeout(scope["headers"])
             deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
+            priority = request_priority(scope["headers"])
             body = await read_body(scope, receive, self.settings.body_limit)
             if protocol == "v1":
-                return await self._v1(scope["path"], body, send, deadline)
+                return await self._v1(scope["path"], body, send, deadline, priority)
             if protocol == "v2":
-                return await self._v2(scope, body, send, deadline)
-            return await self._openai(body, send, deadline)
+                return await self._v2(scope, body, send, deadline, priority)
+            return await self._openai(body, send, deadline, priority)
         except ClientGone:
             return 499
         except asyncio.CancelledError as exc:
@@ -310,6 +341,10 @@ class App:
         except DeadlinePassed as exc:
             await self._error(send, protocol, 504, f"{exc} ({timeout:g} s)", code="timeout")
             return 504
+        except Shed as exc:
+            retry = [(b"retry-after", str(exc.retry_after).encode())]
+            await self._error(send, protocol, 429, exc.reason, code="rate_limit_exceeded", extra=retry)
+            return 429
         except Overloaded as exc:
             retry = [(b"retry-after", str(exc.retry_after).encode())]
             await self._error(send, protocol, 503, exc.reason, code="overloaded", extra=retry)
@@ -336,7 +371,8 @@ class App:
         if protocol != "openai":
             await self._json(send, status, {"error": message}, extra)
             return
-        kind = "invalid_request_error" if status < 500 else "server_error"
+        # OpenAI's own types: "requests" for a request-rate limit (429), as its API answers one.
+        kind = "requests" if status == 429 else "invalid_request_error" if status < 500 else "server_error"
         await self._json(
             send, status, {"error": {"message": message, "type": kind, "param": param, "code": code}}, extra
         )
@@ -344,18 +380,19 @@ class App:
     def _unknown_model(self, name: str) -> BadRequest:
         return BadRequest("model", f"{name!r} is not served here; this server has {self.name!r}", 404)
 
-    async def _v1(self, path: str, body: bytes, send: Send, deadline: float | None) -> int:
+    async def _v1(self, path: str, body: bytes, send: Send, deadline: float | None, priority: str) -> int:
         name = path[len("/v1/models/") : -len(":predict")]
         if name != self.name:
             raise self._unknown_model(name)
         texts = v1_texts(parse_json(body), self.settings.limits)
-        result = await self.dispatcher.embed(texts, "instances", deadline)
-        await self._send(send, 200, orjson.dumps({"predictions": result.vectors}, option=NUMPY))
+        result = await self.dispatcher.embed(texts, "instances", deadline, priority)
+        body = orjson.dumps({"predictions": result.vectors}, option=NUMPY)
+        await self._send(send, 200, body, JSON, self._degraded(result.tokens))
         if self.tap is not None:
             self.tap.offer(texts, result.vectors, result.tokens)
         return 200
 
-    async def _v2(self, scope: Scope, body: bytes, send: Send, deadline: float | None) -> int:
+    async def _v2(self, scope: Scope, body: bytes, send: Send, deadline: float | None, priority: str) -> int:
         rest = scope["path"][len("/v2/models/") : -len("/infer")]
         name, _, version = rest.partition("/versions/")
         if name != self.name or "/" in name:
@@ -371,8 +408,9 @@ class App:
             binary = body[int(header_length) :]
             body = body[: int(header_length)]
         request = v2_request(parse_json(body), binary, self.settings.limits)
-        result = await self.dispatcher.embed(request.texts, "inputs[0].data", deadline)
+        result = await self.dispatcher.embed(request.texts, "inputs[0].data", deadline, priority)
         vectors = result.vectors
+        degraded = self._degraded(result.tokens)
         if self.tap is not None:
             self.tap.offer(request.texts, vectors, result.tokens)
         output: dict[str, Any] = {"name": "embedding", "datatype": "FP32", "shape": [len(vectors), vectors.shape[1]]}
@@ -381,7 +419,7 @@ class App:
             response["model_version"] = version
         if not request.binary_output:
             output["data"] = vectors.reshape(-1)
-            await self._json(send, 200, response)
+            await self._json(send, 200, response, degraded)
             return 200
         raw = vectors.astype("<f4", copy=False).tobytes()
         output["parameters"] = {"binary_data_size": len(raw)}
@@ -391,17 +429,17 @@ class App:
             200,
             head + raw,
             b"application/octet-stream",
-            [(b"inference-header-content-length", str(len(head)).encode())],
+            [(b"inference-header-content-length", str(len(head)).encode()), *degraded],
         )
         return 200
 
-    async def _openai(self, body: bytes, send: Send, deadline: float | None) -> int:
+    async def _openai(self, body: bytes, send: Send, deadline: float | None, priority: str) -> int:
         req = openai_request(parse_json(body), self.settings.dimensions, self.settings.limits)
         if req.model != self.name:
             message = f"model {req.model!r} does not exist here; this server has {self.name!r}"
             await self._error(send, "openai", 404, message, param="model", code="model_not_found")
             return 404
-        result = await self.dispatcher.embed(req.texts, "input", deadline)
+        result = await self.dispatcher.embed(req.texts, "input", deadline, priority)
         vectors = result.vectors
         if self.tap is not None:
             self.tap.offer(req.texts, vectors, result.tokens)
@@ -416,7 +454,7 @@ class App:
         tokens = sum(result.tokens.tolist())
         usage = {"prompt_tokens": tokens, "total_tokens": tokens}
         response = {"object": "list", "data": data, "model": self.name, "usage": usage}
-        await self._send(send, 200, orjson.dumps(response, option=NUMPY))
+        await self._send(send, 200, orjson.dumps(response, option=NUMPY), JSON, self._degraded(result.tokens))
         return 200
 
     async def _other(self, scope: Scope, send: Send, method: str, path: str) -> None:

@@ -31,8 +31,10 @@ QUEUE_DEPTH = Gauge(
 IN_FLIGHT = Gauge(
     "modelyard_inflight_texts", "Texts accepted and not yet answered", ["model_name"], multiprocess_mode="livesum"
 )
-#: reason: queue_full, draining, model_unavailable (refused before any work), deadline (given up at the
-#: request's own deadline, its texts not yet computed dropped).
+#: reason: queue_full, draining, model_unavailable, objective (refused before any work: the texts ahead would
+#: not be answered within the latency objective at the front's measured pace), shed (a low-priority request
+#: refused past its share of that bound), deadline (given up at the request's own deadline, its texts not
+#: yet computed dropped).
 REJECTED = Counter(
     "modelyard_rejected_requests", "Requests refused, or given up at their own deadline", ["model_name", "reason"]
 )
@@ -67,6 +69,24 @@ TAP_SAMPLES = Counter(
     "modelyard_tap_samples", "Texts the drift tap sampled, dropped and sent", ["model_name", "outcome"]
 )
 TAP_FAILURES = Counter("modelyard_tap_send_failures", "Failed sends to the drift worker", ["model_name", "reason"])
+#: The model owner's embedding cache (cache.py): texts looked up, by `outcome` (hit, miss), and what its entries
+#: hold now by its own accounting (rows and their keys).
+CACHE_TEXTS = Counter("modelyard_cache_texts", "Texts looked up in the embedding cache", ["model_name", "outcome"])
+CACHE_BYTES = Gauge(
+    "modelyard_cache_bytes", "Bytes the embedding cache's entries hold", ["model_name"], multiprocess_mode="livesum"
+)
+#: The texts admitted ahead of a request before it is refused: with a latency objective, the model owner's pace
+#: times the objective (every front sees the same), else the fixed --max_queue share of a front (the most of any
+#: front shown).
+ADMISSION_BOUND = Gauge(
+    "modelyard_admission_bound_texts",
+    "Texts admitted ahead of a request before it is refused",
+    ["model_name"],
+    multiprocess_mode="livemax",
+)
+#: Answers that are not the whole of what was asked, by `reason`: truncated (a text reached the model's
+#: max_seq_length, so what lies beyond it is not in its vector). The answer says so in x-modelyard-degraded.
+DEGRADED = Counter("modelyard_degraded_responses", "Answers marked degraded, by reason", ["model_name", "reason"])
 
 
 class InputSignals:

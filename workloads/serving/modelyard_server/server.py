@@ -34,6 +34,7 @@ from multiprocessing.connection import wait
 from pathlib import Path
 from typing import Any
 
+from .cache import ENTRY_OVERHEAD
 from .stopping import STOP_SIGNALS
 
 log = logging.getLogger("modelyard_server")
@@ -158,8 +159,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--max_queue",
         type=_positive(int),
         default=None,
-        help="texts waiting before requests get 503, shared among the fronts "
-        "(default: workers x the larger of --max_inputs and 2 x --max_batch_size)",
+        help="texts waiting before requests get 503, shared among the fronts (default: workers x the larger of "
+        f"--max_inputs and 2 x --max_batch_size; with --latency_objective_ms, the ceiling, {CEILING} times that)",
+    )
+    parser.add_argument(
+        "--latency_objective_ms",
+        type=_positive(float),
+        default=None,
+        help="admit what the measured pace answers within this latency (the model's p99 objective), refusing "
+        "the rest with 503, instead of a fixed count (default: unset, the --max_queue count)",
+    )
+    parser.add_argument(
+        "--low_priority_share",
+        type=_share,
+        default=0.5,
+        help="share of the admission bound requests marked x-modelyard-priority: low may fill; beyond it they get "
+        "429 (default 0.5)",
+    )
+    parser.add_argument(
+        "--cache_mb",
+        type=_non_negative,
+        default=64.0,
+        help="MiB of the model owner's embedding cache, shared by every front (default 64; 0: no cache)",
     )
     parser.add_argument("--max_inputs", type=_positive(int), default=64, help="texts per request")
     parser.add_argument("--max_chars", type=_positive(int), default=8192, help="characters per text")
@@ -239,10 +260,16 @@ class SettingsError(Exception):
     """Settings that cannot work together; the message says which and what would."""
 
 
+#: With a latency objective, the fixed queue bound is only a ceiling (memory): this many times the count default.
+CEILING = 16
+
+
 def check(args: argparse.Namespace, workers: int, max_seq_length: int) -> int:
     """The queue each front may hold; refuses settings that would answer some valid request 503 forever."""
     if args.max_queue is None:
         args.max_queue = workers * max(args.max_inputs, 2 * args.max_batch_size)
+        if args.latency_objective_ms is not None:
+            args.max_queue *= CEILING
     per_front = math.ceil(args.max_queue / workers)
     if args.max_inputs > per_front:
         raise SettingsError(
@@ -292,7 +319,10 @@ def main(argv: list[str] | None = None) -> int:
             verified = verify(model_dir, args.model_name)
             logging.getLogger("modelyard_server").info("%d files verified against %s", verified, MANIFEST)
         info = model_info(model_dir)
+        queue_given = args.max_queue is not None
         per_front = check(args, workers, info.max_seq_length)
+        if 0 < args.cache_mb * 2**20 < (row := info.dimensions * 4 + ENTRY_OVERHEAD):
+            raise SettingsError(f"--cache_mb {args.cache_mb:g} cannot hold one vector ({row} bytes); use 0 or more")
         tap = tap_settings(args, model_dir)
     except (ModelDirError, SettingsError) as exc:
         print(f"modelyard-server: {exc}", file=sys.stderr)
@@ -301,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
     # prometheus_client reads this when it is first imported: every process below writes its own files.
     metrics_dir = tempfile.mkdtemp(prefix="modelyard-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
-    from .channel import Layout, SlotBlock
+    from .channel import Layout, OwnerLoad, SlotBlock
     from .dispatch import Dispatcher, DispatchSettings
     from .engine import EngineSettings, engine_main
     from .front import FrontSettings, Guard, front_main
@@ -317,6 +347,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     layout = Layout(SLOTS, args.max_batch_size, args.max_batch_tokens, info.dimensions)
     blocks = [SlotBlock(layout) for _ in range(workers)]
+    owner_load = OwnerLoad()
     pairs = [socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET) for _ in range(workers)]
     limits = Limits(max_inputs=args.max_inputs, max_chars=args.max_chars)
     front_settings = FrontSettings(
@@ -326,8 +357,18 @@ def main(argv: list[str] | None = None) -> int:
         dimensions=info.dimensions,
         guard=Guard(args.read_timeout, args.max_connections),
         tap=tap,
+        max_seq_length=info.max_seq_length,
     )
-    dispatch_settings = DispatchSettings(args.model_name, args.max_batch_size, args.max_batch_tokens, per_front)
+    dispatch_settings = DispatchSettings(
+        args.model_name,
+        args.max_batch_size,
+        args.max_batch_tokens,
+        per_front,
+        latency_objective=None if args.latency_objective_ms is None else args.latency_objective_ms / 1000,
+        low_priority_share=args.low_priority_share,
+        # Until the model's pace is measured: the count default, not the ceiling it is raised to.
+        start_capacity=None if queue_given or args.latency_objective_ms is None else per_front // CEILING,
+    )
     engine_settings = EngineSettings(
         args.model_name,
         model_dir,
@@ -339,6 +380,7 @@ def main(argv: list[str] | None = None) -> int:
         device=args.device,
         instances=args.model_instances,
         threads=threads,
+        cache_bytes=int(args.cache_mb * 2**20),
     )
 
     stopping = False
@@ -363,7 +405,7 @@ def main(argv: list[str] | None = None) -> int:
         listener.close()
         for _, front_end in pairs:
             front_end.close()
-        engine_main(engine_settings, blocks, [engine_end for engine_end, _ in pairs])
+        engine_main(engine_settings, blocks, [engine_end for engine_end, _ in pairs], owner_load)
 
     def front_entry(i: int) -> None:
         name_process(f"{FRONT_PROCESS}{i}")
@@ -374,7 +416,7 @@ def main(argv: list[str] | None = None) -> int:
         # The tokenizer is loaded here, after the fork: its thread pool does not survive one.
         tokenizer = ConstantTokenizer() if args.constant_encoder else TextTokenizer(model_dir, info.max_seq_length)
         signals = InputSignals(args.model_name, info.max_seq_length, tokenizer.unknown_id)
-        dispatcher = Dispatcher(dispatch_settings, tokenizer, blocks[i], pairs[i][1], signals)
+        dispatcher = Dispatcher(dispatch_settings, tokenizer, blocks[i], pairs[i][1], signals, owner_load)
         front_main(i, front_settings, dispatcher, listener, args.grace_period, args.keep_alive_timeout)
 
     # SIGTERM and SIGINT are held back while the children start. Each child lets them in once its own
@@ -396,7 +438,7 @@ def main(argv: list[str] | None = None) -> int:
         front_end.close()
     log.info(
         "listening on %s:%d: %d fronts, model %s from %s on %s, %d passes at once "
-        "(batches of %d texts / %d tokens, queue %d texts); requests read within %g s, %d connections a front; %s",
+        "(batches of %d texts / %d tokens, %s; cache %g MiB); requests read within %g s, %d connections a front; %s",
         args.host,
         args.http_port,
         workers,
@@ -406,7 +448,10 @@ def main(argv: list[str] | None = None) -> int:
         args.model_instances,
         args.max_batch_size,
         args.max_batch_tokens,
-        args.max_queue,
+        f"queue {args.max_queue} texts"
+        if args.latency_objective_ms is None
+        else f"admitting what is answered within {args.latency_objective_ms:g} ms (at most {args.max_queue} texts)",
+        args.cache_mb,
         args.read_timeout,
         args.max_connections,
         "no drift tap"
@@ -442,6 +487,9 @@ def main(argv: list[str] | None = None) -> int:
             block.close()
             with contextlib.suppress(FileNotFoundError):
                 block.unlink()
+        owner_load.close()
+        with contextlib.suppress(FileNotFoundError):
+            owner_load.unlink()
         shutil.rmtree(metrics_dir, ignore_errors=True)
     if failed:
         return 1

@@ -11,11 +11,12 @@ import asyncio
 import socket
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 import pytest
-from modelyard_server.channel import JOB, MESSAGE, READY, Layout, SlotBlock
+from modelyard_server.channel import JOB, MESSAGE, READY, Layout, OwnerLoad, SlotBlock
 from modelyard_server.dispatch import Dispatcher, DispatchSettings, ModelFailed, Overloaded, Result
 from modelyard_server.engine import Engine, EngineSettings
 from modelyard_server.tokenizer import Tokens
@@ -40,7 +41,14 @@ class WordTokenizer:
 
 
 class Harness:
-    def __init__(self, max_batch_size: int = 8, max_batch_tokens: int = 64, capacity: int = 1000, instances: int = 1):
+    def __init__(
+        self,
+        max_batch_size: int = 8,
+        max_batch_tokens: int = 64,
+        capacity: int = 1000,
+        instances: int = 1,
+        cache_bytes: int = 0,
+    ):
         self.batches: list[list[int]] = []  # row lengths of every forward pass
         self.gate: Callable[[], object] | None = None  # called at the start of every pass
         layout = Layout(4, max_batch_size, max_batch_tokens, DIMS)
@@ -54,6 +62,7 @@ class Harness:
             max_batch_tokens,
             1.0,
             instances=instances,
+            cache_bytes=cache_bytes,
         )
         self.engine = Engine(settings, [self.block], [engine_end], self.forward)
         self.thread = threading.Thread(target=self.engine.serve, daemon=True)
@@ -218,7 +227,7 @@ def test_every_openai_error_is_openai_shaped_including_500() -> None:
         def metrics_changed(self) -> None:
             pass
 
-        async def embed(self, texts: list[str], field: str, deadline: float | None = None) -> object:
+        async def embed(self, texts: list[str], field: str, deadline: float | None = None, _: str = "") -> object:
             raise ModelFailed("the model failed on this request; see the server log")
 
     app = App(FrontSettings("minilm", Limits(), 100_000, DIMS), Failing())  # type: ignore[arg-type]
@@ -265,10 +274,181 @@ def test_a_merged_pass_that_fails_is_split_by_job_and_the_passes_that_ran_are_me
             h.block.ids[slot][: len(tokens.ids)] = tokens.ids
             h.block.lengths[slot][: len(tokens.lengths)] = tokens.lengths
             width = int(tokens.lengths.max())
-            jobs.append(_Job(0, slot, len(tokens.lengths), len(tokens.ids), width, 0.0))
+            n = len(tokens.lengths)
+            jobs.append(_Job(0, slot, n, len(tokens.ids), n, width, 0.0))
         results, passes = h.engine._compute(jobs)
         assert [vectors is None for _, vectors in results] == [False, True]
         assert [int(v[1]) for v in results[0][1]] == [4, 3]  # type: ignore[union-attr]
         assert [texts for _, texts in passes] == [2]
     finally:
+        h.close()
+
+
+def test_the_cache_answers_held_rows_without_a_pass_byte_for_byte() -> None:
+    """A text seen before is answered with the row its first pass computed (its `width` column, the first
+    batch's, shows it came from there); only the rows not held join a pass, and a request whose every row is
+    held is answered without one."""
+    h = Harness(cache_bytes=1 << 20)
+    try:
+
+        async def scenario() -> list[Result]:
+            first = await h.run(["a bb", "ccc"])
+            second = await h.dispatcher.embed(["ccc", "dddd", "a bb"], "input")
+            third = await h.dispatcher.embed(["a bb", "ccc"], "input")
+            return [*first, second, third]  # type: ignore[list-item]
+
+        first, second, third = asyncio.run(scenario())
+        assert h.batches == [[4, 3], [3]]  # the second request computed only "dddd"; the third, nothing
+        assert second.vectors[0].tobytes() == first.vectors[1].tobytes()
+        assert second.vectors[2].tobytes() == first.vectors[0].tobytes()
+        assert second.vectors[1].tolist() == [4, 3, 3, 0]  # computed in a pass of its own: width 3
+        assert third.vectors.tobytes() == first.vectors.tobytes()
+        assert second.tokens.tolist() == [3, 3, 4]
+    finally:
+        h.close()
+
+
+def test_the_cache_holds_no_more_than_its_bytes_and_evicts_the_least_recently_used() -> None:
+    from modelyard_server.cache import ENTRY_OVERHEAD, EmbeddingCache, key
+
+    entry = DIMS * 4 + ENTRY_OVERHEAD
+    cache = EmbeddingCache(3 * entry + entry // 2, DIMS)
+    assert cache.capacity == 3
+    keys = [key(np.array([101, i, 102], np.int32)) for i in range(5)]
+    rows = np.arange(20, dtype=np.float32).reshape(5, DIMS)
+    cache.put(keys[:3], rows[:3])
+    out = np.zeros((5, DIMS), np.float32)
+    assert cache.fill([keys[0]], out) == []  # keys[0] is now the most recently used
+    cache.put(keys[3:5], rows[3:5])  # evicts keys[1], then keys[2]
+    assert cache.held_bytes == 3 * entry <= 3 * entry + entry // 2
+    assert cache.fill(keys, out) == [1, 2]
+    assert out[[0, 3, 4]].tobytes() == rows[[0, 3, 4]].tobytes()
+    assert key(np.array([101, 7, 102], np.int32)) != key(np.array([101, 7, 102, 0], np.int32))
+    with pytest.raises(ValueError, match="cannot hold one"):
+        EmbeddingCache(entry - 1, DIMS)
+
+
+@contextmanager
+def _dispatcher(
+    capacity: int = 1000, objective: float | None = None, low_share: float = 0.5
+) -> Iterator[tuple[Dispatcher, OwnerLoad]]:
+    block = SlotBlock(Layout(4, 8, 64, DIMS))
+    front_end, engine_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    owner = OwnerLoad()
+    settings = DispatchSettings(
+        "t", 8, 64, capacity, latency_objective=objective, low_priority_share=low_share, start_capacity=600
+    )
+    try:
+        yield Dispatcher(settings, WordTokenizer(), block, front_end, owner=owner), owner
+    finally:
+        for sock in (front_end, engine_end):
+            sock.close()
+        for shared in (block, owner):
+            shared.close()
+            shared.unlink()
+
+
+def test_admission_by_the_latency_objective_follows_the_owners_pace_and_load() -> None:
+    from modelyard_server.dispatch import Shed, _Piece, _Request
+
+    with _dispatcher(capacity=4000, objective=0.25) as (d, owner):
+        owner.publish(300, None)
+        d._admit(300, "high")  # no pace measured yet: the start bound, 600 texts
+        with pytest.raises(Overloaded, match="its pace not yet measured: 600 texts"):
+            d._admit(301, "high")
+        owner.publish(40, 200.0)  # 200 texts/s x 0.25 s: 50 texts can be answered in time
+        assert d.bound() == 50
+        d._admit(10, "high")  # 50 texts ahead of its last: each answered within the objective
+        with pytest.raises(Overloaded, match=r"40 texts ahead .* \(250 ms at 200 texts/s: 50 texts\)"):
+            d._admit(11, "high")
+        with pytest.raises(Shed, match=r"40 texts ahead, past the low class's share \(0.5 of 50\)"):
+            d._admit(1, "low")
+        owner.publish(20, 200.0)
+        d._admit(5, "low")
+        d.queued = 30  # what waits in this front is ahead too
+        with pytest.raises(Overloaded, match="50 texts ahead"):
+            d._admit(1, "high")
+        # ... except the low class's waiting texts, which a high-priority request goes ahead of.
+        loop = asyncio.new_event_loop()
+        try:
+            d.queue.append(_Piece(_Request(["x"] * 30, "input", loop.create_future(), low=True), 0, 30))
+            d._admit(30, "high")
+            with pytest.raises(Shed):
+                d._admit(1, "low")
+        finally:
+            loop.close()
+        d.queue.clear()
+        d.queued = 0
+        owner.publish(0, 200.0)
+        d._admit(500, "low")  # nothing ahead: any request gets in, whatever its size
+        owner.publish(0, 1.0)
+        assert d.bound() == 8  # never below one full pass
+        owner.publish(0, 1e6)
+        assert d.bound() == 4000  # never above the ceiling
+        counts = {reason: d.tally.counts.get(child, 0) for reason, child in d._rejected.items()}
+        assert counts["objective"] == 3 and counts["shed"] == 2
+
+
+def test_without_an_objective_the_low_class_is_shed_past_its_share_of_the_queue() -> None:
+    from modelyard_server.dispatch import Shed
+
+    with _dispatcher(capacity=100, low_share=0.25) as (d, _):
+        d.queued = 20
+        d._admit(5, "low")
+        with pytest.raises(Shed, match=r"0\.25 of 100"):
+            d._admit(6, "low")
+        d._admit(80, "high")
+        with pytest.raises(Overloaded, match="queue full"):
+            d._admit(81, "high")
+
+
+def test_the_pace_counts_busy_time_only() -> None:
+    from modelyard_server.dispatch import PACE_SPANS, Pace
+
+    pace = Pace()
+    pace.sent(0.0)
+    pace.answered(0.1, 40, still_busy=False)  # 40 texts in 0.1 s busy
+    pace.sent(5.0)  # idle from 0.1 s to 5 s: not counted
+    pace.answered(5.2, 60, still_busy=True)
+    assert pace.per_second is None  # 0.3 s of busy time so far
+    pace.answered(5.4, 100, still_busy=False)
+    assert pace.per_second == pytest.approx(200 / 0.5)
+    pace.sent(9.0)
+    pace.answered(9.5, 100, still_busy=False)  # 200 texts/s over the next span: the best of the spans stays
+    assert pace.per_second == pytest.approx(400)
+    for k in range(PACE_SPANS - 1):
+        pace.sent(10.0 + k)
+        pace.answered(10.5 + k, 100, still_busy=False)
+    assert pace.per_second == pytest.approx(200)  # the fast span has aged out
+
+
+def test_the_high_class_is_dispatched_ahead_of_the_low_class_waiting() -> None:
+    """While the model is held, a low request and then a high one queue; when it is let go, the high one's texts
+    go first, and a high request's admission does not count the low texts waiting behind it."""
+    h = Harness(max_batch_size=2, capacity=1000)
+    release = threading.Event()
+    h.gate = lambda: release.wait(5)
+    order: list[str] = []
+
+    async def scenario() -> None:
+        first = asyncio.create_task(h.run(["x"] * 8))  # fills the 4 slots, 2 texts each; the passes are held
+        await asyncio.sleep(0.05)
+
+        async def one(word: str, priority: str) -> None:
+            await h.dispatcher.embed([word, word], "input", priority=priority)
+            order.append(priority)
+
+        low = asyncio.create_task(one("low", "low"))
+        await asyncio.sleep(0.01)
+        high = asyncio.create_task(one("high", "high"))
+        await asyncio.sleep(0.01)
+        assert h.dispatcher.queue.low_texts() == 2
+        release.set()
+        await asyncio.gather(first, low, high)
+
+    try:
+        asyncio.run(scenario())
+        assert order == ["high", "low"]
+    finally:
+        release.set()
         h.close()

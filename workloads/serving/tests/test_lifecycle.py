@@ -257,6 +257,10 @@ def test_metric_names_and_buckets_match_the_platform() -> None:
     assert server.UNKNOWN_SHARE._name == signals.UNKNOWN_TOKEN_SHARE
     assert server.TRUNCATED._name + "_total" == signals.TRUNCATED_TOTAL
     assert server.TAP_SAMPLES._name + "_total" == signals.TAP_SAMPLES_TOTAL
+    assert server.CACHE_TEXTS._name + "_total" == signals.CACHE_TEXTS_TOTAL
+    assert server.CACHE_BYTES._name == signals.CACHE_BYTES
+    assert server.ADMISSION_BOUND._name == signals.ADMISSION_BOUND
+    assert server.DEGRADED._name + "_total" == signals.DEGRADED_TOTAL
     from modelyard_server import drift_worker
 
     worker = drift_worker.Series()
