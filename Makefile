@@ -31,7 +31,8 @@ lint: $(VENV)/.installed-test
 	$(BIN)/mypy modelyard infra platform policies/governance workloads --exclude workloads/serving
 
 # promtool checks and unit-tests the alert rules: Debian's `prometheus` package (2.42) ships it; amtool (Debian's
-# `prometheus-alertmanager`, 0.25) checks the Alertmanager configuration and tests its routing tree.
+# `prometheus-alertmanager`, 0.25) checks the Alertmanager configuration and tests its routing tree; HAProxy
+# (Debian's, 2.6) stands in for the Service and its load balancer in the failover drills (modelyard/failover.py).
 tools:
 	@command -v promtool >/dev/null || { \
 	  echo "installing promtool (Debian package prometheus)"; \
@@ -41,6 +42,10 @@ tools:
 	  echo "installing amtool (Debian package prometheus-alertmanager)"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq prometheus-alertmanager >/dev/null; }
+	@command -v haproxy >/dev/null || { \
+	  echo "installing haproxy (Debian package haproxy: the load balancer of the failover drills)"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq haproxy >/dev/null; }
 
 $(SERVING_BIN)/python:
 	$(PYTHON) -m venv $(SERVING_VENV)

@@ -232,6 +232,14 @@ UNVERIFIED: Final = (
         "modelyard_drift_samples_total rising for each tapped model; then modelyard ops drift <model>",
     ),
     Unverified(
+        "a model pod's deletion in the cluster loses no request: the endpoints, kube-proxy and the load balancer "
+        "drop it within its preStop pause (ENDPOINT_PROPAGATION_S), and it drains within its grace period (the "
+        "sequence is replayed here with HAProxy standing in, benchmarks/failover.py)",
+        "modelyard loadtest minilm --env staging --url http://127.0.0.1:8081 --duration 120 & sleep 30 && kubectl "
+        "-n models delete pod $(kubectl -n models get pods -l serving.kserve.io/inferenceservice=minilm -o "
+        "jsonpath='{.items[0].metadata.name}') --wait=false   # the load test's verdict: 0 failed",
+    ),
+    Unverified(
         "the canary verdicts workflow on GitHub: the observer role reaches Prometheus through a port-forward, the "
         "pull requests it opens get their own review, and a roll-back merges on its own where auto-merge is on",
         "gh workflow run canary-verdict.yml && gh run watch && gh pr list --search 'canary in:title'",

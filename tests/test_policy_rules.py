@@ -990,7 +990,24 @@ def model_server_isvc(*args: str) -> Resource:
     return r
 
 
+def terminating_isvc(pause: int | None, grace: int | None, *args: str) -> Resource:
+    r = model_server_isvc(*args)
+    if pause is not None:
+        r.inputs["spec"]["predictor"]["containers"][0]["lifecycle"] = {"preStop": {"sleep": {"seconds": pause}}}
+    if grace is not None:
+        r.inputs["spec"]["predictor"]["terminationGracePeriodSeconds"] = grace
+    return r
+
+
 CASES += [
+    (
+        "model-pod-termination",
+        lambda: [terminating_isvc(15, 40, "--grace_period", "20")],
+        # The server's default drain (30 s) after a 15 s pause: the kubelet's default 30 s kills it mid-drain.
+        lambda: [terminating_isvc(15, None)],
+        {},
+        "spec.predictor.terminationGracePeriodSeconds",
+    ),
     (
         "model-manifest-verified",
         lambda: [model_server_isvc("--verify_manifest")],
@@ -1030,6 +1047,16 @@ CASES += [
         "spec",
     ),
 ]
+
+
+def test_a_model_pod_without_a_long_enough_pause_is_named() -> None:
+    [found] = run("model-pod-termination", [terminating_isvc(5, 60, "--grace_period", "20")])
+    assert found.field == "spec.predictor.containers[0].lifecycle.preStop" and "more than 10 s" in found.message
+    slow = {"propagationSeconds": 30}
+    [found] = run("model-pod-termination", [terminating_isvc(20, 60, "--grace_period", "20")], slow)
+    assert "more than 30 s" in found.message
+    no_pause = run("model-pod-termination", [terminating_isvc(None, 40)])
+    assert [f.field for f in no_pause] == ["spec.predictor.containers[0].lifecycle.preStop"]
 
 
 def test_admission_names_the_webhook_and_its_message() -> None:

@@ -55,6 +55,13 @@ def refuse_latest(tag: str) -> None:
         raise FieldProblems([("image_tag", "must be an immutable tag (ECR refuses to move one), not latest", "latest")])
 
 
+#: How long, at most, the endpoint controllers, kube-proxy and a load balancer take to stop sending new requests
+#: to a pod being deleted (they act in parallel with its preStop): a model pod's preStop must last longer.
+ENDPOINT_PROPAGATION_S = 10
+#: The preStop pause of every model pod: past the propagation, so no new request reaches a pod after SIGTERM.
+PRESTOP_S = 15
+
+
 @dataclass(frozen=True)
 class Signal:
     """A serving signal KEDA scales a predictor on: `series` summed over the InferenceService's pods (times

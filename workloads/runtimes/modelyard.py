@@ -18,11 +18,17 @@ from modelyard.platform import signals as series
 from modelyard.platform.network_policy import MODEL_PORT
 from modelyard.validation import Model
 
-from . import ImageTag, LatencySlo, PodContext, Runtime, Signal, refuse_latest
+from . import PRESTOP_S, ImageTag, LatencySlo, PodContext, Runtime, Signal, refuse_latest
 
 if TYPE_CHECKING:
     from modelyard.platform.dashboards import Dashboard
     from modelyard.workloads.catalog import ModelEntry
+
+
+#: Seconds the server drains on SIGTERM (its --grace_period: answering what it holds, accepting nothing new); the
+#: pod's grace period covers the preStop pause and this, with room to exit.
+DRAIN_S = 20
+GRACE_S = PRESTOP_S + DRAIN_S + 5
 
 
 class ModelyardRuntime(Model):
@@ -77,6 +83,9 @@ class Modelyard(Runtime):
                 str(MODEL_PORT),
                 "--model_version",
                 ctx.version,
+                # SIGTERM comes after the preStop pause, when no new request is routed here any more.
+                "--grace_period",
+                str(DRAIN_S),
                 # Admission by the objective: the server admits what its measured pace answers within the
                 # entry's p99 latency and refuses the rest (503) instead of queueing past it.
                 *(["--latency_objective_ms", str(model.slo.p99_latency_ms)] if model.slo.p99_latency_ms else []),
@@ -95,10 +104,16 @@ class Modelyard(Runtime):
                 "failureThreshold": 3,
             },
             "startupProbe": {**probe, "periodSeconds": 5, "failureThreshold": 60},
+            # Serving on while the endpoints drop the pod (ENDPOINT_PROPAGATION_S), then SIGTERM and the drain.
+            "lifecycle": {"preStop": {"sleep": {"seconds": PRESTOP_S}}},
             "securityContext": hardened_container(),
             "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
         }
-        return {"containers": [container], "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}]}
+        return {
+            "containers": [container],
+            "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}],
+            "terminationGracePeriodSeconds": GRACE_S,
+        }
 
     def describe(self, model: ModelEntry) -> str:
         runtime = model.runtime

@@ -39,7 +39,7 @@ from modelyard.platform.network_policy import MODEL_PORT
 from modelyard.policies.governance.fit import quantity_mi
 from modelyard.validation import FieldProblems, Model, Seq, pattern
 
-from . import LatencySlo, PodContext, Problem, Runtime, Signal, Throughput, startup_failures
+from . import PRESTOP_S, LatencySlo, PodContext, Problem, Runtime, Signal, Throughput, startup_failures
 
 if TYPE_CHECKING:
     from modelyard.platform.dashboards import Dashboard
@@ -96,8 +96,6 @@ BANDWIDTH_EFFICIENCY = 0.6
 #: emptyDir, so every pod compiles once).
 ENGINE_START_S = 240
 STARTUP_PERIOD_S = 10
-#: The preStop pause: long enough for the endpoint controllers and kube-proxy to stop sending new requests.
-PRESTOP_S = 15
 
 #: Memory-backed /dev/shm: NCCL's shared-memory transport between the GPUs of one pod needs more than a
 #: container's 64 MiB; it counts against the container's memory limit.

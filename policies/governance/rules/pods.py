@@ -161,6 +161,68 @@ def _manifest_verified(r: Resource, ctx: Context) -> Iterator[tuple[str, Any, st
             )
 
 
+#: The model servers' drain flags (what a server answers after SIGTERM, in seconds) and, for this repository's
+#: server, its default when the flag is absent (workloads/serving/modelyard_server/server.py, held to it by
+#: tests/test_conformance.py); vLLM's --shutdown-timeout defaults to 0.
+DRAIN_FLAGS = ("--grace_period", "--shutdown-timeout")
+MODEL_SERVER_DEFAULT_DRAIN_S = 30
+#: Kubernetes' default terminationGracePeriodSeconds.
+DEFAULT_GRACE_S = 30
+
+
+def _drain_seconds(args: list[Any], runtime: str | None) -> int | None:
+    """The drain a model container's args set (None: a flag's value not a number)."""
+    for i, arg in enumerate(args):
+        if arg in DRAIN_FLAGS and i + 1 < len(args):
+            value = str(args[i + 1])
+            return int(value) if value.isdigit() else None
+    return MODEL_SERVER_DEFAULT_DRAIN_S if runtime == MODEL_SERVER_RUNTIME else 0
+
+
+@resource_rule(
+    "model-pod-termination",
+    "A model pod keeps serving while the endpoints drop it and drains before it is killed: its model "
+    "container pauses in preStop longer than endpoint propagation (the endpoint controllers, kube-proxy and "
+    "load balancers act in parallel with preStop), and the pod's grace period is longer than that pause plus "
+    "the server's drain (the model server's --grace_period, vLLM's --shutdown-timeout).",
+    (ISVC,),
+    params={"propagationSeconds": 10},
+)
+def _termination(r: Resource, ctx: Context) -> Iterator[tuple[str, Any, str]]:
+    predictor = r.get("spec", "predictor")
+    if _unknown(r.inputs.get("spec")) or not isinstance(predictor, Mapping):
+        return
+    propagation = ctx.param("model-pod-termination", "propagationSeconds", 10)
+    runtime = (r.get("metadata", "labels") or {}).get(RUNTIME_LABEL)
+    for i, container in enumerate(as_list(predictor.get("containers"))):
+        container = mapping(container)
+        if container.get("name") != kserve.MODEL_CONTAINER:
+            continue
+        path = f"spec.predictor.containers[{i}]"
+        pause = dig(container, "lifecycle", "preStop", "sleep", "seconds")
+        if pause is not None and not known(pause):
+            continue
+        if not isinstance(pause, int) or pause <= propagation:
+            yield (
+                f"{path}.lifecycle.preStop",
+                dig(container, "lifecycle", "preStop"),
+                f"pause (preStop sleep) for more than {propagation} s, the endpoints' propagation, so that no new "
+                "request is routed to the pod once it is told to stop",
+            )
+            pause = pause if isinstance(pause, int) else 0
+        drain = _drain_seconds(as_list(container.get("args")), runtime)
+        grace = predictor.get("terminationGracePeriodSeconds", DEFAULT_GRACE_S)
+        if not known(grace) or drain is None:
+            continue
+        if not isinstance(grace, int) or grace <= pause + drain:
+            yield (
+                "spec.predictor.terminationGracePeriodSeconds",
+                grace,
+                f"must be more than the preStop pause ({pause} s) plus the server's drain ({drain} s), or the "
+                "kubelet kills requests the server is still answering",
+            )
+
+
 def _is_keda_chart(release: Resource) -> bool:
     chart = release.get("chart")
     return isinstance(chart, str) and chart.rstrip("/").split("/")[-1] == "keda"
