@@ -140,7 +140,16 @@ def test_ctrl_c_during_a_two_process_diff_is_one_line_and_exit_130(
     path = tmp_path / "big.json"
     path.write_text(json.dumps(document))
     command = [sys.executable, "-m", "modelyard.cli", "diff", str(path), str(path)]
-    process = subprocess.Popen(command, cwd=REPO_ROOT, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    # As a terminal's foreground job has it: a shell's background job (`make test &`) starts with SIGINT ignored,
+    # which the child would inherit.
+    process = subprocess.Popen(
+        command,
+        cwd=REPO_ROOT,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     children = Path(f"/proc/{process.pid}/task/{process.pid}/children")
     while process.poll() is None and not children.read_text().split():  # until the base reader is forked
         pass
