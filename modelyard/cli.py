@@ -432,8 +432,8 @@ def cmd_loadtest(args: argparse.Namespace) -> int:
         target = lt.Target.parse(args.url)
     except lt.LoadTestError as exc:
         raise UsageError(str(exc)) from None
+    headers = _loadtest_arguments(args)
     for flag, value, low, high in (
-        ("--duration", args.duration, 1, 86_400),
         ("--max-tokens", args.max_tokens, 1, engine.max_model_len),
         ("--prompt-words", args.prompt_words, 1, engine.max_model_len),
     ):
@@ -463,27 +463,52 @@ def cmd_loadtest(args: argparse.Namespace) -> int:
             f"{lt.DEFAULT_LOAD:.0%} of what the plan assumes {model.replicas.min} replica(s) serve: "
             f"{throughput.per_second:,.0f} tokens/s each on {gpu_class} / {args.max_tokens} tokens an answer"
         )
-    if not 0 < rate <= 10_000:
-        raise UsageError(f"--rate {rate:g}: must be above 0 and at most 10000 requests a second")
-    if args.samples and not Path(args.samples).resolve().parent.is_dir():
-        raise UsageError(f"--samples {args.samples}: its directory does not exist")
+    _check_rate(rate)
     slo = model.slo
     objectives = lt.Objectives(slo.availability, slo.ttft_ms, slo.itl_ms, slo.latency_percentile / 100)  # type: ignore[arg-type]
-    times = lt.schedule(rate, args.duration, args.arrivals, args.seed)
-    headers = {"Authorization": f"Bearer {key}"} if (key := os.environ.get(args.api_key_env)) else {}
-    print(f"modelyard loadtest {model.name} ({args.env}) → {target.url}")
-    print(
-        f"  open loop: {len(times)} requests, {args.arrivals} arrivals at {rate:.2f}/s for {args.duration:g} s "
-        f"({basis}); {args.prompt_words}-word prompt, {args.max_tokens} tokens at most"
-    )
+    times = _announce(args, model.name, target.url, rate, basis, f"{args.prompt_words}-word prompt, "
+                      f"{args.max_tokens} tokens at most")  # fmt: skip
     body = lt.request_body(model.name, args.prompt_words, args.max_tokens)
     samples = lt.run(target, body, times, timeout=engine.request_timeout_s, headers=headers)
     verdict = lt.judge(samples, objectives, args.duration)
     lt.report(verdict, objectives)
+    return _loadtest_done(args, samples, verdict.ok)
+
+
+def _loadtest_arguments(args: argparse.Namespace) -> dict[str, str]:
+    """The checks every load test makes of its own arguments; the headers it sends (a bearer token, if set)."""
+    if not 1 <= args.duration <= 86_400:
+        raise UsageError(f"--duration {args.duration}: must be from 1 to 86400")
+    if args.samples and not Path(args.samples).resolve().parent.is_dir():
+        raise UsageError(f"--samples {args.samples}: its directory does not exist")
+    return {"Authorization": f"Bearer {key}"} if (key := os.environ.get(args.api_key_env)) else {}
+
+
+def _check_rate(rate: float) -> None:
+    if not 0 < rate <= 10_000:
+        raise UsageError(f"--rate {rate:g}: must be above 0 and at most 10000 requests a second")
+
+
+def _announce(args: argparse.Namespace, model: str, url: str, rate: float, basis: str, requests: str) -> list[float]:
+    """The run's schedule, said before it starts."""
+    from modelyard import loadtest as lt
+
+    times = lt.schedule(rate, args.duration, args.arrivals, args.seed)
+    print(f"modelyard loadtest {model} ({args.env}) → {url}")
+    print(
+        f"  open loop: {len(times)} requests, {args.arrivals} arrivals at {rate:.2f}/s for {args.duration:g} s "
+        f"({basis}); {requests}"
+    )
+    return times
+
+
+def _loadtest_done(args: argparse.Namespace, samples: Any, ok: bool) -> int:
+    from modelyard import loadtest as lt
+
     if args.samples:
         lt.write_samples(samples, args.samples)
         print(f"{len(samples)} samples written to {args.samples}")
-    return EXIT_OK if verdict.ok else EXIT_VIOLATION
+    return EXIT_OK if ok else EXIT_VIOLATION
 
 
 #: Seconds an embeddings request may take before it counts as failed.
@@ -501,8 +526,7 @@ def _loadtest_embeddings(args: argparse.Namespace, model: Any) -> int:
     for flag in ("max_tokens", "prompt_words"):
         if getattr(args, flag) != LLM_DEFAULTS[flag]:
             raise UsageError(f"--{flag.replace('_', '-')} is for an LLM; {model.name!r} is an embedding model")
-    if not 1 <= args.duration <= 86_400:
-        raise UsageError(f"--duration {args.duration:g}: must be from 1 to 86400")
+    headers = _loadtest_arguments(args)
     load = model.load
     rate, basis = args.rate, "given"
     if rate is None:
@@ -512,30 +536,18 @@ def _loadtest_embeddings(args: argparse.Namespace, model: Any) -> int:
                 "load: {requests_per_second: ..., texts_per_request: ...}"
             )
         rate, basis = load.requests_per_second, "the catalog entry's load.requests_per_second"
-    if not 0 < rate <= 10_000:
-        raise UsageError(f"--rate {rate:g}: must be above 0 and at most 10000 requests a second")
+    _check_rate(rate)
     most = model.runtime_module.max_texts_per_request
     texts = args.texts if args.texts is not None else (load.texts_per_request if load is not None else 1)
     if not 1 <= texts <= most:
         raise UsageError(f"--texts {texts}: must be from 1 to {most}, the texts the server takes in one request")
-    if args.samples and not Path(args.samples).resolve().parent.is_dir():
-        raise UsageError(f"--samples {args.samples}: its directory does not exist")
     objectives = lt.LatencyObjectives(model.slo.availability, model.slo.p99_latency_ms, 0.99)
-    times = lt.schedule(rate, args.duration, args.arrivals, args.seed)
-    headers = {"Authorization": f"Bearer {key}"} if (key := os.environ.get(args.api_key_env)) else {}
-    print(f"modelyard loadtest {model.name} ({args.env}) → {target.url}")
-    print(
-        f"  open loop: {len(times)} requests, {args.arrivals} arrivals at {rate:.2f}/s for {args.duration:g} s "
-        f"({basis}); {texts} texts a request, none repeated"
-    )
+    times = _announce(args, model.name, target.url, rate, basis, f"{texts} texts a request, none repeated")
     bodies = lt.embeddings_bodies(model.name, len(times), texts, seed=args.seed)
     samples = lt.run(target, bodies, times, timeout=EMBEDDINGS_TIMEOUT_S, headers=headers)
     verdict = lt.judge_latency(samples, objectives, args.duration)
     lt.report_latency(verdict, objectives)
-    if args.samples:
-        lt.write_samples(samples, args.samples)
-        print(f"{len(samples)} samples written to {args.samples}")
-    return EXIT_OK if verdict.ok else EXIT_VIOLATION
+    return _loadtest_done(args, samples, verdict.ok)
 
 
 def _diff_policy(env: str, policy_config: str | None, notes: list[str]) -> Any:

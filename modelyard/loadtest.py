@@ -184,7 +184,11 @@ def _events(buffer: bytearray) -> Iterable[bytes]:
             yield b"\n".join(data)
 
 
-async def _stream(target: Target, body: bytes, sample: Sample, start: float, headers: dict[str, str]) -> None:
+async def _send(
+    target: Target, body: bytes, sample: Sample, start: float, headers: dict[str, str]
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, dict[str, str]]:
+    """A connection of its own, the POST of `body` on it (the time it left in `sample.sent`), its answer's status
+    (in `sample.status`) and headers read; the caller reads the body and closes the writer."""
     context = ssl.create_default_context() if target.scheme == "https" else None
     reader, writer = await asyncio.open_connection(target.host, target.port, ssl=context)
     sample.sent = time.perf_counter() - start
@@ -193,7 +197,6 @@ async def _stream(target: Target, body: bytes, sample: Sample, start: float, hea
             f"POST {target.path} HTTP/1.1",
             f"Host: {target.host}:{target.port}",
             "Content-Type: application/json",
-            "Accept: text/event-stream",
             f"Content-Length: {len(body)}",
             "Connection: close",
             *(f"{k}: {v}" for k, v in headers.items()),
@@ -209,6 +212,17 @@ async def _stream(target: Target, body: bytes, sample: Sample, start: float, hea
         while (line := await reader.readline()) not in (b"\r\n", b"\n", b""):
             name, _, value = line.decode("latin-1").partition(":")
             response_headers[name.strip().lower()] = value.strip()
+    except BaseException:
+        writer.close()
+        raise
+    return reader, writer, response_headers
+
+
+async def _stream(target: Target, body: bytes, sample: Sample, start: float, headers: dict[str, str]) -> None:
+    reader, writer, response_headers = await _send(
+        target, body, sample, start, {"Accept": "text/event-stream", **headers}
+    )
+    try:
         if sample.status != 200:
             text = bytearray()
             async for data in _read_body(reader, response_headers):
@@ -269,29 +283,8 @@ def embeddings_bodies(model: str, requests: int, texts: int, words: int = 12, se
 
 async def _post(target: Target, body: bytes, sample: Sample, start: float, headers: dict[str, str]) -> None:
     """One embeddings request: the whole answer read, one vector per text of `body` checked."""
-    context = ssl.create_default_context() if target.scheme == "https" else None
-    reader, writer = await asyncio.open_connection(target.host, target.port, ssl=context)
-    sample.sent = time.perf_counter() - start
+    reader, writer, response_headers = await _send(target, body, sample, start, headers)
     try:
-        head = [
-            f"POST {target.path} HTTP/1.1",
-            f"Host: {target.host}:{target.port}",
-            "Content-Type: application/json",
-            f"Content-Length: {len(body)}",
-            "Connection: close",
-            *(f"{k}: {v}" for k, v in headers.items()),
-        ]
-        writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + body)
-        await writer.drain()
-        status_line = await reader.readline()
-        parts = status_line.split(None, 2)
-        if len(parts) < 2 or not parts[1].isdigit():
-            raise ConnectionError(f"not an HTTP answer: {status_line[:80]!r}")
-        sample.status = int(parts[1])
-        response_headers: dict[str, str] = {}
-        while (line := await reader.readline()) not in (b"\r\n", b"\n", b""):
-            name, _, value = line.decode("latin-1").partition(":")
-            response_headers[name.strip().lower()] = value.strip()
         data = bytearray()
         async for chunk in _read_body(reader, response_headers):
             data += chunk
@@ -395,6 +388,22 @@ class Verdict:
         return not self.missed
 
 
+def _ms(values: Sequence[float]) -> dict[str, float | None]:
+    """p50, p95 and p99 of `values` (seconds) in milliseconds, None where there are none."""
+    quantiles = {f"p{round(q * 100)}": percentile(values, q) for q in (0.5, 0.95, 0.99)}
+    return {name: None if v is None else v * 1000 for name, v in quantiles.items()}
+
+
+def _failures(samples: Sequence[Sample]) -> dict[str, int]:
+    """Failed requests by kind (an error's text before its first colon)."""
+    return dict(sorted(Counter((s.error or "").split(":", 1)[0] for s in samples if not s.ok).items()))
+
+
+def _send_lag_ms(samples: Sequence[Sample]) -> float:
+    """The latest any request left after its scheduled time (the client's own lag; latency counts it)."""
+    return max((s.sent - s.scheduled for s in samples if not math.isnan(s.sent)), default=0.0) * 1000
+
+
 def judge(samples: Sequence[Sample], objectives: Objectives, duration: float) -> Verdict:
     ok = [s for s in samples if s.ok]
     ttfts = [s.ttft for s in ok if s.ttft is not None]
@@ -411,27 +420,19 @@ def judge(samples: Sequence[Sample], objectives: Objectives, duration: float) ->
     if error_ratio > 1 - objectives.availability:
         missed.append("availability")
 
-    def ms(values: Sequence[float]) -> dict[str, float | None]:
-        return {
-            f"p{round(q * 100)}": (None if (v := percentile(values, q)) is None else v * 1000)
-            for q in (0.5, 0.95, 0.99)
-        }
-
-    kinds = Counter((s.error or "").split(":", 1)[0] for s in samples if not s.ok)
-    lags = [s.sent - s.scheduled for s in samples if not math.isnan(s.sent)]
     return Verdict(
         requests=len(samples),
         failed=failed,
-        failures=dict(sorted(kinds.items())),
+        failures=_failures(samples),
         ttft_within=ttft_within,
         itl_within=itl_within,
         error_ratio=error_ratio,
         burn_rate=error_ratio / (1 - objectives.availability),
         goodput=sum(1 for s in samples if s.good(objectives)) / duration,
         tokens_per_second=sum(s.tokens for s in ok) / duration,
-        ttft_ms=ms(ttfts),
-        itl_ms=ms(gaps),
-        send_lag_ms=max(lags, default=0.0) * 1000,
+        ttft_ms=_ms(ttfts),
+        itl_ms=_ms(gaps),
+        send_lag_ms=_send_lag_ms(samples),
         missed=tuple(missed),
     )
 
@@ -478,22 +479,17 @@ def judge_latency(samples: Sequence[Sample], objectives: LatencyObjectives, dura
         missed.append("latency")
     if error_ratio > 1 - objectives.availability:
         missed.append("availability")
-    kinds = Counter((s.error or "").split(":", 1)[0] for s in samples if not s.ok)
-    lags = [s.sent - s.scheduled for s in samples if not math.isnan(s.sent)]
     return LatencyVerdict(
         requests=len(samples),
         failed=failed,
-        failures=dict(sorted(kinds.items())),
+        failures=_failures(samples),
         within=within,
         error_ratio=error_ratio,
         burn_rate=error_ratio / (1 - objectives.availability),
         goodput=good / duration,
         texts_per_second=sum(s.tokens for s in ok) / duration,
-        latency_ms={
-            f"p{round(q * 100)}": (None if (v := percentile(latencies, q)) is None else v * 1000)
-            for q in (0.5, 0.95, 0.99)
-        },
-        send_lag_ms=max(lags, default=0.0) * 1000,
+        latency_ms=_ms(latencies),
+        send_lag_ms=_send_lag_ms(samples),
         missed=tuple(missed),
     )
 

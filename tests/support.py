@@ -11,7 +11,7 @@ import subprocess
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -77,16 +77,19 @@ def prometheus_server(directory: Path) -> Iterator[tuple[str, Path]]:
 
 
 @contextmanager
-def model_server(directory: Path, *args: str) -> Iterator[str]:
-    """The platform's model server (workloads/serving) on loopback with the bundled model and `args`, once it
-    answers ready: yields its URL, stops it (SIGTERM) afterwards."""
+def model_server(
+    directory: Path, *args: str, env: Mapping[str, str] | None = None, ready: str = "/v2/health/ready"
+) -> Iterator[str]:
+    """The platform's model server (workloads/serving) on loopback with `args` (the bundled model unless they name
+    one) and `env` added to this process's, once `ready` answers 200: yields its URL, stops it (SIGTERM)
+    afterwards."""
     assert SERVING_PYTHON.exists(), f"{SERVING_PYTHON} is missing: make test builds the model server's environment"
     port = free_port()
     log_path = directory / f"model-server-{port}.log"
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
             [str(SERVING_PYTHON), "-m", "modelyard_server", "--http_port", str(port), "--host", "127.0.0.1", *args],
-            env={**os.environ, "PYTHONPATH": str(REPO_ROOT / "workloads" / "serving")},
+            env={**os.environ, "PYTHONPATH": str(REPO_ROOT / "workloads" / "serving"), **(env or {})},
             stdout=log,
             stderr=subprocess.STDOUT,
         )
@@ -96,7 +99,7 @@ def model_server(directory: Path, *args: str) -> Iterator[str]:
             while True:
                 assert proc.poll() is None, log_path.read_text()[-3000:]
                 try:
-                    with urllib.request.urlopen(f"{url}/v2/health/ready", timeout=1) as answer:
+                    with urllib.request.urlopen(f"{url}{ready}", timeout=1) as answer:
                         if answer.status == 200:
                             break
                 except OSError:

@@ -29,7 +29,7 @@ import pytest
 import requests
 import yaml
 from conftest import ENVS, Plan, plan_all
-from support import COUNTS, free_port, prometheus_server
+from support import COUNTS, free_port, model_server, prometheus_server
 
 from modelyard import model_push
 from modelyard.platform import signals
@@ -475,35 +475,15 @@ def selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
 
 def start_rendered(container: dict[str, Any], model_dir: Callable[[str], Path], tmp: Path) -> Iterator[str]:
     """The real server with the container's args (port and model directory mapped onto this machine) and
-    env, until ready; yields its base URL."""
+    env, until its readiness probe answers; yields its base URL."""
     args = list(container["args"])
-    port = free_port()
-    args[args.index("--http_port") + 1] = str(port)
+    at = args.index("--http_port")
+    del args[at : at + 2]  # model_server listens on a free port
     args[args.index("--model_dir") + 1] = str(model_dir(args[args.index("--model_name") + 1]))
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT / "workloads" / "serving")}
-    env.update({e["name"]: e["value"] for e in container.get("env", [])})
-    log = tmp / f"server-{port}.log"
-    proc = subprocess.Popen(
-        [str(SERVING_PYTHON), "-m", "modelyard_server", *args, "--host", "127.0.0.1", "--workers", "1"],
-        env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 180
-        probe = container["readinessProbe"]["httpGet"]["path"]
-        while True:
-            assert proc.poll() is None, log.read_text()[-3000:]
-            try:
-                if requests.get(url + probe, timeout=1).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            assert time.time() < deadline, "not ready in 180 s:\n" + log.read_text()[-3000:]
-            time.sleep(0.3)
+    env = {e["name"]: e["value"] for e in container.get("env", [])}
+    probe = container["readinessProbe"]["httpGet"]["path"]
+    with model_server(tmp, *args, "--workers", "1", env=env, ready=probe) as url:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=60)
 
 
 def client_requests(model: str) -> list[tuple[str, dict[str, Any]]]:

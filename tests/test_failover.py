@@ -31,7 +31,9 @@ def test_a_sigterm_as_the_plan_renders_it_loses_nothing_and_one_without_its_paus
     all_plans: dict[str, Plan],
 ) -> None:
     termination = failover.Termination.of_pod(rendered_pod(all_plans["prod"], "minilm")["spec"])
-    assert termination.prestop_s > failover.PROPAGATION_S and termination.grace_s > termination.prestop_s
+    # What rule model-pod-termination asks, on the pod as KServe builds it.
+    assert termination.prestop_s > failover.PROPAGATION_S
+    assert termination.grace_s > termination.prestop_s + termination.drain_s
     # Behind a bare Service (kube-proxy retries nothing): the pause alone keeps every request answered.
     drill = failover.terminate(termination, scale=0.1, kind="service", **LOAD)  # type: ignore[arg-type]
     print(drill.report())
