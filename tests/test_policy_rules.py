@@ -187,13 +187,13 @@ def isvc(
     )
 
 
-def pdb(name: str = "embed") -> Resource:
+def pdb(name: str = "embed", **bound: Any) -> Resource:
     return res(
         "kubernetes:policy/v1:PodDisruptionBudget",
         f"{name}-pdb",
         {
             "metadata": {"name": name, "namespace": "models", "labels": LABELS},
-            "spec": {"selector": {"matchLabels": {rules.ISVC_LABEL: name}}, "maxUnavailable": 1},
+            "spec": {"selector": {"matchLabels": {rules.ISVC_LABEL: name}}, **(bound or {"maxUnavailable": 1})},
         },
     )
 
@@ -1057,6 +1057,26 @@ def test_a_model_pod_without_a_long_enough_pause_is_named() -> None:
     assert "more than 30 s" in found.message
     no_pause = run("model-pod-termination", [terminating_isvc(None, 40)])
     assert [f.field for f in no_pause] == ["spec.predictor.containers[0].lifecycle.preStop"]
+
+
+@pytest.mark.parametrize(
+    ("bound", "replicas", "expected"),
+    [
+        ({"maxUnavailable": 1}, 2, None),
+        ({"minAvailable": 1}, 2, None),
+        ({"maxUnavailable": "50%"}, 2, None),  # a percentage is not judged
+        ({"maxUnavailable": 2}, 2, "lets a drain evict all 2 replicas at once"),
+        ({"minAvailable": 0}, 3, "lets a drain evict all 3 replicas at once"),
+        ({"maxUnavailable": 0}, 2, "lets no drain evict a replica"),
+        ({"minAvailable": 2}, 2, "lets no drain evict a replica"),
+        ({"maxUnavailable": 5}, 1, None),  # one replica: nothing to leave
+    ],
+)
+def test_a_pdb_leaves_a_replica_and_lets_a_drain_proceed(
+    bound: dict[str, Any], replicas: int, expected: str | None
+) -> None:
+    found = run("inferenceservice-pdb", [isvc(min_replicas=replicas), pdb(**bound)])
+    assert [f.message[: len(expected or "")] for f in found] == ([] if expected is None else [expected])
 
 
 def test_admission_names_the_webhook_and_its_message() -> None:

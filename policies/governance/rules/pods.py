@@ -356,20 +356,50 @@ def _zone_spread(r: Resource, ctx: Context) -> Iterator[tuple[str, Any, str]]:
     )
 
 
-@stack_rule("inferenceservice-pdb", "Every InferenceService has a PodDisruptionBudget.")
+def _pdb_problem(spec: Mapping[str, Any], replicas: Any) -> str | None:
+    """What is wrong with a PodDisruptionBudget's bound for a predictor of `replicas` minimum replicas: one that
+    lets a drain take every replica, or one that lets no drain take any (the node could never be emptied). A
+    percentage, or a bound not yet known, is not judged."""
+    if not isinstance(replicas, int) or replicas < 2:
+        return None
+    unavailable, available = spec.get("maxUnavailable"), spec.get("minAvailable")
+    if isinstance(unavailable, int):
+        allowed = unavailable
+    elif isinstance(available, int):
+        allowed = replicas - available
+    else:
+        return None
+    if allowed >= replicas:
+        return f"lets a drain evict all {replicas} replicas at once: leave one (maxUnavailable below {replicas})"
+    if allowed < 1:
+        return "lets no drain evict a replica, so its node can never be emptied: allow one (maxUnavailable: 1)"
+    return None
+
+
+@stack_rule(
+    "inferenceservice-pdb",
+    "Every InferenceService has a PodDisruptionBudget, and with two or more replicas it leaves one through a "
+    "drain while still letting the drain proceed.",
+)
 def _pdb(ctx: Context) -> Iterator[Finding]:
     pdbs = ctx.stack.of_type("kubernetes:policy/v1:PodDisruptionBudget")
     for isvc in ctx.stack.of_type(ISVC):
         name, ns = isvc.get("metadata", "name"), isvc.get("metadata", "namespace")
-        covered = any(
-            p.get("metadata", "namespace") == ns
-            and (p.get("spec", "selector", "matchLabels") or {}).get(ISVC_LABEL) == name
+        covering = [
+            p
             for p in pdbs
-        )
-        if not covered:
+            if p.get("metadata", "namespace") == ns
+            and (p.get("spec", "selector", "matchLabels") or {}).get(ISVC_LABEL) == name
+        ]
+        if not covering:
             yield Finding(
                 isvc.urn, "podDisruptionBudget", None, f"no PodDisruptionBudget selecting {ISVC_LABEL}={name}"
             )
+        for p in covering:
+            spec = mapping(p.get("spec"))
+            problem = _pdb_problem(spec, isvc.get("spec", "predictor", "minReplicas"))
+            if problem is not None:
+                yield Finding(p.urn, "spec", dict(spec), problem)
 
 
 @resource_rule(
