@@ -26,6 +26,7 @@ refused. Needs root for that one (`ip netns`).
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import shutil
 import signal
@@ -41,14 +42,16 @@ from pathlib import Path
 from typing import Any
 
 from modelyard import loadtest as lt
+from modelyard.policies.governance.rules.pods import (
+    DEFAULT_GRACE_S,
+    MODEL_SERVER_RUNTIME,
+    drain_seconds,
+)
+from modelyard.policies.governance.rules.pods import MODEL_SERVER_DEFAULT_DRAIN_S as SERVER_DEFAULT_DRAIN_S
 from modelyard.programs import REPO_ROOT
 from modelyard.workloads.runtimes import ENDPOINT_PROPAGATION_S
 
 SERVING_PYTHON = REPO_ROOT / ".venv-serving" / "bin" / "python"
-#: The server's own drain when its pod does not set --grace_period (workloads/serving: server.py).
-SERVER_DEFAULT_DRAIN_S = 30
-#: Kubernetes' default terminationGracePeriodSeconds.
-DEFAULT_GRACE_S = 30
 #: The balancer's wait for a server's answer: a load balancer's (30 s; a slow answer is latency, not a loss),
 #: and in the lost-zone drill a gateway's per-try timeout, after which an idempotent call is replayed elsewhere.
 SERVER_TIMEOUT_S = 30.0
@@ -63,7 +66,8 @@ class DrillError(Exception):
 
 @dataclass(frozen=True)
 class Termination:
-    """A model pod's termination as rendered: its preStop pause, the server's drain, the pod's grace period."""
+    """A model pod's termination as rendered: its preStop pause, the server's drain, the pod's grace period (read
+    as rule model-pod-termination reads them)."""
 
     prestop_s: float
     drain_s: float
@@ -73,9 +77,10 @@ class Termination:
     def of_pod(cls, pod_spec: Mapping[str, Any], container: str = "kserve-container") -> Termination:
         [c] = [c for c in pod_spec.get("containers", []) if c.get("name") == container]
         pause = (((c.get("lifecycle") or {}).get("preStop") or {}).get("sleep") or {}).get("seconds", 0)
-        args = [str(a) for a in c.get("args", [])]
-        drain = float(args[args.index("--grace_period") + 1]) if "--grace_period" in args else SERVER_DEFAULT_DRAIN_S
-        return cls(float(pause), drain, float(pod_spec.get("terminationGracePeriodSeconds", DEFAULT_GRACE_S)))
+        drain = drain_seconds([str(a) for a in c.get("args", [])], MODEL_SERVER_RUNTIME)
+        if drain is None:
+            raise DrillError(f"{container}: its drain flag is not a number of seconds")
+        return cls(float(pause), float(drain), float(pod_spec.get("terminationGracePeriodSeconds", DEFAULT_GRACE_S)))
 
     def scaled(self, scale: float) -> Termination:
         return Termination(self.prestop_s * scale, self.drain_s * scale, self.grace_s * scale)
@@ -313,7 +318,9 @@ class Drill:
 
 def _in_flight(samples: list[lt.Sample], at: float) -> int:
     return sum(
-        1 for s in samples if s.sent == s.sent and s.sent <= at and (s.latency is None or s.scheduled + s.latency > at)
+        1
+        for s in samples
+        if not math.isnan(s.sent) and s.sent <= at and (s.latency is None or s.scheduled + s.latency > at)
     )
 
 

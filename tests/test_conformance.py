@@ -41,6 +41,7 @@ from modelyard.policies.governance.cost import estimate
 from modelyard.policies.governance.policy import load_config
 from modelyard.policies.governance.resources import Stack, from_preview, from_state
 from modelyard.policies.governance.rules import kserve_settings
+from modelyard.policies.governance.rules.pods import MODEL_SERVER_DEFAULT_DRAIN_S
 from modelyard.programs import PROJECTS, REPO_ROOT
 from modelyard.versions import HELM_CHARTS, IMAGES
 from modelyard.workloads.catalog import load_workloads
@@ -571,6 +572,7 @@ def test_what_the_catalog_assumes_of_the_server_is_its_parsed_command_line(
     code = (
         "import json, sys\n"
         "from modelyard_server.server import parse_args\n"
+        "print(json.dumps(parse_args([]).grace_period))\n"
         "for line in sys.stdin:\n"
         "    a = parse_args(json.loads(line))\n"
         "    print(json.dumps([a.max_inputs, a.latency_objective_ms]))\n"
@@ -581,6 +583,9 @@ def test_what_the_catalog_assumes_of_the_server_is_its_parsed_command_line(
         env={**os.environ, "PYTHONPATH": str(REPO_ROOT / "workloads" / "serving")},
         capture_output=True, text=True, check=True,
     ).stdout.splitlines()  # fmt: skip
+    default_drain, *parsed = parsed
+    # What rule model-pod-termination assumes of a pod that sets no --grace_period is the server's own default.
+    assert json.loads(default_drain) == MODEL_SERVER_DEFAULT_DRAIN_S
     assert len(parsed) == len(containers) > 0
     most = RUNTIMES["modelyard"].max_texts_per_request
     catalogs = {env: load_workloads(PROJECTS["workloads"].stack_file(env), stack=env).catalog for env in ENVS}

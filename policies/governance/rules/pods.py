@@ -170,7 +170,7 @@ MODEL_SERVER_DEFAULT_DRAIN_S = 30
 DEFAULT_GRACE_S = 30
 
 
-def _drain_seconds(args: list[Any], runtime: str | None) -> int | None:
+def drain_seconds(args: list[Any], runtime: str | None) -> int | None:
     """The drain a model container's args set (None: a flag's value not a number)."""
     for i, arg in enumerate(args):
         if arg in DRAIN_FLAGS and i + 1 < len(args):
@@ -210,7 +210,7 @@ def _termination(r: Resource, ctx: Context) -> Iterator[tuple[str, Any, str]]:
                 "request is routed to the pod once it is told to stop",
             )
             pause = pause if isinstance(pause, int) else 0
-        drain = _drain_seconds(as_list(container.get("args")), runtime)
+        drain = drain_seconds(as_list(container.get("args")), runtime)
         grace = predictor.get("terminationGracePeriodSeconds", DEFAULT_GRACE_S)
         if not known(grace) or drain is None:
             continue
