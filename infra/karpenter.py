@@ -1,4 +1,5 @@
-"""GPU capacity with Karpenter: the controller and its AWS plumbing, and one NodePool per GPU pool."""
+"""Node capacity with Karpenter: the controller and its AWS plumbing, one NodePool per GPU pool and one for the
+models that need no GPU."""
 
 from __future__ import annotations
 
@@ -10,13 +11,15 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
-from modelyard.config import GpuPoolConfig
+from modelyard.config import CpuPoolConfig, GpuPoolConfig
 from modelyard.infra import iam
 from modelyard.infra.eks import Cluster
 from modelyard.infra.nodes import SYSTEM_POOL_LABEL, node_role
 from modelyard.platform.common import helm_release, namespace
 from modelyard.policies.governance import gpus
 from modelyard.policies.governance.conventions import (
+    CPU_POOL_LABEL,
+    CPU_POOL_TAINT,
     GPU_CLASS_LABEL,
     GPU_POOL_LABEL,
     GPU_RESOURCE,
@@ -302,6 +305,7 @@ def interruption_queue_policy(
 class KarpenterArgs:
     cluster: Cluster
     pools: Sequence[GpuPoolConfig]
+    cpu_pool: CpuPoolConfig
     #: Tags for instances and volumes Karpenter launches (default tags do not reach them).
     tags: Mapping[str, str]
     replicas: int
@@ -313,10 +317,12 @@ class Karpenter(pulumi.ComponentResource):
     """Karpenter (pinned chart) with Pod Identity credentials, an interruption queue fed by EventBridge,
     a node role with an EKS access entry, and per GPU pool an EC2NodeClass (encrypted gp3, IMDSv2,
     explicit tags) and a NodePool (instance types, capacity types, GPU taint and labels, GPU limit,
-    consolidation and disruption budget). Pools that do not scale to zero keep warm GPUs with
+    consolidation and disruption budget), and the same pair for CPU models (tainted, apart from the system
+    nodes). Pools that do not scale to zero keep warm GPUs with
     low-priority placeholder pods that real models preempt."""
 
     node_pools: pulumi.Output[list[dict[str, Any]]]
+    cpu_pool: pulumi.Output[dict[str, Any]]
     #: The namespaces this component created.
     namespaces: list[str]
 
@@ -416,32 +422,41 @@ class Karpenter(pulumi.ComponentResource):
         pools = []
         for pool in args.pools:
             pools.append(self._pool(name, pool, cluster, nodes, release, args.tags, labels))
+        cpu_pool = self._cpu_pool(name, args.cpu_pool, cluster, nodes, release, args.tags, labels)
         self.namespaces = [NAMESPACE]
         if any(not p.scale_to_zero for p in args.pools):
             self._warm_capacity(name, [p for p in args.pools if not p.scale_to_zero], release, labels)
             self.namespaces.append(WARM_CAPACITY_NAMESPACE)
 
         self.node_pools = pulumi.Output.from_input(pools)
-        self.register_outputs({"node_pools": self.node_pools})
+        self.cpu_pool = pulumi.Output.from_input(cpu_pool)
+        self.register_outputs({"node_pools": self.node_pools, "cpu_pool": self.cpu_pool})
 
-    def _pool(
+    def _node_pool(
         self,
         name: str,
-        pool: GpuPoolConfig,
-        cluster: Cluster,
+        pool_name: str,
+        *,
+        labels: Mapping[str, str],
+        requirements: list[dict[str, Any]],
+        taint: Mapping[str, str],
+        limits: Mapping[str, str],
+        consolidate_after: str,
+        disruption_budget_percent: int,
+        disk_gib: int,
         nodes: aws.iam.Role,
+        cluster: Cluster,
         release: k8s.helm.v3.Release,
         tags: Mapping[str, str],
-        labels: Mapping[str, str],
-    ) -> dict[str, Any]:
+    ) -> None:
+        """An EC2NodeClass (encrypted gp3, IMDSv2 with one hop, explicit tags) and its NodePool (the
+        requirements, a taint, a limit, consolidation and a disruption budget)."""
         opts = pulumi.ResourceOptions(parent=self, depends_on=[release])
-        pool_name = f"gpu-{pool.name}"
-        pool_labels = {GPU_POOL_LABEL: pool.name, GPU_CLASS_LABEL: pool.gpu_class}
         k8s.apiextensions.CustomResource(
-            f"{name}-{pool.name}-nodeclass",
+            f"{name}-nodeclass",
             api_version="karpenter.k8s.aws/v1",
             kind="EC2NodeClass",
-            metadata={"name": pool_name, "labels": {**labels, **pool_labels}},
+            metadata={"name": pool_name, "labels": dict(labels)},
             spec={
                 "role": nodes.name,
                 "amiSelectorTerms": [{"alias": KARPENTER_AMI_ALIAS}],
@@ -457,57 +472,77 @@ class Karpenter(pulumi.ComponentResource):
                     {
                         "deviceName": "/dev/xvda",
                         "ebs": {
-                            "volumeSize": f"{pool.disk_gib}Gi",
+                            "volumeSize": f"{disk_gib}Gi",
                             "volumeType": "gp3",
                             "encrypted": True,
                             "deleteOnTermination": True,
                         },
                     }
                 ],
-                "tags": {**tags, GPU_POOL_LABEL: pool.name},
+                "tags": dict(tags),
             },
             opts=opts,
         )
         k8s.apiextensions.CustomResource(
-            f"{name}-{pool.name}-nodepool",
+            f"{name}-nodepool",
             api_version="karpenter.sh/v1",
             kind="NodePool",
-            metadata={"name": pool_name, "labels": {**labels, **pool_labels}},
+            metadata={"name": pool_name, "labels": dict(labels)},
             spec={
                 "template": {
-                    "metadata": {"labels": {**labels, **pool_labels}},
+                    "metadata": {"labels": dict(labels)},
                     "spec": {
                         "nodeClassRef": {"group": "karpenter.k8s.aws", "kind": "EC2NodeClass", "name": pool_name},
-                        "requirements": [
-                            {
-                                "key": "karpenter.k8s.aws/instance-family",
-                                "operator": "In",
-                                "values": sorted({gpus.family_of(t) for t in pool.instance_types}),
-                            },
-                            {
-                                "key": "node.kubernetes.io/instance-type",
-                                "operator": "In",
-                                "values": list(pool.instance_types),
-                            },
-                            {
-                                "key": "karpenter.sh/capacity-type",
-                                "operator": "In",
-                                "values": list(pool.capacity_types),
-                            },
-                            {"key": "kubernetes.io/arch", "operator": "In", "values": ["amd64"]},
-                        ],
-                        "taints": [GPU_TAINT],
+                        "requirements": requirements,
+                        "taints": [dict(taint)],
                         "expireAfter": "720h",
                     },
                 },
-                "limits": {GPU_RESOURCE: str(pool.max_gpus)},
+                "limits": dict(limits),
                 "disruption": {
                     "consolidationPolicy": "WhenEmptyOrUnderutilized",
-                    "consolidateAfter": pool.consolidate_after,
-                    "budgets": [{"nodes": f"{pool.disruption_budget_percent}%"}],
+                    "consolidateAfter": consolidate_after,
+                    "budgets": [{"nodes": f"{disruption_budget_percent}%"}],
                 },
             },
             opts=opts,
+        )
+
+    @staticmethod
+    def _requirements(families: list[str], pool: GpuPoolConfig | CpuPoolConfig) -> list[dict[str, Any]]:
+        return [
+            {"key": "karpenter.k8s.aws/instance-family", "operator": "In", "values": families},
+            {"key": "node.kubernetes.io/instance-type", "operator": "In", "values": list(pool.instance_types)},
+            {"key": "karpenter.sh/capacity-type", "operator": "In", "values": list(pool.capacity_types)},
+            {"key": "kubernetes.io/arch", "operator": "In", "values": ["amd64"]},
+        ]
+
+    def _pool(
+        self,
+        name: str,
+        pool: GpuPoolConfig,
+        cluster: Cluster,
+        nodes: aws.iam.Role,
+        release: k8s.helm.v3.Release,
+        tags: Mapping[str, str],
+        labels: Mapping[str, str],
+    ) -> dict[str, Any]:
+        pool_name = f"gpu-{pool.name}"
+        pool_labels = {GPU_POOL_LABEL: pool.name, GPU_CLASS_LABEL: pool.gpu_class}
+        self._node_pool(
+            f"{name}-{pool.name}",
+            pool_name,
+            labels={**labels, **pool_labels},
+            requirements=self._requirements(sorted({gpus.family_of(t) for t in pool.instance_types}), pool),
+            taint=GPU_TAINT,
+            limits={GPU_RESOURCE: str(pool.max_gpus)},
+            consolidate_after=pool.consolidate_after,
+            disruption_budget_percent=pool.disruption_budget_percent,
+            disk_gib=pool.disk_gib,
+            nodes=nodes,
+            cluster=cluster,
+            release=release,
+            tags={**tags, GPU_POOL_LABEL: pool.name},
         )
         return {
             "name": pool.name,
@@ -524,6 +559,43 @@ class Karpenter(pulumi.ComponentResource):
             "capacityTypes": list(pool.capacity_types),
             "minGpus": pool.min_gpus,
             "maxGpus": pool.max_gpus,
+        }
+
+    def _cpu_pool(
+        self,
+        name: str,
+        pool: CpuPoolConfig,
+        cluster: Cluster,
+        nodes: aws.iam.Role,
+        release: k8s.helm.v3.Release,
+        tags: Mapping[str, str],
+        labels: Mapping[str, str],
+    ) -> dict[str, Any]:
+        """The pool for models that need no GPU: its label is their node selector, its taint keeps every other
+        pod off (the system node group runs the platform; a busy model must not starve it)."""
+        key, value = CPU_POOL_LABEL
+        self._node_pool(
+            f"{name}-{value}",
+            value,
+            labels={**labels, key: value},
+            requirements=self._requirements(sorted({t.split(".")[0] for t in pool.instance_types}), pool),
+            taint=CPU_POOL_TAINT,
+            limits={"cpu": str(pool.max_vcpus)},
+            consolidate_after=pool.consolidate_after,
+            disruption_budget_percent=pool.disruption_budget_percent,
+            disk_gib=pool.disk_gib,
+            nodes=nodes,
+            cluster=cluster,
+            release=release,
+            tags={**tags, key: value},
+        )
+        return {
+            "nodePool": value,
+            "nodeSelector": {key: value},
+            "toleration": {**CPU_POOL_TAINT, "operator": "Equal"},
+            "instanceTypes": list(pool.instance_types),
+            "capacityTypes": list(pool.capacity_types),
+            "maxVcpus": pool.max_vcpus,
         }
 
     def _warm_capacity(

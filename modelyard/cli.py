@@ -140,12 +140,12 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def _check_pools(w: Any, outputs: dict[str, Any], env: str, source: str) -> None:
-    """Every GPU pool the catalog names exists in the platform plan and can hold its models' pods (under
+    """Every GPU pool the catalog names exists in the platform plan, and every pool can hold its models' pods (under
     `pulumi up` the program checks the same against the StackReference)."""
     from modelyard.validation import ConfigError
     from modelyard.workloads.catalog import placement_problems
 
-    problems = placement_problems(w.catalog, outputs.get("gpuPools"), env)
+    problems = placement_problems(w.catalog, outputs.get("gpuPools"), env, outputs.get("cpuPool"))
     if problems:
         raise ConfigError(env, w.catalog_path.name, problems)
 

@@ -17,13 +17,14 @@ a value in the stack file; the tier only decides which of those values are *allo
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from modelyard.policies.governance import gpus
+from modelyard.policies.governance import fit, gpus
 from modelyard.policies.governance.conventions import PLATFORM_CONFIG_KEY
 from modelyard.policies.governance.prices import PRICES_NAME, price_book
 from modelyard.validation import (
@@ -173,6 +174,26 @@ class EksConfig(Model):
         return value
 
 
+def _general_purpose(value: tuple[str, ...]) -> tuple[str, ...]:
+    """Instance types for CPU capacity: no GPU type (those belong in gpu_pools), and a shape the pod-fit check
+    and the cost estimate can read (policies/governance/fit.py: the m, c and r families)."""
+    problems: list[tuple[str, str, Any]] = []
+    for i, name in enumerate(value):
+        if gpus.instance_type(name) is not None:
+            problems.append((f"[{i}]", "is a GPU instance type; GPU capacity belongs in gpu_pools", name))
+        elif re.match(r"^[a-z]+\d+[a-z]*g[a-z]*\.", name):
+            problems.append((f"[{i}]", "is an Arm (Graviton) type; the nodes run amd64 images", name))
+        elif fit.shape(name) is None:
+            problems.append(
+                (f"[{i}]", "must be a general-purpose type of the m, c or r families (e.g. m7i.xlarge)", name)
+            )
+    if len(set(value)) != len(value):
+        problems.append(("", "lists an instance type twice", list(value)))
+    if problems:
+        raise FieldProblems(problems)
+    return value
+
+
 class SystemPoolConfig(Model):
     """The managed, on-demand node group that runs platform services (Karpenter, KServe, monitoring)."""
 
@@ -187,14 +208,7 @@ class SystemPoolConfig(Model):
     @field_validator("instance_types")
     @classmethod
     def _not_gpu(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        problems = [
-            (f"[{i}]", "is a GPU instance type; GPU capacity belongs in gpu_pools", name)
-            for i, name in enumerate(value)
-            if gpus.instance_type(name) is not None
-        ]
-        if problems:
-            raise FieldProblems(problems)
-        return value
+        return _general_purpose(value)
 
     @model_validator(mode="after")
     def _sizes(self) -> SystemPoolConfig:
@@ -208,6 +222,39 @@ class SystemPoolConfig(Model):
                     f"must lie between min_size and max_size ({self.min_size}..{self.max_size})",
                     self.desired_size,
                 )
+            )
+        if problems:
+            raise FieldProblems(problems)
+        return self
+
+
+class CpuPoolConfig(Model):
+    """The Karpenter NodePool for models that need no GPU: tainted so that nothing else lands on it, and apart
+    from the system nodes, so a busy model cannot starve Prometheus, Karpenter or KServe's webhook."""
+
+    instance_types: Seq[InstanceTypeName] = Field(default=("m7i.xlarge", "m7i.2xlarge"), min_length=1)
+    capacity_types: Seq[CapacityType] = Field(default=("on-demand",), min_length=1)
+    #: The pool's CPU limit (Karpenter `limits.cpu`): the most vCPUs its nodes may have together.
+    max_vcpus: int = Field(default=32, ge=2, le=4096)
+    consolidate_after: Duration = "10m"
+    #: Share of the pool's nodes Karpenter may disrupt at once for consolidation or drift.
+    disruption_budget_percent: int = Field(default=10, ge=0, le=100)
+    disk_gib: int = Field(default=50, ge=20, le=1000)
+
+    @field_validator("instance_types")
+    @classmethod
+    def _not_gpu(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return _general_purpose(value)
+
+    @model_validator(mode="after")
+    def _checks(self) -> CpuPoolConfig:
+        problems: list[tuple[str, str, Any]] = []
+        if len(set(self.capacity_types)) != len(self.capacity_types):
+            problems.append(("capacity_types", "lists a capacity type twice", list(self.capacity_types)))
+        largest = max((fit.shape(t) or (0, 0, 0))[0] for t in self.instance_types)
+        if self.max_vcpus < largest:
+            problems.append(
+                ("max_vcpus", f"must be ≥ {largest}, the vCPUs of the pool's largest instance type", self.max_vcpus)
             )
         if problems:
             raise FieldProblems(problems)
@@ -437,6 +484,23 @@ class MonitoringConfig(Model):
     alerting: AlertingConfig
 
 
+class BackupConfig(Model):
+    """AWS Backup of the monitoring volumes (Prometheus, Alertmanager, Grafana): the StorageClass tags every volume
+    it provisions, and a backup plan selects the tag. The model store needs none (versioned, replicated where
+    `model_store.replica_region` is set); the cluster is code."""
+
+    enabled: bool = False
+    #: An AWS Backup schedule (cron in UTC, e.g. daily at 03:00).
+    schedule: Annotated[str, pattern(r"^cron\([^()]+\)$", "an AWS cron expression such as cron(0 3 * * ? *)")] = (
+        "cron(0 3 * * ? *)"
+    )
+    #: Recovery points are deleted after this many days.
+    retention_days: int = Field(default=14, ge=1, le=3650)
+    #: A vault lock in governance mode: no recovery point can be deleted before retention_days, except by a
+    #: principal allowed to change the lock.
+    vault_lock: bool = False
+
+
 class BudgetConfig(Model):
     """The environment's monthly AWS budget and who hears about it."""
 
@@ -454,41 +518,45 @@ class BudgetConfig(Model):
 class TierRules:
     """What a tier allows. The stack file still states each value; these only bound it."""
 
-    allow_spot_gpus: bool
+    allow_spot: bool
     allow_public_endpoint: bool
     require_nat_per_az: bool
     require_deletion_protection: bool
     require_model_versioning: bool
     require_watchdog: bool
+    require_backups: bool
     min_system_nodes: int
 
 
 TIER_RULES: Mapping[str, TierRules] = {
     "dev": TierRules(
-        allow_spot_gpus=True,
+        allow_spot=True,
         allow_public_endpoint=True,
         require_nat_per_az=False,
         require_deletion_protection=False,
         require_model_versioning=False,
         require_watchdog=False,
+        require_backups=False,
         min_system_nodes=1,
     ),
     "staging": TierRules(
-        allow_spot_gpus=True,
+        allow_spot=True,
         allow_public_endpoint=True,
         require_nat_per_az=False,
         require_deletion_protection=False,
         require_model_versioning=True,
         require_watchdog=False,
+        require_backups=False,
         min_system_nodes=2,
     ),
     "prod": TierRules(
-        allow_spot_gpus=False,
+        allow_spot=False,
         allow_public_endpoint=False,
         require_nat_per_az=True,
         require_deletion_protection=True,
         require_model_versioning=True,
         require_watchdog=True,
+        require_backups=True,
         min_system_nodes=2,
     ),
 }
@@ -505,9 +573,11 @@ class PlatformConfig(Model):
     eks: EksConfig = EksConfig()
     system_pool: SystemPoolConfig = SystemPoolConfig()
     gpu_pools: Seq[GpuPoolConfig] = Field(min_length=1)
+    cpu_pool: CpuPoolConfig = CpuPoolConfig()
     model_store: ModelStoreConfig = ModelStoreConfig()
     serving: ServingConfig = ServingConfig()
     monitoring: MonitoringConfig
+    backup: BackupConfig = BackupConfig()
     budget: BudgetConfig
     deletion_protection: bool = True
 
@@ -520,7 +590,7 @@ class PlatformConfig(Model):
             if name in names[:i]:
                 problems.append((f"gpu_pools[{i}].name", "is used by another GPU pool; names must be unique", name))
         tier = f"in the {self.tier} tier (TIER_RULES in modelyard/config.py)"
-        if not rules.allow_spot_gpus:
+        if not rules.allow_spot:
             for i, pool in enumerate(self.gpu_pools):
                 if "spot" in pool.capacity_types:
                     problems.append(
@@ -530,6 +600,14 @@ class PlatformConfig(Model):
                             list(pool.capacity_types),
                         )
                     )
+            if "spot" in self.cpu_pool.capacity_types:
+                problems.append(
+                    (
+                        "cpu_pool.capacity_types",
+                        f"must not include spot {tier}; use on-demand",
+                        list(self.cpu_pool.capacity_types),
+                    )
+                )
         if not rules.allow_public_endpoint and self.eks.endpoint.public:
             problems.append(("eks.endpoint.public", f"must be false {tier}; reach the API from inside the VPC", True))
         if rules.require_nat_per_az and self.network.nat != "per_az":
@@ -552,6 +630,14 @@ class PlatformConfig(Model):
                     None,
                 )
             )
+        if rules.require_backups and not self.backup.enabled:
+            problems.append(
+                (
+                    "backup.enabled",
+                    f"must be true {tier}: the monitoring volumes hold the history alerts are read from",
+                    False,
+                )
+            )
         book = price_book()
         if self.region not in book.regions:
             problems.append(
@@ -568,6 +654,15 @@ class PlatformConfig(Model):
                                 name,
                             )
                         )
+            for j, name in enumerate(self.cpu_pool.instance_types):
+                if book.ec2_hourly(self.region, name) is None:
+                    problems.append(
+                        (
+                            f"cpu_pool.instance_types[{j}]",
+                            f"has no {self.region} price in {PRICES_NAME}; add it there first",
+                            name,
+                        )
+                    )
         if self.system_pool.min_size < rules.min_system_nodes:
             problems.append(
                 ("system_pool.min_size", f"must be ≥ {rules.min_system_nodes} {tier}", self.system_pool.min_size)

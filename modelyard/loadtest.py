@@ -20,7 +20,10 @@ An embedding model's request is an OpenAI embeddings call (what the platform's m
 `/v1/embeddings`) of the entry's texts per request, every text of the run a different one, so the server's
 embedding cache answers none of them and what is measured is the model. It fails on a status other than
 200, an answer without one vector per text, a connection error or the timeout; the verdict holds the share
-of requests within `p99_latency_ms` (counted from the schedule) to 99 % and the failures to `availability`.
+of answered requests within `p99_latency_ms` (counted from the schedule) to 99 % and the failures to
+`availability`: the platform's SLIs over the same requests (the model server's latency histogram observes
+the requests it answered, its request counter every answer), so a run's verdict is what the burn-rate rules
+say of it (tests/test_slo_agreement.py, in a real Prometheus).
 Standard library only: the client must not be what is measured.
 """
 
@@ -451,7 +454,7 @@ class LatencyVerdict:
     requests: int
     failed: int
     failures: dict[str, int]
-    #: The share of all requests (a failed one is not within) answered within the threshold.
+    #: The share of answered requests within the threshold (the platform's latency SLI; failures are availability's).
     within: float
     error_ratio: float
     burn_rate: float
@@ -472,10 +475,10 @@ def judge_latency(samples: Sequence[Sample], objectives: LatencyObjectives, dura
     latencies = [s.latency for s in ok if s.latency is not None]
     good = sum(1 for t in latencies if t * 1000 <= objectives.latency_ms)
     failed = len(samples) - len(ok)
-    within = good / len(samples) if samples else 0.0
+    within = good / len(ok) if ok else 0.0
     error_ratio = failed / len(samples) if samples else 0.0
     missed = []
-    if not samples or within < objectives.share:
+    if not ok or within < objectives.share:
         missed.append("latency")
     if error_ratio > 1 - objectives.availability:
         missed.append("availability")
@@ -501,7 +504,7 @@ def report_latency(verdict: LatencyVerdict, objectives: LatencyObjectives, say: 
         + (f" ({', '.join(f'{k}: {n}' for k, n in verdict.failures.items())})" if verdict.failures else "")
     )
     say(
-        f"  latency   {_quantiles(verdict.latency_ms)} · {verdict.within:.1%} of requests within "
+        f"  latency   {_quantiles(verdict.latency_ms)} · {verdict.within:.1%} of answered requests within "
         f"{objectives.latency_ms} ms (objective {objectives.share:.0%})  {mark['latency' not in verdict.missed]}"
     )
     say(

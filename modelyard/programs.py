@@ -19,6 +19,7 @@ import pulumi_random as random
 
 from modelyard.config import FULL_KEY, PLATFORM_KEY, PlatformConfig
 from modelyard.infra.alerts import AlertTopics, AlertTopicsArgs, CostAlerts, CostAlertsArgs
+from modelyard.infra.backup import Backups, BackupsArgs
 from modelyard.infra.common import AccountContext
 from modelyard.infra.ecr import ImageRegistry, ImageRegistryArgs
 from modelyard.infra.eks import Cluster, ClusterArgs
@@ -40,7 +41,7 @@ from modelyard.platform.monitoring import PROMETHEUS_URL, Monitoring, Monitoring
 from modelyard.platform.network_policy import NetworkPolicies, NetworkPoliciesArgs
 from modelyard.platform.priority import PlatformPriority, PlatformPriorityArgs
 from modelyard.platform.rules import InstancePrice, RuleParams
-from modelyard.policies.governance.conventions import CONFIG_NAMESPACE
+from modelyard.policies.governance.conventions import CONFIG_NAMESPACE, backup_selection
 from modelyard.policies.governance.prices import price_book
 from modelyard.stackfile import parse_platform_config
 from modelyard.tags import k8s_labels, standard_tags
@@ -160,6 +161,14 @@ def platform_program(cfg: PlatformConfig) -> None:
         opts=with_aws,
     )
 
+    backups = None
+    if cfg.backup.enabled:
+        backups = Backups(
+            "backup",
+            BackupsArgs(env=cfg.env, account=account, config=cfg.backup, deletion_protection=cfg.deletion_protection),
+            opts=with_aws,
+        )
+
     k8s_provider = k8s.Provider("k8s", kubeconfig=cluster.kubeconfig, enable_server_side_apply=True)
     # The random provider generates the Grafana admin password (a secret in state, never a default).
     random_provider = random.Provider("random")
@@ -169,6 +178,7 @@ def platform_program(cfg: PlatformConfig) -> None:
         KarpenterArgs(
             cluster=cluster,
             pools=cfg.gpu_pools,
+            cpu_pool=cfg.cpu_pool,
             tags=tags,
             replicas=cfg.system_pool.controller_replicas,
             depends_on=[system],
@@ -194,6 +204,7 @@ def platform_program(cfg: PlatformConfig) -> None:
             alertmanager_role_arn=topics.alertmanager_role_arn,
             rule_params=rule_params(cfg),
             retain_volumes=cfg.deletion_protection,
+            backup_tag=backup_selection(cfg.env) if cfg.backup.enabled else None,
             depends_on=[system, priority],
         ),
         opts=with_both,
@@ -261,10 +272,13 @@ def platform_program(cfg: PlatformConfig) -> None:
     pulumi.export("ecrRepositoryUrl", registry.repository_url)
     pulumi.export("runtimeImages", runtime_images(registry.mirror_urls))
     pulumi.export("gpuPools", karpenter.node_pools)
+    pulumi.export("cpuPool", karpenter.cpu_pool)
     pulumi.export("prometheusUrl", PROMETHEUS_URL)
     pulumi.export("monthlyBudgetUsd", cfg.budget.monthly_usd)
     pulumi.export("grafanaAdminSecret", pulumi.Output.concat("monitoring/", monitoring.grafana_admin_secret))
     pulumi.export("costAlertTopicArn", topics.cost_topic_arn)
+    if backups is not None:
+        pulumi.export("backupVault", backups.vault_name)
 
 
 def workloads_program(w: Workloads) -> None:
@@ -277,14 +291,16 @@ def workloads_program(w: Workloads) -> None:
     labels = k8s_labels(standard_tags(env=cfg.env, team=cfg.tags.team, cost_center=cfg.tags.cost_center))
     namespace = platform.require_output("modelNamespace")
 
-    def check_placement(pools: Any) -> None:
+    def check_placement(pools: Any, cpu_pool: Any) -> None:
         # What `modelyard plan` checks before running the program (cli._check_pools), here against the
-        # platform stack's real outputs: every GPU pool exists and can hold its models' pods.
-        problems = placement_problems(w.catalog, pools, cfg.env)
+        # platform stack's real outputs: every GPU pool exists, and every pool can hold its models' pods.
+        problems = placement_problems(w.catalog, pools, cfg.env, cpu_pool)
         if problems:
             raise pulumi.RunError(str(ConfigError(cfg.env, w.catalog_path.name, problems)))
 
-    platform.require_output("gpuPools").apply(check_placement)
+    pulumi.Output.all(platform.require_output("gpuPools"), platform.require_output("cpuPool")).apply(
+        lambda pools: check_placement(*pools)
+    )
     providers = pulumi.ResourceOptions(providers=[k8s_provider])
     if w.catalog.drift is not None:
         from modelyard.workloads.drift import DriftWorker, DriftWorkerArgs

@@ -116,6 +116,17 @@ class Unverified:
 #: before an upgrade.
 UNVERIFIED: Final = (
     Unverified(
+        "the EBS CSI driver tags each monitoring volume it provisions with the StorageClass's tagSpecification, "
+        "and AWS Backup's selection protects those volumes (a recovery point each after the first window)",
+        "aws ec2 describe-volumes --filters Name=tag:modelyard-backup,Values=prod-monitoring --query "
+        "'Volumes[].VolumeId' && aws backup list-protected-resources --query 'Results[].ResourceArn'",
+    ),
+    Unverified(
+        "Karpenter launches the cpu-models NodePool's nodes for CPU models, and nothing else schedules there",
+        "kubectl get nodes -l modelyard.io/pool=cpu-models && kubectl get pods -A -o wide "
+        "--field-selector spec.nodeName=<a cpu-models node>",
+    ),
+    Unverified(
         f"Karpenter AMI alias {KARPENTER_AMI_ALIAS} (EKS-optimised AL2023, NVIDIA variant for GPU types)",
         "aws ssm get-parameters-by-path --path /aws/service/eks/optimized-ami/<k8s-minor>/amazon-linux-2023/ "
         "--recursive --query 'Parameters[].Name'",

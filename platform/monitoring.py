@@ -260,9 +260,12 @@ def chart_values(
             "nodeSelector": system,
             "resources": resources("50m", "128Mi", "500m", "512Mi"),
         },
-        # The node exporter runs on every node, GPU nodes included.
+        # The node exporter runs on every node, the GPU and CPU model pools' tainted nodes included.
         "prometheus-node-exporter": {
-            "tolerations": [{"key": GPU_TAINT["key"], "operator": "Exists", "effect": GPU_TAINT["effect"]}],
+            "tolerations": [
+                {"key": GPU_TAINT["key"], "operator": "Exists", "effect": GPU_TAINT["effect"]},
+                {"key": c.CPU_POOL_TAINT["key"], "operator": "Exists", "effect": c.CPU_POOL_TAINT["effect"]},
+            ],
             "resources": resources("20m", "32Mi", "200m", "64Mi"),
         },
     }
@@ -324,6 +327,8 @@ class MonitoringArgs:
     rule_params: rules.RuleParams
     #: Keep volumes when their claims go (Retain) where the stack is deletion-protected.
     retain_volumes: bool
+    #: The AWS Backup tag's value for every volume the StorageClass provisions (infra/backup.py); None: no backup.
+    backup_tag: str | None = None
     depends_on: Sequence[pulumi.Resource] = ()
 
 
@@ -344,7 +349,12 @@ class Monitoring(pulumi.ComponentResource):
             f"{name}-storage-class",
             metadata={"name": STORAGE_CLASS, "labels": labels},
             provisioner="ebs.csi.aws.com",
-            parameters={"type": "gp3", "encrypted": "true"},
+            parameters={
+                "type": "gp3",
+                "encrypted": "true",
+                # The EBS CSI driver tags each volume it creates with these (docs/tagging.md): AWS Backup selects it.
+                **({"tagSpecification_1": f"{c.BACKUP_TAG_KEY}={args.backup_tag}"} if args.backup_tag else {}),
+            },
             volume_binding_mode="WaitForFirstConsumer",
             allow_volume_expansion=True,
             reclaim_policy="Retain" if args.retain_volumes else "Delete",

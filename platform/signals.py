@@ -19,7 +19,8 @@ MODEL_JOB: Final = "modelyard-models"
 # -- model server (labels: model, plus the PodMonitor's namespace, pod, inferenceservice, model_version)
 #: Counter of answered requests, by `protocol` (v1, v2, openai) and HTTP `code`.
 REQUESTS_TOTAL: Final = "modelyard_requests_total"
-#: Histogram of request latency in seconds, by `protocol`.
+#: Histogram of the latency in seconds of answered (200) requests, by `protocol`: the latency SLI's; a
+#: refusal or an error is counted by REQUESTS_TOTAL and charged to availability, never made a fast answer.
 REQUEST_DURATION: Final = "modelyard_request_duration_seconds"
 #: Histogram of items per forward pass.
 BATCH_SIZE: Final = "modelyard_batch_size"

@@ -786,6 +786,31 @@ def test_the_daemonset_reserve_is_what_the_platform_runs_on_gpu_nodes(all_plans:
     assert (cpu, memory) == fit.GPU_NODE_DAEMONSETS
 
 
+@pytest.mark.parametrize("env", ENVS)
+def test_the_daemonset_reserve_is_what_the_platform_runs_on_cpu_nodes(all_plans: dict[str, Plan], env: str) -> None:
+    """fit.CPU_NODE_DAEMONSETS: the node exporter (it tolerates the CPU pool's taint) and the EKS agents."""
+    values = all_plans[env].named("kubernetes:helm.sh/v3:Release", "monitoring-release")["inputs"]["values"]
+    requests = values["prometheus-node-exporter"]["resources"]["requests"]
+    cpu = fit.quantity_m(requests["cpu"]) + fit.EKS_NODE_AGENTS[0]
+    memory = fit.quantity_mi(requests["memory"]) + fit.EKS_NODE_AGENTS[1]
+    assert (cpu, memory) == fit.CPU_NODE_DAEMONSETS
+
+
+def test_a_cpu_model_no_node_of_the_cpu_pool_can_hold_stops_the_plan(tmp_path: Path) -> None:
+    """The CPU pool's largest type (m7i.2xlarge: 8 vCPUs, 32 GiB) less the kubelet's reservation and the
+    daemonsets cannot hold 12 CPUs; the program refuses it as the plan does, naming the pool's largest node."""
+    from modelyard.plan.engine import PlanError
+
+    catalog = yaml.safe_load((REPO_ROOT / "workloads" / "catalog" / "staging.yaml").read_text())
+    assert "gpu" not in catalog["models"][0]["resources"]
+    catalog["models"][0]["resources"] = {"cpu": "12", "memory": "8Gi"}
+    with pytest.raises(PlanError) as caught:
+        plan_all("staging", catalog, tmp_path)
+    message = str(caught.value)
+    assert "catalog.models[0].resources: model minilm asks for 12 CPU and 8Gi per pod" in message
+    assert "no node of the CPU pool can hold; its largest is m7i.2xlarge (7.6" in message, message
+
+
 def test_under_pulumi_up_the_program_itself_refuses_a_model_that_fits_no_node(tmp_path: Path) -> None:
     """The same check as `modelyard plan`'s, in the program, against the platform stack's outputs."""
     from modelyard.plan.engine import PlanError

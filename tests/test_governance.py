@@ -272,7 +272,8 @@ def test_crossguard_adapter_reports_through_report_violation(plans: dict[str, Pl
         pack_policy.validate(args, lambda message, urn=None: reported.append((message, urn)))  # type: ignore[misc]
     rules_hit = {m.split(":", 1)[0] for m, _ in reported}
     assert ("enableKeyRotation" in rules_hit) and all(urn for _, urn in reported)
-    assert len([m for m, _ in reported if m.startswith("enableKeyRotation")]) == 5  # every key
+    keys = len(plans["prod"].of_type("aws:kms/key:Key"))
+    assert len([m for m, _ in reported if m.startswith("enableKeyRotation")]) == keys == 6  # every key
     assert not any("tags" in m for m, _ in reported), "provider default tags must reach the adapter"
 
 
@@ -412,9 +413,10 @@ def test_kubernetes_objects_that_create_aws_resources_are_priced_or_listed(
 #: Tier rules (modelyard/config.py TIER_RULES, workloads MIN_REPLICAS) and the policy parameter or rule
 #: that enforces the same floor on any preview. A tier rule missing here fails the test below.
 TIER_RULE_POLICY: dict[str, Any] = {
-    "allow_spot_gpus": lambda cfg, t: ("spot" in cfg.params["gpu-instance-allowlist"]["capacityTypes"]) == t,
+    "allow_spot": lambda cfg, t: ("spot" in cfg.params["gpu-instance-allowlist"]["capacityTypes"]) == t,
     "allow_public_endpoint": lambda cfg, t: (not cfg.params["eks-endpoint"]["requirePrivate"]) == t,
     "require_model_versioning": lambda cfg, t: cfg.level("s3-model-versioning") != "disabled" or not t,
+    "require_backups": lambda cfg, t: cfg.params["backup-vault-protected"]["requireBackups"] == t,
     # Tier rules no policy can see in a preview, with the reason:
     "min_system_nodes": "a node group's size is capacity, not risk: only the stack file states it",
     "require_nat_per_az": "NAT placement is availability, read from the stack file's network.nat",

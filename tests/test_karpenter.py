@@ -87,7 +87,7 @@ def test_node_role_has_an_access_entry(plans: dict[str, Plan]) -> None:
 def test_one_nodepool_per_gpu_pool(plans: dict[str, Plan]) -> None:
     plan = plans["prod"]
     pools = {p["inputs"]["metadata"]["name"]: p["inputs"] for p in plan.of_type(NODEPOOL)}
-    assert set(pools) == {"gpu-a10g", "gpu-l40s"}
+    assert set(pools) == {"gpu-a10g", "gpu-l40s", "cpu-models"}
     a10g = pools["gpu-a10g"]
     spec = a10g["spec"]["template"]["spec"]
     reqs = {r["key"]: r["values"] for r in spec["requirements"]}
@@ -109,7 +109,7 @@ def test_one_nodepool_per_gpu_pool(plans: dict[str, Plan]) -> None:
 
 def test_nodeclass_encrypts_requires_imdsv2_and_tags(plans: dict[str, Plan]) -> None:
     plan = plans["dev"]
-    spec = plan.one(NODECLASS)["inputs"]["spec"]
+    spec = plan.named(NODECLASS, "karpenter-a10g-nodeclass")["inputs"]["spec"]
     assert spec["amiSelectorTerms"] == [{"alias": KARPENTER_AMI_ALIAS}]
     assert spec["metadataOptions"]["httpTokens"] == "required"
     ebs = spec["blockDeviceMappings"][0]["ebs"]
@@ -142,3 +142,109 @@ def test_gpu_tolerations_only_on_gpu_workloads(plans: dict[str, Plan]) -> None:
     for dep in plan.of_type("kubernetes:apps/v1:Deployment"):
         pod = dep["inputs"]["spec"]["template"]["spec"]
         assert "modelyard.io/gpu-pool" in pod["nodeSelector"]
+
+
+# Upstream's budgets (kubernetes-sigs/karpenter v1.12.1, pkg/apis/v1/nodepool_budgets_test.go, BeforeEach): at its
+# clock (2000-06-15 12:30:30 UTC) every "* * * * *" budget of 1h is active and the @weekly one is not; which is
+# active is given here, as the port leaves the cron schedule to its caller.
+UPSTREAM_BUDGETS = [
+    {"nodes": "10", "schedule": "* * * * *", "duration": "1h"},
+    {"nodes": "100", "schedule": "* * * * *", "duration": "1h"},
+    {"nodes": "100%", "schedule": "* * * * *", "duration": "1h"},
+    {"reasons": ["Drifted", "Underutilized"], "nodes": "15", "schedule": "* * * * *", "duration": "1h"},
+    {"reasons": ["Drifted"], "nodes": "5", "schedule": "* * * * *", "duration": "1h"},
+    {"reasons": ["Underutilized", "Drifted", "Empty"], "nodes": "0", "schedule": "@weekly", "duration": "1h"},
+]
+
+
+def _active_at_upstream_clock(budget: dict) -> bool:
+    return budget.get("schedule") in (None, "* * * * *")
+
+
+def test_disruption_budgets_match_upstreams_cases() -> None:
+    from modelyard.policies.governance import karpenter
+
+    def allowed(budgets: list[dict], reason: str, active=_active_at_upstream_clock) -> int:
+        return karpenter.allowed_disruptions(budgets, 100, reason, active)
+
+    budgets = [dict(b) for b in UPSTREAM_BUDGETS]
+    # "should return 0 for all reasons if a budget is active for all reasons"
+    weekly_on = [*budgets[:5], {**budgets[5], "schedule": "* * * * *"}]
+    assert {allowed(weekly_on, r) for r in karpenter.REASONS} == {0}
+    # "should return MaxInt32 for all reasons when there are no active budgets"
+    yearly = [{**b, "schedule": "@yearly"} for b in budgets]
+    assert {allowed(yearly, r) for r in karpenter.REASONS} == {karpenter.UNBOUNDED}
+    # "should ignore reason-defined budgets when inactive"
+    reasons_off = [
+        *budgets[:3],
+        {**budgets[3], "schedule": "@yearly"},
+        {**budgets[4], "schedule": "@yearly"},
+        budgets[5],
+    ]
+    assert {allowed(reasons_off, r) for r in karpenter.REASONS} == {10}
+    # "should return the budget for all disruption reasons when undefined"
+    assert {allowed(budgets[:1], r) for r in karpenter.REASONS} == {10}
+    # "should get the minimum budget for each reason"
+    more = [*budgets, {"schedule": "* * * * *", "nodes": "4", "duration": "1h", "reasons": ["Empty"]}]
+    assert (allowed(more, "Empty"), allowed(more, "Drifted"), allowed(more, "Underutilized")) == (4, 5, 10)
+    # AllowedDisruptions: an invalid nodes value fails closed; a count and a percentage as given.
+    assert karpenter.budget_allows({"nodes": "1000a%"}, 100) == 0
+    assert (karpenter.budget_allows(budgets[0], 100), karpenter.budget_allows(budgets[2], 100)) == (10, 100)
+    # Rounded up, as upstream's comment says: 5 % of 10 nodes lets one go rather than block every disruption.
+    assert karpenter.budget_allows({"nodes": "5%"}, 10) == 1
+    # The CRD's default when a NodePool sets none: one budget of 10 %.
+    assert karpenter.allowed_disruptions(None, 30, "Drifted") == 3
+
+
+def test_a_cpu_pool_for_models_apart_from_the_system_nodes(all_plans: dict[str, Plan]) -> None:
+    plan = all_plans["prod"]
+    pool = plan.named(NODEPOOL, "karpenter-cpu-models-nodepool")["inputs"]
+    spec = pool["spec"]["template"]["spec"]
+    reqs = {r["key"]: r["values"] for r in spec["requirements"]}
+    assert reqs["node.kubernetes.io/instance-type"] == ["m7i.xlarge", "m7i.2xlarge"]
+    assert reqs["karpenter.k8s.aws/instance-family"] == ["m7i"] and reqs["karpenter.sh/capacity-type"] == ["on-demand"]
+    assert spec["taints"] == [{"key": "modelyard.io/cpu-models", "value": "true", "effect": "NoSchedule"}]
+    assert pool["spec"]["template"]["metadata"]["labels"]["modelyard.io/pool"] == "cpu-models"
+    assert pool["spec"]["limits"] == {"cpu": "32"}
+    ebs = plan.named(NODECLASS, "karpenter-cpu-models-nodeclass")["inputs"]["spec"]["blockDeviceMappings"][0]["ebs"]
+    assert ebs["encrypted"] is True
+    # Every model without a GPU selects the pool and tolerates its taint; nothing else tolerates it.
+    cpu_models = 0
+    for isvc in plan.of_type("kubernetes:serving.kserve.io/v1beta1:InferenceService"):
+        predictor = isvc["inputs"]["spec"]["predictor"]
+        if "modelyard.io/gpu-pool" not in predictor["nodeSelector"]:
+            cpu_models += 1
+            assert predictor["nodeSelector"] == {"modelyard.io/pool": "cpu-models"}
+            assert predictor["tolerations"] == [{**spec["taints"][0], "operator": "Equal"}]
+    assert cpu_models >= 1
+    for dep in plan.of_type("kubernetes:apps/v1:Deployment"):
+        tolerations = dep["inputs"]["spec"]["template"]["spec"].get("tolerations", [])
+        assert all(t.get("key") != "modelyard.io/cpu-models" for t in tolerations)
+
+
+def _tolerates(toleration: dict, taint: dict) -> bool:
+    """Kubernetes' ToleratesTaint (k8s.io/api core/v1 toleration.go): the effect matches or is empty, the key
+    matches (or is empty with Exists), and Exists matches any value, Equal (the default) only the taint's."""
+    if toleration.get("effect") and toleration["effect"] != taint["effect"]:
+        return False
+    if toleration.get("key") and toleration["key"] != taint["key"]:
+        return False
+    if toleration.get("operator") == "Exists":
+        return True
+    return toleration.get("value", "") == taint.get("value", "")
+
+
+def test_the_node_exporter_runs_on_every_nodepools_nodes(plans: dict[str, Plan]) -> None:
+    """A taint a NodePool sets keeps the node exporter off those nodes unless it tolerates it: every node would
+    then be missing from the node dashboards and the cost rules."""
+    for env, plan in plans.items():
+        values = plan.named("kubernetes:helm.sh/v3:Release", "monitoring-release")["inputs"]["values"]
+        tolerations = values["prometheus-node-exporter"]["tolerations"]
+        for pool in plan.of_type(NODEPOOL):
+            for taint in pool["inputs"]["spec"]["template"]["spec"].get("taints", []):
+                assert any(_tolerates(t, taint) for t in tolerations), (env, pool["urn"], taint)
+    # The matcher itself: Equal needs the value, Exists does not, a different effect never matches.
+    taint = {"key": "k", "value": "v", "effect": "NoSchedule"}
+    assert _tolerates({"key": "k", "value": "v"}, taint) and not _tolerates({"key": "k", "value": "w"}, taint)
+    assert _tolerates({"key": "k", "operator": "Exists"}, taint)
+    assert not _tolerates({"key": "k", "operator": "Exists", "effect": "NoExecute"}, taint)

@@ -181,7 +181,7 @@ def test_an_embedding_model_is_load_tested_at_its_catalog_load_against_the_real_
         out = capsys.readouterr().out
         assert "20 requests, constant arrivals at 10.00/s for 2 s (the catalog entry's load.requests_per_second)" in out
         assert "8 texts a request, none repeated" in out and "verdict: met" in out
-        assert "of requests within 500 ms (objective 99%)  ok" in out
+        assert "of answered requests within 500 ms (objective 99%)  ok" in out
         rows = [json.loads(line) for line in samples.read_text().splitlines()]
         assert len(rows) == 20 and all(r["status"] == 200 and r["tokens"] == 8 for r in rows)
         assert main([*args, "--rate", "200", "--texts", "64"]) == 1

@@ -165,7 +165,9 @@ def test_prometheus_and_alertmanager_replicas_sit_in_different_zones_with_a_disr
 @pytest.mark.parametrize("env", ENVS)
 def test_storage_class_is_encrypted_and_kept_where_protected(plans: dict[str, Plan], env: str) -> None:
     sc = plans[env].one("kubernetes:storage.k8s.io/v1:StorageClass")["inputs"]
-    assert sc["parameters"] == {"type": "gp3", "encrypted": "true"}
+    # Where backups are on (staging, prod), the EBS CSI driver tags every volume for the backup selection.
+    tags = {"tagSpecification_1": f"modelyard-backup={env}-monitoring"} if env != "dev" else {}
+    assert sc["parameters"] == {"type": "gp3", "encrypted": "true", **tags}
     assert sc["reclaimPolicy"] == ("Delete" if env == "dev" else "Retain")
 
 

@@ -1102,6 +1102,122 @@ def test_a_built_in_runtimes_image_is_the_one_its_serving_runtime_runs() -> None
     assert run("workload-images", [model, kserve_release(mirrored())], params) == []
 
 
+def budgeted_pool(budgets: list[dict[str, Any]] | None) -> Resource:
+    r = nodepool(["g5.xlarge"], ["on-demand"])
+    if budgets is not None:
+        r.inputs["spec"]["disruption"] = {"budgets": budgets}
+    return r
+
+
+def cpu_isvc(selector: dict[str, str] | None, tolerate: bool = True) -> Resource:
+    r = isvc(gpus=0, pool=None, tolerate=False)
+    predictor = r.inputs["spec"]["predictor"]
+    if selector is not None:
+        predictor["nodeSelector"] = selector
+    if tolerate:
+        predictor["tolerations"] = [{"key": "modelyard.io/cpu-models", "operator": "Equal", "value": "true"}]
+    return r
+
+
+CASES += [
+    (
+        "karpenter-disruption-budget",
+        lambda: [budgeted_pool([{"nodes": "10%"}]), budgeted_pool(None)],
+        # 60 % of a two-node pool rounds up to both nodes.
+        lambda: [budgeted_pool([{"nodes": "60%"}])],
+        {},
+        "spec.disruption.budgets",
+    ),
+    (
+        "inferenceservice-cpu-placement",
+        lambda: [cpu_isvc({"modelyard.io/pool": "cpu-models"}), isvc()],
+        lambda: [cpu_isvc({"modelyard.io/pool": "system"})],
+        {},
+        "spec.predictor.nodeSelector.modelyard.io/pool",
+    ),
+]
+
+
+def backup_set(
+    key: str | None = "arn:aws:kms:us-east-1:1:key/b", lock: bool = True, tag: str = "b=prod"
+) -> list[Resource]:
+    vault = res("aws:backup/vault:Vault", "vault", {"name": "modelyard-prod", **({"kmsKeyArn": key} if key else {})})
+    out = [vault]
+    if lock:
+        out.append(
+            res(
+                "aws:backup/vaultLockConfiguration:VaultLockConfiguration",
+                "lock",
+                {"backupVaultName": "modelyard-prod", "minRetentionDays": 35},
+            )
+        )
+    out.append(
+        res(
+            "aws:backup/selection:Selection",
+            "selection",
+            {"conditions": [{"stringEquals": [{"key": "aws:ResourceTag/b", "value": "prod"}]}]},
+        )
+    )
+    out.append(
+        res(
+            "kubernetes:storage.k8s.io/v1:StorageClass",
+            "sc",
+            {"provisioner": "ebs.csi.aws.com", "parameters": {"type": "gp3", "tagSpecification_1": tag}},
+        )
+    )
+    return out
+
+
+CASES += [
+    (
+        "backup-vault-protected",
+        lambda: backup_set(),
+        lambda: backup_set(key=None),
+        {"requireLock": True, "requireBackups": True},
+        "kmsKeyArn",
+    ),
+]
+
+
+def test_backups_unlocked_or_missing_are_named_where_required() -> None:
+    required = {"requireLock": True, "requireBackups": True}
+    [found] = run("backup-vault-protected", backup_set(lock=False), required)
+    assert found.field == "name" and "lock the vault" in found.message
+    [found] = run("backup-vault-protected", backup_set(tag="b=staging"), required)
+    assert found.field == "parameters" and "nothing backs them up" in found.message
+    assert run("backup-vault-protected", backup_set(lock=False, tag="b=staging"), {}) == []
+
+
+def test_a_disruption_budget_is_read_as_karpenter_reads_it() -> None:
+    # Only scheduled budgets bound consolidation: they may be off, so the pool is unbounded between windows.
+    scheduled = [{"nodes": "1", "schedule": "0 9 * * mon-fri", "duration": "8h"}]
+    [found] = run("karpenter-disruption-budget", [budgeted_pool(scheduled)])
+    assert "all 2 nodes" in found.message and "Empty" in found.message
+    # A budget of 0 for drift: nothing consolidates too fast, and no node image ever rolls.
+    frozen = [{"nodes": "10%"}, {"nodes": "0", "reasons": ["Drifted"]}]
+    [found] = run("karpenter-disruption-budget", [budgeted_pool(frozen)])
+    assert "no drifted node be replaced" in found.message
+    # A count and a reason-scoped budget: every reason stays bounded below the pool.
+    assert (
+        run("karpenter-disruption-budget", [budgeted_pool([{"nodes": "1"}, {"nodes": "0", "reasons": ["Empty"]}])])
+        == []
+    )
+    # The pool size is a parameter: 75 % of four nodes is three, fewer than four; of two, rounded up, both.
+    assert run("karpenter-disruption-budget", [budgeted_pool([{"nodes": "75%"}])], {"nodes": 4}) == []
+    [found] = run("karpenter-disruption-budget", [budgeted_pool([{"nodes": "75%"}])], {"nodes": 2})
+    assert "all 2 nodes" in found.message
+
+
+def test_a_cpu_model_without_the_pool_or_its_toleration_is_named() -> None:
+    [found] = run("inferenceservice-cpu-placement", [cpu_isvc({"modelyard.io/pool": "system"})])
+    assert "system nodes" in found.message
+    [found] = run("inferenceservice-cpu-placement", [cpu_isvc({"modelyard.io/pool": "cpu-models"}, tolerate=False)])
+    assert found.field == "spec.predictor.tolerations" and "modelyard.io/cpu-models" in found.message
+    assert [f.field for f in run("inferenceservice-cpu-placement", [cpu_isvc(None)])] == [
+        "spec.predictor.nodeSelector.modelyard.io/pool"
+    ]
+
+
 CASES += WORKLOAD_SECURITY_CASES
 
 

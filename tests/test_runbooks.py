@@ -23,6 +23,7 @@ PROCEDURES = (
     "gpu-pool",
     "budget-alert",
     "restore-model-version",
+    "restore",
     "upgrade-eks",
     "rotate-grafana-secret",
     "dead-mans-switch",

@@ -54,7 +54,8 @@ def test_tags_reach_everything(plans: dict[str, Plan], env: str) -> None:
 def test_every_kms_key_rotates_and_nothing_is_unencrypted(plans: dict[str, Plan], env: str) -> None:
     plan = plans[env]
     keys = plan.of_type("aws:kms/key:Key")
-    assert len(keys) == 5  # logs, EKS secrets, model store, ECR, alert topics
+    # logs, EKS secrets, model store, ECR, alert topics, and the backup vault where backups are on
+    assert len(keys) == (5 if env == "dev" else 6)
     for key in keys:
         assert key["inputs"]["enableKeyRotation"] is True, key["urn"]
         policy = json.loads(key["inputs"]["policy"])
@@ -99,6 +100,7 @@ def test_outputs_the_workloads_stack_needs(plans: dict[str, Plan], env: str) -> 
 def test_environments_differ_on_purpose(plans: dict[str, Plan]) -> None:
     dev, staging, prod = (plans[e] for e in ENVS)
     assert len(dev.of_type("aws:ec2/natGateway:NatGateway")) < len(prod.of_type("aws:ec2/natGateway:NatGateway"))
-    assert len(dev.of_type("kubernetes:karpenter.sh/v1:NodePool")) == 1
-    assert len(staging.of_type("kubernetes:karpenter.sh/v1:NodePool")) == 2
+    # GPU pools, plus the CPU model pool in each
+    assert len(dev.of_type("kubernetes:karpenter.sh/v1:NodePool")) == 1 + 1
+    assert len(staging.of_type("kubernetes:karpenter.sh/v1:NodePool")) == 2 + 1
     assert len(dev.states) < len(prod.states)

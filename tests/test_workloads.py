@@ -140,7 +140,11 @@ def test_inference_service_fields(all_plans: dict[str, Plan]) -> None:
         and sc["capabilities"] == {"drop": ["ALL"]}
     )
     cpu = isvcs(plan)["minilm"]["spec"]["predictor"]
-    assert "nodeSelector" not in cpu and "tolerations" not in cpu
+    # A model without a GPU runs on the CPU model pool, never beside the platform on the system nodes.
+    assert cpu["nodeSelector"] == {"modelyard.io/pool": "cpu-models"}
+    assert cpu["tolerations"] == [
+        {"key": "modelyard.io/cpu-models", "value": "true", "effect": "NoSchedule", "operator": "Equal"}
+    ]
     # A CPU model keeps KServe's HPA on CPU.
     assert cpu["scaleMetric"] == "cpu" and cpu["scaleTarget"] == 70 and "autoScaling" not in cpu
     assert "serving.kserve.io/autoscalerClass" not in isvcs(plan)["minilm"]["metadata"]["annotations"]

@@ -422,15 +422,28 @@ def load_workloads(path: Path, *, stack: str) -> Workloads:
     return parse_workloads(raw, stack=stack, source=path.name, directory=path.parent)
 
 
-def placement_problems(catalog: Catalog, pools: Any, env: str) -> list[str]:
-    """Every GPU model's pool exists in the platform stack (its `gpuPools` output), and the model's pod fits
-    on at least one instance type of that pool once the kubelet, the VM and the daemonsets have taken
-    their share (policies/governance/fit.py): one line per model that could never be scheduled."""
+def placement_problems(catalog: Catalog, pools: Any, env: str, cpu_pool: Any = None) -> list[str]:
+    """Every GPU model's pool exists in the platform stack (its `gpuPools` output), and every model's pod fits
+    on at least one instance type of its pool (a GPU pool, or the CPU pool of the `cpuPool` output) once the
+    kubelet, the VM and the daemonsets have taken their share (policies/governance/fit.py): one line per
+    model that could never be scheduled."""
     by_name = {str(p.get("name")): p for p in pools or [] if isinstance(p, Mapping)}
     problems = []
     for i, m in enumerate(catalog.models):
         gpu = m.resources.gpu
         if gpu is None:
+            types = cpu_pool.get("instanceTypes") if isinstance(cpu_pool, Mapping) else None
+            if types is None:
+                continue
+            requests = {"cpu": m.resources.cpu, "memory": m.resources.memory}
+            verdict = fit.fits(requests, 0, [str(t) for t in types], fit.CPU_NODE_DAEMONSETS)
+            if not verdict.fits and verdict.largest is not None:
+                problems.append(
+                    f"{CATALOG}.models[{i}].resources: model {m.name} asks for {m.resources.cpu} CPU and "
+                    f"{m.resources.memory} per pod, which no node of the CPU pool can hold; its largest is "
+                    f"{verdict.largest.describe()} after the kubelet's reservation and the daemonsets "
+                    "(the platform's cpu_pool.instance_types)"
+                )
             continue
         where = f"{CATALOG}.models[{i}].resources"
         pool = by_name.get(gpu.pool)

@@ -20,6 +20,8 @@ from modelyard.platform.network_policy import MODEL_PORT
 from modelyard.platform.rules import Record, RuleGroup, prometheus_rule_spec
 from modelyard.policies.governance.admission import IRSA_SKIP_CONTAINERS
 from modelyard.policies.governance.conventions import (
+    CPU_POOL_LABEL,
+    CPU_POOL_TAINT,
     GPU_RESOURCE,
     ISVC_LABEL,
     MODEL_LABEL,
@@ -226,6 +228,10 @@ def predictor(
     if model.resources.gpu:
         spec["nodeSelector"] = {GPU_POOL_LABEL: model.resources.gpu.pool}
         spec["tolerations"] = [{"key": GPU_TAINT["key"], "operator": "Exists", "effect": GPU_TAINT["effect"]}]
+    else:
+        # The platform's CPU pool (infra/karpenter.py): off the system nodes, which run the platform itself.
+        spec["nodeSelector"] = dict([CPU_POOL_LABEL])
+        spec["tolerations"] = [{**CPU_POOL_TAINT, "operator": "Equal"}]
     ctx = PodContext(
         storage_uri=f"s3://{bucket}/{model.name}/{version}/",
         registry=registry,

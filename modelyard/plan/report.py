@@ -61,10 +61,21 @@ def config_lines(cfg: PlatformConfig) -> list[str]:
             f"GPU pool {pool.name}: {pool.gpu_class} on {', '.join(pool.instance_types)} · "
             f"{'+'.join(pool.capacity_types)} · ≤{pool.max_gpus} GPUs · {zero}"
         )
+    cpu = cfg.cpu_pool
+    lines.append(
+        f"CPU model pool: {', '.join(cpu.instance_types)} · {'+'.join(cpu.capacity_types)} · ≤{cpu.max_vcpus} vCPUs"
+    )
     store = cfg.model_store
     lines.append(
         f"model store: versioning {'on' if store.versioning else 'off'}, noncurrent kept "
         f"{store.noncurrent_version_retention_days} d, KMS {'existing key' if store.kms_key_arn else 'own key'}"
+    )
+    backup = cfg.backup
+    lines.append(
+        f"backups of the monitoring volumes: {backup.schedule}, kept {backup.retention_days} d"
+        + (", vault locked" if backup.vault_lock else "")
+        if backup.enabled
+        else "backups of the monitoring volumes: off"
     )
     mon = cfg.monitoring
     routes = " · ".join(f"{sev} → {', '.join(names)}" for sev, names in mon.alerting.routes.items())

@@ -29,6 +29,10 @@ GPU_POOL_LABEL: Final = "modelyard.io/gpu-pool"
 GPU_CLASS_LABEL: Final = "modelyard.io/gpu-class"
 #: Label (key, value) on the system node group's nodes; platform services select it.
 SYSTEM_POOL_LABEL: Final = ("modelyard.io/pool", "system")
+#: Label (key, value) on the nodes of the Karpenter pool for models that need no GPU, and the taint that keeps
+#: everything else off them (and them off the system nodes: they select the label).
+CPU_POOL_LABEL: Final = ("modelyard.io/pool", "cpu-models")
+CPU_POOL_TAINT: Final = {"key": "modelyard.io/cpu-models", "value": "true", "effect": "NoSchedule"}
 #: KServe's label on an InferenceService's pods.
 ISVC_LABEL: Final = "serving.kserve.io/inferenceservice"
 #: The well-known label of a node's availability zone (the kubelet sets it from the cloud provider).
@@ -54,6 +58,16 @@ LABEL_KEYS: Final = (
     "modelyard.io/cost-center",
     "app.kubernetes.io/managed-by",
 )
+
+
+#: The tag the monitoring StorageClass puts on every EBS volume it provisions (tagSpecification), and the AWS
+#: Backup selection selects (infra/backup.py); its value names the environment.
+BACKUP_TAG_KEY: Final = "modelyard-backup"
+
+
+def backup_selection(env: str) -> str:
+    """The backup tag's value on an environment's monitoring volumes."""
+    return f"{env}-monitoring"
 
 
 def budget_name(env: str) -> str:

@@ -23,7 +23,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-from .conventions import GPU_POOL_LABEL, GPU_RESOURCE, WARM_PRIORITY_CLASS
+from . import fit
+from .conventions import BACKUP_TAG_KEY, CPU_POOL_LABEL, GPU_POOL_LABEL, GPU_RESOURCE, WARM_PRIORITY_CLASS, ZONE_LABEL
 from .prices import PriceBook, RegionPrices, price_book
 from .resources import S3_BUCKET_COMPANIONS, Resource, Stack, dig, known, sequence
 from .sources import data_file
@@ -151,6 +152,9 @@ FREE_TYPES = S3_BUCKET_COMPANIONS | frozenset(
         "aws:cloudwatch/eventRule:EventRule",  # AWS service events are free
         "aws:cloudwatch/eventTarget:EventTarget",
         "aws:sns/topic:Topic",  # alert volumes stay in the SNS free tier
+        "aws:backup/vault:Vault",  # its recovery points are priced with the backup plan
+        "aws:backup/vaultLockConfiguration:VaultLockConfiguration",
+        "aws:backup/selection:Selection",
         "aws:sns/topicPolicy:TopicPolicy",
         "aws:sns/topicSubscription:TopicSubscription",
         "aws:budgets/budget:Budget",  # the first two budgets of an account are free
@@ -331,6 +335,32 @@ class _Pricer:
             return "not priced", 0.0, 0.0, "spec is secret or not known yet: it may ask for a load balancer"
         return "free", 0.0, 0.0, "no load balancer"
 
+    def backup_plan(self, r: Resource) -> tuple[Kind, float, float, str]:
+        """AWS Backup's EBS snapshots of the volumes the backup tag marks (the StorageClasses that put it on every
+        volume they provision): one full copy at least (snapshots after the first are incremental), and as
+        ceiling a full copy per day kept (a volume rewritten daily)."""
+        classes = {
+            str(sc.get("metadata", "name"))
+            for sc in self.stack.of_type("kubernetes:storage.k8s.io/v1:StorageClass")
+            if any(
+                str(k).startswith("tagSpecification") and str(v).startswith(f"{BACKUP_TAG_KEY}=")
+                for k, v in (sc.get("parameters") if isinstance(sc.get("parameters"), Mapping) else {}).items()
+            )
+        }
+        size = sum(
+            gib
+            for release in self.stack.of_type("kubernetes:helm.sh/v3:Release")
+            for cls, gib in release_volumes(release.get("values"))
+            if cls in classes
+        )
+        kept = max((_int(dig(rule, "lifecycle", "deleteAfter")) for rule in sequence(r.get("rules"))), default=0)
+        if not size:
+            return "free", 0.0, 0.0, "no volume carries the backup tag"
+        price = self.svc("ebs_snapshot_gb_month")
+        basis = f"{size} GiB of tagged volumes in EBS snapshots at {price}/GB-month; "
+        basis += f"ceiling {max(kept, 1)} daily full copies"
+        return "fixed", size * price, size * price * max(kept, 1), basis
+
     def claim(self, r: Resource) -> tuple[Kind, float, float, str]:
         """A PersistentVolumeClaim makes the EBS CSI driver create a volume (gp3 here)."""
         size = _gib(r.get("spec", "resources", "requests", "storage") or 0)
@@ -354,13 +384,7 @@ class _Pricer:
     def release(self, r: Resource) -> tuple[Kind, float, float, str]:
         """Helm releases run on priced nodes; their persistent volumes are priced here (kube-prometheus-stack)."""
         values = r.get("values")
-        volumes = 0
-        for part in (dig(values, "prometheus", "prometheusSpec"), dig(values, "alertmanager", "alertmanagerSpec")):
-            storage = dig(part, "storageSpec") or dig(part, "storage")
-            size = dig(storage, "volumeClaimTemplate", "spec", "resources", "requests", "storage")
-            volumes += _gib(size or 0) * max(_int(dig(part, "replicas"), 1), 1)
-        if dig(values, "grafana", "persistence", "enabled") is True:
-            volumes += _gib(dig(values, "grafana", "persistence", "size") or 0)
+        volumes = sum(size for _, size in release_volumes(values))
         if not volumes:
             if r.inputs.get("values") is not None and not isinstance(values, Mapping):
                 return "not priced", 0.0, 0.0, "values are secret or not known yet: its volumes cannot be sized"
@@ -369,6 +393,26 @@ class _Pricer:
             return "free", 0.0, 0.0, "runs on priced nodes"
         cost = volumes * self.svc("ebs_gp3_gb_month")
         return "fixed", cost, cost, f"{volumes} GiB of gp3 volumes its values request"
+
+
+def release_volumes(values: Any) -> list[tuple[str | None, int]]:
+    """(StorageClass, GiB) of every persistent volume a kube-prometheus-stack release's values request, one per
+    replica: Prometheus', Alertmanager's and Grafana's."""
+    volumes: list[tuple[str | None, int]] = []
+    for part in (dig(values, "prometheus", "prometheusSpec"), dig(values, "alertmanager", "alertmanagerSpec")):
+        storage = dig(part, "storageSpec") or dig(part, "storage")
+        spec = dig(storage, "volumeClaimTemplate", "spec")
+        size = _gib(dig(spec, "resources", "requests", "storage") or 0)
+        if size:
+            volumes += [(_name(dig(spec, "storageClassName")), size)] * max(_int(dig(part, "replicas"), 1), 1)
+    grafana = dig(values, "grafana", "persistence")
+    if dig(grafana, "enabled") is True and _gib(dig(grafana, "size") or 0):
+        volumes.append((_name(dig(grafana, "storageClassName")), _gib(dig(grafana, "size"))))
+    return volumes
+
+
+def _name(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def _asks_for_storage(values: Any) -> bool:
@@ -499,6 +543,90 @@ def _karpenter_pool(p: _Pricer, r: Resource, pinned: Mapping[str, list[int]]) ->
     )
 
 
+def pinned_cpu_pods(stack: Stack) -> list[tuple[int, int, str | None]]:
+    """(CPU millicores, memory MiB, spread group) of every pod that must run on the CPU pool at minimum: each
+    InferenceService selecting the pool's label, at its minReplicas, with the requests of all its containers;
+    replicas spread across zones (a topology spread that refuses to schedule otherwise) share the group, its
+    name, and never a node."""
+    key, value = CPU_POOL_LABEL
+    pods = []
+    for r in stack.of_type("kubernetes:serving.kserve.io/v1beta1:InferenceService"):
+        predictor = r.get("spec", "predictor")
+        if dig(predictor, "nodeSelector", key) != value:
+            continue
+        cpu = memory = 0
+        for container in sequence(dig(predictor, "containers")):
+            requests = dig(container, "resources", "requests")
+            cpu_q, memory_q = dig(requests, "cpu"), dig(requests, "memory")
+            if isinstance(cpu_q, str | int | float) and known(cpu_q):
+                cpu += fit.quantity_m(str(cpu_q))
+            if isinstance(memory_q, str) and known(memory_q):
+                memory += fit.quantity_mi(memory_q)
+        spread = any(
+            dig(c, "topologyKey") == ZONE_LABEL and dig(c, "whenUnsatisfiable") == "DoNotSchedule"
+            for c in sequence(dig(predictor, "topologySpreadConstraints"))
+        )
+        group = str(r.get("metadata", "name") or r.name) if spread else None
+        pods += [(cpu, memory, group)] * max(_int(dig(predictor, "minReplicas"), 1), 0)
+    return pods
+
+
+def pack_2d(pods: list[tuple[int, int, str | None]], node: fit.Node) -> int | None:
+    """Nodes of `node`'s shape that hold `pods` (CPU, memory, spread group): first fit, largest first, no two
+    pods of a group on one node; None if a pod fits no node."""
+    free: list[tuple[list[int], set[str]]] = []
+    for cpu, memory, group in sorted(pods, key=lambda pod: (pod[0], pod[1]), reverse=True):
+        if cpu > node.cpu_m or memory > node.memory_mi:
+            return None
+        for room, groups in free:
+            if room[0] >= cpu and room[1] >= memory and (group is None or group not in groups):
+                room[0] -= cpu
+                room[1] -= memory
+                groups.update({group} if group else set())
+                break
+        else:
+            free.append(([node.cpu_m - cpu, node.memory_mi - memory], {group} if group else set()))
+    return len(free)
+
+
+def _karpenter_cpu_pool(
+    p: _Pricer, r: Resource, pods: list[tuple[int, int, str | None]]
+) -> tuple[Kind, float, float, str] | None:
+    """The CPU model pool: the nodes its pinned pods need on the cheapest type that holds them, and as ceiling
+    its CPU limit bought at the dearest price per vCPU."""
+    types = [t for t in _requirement(r, "node.kubernetes.io/instance-type") if t in p.prices.ec2_hourly_usd]
+    shapes = {t: fit.shape(t) for t in types}
+    types = [t for t in types if shapes[t] is not None]
+    if not types:
+        return None
+    capacities = _requirement(r, "karpenter.sh/capacity-type") or ["on-demand"]
+    cheap = "spot" if "spot" in capacities else "on-demand"
+    worst = "on-demand" if "on-demand" in capacities else "spot"
+    node_class = p.node_classes().get(str(r.get("spec", "template", "spec", "nodeClassRef", "name")))
+    disk = _gib(node_class.get("spec", "blockDeviceMappings", 0, "ebs", "volumeSize")) if node_class else 0
+    disk_month = disk * p.svc("ebs_gp3_gb_month")
+    baseline, basis = 0.0, "scales to zero, nothing pinned"
+    if pods:
+        options = []
+        for t in types:
+            node = fit.allocatable(t, fit.CPU_NODE_DAEMONSETS)
+            nodes = pack_2d(pods, node) if node is not None else None
+            if nodes is not None:
+                options.append((nodes * ((p.ec2(t, cheap) or 0) * p.hours + disk_month), nodes, t))
+        if options:
+            baseline, nodes, best = min(options)
+            basis = f"{len(pods)} pinned pods on {nodes} x {best} {cheap}"
+        else:
+            basis = f"{len(pods)} pinned pods fit no node of the pool: never scheduled, not priced"
+    limit = _int(r.get("spec", "limits", "cpu"))
+    per_vcpu = max(types, key=lambda t: (p.ec2(t, worst) or 0) / shapes[t][0])  # type: ignore[index]
+    vcpus = shapes[per_vcpu][0]  # type: ignore[index]
+    nodes = limit // vcpus if limit else 0
+    ceiling = max(nodes * ((p.ec2(per_vcpu, worst) or 0) * p.hours + disk_month), baseline)
+    bound = f"ceiling {limit} vCPUs = {nodes} x {per_vcpu} {worst}" if limit else "no CPU limit, no ceiling"
+    return "fixed", baseline, ceiling, f"{basis}; {bound}; {disk} GiB gp3 per node"
+
+
 def region_of(stack: Stack) -> str:
     for r in stack.of_type("pulumi:providers:aws"):
         region = r.get("region")
@@ -532,6 +660,7 @@ def _estimate(stack: Stack, usage: Usage | None, region: str | None, prices: Pri
         region = DEFAULT_REGION
     p = _Pricer(stack, book, book.region(region), usage or load_usage(), notes)
     pinned = pinned_gpu_pods(stack)
+    pinned_cpu = pinned_cpu_pods(stack)
     rules: dict[str, Callable[[Resource], tuple[Kind, float, float, str] | None]] = {
         "aws:eks/cluster:Cluster": p.eks,
         "aws:ec2/natGateway:NatGateway": p.nat,
@@ -551,7 +680,12 @@ def _estimate(stack: Stack, usage: Usage | None, region: str | None, prices: Pri
         "kubernetes:core/v1:Service": p.service,
         "kubernetes:core/v1:PersistentVolumeClaim": p.claim,
         "kubernetes:apps/v1:StatefulSet": p.stateful_set,
-        "kubernetes:karpenter.sh/v1:NodePool": lambda r: _karpenter_pool(p, r, pinned),
+        "aws:backup/plan:Plan": p.backup_plan,
+        "kubernetes:karpenter.sh/v1:NodePool": lambda r: (
+            _karpenter_cpu_pool(p, r, pinned_cpu)
+            if r.get("spec", "template", "metadata", "labels", CPU_POOL_LABEL[0]) == CPU_POOL_LABEL[1]
+            else _karpenter_pool(p, r, pinned)
+        ),
     }
     items = []
     for r in stack.resources:

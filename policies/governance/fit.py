@@ -28,6 +28,8 @@ EKS_NODE_AGENTS = (250, 256)
 #: node exporter 20m/32Mi (platform/gpu.py, platform/monitoring.py; tests/test_conformance.py holds these
 #: figures to the plan's chart values), and the EKS agents.
 GPU_NODE_DAEMONSETS = (50 + 100 + 20 + EKS_NODE_AGENTS[0], 64 + 256 + 32 + EKS_NODE_AGENTS[1])
+#: Requests of the daemonsets every CPU node runs: the node exporter and the EKS agents.
+CPU_NODE_DAEMONSETS = (20 + EKS_NODE_AGENTS[0], 32 + EKS_NODE_AGENTS[1])
 #: General-purpose families whose shape follows from the name: memory GiB per vCPU.
 _GIB_PER_VCPU = {"m": 4, "c": 2, "r": 8}
 _SIZES = {"large": 2, "xlarge": 4, "2xlarge": 8, "4xlarge": 16, "8xlarge": 32, "12xlarge": 48, "16xlarge": 64}
@@ -43,7 +45,8 @@ class Node:
     gpus: int
 
     def describe(self) -> str:
-        return f"{self.instance_type} ({self.gpus} GPU, {self.cpu_m / 1000:g} CPU, {self.memory_mi / 1024:.1f} GiB)"
+        gpus = f"{self.gpus} GPU, " if self.gpus else ""
+        return f"{self.instance_type} ({gpus}{self.cpu_m / 1000:g} CPU, {self.memory_mi / 1024:.1f} GiB)"
 
 
 def kube_reserved(vcpus: int, max_pods: int = MAX_PODS) -> tuple[int, int]:
@@ -99,11 +102,16 @@ class Verdict:
     largest: Node | None
 
 
-def fits(requests: Mapping[str, str], gpus: int, instance_types: Iterable[str]) -> Verdict:
+def fits(
+    requests: Mapping[str, str],
+    gpus: int,
+    instance_types: Iterable[str],
+    daemonsets: tuple[int, int] = GPU_NODE_DAEMONSETS,
+) -> Verdict:
     """Whether a pod requesting `requests` (cpu, memory) and `gpus` fits one of `instance_types`, and the
     largest node among them (by GPUs, then memory, then CPU) for the message when it does not."""
     cpu, memory = quantity_m(str(requests["cpu"])), quantity_mi(str(requests["memory"]))
-    nodes = [n for n in (allocatable(t) for t in instance_types) if n is not None]
+    nodes = [n for n in (allocatable(t, daemonsets) for t in instance_types) if n is not None]
     if not nodes:
         return Verdict(True, None)  # nothing known to judge by
     largest = max(nodes, key=lambda n: (n.gpus, n.memory_mi, n.cpu_m))

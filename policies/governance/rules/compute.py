@@ -1,4 +1,5 @@
-"""Nodes: IMDSv2 and its hop limit, EBS encryption, the GPU allow-list and caps, GPU demand per pool."""
+"""Nodes: IMDSv2 and its hop limit, EBS encryption, the GPU allow-list and caps, GPU demand per pool, Karpenter's
+disruption budgets."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from .. import karpenter
 from ..conventions import GPU_POOL_LABEL
 from ..cost import GPU, pinned_gpu_pods
 from ..prices import price_book
@@ -178,3 +180,44 @@ def _hop_limit(r: Resource, ctx: Context) -> Iterator[tuple[str, Any, str]]:
         return  # Karpenter's default is 1
     if hops != 1:
         yield ".".join((*path, "httpPutResponseHopLimit")), hops, "must be 1"
+
+
+@resource_rule(
+    "karpenter-disruption-budget",
+    "Karpenter never disrupts every node of a pool at once, and still replaces drifted nodes: with the "
+    "budgets that are always active (a scheduled one may be off), a pool of `nodes` nodes keeps at least one "
+    "through consolidation and drift, and drift (a new AMI, a changed NodeClass) may take at least one node "
+    "(budgets read as Karpenter v1.12.1 reads them, policies/governance/karpenter.py).",
+    (NODE_POOL,),
+    params={"nodes": 2},
+)
+def _disruption_budget(r: Resource, ctx: Context) -> Iterator[tuple[str, Any, str]]:
+    disruption = r.get("spec", "disruption")
+    if _unknown(disruption) or (disruption is not None and not isinstance(disruption, Mapping)):
+        return
+    budgets = None if disruption is None else disruption.get("budgets")
+    if _unknown(budgets):
+        return
+    if budgets is not None and not all(isinstance(b, Mapping) for b in as_list(budgets)):
+        yield "spec.disruption.budgets", budgets, "must be a list of budgets ({nodes, reasons, schedule, duration})"
+        return
+    budgets = None if budgets is None else as_list(budgets)
+    nodes = int(ctx.param("karpenter-disruption-budget", "nodes", 2))
+    for reason in karpenter.REASONS:
+        allowed = karpenter.allowed_disruptions(budgets, nodes, reason)
+        if allowed >= nodes:
+            yield (
+                "spec.disruption.budgets",
+                budgets,
+                f"let Karpenter disrupt all {nodes} nodes of a {nodes}-node pool at once for {reason}: add an "
+                'always-active budget below that (e.g. {nodes: "10%"}, which Karpenter rounds up to one node)',
+            )
+            return
+    if karpenter.allowed_disruptions(budgets, nodes, "Drifted") < 1:
+        yield (
+            "spec.disruption.budgets",
+            budgets,
+            "let no drifted node be replaced, ever (an always-active budget of 0 nodes for Drifted): node image "
+            "and NodeClass changes would never roll; allow one node (a scheduled budget of 0 can still keep drift "
+            "out of busy hours)",
+        )

@@ -10,7 +10,17 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from .. import admission, kserve, pod_security
-from ..conventions import GPU_POOL_LABEL, GPU_RESOURCE, ISVC_LABEL, ROLE_LABEL, RUNTIME_LABEL, ZONE_LABEL
+from ..conventions import (
+    CPU_POOL_LABEL,
+    CPU_POOL_TAINT,
+    GPU_POOL_LABEL,
+    GPU_RESOURCE,
+    ISVC_LABEL,
+    ROLE_LABEL,
+    RUNTIME_LABEL,
+    SYSTEM_POOL_LABEL,
+    ZONE_LABEL,
+)
 from ..cost import GPU
 from ..resources import Resource, Stack, as_list, dig, known, mapping, selects
 from .base import ISVC, SCALED_OBJECT, Context, Finding, _true, _unknown, resource_rule, stack_rule
@@ -426,6 +436,35 @@ def _placement(r: Resource, ctx: Context) -> Iterator[tuple[str, Any, str]]:
             pool,
             f"no such GPU pool; pools: {', '.join(sorted(pools))}",
         )
+
+
+@resource_rule(
+    "inferenceservice-cpu-placement",
+    "Predictors without a GPU run on the CPU model pool (its label selected, its taint tolerated), never on the "
+    "system nodes beside Prometheus, Karpenter and KServe's webhook, which a busy model would starve.",
+    (ISVC,),
+)
+def _cpu_placement(r: Resource, ctx: Context) -> Iterator[tuple[str, Any, str]]:
+    predictor = r.get("spec", "predictor")
+    if _unknown(r.inputs.get("spec")) or not isinstance(predictor, Mapping):
+        return
+    if any(GPU in ((c.get("resources") or {}).get("limits") or {}) for _, c in _containers(r)):
+        return
+    selector = predictor.get("nodeSelector")
+    if _unknown(selector):
+        return
+    key, value = CPU_POOL_LABEL
+    selected = mapping(selector).get(key)
+    if selected != value:
+        system = " (it selects the system nodes, which run the platform)" if selected == SYSTEM_POOL_LABEL[1] else ""
+        yield (
+            f"spec.predictor.nodeSelector.{key}",
+            selected,
+            f"must be {value}: a model without a GPU runs on the CPU pool{system}",
+        )
+    tolerations = [t for t in as_list(predictor.get("tolerations")) if isinstance(t, Mapping)]
+    if not any(t.get("key") == CPU_POOL_TAINT["key"] for t in tolerations):
+        yield "spec.predictor.tolerations", tolerations, f"must tolerate {CPU_POOL_TAINT['key']} (the CPU pool's taint)"
 
 
 def _model_sources(r: Resource) -> Iterator[tuple[str, Any]]:

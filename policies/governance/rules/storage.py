@@ -1,4 +1,4 @@
-"""S3: public access, ACLs, encryption, versioning, TLS, ownership, and public principals in policies."""
+"""S3: public access, ACLs, encryption, versioning, TLS, ownership, and public principals in policies; backup vaults."""
 
 from __future__ import annotations
 
@@ -176,3 +176,59 @@ def _s3_ownership(ctx: Context) -> Iterator[Finding]:
         controls = _bucket_companions(ctx, bucket, "aws:s3/bucketOwnershipControls:BucketOwnershipControls")
         if not any(c.get("rule", "objectOwnership") == "BucketOwnerEnforced" for c in controls):
             yield Finding(bucket.urn, "ownershipControls", None, "add BucketOwnershipControls: BucketOwnerEnforced")
+
+
+@stack_rule(
+    "backup-vault-protected",
+    "Backup vaults are encrypted with a customer-managed KMS key and, where the environment asks, locked (no "
+    "recovery point deleted before its retention); where it asks for backups, every EBS StorageClass tags its "
+    "volumes with a tag a backup selection takes.",
+    params={"requireLock": False, "requireBackups": False},
+)
+def _backup_vault(ctx: Context) -> Iterator[Finding]:
+    lock_type = "aws:backup/vaultLockConfiguration:VaultLockConfiguration"
+    locked_names = {str(lock.get("backupVaultName")) for lock in ctx.stack.of_type(lock_type)}
+    for vault in ctx.stack.of_type("aws:backup/vault:Vault"):
+        key = vault.get("kmsKeyArn")
+        if not _unknown(key) and not key:
+            yield Finding(vault.urn, "kmsKeyArn", key, "set a customer-managed KMS key (the default is AWS-owned)")
+        if not ctx.param("backup-vault-protected", "requireLock", False):
+            continue
+        if (
+            not ctx.stack.referencing(vault, lock_type, prop="backupVaultName")
+            and vault.get("name") not in locked_names
+        ):
+            yield Finding(
+                vault.urn,
+                "name",
+                vault.get("name"),
+                "lock the vault (a VaultLockConfiguration with min_retention_days): without one, whoever may delete "
+                "recovery points can empty it",
+            )
+    if not ctx.param("backup-vault-protected", "requireBackups", False):
+        return
+    selected = set()
+    for selection in ctx.stack.of_type("aws:backup/selection:Selection"):
+        for condition in as_list(selection.get("conditions")):
+            for equals in as_list(condition.get("stringEquals") if isinstance(condition, Mapping) else None):
+                if isinstance(equals, Mapping):
+                    selected.add((str(equals.get("key")).removeprefix("aws:ResourceTag/"), str(equals.get("value"))))
+    for sc in ctx.stack.of_type("kubernetes:storage.k8s.io/v1:StorageClass"):
+        if sc.get("provisioner") != "ebs.csi.aws.com":
+            continue
+        params = sc.get("parameters")
+        if _unknown(params):
+            continue
+        tags = {
+            tuple(str(v).split("=", 1))
+            for k, v in (params.items() if isinstance(params, Mapping) else ())
+            if str(k).lower().startswith("tagspecification") and "=" in str(v)
+        }
+        if not tags & selected:
+            yield Finding(
+                sc.urn,
+                "parameters",
+                params,
+                "tag the volumes it provisions (tagSpecification_1: key=value) with a tag an AWS Backup selection "
+                "takes: nothing backs them up",
+            )

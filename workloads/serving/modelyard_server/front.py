@@ -48,6 +48,11 @@ Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 JSON = b"application/json"
+#: The inference protocols, as the `protocol` label of the request series names them.
+PROTOCOLS = ("v1", "v2", "openai")
+#: The statuses the platform's availability SLI reads (platform/signals.py: 200 and every ERROR_CODES status
+#: this server answers), exported at 0 before the first request.
+SLI_STATUSES = (200, 404, 429, 500, 503, 504)
 NUMPY = orjson.OPT_SERIALIZE_NUMPY
 CREATED = int(time.time())
 
@@ -201,8 +206,14 @@ class App:
         name = settings.model_name
         self.name = name
         self._counts: dict[tuple[str, int], Any] = {}
+        # Every answer the availability SLI reads exists from the start, at 0: a series Prometheus first
+        # scrapes at some count N loses those N from rate() and increase(), and is extrapolated by its own
+        # first sample, so the error ratio over a window with a new 503 series would read low.
+        for protocol in PROTOCOLS:
+            for status in SLI_STATUSES:
+                self._count(protocol, status)
         self._closed: dict[str, Any] = {}
-        self._durations = {p: metrics.DURATION.labels(name, p) for p in ("v1", "v2", "openai")}
+        self._durations = {p: metrics.DURATION.labels(name, p) for p in PROTOCOLS}
         self._truncated = metrics.DEGRADED.labels(name, "truncated")
         self._metadata = orjson.dumps(
             {
@@ -290,7 +301,8 @@ class App:
         finally:
             tally = self.dispatcher.tally
             tally.inc(self._count(protocol, status))
-            tally.observe(self._durations[protocol], time.perf_counter() - started)
+            if status == 200:  # the latency SLI is of answers; a refusal or an error is availability's
+                tally.observe(self._durations[protocol], time.perf_counter() - started)
             self.dispatcher.metrics_changed()
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:

@@ -18,8 +18,13 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 REQUESTS = Counter(
     "modelyard_requests", "Answered requests, by protocol and HTTP status code", ["model_name", "protocol", "code"]
 )
+#: Latency of the requests answered (200): a fast refusal must not make the latency SLI look better; the
+#: request counter above has every answer, and availability reads it.
 DURATION = Histogram(
-    "modelyard_request_duration_seconds", "Request latency", ["model_name", "protocol"], buckets=LATENCY_BUCKETS
+    "modelyard_request_duration_seconds",
+    "Latency of answered (200) requests",
+    ["model_name", "protocol"],
+    buckets=LATENCY_BUCKETS,
 )
 BATCH_SIZE = Histogram("modelyard_batch_size", "Texts per forward pass", ["model_name"], buckets=BATCH_BUCKETS)
 #: Seconds per forward pass (what KServe's own servers call request_predict_seconds).

@@ -85,6 +85,18 @@ def metrics_with(server: RunningServer, *lines: str, timeout: float = 3.0) -> st
         time.sleep(0.05)
 
 
+def metrics_counting(server: RunningServer, series: str, at_least: float, timeout: float = 3.0) -> str:
+    """/metrics once `series` (a name with its labels, as rendered) counts at least `at_least`: for a series
+    the server exports at 0 from the start, where waiting for the line to appear waits for nothing."""
+    deadline = time.time() + timeout
+    while True:
+        text = httpx.get(f"{server.url}/metrics", timeout=10).text
+        values = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(series + " ")]
+        if (values and values[0] >= at_least) or time.time() > deadline:
+            return text
+        time.sleep(0.05)
+
+
 def stop(server: RunningServer) -> int:
     if server.proc.poll() is None:
         server.proc.send_signal(signal.SIGTERM)

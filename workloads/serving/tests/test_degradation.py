@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import RunningServer, metrics_with, start, stop
+from conftest import RunningServer, metrics_counting, metrics_with, start, stop
 
 
 def _counter(text: str, name: str, **labels: str) -> float:
@@ -55,7 +55,7 @@ def test_an_answer_with_a_truncated_text_says_so(server: RunningServer) -> None:
     assert answer.status_code == 200 and answer.headers["x-modelyard-degraded"] == "truncated"
     plain = httpx.post(f"{server.url}/v1/models/minilm:predict", json={"instances": ["short"]})
     assert "x-modelyard-degraded" not in plain.headers
-    text = metrics_with(server, 'modelyard_degraded_responses_total{model_name="minilm",reason="truncated"}')
+    text = metrics_counting(server, 'modelyard_degraded_responses_total{model_name="minilm",reason="truncated"}', 1)
     assert _counter(text, "modelyard_degraded_responses_total", reason="truncated") >= 1
 
 

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 from conftest import SERVING, RunningServer, metrics_with, spawn, start, stop
+from modelyard_server.front import PROTOCOLS, SLI_STATUSES
 
 REPO = SERVING.parent.parent
 
@@ -35,6 +36,13 @@ async def burst(url: str, n: int, texts_each: int = 8) -> list[httpx.Response | 
 def test_overload_is_503_with_retry_after_and_everything_accepted_is_answered(tmp_path: Path) -> None:
     server = start(tmp_path, "--max_queue", "16", "--max_batch_size", "8", "--max_inputs", "8", "--workers", "1")
     try:
+        # Before any request every answer the availability SLI reads is exported at 0, so Prometheus counts
+        # the first 503 as an increase instead of first seeing the series at some count.
+        fresh = httpx.get(f"{server.url}/metrics", timeout=10).text
+        for protocol in PROTOCOLS:
+            for status in SLI_STATUSES:
+                zero = f'modelyard_requests_total{{code="{status}",model_name="minilm",protocol="{protocol}"}} 0.0'
+                assert zero in fresh, zero
         results = asyncio.run(burst(server.url, 40))
         codes = [r.status_code if isinstance(r, httpx.Response) else type(r).__name__ for r in results]
         assert set(codes) <= {200, 503}, codes  # nothing else: no 500, no dropped connection

@@ -10,7 +10,7 @@ import struct
 
 import httpx
 import pytest
-from conftest import RunningServer, metrics_with
+from conftest import RunningServer, metrics_counting, metrics_with
 from kserve import InferenceRESTClient, InferInput, InferRequest, RESTConfig
 
 TEXTS = ["The cat sat on the mat.", "A feline rested on the rug.", "Quarterly revenue grew by four percent."]
@@ -108,6 +108,12 @@ def test_metrics_count_by_protocol_and_code(server: RunningServer) -> None:
     text = metrics_with(server, *expected)
     for line in expected:
         assert line in text
+    # Code 200 is exported at 0 from the start (the availability SLI's statuses): it must have counted.
+    answered = 'modelyard_requests_total{code="200",model_name="minilm",protocol="v1"}'
+    assert any(
+        line.startswith(answered + " ") and float(line.split()[-1]) >= 1
+        for line in metrics_counting(server, answered, 1).splitlines()
+    )
     assert 'modelyard_forward_seconds_bucket{le="10.0",model_name="minilm"}' in text
     assert 'modelyard_inflight_texts{model_name="minilm"}' in text
 
