@@ -56,6 +56,30 @@ class AlertTopicsArgs:
     oidc_provider_arn: pulumi.Input[str]
     oidc_issuer_url: pulumi.Input[str]
     deletion_protection: bool
+    #: Who hears of a failed AWS-side storage job (a backup, a replication): the sns receivers of the warning route.
+    storage_emails: Sequence[str] = ()
+    #: The AWS services that report those failures, each bound to the one resource it reports for (service,
+    #: source ARN): S3 for the model bucket, EventBridge for the backup failure rule. None: no storage topic.
+    storage_publishers: Sequence[tuple[str, pulumi.Input[str]]] = ()
+
+
+def storage_publisher_statement(
+    service: str, source_arn: pulumi.Input[str], topic_arn: pulumi.Input[str], account: AccountContext
+) -> iam.Document:
+    """Let an AWS service publish to the storage topic for one resource of this account: S3's event
+    notifications ("Granting permissions to publish event notification messages to a destination": source
+    bucket and account), an EventBridge rule (its SNS target permissions: the rule's ARN)."""
+    return {
+        "Sid": f"{service.split('.')[0].capitalize()}ReportsFailures",
+        "Effect": "Allow",
+        "Principal": {"Service": service},
+        "Action": "sns:Publish",
+        "Resource": topic_arn,
+        "Condition": {
+            "ArnLike": {"aws:SourceArn": source_arn},
+            "StringEquals": {"aws:SourceAccount": account.account_id},
+        },
+    }
 
 
 class AlertTopics(pulumi.ComponentResource):
@@ -65,6 +89,9 @@ class AlertTopics(pulumi.ComponentResource):
     topic_arns: Mapping[str, pulumi.Output[str]]
     cost_topic_arn: pulumi.Output[str]
     alertmanager_role_arn: pulumi.Output[str]
+    #: Where AWS reports a failed backup or replication, and the policy that lets it (None: nothing reports).
+    storage_topic_arn: pulumi.Output[str] | None
+    storage_topic_policy: aws.sns.TopicPolicy | None
 
     def __init__(self, name: str, args: AlertTopicsArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("modelyard:infra:AlertTopics", name, None, opts)
@@ -85,11 +112,30 @@ class AlertTopics(pulumi.ComponentResource):
                     "Action": ["kms:GenerateDataKey*", "kms:Decrypt"],
                     "Resource": "*",
                     "Condition": {"StringEquals": {"aws:SourceAccount": account.account_id}},
-                }
+                },
+                *(
+                    [
+                        {
+                            "Sid": "StorageServicesPublishEncrypted",
+                            "Effect": "Allow",
+                            "Principal": {"Service": sorted({service for service, _ in args.storage_publishers})},
+                            "Action": ["kms:GenerateDataKey*", "kms:Decrypt"],
+                            "Resource": "*",
+                            "Condition": {"StringEquals": {"aws:SourceAccount": account.account_id}},
+                        }
+                    ]
+                    if args.storage_publishers
+                    else []
+                ),
             ],
         )
 
-        def topic(suffix: str, emails: Sequence[str], publishers: Sequence[str]) -> aws.sns.Topic:
+        def topic(
+            suffix: str,
+            emails: Sequence[str],
+            publishers: Sequence[str],
+            bound: Sequence[tuple[str, pulumi.Input[str]]] = (),
+        ) -> tuple[aws.sns.Topic, aws.sns.TopicPolicy]:
             sns = aws.sns.Topic(
                 f"{name}-{suffix}",
                 name=f"modelyard-{args.env}-{suffix}",
@@ -98,9 +144,10 @@ class AlertTopics(pulumi.ComponentResource):
             )
             statements: list[iam.Document] = [
                 *(cost_publisher_statement(service, sns.arn, account) for service in publishers),
+                *(storage_publisher_statement(service, source, sns.arn, account) for service, source in bound),
                 iam.deny_insecure_transport([sns.arn]),
             ]
-            aws.sns.TopicPolicy(
+            policy = aws.sns.TopicPolicy(
                 f"{name}-{suffix}-policy",
                 arn=sns.arn,
                 policy=iam.to_json({"Version": "2012-10-17", "Statement": statements}),
@@ -110,10 +157,16 @@ class AlertTopics(pulumi.ComponentResource):
                 aws.sns.TopicSubscription(
                     f"{name}-{suffix}-email-{i}", topic=sns.arn, protocol="email", endpoint=email, opts=child
                 )
-            return sns
+            return sns, policy
 
-        topics = {r.name: topic(r.name, r.emails, ()) for r in args.receivers if r.type == "sns"}
-        cost = topic("cost", args.cost_emails, COST_PUBLISHERS)
+        topics = {r.name: topic(r.name, r.emails, ())[0] for r in args.receivers if r.type == "sns"}
+        cost, _ = topic("cost", args.cost_emails, COST_PUBLISHERS)
+        self.storage_topic_arn = None
+        self.storage_topic_policy = None
+        if args.storage_publishers:
+            # Each publisher is bound to its own resource: nothing else of the account can publish here.
+            storage, self.storage_topic_policy = topic("storage", args.storage_emails, (), args.storage_publishers)
+            self.storage_topic_arn = storage.arn
 
         role = aws.iam.Role(
             f"{name}-alertmanager-role",

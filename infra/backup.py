@@ -11,6 +11,7 @@ Guide, "Assigning resources programmatically"; the API's BackupSelection: severa
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pulumi
@@ -20,6 +21,29 @@ from modelyard.config import BackupConfig
 from modelyard.infra import iam
 from modelyard.infra.common import AccountContext, kms_key
 from modelyard.policies.governance.conventions import BACKUP_TAG_KEY, backup_selection
+
+#: The job states that mean a job did not do its work, per EventBridge event: AWS Backup's events carry the API's
+#: states (backup and copy jobs `state`, restore jobs `status`: its EventBridge guide; the values are botocore's
+#: BackupJobState, CopyJobState and RestoreJobStatus enums, tests/test_backup.py).
+FAILED_JOBS = (
+    ("Backup Job State Change", "state", ("ABORTED", "FAILED", "EXPIRED", "PARTIAL")),
+    ("Copy Job State Change", "state", ("FAILED", "PARTIAL")),
+    ("Restore Job State Change", "status", ("ABORTED", "FAILED")),
+)
+
+
+def failure_pattern() -> dict[str, object]:
+    """The EventBridge pattern of a failed backup, copy or restore job of AWS Backup."""
+    return {
+        "source": ["aws.backup"],
+        "$or": [{"detail-type": [kind], "detail": {field: list(states)}} for kind, field, states in FAILED_JOBS],
+    }
+
+
+def failure_rule_name(env: str) -> str:
+    """The EventBridge rule that sends failed jobs to the storage topic (whose policy names its ARN)."""
+    return f"modelyard-{env}-backup-failures"
+
 
 #: The AWS managed policies AWS Backup's role needs to snapshot EBS volumes and restore them.
 BACKUP_SERVICE_POLICIES = (
@@ -113,4 +137,24 @@ class Backups(pulumi.ComponentResource):
             opts=child,
         )
         self.vault_name = vault.name
+        self._env = args.env
         self.register_outputs({"vault_name": self.vault_name})
+
+    def report_failures(self, topic_arn: pulumi.Input[str], after: Sequence[pulumi.Resource]) -> None:
+        """Sends every failed backup, copy or restore job to `topic_arn` (EventBridge: AWS Backup's own SNS
+        notifications cannot tell a failed backup job from a completed one), once the topic lets the rule
+        publish (`after`)."""
+        child = pulumi.ResourceOptions(parent=self)
+        rule = aws.cloudwatch.EventRule(
+            "backup-failures",
+            name=failure_rule_name(self._env),
+            description=f"Failed AWS Backup jobs of modelyard {self._env}",
+            event_pattern=iam.to_json(failure_pattern()),
+            opts=child,
+        )
+        aws.cloudwatch.EventTarget(
+            "backup-failures-target",
+            rule=rule.name,
+            arn=topic_arn,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(after)),
+        )

@@ -35,19 +35,24 @@ def kms_key(
     parent: pulumi.Resource,
     extra_statements: list[iam.Document] | None = None,
     protect: bool = False,
+    provider: pulumi.ProviderResource | None = None,
 ) -> aws.kms.Key:
-    """A customer-managed, rotating KMS key with an alias, parented to `parent`. The key policy lets the
-    account administer it through IAM, plus `extra_statements` for services that need a grant."""
+    """A customer-managed, rotating KMS key with an alias, parented to `parent` (in `provider`'s region when
+    given, else the parent's). The key policy lets the account administer it through IAM, plus
+    `extra_statements` for services that need a grant."""
     key = aws.kms.Key(
         name,
         description=description,
         enable_key_rotation=True,
         deletion_window_in_days=30,
         policy=iam.to_json(iam.kms_key_policy(account.account_id, account.partition, extra_statements)),
-        opts=pulumi.ResourceOptions(parent=parent, protect=protect),
+        opts=pulumi.ResourceOptions(parent=parent, protect=protect, provider=provider),
     )
     aws.kms.Alias(
-        f"{name}-alias", name=f"alias/{alias}", target_key_id=key.key_id, opts=pulumi.ResourceOptions(parent=parent)
+        f"{name}-alias",
+        name=f"alias/{alias}",
+        target_key_id=key.key_id,
+        opts=pulumi.ResourceOptions(parent=parent, provider=provider),
     )
     return key
 

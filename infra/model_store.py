@@ -77,6 +77,28 @@ def model_bucket_name(env: str, account_id: str) -> str:
     return f"modelyard-{env}-models-{account_id}"
 
 
+def model_replica_bucket_name(env: str, account_id: str) -> str:
+    """The replica's bucket name, in `model_store.replica_region` (policies/governance/usage.yaml's
+    model_replica_pattern matches it: priced as the model store, never taken for it)."""
+    return f"modelyard-{env}-model-replica-{account_id}"
+
+
+#: What S3 Replication reads of each source version, as the role AWS documents for replication needs it
+#: ("Setting up permissions for live replication"; with Object Lock, its retention and legal hold too).
+REPLICATION_SOURCE_BUCKET_ACTIONS = ("s3:GetReplicationConfiguration", "s3:ListBucket")
+REPLICATION_SOURCE_OBJECT_ACTIONS = (
+    "s3:GetObjectVersionForReplication",
+    "s3:GetObjectVersionAcl",
+    "s3:GetObjectVersionTagging",
+    "s3:GetObjectRetention",
+    "s3:GetObjectLegalHold",
+)
+#: What it writes in the replica: versions and their tags, never a delete (delete markers stay behind).
+REPLICATION_DESTINATION_ACTIONS = ("s3:ReplicateObject", "s3:ReplicateTags")
+#: The event S3 sends when a version could not be replicated (needs replication metrics on the rule).
+REPLICATION_FAILED_EVENT = "s3:Replication:OperationFailedReplication"
+
+
 @dataclass(frozen=True, kw_only=True)
 class ModelStoreArgs:
     config: ModelStoreConfig
@@ -88,11 +110,15 @@ class ModelStoreArgs:
     namespace: str
     service_account: str
     deletion_protection: bool
+    #: The provider of `config.replica_region` (programs.py makes it when the region is set).
+    replica_provider: pulumi.ProviderResource | None = None
 
 
-def _private_bucket(name: str, bucket: aws.s3.Bucket, parent: pulumi.Resource) -> list[pulumi.Resource]:
+def _private_bucket(
+    name: str, bucket: aws.s3.Bucket, parent: pulumi.Resource, provider: pulumi.ProviderResource | None = None
+) -> list[pulumi.Resource]:
     """The companions every bucket here gets: public access fully blocked and object ownership enforced."""
-    child = pulumi.ResourceOptions(parent=parent)
+    child = pulumi.ResourceOptions(parent=parent, provider=provider)
     return [
         aws.s3.BucketPublicAccessBlock(
             f"{name}-public-access-block",
@@ -364,6 +390,14 @@ class ModelStore(pulumi.ComponentResource):
             opts=child,
         )
 
+        self._bucket = bucket
+        self.replica_bucket_name: pulumi.Output[str] | None = None
+        self._replication: aws.s3.BucketReplicationConfig | None = None
+        if cfg.replica_region is not None:
+            if args.replica_provider is None:
+                raise ValueError("model_store.replica_region is set but no provider of that region was given")
+            self._replicate(name, args, bucket, key_arn, versioning, pusher)
+
         self.bucket_name = bucket.bucket
         self.bucket_arn = bucket.arn
         self.kms_key_arn = pulumi.Output.from_input(key_arn)
@@ -374,5 +408,265 @@ class ModelStore(pulumi.ComponentResource):
                 "bucket_name": self.bucket_name,
                 "bucket_arn": self.bucket_arn,
                 "model_pull_role_arn": self.model_pull_role_arn,
+                "replica_bucket_name": self.replica_bucket_name,
             }
+        )
+
+    def _replicate(
+        self,
+        name: str,
+        args: ModelStoreArgs,
+        source: aws.s3.Bucket,
+        source_key_arn: pulumi.Input[str],
+        source_versioning: pulumi.Resource,
+        pusher: aws.iam.Role,
+    ) -> None:
+        """The replica in `replica_region`: a bucket as private, versioned, encrypted (a key of its own region)
+        and locked as the source, written only by S3 Replication's role, which reads every source version
+        (KMS-encrypted ones included: S3 skips those unless the rule selects them) and writes no delete."""
+        cfg, account = args.config, args.account
+        region = cfg.replica_region
+        assert region is not None
+        provider = args.replica_provider
+        there = pulumi.ResourceOptions(parent=self, provider=provider)
+        key = kms_key(
+            f"{name}-replica-key",
+            description=f"Model artifact replicas of the {args.env} environment ({region})",
+            account=account,
+            alias=f"modelyard-{args.env}-model-replica",
+            parent=self,
+            protect=args.deletion_protection,
+            provider=provider,
+        )
+        replica = aws.s3.Bucket(
+            f"{name}-replica-bucket",
+            bucket=pulumi.Output.from_input(account.account_id).apply(lambda a: model_replica_bucket_name(args.env, a)),
+            force_destroy=False,
+            opts=pulumi.ResourceOptions(parent=self, provider=provider, protect=args.deletion_protection),
+        )
+        companions = _private_bucket(f"{name}-replica-bucket", replica, self, provider)
+        aws.s3.BucketServerSideEncryptionConfiguration(
+            f"{name}-replica-bucket-sse",
+            bucket=replica.id,
+            rules=[
+                aws.s3.BucketServerSideEncryptionConfigurationRuleArgs(
+                    apply_server_side_encryption_by_default=aws.s3.BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(
+                        sse_algorithm="aws:kms", kms_master_key_id=key.arn
+                    ),
+                    bucket_key_enabled=True,
+                )
+            ],
+            opts=there,
+        )
+        versioning = aws.s3.BucketVersioning(
+            f"{name}-replica-bucket-versioning",
+            bucket=replica.id,
+            versioning_configuration=aws.s3.BucketVersioningVersioningConfigurationArgs(status="Enabled"),
+            opts=there,
+        )
+        aws.s3.BucketLifecycleConfiguration(
+            f"{name}-replica-bucket-lifecycle",
+            bucket=replica.id,
+            rules=[
+                aws.s3.BucketLifecycleConfigurationRuleArgs(
+                    id="expire-noncurrent-versions",
+                    status="Enabled",
+                    filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=""),
+                    noncurrent_version_expiration=aws.s3.BucketLifecycleConfigurationRuleNoncurrentVersionExpirationArgs(
+                        noncurrent_days=cfg.noncurrent_version_retention_days
+                    ),
+                    abort_incomplete_multipart_upload=aws.s3.BucketLifecycleConfigurationRuleAbortIncompleteMultipartUploadArgs(
+                        days_after_initiation=7
+                    ),
+                )
+            ],
+            opts=pulumi.ResourceOptions(parent=self, provider=provider, depends_on=[versioning]),
+        )
+        locked: list[pulumi.Resource] = [versioning]
+        if cfg.object_lock_days is not None:
+            # A locked source replicates only to a locked destination; replicas keep the source's retention.
+            locked.append(
+                aws.s3.BucketObjectLockConfiguration(
+                    f"{name}-replica-bucket-object-lock",
+                    bucket=replica.id,
+                    object_lock_enabled="Enabled",
+                    rule=aws.s3.BucketObjectLockConfigurationRuleArgs(
+                        default_retention=aws.s3.BucketObjectLockConfigurationRuleDefaultRetentionArgs(
+                            mode="GOVERNANCE", days=cfg.object_lock_days
+                        )
+                    ),
+                    opts=pulumi.ResourceOptions(parent=self, provider=provider, depends_on=[versioning]),
+                )
+            )
+        source_objects = pulumi.Output.concat(source.arn, "/*")
+        replica_objects = pulumi.Output.concat(replica.arn, "/*")
+        role = aws.iam.Role(
+            f"{name}-replication-role",
+            description=f"S3 Replication of the {args.env} model bucket to {region}: reads versions, writes "
+            "replicas, never a delete",
+            assume_role_policy=iam.to_json(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Effect": "Allow",
+                            "Principal": {"Service": "s3.amazonaws.com"},
+                            "Action": "sts:AssumeRole",
+                            "Condition": {
+                                "StringEquals": {"aws:SourceAccount": account.account_id},
+                                "ArnLike": {"aws:SourceArn": source.arn},
+                            },
+                        }
+                    ],
+                }
+            ),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        # With S3 Bucket Keys on both buckets the encryption context is the bucket's ARN, not the object's.
+        aws.iam.RolePolicy(
+            f"{name}-replication-policy",
+            role=role.id,
+            policy=iam.to_json(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Sid": "ReadTheSourceConfiguration",
+                            "Effect": "Allow",
+                            "Action": list(REPLICATION_SOURCE_BUCKET_ACTIONS),
+                            "Resource": source.arn,
+                        },
+                        {
+                            "Sid": "ReadSourceVersions",
+                            "Effect": "Allow",
+                            "Action": list(REPLICATION_SOURCE_OBJECT_ACTIONS),
+                            "Resource": source_objects,
+                        },
+                        {
+                            "Sid": "WriteReplicas",
+                            "Effect": "Allow",
+                            "Action": list(REPLICATION_DESTINATION_ACTIONS),
+                            "Resource": replica_objects,
+                        },
+                        {
+                            "Sid": "DecryptSourceVersions",
+                            "Effect": "Allow",
+                            "Action": "kms:Decrypt",
+                            "Resource": source_key_arn,
+                            "Condition": {
+                                "StringEquals": {"kms:ViaService": f"s3.{account.region}.amazonaws.com"},
+                                "StringLike": {"kms:EncryptionContext:aws:s3:arn": [source.arn, source_objects]},
+                            },
+                        },
+                        {
+                            "Sid": "EncryptReplicas",
+                            "Effect": "Allow",
+                            "Action": ["kms:Encrypt", "kms:GenerateDataKey"],
+                            "Resource": key.arn,
+                            "Condition": {
+                                "StringEquals": {"kms:ViaService": f"s3.{region}.amazonaws.com"},
+                                "StringLike": {"kms:EncryptionContext:aws:s3:arn": [replica.arn, replica_objects]},
+                            },
+                        },
+                    ],
+                }
+            ),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        aws.s3.BucketPolicy(
+            f"{name}-replica-bucket-policy",
+            bucket=replica.id,
+            policy=iam.to_json(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        iam.deny_insecure_transport([replica.arn, replica_objects]),
+                        {
+                            # Replicas arrive through replication; nobody writes the replica directly.
+                            "Sid": "NoDirectWrites",
+                            "Effect": "Deny",
+                            "Principal": "*",
+                            "Action": list(WRITE_ACTIONS),
+                            "Resource": replica_objects,
+                        },
+                        {
+                            "Sid": "ReplicasOnlyThroughReplication",
+                            "Effect": "Deny",
+                            "Principal": "*",
+                            "Action": list(REPLICATION_DESTINATION_ACTIONS),
+                            "Resource": replica_objects,
+                            "Condition": {"ArnNotEquals": {"aws:PrincipalArn": role.arn}},
+                        },
+                        {
+                            "Sid": "NoDeletes",
+                            "Effect": "Deny",
+                            "Principal": "*",
+                            "Action": list(DELETE_ACTIONS),
+                            "Resource": replica_objects,
+                        },
+                    ],
+                }
+            ),
+            opts=pulumi.ResourceOptions(parent=self, provider=provider, depends_on=companions),
+        )
+        self._replication = aws.s3.BucketReplicationConfig(
+            f"{name}-bucket-replication",
+            bucket=source.id,
+            role=role.arn,
+            rules=[
+                aws.s3.BucketReplicationConfigRuleArgs(
+                    id=f"models-to-{region}",
+                    status="Enabled",
+                    # A Filter makes this a V2 rule, which S3 takes only with a Priority and DeleteMarkerReplication.
+                    filter=aws.s3.BucketReplicationConfigRuleFilterArgs(prefix=""),
+                    priority=1,
+                    delete_marker_replication=aws.s3.BucketReplicationConfigRuleDeleteMarkerReplicationArgs(
+                        status="Disabled"
+                    ),
+                    source_selection_criteria=aws.s3.BucketReplicationConfigRuleSourceSelectionCriteriaArgs(
+                        sse_kms_encrypted_objects=aws.s3.BucketReplicationConfigRuleSourceSelectionCriteriaSseKmsEncryptedObjectsArgs(
+                            status="Enabled"
+                        )
+                    ),
+                    destination=aws.s3.BucketReplicationConfigRuleDestinationArgs(
+                        bucket=replica.arn,
+                        storage_class="STANDARD",
+                        encryption_configuration=aws.s3.BucketReplicationConfigRuleDestinationEncryptionConfigurationArgs(
+                            replica_kms_key_id=key.arn
+                        ),
+                        # Replication metrics: what S3 needs to send the failure event (report_failures).
+                        metrics=aws.s3.BucketReplicationConfigRuleDestinationMetricsArgs(status="Enabled"),
+                    ),
+                )
+            ],
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[source_versioning, *locked]),
+        )
+        # A restore copies the replica back through the push role (the source's one writer): it may read replicas.
+        aws.iam.RolePolicy(
+            f"{name}-push-restore-policy",
+            role=pusher.id,
+            policy=iam.to_json(
+                bucket_access(
+                    replica.arn,
+                    key.arn,
+                    region,
+                    bucket_actions=MODEL_PULL_BUCKET_ACTIONS,
+                    objects=("ReadReplicasToRestore", MODEL_PULL_OBJECT_ACTIONS),
+                    kms=("DecryptReplicasThroughS3", "kms:Decrypt"),
+                )
+            ),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.replica_bucket_name = replica.bucket
+
+    def report_failures(self, topic_arn: pulumi.Input[str], after: Sequence[pulumi.Resource]) -> None:
+        """Sends S3's event for a version it could not replicate to `topic_arn`, once the topic's policy
+        (`after`) lets this bucket publish: S3 checks that it can when the notification is configured."""
+        if self._replication is None:
+            return
+        aws.s3.BucketNotification(
+            "models-bucket-notifications",
+            bucket=self._bucket.id,
+            topics=[aws.s3.BucketNotificationTopicArgs(topic_arn=topic_arn, events=[REPLICATION_FAILED_EVENT])],
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[*after, self._replication]),
         )

@@ -331,13 +331,23 @@ class ModelStoreConfig(Model):
     #: Who may assume the push role (`modelyard model push`): IAM role ARNs of this account. Empty: any
     #: principal of the account whose own policies allow sts:AssumeRole on it.
     pusher_role_arns: Seq[RoleArn] = ()
+    #: Another region the bucket is replicated to (S3 Replication, every version, re-encrypted with a key of
+    #: that region): the models survive the loss of the stack's region. None: no replica.
+    replica_region: Region | None = None
 
     @model_validator(mode="after")
     def _lock_needs_versions(self) -> ModelStoreConfig:
+        problems: list[tuple[str, str, Any]] = []
         if self.object_lock_days is not None and not self.versioning:
-            raise FieldProblems(
-                [("object_lock_days", "needs versioning: true (Object Lock keeps versions)", self.object_lock_days)]
+            problems.append(
+                ("object_lock_days", "needs versioning: true (Object Lock keeps versions)", self.object_lock_days)
             )
+        if self.replica_region is not None and not self.versioning:
+            problems.append(
+                ("replica_region", "needs versioning: true (S3 replicates versions only)", self.replica_region)
+            )
+        if problems:
+            raise FieldProblems(problems)
         return self
 
 
@@ -525,6 +535,7 @@ class TierRules:
     require_model_versioning: bool
     require_watchdog: bool
     require_backups: bool
+    require_model_replica: bool
     min_system_nodes: int
 
 
@@ -537,6 +548,7 @@ TIER_RULES: Mapping[str, TierRules] = {
         require_model_versioning=False,
         require_watchdog=False,
         require_backups=False,
+        require_model_replica=False,
         min_system_nodes=1,
     ),
     "staging": TierRules(
@@ -547,6 +559,7 @@ TIER_RULES: Mapping[str, TierRules] = {
         require_model_versioning=True,
         require_watchdog=False,
         require_backups=False,
+        require_model_replica=False,
         min_system_nodes=2,
     ),
     "prod": TierRules(
@@ -557,6 +570,7 @@ TIER_RULES: Mapping[str, TierRules] = {
         require_model_versioning=True,
         require_watchdog=True,
         require_backups=True,
+        require_model_replica=True,
         min_system_nodes=2,
     ),
 }
@@ -638,7 +652,43 @@ class PlatformConfig(Model):
                     False,
                 )
             )
+        replica = self.model_store.replica_region
+        if rules.require_model_replica and replica is None:
+            problems.append(
+                (
+                    "model_store.replica_region",
+                    f"must name another region {tier}: the models must survive the loss of {self.region}",
+                    None,
+                )
+            )
+        if replica is not None and replica == self.region:
+            problems.append(
+                (
+                    "model_store.replica_region",
+                    f"must differ from region ({self.region}): a replica there survives nothing the bucket does not",
+                    replica,
+                )
+            )
+        if self.backup.enabled or replica is not None:
+            routed = set(self.monitoring.alerting.routes.get("warning", ()))
+            if not any(r.type == "sns" and r.name in routed for r in self.monitoring.alerting.receivers):
+                problems.append(
+                    (
+                        "monitoring.alerting.routes.warning",
+                        "must include an sns receiver: AWS Backup and S3 Replication report a failed job through "
+                        "SNS only, to the sns receivers of the warning route",
+                        list(routed),
+                    )
+                )
         book = price_book()
+        if replica is not None and replica != self.region and replica not in book.regions:
+            problems.append(
+                (
+                    "model_store.replica_region",
+                    f"has no prices in {PRICES_NAME}; priced: {', '.join(book.regions)}",
+                    replica,
+                )
+            )
         if self.region not in book.regions:
             problems.append(
                 ("region", f"has no prices in {PRICES_NAME}; priced: {', '.join(book.regions)}", self.region)

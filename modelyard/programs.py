@@ -19,7 +19,7 @@ import pulumi_random as random
 
 from modelyard.config import FULL_KEY, PLATFORM_KEY, PlatformConfig
 from modelyard.infra.alerts import AlertTopics, AlertTopicsArgs, CostAlerts, CostAlertsArgs
-from modelyard.infra.backup import Backups, BackupsArgs
+from modelyard.infra.backup import Backups, BackupsArgs, failure_rule_name
 from modelyard.infra.common import AccountContext
 from modelyard.infra.ecr import ImageRegistry, ImageRegistryArgs
 from modelyard.infra.eks import Cluster, ClusterArgs
@@ -73,6 +73,30 @@ def rule_params(cfg: PlatformConfig) -> RuleParams:
     return RuleParams(cfg.budget.monthly_usd, book.hours_per_month, list(unique.values()))
 
 
+def storage_emails(cfg: PlatformConfig) -> list[str]:
+    """Who hears of a failed backup or replication: every address of the warning route's sns receivers."""
+    routed = set(cfg.monitoring.alerting.routes.get("warning", ()))
+    emails: list[str] = []
+    for receiver in cfg.monitoring.alerting.receivers:
+        if receiver.type == "sns" and receiver.name in routed:
+            emails.extend(e for e in receiver.emails if e not in emails)
+    return emails
+
+
+def backup_failure_rule_arn(env: str, account: AccountContext) -> pulumi.Output[str]:
+    """The ARN the backup failure rule will have (the storage topic's policy names it before it exists)."""
+    return pulumi.Output.concat(
+        "arn:",
+        account.partition,
+        ":events:",
+        account.region,
+        ":",
+        account.account_id,
+        ":rule/",
+        failure_rule_name(env),
+    )
+
+
 def platform_program(cfg: PlatformConfig) -> None:
     """The platform stack: the AWS layer, then the in-cluster services."""
     tags = standard_tags(env=cfg.env, team=cfg.tags.team, cost_center=cfg.tags.cost_center)
@@ -117,6 +141,13 @@ def platform_program(cfg: PlatformConfig) -> None:
         SystemNodeGroupArgs(config=cfg.system_pool, cluster=cluster, subnet_ids=network.private_subnet_ids, tags=tags),
         opts=with_aws,
     )
+    replica_provider = None
+    if cfg.model_store.replica_region is not None:
+        replica_provider = aws.Provider(
+            "aws-model-replica",
+            region=cfg.model_store.replica_region,
+            default_tags=aws.ProviderDefaultTagsArgs(tags=tags),
+        )
     store = ModelStore(
         "models",
         ModelStoreArgs(
@@ -128,6 +159,7 @@ def platform_program(cfg: PlatformConfig) -> None:
             namespace=cfg.serving.model_namespace,
             service_account=cfg.serving.model_pull_service_account,
             deletion_protection=cfg.deletion_protection,
+            replica_provider=replica_provider,
         ),
         opts=with_aws,
     )
@@ -152,6 +184,11 @@ def platform_program(cfg: PlatformConfig) -> None:
             oidc_provider_arn=cluster.oidc_provider_arn,
             oidc_issuer_url=cluster.oidc_issuer_url,
             deletion_protection=cfg.deletion_protection,
+            storage_emails=storage_emails(cfg),
+            storage_publishers=[
+                *([("s3.amazonaws.com", store.bucket_arn)] if replica_provider is not None else []),
+                *([("events.amazonaws.com", backup_failure_rule_arn(cfg.env, account))] if cfg.backup.enabled else []),
+            ],
         ),
         opts=with_aws,
     )
@@ -168,6 +205,11 @@ def platform_program(cfg: PlatformConfig) -> None:
             BackupsArgs(env=cfg.env, account=account, config=cfg.backup, deletion_protection=cfg.deletion_protection),
             opts=with_aws,
         )
+    if topics.storage_topic_arn is not None and topics.storage_topic_policy is not None:
+        after = [topics.storage_topic_policy]
+        store.report_failures(topics.storage_topic_arn, after)
+        if backups is not None:
+            backups.report_failures(topics.storage_topic_arn, after)
 
     k8s_provider = k8s.Provider("k8s", kubeconfig=cluster.kubeconfig, enable_server_side_apply=True)
     # The random provider generates the Grafana admin password (a secret in state, never a default).
@@ -277,6 +319,10 @@ def platform_program(cfg: PlatformConfig) -> None:
     pulumi.export("monthlyBudgetUsd", cfg.budget.monthly_usd)
     pulumi.export("grafanaAdminSecret", pulumi.Output.concat("monitoring/", monitoring.grafana_admin_secret))
     pulumi.export("costAlertTopicArn", topics.cost_topic_arn)
+    if store.replica_bucket_name is not None:
+        pulumi.export("modelReplicaBucket", store.replica_bucket_name)
+    if topics.storage_topic_arn is not None:
+        pulumi.export("storageEventsTopicArn", topics.storage_topic_arn)
     if backups is not None:
         pulumi.export("backupVault", backups.vault_name)
 

@@ -37,7 +37,8 @@ def cost_text(est: Estimate, *, top: int = 8) -> str:
         "  usage assumptions (policies/governance/usage.yaml): "
         f"NAT {u.nat_gateway_gb_per_month:g} GB/month each, "
         f"endpoints {u.interface_endpoint_gb_per_month:g} GB/month each, "
-        f"model store {u.model_store_gb:g} GB, other buckets {u.other_bucket_gb:g} GB, "
+        f"model store {u.model_store_gb:g} GB (a replica as much), pushed {u.model_push_gb_per_month:g} GB/month, "
+        f"other buckets {u.other_bucket_gb:g} GB, "
         f"logs {u.log_ingest_gb_per_month:g} GB/month + {u.log_storage_gb:g} GB kept per group, "
         f"ECR {u.ecr_storage_gb:g} GB"
     )

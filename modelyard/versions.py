@@ -122,6 +122,22 @@ UNVERIFIED: Final = (
         "'Volumes[].VolumeId' && aws backup list-protected-resources --query 'Results[].ResourceArn'",
     ),
     Unverified(
+        "S3 replicates a pushed model version (SSE-KMS, under Object Lock) to the replica region with its retention, "
+        "through the replication role as planned",
+        "aws s3api head-object --bucket modelyard-prod-models-<account> --key <model>/<version>/manifest.json "
+        "--query ReplicationStatus && aws s3api head-object --region <replica_region> --bucket "
+        "modelyard-prod-model-replica-<account> --key <model>/<version>/manifest.json "
+        "--query '[ReplicationStatus,ObjectLockMode,SSEKMSKeyId]'",
+    ),
+    Unverified(
+        "AWS reports a failed backup job (EventBridge) and a version S3 failed to replicate to the storage topic, its "
+        "aws:SourceAccount and aws:SourceArn conditions and KMS grant as planned (S3 checks its own at configuration "
+        "with an s3:TestEvent)",
+        "aws sns list-subscriptions-by-topic --topic-arn <storageEventsTopicArn> && aws backup start-backup-job "
+        "--backup-vault-name modelyard-<env> --resource-arn <a volume ARN> --iam-role-arn <a role Backup cannot "
+        "use>   # the failed job's event arrives by e-mail within minutes",
+    ),
+    Unverified(
         "Karpenter launches the cpu-models NodePool's nodes for CPU models, and nothing else schedules there",
         "kubectl get nodes -l modelyard.io/pool=cpu-models && kubectl get pods -A -o wide "
         "--field-selector spec.nodeName=<a cpu-models node>",

@@ -50,7 +50,7 @@ class Plan:
         return dict(self.digest["modelyard"]["projects"][0]["outputs"])
 
     def default_tags(self) -> dict[str, str]:
-        provider = self.one("pulumi:providers:aws")
+        provider = self.named("pulumi:providers:aws", "aws")  # the stack's (a replica's region has its own)
         return dict(json.loads(provider["inputs"]["defaultTags"])["tags"])
 
 

@@ -21,7 +21,7 @@ def test_budget_per_environment_filtered_on_its_tag(plans: dict[str, Plan], env:
     assert kinds == [("ACTUAL", 50), ("ACTUAL", 80), ("ACTUAL", 100), ("FORECASTED", 100)]
     for notification in budget["notifications"]:
         [topic] = notification["subscriberSnsTopicArns"]
-        assert topic.startswith("arn:aws:sns:us-east-1:123456789012:alerts-cost-")
+        assert topic == f"arn:aws:sns:us-east-1:123456789012:modelyard-{env}-cost"
         assert notification["subscriberEmailAddresses"]
 
 
@@ -65,7 +65,7 @@ def test_anomaly_monitor_is_custom_on_the_env_tag(plans: dict[str, Plan], env: s
     }
     sub = plans[env].one("aws:costexplorer/anomalySubscription:AnomalySubscription")["inputs"]
     assert sub["frequency"] == "IMMEDIATE" and sub["subscribers"][0]["type"] == "SNS"
-    assert sub["subscribers"][0]["address"].startswith("arn:aws:sns:us-east-1:123456789012:alerts-cost-")
+    assert sub["subscribers"][0]["address"] == f"arn:aws:sns:us-east-1:123456789012:modelyard-{env}-cost"
     assert sub["thresholdExpression"]["dimension"] == {
         "key": "ANOMALY_TOTAL_IMPACT_ABSOLUTE",
         "matchOptions": ["GREATER_THAN_OR_EQUAL"],
@@ -99,6 +99,6 @@ def test_alertmanager_may_only_publish_to_its_receiver_topics(plans: dict[str, P
     policy = json.loads(plan.named("aws:iam/rolePolicy:RolePolicy", "alerts-alertmanager-policy")["inputs"]["policy"])
     publish, kms = policy["Statement"]
     assert publish["Action"] == "sns:Publish" and len(publish["Resource"]) == 1  # ml-platform only, not cost
-    assert publish["Resource"][0].startswith("arn:aws:sns:us-east-1:123456789012:alerts-ml-platform-")
+    assert publish["Resource"] == ["arn:aws:sns:us-east-1:123456789012:modelyard-prod-ml-platform"]
     assert kms["Action"] == ["kms:GenerateDataKey*", "kms:Decrypt"]
     assert kms["Resource"].startswith("arn:aws:kms:")

@@ -273,7 +273,7 @@ def test_crossguard_adapter_reports_through_report_violation(plans: dict[str, Pl
     rules_hit = {m.split(":", 1)[0] for m, _ in reported}
     assert ("enableKeyRotation" in rules_hit) and all(urn for _, urn in reported)
     keys = len(plans["prod"].of_type("aws:kms/key:Key"))
-    assert len([m for m, _ in reported if m.startswith("enableKeyRotation")]) == keys == 6  # every key
+    assert len([m for m, _ in reported if m.startswith("enableKeyRotation")]) == keys == 7  # every key
     assert not any("tags" in m for m, _ in reported), "provider default tags must reach the adapter"
 
 
@@ -417,6 +417,7 @@ TIER_RULE_POLICY: dict[str, Any] = {
     "allow_public_endpoint": lambda cfg, t: (not cfg.params["eks-endpoint"]["requirePrivate"]) == t,
     "require_model_versioning": lambda cfg, t: cfg.level("s3-model-versioning") != "disabled" or not t,
     "require_backups": lambda cfg, t: cfg.params["backup-vault-protected"]["requireBackups"] == t,
+    "require_model_replica": lambda cfg, t: cfg.params["model-store-replicated"]["requireReplica"] == t,
     # Tier rules no policy can see in a preview, with the reason:
     "min_system_nodes": "a node group's size is capacity, not risk: only the stack file states it",
     "require_nat_per_az": "NAT placement is availability, read from the stack file's network.nat",

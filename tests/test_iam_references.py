@@ -28,7 +28,7 @@ ACCOUNT = "123456789012"
 
 def _variables(plan: Plan) -> dict[str, str]:
     cluster = plan.one("aws:eks/cluster:Cluster")["inputs"]["name"]
-    region = plan.one("pulumi:providers:aws")["inputs"]["region"]
+    region = plan.named("pulumi:providers:aws", "aws")["inputs"]["region"]
     return {
         "ClusterName": cluster,
         "AWS::Partition": "aws",
@@ -87,7 +87,11 @@ def test_interruption_queue_is_tighter_than_the_reference(plans: dict[str, Plan]
     # Deliberately tighter: only EventBridge (upstream also admits the SQS service principal), only this
     # account's interruption rules (upstream: any account's EventBridge could forge an interruption and
     # make Karpenter drain GPU nodes).
-    rules = sorted(r["urn"].split("::")[-1] for r in plan.of_type("aws:cloudwatch/eventRule:EventRule"))
+    rules = sorted(
+        name
+        for r in plan.of_type("aws:cloudwatch/eventRule:EventRule")
+        if (name := r["urn"].split("::")[-1]).startswith("karpenter-")
+    )
     assert allow["Principal"] == {"Service": ["events.amazonaws.com"]}
     assert allow_ref["Principal"]["Service"] == ["events.amazonaws.com", "sqs.amazonaws.com"]
     assert {k: v for k, v in allow.items() if k not in ("Principal", "Condition")} == {
@@ -184,7 +188,9 @@ def test_alertmanager_may_publish_to_its_topics_and_nothing_else(plans: dict[str
     assert actions == set(reference["actions"]) | set(reference["encrypted_topic_actions"])
     publish = next(st for st in doc["Statement"] if st["Action"] == "sns:Publish")
     receiver_topics = {
-        p["inputs"]["arn"] for p in plan.of_type("aws:sns/topicPolicy:TopicPolicy") if "-cost-" not in p["urn"]
+        p["inputs"]["arn"]
+        for p in plan.of_type("aws:sns/topicPolicy:TopicPolicy")
+        if not p["urn"].endswith(("-cost-policy", "-storage-policy"))
     }
     assert set(as_list(publish["Resource"])) == receiver_topics
 
@@ -245,3 +251,87 @@ def test_model_pull_role_allows_exactly_what_the_storage_initializer_calls(plans
     assert as_list(by_sid["ReadModels"]["Action"]) == reference["object_actions"]
     assert by_sid["ReadModels"]["Resource"] == f"{bucket}/*"
     assert as_list(by_sid["DecryptModelsThroughS3"]["Action"]) == reference["kms_actions"]
+
+
+def test_the_replication_role_is_the_reference_and_tighter(plans: dict[str, Plan]) -> None:
+    """AWS's PutBucketReplication example role, less what this store never needs: no ReplicateDelete (deletes are
+    refused everywhere), GetObjectVersionForReplication (replication's own action) for GetObjectVersion; plus
+    what Object Lock and SSE-KMS add (AWS's replication guide), each through S3 in its own region only."""
+    plan = plans["prod"]
+    source, replica = (
+        f"arn:aws:s3:::modelyard-prod-models-{ACCOUNT}",
+        f"arn:aws:s3:::modelyard-prod-model-replica-{ACCOUNT}",
+    )
+    reference = SERVICES["s3-replication"]
+    trust = json.loads(plan.named("aws:iam/role:Role", "models-replication-role")["inputs"]["assumeRolePolicy"])
+    [statement] = trust["Statement"]
+    ours = normalised(statement)
+    assert {k: ours[k] for k in ("Effect", "Principal", "Action")} == {
+        k: normalised(reference["trust"])[k] for k in ("Effect", "Principal", "Action")
+    }
+    # Tighter: only for this bucket, on this account's behalf.
+    assert ours["Condition"] == {
+        ("StringEquals", "aws:SourceAccount"): [ACCOUNT],
+        ("ArnLike", "aws:SourceArn"): [source],
+    }
+    expected = [
+        normalised(st)
+        for st in substitute(reference["statements"], {"SourceBucketArn": source, "DestinationBucketArn": replica})
+    ]
+    doc = _policy(plan, "aws:iam/rolePolicy:RolePolicy", "models-replication-policy")
+    by_sid = {st["Sid"]: normalised(st) for st in doc["Statement"]}
+    assert by_sid["ReadTheSourceConfiguration"] == expected[0]
+    read = by_sid["ReadSourceVersions"]
+    assert read["Resource"] == expected[1]["Resource"]
+    assert set(expected[1]["Action"]) - set(read["Action"]) == {"s3:getobjectversion"}
+    assert set(read["Action"]) - set(expected[1]["Action"]) == {
+        "s3:getobjectversionforreplication",
+        "s3:getobjectretention",
+        "s3:getobjectlegalhold",
+    }
+    write = by_sid["WriteReplicas"]
+    assert write["Resource"] == expected[2]["Resource"]
+    assert set(expected[2]["Action"]) - set(write["Action"]) == {"s3:replicatedelete"}
+    assert set(write["Action"]) < set(expected[2]["Action"])
+    decrypt, encrypt = by_sid["DecryptSourceVersions"], by_sid["EncryptReplicas"]
+    assert decrypt["Action"] == ["kms:decrypt"] and encrypt["Action"] == ["kms:encrypt", "kms:generatedatakey"]
+    assert decrypt["Condition"][("StringEquals", "kms:ViaService")] == ["s3.us-east-1.amazonaws.com"]
+    assert encrypt["Condition"][("StringEquals", "kms:ViaService")] == ["s3.us-west-2.amazonaws.com"]
+    assert decrypt["Condition"][("StringLike", "kms:EncryptionContext:aws:s3:arn")] == [source, f"{source}/*"]
+    assert encrypt["Condition"][("StringLike", "kms:EncryptionContext:aws:s3:arn")] == [replica, f"{replica}/*"]
+    assert all(r.startswith("arn:aws:kms:us-west-2:") for r in encrypt["Resource"])
+
+
+def test_the_storage_topic_admits_s3_as_its_guide_says_and_only_for_the_model_bucket(plans: dict[str, Plan]) -> None:
+    plan = plans["prod"]
+    policy = plan.named("aws:sns/topicPolicy:TopicPolicy", "alerts-storage-policy")["inputs"]
+    by_sid = {st["Sid"]: st for st in json.loads(policy["policy"])["Statement"]}
+    reference = SERVICES["s3-events-to-sns"]
+    expected = normalised(
+        substitute(
+            reference["statement"],
+            {"TopicArn": policy["arn"], "BucketName": f"modelyard-prod-models-{ACCOUNT}", "AWS::AccountId": ACCOUNT},
+        )
+    )
+    ours = normalised(by_sid["S3ReportsFailures"])
+    assert {k: ours[k] for k in ("Effect", "Principal", "Action", "Resource")} == {
+        k: expected[k] for k in ("Effect", "Principal", "Action", "Resource")
+    }
+    # Tighter: the bucket's own ARN for the reference's any-region, any-account pattern.
+    assert ours["Condition"] == {
+        ("StringEquals", "aws:SourceAccount"): [ACCOUNT],
+        ("ArnLike", "aws:SourceArn"): [f"arn:aws:s3:::modelyard-prod-models-{ACCOUNT}"],
+    }
+    # EventBridge publishes for the backup failure rule only.
+    events = normalised(by_sid["EventsReportsFailures"])
+    assert events["Principal"] == {"Service": ["events.amazonaws.com"]}
+    assert events["Condition"][("ArnLike", "aws:SourceArn")] == [
+        f"arn:aws:events:us-east-1:{ACCOUNT}:rule/modelyard-prod-backup-failures"
+    ]
+    # The topic's key lets both services encrypt what they publish (the reference's key statement, per service).
+    key = json.loads(plan.named("aws:kms/key:Key", "alerts-key")["inputs"]["policy"])
+    [grant] = [st for st in key["Statement"] if st.get("Sid") == "StorageServicesPublishEncrypted"]
+    assert set(as_list(grant["Principal"]["Service"])) == {"s3.amazonaws.com", "events.amazonaws.com"}
+    assert {a.lower() for a in reference["key_statement"]["Action"]} <= {
+        a.lower().rstrip("*") for a in as_list(grant["Action"])
+    }

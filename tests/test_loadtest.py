@@ -173,7 +173,7 @@ def test_an_embedding_model_is_load_tested_at_its_catalog_load_against_the_real_
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The real model server: the dev entry's load (10 requests a second of 8 texts) for 2 s meets its 500 ms p99;
-    a flood far past what one front answers misses it, its refusals counted, exit 1."""
+    a flood far past what one front answers misses its availability, its refusals counted, exit 1."""
     samples = tmp_path / "samples.jsonl"
     with model_server(tmp_path, "--workers", "1", "--latency_objective_ms", "500") as url:
         args = ["loadtest", "minilm", "--env", "dev", "--url", url, "--duration", "2", "--arrivals", "constant"]
@@ -186,7 +186,9 @@ def test_an_embedding_model_is_load_tested_at_its_catalog_load_against_the_real_
         assert len(rows) == 20 and all(r["status"] == 200 and r["tokens"] == 8 for r in rows)
         assert main([*args, "--rate", "200", "--texts", "64"]) == 1
         out = capsys.readouterr().out
-        assert "verdict: MISSED (latency, availability)" in out and "HTTP 503" in out, out
+        # Refused far past the objective; what the admission bound let in may still be within the threshold.
+        verdict = next(line for line in out.splitlines() if line.startswith("verdict: "))
+        assert verdict.startswith("verdict: MISSED (") and "availability" in verdict and "HTTP 503" in out, out
 
 
 def test_embeddings_bodies_never_repeat_a_text() -> None:

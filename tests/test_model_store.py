@@ -1,9 +1,13 @@
-"""Model store: private, versioned, SSE-KMS, TLS-only, lifecycle, access logs; read-only IRSA pull role."""
+"""Model store: private, versioned, SSE-KMS, TLS-only, lifecycle, access logs; read-only IRSA pull role; the
+replica in another region (prod) and the report of a version that failed to replicate."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+import pytest
+from botocore.exceptions import ParamValidationError
 from conftest import Plan
 
 
@@ -85,3 +89,120 @@ def test_access_log_bucket_accepts_only_the_model_bucket(plans: dict[str, Plan])
     allow = next(s for s in policy["Statement"] if s["Effect"] == "Allow")
     assert allow["Principal"] == {"Service": "logging.s3.amazonaws.com"}
     assert allow["Condition"]["ArnLike"]["aws:SourceArn"] == "arn:aws:s3:::modelyard-dev-models-123456789012"
+
+
+PROD_BUCKET = "modelyard-prod-models-123456789012"
+PROD_REPLICA = "modelyard-prod-model-replica-123456789012"
+
+
+def _region(plan: Plan, state: dict) -> str:  # type: ignore[type-arg]
+    provider_urn = state["provider"].rsplit("::", 1)[0]
+    return str(plan.by_urn[provider_urn]["inputs"]["region"])
+
+
+def test_prod_replicates_every_model_version_to_another_region(plans: dict[str, Plan]) -> None:
+    plan = plans["prod"]
+    [replica] = [b for b in plan.of_type("aws:s3/bucket:Bucket") if b["inputs"]["bucket"] == PROD_REPLICA]
+    source = next(b for b in plan.of_type("aws:s3/bucket:Bucket") if b["inputs"]["bucket"] == PROD_BUCKET)
+    assert (_region(plan, source), _region(plan, replica)) == ("us-east-1", "us-west-2")
+    assert replica["protect"] is True
+    # As private, encrypted, versioned and locked as the source, every companion in the replica's region.
+    for token in (
+        "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock",
+        "aws:s3/bucketOwnershipControls:BucketOwnershipControls",
+        "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
+        "aws:s3/bucketVersioning:BucketVersioning",
+        "aws:s3/bucketObjectLockConfiguration:BucketObjectLockConfiguration",
+        "aws:s3/bucketPolicy:BucketPolicy",
+        "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration",
+    ):
+        [state] = [s for s in plan.of_type(token) if s["inputs"]["bucket"] == PROD_REPLICA]
+        assert _region(plan, state) == "us-west-2", token
+    sse = _for_bucket(
+        plan, "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration", PROD_REPLICA
+    )["rules"][0]
+    replica_key = plan.named("aws:kms/key:Key", "models-replica-key")
+    assert _region(plan, replica_key) == "us-west-2" and replica_key["inputs"]["enableKeyRotation"] is True
+    assert sse["applyServerSideEncryptionByDefault"]["kmsMasterKeyId"].startswith("arn:aws:kms:us-west-2:")
+    lock = _for_bucket(plan, "aws:s3/bucketObjectLockConfiguration:BucketObjectLockConfiguration", PROD_REPLICA)
+    assert lock["rule"]["defaultRetention"] == {"mode": "GOVERNANCE", "days": 90}
+    # The rule: every version (KMS-encrypted ones too), re-encrypted with the replica's key, metrics on, no deletes.
+    config = plan.one("aws:s3/bucketReplicationConfig:BucketReplicationConfig")["inputs"]
+    [rule] = config["rules"]
+    assert rule["status"] == "Enabled" and rule["filter"] == {"prefix": ""} and rule["priority"] == 1
+    assert rule["deleteMarkerReplication"] == {"status": "Disabled"}
+    assert rule["sourceSelectionCriteria"] == {"sseKmsEncryptedObjects": {"status": "Enabled"}}
+    assert rule["destination"]["bucket"] == f"arn:aws:s3:::{PROD_REPLICA}"
+    assert (
+        rule["destination"]["encryptionConfiguration"]["replicaKmsKeyId"]
+        == sse["applyServerSideEncryptionByDefault"]["kmsMasterKeyId"]
+    )
+    assert rule["destination"]["metrics"] == {"status": "Enabled"}
+    assert config["role"].startswith("arn:aws:iam::123456789012:role/models-replication-role-")
+    # Only the replication role writes replicas, nobody writes or deletes there directly.
+    policy = json.loads(_for_bucket(plan, "aws:s3/bucketPolicy:BucketPolicy", PROD_REPLICA)["policy"])
+    by_sid = {s["Sid"]: s for s in policy["Statement"]}
+    assert by_sid["ReplicasOnlyThroughReplication"]["Condition"] == {
+        "ArnNotEquals": {"aws:PrincipalArn": config["role"]}
+    }
+    assert by_sid["NoDirectWrites"]["Action"] == ["s3:PutObject"] and "Condition" not in by_sid["NoDirectWrites"]
+    assert "s3:DeleteObjectVersion" in by_sid["NoDeletes"]["Action"]
+    # A version S3 could not replicate is reported to the storage topic.
+    notification = plan.one("aws:s3/bucketNotification:BucketNotification")["inputs"]
+    assert notification["bucket"] == PROD_BUCKET
+    [topic] = notification["topics"]
+    assert topic["events"] == ["s3:Replication:OperationFailedReplication"]
+    assert topic["topicArn"].endswith(":modelyard-prod-storage")
+    assert plan.outputs()["modelReplicaBucket"] == PROD_REPLICA
+
+
+def test_a_stack_without_a_replica_region_replicates_nothing(plans: dict[str, Plan]) -> None:
+    for env in ("dev", "staging"):
+        plan = plans[env]
+        assert not plan.of_type("aws:s3/bucketReplicationConfig:BucketReplicationConfig")
+        assert not plan.of_type("aws:s3/bucketNotification:BucketNotification")
+        assert [p["urn"].rsplit("::", 1)[-1] for p in plan.of_type("pulumi:providers:aws")] == ["aws"]
+
+
+def _s3_api(value: object) -> object:
+    """A replication configuration as the plan has it (Pulumi's names) in the S3 API's names."""
+    special = {"id": "ID", "replicaKmsKeyId": "ReplicaKmsKeyID"}
+    if isinstance(value, dict):
+        return {special.get(k, k[:1].upper() + k[1:]): _s3_api(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_s3_api(v) for v in value]
+    return value
+
+
+def test_the_replication_configuration_is_one_the_s3_api_takes(plans: dict[str, Plan]) -> None:
+    """The rendered rule through botocore's S3 model (its shapes and required members) into moto, and read back;
+    the V2 rule has what AWS's own PutBucketReplication example gives one (tests/references/aws-services.json)."""
+    import boto3
+    from iam_docs import substitute
+    from moto import mock_aws
+
+    plan = plans["prod"]
+    config = plan.one("aws:s3/bucketReplicationConfig:BucketReplicationConfig")["inputs"]
+    api = {"Role": config["role"], "Rules": _s3_api(config["rules"])}
+    reference = json.loads((Path(__file__).parent / "references" / "aws-services.json").read_text())["s3-replication"]
+    example = substitute(reference["configuration"], {"DestinationBucketArn": f"arn:aws:s3:::{PROD_REPLICA}"})
+    rule = api["Rules"][0]  # type: ignore[index]
+    for key in ("Status", "Priority", "DeleteMarkerReplication", "Filter"):
+        assert rule[key] == example[key], key
+    assert rule["Destination"]["Bucket"] == example["Destination"]["Bucket"]
+    with mock_aws():
+        east, west = boto3.client("s3", region_name="us-east-1"), boto3.client("s3", region_name="us-west-2")
+        east.create_bucket(Bucket=PROD_BUCKET)
+        west.create_bucket(Bucket=PROD_REPLICA, CreateBucketConfiguration={"LocationConstraint": "us-west-2"})
+        for client, name in ((east, PROD_BUCKET), (west, PROD_REPLICA)):
+            client.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
+        east.put_bucket_replication(Bucket=PROD_BUCKET, ReplicationConfiguration=api)  # type: ignore[arg-type]
+        back = east.get_bucket_replication(Bucket=PROD_BUCKET)["ReplicationConfiguration"]
+        assert back["Role"] == config["role"]
+        assert (
+            back["Rules"][0]["Destination"]["EncryptionConfiguration"] == rule["Destination"]["EncryptionConfiguration"]
+        )
+        # botocore checks every name against S3's model: a misspelt one is refused before any request.
+        wrong = json.loads(json.dumps(api).replace("ReplicaKmsKeyID", "ReplicaKmsKeyId"))
+        with pytest.raises(ParamValidationError, match="ReplicaKmsKeyId"):
+            east.put_bucket_replication(Bucket=PROD_BUCKET, ReplicationConfiguration=wrong)

@@ -1179,6 +1179,85 @@ CASES += [
 ]
 
 
+REPLICA_PROVIDER = "urn:pulumi:prod::p::pulumi:providers:aws::aws-model-replica"
+REPLICATION_FAILED = "s3:Replication:OperationFailedReplication"
+
+
+def replica_set(
+    *,
+    sse: str | None = "Enabled",
+    metrics: str | None = "Enabled",
+    key: str | None = "arn:aws:kms:us-west-2:1:key/r",
+    status: str = "Enabled",
+    replica_region: str = "us-west-2",
+    notify: bool = True,
+    replicate: bool = True,
+) -> list[Resource]:
+    source = res(BUCKET, "b", {"bucket": MODEL_BUCKET})
+    out = [Resource(REPLICA_PROVIDER, "pulumi:providers:aws", {"region": replica_region}), source]
+    if not replicate:
+        return out
+    replica = Resource(
+        urn=f"urn:pulumi:prod::p::{BUCKET}::replica",
+        type=BUCKET,
+        inputs={"bucket": "modelyard-prod-model-replica-1"},
+        provider=f"{REPLICA_PROVIDER}::1111-id",
+    )
+    destination: dict[str, Any] = {"bucket": "arn:aws:s3:::modelyard-prod-model-replica-1"}
+    if key is not None:
+        destination["encryptionConfiguration"] = {"replicaKmsKeyId": key}
+    if metrics is not None:
+        destination["metrics"] = {"status": metrics}
+    rule: dict[str, Any] = {"id": "r", "status": status, "destination": destination}
+    if sse is not None:
+        rule["sourceSelectionCriteria"] = {"sseKmsEncryptedObjects": {"status": sse}}
+    config = res(
+        "aws:s3/bucketReplicationConfig:BucketReplicationConfig",
+        "repl",
+        {"bucket": MODEL_BUCKET, "rules": [rule]},
+        bucket=[source.urn],
+        rules=[replica.urn],
+    )
+    out += [replica, config]
+    if notify:
+        out.append(
+            res(
+                "aws:s3/bucketNotification:BucketNotification",
+                "notify",
+                {"topics": [{"topicArn": "arn:aws:sns:us-east-1:1:t", "events": [REPLICATION_FAILED]}]},
+                bucket=[source.urn],
+            )
+        )
+    return out
+
+
+CASES += [
+    (
+        "model-store-replicated",
+        lambda: replica_set(),
+        lambda: replica_set(sse=None),
+        {"requireReplica": True},
+        "rules[0].sourceSelectionCriteria.sseKmsEncryptedObjects.status",
+    ),
+]
+
+
+def test_a_replica_that_replicates_nothing_or_says_nothing_is_named() -> None:
+    required = {"requireReplica": True}
+
+    def fields(resources: list[Resource], params: dict[str, Any] | None = None) -> list[str]:
+        return [f.field for f in run("model-store-replicated", resources, params)]
+
+    assert fields(replica_set(replicate=False), required) == ["replication"]
+    assert fields(replica_set(replicate=False)) == []  # not required: a store without a replica is allowed
+    assert fields(replica_set(status="Disabled")) == ["rules[0].status"]
+    assert fields(replica_set(key=None)) == ["rules[0].destination.encryptionConfiguration.replicaKmsKeyId"]
+    assert fields(replica_set(metrics=None)) == ["rules[0].destination.metrics.status"]
+    assert fields(replica_set(notify=False)) == ["notifications"]
+    [found] = run("model-store-replicated", replica_set(replica_region="us-east-1"))
+    assert found.field == "rules.destination.bucket" and "own region (us-east-1)" in found.message
+
+
 def test_backups_unlocked_or_missing_are_named_where_required() -> None:
     required = {"requireLock": True, "requireBackups": True}
     [found] = run("backup-vault-protected", backup_set(lock=False), required)
@@ -1370,6 +1449,12 @@ def _through_crossguard(rule: str, resources: list[Resource], params: dict[str, 
 
     aws = provider(TAGS)
     provider_resource = PolicyProviderResource(aws.type, dict(aws.inputs), aws.urn, "aws")
+    # A case's own providers (a replica's region) are the providers of the resources that name them.
+    providers = {
+        r.urn: PolicyProviderResource(r.type, dict(r.inputs), r.urn, r.name)
+        for r in resources
+        if r.type == "pulumi:providers:aws"
+    }
     opts = PolicyResourceOptions(False, [], None, [], None, [])  # type: ignore[arg-type]
     by_urn = {r.urn: r for r in resources}
     policy_resources: dict[str, Any] = {}
@@ -1380,7 +1465,7 @@ def _through_crossguard(rule: str, resources: list[Resource], params: dict[str, 
             r.urn,
             r.name,
             opts,
-            provider_resource if r.type.startswith("aws:") else None,
+            providers.get(r.provider_urn or "", provider_resource) if r.type.startswith("aws:") else None,
             None,
             [],
             {},

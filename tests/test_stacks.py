@@ -23,11 +23,22 @@ STATEFUL = (
 def test_no_default_providers_and_every_resource_in_a_component(plans: dict[str, Plan], env: str) -> None:
     plan = plans[env]
     providers = {s["urn"] for s in plan.states if s["type"].startswith("pulumi:providers:")}
+    # prod's model store is replicated: a second AWS provider, in the replica's region, with the same default tags.
+    replica = (
+        {f"urn:pulumi:{env}::modelyard-platform::pulumi:providers:aws::aws-model-replica"} if env == "prod" else set()
+    )
     assert providers == {
         f"urn:pulumi:{env}::modelyard-platform::pulumi:providers:aws::aws",
         f"urn:pulumi:{env}::modelyard-platform::pulumi:providers:kubernetes::k8s",
         f"urn:pulumi:{env}::modelyard-platform::pulumi:providers:random::random",
+        *replica,
     }
+    for urn in replica:
+        inputs = plan.by_urn[urn]["inputs"]
+        assert (
+            inputs["region"] == "us-west-2"
+            and inputs["defaultTags"] == plan.named("pulumi:providers:aws", "aws")["inputs"]["defaultTags"]
+        )
     for state in plan.states:
         if not state.get("custom") or state["type"].startswith("pulumi:providers:"):
             continue
@@ -54,8 +65,8 @@ def test_tags_reach_everything(plans: dict[str, Plan], env: str) -> None:
 def test_every_kms_key_rotates_and_nothing_is_unencrypted(plans: dict[str, Plan], env: str) -> None:
     plan = plans[env]
     keys = plan.of_type("aws:kms/key:Key")
-    # logs, EKS secrets, model store, ECR, alert topics, and the backup vault where backups are on
-    assert len(keys) == (5 if env == "dev" else 6)
+    # logs, EKS secrets, model store, ECR, alert topics, the backup vault where backups are on, prod's replica
+    assert len(keys) == {"dev": 5, "staging": 6, "prod": 7}[env]
     for key in keys:
         assert key["inputs"]["enableKeyRotation"] is True, key["urn"]
         policy = json.loads(key["inputs"]["policy"])

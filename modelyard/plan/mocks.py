@@ -44,6 +44,9 @@ class PlanMocks(pulumi.runtime.Mocks):
         self.region = region
         self.account_id = account_id
         self.partition = "aws-us-gov" if region.startswith("us-gov-") else "aws"
+        #: The region of each AWS provider registered with one other than the stack's, by provider id: what a
+        #: resource of that provider (a replica in another region) gets in its ARNs and endpoints.
+        self._provider_regions: dict[str, str] = {}
         self._invokes: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
             "aws:index/getAvailabilityZones:getAvailabilityZones": self._azs,
             "aws:index/getCallerIdentity:getCallerIdentity": lambda _: {
@@ -104,7 +107,10 @@ class PlanMocks(pulumi.runtime.Mocks):
         state = dict(args.inputs)
         seed = f"{typ}::{name}"
         if typ.startswith("pulumi:providers:"):
-            return _uuid(seed), state
+            rid = _uuid(seed)
+            if typ == "pulumi:providers:aws" and isinstance(state.get("region"), str):
+                self._provider_regions[rid] = state["region"]
+            return rid, state
         if typ == "pulumi:pulumi:StackReference":
             return self._stack_reference(state)
         if typ.startswith("kubernetes:"):
@@ -112,10 +118,19 @@ class PlanMocks(pulumi.runtime.Mocks):
         computed = _COMPUTED.get(typ)
         if computed is not None:
             rid, extra = computed(self, name, state, seed)
-            state.update(extra)
-            return rid, state
-        rid = f"{name}-{_hex(seed, 8)}"
-        return rid, {"arn": self._arn(typ, rid), **state}
+        else:
+            rid = f"{name}-{_hex(seed, 8)}"
+            extra = {"arn": self._arn(typ, rid)}
+        region = self._provider_regions.get(str(args.provider or "").rsplit("::", 1)[-1], self.region)
+        if region != self.region:
+            extra = {k: self._in_region(v, region) for k, v in extra.items()}
+        return rid, {**extra, **state} if computed is None else {**state, **extra}
+
+    def _in_region(self, value: Any, region: str) -> Any:
+        """`value` (an ARN or endpoint made for the stack's region) as a resource of `region` has it."""
+        if not isinstance(value, str):
+            return value
+        return value.replace(f":{self.region}:", f":{region}:").replace(f".{self.region}.", f".{region}.")
 
     def _stack_reference(self, state: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         name = str(state.get("name", ""))
@@ -199,6 +214,11 @@ class PlanMocks(pulumi.runtime.Mocks):
             "arn": f"arn:{self.partition}:sqs:{self.region}:{self.account_id}:{queue}",
         }
 
+    def _topic(self, name: str, state: dict[str, Any], seed: str) -> tuple[str, dict[str, Any]]:
+        topic = self._named(name, state, seed)
+        arn = f"arn:{self.partition}:sns:{self.region}:{self.account_id}:{topic}"
+        return arn, {"name": topic, "arn": arn}
+
     def _rule(self, name: str, state: dict[str, Any], seed: str) -> tuple[str, dict[str, Any]]:
         rule = self._named(name, state, seed)
         return rule, {"name": rule, "arn": f"arn:{self.partition}:events:{self.region}:{self.account_id}:rule/{rule}"}
@@ -272,5 +292,6 @@ _COMPUTED: dict[str, Callable[[PlanMocks, str, dict[str, Any], str], tuple[str, 
     "aws:cloudwatch/logGroup:LogGroup": PlanMocks._log_group,
     "aws:cloudwatch/eventRule:EventRule": PlanMocks._rule,
     "aws:sqs/queue:Queue": PlanMocks._queue,
+    "aws:sns/topic:Topic": PlanMocks._topic,
     "aws:ecr/repository:Repository": PlanMocks._repository,
 }

@@ -68,7 +68,8 @@ def config_lines(cfg: PlatformConfig) -> list[str]:
     store = cfg.model_store
     lines.append(
         f"model store: versioning {'on' if store.versioning else 'off'}, noncurrent kept "
-        f"{store.noncurrent_version_retention_days} d, KMS {'existing key' if store.kms_key_arn else 'own key'}"
+        f"{store.noncurrent_version_retention_days} d, KMS {'existing key' if store.kms_key_arn else 'own key'}, "
+        + (f"replicated to {store.replica_region}" if store.replica_region else "no replica")
     )
     backup = cfg.backup
     lines.append(

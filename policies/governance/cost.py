@@ -47,6 +47,8 @@ class Usage(BaseModel):
     log_storage_gb: float = Field(ge=0)
     ecr_storage_gb: float = Field(ge=0)
     model_bucket_pattern: str
+    model_replica_pattern: str
+    model_push_gb_per_month: float = Field(ge=0)
 
 
 def load_usage(path: Path | None = None) -> Usage:
@@ -124,6 +126,7 @@ class Estimate:
 FREE_PREFIXES = ("kubernetes:", "random:", "pulumi:")
 FREE_TYPES = S3_BUCKET_COMPANIONS | frozenset(
     {
+        "aws:s3/bucketNotification:BucketNotification",
         "aws:iam/role:Role",
         "aws:iam/rolePolicy:RolePolicy",
         "aws:iam/rolePolicyAttachment:RolePolicyAttachment",
@@ -273,9 +276,28 @@ class _Pricer:
 
     def bucket(self, r: Resource) -> tuple[Kind, float, float, str]:
         name = str(r.get("bucket") or r.name)
-        gb = self.usage.model_store_gb if self.usage.model_bucket_pattern in name else self.usage.other_bucket_gb
+        u = self.usage
+        model = u.model_bucket_pattern in name or u.model_replica_pattern in name
+        gb = u.model_store_gb if model else u.other_bucket_gb
         cost = gb * self.svc("s3_standard_gb_month")
         return "usage", cost, cost, f"{gb:g} GB S3 Standard (usage)"
+
+    #: The metrics S3 Replication publishes per rule with metrics on: bytes and operations pending, latency and
+    #: operations failed.
+    REPLICATION_METRICS = 4
+
+    def replication(self, r: Resource) -> tuple[Kind, float, float, str]:
+        rules = sequence(r.get("rules"))
+        metered = sum(1 for rule in rules if dig(rule, "destination", "metrics", "status") == "Enabled")
+        metrics = metered * self.REPLICATION_METRICS * self.svc("cloudwatch_metric_month")
+        transfer = len(rules) * self.usage.model_push_gb_per_month * self.svc("s3_inter_region_gb")
+        return (
+            "usage",
+            metrics + transfer,
+            metrics + transfer,
+            f"{metered * self.REPLICATION_METRICS} replication metrics x {self.svc('cloudwatch_metric_month')} + "
+            f"{self.usage.model_push_gb_per_month:g} GB pushed a month x {self.svc('s3_inter_region_gb')} (usage)",
+        )
 
     def log_group(self, r: Resource) -> tuple[Kind, float, float, str]:
         cost = self.usage.log_ingest_gb_per_month * self.svc("cloudwatch_logs_ingest_gb")
@@ -681,6 +703,7 @@ def _estimate(stack: Stack, usage: Usage | None, region: str | None, prices: Pri
         "kubernetes:core/v1:PersistentVolumeClaim": p.claim,
         "kubernetes:apps/v1:StatefulSet": p.stateful_set,
         "aws:backup/plan:Plan": p.backup_plan,
+        "aws:s3/bucketReplicationConfig:BucketReplicationConfig": p.replication,
         "kubernetes:karpenter.sh/v1:NodePool": lambda r: (
             _karpenter_cpu_pool(p, r, pinned_cpu)
             if r.get("spec", "template", "metadata", "labels", CPU_POOL_LABEL[0]) == CPU_POOL_LABEL[1]

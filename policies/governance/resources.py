@@ -224,6 +224,12 @@ class Stack:
         wanted = set(types)
         return [r for r in self._dependents.get(target.urn, ()) if r.type in wanted and r.depends_on(target.urn, prop)]
 
+    def provider_region(self, resource: Resource) -> str | None:
+        """The region of the AWS provider `resource` uses, when the plan shows it."""
+        provider = self.by_urn.get(resource.provider_urn)
+        region = provider.get("region") if provider is not None else None
+        return region if isinstance(region, str) else None
+
     def provider_default_tags(self, resource: Resource) -> dict[str, str]:
         """The `defaultTags.tags` of the AWS provider `resource` uses (a JSON string or an object)."""
         provider = self.by_urn.get(resource.provider_urn)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from ..resources import Resource, as_list, statements
+from ..resources import Resource, as_list, dig, sequence, statements
 from .base import POLICY_FIELDS, Context, Finding, _true, _unknown, resource_rule, stack_rule
 from .iam import _binds
 
@@ -231,4 +231,92 @@ def _backup_vault(ctx: Context) -> Iterator[Finding]:
                 params,
                 "tag the volumes it provisions (tagSpecification_1: key=value) with a tag an AWS Backup selection "
                 "takes: nothing backs them up",
+            )
+
+
+#: The event S3 sends for a version it could not replicate.
+REPLICATION_FAILED = "s3:Replication:OperationFailedReplication"
+BUCKET_TYPES = ("aws:s3/bucket:Bucket", "aws:s3/bucketV2:BucketV2")
+
+
+@stack_rule(
+    "model-store-replicated",
+    "The model store is replicated to a bucket in another region: every version, SSE-KMS ones included, "
+    "re-encrypted there, with the metrics S3 needs to report a failed version and a notification of it.",
+    params={"requireReplica": False},
+)
+def _model_replica(ctx: Context) -> Iterator[Finding]:
+    """What replicates nothing without an error: a rule left Disabled; no SseKmsEncryptedObjects selection (S3
+    skips every SSE-KMS object, and every model version is one); no replica key (S3 refuses the selection
+    without one); the destination in the source's own region; metrics off (then S3 sends no failure event);
+    no notification of that event. Versioning and Object Lock on the destination S3 itself enforces."""
+    for bucket in ctx.stack.of_type(*BUCKET_TYPES):
+        if not _is_model_bucket(ctx, bucket):
+            continue
+        configs = _bucket_companions(ctx, bucket, "aws:s3/bucketReplicationConfig:BucketReplicationConfig")
+        if not configs:
+            if ctx.param("model-store-replicated", "requireReplica", False):
+                yield Finding(
+                    bucket.urn,
+                    "replication",
+                    None,
+                    "replicate the model bucket to another region (model_store.replica_region): one region's loss "
+                    "takes every model otherwise",
+                )
+            continue
+        config = configs[0]
+        rules = config.inputs.get("rules")
+        if _unknown(rules):
+            continue
+        for i, rule in enumerate(sequence(rules)):
+            where = f"rules[{i}]"
+            if dig(rule, "status") != "Enabled":
+                yield Finding(config.urn, f"{where}.status", dig(rule, "status"), "must be Enabled")
+            sse = dig(rule, "sourceSelectionCriteria", "sseKmsEncryptedObjects", "status")
+            if sse != "Enabled":
+                yield Finding(
+                    config.urn,
+                    f"{where}.sourceSelectionCriteria.sseKmsEncryptedObjects.status",
+                    sse,
+                    "must be Enabled: S3 replicates no SSE-KMS object without it, and every model version is one",
+                )
+            key = dig(rule, "destination", "encryptionConfiguration", "replicaKmsKeyId")
+            if not key and not _unknown(dig(rule, "destination", "encryptionConfiguration")):
+                yield Finding(
+                    config.urn,
+                    f"{where}.destination.encryptionConfiguration.replicaKmsKeyId",
+                    key,
+                    "name a KMS key of the destination's region to encrypt the replicas with",
+                )
+            metrics = dig(rule, "destination", "metrics", "status")
+            if metrics != "Enabled":
+                yield Finding(
+                    config.urn,
+                    f"{where}.destination.metrics.status",
+                    metrics,
+                    "must be Enabled: without replication metrics S3 sends no event for a version it failed",
+                )
+        here = ctx.stack.provider_region(bucket)
+        for dest in (r for r in ctx.stack.resources if r.type in BUCKET_TYPES and config.depends_on(r.urn, "rules")):
+            there = ctx.stack.provider_region(dest)
+            if here is not None and there == here:
+                yield Finding(
+                    config.urn,
+                    "rules.destination.bucket",
+                    there,
+                    f"the replica is in the source's own region ({here}): it survives nothing the source does not",
+                )
+        notified = any(
+            REPLICATION_FAILED in as_list(topic.get("events"))
+            for n in _bucket_companions(ctx, bucket, "aws:s3/bucketNotification:BucketNotification")
+            for topic in sequence(n.get("topics"))
+            if isinstance(topic, Mapping)
+        )
+        if not notified:
+            yield Finding(
+                bucket.urn,
+                "notifications",
+                None,
+                f"send {REPLICATION_FAILED} to a topic someone reads: a version that fails to replicate says so "
+                "nowhere else",
             )
