@@ -63,6 +63,11 @@ def bucket_access(
     }
 
 
+def no_deletes(objects: pulumi.Input[str]) -> iam.Document:
+    """The bucket policy statement that refuses every delete and retention change to every principal."""
+    return {"Sid": "NoDeletes", "Effect": "Deny", "Principal": "*", "Action": list(DELETE_ACTIONS), "Resource": objects}
+
+
 def model_push_role_name(env: str) -> str:
     """The push role's name: `modelyard model push` assumes it by this name."""
     return f"modelyard-{env}-model-push"
@@ -136,6 +141,79 @@ def _private_bucket(
             opts=child,
         ),
     ]
+
+
+def _model_bucket_settings(
+    prefix: str,
+    bucket: aws.s3.Bucket,
+    key_arn: pulumi.Input[str],
+    cfg: ModelStoreConfig,
+    parent: pulumi.Resource,
+    *,
+    versioned: bool,
+    provider: pulumi.ProviderResource | None = None,
+) -> list[pulumi.Resource]:
+    """What the model bucket and its replica share: SSE-KMS with a bucket key, versioning, noncurrent versions
+    expired after the retention and unfinished uploads aborted after 7 days, and Object Lock in governance mode
+    where `object_lock_days` is set (with the bucket policy's deletes refused, a bypass takes an administrator
+    changing that policy first). Returns the versioning and, where set, the lock: what must come after them."""
+    child = pulumi.ResourceOptions(parent=parent, provider=provider)
+    aws.s3.BucketServerSideEncryptionConfiguration(
+        f"{prefix}-sse",
+        bucket=bucket.id,
+        rules=[
+            aws.s3.BucketServerSideEncryptionConfigurationRuleArgs(
+                apply_server_side_encryption_by_default=aws.s3.BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(
+                    sse_algorithm="aws:kms", kms_master_key_id=key_arn
+                ),
+                bucket_key_enabled=True,
+            )
+        ],
+        opts=child,
+    )
+    versioning = aws.s3.BucketVersioning(
+        f"{prefix}-versioning",
+        bucket=bucket.id,
+        versioning_configuration=aws.s3.BucketVersioningVersioningConfigurationArgs(
+            status="Enabled" if versioned else "Suspended"
+        ),
+        opts=child,
+    )
+    after_versioning = pulumi.ResourceOptions(parent=parent, provider=provider, depends_on=[versioning])
+    aws.s3.BucketLifecycleConfiguration(
+        f"{prefix}-lifecycle",
+        bucket=bucket.id,
+        rules=[
+            aws.s3.BucketLifecycleConfigurationRuleArgs(
+                id="expire-noncurrent-versions",
+                status="Enabled",
+                filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=""),
+                noncurrent_version_expiration=aws.s3.BucketLifecycleConfigurationRuleNoncurrentVersionExpirationArgs(
+                    noncurrent_days=cfg.noncurrent_version_retention_days
+                ),
+                abort_incomplete_multipart_upload=aws.s3.BucketLifecycleConfigurationRuleAbortIncompleteMultipartUploadArgs(
+                    days_after_initiation=7
+                ),
+            )
+        ],
+        opts=after_versioning,
+    )
+    settled: list[pulumi.Resource] = [versioning]
+    if cfg.object_lock_days is not None:
+        settled.append(
+            aws.s3.BucketObjectLockConfiguration(
+                f"{prefix}-object-lock",
+                bucket=bucket.id,
+                object_lock_enabled="Enabled",
+                rule=aws.s3.BucketObjectLockConfigurationRuleArgs(
+                    default_retention=aws.s3.BucketObjectLockConfigurationRuleDefaultRetentionArgs(
+                        mode="GOVERNANCE", days=cfg.object_lock_days
+                    )
+                ),
+                opts=after_versioning,
+            )
+        )
+    return settled
 
 
 class ModelStore(pulumi.ComponentResource):
@@ -212,59 +290,7 @@ class ModelStore(pulumi.ComponentResource):
             opts=protect,
         )
         companions = _private_bucket(f"{name}-bucket", bucket, self)
-        aws.s3.BucketServerSideEncryptionConfiguration(
-            f"{name}-bucket-sse",
-            bucket=bucket.id,
-            rules=[
-                aws.s3.BucketServerSideEncryptionConfigurationRuleArgs(
-                    apply_server_side_encryption_by_default=aws.s3.BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(
-                        sse_algorithm="aws:kms", kms_master_key_id=key_arn
-                    ),
-                    bucket_key_enabled=True,
-                )
-            ],
-            opts=child,
-        )
-        versioning = aws.s3.BucketVersioning(
-            f"{name}-bucket-versioning",
-            bucket=bucket.id,
-            versioning_configuration=aws.s3.BucketVersioningVersioningConfigurationArgs(
-                status="Enabled" if cfg.versioning else "Suspended"
-            ),
-            opts=child,
-        )
-        aws.s3.BucketLifecycleConfiguration(
-            f"{name}-bucket-lifecycle",
-            bucket=bucket.id,
-            rules=[
-                aws.s3.BucketLifecycleConfigurationRuleArgs(
-                    id="expire-noncurrent-versions",
-                    status="Enabled",
-                    filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=""),
-                    noncurrent_version_expiration=aws.s3.BucketLifecycleConfigurationRuleNoncurrentVersionExpirationArgs(
-                        noncurrent_days=cfg.noncurrent_version_retention_days
-                    ),
-                    abort_incomplete_multipart_upload=aws.s3.BucketLifecycleConfigurationRuleAbortIncompleteMultipartUploadArgs(
-                        days_after_initiation=7
-                    ),
-                )
-            ],
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[versioning]),
-        )
-        if cfg.object_lock_days is not None:
-            # Governance mode: every version is kept `object_lock_days`; with the bucket policy's deletes
-            # refused, a bypass takes an administrator changing that policy first.
-            aws.s3.BucketObjectLockConfiguration(
-                f"{name}-bucket-object-lock",
-                bucket=bucket.id,
-                object_lock_enabled="Enabled",
-                rule=aws.s3.BucketObjectLockConfigurationRuleArgs(
-                    default_retention=aws.s3.BucketObjectLockConfigurationRuleDefaultRetentionArgs(
-                        mode="GOVERNANCE", days=cfg.object_lock_days
-                    )
-                ),
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[versioning]),
-            )
+        versioning = _model_bucket_settings(f"{name}-bucket", bucket, key_arn, cfg, self, versioned=cfg.versioning)[0]
         objects = pulumi.Output.concat(bucket.arn, "/*")
         pusher = aws.iam.Role(
             f"{name}-push-role",
@@ -320,13 +346,7 @@ class ModelStore(pulumi.ComponentResource):
                             "Resource": objects,
                             "Condition": {"ArnNotEquals": {"aws:PrincipalArn": pusher.arn}},
                         },
-                        {
-                            "Sid": "NoDeletes",
-                            "Effect": "Deny",
-                            "Principal": "*",
-                            "Action": list(DELETE_ACTIONS),
-                            "Resource": objects,
-                        },
+                        no_deletes(objects),
                     ],
                 }
             ),
@@ -428,7 +448,6 @@ class ModelStore(pulumi.ComponentResource):
         region = cfg.replica_region
         assert region is not None
         provider = args.replica_provider
-        there = pulumi.ResourceOptions(parent=self, provider=provider)
         key = kms_key(
             f"{name}-replica-key",
             description=f"Model artifact replicas of the {args.env} environment ({region})",
@@ -445,59 +464,11 @@ class ModelStore(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, provider=provider, protect=args.deletion_protection),
         )
         companions = _private_bucket(f"{name}-replica-bucket", replica, self, provider)
-        aws.s3.BucketServerSideEncryptionConfiguration(
-            f"{name}-replica-bucket-sse",
-            bucket=replica.id,
-            rules=[
-                aws.s3.BucketServerSideEncryptionConfigurationRuleArgs(
-                    apply_server_side_encryption_by_default=aws.s3.BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(
-                        sse_algorithm="aws:kms", kms_master_key_id=key.arn
-                    ),
-                    bucket_key_enabled=True,
-                )
-            ],
-            opts=there,
+        # Versioned whatever the source says (replication needs it); a locked source replicates only to a locked
+        # destination, whose replicas keep the source's retention.
+        locked = _model_bucket_settings(
+            f"{name}-replica-bucket", replica, key.arn, cfg, self, versioned=True, provider=provider
         )
-        versioning = aws.s3.BucketVersioning(
-            f"{name}-replica-bucket-versioning",
-            bucket=replica.id,
-            versioning_configuration=aws.s3.BucketVersioningVersioningConfigurationArgs(status="Enabled"),
-            opts=there,
-        )
-        aws.s3.BucketLifecycleConfiguration(
-            f"{name}-replica-bucket-lifecycle",
-            bucket=replica.id,
-            rules=[
-                aws.s3.BucketLifecycleConfigurationRuleArgs(
-                    id="expire-noncurrent-versions",
-                    status="Enabled",
-                    filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=""),
-                    noncurrent_version_expiration=aws.s3.BucketLifecycleConfigurationRuleNoncurrentVersionExpirationArgs(
-                        noncurrent_days=cfg.noncurrent_version_retention_days
-                    ),
-                    abort_incomplete_multipart_upload=aws.s3.BucketLifecycleConfigurationRuleAbortIncompleteMultipartUploadArgs(
-                        days_after_initiation=7
-                    ),
-                )
-            ],
-            opts=pulumi.ResourceOptions(parent=self, provider=provider, depends_on=[versioning]),
-        )
-        locked: list[pulumi.Resource] = [versioning]
-        if cfg.object_lock_days is not None:
-            # A locked source replicates only to a locked destination; replicas keep the source's retention.
-            locked.append(
-                aws.s3.BucketObjectLockConfiguration(
-                    f"{name}-replica-bucket-object-lock",
-                    bucket=replica.id,
-                    object_lock_enabled="Enabled",
-                    rule=aws.s3.BucketObjectLockConfigurationRuleArgs(
-                        default_retention=aws.s3.BucketObjectLockConfigurationRuleDefaultRetentionArgs(
-                            mode="GOVERNANCE", days=cfg.object_lock_days
-                        )
-                    ),
-                    opts=pulumi.ResourceOptions(parent=self, provider=provider, depends_on=[versioning]),
-                )
-            )
         source_objects = pulumi.Output.concat(source.arn, "/*")
         replica_objects = pulumi.Output.concat(replica.arn, "/*")
         role = aws.iam.Role(
@@ -597,13 +568,7 @@ class ModelStore(pulumi.ComponentResource):
                             "Resource": replica_objects,
                             "Condition": {"ArnNotEquals": {"aws:PrincipalArn": role.arn}},
                         },
-                        {
-                            "Sid": "NoDeletes",
-                            "Effect": "Deny",
-                            "Principal": "*",
-                            "Action": list(DELETE_ACTIONS),
-                            "Resource": replica_objects,
-                        },
+                        no_deletes(replica_objects),
                     ],
                 }
             ),
