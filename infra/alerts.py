@@ -29,22 +29,36 @@ ALERTMANAGER_NAMESPACE = "monitoring"
 ALERTMANAGER_SERVICE_ACCOUNT = "alertmanager"
 
 
-def cost_publisher_statement(service: str, topic_arn: pulumi.Input[str], account: AccountContext) -> iam.Document:
-    """Let one AWS cost service publish to a topic, only on this account's behalf. For AWS Budgets that is
-    the statement its user guide gives (source account and the account's budgets as source ARN)."""
+def publisher_statement(
+    service: str,
+    topic_arn: pulumi.Input[str],
+    account: AccountContext,
+    *,
+    sid: str,
+    source_arn: pulumi.Input[str] | None = None,
+) -> iam.Document:
+    """Let one AWS service publish to a topic, only on this account's behalf and, with `source_arn`, only for
+    that resource of it. Its Sid is the service's name and `sid` (BudgetsPublish, S3ReportsFailures)."""
     condition: iam.Document = {"StringEquals": {"aws:SourceAccount": account.account_id}}
-    if service == "budgets.amazonaws.com":
-        condition["ArnLike"] = {
-            "aws:SourceArn": pulumi.Output.concat("arn:", account.partition, ":budgets::", account.account_id, ":*")
-        }
+    if source_arn is not None:
+        condition["ArnLike"] = {"aws:SourceArn": source_arn}
     return {
-        "Sid": f"{service.split('.')[0].capitalize()}Publish",
+        "Sid": f"{service.split('.')[0].capitalize()}{sid}",
         "Effect": "Allow",
         "Principal": {"Service": service},
         "Action": "sns:Publish",
         "Resource": topic_arn,
         "Condition": condition,
     }
+
+
+def cost_publisher_statement(service: str, topic_arn: pulumi.Input[str], account: AccountContext) -> iam.Document:
+    """Let one AWS cost service publish to a topic, only on this account's behalf. For AWS Budgets that is
+    the statement its user guide gives (source account and the account's budgets as source ARN)."""
+    budgets = pulumi.Output.concat("arn:", account.partition, ":budgets::", account.account_id, ":*")
+    return publisher_statement(
+        service, topic_arn, account, sid="Publish", source_arn=budgets if service == "budgets.amazonaws.com" else None
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -69,17 +83,7 @@ def storage_publisher_statement(
     """Let an AWS service publish to the storage topic for one resource of this account: S3's event
     notifications ("Granting permissions to publish event notification messages to a destination": source
     bucket and account), an EventBridge rule (its SNS target permissions: the rule's ARN)."""
-    return {
-        "Sid": f"{service.split('.')[0].capitalize()}ReportsFailures",
-        "Effect": "Allow",
-        "Principal": {"Service": service},
-        "Action": "sns:Publish",
-        "Resource": topic_arn,
-        "Condition": {
-            "ArnLike": {"aws:SourceArn": source_arn},
-            "StringEquals": {"aws:SourceAccount": account.account_id},
-        },
-    }
+    return publisher_statement(service, topic_arn, account, sid="ReportsFailures", source_arn=source_arn)
 
 
 class AlertTopics(pulumi.ComponentResource):
