@@ -137,7 +137,7 @@ class Backups(pulumi.ComponentResource):
             opts=child,
         )
         self.vault_name = vault.name
-        self._env = args.env
+        self._env, self._name = args.env, name
         self.register_outputs({"vault_name": self.vault_name})
 
     def report_failures(self, topic_arn: pulumi.Input[str], after: Sequence[pulumi.Resource]) -> None:
@@ -146,14 +146,14 @@ class Backups(pulumi.ComponentResource):
         publish (`after`)."""
         child = pulumi.ResourceOptions(parent=self)
         rule = aws.cloudwatch.EventRule(
-            "backup-failures",
+            f"{self._name}-failures",
             name=failure_rule_name(self._env),
             description=f"Failed AWS Backup jobs of modelyard {self._env}",
             event_pattern=iam.to_json(failure_pattern()),
             opts=child,
         )
         aws.cloudwatch.EventTarget(
-            "backup-failures-target",
+            f"{self._name}-failures-target",
             rule=rule.name,
             arn=topic_arn,
             opts=pulumi.ResourceOptions(parent=self, depends_on=list(after)),

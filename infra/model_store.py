@@ -410,7 +410,7 @@ class ModelStore(pulumi.ComponentResource):
             opts=child,
         )
 
-        self._bucket = bucket
+        self._bucket, self._name = bucket, name
         self.replica_bucket_name: pulumi.Output[str] | None = None
         self._replication: aws.s3.BucketReplicationConfig | None = None
         if cfg.replica_region is not None:
@@ -630,7 +630,7 @@ class ModelStore(pulumi.ComponentResource):
         if self._replication is None:
             return
         aws.s3.BucketNotification(
-            "models-bucket-notifications",
+            f"{self._name}-bucket-notifications",
             bucket=self._bucket.id,
             topics=[aws.s3.BucketNotificationTopicArgs(topic_arn=topic_arn, events=[REPLICATION_FAILED_EVENT])],
             opts=pulumi.ResourceOptions(parent=self, depends_on=[*after, self._replication]),

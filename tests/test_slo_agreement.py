@@ -16,6 +16,7 @@ import json
 import re
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -58,9 +59,7 @@ def test_the_server_exports_every_status_the_availability_sli_reads_from_the_sta
     assert set(_front_constant("PROTOCOLS")) == {"v1", "v2", "openai"}
 
 
-def _stack_rules(tmp: Path) -> None:
-    catalog = load_workloads(REPO_ROOT / "workloads" / "Pulumi.dev.yaml", stack="dev").catalog
-    entry = next(m for m in catalog.models if m.name == MODEL)
+def _stack_rules(tmp: Path, entry: Any) -> None:
     groups = rules.platform_rule_groups(TEST_PARAMS) + models.slo_rule_groups(entry, "models")
     spec = rules.prometheus_rule_spec(groups, "https://x/runbooks")
     for group in spec["groups"]:
@@ -125,7 +124,7 @@ def test_the_load_test_verdict_is_what_the_burn_rate_rules_say(
     entry = next(m for m in catalog.models if m.name == MODEL)
     objectives = lt.LatencyObjectives(entry.slo.availability, entry.slo.p99_latency_ms, 0.99)
     page = max(factor for _, _, factor in conventions.PAGE_BURNS)
-    _stack_rules(tmp_path)
+    _stack_rules(tmp_path, entry)
     with model_server(tmp_path, "--workers", "1", "--latency_objective_ms", str(entry.slo.p99_latency_ms)) as url:
         _prometheus_config(tmp_path, url)
         with prometheus_server(tmp_path) as (prom_url, log):
