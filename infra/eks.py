@@ -17,6 +17,9 @@ from modelyard.versions import EKS_ADDONS
 #: Every control-plane log type EKS offers.
 CONTROL_PLANE_LOG_TYPES = ("api", "audit", "authenticator", "controllerManager", "scheduler")
 
+#: The EKS access policy every declared admin entry (deployer, admins, break-glass) is associated with.
+CLUSTER_ADMIN_POLICY = "AmazonEKSClusterAdminPolicy"
+
 #: Add-ons that must run before any node can become Ready (networking and credentials).
 PRE_COMPUTE_ADDONS = ("eks-pod-identity-agent", "vpc-cni", "kube-proxy")
 #: Add-ons that need nodes to schedule on.
@@ -115,15 +118,22 @@ class Cluster(pulumi.ComponentResource):
             enabled_cluster_log_types=list(CONTROL_PLANE_LOG_TYPES),
             access_config=aws.eks.ClusterAccessConfigArgs(
                 authentication_mode="API",
-                # The identity running `pulumi up` needs the API to install in-cluster services.
-                bootstrap_cluster_creator_admin_permissions=True,
+                # No implicit cluster-admin for whoever created the cluster: the deployer's entry is declared below,
+                # in the plan and in state, and goes when the config says so.
+                bootstrap_cluster_creator_admin_permissions=False,
             ),
             # Managed add-ons below replace the self-managed defaults.
             bootstrap_self_managed_addons=False,
             upgrade_policy=aws.eks.ClusterUpgradePolicyArgs(support_type="STANDARD"),
             deletion_protection=args.deletion_protection,
             opts=pulumi.ResourceOptions(
-                parent=self, depends_on=[attachment, log_group], protect=args.deletion_protection
+                parent=self,
+                depends_on=[attachment, log_group],
+                protect=args.deletion_protection,
+                # EKS reads this flag only when it creates a cluster, and the provider replaces a cluster whose flag
+                # changes: a cluster made with the creator's implicit entry keeps it until `aws eks
+                # delete-access-entry` removes it (docs/operations.md), never by a replacement.
+                ignore_changes=["accessConfig.bootstrapClusterCreatorAdminPermissions"],
             ),
         )
         issuer: pulumi.Output[str] = cluster.identities.apply(_oidc_issuer)
@@ -133,20 +143,48 @@ class Cluster(pulumi.ComponentResource):
             client_id_lists=["sts.amazonaws.com"],
             opts=child,
         )
-        for i, admin in enumerate(cfg.admin_role_arns):
+        admin_policy = pulumi.Output.concat(
+            "arn:", account.partition, ":eks::aws:cluster-access-policy/", CLUSTER_ADMIN_POLICY
+        )
+
+        def cluster_admin(label: str, principal_arn: pulumi.Input[str]) -> aws.eks.AccessPolicyAssociation:
             entry = aws.eks.AccessEntry(
-                f"{name}-admin-{i}", cluster_name=cluster.name, principal_arn=admin, type="STANDARD", opts=child
+                f"{name}-{label}", cluster_name=cluster.name, principal_arn=principal_arn, type="STANDARD", opts=child
             )
-            aws.eks.AccessPolicyAssociation(
-                f"{name}-admin-{i}-policy",
+            return aws.eks.AccessPolicyAssociation(
+                f"{name}-{label}-policy",
                 cluster_name=cluster.name,
                 principal_arn=entry.principal_arn,
-                policy_arn=pulumi.Output.concat(
-                    "arn:", account.partition, ":eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
-                ),
+                policy_arn=admin_policy,
                 access_scope=aws.eks.AccessPolicyAssociationAccessScopeArgs(type="cluster"),
                 opts=child,
             )
+
+        deployer: pulumi.Input[str]
+        if cfg.deployer_role_arn is not None:
+            deployer = cfg.deployer_role_arn
+        else:
+            # The role behind the running identity: an access entry takes a role's ARN, not the session's.
+            invoke = pulumi.InvokeOptions(parent=self)
+            caller = aws.get_caller_identity_output(opts=invoke)
+            deployer = aws.iam.get_session_context_output(arn=caller.arn, opts=invoke).issuer_arn
+        # The program's own Kubernetes provider acts as the deployer: nothing in the cluster is created before
+        # the deployer may create it.
+        deployer_access = cluster_admin("deployer", deployer)
+        for i, admin in enumerate(cfg.admin_role_arns):
+            cluster_admin(f"admin-{i}", admin)
+        self.break_glass_role_arn: pulumi.Output[str] | None = None
+        if cfg.break_glass:
+            break_glass = aws.iam.Role(
+                f"{name}-break-glass",
+                name=f"{args.cluster_name}-break-glass",
+                description=f"Break-glass cluster-admin of {args.cluster_name}: MFA within the hour, one-hour sessions",
+                assume_role_policy=iam.to_json(iam.break_glass_trust(account.account_id, account.partition)),
+                max_session_duration=3600,
+                opts=child,
+            )
+            cluster_admin("break-glass", break_glass.arn)
+            self.break_glass_role_arn = break_glass.arn
 
         self.name = cluster.name
         self.arn = cluster.arn
@@ -157,7 +195,7 @@ class Cluster(pulumi.ComponentResource):
         self.oidc_provider_arn = oidc.arn
         self.oidc_issuer_url = issuer
         self.kubeconfig = pulumi.Output.secret(
-            pulumi.Output.all(cluster.name, cluster.endpoint, self.certificate_authority).apply(
+            pulumi.Output.all(cluster.name, cluster.endpoint, self.certificate_authority, deployer_access.id).apply(
                 lambda a: kubeconfig(a[0], a[1], a[2], account.region)
             )
         )

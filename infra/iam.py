@@ -50,6 +50,30 @@ def pod_identity_trust(source_account: Any, cluster_arn: Any, namespace: str, se
     return document
 
 
+#: How recently a break-glass user must have signed in with MFA (seconds): aws:MultiFactorAuthAge.
+BREAK_GLASS_MFA_AGE = 3600
+
+
+def break_glass_trust(account_id: Any, partition: Any) -> Document:
+    """Trust policy of a break-glass role: principals of this account only (the account delegates to its own
+    IAM policies who may call sts:AssumeRole on it), and only with MFA used within BREAK_GLASS_MFA_AGE (IAM
+    User Guide, "Configuring MFA-protected API access": aws:MultiFactorAuthPresent and aws:MultiFactorAuthAge)."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"AWS": pulumi.Output.concat("arn:", partition, ":iam::", account_id, ":root")},
+                "Action": "sts:AssumeRole",
+                "Condition": {
+                    "Bool": {"aws:MultiFactorAuthPresent": "true"},
+                    "NumericLessThan": {"aws:MultiFactorAuthAge": str(BREAK_GLASS_MFA_AGE)},
+                },
+            }
+        ],
+    }
+
+
 def irsa_trust(oidc_provider_arn: Any, issuer_url: Any, namespace: str, service_account: str) -> pulumi.Output[str]:
     """Trust policy for IRSA scoped to exactly one service account and the STS audience."""
 

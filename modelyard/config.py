@@ -162,6 +162,28 @@ class EksConfig(Model):
     log_retention_days: int = Field(default=90, ge=1, le=3653)
     #: IAM roles granted cluster-admin through EKS access entries (no aws-auth ConfigMap).
     admin_role_arns: Seq[RoleArn] = ()
+    #: The role `pulumi up` runs as (CI's deploy role), granted cluster-admin through a declared access entry:
+    #: the cluster is created without EKS's implicit admin entry for its creator. Unset: the IAM role of the
+    #: identity running the program, as its session context names it (shown in the plan).
+    deployer_role_arn: RoleArn | None = None
+    #: A break-glass role (`modelyard-<env>-break-glass`): cluster-admin, assumable only by this account's principals
+    #: signed in with MFA within the hour, for when the deploy path is down.
+    break_glass: bool = True
+
+    @model_validator(mode="after")
+    def _one_entry_per_principal(self) -> EksConfig:
+        # EKS refuses a second access entry for a principal: the deployer has its own.
+        if self.deployer_role_arn is not None and self.deployer_role_arn in self.admin_role_arns:
+            raise FieldProblems(
+                [
+                    (
+                        "admin_role_arns",
+                        "must not list deployer_role_arn, which has its own access entry (EKS takes one per principal)",
+                        self.deployer_role_arn,
+                    )
+                ]
+            )
+        return self
 
     @field_validator("version")
     @classmethod

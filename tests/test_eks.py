@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
-from conftest import Plan
+import json
 
+from conftest import Plan, stack_raw
+
+from modelyard.config import FULL_KEY
+from modelyard.plan.engine import run_program
+from modelyard.programs import PROJECTS
+from modelyard.stackfile import parse_platform_config
 from modelyard.versions import EKS_ADDONS
 
 CLUSTER = "aws:eks/cluster:Cluster"
@@ -56,15 +62,72 @@ def test_oidc_provider_for_irsa(plans: dict[str, Plan]) -> None:
     assert oidc["url"].startswith("https://oidc.eks.us-east-1.amazonaws.com/id/")
 
 
-def test_admin_access_entries_from_config(plan_with) -> None:  # type: ignore[no-untyped-def]
+def _admin_entries(plan: Plan) -> dict[str, str]:
+    """Principal ARN by logical name of every access entry given AmazonEKSClusterAdminPolicy."""
+    admin = {
+        a["inputs"]["principalArn"]
+        for a in plan.of_type("aws:eks/accessPolicyAssociation:AccessPolicyAssociation")
+        if a["inputs"]["policyArn"].endswith(":cluster-access-policy/AmazonEKSClusterAdminPolicy")
+        and a["inputs"]["accessScope"] == {"type": "cluster"}
+    }
+    return {
+        e["urn"].rsplit("::", 1)[1]: e["inputs"]["principalArn"]
+        for e in plan.of_type("aws:eks/accessEntry:AccessEntry")
+        if e["inputs"]["principalArn"] in admin
+    }
+
+
+def test_no_implicit_admin_every_admin_entry_declared(plans: dict[str, Plan]) -> None:
+    for env, plan in plans.items():
+        cluster = plan.one(CLUSTER)
+        assert cluster["inputs"]["accessConfig"]["bootstrapClusterCreatorAdminPermissions"] is False, env
+        entries = _admin_entries(plan)
+        # The deployer is the role behind the running identity (the offline plan runs as a user: its own ARN).
+        assert entries["eks-deployer"] == "arn:aws:iam::123456789012:user/offline-plan", env
+        break_glass = plan.named("aws:iam/role:Role", "eks-break-glass")["inputs"]["name"]
+        assert entries["eks-break-glass"] == f"arn:aws:iam::123456789012:role/{break_glass}", env
+        assert set(entries) == {"eks-deployer", "eks-break-glass"}, env
+
+
+def test_the_creator_flag_never_replaces_a_running_cluster() -> None:
+    """EKS reads the flag at creation only, and the provider replaces a cluster whose flag changes: the engine
+    is told to ignore it (a resource option, which a preview's newState does not carry)."""
+    cfg = parse_platform_config(stack_raw("dev")[FULL_KEY], stack="dev", source="Pulumi.dev.yaml")
+    result = run_program(PROJECTS["platform"], "dev", cfg, stack_raw("dev"), region=cfg.region)
+    (cluster,) = [r for r in result.registrations if r.type == CLUSTER]
+    assert cluster.ignore_changes == ["accessConfig.bootstrapClusterCreatorAdminPermissions"]
+
+
+def test_the_kubernetes_provider_waits_for_the_deployers_entry(plans: dict[str, Plan]) -> None:
+    plan = plans["dev"]
+    deployer = next(
+        a
+        for a in plan.of_type("aws:eks/accessPolicyAssociation:AccessPolicyAssociation")
+        if a["urn"].endswith("::eks-deployer-policy")
+    )
+    provider = next(s for s in plan.states if s["type"] == "pulumi:providers:kubernetes")
+    assert deployer["urn"] in provider["propertyDependencies"]["kubeconfig"]
+
+
+def test_break_glass_role_needs_mfa_within_the_hour(plans: dict[str, Plan]) -> None:
+    role = plans["prod"].named("aws:iam/role:Role", "eks-break-glass")["inputs"]
+    assert role["name"] == "modelyard-prod-break-glass" and role["maxSessionDuration"] == 3600
+    (statement,) = json.loads(role["assumeRolePolicy"])["Statement"]
+    assert statement["Principal"] == {"AWS": "arn:aws:iam::123456789012:root"}
+    assert statement["Condition"] == {
+        "Bool": {"aws:MultiFactorAuthPresent": "true"},
+        "NumericLessThan": {"aws:MultiFactorAuthAge": "3600"},
+    }
+
+
+def test_declared_deployer_admins_and_no_break_glass(plan_with) -> None:  # type: ignore[no-untyped-def]
+    deployer = "arn:aws:iam::123456789012:role/modelyard-deploy"
     arn = "arn:aws:iam::123456789012:role/platform-admin"
-    plan = plan_with("dev", lambda p: p["eks"].update(admin_role_arns=[arn]))
-    entries = [e["inputs"] for e in plan.of_type("aws:eks/accessEntry:AccessEntry")]
-    assert {"principalArn": arn, "type": "STANDARD"}.items() <= next(
-        e for e in entries if e["type"] == "STANDARD"
-    ).items()
-    assoc = plan.one("aws:eks/accessPolicyAssociation:AccessPolicyAssociation")["inputs"]
-    assert assoc["policyArn"].endswith(":cluster-access-policy/AmazonEKSClusterAdminPolicy")
+    plan = plan_with(
+        "dev", lambda p: p["eks"].update(admin_role_arns=[arn], deployer_role_arn=deployer, break_glass=False)
+    )
+    assert _admin_entries(plan) == {"eks-deployer": deployer, "eks-admin-0": arn}
+    assert not [r for r in plan.of_type("aws:iam/role:Role") if r["urn"].endswith("::eks-break-glass")]
 
 
 def test_managed_addons_pinned_and_ordered(plans: dict[str, Plan]) -> None:

@@ -35,7 +35,11 @@ def _variables(plan: Plan) -> dict[str, str]:
         "AWS::Region": region,
         "AWS::AccountId": ACCOUNT,
         # The node role, found through the access entry that admits its nodes (not through the policy).
-        "KarpenterNodeRole.Arn": plan.one("aws:eks/accessEntry:AccessEntry")["inputs"]["principalArn"],
+        "KarpenterNodeRole.Arn": next(
+            e["inputs"]["principalArn"]
+            for e in plan.of_type("aws:eks/accessEntry:AccessEntry")
+            if e["inputs"]["type"] == "EC2_LINUX"
+        ),
         "KarpenterInterruptionQueue.Arn": f"arn:aws:sqs:{region}:{ACCOUNT}:{cluster}",
     }
 

@@ -79,7 +79,7 @@ def test_interruption_queue_and_rules(plans: dict[str, Plan]) -> None:
 
 
 def test_node_role_has_an_access_entry(plans: dict[str, Plan]) -> None:
-    entry = plans["dev"].one("aws:eks/accessEntry:AccessEntry")["inputs"]
+    entry = plans["dev"].named("aws:eks/accessEntry:AccessEntry", "karpenter-node-access")["inputs"]
     assert entry["type"] == "EC2_LINUX"
     assert entry["principalArn"].startswith("arn:aws:iam::123456789012:role/karpenter-node-role")
 

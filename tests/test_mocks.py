@@ -32,6 +32,32 @@ def test_invoke_answers() -> None:
     assert str(call(mocks, "aws:eks/getClusterAuth:getClusterAuth", name="c")["token"]).startswith("k8s-aws-v1.")
 
 
+@pytest.mark.parametrize(
+    ("arn", "issuer", "session"),
+    [
+        # CI's deploy role, as GitHub's OIDC session shows it to STS.
+        (
+            "arn:aws:sts::123456789012:assumed-role/modelyard-deploy/GitHubActions",
+            "arn:aws:iam::123456789012:role/modelyard-deploy",
+            "GitHubActions",
+        ),
+        # An SSO user's session: the session name carries the e-mail address (RoleNameSessionFromARN's last part).
+        (
+            "arn:aws:sts::123456789012:assumed-role/AWSReservedSSO_Admin_0123/jane@example.com",
+            "arn:aws:iam::123456789012:role/AWSReservedSSO_Admin_0123",
+            "jane@example.com",
+        ),
+        # A one-character session name does not match `^assumed-role/.{1,}/.{2,}`: the ARN is its own issuer.
+        ("arn:aws:sts::123456789012:assumed-role/r/s", "arn:aws:sts::123456789012:assumed-role/r/s", ""),
+        ("arn:aws:iam::123456789012:user/offline-plan", "arn:aws:iam::123456789012:user/offline-plan", ""),
+        ("arn:aws:iam::123456789012:role/deployer", "arn:aws:iam::123456789012:role/deployer", ""),
+    ],
+)
+def test_session_context_names_the_role_behind_a_session(arn: str, issuer: str, session: str) -> None:
+    context = call(PlanMocks(region="us-east-1"), "aws:iam/getSessionContext:getSessionContext", arn=arn)
+    assert (context["issuerArn"], context["sessionName"]) == (issuer, session)
+
+
 def test_unknown_invoke_is_named() -> None:
     with pytest.raises(UnknownInvokeError, match=r"'aws:ec2/getVpc:getVpc'.*modelyard/plan/mocks.py"):
         call(PlanMocks(region="us-east-1"), "aws:ec2/getVpc:getVpc")

@@ -111,7 +111,7 @@ GOOD_CLUSTER = {
     "encryptionConfig": {"resources": ["secrets"], "provider": {"keyArn": "arn:aws:kms:us-east-1:1:key/x"}},
     "enabledClusterLogTypes": ["api", "audit", "authenticator", "controllerManager", "scheduler"],
     "vpcConfig": {"endpointPublicAccess": False, "endpointPrivateAccess": True},
-    "accessConfig": {"authenticationMode": "API"},
+    "accessConfig": {"authenticationMode": "API", "bootstrapClusterCreatorAdminPermissions": False},
 }
 NODEPOOL = "kubernetes:karpenter.sh/v1:NodePool"
 
@@ -1356,6 +1356,14 @@ def test_storage_uri_env_outside_the_model_bucket_is_caught() -> None:
     bad.inputs["spec"]["predictor"]["containers"][0]["env"] = [{"name": "STORAGE_URI", "value": "s3://elsewhere/m/"}]
     found = run("storage-uri-in-model-bucket", [*bucket_set(ALL_BLOCKED), bad])
     assert [f.field for f in found] == ["spec.predictor.containers[0].env[0].value"]
+
+
+@pytest.mark.parametrize("flag", [None, True, "true"])
+def test_an_implicit_creator_admin_is_caught(flag: object) -> None:
+    """The provider's default (the flag unset) gives the cluster's creator an undeclared cluster-admin entry."""
+    access = {"authenticationMode": "API"} | ({} if flag is None else {"bootstrapClusterCreatorAdminPermissions": flag})
+    found = run("eks-access-entries", [res(CLUSTER, "c", {**GOOD_CLUSTER, "accessConfig": access})])
+    assert [f.field for f in found] == ["accessConfig.bootstrapClusterCreatorAdminPermissions"]
 
 
 def test_every_rule_has_a_case() -> None:

@@ -63,6 +63,8 @@ class Registration:
     dependencies: list[str]
     property_dependencies: dict[str, list[str]]
     protect: bool
+    #: Resource options the engine reads but a preview's newState does not carry (the digest leaves them out).
+    ignore_changes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -103,6 +105,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                 key: sorted(set(deps.urns)) for key, deps in sorted(request.propertyDependencies.items())
             },
             protect=bool(request.protect),
+            ignore_changes=list(request.ignoreChanges),
         )
         self.plan.registrations.append(registration)
         return response

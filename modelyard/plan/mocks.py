@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -27,6 +28,28 @@ SECRET_MASK = "[secret]"
 
 class UnknownInvokeError(RuntimeError):
     """The program called a data source the offline plan has no answer for."""
+
+
+def _session_context(args: dict[str, Any]) -> dict[str, Any]:
+    """The AWS provider's aws_iam_session_context as terraform-provider-aws reads an ARN (RoleNameSessionFromARN:
+    an STS ARN whose resource matches `^assumed-role/.{1,}/.{2,}` names the role and the session in its last two
+    parts, and the data source then looks the role up by name): for an assumed role's session the role's ARN
+    (without a path: the offline plan has no IAM to look it up in) and the session's name; for any other ARN (a
+    user, a role) the ARN itself as issuer, and no session."""
+    arn = str(args.get("arn", ""))
+    found = re.match(r"^arn:([^:]+):sts::(\d{12}):(assumed-role/.{1,}/.{2,})$", arn)
+    if found is None:
+        return {"arn": arn, "issuerArn": arn, "issuerId": "", "issuerName": "", "sessionName": "", "id": arn}
+    partition, account, resource = found.groups()
+    role, session = resource.split("/")[-2:]
+    return {
+        "arn": arn,
+        "issuerArn": f"arn:{partition}:iam::{account}:role/{role}",
+        "issuerId": "AROAOFFLINEPLAN",
+        "issuerName": role,
+        "sessionName": session,
+        "id": arn,
+    }
 
 
 class PlanMocks(pulumi.runtime.Mocks):
@@ -55,6 +78,7 @@ class PlanMocks(pulumi.runtime.Mocks):
                 "userId": "AIDAOFFLINEPLAN",
                 "id": account_id,
             },
+            "aws:iam/getSessionContext:getSessionContext": _session_context,
             "aws:index/getPartition:getPartition": lambda _: {
                 "partition": self.partition,
                 "dnsSuffix": "amazonaws.com",

@@ -49,9 +49,12 @@ def config_lines(cfg: PlatformConfig) -> list[str]:
     """The values that make this environment differ from the others, one line each."""
     net, eks, system = cfg.network, cfg.eks, cfg.system_pool
     endpoint = f"public to {', '.join(eks.endpoint.public_cidrs)} + private" if eks.endpoint.public else "private only"
+    deployer = eks.deployer_role_arn or "the role running it"
+    break_glass = " · break-glass role (MFA)" if eks.break_glass else ""
     lines = [
         f"tier {cfg.tier} · {cfg.region} · {net.az_count} AZs · VPC {net.vpc_cidr} · NAT {net.nat}",
-        f"EKS {eks.version} · API endpoint {endpoint} · {len(eks.admin_role_arns)} admin role(s)",
+        f"EKS {eks.version} · API endpoint {endpoint}",
+        f"cluster-admin entries: deployer ({deployer}) · {len(eks.admin_role_arns)} admin role(s){break_glass}",
         f"system pool {'/'.join(system.instance_types)} on-demand, {system.min_size}..{system.max_size} nodes "
         f"(desired {system.desired_size})",
     ]

@@ -60,14 +60,30 @@ def _eks_endpoint(r: Resource, ctx: Context) -> Iterator[tuple[str, Any, str]]:
         yield "vpcConfig.publicAccessCidrs", cidrs, "opens the API endpoint to the internet; list your own ranges"
 
 
-@resource_rule("eks-access-entries", "Cluster access is managed by access entries (authentication mode API).", CLUSTER)
+@resource_rule(
+    "eks-access-entries",
+    "Cluster access is managed by declared access entries (authentication mode API), with no implicit admin entry "
+    "for the cluster's creator.",
+    CLUSTER,
+)
 def _eks_access(r: Resource, ctx: Context) -> Iterator[tuple[str, Any, str]]:
-    mode = r.get("accessConfig", "authenticationMode")
     if _unknown(r.inputs.get("accessConfig")):
         return
+    mode = r.get("accessConfig", "authenticationMode")
     if mode != "API":
         yield (
             "accessConfig.authenticationMode",
             mode or "CONFIG_MAP (default)",
             "set API: access entries, no aws-auth ConfigMap",
+        )
+    bootstrap = r.get("accessConfig", "bootstrapClusterCreatorAdminPermissions")
+    if _unknown(bootstrap):
+        return
+    # The AWS provider's default is true: EKS then gives whoever created the cluster a cluster-admin access entry
+    # that no stack declares and no review sees.
+    if bootstrap is None or _true(bootstrap):
+        yield (
+            "accessConfig.bootstrapClusterCreatorAdminPermissions",
+            True if bootstrap is None else bootstrap,
+            "set false and declare the deployer's access entry (an undeclared cluster-admin outlives every review)",
         )
