@@ -402,12 +402,52 @@ class IngressConfig(Model):
         return self
 
 
+Hostname = Annotated[
+    str,
+    pattern(
+        r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?){1,8}$",
+        "a lowercase DNS name with at least two labels, such as models.example.internal",
+    ),
+]
+
+
+class GatewayConfig(Model):
+    """The front door every model is reached through (platform/gateway.py): Envoy Gateway's proxies behind a
+    load balancer, TLS terminated at them, one HTTPS listener for `hostname`."""
+
+    #: The name clients call (the listener's hostname and the certificate's DNS name).
+    hostname: Hostname = "models.modelyard.internal"
+    #: `internal`: an NLB reachable from the VPC (and what is peered or connected to it) only.
+    load_balancer: Literal["internal", "internet-facing"] = "internal"
+    #: Client ranges the load balancer admits (loadBalancerSourceRanges); empty: the VPC's CIDR.
+    source_cidrs: Seq[str] = ()
+    #: Envoy proxy replicas: a per-tenant rate limit is enforced by each replica at its share (limit / replicas).
+    replicas: int = Field(default=2, ge=1, le=20)
+    #: A ClusterIssuer of your own for the gateway's certificate (ACM Private CA's issuer, or ACME with DNS-01);
+    #: unset: the platform's own CA (`modelyard-ca`, cert-manager), whose certificate clients must trust.
+    issuer: DnsLabel | None = None
+
+    @field_validator("source_cidrs")
+    @classmethod
+    def _cidrs(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for cidr in value:
+            try:
+                net = ipaddress.IPv4Network(cidr, strict=True)
+            except ValueError:
+                raise ValueError(f"{cidr!r} is not an IPv4 network such as 10.0.0.0/16") from None
+            if net.prefixlen == 0:
+                raise ValueError("0.0.0.0/0 opens the gateway to every address; list your client ranges")
+        return value
+
+
 class ServingConfig(Model):
-    """Where model pods run and which service account pulls models (bound to the read-only role)."""
+    """Where model pods run and which service account pulls models (bound to the read-only role), and the
+    gateway in front of them."""
 
     model_namespace: DnsLabel = "models"
     model_pull_service_account: DnsLabel = "model-puller"
     ingress: IngressConfig = IngressConfig()
+    gateway: GatewayConfig = GatewayConfig()
 
 
 Severity = Literal["critical", "warning", "info"]
@@ -646,6 +686,14 @@ class PlatformConfig(Model):
                 )
         if not rules.allow_public_endpoint and self.eks.endpoint.public:
             problems.append(("eks.endpoint.public", f"must be false {tier}; reach the API from inside the VPC", True))
+        if not rules.allow_public_endpoint and self.serving.gateway.load_balancer != "internal":
+            problems.append(
+                (
+                    "serving.gateway.load_balancer",
+                    f"must be internal {tier}; put a public edge you control in front of it",
+                    self.serving.gateway.load_balancer,
+                )
+            )
         if rules.require_nat_per_az and self.network.nat != "per_az":
             problems.append(
                 (

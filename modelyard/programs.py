@@ -32,6 +32,8 @@ from modelyard.platform.autoscaling import NAMESPACE as KEDA_NAMESPACE
 from modelyard.platform.autoscaling import Keda, KedaArgs
 from modelyard.platform.cert_manager import NAMESPACE as CERT_MANAGER_NAMESPACE
 from modelyard.platform.cert_manager import CertManager, CertManagerArgs
+from modelyard.platform.gateway import GATEWAY_NAME, Gateway, GatewayArgs
+from modelyard.platform.gateway import NAMESPACE as GATEWAY_NAMESPACE
 from modelyard.platform.gpu import NAMESPACE as NVIDIA_NAMESPACE
 from modelyard.platform.gpu import NvidiaGpu, NvidiaGpuArgs
 from modelyard.platform.kserve import KSERVE_MIRRORS, KServe, KServeArgs
@@ -278,13 +280,27 @@ def platform_program(cfg: PlatformConfig) -> None:
         KedaArgs(labels=labels, replicas=cfg.system_pool.controller_replicas, depends_on=[monitoring.release]),
         opts=with_both,
     )
+    gateway = Gateway(
+        "gateway",
+        GatewayArgs(
+            config=cfg.serving.gateway,
+            labels=labels,
+            vpc_cidr=cfg.network.vpc_cidr,
+            model_namespace=cfg.serving.model_namespace,
+            replicas=cfg.system_pool.controller_replicas,
+            depends_on=[cert_manager.release, priority],
+        ),
+        opts=with_both,
+    )
     NetworkPolicies(
         "network-policies",
         NetworkPoliciesArgs(
             labels=labels,
             vpc_cidr=cfg.network.vpc_cidr,
             model_namespace=cfg.serving.model_namespace,
+            client_cidrs=cfg.serving.gateway.source_cidrs,
             namespaces=[
+                GATEWAY_NAMESPACE,
                 *karpenter.namespaces,
                 MONITORING_NAMESPACE,
                 CERT_MANAGER_NAMESPACE,
@@ -293,7 +309,7 @@ def platform_program(cfg: PlatformConfig) -> None:
                 KEDA_NAMESPACE,
                 cfg.serving.model_namespace,
             ],
-            depends_on=[karpenter, monitoring, cert_manager, kserve, nvidia, keda],
+            depends_on=[karpenter, monitoring, cert_manager, kserve, nvidia, keda, gateway],
         ),
         opts=with_both,
     )
@@ -316,6 +332,15 @@ def platform_program(cfg: PlatformConfig) -> None:
     pulumi.export("gpuPools", karpenter.node_pools)
     pulumi.export("cpuPool", karpenter.cpu_pool)
     pulumi.export("prometheusUrl", PROMETHEUS_URL)
+    pulumi.export(
+        "gateway",
+        {
+            "namespace": GATEWAY_NAMESPACE,
+            "name": GATEWAY_NAME,
+            "hostname": cfg.serving.gateway.hostname,
+            "replicas": cfg.serving.gateway.replicas,
+        },
+    )
     pulumi.export("monthlyBudgetUsd", cfg.budget.monthly_usd)
     pulumi.export("grafanaAdminSecret", pulumi.Output.concat("monitoring/", monitoring.grafana_admin_secret))
     pulumi.export("costAlertTopicArn", topics.cost_topic_arn)
@@ -330,6 +355,7 @@ def platform_program(cfg: PlatformConfig) -> None:
 def workloads_program(w: Workloads) -> None:
     """The workloads stack: every catalogued model, on the cluster the platform stack describes."""
     from modelyard.workloads.models import ModelDeployment, ModelDeploymentArgs
+    from modelyard.workloads.routes import ModelRoute, ModelRouteArgs
 
     cfg = w.config
     platform = pulumi.StackReference("platform", stack_name=cfg.platform_stack)
@@ -361,7 +387,14 @@ def workloads_program(w: Workloads) -> None:
             ),
             opts=providers,
         )
+    gateway = platform.require_output("gateway")
+    teams = tuple(dict.fromkeys(t for m in w.catalog.models for t in m.callers))
     for model in w.catalog.models:
+        ModelRoute(
+            model.name,
+            ModelRouteArgs(model=model, all_teams=teams, namespace=namespace, gateway=gateway, labels=labels),
+            opts=providers,
+        )
         ModelDeployment(
             model.name,
             ModelDeploymentArgs(

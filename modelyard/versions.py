@@ -76,6 +76,9 @@ HELM_CHARTS: Final = MappingProxyType(
         "dcgm-exporter": HelmChart(
             chart="dcgm-exporter", version="4.8.3", repository="https://nvidia.github.io/dcgm-exporter/helm-charts"
         ),
+        # The front door (platform/gateway.py): its chart installs Envoy Gateway's CRDs and Gateway API v1.6.1's
+        # (the bundle this tag ships); both are held to tests/conformance/envoy-gateway-v1.9.0/, read at this tag.
+        "envoy-gateway": HelmChart(chart="oci://docker.io/envoyproxy/gateway-helm", version="v1.9.0"),
         "kube-prometheus-stack": HelmChart(
             chart="kube-prometheus-stack",
             version="81.6.2",

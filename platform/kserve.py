@@ -20,6 +20,7 @@ from modelyard.platform.common import (
     zone_spread,
 )
 from modelyard.policies.governance import kserve as upstream
+from modelyard.policies.governance.conventions import MODELS_NAMESPACE_LABEL
 
 NAMESPACE = "kserve"
 #: The controller's Deployment and the labels its pods carry (its selector), as KServe v0.16.0's chart renders
@@ -184,7 +185,9 @@ class KServe(pulumi.ComponentResource):
             )
 
         kept = pulumi.ResourceOptions(parent=self, protect=args.deletion_protection)
-        models = namespace(f"{name}-models-ns", args.model_namespace, args.labels, kept)
+        models = namespace(
+            f"{name}-models-ns", args.model_namespace, {**args.labels, MODELS_NAMESPACE_LABEL: "true"}, kept
+        )
         # Plain dicts, as in the manifests (the SDK's TypedDicts add nothing a test would not catch).
         limits: Any = {
             "limits": [

@@ -27,8 +27,14 @@ from modelyard.platform.gpu import NAMESPACE as NVIDIA_NAMESPACE
 from modelyard.platform.kserve import NAMESPACE as KSERVE_NAMESPACE
 from modelyard.platform.monitoring import NAMESPACE as MONITORING_NAMESPACE
 
-#: Who is on the other side: pods of a namespace, any address in the VPC, or any address at all.
-Peer = Literal["vpc", "anywhere"] | tuple[Literal["namespace"], str]
+#: Who is on the other side: pods of a namespace, the pods of a namespace with some labels, any address in the VPC,
+#: one CIDR, or any address at all.
+Peer = (
+    Literal["vpc", "anywhere"]
+    | tuple[Literal["namespace"], str]
+    | tuple[Literal["pods"], str, tuple[tuple[str, str], ...]]
+    | tuple[Literal["cidr"], str]
+)
 NAMESPACE_LABEL = "kubernetes.io/metadata.name"
 #: The HTTP port model servers listen on (workloads/models.py) and are scraped on.
 MODEL_PORT = 8080
@@ -36,6 +42,23 @@ MODEL_PORT = 8080
 DRIFT_PORT = 8090
 #: Prometheus's HTTP API (KEDA queries the serving signal there).
 PROMETHEUS_PORT = 9090
+#: Envoy Gateway's namespace, where its controller and the proxies it runs live (platform/gateway.py).
+GATEWAY_NAMESPACE = "envoy-gateway-system"
+#: The proxies' listener in their containers (443 + Envoy Gateway's shift of privileged ports).
+GATEWAY_CONTAINER_PORT = 10443
+#: The controller's xDS port, its pod-topology webhook's, and the metrics port of the controller and the proxies.
+GATEWAY_XDS_PORT = 18000
+GATEWAY_WEBHOOK_PORT = 9443
+GATEWAY_METRICS_PORT = 19001
+#: The labels of the proxies serving the platform's Gateway (Envoy Gateway's EnvoyAppLabel and owning-gateway
+#: label; platform/gateway.py holds them to the source).
+OWNING_GATEWAY_LABEL = "gateway.envoyproxy.io/owning-gateway-name"
+GATEWAY_PROXY_LABELS: Mapping[str, str] = {
+    "app.kubernetes.io/name": "envoy",
+    "app.kubernetes.io/component": "proxy",
+    "app.kubernetes.io/managed-by": "envoy-gateway",
+    OWNING_GATEWAY_LABEL: "models",
+}
 
 
 @dataclass(frozen=True)
@@ -61,9 +84,26 @@ def webhook_on(port: int) -> Allow:
     return Allow("admission-webhook", "ingress", "vpc", (port,))
 
 
-def allowances(model_namespace: str) -> dict[str, tuple[Allow, ...]]:
-    """What each platform namespace may send and receive beyond DNS."""
+def allowances(model_namespace: str, client_cidrs: Sequence[str] = ()) -> dict[str, tuple[Allow, ...]]:
+    """What each platform namespace may send and receive beyond DNS. `client_cidrs`: who may reach the gateway's
+    listener (empty: the VPC)."""
+    proxies: Peer = ("pods", GATEWAY_NAMESPACE, tuple(sorted(GATEWAY_PROXY_LABELS.items())))
+    clients: tuple[Allow, ...] = tuple(
+        Allow(f"clients-{i}", "ingress", ("cidr", cidr), (GATEWAY_CONTAINER_PORT,))
+        for i, cidr in enumerate(client_cidrs)
+    ) or (Allow("clients", "ingress", "vpc", (GATEWAY_CONTAINER_PORT,)),)
     return {
+        # The gateway: clients to the proxies' listener; the proxies to the model port; the controller to the API
+        # and the proxies to the controller's xDS inside the namespace; the API server to its pod webhook.
+        GATEWAY_NAMESPACE: (
+            *clients,
+            API_SERVER,
+            Allow("models", "egress", ("namespace", model_namespace), (MODEL_PORT,)),
+            Allow("same-namespace", "egress", ("namespace", GATEWAY_NAMESPACE), (GATEWAY_XDS_PORT,)),
+            Allow("same-namespace", "ingress", ("namespace", GATEWAY_NAMESPACE), (GATEWAY_XDS_PORT,)),
+            webhook_on(GATEWAY_WEBHOOK_PORT),
+            scraped_on(GATEWAY_METRICS_PORT),
+        ),
         KARPENTER_NAMESPACE: (AWS_APIS, scraped_on(8080)),
         WARM_CAPACITY_NAMESPACE: (),
         CERT_MANAGER_NAMESPACE: (API_SERVER, webhook_on(10250), scraped_on(9402)),
@@ -86,8 +126,8 @@ def allowances(model_namespace: str) -> dict[str, tuple[Allow, ...]]:
             Allow("prometheus-queries", "egress", ("namespace", MONITORING_NAMESPACE), (PROMETHEUS_PORT,)),
         ),
         model_namespace: (
-            # Clients inside the VPC (in-cluster callers, an internal load balancer) and Prometheus.
-            Allow("inference", "ingress", "vpc", (MODEL_PORT,)),
+            # The gateway's proxies only: no address range reaches the model port (the only way in is the gateway).
+            Allow("inference", "ingress", proxies, (MODEL_PORT,)),
             scraped_on(MODEL_PORT, DRIFT_PORT),
             # The model pods' drift taps to the drift worker, inside the namespace.
             Allow("drift-samples", "egress", ("namespace", model_namespace), (DRIFT_PORT,)),
@@ -103,7 +143,12 @@ def _peer(peer: Peer, vpc_cidr: str) -> dict[str, Any]:
         return {"ipBlock": {"cidr": vpc_cidr}}
     if peer == "anywhere":
         return {"ipBlock": {"cidr": "0.0.0.0/0"}}
-    return {"namespaceSelector": {"matchLabels": {NAMESPACE_LABEL: peer[1]}}}
+    if peer[0] == "cidr":
+        return {"ipBlock": {"cidr": peer[1]}}
+    found: dict[str, Any] = {"namespaceSelector": {"matchLabels": {NAMESPACE_LABEL: peer[1]}}}
+    if peer[0] == "pods":
+        found["podSelector"] = {"matchLabels": dict(peer[2])}
+    return found
 
 
 def policy_specs(allows: Sequence[Allow], vpc_cidr: str) -> dict[str, dict[str, Any]]:
@@ -143,6 +188,8 @@ class NetworkPoliciesArgs:
     labels: Mapping[str, str]
     vpc_cidr: str
     model_namespace: str
+    #: Who may reach the gateway's listener (empty: the VPC).
+    client_cidrs: Sequence[str] = ()
     #: The namespaces the platform created (each must have an entry in `allowances`).
     namespaces: Sequence[str]
     #: The components that create the namespaces.
@@ -155,7 +202,7 @@ class NetworkPolicies(pulumi.ComponentResource):
     def __init__(self, name: str, args: NetworkPoliciesArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("modelyard:platform:NetworkPolicies", name, None, opts)
         child = pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on))
-        table = allowances(args.model_namespace)
+        table = allowances(args.model_namespace, args.client_cidrs)
         for namespace in args.namespaces:
             specs: dict[str, Any] = policy_specs(table[namespace], args.vpc_cidr)
             for policy, spec in specs.items():

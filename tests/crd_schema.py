@@ -52,7 +52,7 @@ def load_crds(folder: Path) -> dict[tuple[str, str], Crd]:
         text = path.read_text()
         if "kind: CustomResourceDefinition" not in text:
             continue  # chart values, test cases
-        for doc in yaml.safe_load_all(text):
+        for doc in yaml.load_all(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
             if not doc or doc.get("kind") != "CustomResourceDefinition":
                 continue
             spec = doc["spec"]

@@ -29,6 +29,7 @@ import pytest
 import requests
 import yaml
 from conftest import ENVS, Plan, plan_all
+from gateway_api import replace_prefix
 from support import COUNTS, free_port, model_server, prometheus_server
 
 from modelyard import model_push
@@ -51,6 +52,7 @@ CONFORMANCE = Path(__file__).parent / "conformance"
 ISVC = "kubernetes:serving.kserve.io/v1beta1:InferenceService"
 SCALED_OBJECT = "kubernetes:keda.sh/v1alpha1:ScaledObject"
 SERVICE = "kubernetes:core/v1:Service"
+ROUTE = "kubernetes:gateway.networking.k8s.io/v1:HTTPRoute"
 
 
 def cases(path: str) -> list[dict[str, Any]]:
@@ -135,8 +137,9 @@ def test_the_ports_and_their_data_follow_the_pinned_charts() -> None:
         # CRDs (tests/test_crd_schemas.py) and chart values
         f"karpenter-{HELM_CHARTS['karpenter'].version}",
         f"kube-prometheus-stack-{HELM_CHARTS['kube-prometheus-stack'].version}",
-        # chart values only
+        f"envoy-gateway-{HELM_CHARTS['envoy-gateway'].version}",
         f"cert-manager-{HELM_CHARTS['cert-manager'].version}",
+        # chart values only
         f"nvidia-device-plugin-{HELM_CHARTS['nvidia-device-plugin'].version}",
         # an engine's command line and series, read from its source release (tests/test_runtimes.py)
         f"vllm-{IMAGES['vllm'].rsplit(':', 1)[1]}",
@@ -189,6 +192,7 @@ CHART_FOLDERS = {
     "karpenter-release": f"karpenter-{HELM_CHARTS['karpenter'].version}",
     "monitoring-release": f"kube-prometheus-stack-{HELM_CHARTS['kube-prometheus-stack'].version}",
     "nvidia-device-plugin": f"nvidia-device-plugin-{HELM_CHARTS['nvidia-device-plugin'].version}",
+    "gateway-release": f"envoy-gateway-{HELM_CHARTS['envoy-gateway'].version}",
 }
 
 
@@ -505,8 +509,9 @@ def test_every_pod_each_service_selects_answers_its_clients(
     model_dir: Callable[[str], Path],
     tmp_path: Path,
 ) -> None:
-    """Each Service in front of model pods (the canary split among them) selects pods; each selected pod,
-    started from its rendered container, answers the catalog's model name on v1, v2 and OpenAI."""
+    """Each Service in front of model pods selects pods, and each backend of every gateway route is a predictor
+    Service KServe makes; each selected pod, started from its rendered container, answers the catalog's model name
+    on v1, v2 and OpenAI, directly and through the route's rewritten paths."""
     by_container: dict[str, list[tuple[str, str, dict[str, Any]]]] = {}
     for env in ENVS:
         # The plan's Services in front of a model's pods; their clients address the model by its name.
@@ -517,10 +522,24 @@ def test_every_pod_each_service_selects_answers_its_clients(
         ]
         # The Service KServe's Standard mode makes for each predictor (service_reconciler.go): selector
         # app=isvc.<name>-predictor, port 80 to the container's 8080.
+        kserve_services = {}
         for _, pod in (x for x in rendered_pods if x[0] == env):
             isvc = pod["metadata"]["labels"]["serving.kserve.io/inferenceservice"]
             kserve_service = {"selector": {"app": f"isvc.{isvc}-predictor"}, "ports": [{"targetPort": 8080}]}
+            kserve_services[f"{isvc}-predictor"] = kserve_service
             services.append(({"name": f"{isvc}-predictor"}, kserve_service, pod["metadata"]["labels"][MODEL_LABEL]))
+        # The gateway's routes: each weighted backend is one of those Services, reached with the route's prefix
+        # rewritten as the Gateway API specifies (tests/gateway_api.py).
+        for route in all_plans[env].of_type(ROUTE):
+            for rule in route["inputs"]["spec"]["rules"]:
+                prefix = rule["matches"][0]["path"]["value"]
+                rewrite = rule["filters"][0]["urlRewrite"]["path"]["replacePrefixMatch"]
+                for ref in rule["backendRefs"]:
+                    assert ref["name"] in kserve_services, f"{env}: route {prefix} sends to {ref['name']}, no predictor"
+                    assert ref["port"] == 80  # constants.CommonDefaultHttpPort
+                    meta = {"name": f"route {prefix} → {ref['name']}", "prefix": prefix, "rewrite": rewrite}
+                    model = route["inputs"]["metadata"]["name"]
+                    services.append((meta, kserve_services[ref["name"]], model))
         for meta, spec, model in services:
             chosen = [p for e, p in rendered_pods if e == env and selects(spec["selector"], p["metadata"]["labels"])]
             assert chosen, f"{env}/{meta['name']} selects no pod"
@@ -535,14 +554,18 @@ def test_every_pod_each_service_selects_answers_its_clients(
                     # vLLM needs CUDA: its command line is held to vllm serve's own (tests/test_runtimes.py).
                     continue
                 key = json.dumps({"args": c["args"], "env": c.get("env", [])}, sort_keys=True)
-                by_container.setdefault(key, []).append((f"{env}/{meta['name']}", model, c))
+                by_container.setdefault(key, []).append((f"{env}/{meta['name']}", model, c, meta))
     assert by_container, "no Service selects model pods in any environment"
     failures = []
     for users in by_container.values():
         container = users[0][2]
         for url in start_rendered(container, model_dir, tmp_path):
-            for who, model, _ in users:
+            for who, model, _, meta in users:
                 for path, body in client_requests(model):
+                    if "prefix" in meta:
+                        # What a client sends to the gateway, and what the route's rewrite sends the pod.
+                        path = replace_prefix(meta["prefix"] + path, meta["prefix"], meta["rewrite"])
+                        COUNTS["requests through the gateway's routes to rendered pods"] += 1
                     answer = requests.post(url + path, json=body, timeout=30)
                     if answer.status_code != 200:
                         failures.append(f"{who} → {path}: {answer.status_code} {answer.text[:200]}")

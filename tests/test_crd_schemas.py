@@ -26,6 +26,8 @@ CRD_FOLDERS = {
     "keda": f"keda-v{HELM_CHARTS['keda'].version}",
     "karpenter": f"karpenter-{HELM_CHARTS['karpenter'].version}",
     "kube-prometheus-stack": f"kube-prometheus-stack-{HELM_CHARTS['kube-prometheus-stack'].version}",
+    "envoy-gateway": f"envoy-gateway-{HELM_CHARTS['envoy-gateway'].version}",
+    "cert-manager": f"cert-manager-{HELM_CHARTS['cert-manager'].version}",
 }
 
 
@@ -70,6 +72,7 @@ def test_every_custom_resource_is_admitted_by_its_crds_schema_and_cel_rules(
     objects = custom_resources(all_plans[env])
     kinds = {(o["apiVersion"], o["kind"]) for o in objects}
     assert {"NodePool", "EC2NodeClass", "InferenceService", "PodMonitor", "PrometheusRule"} <= {k for _, k in kinds}
+    assert {"Gateway", "HTTPRoute", "SecurityPolicy", "BackendTrafficPolicy", "Certificate"} <= {k for _, k in kinds}
     refused = {f"{o['kind']}/{o['metadata'].get('name')}": found for o in objects if (found := refusals(o, crds))}
     COUNTS["custom resources checked against their CRD's schema and CEL rules"] += len(objects)
     COUNTS["custom resources the API server would refuse"] += len(refused)

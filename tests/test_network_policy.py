@@ -16,7 +16,17 @@ from typing import Any
 import pytest
 from conftest import ENVS, Plan
 
-from modelyard.platform.network_policy import NAMESPACE_LABEL, allowances
+from modelyard.platform.network_policy import (
+    GATEWAY_CONTAINER_PORT,
+    GATEWAY_METRICS_PORT,
+    GATEWAY_NAMESPACE,
+    GATEWAY_PROXY_LABELS,
+    GATEWAY_XDS_PORT,
+    NAMESPACE_LABEL,
+    OWNING_GATEWAY_LABEL,
+    allowances,
+    policy_specs,
+)
 
 NETPOL = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
 VPC = {"dev": "10.40.0.0/16", "staging": "10.50.0.0/16", "prod": "10.60.0.0/16"}
@@ -120,6 +130,11 @@ def test_the_flows_components_need_get_through_and_others_do_not(plans: dict[str
     certs = pod(env, "cert-manager", 18, app="webhook")
     keda = pod(env, "keda", 19, app="keda-operator")
     drift = pod(env, model_ns, 20, **{"app.kubernetes.io/name": "modelyard-drift"})
+    proxy = pod(env, GATEWAY_NAMESPACE, 21, **GATEWAY_PROXY_LABELS)
+    # Envoy Gateway's controller: its own labels, not the proxies'.
+    controller = pod(env, GATEWAY_NAMESPACE, 22, **{"control-plane": "envoy-gateway"})
+    other_proxy = pod(env, GATEWAY_NAMESPACE, 23, **{**GATEWAY_PROXY_LABELS, OWNING_GATEWAY_LABEL: "another"})
+    client = Endpoint(str(ipaddress.ip_network(vpc).network_address + 200))  # a caller in the VPC
     s3 = Endpoint("52.216.0.10")
     internet = Endpoint("203.0.113.7")
 
@@ -139,6 +154,11 @@ def test_the_flows_components_need_get_through_and_others_do_not(plans: dict[str
         (api_server, keda, 6443),  # external metrics for the HPA KEDA owns
         (model, drift, 8090),  # the drift tap's samples
         (prometheus, drift, 8090),
+        (client, proxy, GATEWAY_CONTAINER_PORT),  # the only way in
+        (proxy, model, 8080),
+        (proxy, controller, GATEWAY_XDS_PORT),
+        (controller, api_server, 443),
+        (prometheus, proxy, GATEWAY_METRICS_PORT),
     ]
     must_not = [
         (model, karpenter, 8080),
@@ -156,6 +176,13 @@ def test_the_flows_components_need_get_through_and_others_do_not(plans: dict[str
         (kserve, drift, 8090),  # only the model namespace's pods send samples
         (internet, drift, 8090),
         (drift, internet, 80),
+        (client, model, 8080),  # no address range reaches the model port
+        (api_server, model, 8080),
+        (controller, model, 8080),
+        (other_proxy, model, 8080),  # a proxy of another Gateway
+        (internet, proxy, GATEWAY_CONTAINER_PORT),
+        (proxy, internet, 443),
+        (proxy, kserve, 8080),
     ]
     owned = {n["inputs"]["metadata"]["name"] for n in plan.of_type("kubernetes:core/v1:Namespace")}
     if "gpu-warm-capacity" not in owned:  # no pool keeps warm GPUs in this environment: no such pods
@@ -171,4 +198,17 @@ def test_the_flows_components_need_get_through_and_others_do_not(plans: dict[str
 def test_every_namespace_has_an_entry_in_the_allowance_table() -> None:
     table = allowances("models")
     assert table["gpu-warm-capacity"] == ()
-    assert {"karpenter", "cert-manager", "kserve", "monitoring", "nvidia", "keda", "models"} <= set(table)
+    assert {"karpenter", "cert-manager", "kserve", "monitoring", "nvidia", "keda", "models", GATEWAY_NAMESPACE} <= set(
+        table
+    )
+
+
+def test_listed_client_ranges_replace_the_vpc_at_the_gateway() -> None:
+    policies = [
+        {"metadata": {"name": name, "namespace": ns}, "spec": spec}
+        for ns, allows in allowances("models", ["192.0.2.0/24"]).items()
+        for name, spec in policy_specs(allows, VPC["dev"]).items()
+    ]
+    proxy = pod("dev", GATEWAY_NAMESPACE, 21, **GATEWAY_PROXY_LABELS)
+    assert allowed(policies, Endpoint("192.0.2.9"), proxy, GATEWAY_CONTAINER_PORT)
+    assert not allowed(policies, Endpoint("10.40.0.200"), proxy, GATEWAY_CONTAINER_PORT)

@@ -1299,6 +1299,114 @@ def test_a_cpu_model_without_the_pool_or_its_toleration_is_named() -> None:
 
 CASES += WORKLOAD_SECURITY_CASES
 
+# The front door.
+HTTP_ROUTE = "kubernetes:gateway.networking.k8s.io/v1:HTTPRoute"
+SECURITY_POLICY = "kubernetes:gateway.envoyproxy.io/v1alpha1:SecurityPolicy"
+ROUTE_ISVC = "kubernetes:serving.kserve.io/v1beta1:InferenceService"
+
+
+def route(*weights: tuple[str, int]) -> Resource:
+    refs = [{"kind": "Service", "name": n, "port": 80, "weight": w} for n, w in weights]
+    return res(
+        HTTP_ROUTE,
+        "minilm",
+        {"metadata": {"name": "minilm", "namespace": "models"}, "spec": {"rules": [{"backendRefs": refs}]}},
+    )
+
+
+def guard(**spec: Any) -> Resource:
+    target = {"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "name": "minilm"}
+    return res(
+        SECURITY_POLICY,
+        "minilm",
+        {"metadata": {"name": "minilm", "namespace": "models"}, "spec": {"targetRefs": [target], **spec}},
+    )
+
+
+def predictor_isvc(name: str, percent: int | None = None) -> Resource:
+    meta: dict[str, Any] = {"name": name, "namespace": "models", "labels": {"modelyard.io/role": "stable"}}
+    if percent is not None:
+        meta["labels"] = {"modelyard.io/role": "canary"}
+        meta["annotations"] = {"modelyard.io/traffic-percent": str(percent)}
+    return res(ROUTE_ISVC, name, {"metadata": meta, "spec": {}})
+
+
+def model_ns_policy(peer: dict[str, Any]) -> list[Resource]:
+    ns = res(
+        "kubernetes:core/v1:Namespace",
+        "models",
+        {"metadata": {"name": "models", "labels": {"modelyard.io/serves-models": "true"}}},
+    )
+    rule = {"from": [peer], "ports": [{"protocol": "TCP", "port": 8080}]}
+    spec = {"podSelector": {}, "policyTypes": ["Ingress"], "ingress": [rule]}
+    policy = res(
+        NETPOL_TYPE, "inference", {"metadata": {"name": "allow-inference", "namespace": "models"}, "spec": spec}
+    )
+    return [ns, policy]
+
+
+NETPOL_TYPE = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
+PROXIES = {
+    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "envoy-gateway-system"}},
+    "podSelector": {"matchLabels": {"app.kubernetes.io/component": "proxy"}},
+}
+
+CASES += [
+    (
+        "route-authenticated",
+        lambda: [route(("minilm-predictor", 100)), guard(apiKeyAuth={"credentialRefs": [{"name": "k"}]})],
+        # A SecurityPolicy with only CORS settings authenticates nobody.
+        lambda: [route(("minilm-predictor", 100)), guard(cors={"allowOrigins": ["*"]})],
+        {},
+        "metadata.name",
+    ),
+    (
+        "model-port-closed-to-cidrs",
+        lambda: model_ns_policy(PROXIES),
+        lambda: model_ns_policy({"ipBlock": {"cidr": "10.60.0.0/16"}}),
+        {},
+        "spec.ingress[0].from[0].ipBlock.cidr",
+    ),
+    # 1 canary replica of 4 would have carried 25 % through a shared Service: the route must carry the 10 % asked.
+    (
+        "canary-weight-carried",
+        lambda: [
+            predictor_isvc("minilm"),
+            predictor_isvc("minilm-canary", 10),
+            route(("minilm-predictor", 90), ("minilm-canary-predictor", 10)),
+        ],
+        lambda: [
+            predictor_isvc("minilm"),
+            predictor_isvc("minilm-canary", 10),
+            route(("minilm-predictor", 3), ("minilm-canary-predictor", 1)),
+        ],
+        {},
+        "metadata.annotations.modelyard.io/traffic-percent",
+    ),
+]
+
+
+def test_a_route_to_a_predictor_nobody_makes_is_named() -> None:
+    """The canary that answered 404: a weighted backend naming a Service no InferenceService makes."""
+    [found] = run(
+        "canary-weight-carried", [predictor_isvc("minilm"), route(("minilm-predictor", 90), ("minilm-v2", 10))]
+    )
+    assert found.value == "minilm-v2" and "10%" in found.message
+
+
+def test_a_canary_no_route_carries_is_named() -> None:
+    [found] = run(
+        "canary-weight-carried",
+        [predictor_isvc("minilm"), predictor_isvc("minilm-canary", 10), route(("minilm-predictor", 100))],
+    )
+    assert "0.00%" in found.message
+
+
+def test_a_model_port_open_to_every_source_is_named() -> None:
+    [ns, policy] = model_ns_policy(PROXIES)
+    policy.inputs["spec"]["ingress"][0].pop("from")
+    assert [f.field for f in run("model-port-closed-to-cidrs", [ns, policy])] == ["spec.ingress[0].from"]
+
 
 @pytest.mark.parametrize(
     ("mutation", "rule", "field"),

@@ -12,7 +12,8 @@ Drift: `drift: {image_tag: 1.0.0-cpu}` beside `models:` runs the environment's d
 `modelyard_server.drift_worker`) and has every model on the modelyard runtime sample `sample_percent` of its
 answered texts to it (workloads/drift.py, docs/model-quality.md).
 
-Canary: `canary: {version: "2", traffic_percent: 10}` runs version 2 beside the stable version.
+Canary: `canary: {version: "2", traffic_percent: 10}` runs version 2 beside the stable version, and the model's
+gateway route sends it exactly that share (workloads/routes.py).
 Promote by setting `version: "2"` (a canary whose version is the stable one is finished and not
 deployed); roll back with `traffic_percent: 0`. Each is a one-line change.
 """
@@ -176,6 +177,19 @@ class Load(Model):
     texts_per_request: int = Field(default=1, ge=1, le=2048)
 
 
+#: Caller teams one model may name: Envoy Gateway takes at most 16 local rate limit rules per policy (one a team).
+MAX_CALLERS = 16
+
+
+class Access(Model):
+    """Who may call the model through the gateway, and how fast. `callers`: the teams whose API keys the gateway
+    admits for it (its own team always); `requests_per_second`: each caller team's rate, in requests (the gateway
+    cannot count an embedding request's texts or an LLM's tokens before answering)."""
+
+    callers: Seq[TagValue] = ()
+    requests_per_second: float = Field(default=20, gt=0, le=100_000)
+
+
 def _slo_problems(rt: Runtime, slo: Slo) -> list[tuple[str, str, object]]:
     problems: list[tuple[str, str, object]] = []
     wanted = rt.latency_slos
@@ -241,6 +255,12 @@ class ModelEntry(Model):
     slo: Slo
     canary: Canary | None = None
     load: Load | None = None
+    access: Access = Access()
+
+    @property
+    def callers(self) -> tuple[str, ...]:
+        """The teams whose keys the gateway admits for this model: its own first, then the catalog's callers."""
+        return (self.team, *(t for t in dict.fromkeys(self.access.callers) if t != self.team))
 
     @property
     def runtime_module(self) -> Runtime:
@@ -252,6 +272,15 @@ class ModelEntry(Model):
         """The SLO keys the runtime reads, its own checks, and the scale metric and target (filled in)."""
         rt = self.runtime_module
         problems = [*_slo_problems(rt, self.slo), *_load_problems(rt, self.load), *rt.check(self)]
+        if len(self.callers) > MAX_CALLERS:
+            problems.append(
+                (
+                    "access.callers",
+                    f"names {len(self.callers)} teams with the model's own; at most {MAX_CALLERS} (one rate limit "
+                    "rule each, Envoy Gateway's cap)",
+                    list(self.access.callers),
+                )
+            )
         if problems:
             raise FieldProblems(problems)
         r = self.replicas
@@ -316,11 +345,10 @@ class ModelEntry(Model):
         return self.canary is not None and self.canary.traffic_percent > 0 and self.canary.version != self.version
 
     def canary_replicas(self) -> tuple[int, int]:
-        """(stable, canary) minimum replicas for the requested split. Traffic reaches pods through one
-        Service, so the split follows replica counts: the canary gets the share nearest the request."""
+        """(stable, canary) minimum replicas. The gateway's route splits traffic by weight, whatever the replica
+        counts; the canary starts with the replicas its share of the stable minimum needs, at least one."""
         assert self.canary is not None
-        pct = self.canary.traffic_percent / 100
-        canary = max(1, math.floor(self.replicas.min * pct / (1 - pct) + 0.5))
+        canary = max(1, math.ceil(self.replicas.min * self.canary.traffic_percent / 100))
         return self.replicas.min, canary
 
 

@@ -16,7 +16,6 @@ from modelyard.platform import signals
 from modelyard.platform.common import CONTAINER_SECURITY
 from modelyard.platform.common import zone_spread as common_zone_spread
 from modelyard.platform.monitoring import model_pod_monitor
-from modelyard.platform.network_policy import MODEL_PORT
 from modelyard.platform.rules import Record, RuleGroup, prometheus_rule_spec
 from modelyard.policies.governance.admission import IRSA_SKIP_CONTAINERS
 from modelyard.policies.governance.conventions import (
@@ -28,6 +27,7 @@ from modelyard.policies.governance.conventions import (
     ROLE_LABEL,
     RUNTIME_LABEL,
     TEAM_LABEL,
+    TRAFFIC_PERCENT_ANNOTATION,
     VERSION_LABEL,
 )
 from modelyard.policies.governance.kserve import MODEL_CONTAINER
@@ -247,8 +247,8 @@ def predictor(
 class ModelDeployment(pulumi.ComponentResource):
     """A catalogued model: InferenceService (Standard mode) for its version and, while a canary runs,
     one for the canary version; for each a PodDisruptionBudget and, on the serving signal, a KEDA
-    ScaledObject; a PodMonitor; SLO objective series; and with a canary, a Service over both versions'
-    pods that splits traffic by replica count."""
+    ScaledObject; a PodMonitor; SLO objective series. Traffic reaches it through its gateway route
+    (workloads/routes.py), which splits it between the versions by weight."""
 
     def __init__(self, name: str, args: ModelDeploymentArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("modelyard:workloads:ModelDeployment", name, None, opts)
@@ -290,6 +290,9 @@ class ModelDeployment(pulumi.ComponentResource):
                 args.bucket, args.registry, args.service_account, args.images, args.namespace
             ).apply(spec_for)
             annotations = {"serving.kserve.io/deploymentMode": "Standard"}
+            if role == "canary" and m.canary is not None:
+                # The share the catalog asks of the route: rule canary-weight-carried holds the route to it.
+                annotations[TRAFFIC_PERCENT_ANNOTATION] = str(m.canary.traffic_percent)
             if m.scaling_signal is not None:
                 annotations[AUTOSCALER_CLASS] = "external"
             isvc = k8s.apiextensions.CustomResource(
@@ -326,13 +329,6 @@ class ModelDeployment(pulumi.ComponentResource):
             pdb_spec: Any = {"maxUnavailable": 1, "selector": {"matchLabels": {ISVC_LABEL: isvc_name}}}
             k8s.policy.v1.PodDisruptionBudget(f"{isvc_name}-pdb", metadata=pdb_meta, spec=pdb_spec, opts=child)
         labels = {**args.labels, TEAM_LABEL: m.team, MODEL_LABEL: m.name}
-        if m.canary_active:
-            svc_meta: Any = {"name": f"{m.name}-traffic", "namespace": args.namespace, "labels": labels}
-            svc_spec: Any = {
-                "selector": {MODEL_LABEL: m.name},
-                "ports": [{"name": "http", "port": 80, "targetPort": MODEL_PORT, "protocol": "TCP"}],
-            }
-            k8s.core.v1.Service(f"{m.name}-traffic", metadata=svc_meta, spec=svc_spec, opts=child)
         monitor = pulumi.Output.from_input(args.namespace).apply(
             lambda ns: model_pod_monitor(ns, {MODEL_LABEL: m.name}, port=m.runtime_module.metrics_port)
         )

@@ -110,15 +110,15 @@ def workloads_lines(w: Workloads) -> list[str]:
             f"SLO {rt.slo_text(m)}"
         )
         if m.canary_active and m.canary:
-            stable, canary = m.canary_replicas()
-            effective = canary / (stable + canary)
+            _, canary = m.canary_replicas()
             line += (
-                f" · canary v{m.canary.version}: {m.canary.traffic_percent}% requested, "
-                f"{canary} of {stable + canary} replicas = {effective:.0%} of traffic"
+                f" · canary v{m.canary.version}: {m.canary.traffic_percent}% of traffic by route weight, "
+                f"{canary} replica(s)"
             )
         elif m.canary is not None:
             state = "promoted" if m.canary.version == m.version else "rolled back (0%)"
             line += f" · canary v{m.canary.version} {state}, not deployed"
+        line += f" · callers {', '.join(m.callers)} at {m.access.requests_per_second:g} req/s each"
         lines.append(line)
     return lines
 

@@ -130,3 +130,9 @@ def sli_ratio(kind: str, window: str) -> str:
     """The recorded share of bad requests per model: `errors`, an error its clients see (platform/signals.py
     ERROR_CODES); `slow`, over the latency threshold."""
     return f"model:modelyard_request_{kind}:ratio_rate{window}"
+
+
+#: On a canary InferenceService: the share of its model's traffic the catalog asks for (the gateway route's weight).
+TRAFFIC_PERCENT_ANNOTATION = "modelyard.io/traffic-percent"
+#: On the model namespace: the namespace model pods serve from (rule model-port-closed-to-cidrs reads it).
+MODELS_NAMESPACE_LABEL = "modelyard.io/serves-models"

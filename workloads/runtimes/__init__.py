@@ -159,6 +159,19 @@ class Runtime(ABC):
     #: The most texts one request may carry (the catalog's `load.texts_per_request`), or None for a runtime whose
     #: request is one prompt.
     max_texts_per_request: ClassVar[int | None] = None
+    #: Whether a call may be replayed on another replica after it reached one (the gateway's retries): an embedding
+    #: is the same for the same input and changes nothing. A runtime that is not is retried only where the call
+    #: never reached a replica (connection refused or reset before a byte went out).
+    idempotent: ClassVar[bool] = True
+
+    def route_timeout_s(self, model: ModelEntry) -> int:
+        """How long the gateway waits for a whole answer (its route's request timeout)."""
+        return 30
+
+    def in_flight_per_replica(self, model: ModelEntry) -> int:
+        """Requests one replica holds at once, answered or queued: the gateway's breaker opens past this many per
+        replica of the model's maximum."""
+        return 1024
 
     def check(self, model: ModelEntry) -> list[Problem]:
         return []

@@ -28,6 +28,7 @@ positions, and one request of `max_model_len` tokens fits the KV cache the small
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Annotated, Any, Literal
@@ -249,6 +250,24 @@ class Vllm(Runtime):
             "itl_ms": LatencySlo("itl", series.VLLM_ITL_BUCKETS, "vLLM's inter-token latency"),
         }
     )
+
+    #: A completion is neither reproducible nor free: it is retried only where it never reached the engine.
+    idempotent = False
+
+    def route_timeout_s(self, model: ModelEntry) -> int:
+        """The longest answer at the objectives' pace: the first token within ttft_ms, then max_model_len tokens
+        each within itl_ms (a streamed answer is one request to the gateway, however long it streams)."""
+        runtime = model.runtime
+        assert isinstance(runtime, VllmRuntime)
+        ttft, itl = model.slo.ttft_ms or 0, model.slo.itl_ms or 0
+        return math.ceil((ttft + runtime.engine.max_model_len * itl) / 1000)
+
+    def in_flight_per_replica(self, model: ModelEntry) -> int:
+        """The sequences the engine decodes together (max_num_seqs, or the plan's assumed batch), and as many
+        waiting."""
+        runtime = model.runtime
+        assert isinstance(runtime, VllmRuntime)
+        return 2 * (runtime.engine.max_num_seqs or ASSUMED_BATCH)
 
     def check(self, model: ModelEntry) -> list[Problem]:
         runtime = model.runtime

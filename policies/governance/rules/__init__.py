@@ -18,7 +18,19 @@ reports sort what the rules find.
 from __future__ import annotations
 
 from ..conventions import ISVC_LABEL
-from . import budgets, cluster, compute, iam, namespaces, network, pods, services, storage, tags  # noqa: F401
+from . import (  # noqa: F401
+    budgets,
+    cluster,
+    compute,
+    gateway,
+    iam,
+    namespaces,
+    network,
+    pods,
+    services,
+    storage,
+    tags,
+)
 from .base import ISVC, RULES, SCALED_OBJECT, Context, Finding, Level, Rule, Violation
 from .pods import kserve_settings
 

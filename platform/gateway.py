@@ -1,0 +1,307 @@
+"""The front door: Envoy Gateway (pinned chart) and the one Gateway every model is reached through.
+
+Envoy Gateway turns Gateway API objects and its own policies into Envoy configuration. The platform installs
+the controller, one GatewayClass whose EnvoyProxy puts the proxies on the system nodes behind an internal NLB,
+and one Gateway with an HTTPS listener for the configured hostname (TLS terminated at the proxies, with a
+certificate cert-manager issues). The workloads stack attaches one HTTPRoute per catalog model, with that
+model's authentication, authorization, limits, retries and breaker (workloads/routes.py).
+
+What Envoy Gateway does with these objects is read from its source at the pinned tag (v1.9.0), recorded in
+tests/conformance/envoy-gateway-v1.9.0/PROVENANCE.md:
+- the proxies' pod labels (`internal/infrastructure/kubernetes/proxy/resource.go`, EnvoyAppLabel), which the
+  model namespace's NetworkPolicy admits;
+- a listener's port below 1024 is served on port + 10000 in the proxy container
+  (`internal/gatewayapi/listener.go`, servicePortToContainerPort), the port the gateway's NetworkPolicy opens;
+- the order of Envoy's HTTP filters (`internal/xds/translator/httpfilters.go`, newOrderedHTTPFilter): API key
+  authentication sets the client-id header before RBAC (authorization) and the rate limits read it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from modelyard.config import GatewayConfig
+from modelyard.infra.nodes import SYSTEM_POOL_LABEL
+from modelyard.platform.common import PLATFORM_PRIORITY_CLASS, helm_release, namespace, resources, zone_spread
+from modelyard.platform.network_policy import (
+    GATEWAY_NAMESPACE,
+    GATEWAY_PROXY_LABELS,
+    NAMESPACE_LABEL,
+    OWNING_GATEWAY_LABEL,
+)
+
+NAMESPACE = GATEWAY_NAMESPACE
+#: Envoy Gateway's controller name (the chart's `config.envoyGateway.gateway.controllerName` default).
+CONTROLLER_NAME = "gateway.envoyproxy.io/gatewayclass-controller"
+GATEWAY_CLASS = "modelyard"
+GATEWAY_NAME = GATEWAY_PROXY_LABELS[OWNING_GATEWAY_LABEL]
+LISTENER = "https"
+LISTENER_PORT = 443
+#: The header the gateway sets to the authenticated client's id (API key authentication's forwardClientIDHeader).
+#: A client's own value is removed before any filter reads it (the ClientTrafficPolicy's early headers).
+CLIENT_ID_HEADER = "x-modelyard-client"
+#: The gateway's certificate and the platform CA that issues it unless `gateway.issuer` names another.
+CA_ISSUER = "modelyard-ca"
+CERTIFICATE_SECRET = "models-gateway-tls"
+#: Deadline for a request's headers and body from the connection's first byte (Envoy's request_headers_timeout
+#: via ClientTrafficPolicy `timeout.http.requestReceivedTimeout`): a silent or trickling client is cut off.
+REQUEST_RECEIVED_TIMEOUT = "10s"
+#: A client connection with no request in flight is closed after this.
+IDLE_TIMEOUT = "60s"
+#: Connections one proxy replica holds at most (ClientTrafficPolicy `connection.connectionLimit`).
+CONNECTION_LIMIT = 10_000
+#: Envoy Gateway v1.9.0 serves a listener port below 1024 on this much more in the proxy container.
+WELL_KNOWN_PORT_SHIFT = 10_000
+MIN_EPHEMERAL_PORT = 1024
+
+
+def container_port(service_port: int) -> int:
+    """servicePortToContainerPort (listener.go) for proxies Envoy Gateway runs in Kubernetes: a privileged port is
+    shifted so that the container binds it without CAP_NET_BIND_SERVICE."""
+    return service_port + WELL_KNOWN_PORT_SHIFT if service_port < MIN_EPHEMERAL_PORT else service_port
+
+
+def proxy_labels() -> dict[str, str]:
+    """The labels of the pods that serve the platform's Gateway (EnvoyAppLabel and the owning Gateway)."""
+    return dict(GATEWAY_PROXY_LABELS)
+
+
+def openai_error(status: int, message: str, code: str) -> str:
+    """A gateway answer in OpenAI's error shape, as the model server writes its own (workloads/serving front.py):
+    the OpenAI clients raise their status's error class with this message and code."""
+    kind = "requests" if status == 429 else "invalid_request_error"
+    return json.dumps({"error": {"message": message, "type": kind, "param": None, "code": code}})
+
+
+#: What the gateway itself answers, by status: no or an unknown key (API key authentication), a key whose
+#: team may not call the model (RBAC), a tenant over its rate (local rate limit).
+GATEWAY_ERRORS: Mapping[int, tuple[str, str]] = {
+    401: ("Missing or unknown API key: send your team's key as 'Authorization: Bearer <key>'.", "invalid_api_key"),
+    403: ("This key's team may not call this model (the catalog entry's callers).", "model_not_allowed"),
+    429: ("Your team's request rate for this model is over its limit; retry later.", "rate_limit_exceeded"),
+}
+
+
+def response_overrides() -> list[dict[str, Any]]:
+    """BackendTrafficPolicy `responseOverride` entries that give the gateway's own 401, 403 and 429 OpenAI's
+    error body (Envoy's custom response filter, first in the chain, sees the later filters' local replies)."""
+    return [
+        {
+            "match": {"statusCodes": [{"type": "Value", "value": status}]},
+            "response": {
+                "contentType": "application/json",
+                "body": {"type": "Inline", "inline": openai_error(status, message, code)},
+            },
+        }
+        for status, (message, code) in GATEWAY_ERRORS.items()
+    ]
+
+
+def load_balancer_annotations(cfg: GatewayConfig) -> dict[str, str]:
+    """The proxies' Service as an NLB, as EKS's cloud controller reads the annotations (the legacy provider: no
+    AWS Load Balancer Controller is installed), internal unless configured otherwise."""
+    annotations = {"service.beta.kubernetes.io/aws-load-balancer-type": "nlb"}
+    if cfg.load_balancer == "internal":
+        annotations["service.beta.kubernetes.io/aws-load-balancer-internal"] = "true"
+    return annotations
+
+
+def envoy_proxy_spec(cfg: GatewayConfig, vpc_cidr: str) -> dict[str, Any]:
+    """The EnvoyProxy the GatewayClass points at: replicas spread across zones on the system nodes, kept through
+    drains, with limits, behind the load balancer that admits only the configured client ranges."""
+    pod: dict[str, Any] = {"nodeSelector": dict([SYSTEM_POOL_LABEL])}
+    if cfg.replicas > 1:
+        pod["topologySpreadConstraints"] = [zone_spread(proxy_labels())]
+    return {
+        "provider": {
+            "type": "Kubernetes",
+            "kubernetes": {
+                "envoyDeployment": {
+                    "replicas": cfg.replicas,
+                    "pod": pod,
+                    "container": {"resources": resources("500m", "512Mi", "2", "1Gi")},
+                },
+                "envoyPDB": {"minAvailable": 1} if cfg.replicas > 1 else {"maxUnavailable": 1},
+                "envoyService": {
+                    "type": "LoadBalancer",
+                    "annotations": load_balancer_annotations(cfg),
+                    "loadBalancerSourceRanges": list(cfg.source_cidrs) or [vpc_cidr],
+                    # Client addresses reach the proxies (the rate limit and logs see them), and a node without a
+                    # proxy is not a target.
+                    "externalTrafficPolicy": "Local",
+                },
+            },
+        },
+    }
+
+
+def gateway_spec(cfg: GatewayConfig, model_namespace: str) -> dict[str, Any]:
+    """One HTTPS listener for the configured hostname; routes only from the model namespace."""
+    return {
+        "gatewayClassName": GATEWAY_CLASS,
+        "listeners": [
+            {
+                "name": LISTENER,
+                "protocol": "HTTPS",
+                "port": LISTENER_PORT,
+                "hostname": cfg.hostname,
+                "tls": {"mode": "Terminate", "certificateRefs": [{"kind": "Secret", "name": CERTIFICATE_SECRET}]},
+                "allowedRoutes": {
+                    "namespaces": {"from": "Selector", "selector": {"matchLabels": {NAMESPACE_LABEL: model_namespace}}},
+                    "kinds": [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute"}],
+                },
+            }
+        ],
+    }
+
+
+def client_traffic_spec() -> dict[str, Any]:
+    """What every client connection gets: TLS 1.2 or newer, a deadline for its request, an idle timeout, a cap on
+    connections, and its own client-id header removed before any filter reads it."""
+    return {
+        "targetRefs": [{"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": GATEWAY_NAME}],
+        "tls": {"minVersion": "1.2"},
+        "timeout": {"http": {"requestReceivedTimeout": REQUEST_RECEIVED_TIMEOUT, "idleTimeout": IDLE_TIMEOUT}},
+        "connection": {"connectionLimit": {"value": CONNECTION_LIMIT}},
+        "headers": {"earlyRequestHeaders": {"remove": [CLIENT_ID_HEADER]}},
+    }
+
+
+@dataclass(frozen=True, kw_only=True)
+class GatewayArgs:
+    config: GatewayConfig
+    labels: Mapping[str, str]
+    vpc_cidr: str
+    model_namespace: str
+    replicas: int
+    #: cert-manager (its CRDs and webhook) and the platform PriorityClass come first.
+    depends_on: Sequence[pulumi.Resource] = ()
+
+
+class Gateway(pulumi.ComponentResource):
+    """Envoy Gateway's controller, its GatewayClass and EnvoyProxy, the platform's Gateway with its certificate,
+    and the ClientTrafficPolicy every connection gets."""
+
+    release: pulumi.Resource
+
+    def __init__(self, name: str, args: GatewayArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("modelyard:platform:Gateway", name, None, opts)
+        cfg = args.config
+        ns = namespace(f"{name}-ns", NAMESPACE, args.labels, pulumi.ResourceOptions(parent=self))
+        deployment: dict[str, Any] = {
+            "replicas": args.replicas,
+            "priorityClassName": PLATFORM_PRIORITY_CLASS,
+            "pod": {"nodeSelector": dict([SYSTEM_POOL_LABEL])},
+        }
+        self.release = helm_release(
+            f"{name}-release",
+            "envoy-gateway",
+            namespace=ns.metadata["name"],
+            values={
+                "deployment": deployment,
+                "podDisruptionBudget": {"minAvailable": 1 if args.replicas > 1 else 0},
+            },
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on)),
+        )
+        after = pulumi.ResourceOptions(parent=self, depends_on=[self.release])
+        labels = dict(args.labels)
+
+        def custom(resource: str, api_version: str, kind: str, meta: dict[str, Any], spec: Any) -> Any:
+            return k8s.apiextensions.CustomResource(
+                f"{name}-{resource}",
+                api_version=api_version,
+                kind=kind,
+                metadata={**meta, "labels": labels},
+                spec=spec,
+                opts=after,
+            )
+
+        issuer = cfg.issuer
+        if issuer is None:
+            issuer = CA_ISSUER
+            cert_ns = "cert-manager"
+            custom(
+                "selfsigned",
+                "cert-manager.io/v1",
+                "ClusterIssuer",
+                {"name": "modelyard-selfsigned"},
+                {"selfSigned": {}},
+            )
+            custom(
+                "ca-certificate",
+                "cert-manager.io/v1",
+                "Certificate",
+                {"name": CA_ISSUER, "namespace": cert_ns},
+                {
+                    "isCA": True,
+                    "commonName": f"modelyard {cfg.hostname} CA",
+                    "secretName": CA_ISSUER,
+                    "duration": "87600h",
+                    "privateKey": {"algorithm": "ECDSA", "size": 256},
+                    "issuerRef": {"group": "cert-manager.io", "kind": "ClusterIssuer", "name": "modelyard-selfsigned"},
+                },
+            )
+            custom(
+                "ca-issuer",
+                "cert-manager.io/v1",
+                "ClusterIssuer",
+                {"name": CA_ISSUER},
+                {"ca": {"secretName": CA_ISSUER}},
+            )
+        custom(
+            "certificate",
+            "cert-manager.io/v1",
+            "Certificate",
+            {"name": CERTIFICATE_SECRET, "namespace": NAMESPACE},
+            {
+                "secretName": CERTIFICATE_SECRET,
+                "dnsNames": [cfg.hostname],
+                "duration": "2160h",
+                "renewBefore": "360h",
+                "privateKey": {"algorithm": "ECDSA", "size": 256, "rotationPolicy": "Always"},
+                "issuerRef": {"group": "cert-manager.io", "kind": "ClusterIssuer", "name": issuer},
+            },
+        )
+        custom(
+            "proxy-config",
+            "gateway.envoyproxy.io/v1alpha1",
+            "EnvoyProxy",
+            {"name": GATEWAY_CLASS, "namespace": NAMESPACE},
+            envoy_proxy_spec(cfg, args.vpc_cidr),
+        )
+        custom(
+            "class",
+            "gateway.networking.k8s.io/v1",
+            "GatewayClass",
+            {"name": GATEWAY_CLASS},
+            {
+                "controllerName": CONTROLLER_NAME,
+                "parametersRef": {
+                    "group": "gateway.envoyproxy.io",
+                    "kind": "EnvoyProxy",
+                    "name": GATEWAY_CLASS,
+                    "namespace": NAMESPACE,
+                },
+            },
+        )
+        custom(
+            "gateway",
+            "gateway.networking.k8s.io/v1",
+            "Gateway",
+            {"name": GATEWAY_NAME, "namespace": NAMESPACE},
+            gateway_spec(cfg, args.model_namespace),
+        )
+        custom(
+            "client-traffic",
+            "gateway.envoyproxy.io/v1alpha1",
+            "ClientTrafficPolicy",
+            {"name": GATEWAY_NAME, "namespace": NAMESPACE},
+            client_traffic_spec(),
+        )
+        self.register_outputs({})

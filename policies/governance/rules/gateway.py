@@ -1,0 +1,144 @@
+"""The front door: every route authenticates, no address range reaches a model's port, and a canary gets the
+share of its route the catalog asks for."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterator
+from typing import Any
+
+from ..conventions import MODELS_NAMESPACE_LABEL, ROLE_LABEL, TRAFFIC_PERCENT_ANNOTATION
+from ..resources import Resource, as_list, dig
+from .base import ISVC, NAMESPACE, NETWORK_POLICY, Context, Finding, _unknown, stack_rule
+
+HTTP_ROUTE = "kubernetes:gateway.networking.k8s.io/v1:HTTPRoute"
+SECURITY_POLICY = "kubernetes:gateway.envoyproxy.io/v1alpha1:SecurityPolicy"
+#: The SecurityPolicy fields that authenticate a caller (Envoy Gateway v1.9.0's SecurityPolicySpec).
+AUTHENTICATION = ("apiKeyAuth", "jwt", "oidc", "basicAuth", "extAuth")
+#: The port model servers listen on (platform/network_policy.py MODEL_PORT).
+MODEL_PORT = 8080
+
+
+def _targets(policy: Resource) -> list[tuple[str, str]]:
+    """(kind, name) of what a policy attaches to: `targetRefs`, or the older single `targetRef`."""
+    refs = as_list(policy.get("spec", "targetRefs")) or as_list(policy.get("spec", "targetRef"))
+    return [(str(dig(r, "kind")), str(dig(r, "name"))) for r in refs if isinstance(r, dict)]
+
+
+@stack_rule("route-authenticated", "Every HTTPRoute is the target of a SecurityPolicy that authenticates its callers.")
+def _route_authenticated(ctx: Context) -> Iterator[Finding]:
+    guarded = {
+        (p.get("metadata", "namespace"), name)
+        for p in ctx.stack.of_type(SECURITY_POLICY)
+        if any(p.get("spec", field) for field in AUTHENTICATION)
+        for kind, name in _targets(p)
+        if kind == "HTTPRoute"
+    }
+    for route in ctx.stack.of_type(HTTP_ROUTE):
+        meta = route.inputs.get("metadata")
+        if _unknown(meta):
+            continue
+        key = (route.get("metadata", "namespace"), route.get("metadata", "name"))
+        if key not in guarded:
+            yield Finding(
+                route.urn,
+                "metadata.name",
+                key[1],
+                f"no SecurityPolicy with one of {', '.join(AUTHENTICATION)} targets this route: anyone who reaches "
+                "the gateway calls it",
+            )
+
+
+def _admits_port(rule: Any, port: int) -> bool:
+    ports = as_list(dig(rule, "ports"))
+    return not ports or any(dig(p, "port") in (port, str(port)) or dig(p, "port") is None for p in ports)
+
+
+@stack_rule(
+    "model-port-closed-to-cidrs",
+    "No NetworkPolicy of a model namespace admits an address range to the model port (the gateway is the way in).",
+)
+def _model_port_closed(ctx: Context) -> Iterator[Finding]:
+    model_namespaces = {
+        ns.get("metadata", "name")
+        for ns in ctx.stack.of_type(NAMESPACE)
+        if dig(ns.inputs, "metadata", "labels", MODELS_NAMESPACE_LABEL) == "true"
+    }
+    for policy in ctx.stack.of_type(NETWORK_POLICY):
+        if policy.get("metadata", "namespace") not in model_namespaces:
+            continue
+        for i, rule in enumerate(as_list(policy.get("spec", "ingress"))):
+            if not _admits_port(rule, MODEL_PORT):
+                continue
+            peers = as_list(dig(rule, "from"))
+            if not peers:
+                yield Finding(policy.urn, f"spec.ingress[{i}].from", [], "admits every source to the model port")
+            for j, peer in enumerate(peers):
+                cidr = dig(peer, "ipBlock", "cidr")
+                if isinstance(cidr, str):
+                    try:
+                        net = ipaddress.ip_network(cidr, strict=False)
+                    except ValueError:
+                        net = None
+                    yield Finding(
+                        policy.urn,
+                        f"spec.ingress[{i}].from[{j}].ipBlock.cidr",
+                        cidr,
+                        f"opens the model port to {'every address' if net and net.prefixlen == 0 else 'a range'}: "
+                        "admit the gateway's proxies (and Prometheus) by namespace and labels instead",
+                    )
+
+
+def _route_shares(route: Resource) -> dict[str, float]:
+    """Each backend Service's share of the route's traffic, by name: its weight over its rule's weights' sum
+    (Gateway API: weight defaults to 1; a weight of 0 sends nothing)."""
+    shares: dict[str, float] = {}
+    for rule in as_list(route.get("spec", "rules")):
+        refs = [r for r in as_list(dig(rule, "backendRefs")) if isinstance(r, dict)]
+        weights = [int(r.get("weight", 1)) for r in refs]
+        total = sum(weights)
+        for ref, weight in zip(refs, weights, strict=True):
+            if ref.get("kind", "Service") == "Service" and total:
+                shares[str(ref.get("name"))] = shares.get(str(ref.get("name")), 0.0) + weight / total
+    return shares
+
+
+@stack_rule(
+    "canary-weight-carried",
+    "Each canary gets the share of its model's route the catalog asks for, and every route's weighted backends "
+    "are predictors that exist.",
+)
+def _canary_weight(ctx: Context) -> Iterator[Finding]:
+    predictors = {
+        (isvc.get("metadata", "namespace"), f"{isvc.get('metadata', 'name')}-predictor"): isvc
+        for isvc in ctx.stack.of_type(ISVC)
+    }
+    routes = ctx.stack.of_type(HTTP_ROUTE)
+    if not routes:
+        return
+    carried: dict[tuple[Any, str], float] = {}
+    for route in routes:
+        namespace = route.get("metadata", "namespace")
+        for service, share in _route_shares(route).items():
+            carried[(namespace, service)] = carried.get((namespace, service), 0.0) + share
+            if share > 0 and (namespace, service) not in predictors:
+                yield Finding(
+                    route.urn,
+                    "spec.rules.backendRefs",
+                    service,
+                    f"sends {share:.0%} of this route to a Service no InferenceService here makes: those requests fail",
+                )
+    for key, isvc in predictors.items():
+        if dig(isvc.inputs, "metadata", "labels", ROLE_LABEL) != "canary":
+            continue
+        asked = dig(isvc.inputs, "metadata", "annotations", TRAFFIC_PERCENT_ANNOTATION)
+        if asked is None:
+            continue
+        got = carried.get(key, 0.0)
+        if abs(got * 100 - float(asked)) > 1e-6:
+            yield Finding(
+                isvc.urn,
+                f"metadata.annotations.{TRAFFIC_PERCENT_ANNOTATION}",
+                asked,
+                f"the routes carry {got:.2%} of the model's traffic to {key[1]}, not the {asked}% the catalog asks",
+            )

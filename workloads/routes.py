@@ -1,0 +1,223 @@
+"""A catalog model's way in: its HTTPRoute on the platform's Gateway, and the Envoy Gateway policies on that route.
+
+- The route: `/models/<name>/...` on the gateway's hostname, the prefix replaced by `/` (so
+  `https://<host>/models/minilm/v1/embeddings` reaches the pod's `/v1/embeddings`; an OpenAI client's base URL is
+  `https://<host>/models/<name>/v1`), sent to the predictor Service KServe's Standard mode makes for each
+  InferenceService (`<isvc>-predictor`, port 80 to the container's port; KServe's service_reconciler.go). A canary
+  gets exactly its `traffic_percent` by backendRef weight, whatever the replica counts; the request timeout is
+  the runtime's (a streamed LLM answer is one request).
+- SecurityPolicy: API keys from each caller team's Secret (`modelyard-api-keys-<team>` in the model namespace,
+  every key named `<team>.<name>`; the key is read from `Authorization: Bearer <key>`, and removed before the
+  model sees the request), the client id forwarded in `x-modelyard-client`, and authorization that admits only
+  the catalog's callers: a valid key of another team gets 403, no or an unknown key 401. The key sets of every
+  team the catalog names are admitted by every route, so that 403 and 401 mean what they say.
+- BackendTrafficPolicy: each caller team's request rate (Envoy's local rate limit, enforced by every proxy replica
+  at its share: the limit over the gateway's replicas), retries only where the runtime's calls may be replayed
+  (otherwise only when the call never reached a replica), a circuit breaker at what the model's replicas hold, and
+  passive health checks that eject a replica after consecutive 5xx; the gateway's own 401, 403 and 429 in
+  OpenAI's error shape.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from modelyard.platform.gateway import CLIENT_ID_HEADER, LISTENER, response_overrides
+from modelyard.workloads.catalog import ModelEntry
+
+#: The route's path prefix for a model (`/models/<name>`), replaced by `/` on the way to the pod.
+ROUTE_PREFIX = "/models/"
+#: What reaches the pod: the route's prefix replaced by `/` (Gateway API's HTTPPathModifier).
+REWRITE: Mapping[str, str] = {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/"}
+#: The port KServe's predictor Service listens on (constants.CommonDefaultHttpPort).
+PREDICTOR_SERVICE_PORT = 80
+#: Retries of a call the runtime may replay: on another replica, after a connection failure, a reset or a 503.
+RETRIES = 2
+#: Consecutive 5xx answers after which a replica is ejected, for BASE_EJECTION (longer each time it recurs).
+CONSECUTIVE_5XX = 5
+BASE_EJECTION = "30s"
+
+
+def api_keys_secret(team: str) -> str:
+    """The Secret in the model namespace holding a team's API keys, one key a client (`<team>.<name>`)."""
+    return f"modelyard-api-keys-{team}"
+
+
+def predictor_service(isvc_name: str) -> str:
+    """The Service KServe's Standard mode makes for a predictor (componentMeta.Name, constants.PredictorServiceName)."""
+    return f"{isvc_name}-predictor"
+
+
+def route_path(model: str) -> str:
+    return f"{ROUTE_PREFIX}{model}"
+
+
+def backend_refs(model: ModelEntry) -> list[dict[str, Any]]:
+    """The stable predictor, and while a canary runs the canary's, weighted so that the canary carries exactly
+    its traffic_percent (Gateway API: each backend's share is its weight over the weights' sum)."""
+    canary = model.canary.traffic_percent if model.canary_active and model.canary else 0
+    refs = [(model.name, 100 - canary)]
+    if canary:
+        refs.append((f"{model.name}-canary", canary))
+    return [
+        {"group": "", "kind": "Service", "name": predictor_service(isvc), "port": PREDICTOR_SERVICE_PORT, "weight": w}
+        for isvc, w in refs
+    ]
+
+
+def route_spec(model: ModelEntry, gateway: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "parentRefs": [
+            {
+                "group": "gateway.networking.k8s.io",
+                "kind": "Gateway",
+                "namespace": gateway["namespace"],
+                "name": gateway["name"],
+                "sectionName": LISTENER,
+            }
+        ],
+        "hostnames": [gateway["hostname"]],
+        "rules": [
+            {
+                "matches": [{"path": {"type": "PathPrefix", "value": route_path(model.name)}}],
+                "filters": [
+                    {
+                        "type": "URLRewrite",
+                        "urlRewrite": {"path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/"}},
+                    }
+                ],
+                "backendRefs": backend_refs(model),
+                "timeouts": {"request": f"{model.runtime_module.route_timeout_s(model)}s"},
+            }
+        ],
+    }
+
+
+def callers_expression(teams: tuple[str, ...]) -> str:
+    """The authorization rule's CEL (Envoy's attributes): the forwarded client id starts with a caller team's name."""
+    header = f"request.headers['{CLIENT_ID_HEADER}']"
+    return " || ".join(f"{header}.startsWith('{team}.')" for team in teams)
+
+
+def security_spec(model: ModelEntry, all_teams: tuple[str, ...]) -> dict[str, Any]:
+    return {
+        "targetRefs": [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "name": model.name}],
+        "apiKeyAuth": {
+            "credentialRefs": [{"group": "", "kind": "Secret", "name": api_keys_secret(t)} for t in all_teams],
+            "extractFrom": [{"headers": ["authorization"]}],
+            "forwardClientIDHeader": CLIENT_ID_HEADER,
+            "sanitize": True,
+        },
+        "authorization": {
+            "defaultAction": "Deny",
+            "rules": [{"name": "callers", "action": "Allow", "cel": callers_expression(model.callers)}],
+        },
+    }
+
+
+def tenant_limit(requests_per_second: float, gateway_replicas: int) -> dict[str, Any]:
+    """One proxy replica's share of a team's rate, in whole requests per second, or per minute below one a second
+    (Envoy's local rate limit counts whole requests in a unit of time)."""
+    per_second = requests_per_second / gateway_replicas
+    if per_second >= 1:
+        return {"requests": math.ceil(per_second), "unit": "Second"}
+    return {"requests": max(1, math.ceil(per_second * 60)), "unit": "Minute"}
+
+
+def traffic_spec(model: ModelEntry, gateway_replicas: int) -> dict[str, Any]:
+    rt = model.runtime_module
+    triggers = ["connect-failure", "refused-stream"]
+    retry: dict[str, Any] = {"numRetries": RETRIES, "retryOn": {"triggers": triggers}}
+    if rt.idempotent:
+        retry["retryOn"] = {"triggers": [*triggers, "reset", "retriable-status-codes"], "httpStatusCodes": [503]}
+    retry["perRetry"] = {"backOff": {"baseInterval": "100ms", "maxInterval": "1s"}}
+    bound = rt.in_flight_per_replica(model) * max(model.replicas.max, 1)
+    limit = tenant_limit(model.access.requests_per_second, gateway_replicas)
+    return {
+        "targetRefs": [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "name": model.name}],
+        "rateLimit": {
+            "local": {
+                "rules": [
+                    {
+                        "clientSelectors": [
+                            {
+                                "headers": [
+                                    {
+                                        "name": CLIENT_ID_HEADER,
+                                        "type": "RegularExpression",
+                                        "value": f"^{team.replace('.', '[.]')}[.].+$",
+                                    }
+                                ]
+                            }
+                        ],
+                        "limit": limit,
+                    }
+                    for team in model.callers
+                ]
+            }
+        },
+        "retry": retry,
+        "circuitBreaker": {"maxConnections": bound, "maxPendingRequests": bound, "maxParallelRequests": bound},
+        "healthCheck": {
+            "passive": {
+                "consecutive5XxErrors": CONSECUTIVE_5XX,
+                "interval": "10s",
+                "baseEjectionTime": BASE_EJECTION,
+                "maxEjectionPercent": 50,
+            }
+        },
+        "responseOverride": response_overrides(),
+    }
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelRouteArgs:
+    model: ModelEntry
+    #: Every team the catalog names (owners and callers): their key Secrets authenticate on every route.
+    all_teams: tuple[str, ...]
+    namespace: pulumi.Input[str]
+    #: The platform's `gateway` output: namespace, name, hostname and replicas of its Gateway.
+    gateway: pulumi.Input[Mapping[str, Any]]
+    labels: Mapping[str, str]
+
+
+class ModelRoute(pulumi.ComponentResource):
+    """A model's HTTPRoute on the platform's Gateway, with its SecurityPolicy and BackendTrafficPolicy."""
+
+    def __init__(self, name: str, args: ModelRouteArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("modelyard:workloads:ModelRoute", name, None, opts)
+        m = args.model
+        gateway = pulumi.Output.from_input(args.gateway)
+        meta: Any = {"name": m.name, "namespace": args.namespace, "labels": dict(args.labels)}
+        route = k8s.apiextensions.CustomResource(
+            f"{name}-route",
+            api_version="gateway.networking.k8s.io/v1",
+            kind="HTTPRoute",
+            metadata=meta,
+            spec=gateway.apply(lambda g: route_spec(m, g)),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        after = pulumi.ResourceOptions(parent=self, depends_on=[route])
+        k8s.apiextensions.CustomResource(
+            f"{name}-security",
+            api_version="gateway.envoyproxy.io/v1alpha1",
+            kind="SecurityPolicy",
+            metadata=meta,
+            spec=security_spec(m, args.all_teams),
+            opts=after,
+        )
+        k8s.apiextensions.CustomResource(
+            f"{name}-traffic",
+            api_version="gateway.envoyproxy.io/v1alpha1",
+            kind="BackendTrafficPolicy",
+            metadata=meta,
+            spec=gateway.apply(lambda g: traffic_spec(m, int(g["replicas"]))),
+            opts=after,
+        )
+        self.register_outputs({})
