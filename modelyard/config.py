@@ -373,35 +373,6 @@ class ModelStoreConfig(Model):
         return self
 
 
-class IngressConfig(Model):
-    """How KServe exposes InferenceServices outside the cluster.
-
-    `cluster-local` (the default) creates no Ingress: models are reached through their cluster
-    Service, behind whatever edge you run. `ingress` creates an Ingress of `class_name` (for example
-    `alb`, served by the AWS Load Balancer Controller, which this blueprint does not install).
-    `gateway-api` creates HTTPRoutes attached to `gateway` (`namespace/name`).
-    """
-
-    mode: Literal["cluster-local", "ingress", "gateway-api"] = "cluster-local"
-    class_name: DnsLabel | None = None
-    gateway: Annotated[str, pattern(r"^[a-z0-9-]+/[a-z0-9-]+$", "a Gateway as namespace/name")] | None = None
-
-    @model_validator(mode="after")
-    def _fields_for_mode(self) -> IngressConfig:
-        problems: list[tuple[str, str, Any]] = []
-        if self.mode == "ingress" and not self.class_name:
-            problems.append(("class_name", "is required when mode is ingress (for example alb)", None))
-        if self.mode != "ingress" and self.class_name:
-            problems.append(("class_name", "is only allowed when mode is ingress", self.class_name))
-        if self.mode == "gateway-api" and not self.gateway:
-            problems.append(("gateway", "is required when mode is gateway-api (namespace/name)", None))
-        if self.mode != "gateway-api" and self.gateway:
-            problems.append(("gateway", "is only allowed when mode is gateway-api", self.gateway))
-        if problems:
-            raise FieldProblems(problems)
-        return self
-
-
 Hostname = Annotated[
     str,
     pattern(
@@ -446,7 +417,6 @@ class ServingConfig(Model):
 
     model_namespace: DnsLabel = "models"
     model_pull_service_account: DnsLabel = "model-puller"
-    ingress: IngressConfig = IngressConfig()
     gateway: GatewayConfig = GatewayConfig()
 
 

@@ -263,7 +263,6 @@ def platform_program(cfg: PlatformConfig) -> None:
         KServeArgs(
             labels=labels,
             region=cfg.region,
-            ingress=cfg.serving.ingress,
             model_namespace=cfg.serving.model_namespace,
             model_pull_service_account=cfg.serving.model_pull_service_account,
             model_pull_role_arn=store.model_pull_role_arn,

@@ -270,6 +270,33 @@ UNVERIFIED: Final = (
         "jsonpath='{.items[0].metadata.name}') --wait=false   # the load test's verdict: 0 failed",
     ),
     Unverified(
+        "Envoy Gateway v1.9.0 programs the platform's Gateway: its proxies behind an internal NLB admitting only the "
+        "configured client ranges (EKS's cloud controller reading the Service annotations), TLS with cert-manager's "
+        "certificate, and every model's route, SecurityPolicy and BackendTrafficPolicy Accepted",
+        "kubectl -n envoy-gateway-system get gateway models -o jsonpath='{.status.conditions}' && kubectl -n models "
+        "get httproute,securitypolicy,backendtrafficpolicy -o custom-columns=NAME:.metadata.name,"
+        "STATUS:.status.parents[0].conditions[0].reason && aws elbv2 describe-load-balancers --query "
+        "\"LoadBalancers[?Scheme=='internal'].[LoadBalancerName,DNSName]\"",
+    ),
+    Unverified(
+        "the gateway reads a key from 'Authorization: Bearer', answers no key 401, another team's key 403 and a team "
+        "over its rate 429, each in OpenAI's error shape (the custom response filter seeing the local replies), and "
+        "removes the key before the model",
+        "for k in '' $OTHER_TEAMS_KEY $KEY; do curl -s -o /dev/null -w '%{http_code}\\n' --cacert ca.crt "
+        'https://<hostname>/models/minilm/v1/embeddings -H "Authorization: Bearer $k" -d '
+        '\'{"model": "minilm", "input": "hi"}\'; done   # 401 403 200; then past the rate: 429',
+    ),
+    Unverified(
+        "a canary's share of requests is its route weight (Envoy's weighted backends), whatever the replica counts",
+        "modelyard loadtest minilm --env staging --url https://<hostname>/models/minilm --duration 120 && modelyard "
+        "ops canary minilm --window 5m   # each version's requests in the ratio of traffic_percent",
+    ),
+    Unverified(
+        "the VPC CNI's policy agent refuses the model port to every pod but the gateway's proxies and Prometheus",
+        "kubectl -n models run probe --rm -it --restart=Never --image=<a curl image in your ECR> -- curl -m 5 "
+        "http://minilm-predictor/v1/models/minilm   # times out",
+    ),
+    Unverified(
         "the canary verdicts workflow on GitHub: the observer role reaches Prometheus through a port-forward, the "
         "pull requests it opens get their own review, and a roll-back merges on its own where auto-merge is on",
         "gh workflow run canary-verdict.yml && gh run watch && gh pr list --search 'canary in:title'",

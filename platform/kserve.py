@@ -9,7 +9,6 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from modelyard.config import IngressConfig
 from modelyard.infra.nodes import SYSTEM_POOL_LABEL
 from modelyard.platform.common import (
     CONTAINER_SECURITY,
@@ -68,23 +67,18 @@ def storage_annotations(region: str, role_arn: pulumi.Input[str]) -> dict[str, p
     }
 
 
-def gateway_values(ingress: IngressConfig) -> dict[str, Any]:
-    """KServe's ingress settings for the configured exposure mode."""
-    gateway: dict[str, Any] = {"disableIngressCreation": ingress.mode == "cluster-local"}
-    ingress_gateway: dict[str, Any] = {"enableGatewayApi": ingress.mode == "gateway-api"}
-    if ingress.class_name:
-        ingress_gateway["className"] = ingress.class_name
-    if ingress.gateway:
-        ingress_gateway["kserveGateway"] = ingress.gateway
-    gateway["ingressGateway"] = ingress_gateway
-    return gateway
+#: KServe creates no Ingress, Gateway or route of its own: the platform's gateway (platform/gateway.py) is the only
+#: way in, with a route per model that the workloads stack makes (workloads/routes.py).
+GATEWAY_VALUES: Mapping[str, Any] = {
+    "disableIngressCreation": True,
+    "ingressGateway": {"enableGatewayApi": False},
+}
 
 
 @dataclass(frozen=True, kw_only=True)
 class KServeArgs:
     labels: Mapping[str, str]
     region: str
-    ingress: IngressConfig
     model_namespace: str
     model_pull_service_account: str
     model_pull_role_arn: pulumi.Input[str]
@@ -122,7 +116,7 @@ class KServe(pulumi.ComponentResource):
                 "kserve": {
                     "controller": {
                         "deploymentMode": DEPLOYMENT_MODE,
-                        "gateway": gateway_values(args.ingress),
+                        "gateway": dict(GATEWAY_VALUES),
                         "nodeSelector": dict([SYSTEM_POOL_LABEL]),
                         "resources": resources("100m", "300Mi", "1", "1Gi"),
                         "containerSecurityContext": {**CONTAINER_SECURITY, "privileged": False, "runAsNonRoot": True},

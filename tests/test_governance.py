@@ -465,3 +465,23 @@ def test_a_gpu_class_may_be_sold_in_several_families() -> None:
     assert h200.families == ("p5e", "p5en")
     assert {gpus.instance_type(t).gpus for t in h200.instance_types} == {8}  # type: ignore[union-attr]
     assert all(len(spec.families) >= 1 for spec in gpus.GPU_CLASSES.values())
+
+
+@pytest.mark.parametrize(("service_type", "kind"), [(None, "fixed"), ("LoadBalancer", "fixed"), ("ClusterIP", "free")])
+def test_a_gateway_is_priced_by_its_proxies_service(service_type: str | None, kind: str) -> None:
+    """Envoy Gateway makes one Service for a Gateway's proxies, of the type its class's EnvoyProxy asks for
+    (LoadBalancer when unset)."""
+    service = {} if service_type is None else {"envoyService": {"type": service_type}}
+    proxy = {"metadata": {"name": "p", "namespace": "eg"}, "spec": {"provider": {"kubernetes": service}}}
+    ref = {"group": "gateway.envoyproxy.io", "kind": "EnvoyProxy", "name": "p", "namespace": "eg"}
+    found = [
+        Resource(urn=f"urn:pulumi:dev::p::{t}::{n}", type=t, inputs=i)
+        for t, n, i in [
+            (cost.ENVOY_PROXY, "p", proxy),
+            (cost.GATEWAY_CLASS, "c", {"metadata": {"name": "c"}, "spec": {"parametersRef": ref}}),
+            ("kubernetes:gateway.networking.k8s.io/v1:Gateway", "g", {"spec": {"gatewayClassName": "c"}}),
+        ]
+    ]
+    [item] = [i for i in cost.estimate(Stack(found)).items if i.type.endswith(":Gateway")]
+    assert item.kind == kind
+    assert (item.baseline > 0) == (kind == "fixed")

@@ -6,8 +6,11 @@ import json
 from typing import Any
 
 import pytest
-from conftest import ENVS, Plan
+from conftest import ENVS, Plan, stack_raw
 
+from modelyard.config import FULL_KEY
+from modelyard.stackfile import parse_platform_config
+from modelyard.validation import ConfigError
 from modelyard.versions import HELM_CHARTS
 
 RELEASE = "kubernetes:helm.sh/v3:Release"
@@ -20,7 +23,7 @@ def values(plan: Plan, name: str) -> dict[str, Any]:
 @pytest.mark.parametrize("env", ENVS)
 def test_every_release_is_a_pinned_chart_installed_atomically(plans: dict[str, Plan], env: str) -> None:
     releases = plans[env].of_type(RELEASE)
-    assert len(releases) == 8
+    assert len(releases) == 9
     for release in releases:
         inputs = release["inputs"]
         pinned = [c for c in HELM_CHARTS.values() if c.chart == inputs["chart"]]
@@ -38,21 +41,22 @@ def test_install_order_monitoring_crds_then_cert_manager_then_kserve(plans: dict
     assert plan.named(RELEASE, "kserve-crds")["urn"] in plan.named(RELEASE, "kserve-release")["dependencies"]
     for name in ("nvidia-device-plugin", "nvidia-dcgm-exporter"):
         assert urn["monitoring-release"] in plan.named(RELEASE, name)["dependencies"]
+    # The gateway's certificate is a cert-manager object: its CRDs come first.
+    assert urn["cert-manager-release"] in plan.named(RELEASE, "gateway-release")["dependencies"]
 
 
-def test_kserve_standard_mode_and_ingress_choice(plans: dict[str, Plan], plan_with: Any) -> None:
+def test_kserve_standard_mode_and_no_entrance_of_its_own(plans: dict[str, Plan]) -> None:
+    """KServe creates no Ingress or route: the platform's gateway is the only way in."""
     controller = values(plans["dev"], "kserve-release")["kserve"]["controller"]
     assert controller["deploymentMode"] == "Standard"
     assert controller["gateway"] == {"disableIngressCreation": True, "ingressGateway": {"enableGatewayApi": False}}
     assert controller["nodeSelector"] == {"modelyard.io/pool": "system"}
-    alb = plan_with(
-        "dev", lambda p: p.setdefault("serving", {}).update(ingress={"mode": "ingress", "class_name": "alb"})
-    )
-    gateway = values(alb, "kserve-release")["kserve"]["controller"]["gateway"]
-    assert gateway == {
-        "disableIngressCreation": False,
-        "ingressGateway": {"enableGatewayApi": False, "className": "alb"},
-    }
+    with pytest.raises(ConfigError, match=r"serving\.ingress: unknown key"):
+        parse_platform_config(
+            {**stack_raw("dev")[FULL_KEY], "serving": {"ingress": {"mode": "cluster-local"}}},
+            stack="dev",
+            source="Pulumi.dev.yaml",
+        )
 
 
 @pytest.mark.parametrize("env", ENVS)

@@ -180,7 +180,7 @@ def test_canary_split_promote_and_rollback_are_one_line(tmp_path: Path) -> None:
 def test_plan_shows_the_split(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["plan", "prod", "--project", "workloads"]) == 0
     out = capsys.readouterr().out
-    assert "canary v2: 25% requested, 1 of 4 replicas = 25% of traffic" in out
+    assert "canary v2: 25% of traffic by route weight, 1 replica(s)" in out
     assert "modelyard plan prod — modelyard-workloads/prod" in out
 
 

@@ -85,8 +85,12 @@ def config_lines(cfg: PlatformConfig) -> list[str]:
     routes = " · ".join(f"{sev} → {', '.join(names)}" for sev, names in mon.alerting.routes.items())
     lines.append(
         f"monitoring: Prometheus {mon.prometheus_retention_days} d on {mon.prometheus_storage_gib} GiB "
-        f"x{mon.prometheus_replicas}, Alertmanager x{mon.alertmanager_replicas} ({routes}); "
-        f"KServe ingress {cfg.serving.ingress.mode}"
+        f"x{mon.prometheus_replicas}, Alertmanager x{mon.alertmanager_replicas} ({routes})"
+    )
+    gw = cfg.serving.gateway
+    lines.append(
+        f"gateway: https://{gw.hostname} · {gw.load_balancer} NLB from {', '.join(gw.source_cidrs) or 'the VPC'} · "
+        f"Envoy proxies x{gw.replicas} · certificate from {gw.issuer or 'the platform CA'}"
     )
     tags_note = "cost-allocation tags activated" if cfg.budget.activate_cost_allocation_tags else "tags not activated"
     lines.append(

@@ -123,6 +123,9 @@ class Estimate:
 
 
 #: Types that cost nothing by themselves: their cost is in what they configure or run on.
+#: Envoy Gateway: the GatewayClass a Gateway names points at the EnvoyProxy that shapes its proxies.
+GATEWAY_CLASS = "kubernetes:gateway.networking.k8s.io/v1:GatewayClass"
+ENVOY_PROXY = "kubernetes:gateway.envoyproxy.io/v1alpha1:EnvoyProxy"
 FREE_PREFIXES = ("kubernetes:", "random:", "pulumi:")
 FREE_TYPES = S3_BUCKET_COMPANIONS | frozenset(
     {
@@ -356,6 +359,33 @@ class _Pricer:
         if kind is None and r.inputs.get("spec") is not None and not isinstance(r.get("spec"), Mapping):
             return "not priced", 0.0, 0.0, "spec is secret or not known yet: it may ask for a load balancer"
         return "free", 0.0, 0.0, "no load balancer"
+
+    def gateway(self, r: Resource) -> tuple[Kind, float, float, str] | None:
+        """A Gateway Envoy Gateway serves gets a Service for its proxies, of the type its class's EnvoyProxy asks for
+        (`envoyService.type`, LoadBalancer by default: api/v1alpha1/envoyproxy_types.go): a load balancer each."""
+        class_name = r.get("spec", "gatewayClassName")
+        gateway_class = next(
+            (c for c in self.stack.of_type(GATEWAY_CLASS) if c.get("metadata", "name") == class_name), None
+        )
+        if gateway_class is None:
+            return None  # another stack's class, or another controller: nothing known here
+        ref = gateway_class.get("spec", "parametersRef")
+        proxy = next(
+            (
+                e
+                for e in self.stack.of_type(ENVOY_PROXY)
+                if isinstance(ref, Mapping)
+                and ref.get("kind") == "EnvoyProxy"
+                and e.get("metadata", "name") == ref.get("name")
+                and e.get("metadata", "namespace") == ref.get("namespace")
+            ),
+            None,
+        )
+        kind = dig(proxy.inputs, "spec", "provider", "kubernetes", "envoyService", "type") if proxy else None
+        if (kind or "LoadBalancer") != "LoadBalancer":
+            return "free", 0.0, 0.0, f"its proxies' Service is {kind}: no load balancer"
+        cost = self.svc("load_balancer_hour") * self.hours
+        return "fixed", cost, cost, f"its proxies' load balancer, {self.svc('load_balancer_hour')}/h"
 
     def backup_plan(self, r: Resource) -> tuple[Kind, float, float, str]:
         """AWS Backup's EBS snapshots of the volumes the backup tag marks (the StorageClasses that put it on every
@@ -700,6 +730,7 @@ def _estimate(stack: Stack, usage: Usage | None, region: str | None, prices: Pri
         "kubernetes:helm.sh/v3:Release": p.release,
         "kubernetes:helm.sh/v4:Chart": p.release,
         "kubernetes:core/v1:Service": p.service,
+        "kubernetes:gateway.networking.k8s.io/v1:Gateway": p.gateway,
         "kubernetes:core/v1:PersistentVolumeClaim": p.claim,
         "kubernetes:apps/v1:StatefulSet": p.stateful_set,
         "aws:backup/plan:Plan": p.backup_plan,

@@ -19,6 +19,17 @@ AUTHENTICATION = ("apiKeyAuth", "jwt", "oidc", "basicAuth", "extAuth")
 MODEL_PORT = 8080
 
 
+def _str(value: Any) -> str | None:
+    """A name as the API server takes it; anything else (a list, a map, an unknown) names nothing."""
+    return value if isinstance(value, str) else None
+
+
+def _weight(ref: dict[str, Any]) -> int:
+    """A backendRef's weight (1 when unset); a value that is not a whole number counts as none."""
+    value = ref.get("weight", 1)
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+
 def _targets(policy: Resource) -> list[tuple[str, str]]:
     """(kind, name) of what a policy attaches to: `targetRefs`, or the older single `targetRef`."""
     refs = as_list(policy.get("spec", "targetRefs")) or as_list(policy.get("spec", "targetRef"))
@@ -28,7 +39,7 @@ def _targets(policy: Resource) -> list[tuple[str, str]]:
 @stack_rule("route-authenticated", "Every HTTPRoute is the target of a SecurityPolicy that authenticates its callers.")
 def _route_authenticated(ctx: Context) -> Iterator[Finding]:
     guarded = {
-        (p.get("metadata", "namespace"), name)
+        (_str(p.get("metadata", "namespace")), name)
         for p in ctx.stack.of_type(SECURITY_POLICY)
         if any(p.get("spec", field) for field in AUTHENTICATION)
         for kind, name in _targets(p)
@@ -38,7 +49,7 @@ def _route_authenticated(ctx: Context) -> Iterator[Finding]:
         meta = route.inputs.get("metadata")
         if _unknown(meta):
             continue
-        key = (route.get("metadata", "namespace"), route.get("metadata", "name"))
+        key = (_str(route.get("metadata", "namespace")), _str(route.get("metadata", "name")))
         if key not in guarded:
             yield Finding(
                 route.urn,
@@ -60,12 +71,12 @@ def _admits_port(rule: Any, port: int) -> bool:
 )
 def _model_port_closed(ctx: Context) -> Iterator[Finding]:
     model_namespaces = {
-        ns.get("metadata", "name")
+        _str(ns.get("metadata", "name"))
         for ns in ctx.stack.of_type(NAMESPACE)
         if dig(ns.inputs, "metadata", "labels", MODELS_NAMESPACE_LABEL) == "true"
-    }
+    } - {None}
     for policy in ctx.stack.of_type(NETWORK_POLICY):
-        if policy.get("metadata", "namespace") not in model_namespaces:
+        if _str(policy.get("metadata", "namespace")) not in model_namespaces:
             continue
         for i, rule in enumerate(as_list(policy.get("spec", "ingress"))):
             if not _admits_port(rule, MODEL_PORT):
@@ -95,11 +106,12 @@ def _route_shares(route: Resource) -> dict[str, float]:
     shares: dict[str, float] = {}
     for rule in as_list(route.get("spec", "rules")):
         refs = [r for r in as_list(dig(rule, "backendRefs")) if isinstance(r, dict)]
-        weights = [int(r.get("weight", 1)) for r in refs]
+        weights = [_weight(r) for r in refs]
         total = sum(weights)
         for ref, weight in zip(refs, weights, strict=True):
-            if ref.get("kind", "Service") == "Service" and total:
-                shares[str(ref.get("name"))] = shares.get(str(ref.get("name")), 0.0) + weight / total
+            name = _str(ref.get("name"))
+            if ref.get("kind", "Service") == "Service" and total and name is not None:
+                shares[name] = shares.get(name, 0.0) + weight / total
     return shares
 
 
@@ -110,15 +122,16 @@ def _route_shares(route: Resource) -> dict[str, float]:
 )
 def _canary_weight(ctx: Context) -> Iterator[Finding]:
     predictors = {
-        (isvc.get("metadata", "namespace"), f"{isvc.get('metadata', 'name')}-predictor"): isvc
+        (_str(isvc.get("metadata", "namespace")), f"{isvc.get('metadata', 'name')}-predictor"): isvc
         for isvc in ctx.stack.of_type(ISVC)
+        if _str(isvc.get("metadata", "name")) is not None
     }
     routes = ctx.stack.of_type(HTTP_ROUTE)
     if not routes:
         return
-    carried: dict[tuple[Any, str], float] = {}
+    carried: dict[tuple[str | None, str], float] = {}
     for route in routes:
-        namespace = route.get("metadata", "namespace")
+        namespace = _str(route.get("metadata", "namespace"))
         for service, share in _route_shares(route).items():
             carried[(namespace, service)] = carried.get((namespace, service), 0.0) + share
             if share > 0 and (namespace, service) not in predictors:
@@ -132,7 +145,9 @@ def _canary_weight(ctx: Context) -> Iterator[Finding]:
         if dig(isvc.inputs, "metadata", "labels", ROLE_LABEL) != "canary":
             continue
         asked = dig(isvc.inputs, "metadata", "annotations", TRAFFIC_PERCENT_ANNOTATION)
-        if asked is None:
+        try:
+            float(asked)
+        except (TypeError, ValueError):
             continue
         got = carried.get(key, 0.0)
         if abs(got * 100 - float(asked)) > 1e-6:
