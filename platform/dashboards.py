@@ -500,6 +500,103 @@ def gpu_fleet() -> Dashboard:
     )
 
 
+def gateway() -> Dashboard:
+    """The front door, from Envoy's statistics on the proxies: each model route's requests by class, latency and
+    retries; the answers the gateway gave itself (401, 403, 429, the breaker's 503: what the listeners answered
+    that no upstream did); each route's breaker and ejected replicas; the certificate's days left."""
+    routes = 'envoy_cluster_name=~"$route"'
+    by_route = "envoy_cluster_name"
+    return Dashboard(
+        uid="modelyard-gateway",
+        title="Gateway",
+        description="The one way into models: requests per route, the gateway's own refusals, breakers, ejections.",
+        variables=(
+            # A route's cluster: httproute/<namespace>/<model>/rule/0.
+            ("route", f"label_values({s.GATEWAY_UPSTREAM_RQ_XX}{{{s.GATEWAY_ROUTE_CLUSTERS}}}, envoy_cluster_name)"),
+        ),
+        panels=(
+            Panel(
+                "Requests per route, by response class",
+                (
+                    Target(
+                        f"sum by ({by_route}, envoy_response_code_class) "
+                        f"(rate({s.GATEWAY_UPSTREAM_RQ_XX}{{{routes}}}[{_RATE}]))",
+                        "{{envoy_cluster_name}} {{envoy_response_code_class}}xx",
+                    ),
+                ),
+                "reqps",
+            ),
+            Panel(
+                "Answers the gateway gave itself (401, 403, 429, breaker 503), by class",
+                (
+                    Target(
+                        f"sum by (envoy_response_code_class) (rate({s.GATEWAY_DOWNSTREAM_RQ_XX}[{_RATE}]))\n"
+                        f"- sum by (envoy_response_code_class) "
+                        f"(rate({s.GATEWAY_UPSTREAM_RQ_XX}{{{s.GATEWAY_ROUTE_CLUSTERS}}}[{_RATE}]))",
+                        "{{envoy_response_code_class}}xx",
+                    ),
+                ),
+                "reqps",
+                description="What the listeners answered less what the models answered: 4xx are unknown keys (401), "
+                "keys of teams a model does not admit (403) and teams over their rate (429); 5xx the breakers.",
+            ),
+            Panel(
+                "p99 latency per route (at the gateway)",
+                (
+                    Target(
+                        f"histogram_quantile(0.99, sum by ({by_route}, le) "
+                        f"(rate({s.GATEWAY_UPSTREAM_RQ_TIME}_bucket{{{routes}}}[{_RATE}])))",
+                        "{{envoy_cluster_name}}",
+                    ),
+                ),
+                "ms",
+            ),
+            Panel(
+                "Retries per route",
+                (
+                    Target(
+                        f"sum by ({by_route}) (rate({s.GATEWAY_RETRIES}{{{routes}}}[{_RATE}]))",
+                        "{{envoy_cluster_name}}",
+                    ),
+                ),
+                "reqps",
+            ),
+            Panel(
+                "Breaker at its limit (1) and requests it refused",
+                (
+                    Target(
+                        f"max by ({by_route}) ({s.GATEWAY_BREAKER_OPEN}{{{routes}}})", "open {{envoy_cluster_name}}"
+                    ),
+                    Target(
+                        f"sum by ({by_route}) (rate({s.GATEWAY_BREAKER_OVERFLOW}{{{routes}}}[{_RATE}]))",
+                        "refused {{envoy_cluster_name}}",
+                    ),
+                ),
+                description="GatewayBreakerOpen: at its limit for 5 minutes.",
+            ),
+            Panel(
+                "Replicas ejected and healthy per route",
+                (
+                    Target(f"max by ({by_route}) ({s.GATEWAY_EJECTED}{{{routes}}})", "ejected {{envoy_cluster_name}}"),
+                    Target(f"max by ({by_route}) ({s.GATEWAY_HEALTHY}{{{routes}}})", "healthy {{envoy_cluster_name}}"),
+                ),
+                description="GatewayReplicaEjected: a replica out for 10 minutes.",
+            ),
+            Panel(
+                "Days until the gateway's certificate expires",
+                (
+                    Target(
+                        f"min by (envoy_tls_certificate) ({s.GATEWAY_CERT_EXPIRY} - time()) / 86400",
+                        "{{envoy_tls_certificate}}",
+                    ),
+                ),
+                description=f"cert-manager renews 15 days before; GatewayCertificateExpiring below "
+                f"{s.GATEWAY_CERT_DAYS}.",
+            ),
+        ),
+    )
+
+
 def cost(hours_per_month: int) -> Dashboard:
     return Dashboard(
         uid="modelyard-cost",
@@ -570,7 +667,7 @@ def platform_dashboards(hours_per_month: int) -> Sequence[Dashboard]:
     from modelyard.workloads.runtimes import RUNTIMES
 
     own = tuple(board for runtime in RUNTIMES.values() for board in runtime.dashboards())
-    return (*own, gpu_fleet(), cost(hours_per_month))
+    return (*own, gpu_fleet(), gateway(), cost(hours_per_month))
 
 
 #: What each Grafana variable stands for when an expression is checked outside Grafana.
@@ -580,6 +677,7 @@ GRAFANA_SUBSTITUTIONS = {
     "$namespace": ".*",
     "$model": ".*",
     "$gpu_pool": ".*",
+    "$route": "httproute/.+",
 }
 
 

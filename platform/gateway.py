@@ -28,6 +28,7 @@ import pulumi_kubernetes as k8s
 
 from modelyard.config import GatewayConfig
 from modelyard.infra.nodes import SYSTEM_POOL_LABEL
+from modelyard.platform import signals
 from modelyard.platform.common import PLATFORM_PRIORITY_CLASS, helm_release, namespace, resources, zone_spread
 from modelyard.platform.network_policy import (
     GATEWAY_NAMESPACE,
@@ -56,6 +57,9 @@ REQUEST_RECEIVED_TIMEOUT = "10s"
 IDLE_TIMEOUT = "60s"
 #: Connections one proxy replica holds at most (ClientTrafficPolicy `connection.connectionLimit`).
 CONNECTION_LIMIT = 10_000
+#: Where the proxies serve Envoy's statistics (bootstrap.EnvoyStatsPort, the container port named `metrics`).
+STATS_PORT_NAME = "metrics"
+STATS_PATH = "/stats/prometheus"
 #: Envoy Gateway v1.9.0 serves a listener port below 1024 on this much more in the proxy container.
 WELL_KNOWN_PORT_SHIFT = 10_000
 MIN_EPHEMERAL_PORT = 1024
@@ -170,6 +174,23 @@ def client_traffic_spec() -> dict[str, Any]:
         "timeout": {"http": {"requestReceivedTimeout": REQUEST_RECEIVED_TIMEOUT, "idleTimeout": IDLE_TIMEOUT}},
         "connection": {"connectionLimit": {"value": CONNECTION_LIMIT}},
         "headers": {"earlyRequestHeaders": {"remove": [CLIENT_ID_HEADER]}},
+    }
+
+
+def proxy_pod_monitor() -> dict[str, Any]:
+    """Prometheus scrapes the Gateway's proxies (kube-prometheus-stack ignores their `prometheus.io/*`
+    annotations): the routes' request, breaker and ejection statistics the gateway dashboard and alerts read."""
+    return {
+        "namespaceSelector": {"matchNames": [NAMESPACE]},
+        "selector": {"matchLabels": proxy_labels()},
+        "podMetricsEndpoints": [
+            {
+                "port": STATS_PORT_NAME,
+                "path": STATS_PATH,
+                "interval": "30s",
+                "relabelings": [{"targetLabel": "job", "replacement": signals.GATEWAY_JOB}],
+            }
+        ],
     }
 
 
@@ -296,6 +317,13 @@ class Gateway(pulumi.ComponentResource):
             "Gateway",
             {"name": GATEWAY_NAME, "namespace": NAMESPACE},
             gateway_spec(cfg, args.model_namespace),
+        )
+        custom(
+            "proxy-monitor",
+            "monitoring.coreos.com/v1",
+            "PodMonitor",
+            {"name": "envoy-proxies", "namespace": NAMESPACE},
+            proxy_pod_monitor(),
         )
         custom(
             "client-traffic",

@@ -307,6 +307,14 @@ def model_pod_monitor(
                     {"sourceLabels": [f"{meta}serving_kserve_io_inferenceservice"], "targetLabel": "model"},
                     # A canary and its stable version share one `modelyard.io/model` label.
                     {"sourceLabels": [f"{meta}modelyard_io_model"], "regex": "(.+)", "targetLabel": "model"},
+                    # A shadow answers copies, never callers: its series are `<model>-shadow`, outside the model's
+                    # SLO (which joins on the catalog's names).
+                    {
+                        "sourceLabels": [f"{meta}modelyard_io_model", f"{meta}modelyard_io_role"],
+                        "regex": "(.+);shadow",
+                        "replacement": "${1}-shadow",
+                        "targetLabel": "model",
+                    },
                     {"sourceLabels": [f"{meta}modelyard_io_model_version"], "targetLabel": "model_version"},
                 ],
             }

@@ -560,6 +560,57 @@ def cost_groups(params: RuleParams) -> list[RuleGroup]:
     ]
 
 
+# ---------------------------------------------------------------------------------------------
+# The gateway
+
+
+def gateway_group() -> RuleGroup:
+    """The front door's own failures: a route's breaker at its limit (the gateway refusing with 503 what the
+    model's replicas cannot hold), replicas ejected for consecutive 5xx, and a certificate cert-manager has not
+    renewed."""
+    routes = s.GATEWAY_ROUTE_CLUSTERS
+    return RuleGroup(
+        "modelyard-gateway",
+        (
+            Alert(
+                "GatewayBreakerOpen",
+                f"max by (envoy_cluster_name) ({s.GATEWAY_BREAKER_OPEN}{{{routes}}}) == 1",
+                "warning",
+                "The gateway's breaker for {{ $labels.envoy_cluster_name }} is at its limit",
+                "The route's requests in flight reached what its model's replicas hold at their maximum for 5 "
+                "minutes: the gateway refuses the excess with 503 at once. The model is at capacity or stuck.",
+                for_="5m",
+            ),
+            Alert(
+                "GatewayReplicaEjected",
+                f"max by (envoy_cluster_name) ({s.GATEWAY_EJECTED}{{{routes}}}) > 0",
+                "warning",
+                "The gateway has taken replicas of {{ $labels.envoy_cluster_name }} out of its route",
+                "{{ $value }} replica(s) answered 5 consecutive 5xx and have been out of the route for 10 minutes "
+                "(ejected again each time they return): the rest carry their share.",
+                for_="10m",
+            ),
+            Alert(
+                "GatewayCertificateExpiring",
+                f"min by (envoy_tls_certificate) ({s.GATEWAY_CERT_EXPIRY}) - time() < {s.GATEWAY_CERT_DAYS} * 86400",
+                "warning",
+                f"The gateway's certificate expires within {s.GATEWAY_CERT_DAYS} days",
+                "cert-manager renews the gateway's certificate 15 days before it expires; this one is still "
+                "served with less than a week left, so its renewal failed.",
+                for_="1h",
+            ),
+        ),
+    )
+
+
 def platform_rule_groups(params: RuleParams) -> list[RuleGroup]:
     """Every rule group the platform stack deploys, in evaluation order."""
-    return [*slo_groups(), kserve_group(), gpu_group(), monitoring_group(), drift_group(), *cost_groups(params)]
+    return [
+        *slo_groups(),
+        kserve_group(),
+        gpu_group(),
+        monitoring_group(),
+        drift_group(),
+        gateway_group(),
+        *cost_groups(params),
+    ]

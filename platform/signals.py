@@ -158,3 +158,34 @@ KSM_NODE_LABELS: Final = ("node.kubernetes.io/instance-type", "karpenter.sh/capa
 def ksm_label(kubernetes_label: str) -> str:
     """The label kube-state-metrics gives a Kubernetes label: `label_` + the name with non-alphanumerics as `_`."""
     return "label_" + "".join(c if c.isalnum() else "_" for c in kubernetes_label)
+
+
+# ---------------------------------------------------------------------------------------------
+# The gateway: Envoy's own statistics, as its proxies export them on /stats/prometheus (Envoy Gateway v1.9.0
+# proxies, port 19001). The names are Envoy's (cluster, listener and HTTP connection manager statistics); Envoy
+# Gateway's own dashboards (charts/gateway-addons-helm/dashboards at v1.9.0) read the same. Envoy Gateway names a
+# route's cluster `httproute/<namespace>/<name>/rule/<index>` (internal/gatewayapi/helpers.go,
+# irRouteDestinationName).
+
+#: The job label the proxies' PodMonitor gives their targets.
+GATEWAY_JOB = "modelyard-gateway"
+#: Requests a route's cluster sent upstream, by response class (`envoy_response_code_class`).
+GATEWAY_UPSTREAM_RQ_XX = "envoy_cluster_upstream_rq_xx"
+#: Answers the listeners gave clients, by class: those the upstreams did not give are the gateway's own
+#: (401, 403, 429, the breaker's 503).
+GATEWAY_DOWNSTREAM_RQ_XX = "envoy_http_downstream_rq_xx"
+GATEWAY_UPSTREAM_RQ_TIME = "envoy_cluster_upstream_rq_time"
+GATEWAY_RETRIES = "envoy_cluster_upstream_rq_retry"
+#: 1 while a cluster's request circuit breaker is at its limit (Envoy's circuit_breakers.default.rq_open gauge).
+GATEWAY_BREAKER_OPEN = "envoy_cluster_circuit_breakers_default_rq_open"
+#: Requests refused by the breaker's pending limit.
+GATEWAY_BREAKER_OVERFLOW = "envoy_cluster_upstream_rq_pending_overflow"
+#: Replicas outlier detection has taken out of a route's cluster, and those healthy.
+GATEWAY_EJECTED = "envoy_cluster_outlier_detection_ejections_active"
+GATEWAY_HEALTHY = "envoy_cluster_membership_healthy"
+#: When each certificate a listener serves expires (label envoy_tls_certificate).
+GATEWAY_CERT_EXPIRY = "envoy_listener_ssl_certificate_expiration_unix_time_seconds"
+#: A route's clusters: the model routes of the workloads stack.
+GATEWAY_ROUTE_CLUSTERS = 'envoy_cluster_name=~"httproute/.+"'
+#: Days before expiry GatewayCertificateExpiring fires: cert-manager renews 15 days before (platform/gateway.py).
+GATEWAY_CERT_DAYS = 7

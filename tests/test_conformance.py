@@ -534,7 +534,8 @@ def test_every_pod_each_service_selects_answers_its_clients(
             for rule in route["inputs"]["spec"]["rules"]:
                 prefix = rule["matches"][0]["path"]["value"]
                 rewrite = rule["filters"][0]["urlRewrite"]["path"]["replacePrefixMatch"]
-                for ref in rule["backendRefs"]:
+                mirrors = [f["requestMirror"]["backendRef"] for f in rule["filters"] if f["type"] == "RequestMirror"]
+                for ref in [*rule["backendRefs"], *mirrors]:
                     assert ref["name"] in kserve_services, f"{env}: route {prefix} sends to {ref['name']}, no predictor"
                     assert ref["port"] == 80  # constants.CommonDefaultHttpPort
                     meta = {"name": f"route {prefix} → {ref['name']}", "prefix": prefix, "rewrite": rewrite}

@@ -36,7 +36,7 @@ def test_no_grafana_variable_is_left_unsubstituted() -> None:
 
 
 def test_the_dashboards_cover_serving_llms_the_fleet_and_cost() -> None:
-    serving, quality, llm, fleet, cost = BOARDS
+    serving, quality, llm, fleet, gateway, cost = BOARDS
     text = {b.uid: " ".join(b.expressions()) for b in BOARDS}
     assert signals.REQUESTS_TOTAL in text[serving.uid] and "histogram_quantile(0.99" in text[serving.uid]
     assert f'code=~"{signals.ERROR_CODES}"' in text[serving.uid] and "model_version" in text[serving.uid]
@@ -48,7 +48,9 @@ def test_the_dashboards_cover_serving_llms_the_fleet_and_cost() -> None:
         assert series in text[llm.uid], series
     for series in (signals.DRIFT_P_VALUE, signals.DRIFT_WINDOW, signals.TAP_SAMPLES_TOTAL, signals.INPUT_TOKENS):
         assert series in text[quality.uid], series
-    assert len({b.uid for b in BOARDS}) == 5
+    for series in (signals.GATEWAY_UPSTREAM_RQ_XX, signals.GATEWAY_BREAKER_OPEN, signals.GATEWAY_EJECTED):
+        assert series in text[gateway.uid], series
+    assert len({b.uid for b in BOARDS}) == 6
 
 
 def test_every_dashboard_is_a_runtimes_or_the_platforms() -> None:
@@ -56,7 +58,7 @@ def test_every_dashboard_is_a_runtimes_or_the_platforms() -> None:
 
     own = [b.uid for r in RUNTIMES.values() for b in r.dashboards()]
     assert own == ["modelyard-serving", "modelyard-quality", "modelyard-llm"]
-    assert [b.uid for b in BOARDS] == [*own, "modelyard-gpu-fleet", "modelyard-cost"]
+    assert [b.uid for b in BOARDS] == [*own, "modelyard-gpu-fleet", "modelyard-gateway", "modelyard-cost"]
 
 
 #: One scraped pod of an LLM as vLLM 0.34.0 exports it (model_name, engine) with the labels the model
@@ -175,6 +177,40 @@ def test_every_quality_panel_shows_data_for_a_model_pod_and_the_drift_worker(tmp
     assert panels_show_data(tmp_path, "modelyard-quality", picked, _quality_series())
     unlabelled = _quality_series(DRIFT_POD.replace(', model_version="2"', ""))
     assert not panels_show_data(tmp_path, "modelyard-quality", picked, unlabelled)
+
+
+#: One proxy of the platform's Gateway as its PodMonitor scrapes it, and a model route's cluster as Envoy Gateway
+#: names it (httproute/<namespace>/<name>/rule/<index>).
+PROXY = 'namespace="envoy-gateway-system", pod="envoy-models-1", job="modelyard-gateway"'
+ROUTE_CLUSTER = 'envoy_cluster_name="httproute/models/embed/rule/0"'
+
+
+def _gateway_series(cluster: str = ROUTE_CLUSTER) -> list[dict[str, str]]:
+    series = []
+    for cls in ("2", "4", "5"):
+        labels = f'{PROXY}, {cluster}, envoy_response_code_class="{cls}"'
+        series.append({"series": f"{signals.GATEWAY_UPSTREAM_RQ_XX}{{{labels}}}", "values": "0+5x20"})
+        listener = f'{PROXY}, envoy_http_conn_manager_prefix="https-10443", envoy_response_code_class="{cls}"'
+        series.append({"series": f"{signals.GATEWAY_DOWNSTREAM_RQ_XX}{{{listener}}}", "values": "0+8x20"})
+    for i, le in enumerate(("10", "100", "+Inf")):
+        bucket = f'{signals.GATEWAY_UPSTREAM_RQ_TIME}_bucket{{{PROXY}, {cluster}, le="{le}"}}'
+        series.append({"series": bucket, "values": f"0+{i + 1}x20"})
+    for counter in (signals.GATEWAY_RETRIES, signals.GATEWAY_BREAKER_OVERFLOW):
+        series.append({"series": f"{counter}{{{PROXY}, {cluster}}}", "values": "0+1x20"})
+    for gauge in (signals.GATEWAY_BREAKER_OPEN, signals.GATEWAY_EJECTED, signals.GATEWAY_HEALTHY):
+        series.append({"series": f"{gauge}{{{PROXY}, {cluster}}}", "values": "1x20"})
+    cert = f'{signals.GATEWAY_CERT_EXPIRY}{{{PROXY}, envoy_tls_certificate="models-gateway-tls"}}'
+    series.append({"series": cert, "values": "7776000x20"})
+    return series
+
+
+def test_every_gateway_panel_shows_data_for_a_proxy_as_envoy_exports_it(tmp_path: Path) -> None:
+    """Each target of the gateway dashboard returns a series for one proxy's statistics with Envoy's names and tags,
+    for a route's cluster as Envoy Gateway names it; a cluster of another name (not a model route) shows nothing."""
+    picked = {"$route": "httproute/models/embed/rule/0"}
+    assert panels_show_data(tmp_path, "modelyard-gateway", picked, _gateway_series())
+    other = _gateway_series('envoy_cluster_name="models/embed"')
+    assert not panels_show_data(tmp_path, "modelyard-gateway", picked, other)
 
 
 def test_dashboards_ship_as_labelled_configmaps(plans: dict[str, Plan]) -> None:

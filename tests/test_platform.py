@@ -312,3 +312,48 @@ def test_platform_controllers_outrank_model_pods(plans: dict[str, Plan]) -> None
             kps["kube-state-metrics"],
         ):
             assert where["priorityClassName"] == PLATFORM_PRIORITY_CLASS, env
+
+
+def _expand(template: str, groups: list[str | None]) -> str:
+    """A relabeling replacement with `$1` and `${1}` replaced by the regex's groups."""
+    import re as regex
+
+    return regex.sub(r"\$\{(\d+)\}|\$(\d+)", lambda g: groups[int(g[1] or g[2])] or "", template)
+
+
+def _relabel(rules: list[dict[str, Any]], labels: dict[str, str]) -> dict[str, str]:
+    """Prometheus's `replace` relabeling as its configuration reference states it: the source labels' values
+    joined by `;`, matched against the regex anchored at both ends (default `(.*)`), and on a match the target
+    label set to the replacement (default `$1`) with its groups expanded."""
+    import re as regex
+
+    out = dict(labels)
+    for rule in rules:
+        assert rule.get("action", "replace") == "replace"
+        value = ";".join(out.get(name, "") for name in rule.get("sourceLabels", []))
+        found = regex.fullmatch(rule.get("regex", "(.*)"), value)
+        if found is None:
+            continue
+        out[rule["targetLabel"]] = _expand(rule.get("replacement", "$1"), [found.group(0), *found.groups()])
+    return out
+
+
+def test_a_shadows_series_are_its_own_outside_the_models_slo() -> None:
+    """The model PodMonitor's relabeling: stable and canary pods are the catalog's model (one SLO); a shadow's
+    pods are `<model>-shadow`, which no objective names."""
+    from modelyard.platform.monitoring import model_pod_monitor
+
+    rules = model_pod_monitor("models", {"modelyard.io/model": "minilm"})["podMetricsEndpoints"][0]["relabelings"]
+    meta = "__meta_kubernetes_pod_label_"
+    for role, isvc, model in (
+        ("stable", "minilm", "minilm"),
+        ("canary", "minilm-canary", "minilm"),
+        ("shadow", "minilm-shadow", "minilm-shadow"),
+    ):
+        pod = {
+            f"{meta}serving_kserve_io_inferenceservice": isvc,
+            f"{meta}modelyard_io_model": "minilm",
+            f"{meta}modelyard_io_role": role,
+            f"{meta}modelyard_io_model_version": "2",
+        }
+        assert _relabel(rules, pod)["model"] == model, role

@@ -1402,6 +1402,35 @@ def test_a_canary_no_route_carries_is_named() -> None:
     assert "0.00%" in found.message
 
 
+def shadow_isvc(percent: int) -> Resource:
+    meta = {
+        "name": "minilm-shadow",
+        "namespace": "models",
+        "labels": {"modelyard.io/role": "shadow"},
+        "annotations": {"modelyard.io/mirror-percent": str(percent)},
+    }
+    return res(ROUTE_ISVC, "minilm-shadow", {"metadata": meta, "spec": {}})
+
+
+def mirrored_route(percent: int | None) -> Resource:
+    r = route(("minilm-predictor", 100))
+    if percent is not None:
+        target = {"kind": "Service", "name": "minilm-shadow-predictor", "port": 80}
+        r.inputs["spec"]["rules"][0]["filters"] = [
+            {"type": "RequestMirror", "requestMirror": {"backendRef": target, "percent": percent}}
+        ]
+    return r
+
+
+def test_a_shadow_is_mirrored_the_share_asked_and_weighed_nothing() -> None:
+    assert run("canary-weight-carried", [predictor_isvc("minilm"), shadow_isvc(10), mirrored_route(10)]) == []
+    [unmirrored] = run("canary-weight-carried", [predictor_isvc("minilm"), shadow_isvc(10), mirrored_route(None)])
+    assert unmirrored.field == "metadata.annotations.modelyard.io/mirror-percent" and "0.00%" in unmirrored.message
+    weighted = route(("minilm-predictor", 90), ("minilm-shadow-predictor", 10))
+    found = run("canary-weight-carried", [predictor_isvc("minilm"), shadow_isvc(10), weighted])
+    assert "a shadow's answers would reach them" in found[0].message
+
+
 def test_a_model_port_open_to_every_source_is_named() -> None:
     [ns, policy] = model_ns_policy(PROXIES)
     policy.inputs["spec"]["ingress"][0].pop("from")

@@ -148,3 +148,19 @@ def test_every_route_authenticates_with_keys_of_every_team(all_plans: dict[str, 
         specs: list[dict[str, Any]] = [p["inputs"]["spec"] for p in plan.of_type(SECURITY)]
         secrets = [{r["name"] for r in s["apiKeyAuth"]["credentialRefs"]} for s in specs]
         assert all(s == secrets[0] for s in secrets), env
+
+
+def test_a_shadow_gets_copies_and_no_callers_request(all_plans: dict[str, Plan]) -> None:
+    """staging's minilm runs version 2 as a shadow: the route copies it 10 % of the requests and weighs it 0."""
+    route = next(
+        r["inputs"] for r in all_plans["staging"].of_type(ROUTE) if r["inputs"]["metadata"]["name"] == "minilm"
+    )
+    (rule,) = route["spec"]["rules"]
+    assert shares(rule) == {"minilm-predictor": 1.0}
+    mirrors = [f["requestMirror"] for f in rule["filters"] if f["type"] == "RequestMirror"]
+    assert mirrors == [
+        {"backendRef": {"group": "", "kind": "Service", "name": "minilm-shadow-predictor", "port": 80}, "percent": 10}
+    ]
+    isvcs = {i["inputs"]["metadata"]["name"]: i["inputs"] for i in all_plans["staging"].of_type(ISVC)}
+    shadow = isvcs["minilm-shadow"]["metadata"]
+    assert shadow["labels"]["modelyard.io/role"] == "shadow" and shadow["labels"]["modelyard.io/model-version"] == "2"

@@ -27,6 +27,7 @@ PROCEDURES = (
     "upgrade-eks",
     "rotate-grafana-secret",
     "dead-mans-switch",
+    "api-keys",
 )
 
 

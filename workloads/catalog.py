@@ -16,6 +16,9 @@ Canary: `canary: {version: "2", traffic_percent: 10}` runs version 2 beside the 
 gateway route sends it exactly that share (workloads/routes.py).
 Promote by setting `version: "2"` (a canary whose version is the stable one is finished and not
 deployed); roll back with `traffic_percent: 0`. Each is a one-line change.
+
+Shadow: `shadow: {version: "2", percent: 10}` runs version 2 on copies of 10 % of the model's requests (its route's
+request mirror), answering nobody: a candidate compared on live traffic before any caller sees it.
 """
 
 from __future__ import annotations
@@ -156,6 +159,16 @@ class Canary(Model):
     traffic_percent: int = Field(ge=0, le=99)
 
 
+class Shadow(Model):
+    """A candidate version that answers copies of `percent` of the model's requests, mirrored by its gateway route,
+    never its callers: Envoy sends the copy and drops the answer, so a slow or dead shadow costs the primary
+    nothing. Its pods tap their answers to the drift worker under its version; its series are the model's name
+    with `-shadow`, outside the model's SLO."""
+
+    version: Version
+    percent: int = Field(ge=1, le=100)
+
+
 class Slo(Model):
     """Availability, and the latency objectives the runtime reads (workloads/runtimes: `latency_slos`):
     p99_latency_ms for a whole request (modelyard, kserve); ttft_ms and itl_ms, time to first token and
@@ -254,6 +267,7 @@ class ModelEntry(Model):
     replicas: Replicas
     slo: Slo
     canary: Canary | None = None
+    shadow: Shadow | None = None
     load: Load | None = None
     access: Access = Access()
 
@@ -331,6 +345,16 @@ class ModelEntry(Model):
             )
         if r.min == 0 and self.canary is not None:
             raise FieldProblems([("canary", "needs the stable version running: replicas.min ≥ 1", self.canary.version)])
+        if r.min == 0 and self.shadow is not None:
+            raise FieldProblems(
+                [
+                    (
+                        "shadow",
+                        "needs the stable version running to copy its requests: replicas.min ≥ 1",
+                        self.shadow.version,
+                    )
+                ]
+            )
         object.__setattr__(self, "replicas", r.model_copy(update={"scale_metric": metric, "scale_target": target}))
         return self
 
@@ -343,6 +367,16 @@ class ModelEntry(Model):
     @property
     def canary_active(self) -> bool:
         return self.canary is not None and self.canary.traffic_percent > 0 and self.canary.version != self.version
+
+    @property
+    def shadow_active(self) -> bool:
+        """A shadow runs while its version is not the stable one (promoted, it is finished)."""
+        return self.shadow is not None and self.shadow.version != self.version
+
+    def shadow_replicas(self) -> int:
+        """The shadow's minimum replicas: its share of the stable minimum, at least one."""
+        assert self.shadow is not None
+        return max(1, math.ceil(self.replicas.min * self.shadow.percent / 100))
 
     def canary_replicas(self) -> tuple[int, int]:
         """(stable, canary) minimum replicas. The gateway's route splits traffic by weight, whatever the replica
@@ -383,8 +417,9 @@ class Catalog(Model):
             if n in names[:i]
         ]
         for i, m in enumerate(self.models):
-            if f"{m.name}-canary" in names:
-                problems.append((f"models[{i}].name", f"clashes with {m.name}-canary, its canary's name", m.name))
+            for role in ("canary", "shadow"):
+                if f"{m.name}-{role}" in names:
+                    problems.append((f"models[{i}].name", f"clashes with {m.name}-{role}, its {role}'s name", m.name))
         if problems:
             raise FieldProblems(problems)
         return self

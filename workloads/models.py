@@ -23,6 +23,7 @@ from modelyard.policies.governance.conventions import (
     CPU_POOL_TAINT,
     GPU_RESOURCE,
     ISVC_LABEL,
+    MIRROR_PERCENT_ANNOTATION,
     MODEL_LABEL,
     ROLE_LABEL,
     RUNTIME_LABEL,
@@ -35,8 +36,8 @@ from modelyard.workloads.catalog import Drift, ModelEntry
 from modelyard.workloads.drift import tap_url as drift_tap_url
 from modelyard.workloads.runtimes import PodContext
 
-# ROLE_LABEL is `stable` or `canary`: a canary is small on purpose, and policy holds only stable ones to the
-# tier's replica floor.
+# ROLE_LABEL is `stable`, `canary` or `shadow`: a canary or shadow is small on purpose, and policy holds only stable
+# ones to the tier's replica floor.
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -257,8 +258,11 @@ class ModelDeployment(pulumi.ComponentResource):
         versions = [(m.name, m.version, m.replicas.min, "stable")]
         if m.canary_active:
             assert m.canary is not None
-            stable, canary = m.canary_replicas()
-            versions = [(m.name, m.version, stable, "stable"), (f"{m.name}-canary", m.canary.version, canary, "canary")]
+            _, canary = m.canary_replicas()
+            versions.append((f"{m.name}-canary", m.canary.version, canary, "canary"))
+        if m.shadow_active:
+            assert m.shadow is not None
+            versions.append((f"{m.name}-shadow", m.shadow.version, m.shadow_replicas(), "shadow"))
         for isvc_name, version, replicas, role in versions:
             labels = {
                 **args.labels,
@@ -293,6 +297,9 @@ class ModelDeployment(pulumi.ComponentResource):
             if role == "canary" and m.canary is not None:
                 # The share the catalog asks of the route: rule canary-weight-carried holds the route to it.
                 annotations[TRAFFIC_PERCENT_ANNOTATION] = str(m.canary.traffic_percent)
+            if role == "shadow" and m.shadow is not None:
+                # The share of requests the route copies to it (rule canary-weight-carried: mirrored, never weighted).
+                annotations[MIRROR_PERCENT_ANNOTATION] = str(m.shadow.percent)
             if m.scaling_signal is not None:
                 annotations[AUTOSCALER_CLASS] = "external"
             isvc = k8s.apiextensions.CustomResource(

@@ -71,6 +71,20 @@ def backend_refs(model: ModelEntry) -> list[dict[str, Any]]:
     ]
 
 
+def mirror_filters(model: ModelEntry) -> list[dict[str, Any]]:
+    """While a shadow runs: a copy of `percent` of the requests to its predictor (Gateway API's RequestMirror;
+    Envoy sends the copy and drops its answer, never holding the caller's)."""
+    if not (model.shadow_active and model.shadow):
+        return []
+    target = {
+        "group": "",
+        "kind": "Service",
+        "name": predictor_service(f"{model.name}-shadow"),
+        "port": PREDICTOR_SERVICE_PORT,
+    }
+    return [{"type": "RequestMirror", "requestMirror": {"backendRef": target, "percent": model.shadow.percent}}]
+
+
 def route_spec(model: ModelEntry, gateway: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "parentRefs": [
@@ -86,12 +100,7 @@ def route_spec(model: ModelEntry, gateway: Mapping[str, Any]) -> dict[str, Any]:
         "rules": [
             {
                 "matches": [{"path": {"type": "PathPrefix", "value": route_path(model.name)}}],
-                "filters": [
-                    {
-                        "type": "URLRewrite",
-                        "urlRewrite": {"path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/"}},
-                    }
-                ],
+                "filters": [{"type": "URLRewrite", "urlRewrite": {"path": dict(REWRITE)}}, *mirror_filters(model)],
                 "backendRefs": backend_refs(model),
                 "timeouts": {"request": f"{model.runtime_module.route_timeout_s(model)}s"},
             }

@@ -122,6 +122,11 @@ def workloads_lines(w: Workloads) -> list[str]:
         elif m.canary is not None:
             state = "promoted" if m.canary.version == m.version else "rolled back (0%)"
             line += f" · canary v{m.canary.version} {state}, not deployed"
+        if m.shadow_active and m.shadow:
+            line += (
+                f" · shadow v{m.shadow.version} on copies of {m.shadow.percent}% of requests, "
+                f"{m.shadow_replicas()} replica(s)"
+            )
         line += f" · callers {', '.join(m.callers)} at {m.access.requests_per_second:g} req/s each"
         lines.append(line)
     return lines

@@ -136,3 +136,5 @@ def sli_ratio(kind: str, window: str) -> str:
 TRAFFIC_PERCENT_ANNOTATION = "modelyard.io/traffic-percent"
 #: On the model namespace: the namespace model pods serve from (rule model-port-closed-to-cidrs reads it).
 MODELS_NAMESPACE_LABEL = "modelyard.io/serves-models"
+#: On a shadow InferenceService: the share of its model's requests the route copies to it (its request mirror).
+MIRROR_PERCENT_ANNOTATION = "modelyard.io/mirror-percent"

@@ -7,7 +7,12 @@ import ipaddress
 from collections.abc import Iterator
 from typing import Any
 
-from ..conventions import MODELS_NAMESPACE_LABEL, ROLE_LABEL, TRAFFIC_PERCENT_ANNOTATION
+from ..conventions import (
+    MIRROR_PERCENT_ANNOTATION,
+    MODELS_NAMESPACE_LABEL,
+    ROLE_LABEL,
+    TRAFFIC_PERCENT_ANNOTATION,
+)
 from ..resources import Resource, as_list, dig
 from .base import ISVC, NAMESPACE, NETWORK_POLICY, Context, Finding, _unknown, stack_rule
 
@@ -100,6 +105,28 @@ def _model_port_closed(ctx: Context) -> Iterator[Finding]:
                     )
 
 
+def _route_mirrors(route: Resource) -> dict[str, float]:
+    """Each Service a route copies requests to, by name, with the share copied (Gateway API RequestMirror: percent,
+    or fraction, or all when neither is set)."""
+    found: dict[str, float] = {}
+    for rule in as_list(route.get("spec", "rules")):
+        for f in as_list(dig(rule, "filters")):
+            mirror = dig(f, "requestMirror")
+            if dig(f, "type") != "RequestMirror" or not isinstance(mirror, dict):
+                continue
+            name = _str(dig(mirror, "backendRef", "name"))
+            percent, fraction = mirror.get("percent"), mirror.get("fraction")
+            if isinstance(percent, int):
+                share = percent / 100
+            elif isinstance(fraction, dict) and isinstance(fraction.get("numerator"), int):
+                share = fraction["numerator"] / (fraction.get("denominator") or 100)
+            else:
+                share = 1.0
+            if name is not None:
+                found[name] = found.get(name, 0.0) + share
+    return found
+
+
 def _route_shares(route: Resource) -> dict[str, float]:
     """Each backend Service's share of the route's traffic, by name: its weight over its rule's weights' sum
     (Gateway API: weight defaults to 1; a weight of 0 sends nothing)."""
@@ -117,8 +144,8 @@ def _route_shares(route: Resource) -> dict[str, float]:
 
 @stack_rule(
     "canary-weight-carried",
-    "Each canary gets the share of its model's route the catalog asks for, and every route's weighted backends "
-    "are predictors that exist.",
+    "Each canary gets the share of its model's route the catalog asks for, each shadow the copies it asks for and "
+    "no caller's request, and every route's weighted backends are predictors that exist.",
 )
 def _canary_weight(ctx: Context) -> Iterator[Finding]:
     predictors = {
@@ -130,8 +157,11 @@ def _canary_weight(ctx: Context) -> Iterator[Finding]:
     if not routes:
         return
     carried: dict[tuple[str | None, str], float] = {}
+    mirrored: dict[tuple[str | None, str], float] = {}
     for route in routes:
         namespace = _str(route.get("metadata", "namespace"))
+        for service, share in _route_mirrors(route).items():
+            mirrored[(namespace, service)] = mirrored.get((namespace, service), 0.0) + share
         for service, share in _route_shares(route).items():
             carried[(namespace, service)] = carried.get((namespace, service), 0.0) + share
             if share > 0 and (namespace, service) not in predictors:
@@ -142,7 +172,11 @@ def _canary_weight(ctx: Context) -> Iterator[Finding]:
                     f"sends {share:.0%} of this route to a Service no InferenceService here makes: those requests fail",
                 )
     for key, isvc in predictors.items():
-        if dig(isvc.inputs, "metadata", "labels", ROLE_LABEL) != "canary":
+        role = dig(isvc.inputs, "metadata", "labels", ROLE_LABEL)
+        if role == "shadow":
+            yield from _shadow_findings(isvc, key, carried.get(key, 0.0), mirrored.get(key, 0.0))
+            continue
+        if role != "canary":
             continue
         asked = dig(isvc.inputs, "metadata", "annotations", TRAFFIC_PERCENT_ANNOTATION)
         try:
@@ -157,3 +191,26 @@ def _canary_weight(ctx: Context) -> Iterator[Finding]:
                 asked,
                 f"the routes carry {got:.2%} of the model's traffic to {key[1]}, not the {asked}% the catalog asks",
             )
+
+
+def _shadow_findings(isvc: Resource, key: tuple[str | None, str], carried: float, mirrored: float) -> Iterator[Finding]:
+    """A shadow answers copies, never callers: no route weighs it, and the routes copy it the share asked."""
+    if carried > 0:
+        yield Finding(
+            isvc.urn,
+            "metadata.labels.modelyard.io/role",
+            "shadow",
+            f"the routes send {carried:.2%} of callers' requests to {key[1]}: a shadow's answers would reach them",
+        )
+    asked = dig(isvc.inputs, "metadata", "annotations", MIRROR_PERCENT_ANNOTATION)
+    try:
+        percent = float(asked)
+    except (TypeError, ValueError):
+        return
+    if abs(mirrored * 100 - percent) > 1e-6:
+        yield Finding(
+            isvc.urn,
+            f"metadata.annotations.{MIRROR_PERCENT_ANNOTATION}",
+            asked,
+            f"the routes copy {mirrored:.2%} of the model's requests to {key[1]}, not the {asked}% the catalog asks",
+        )

@@ -327,8 +327,8 @@ def _security(r: Resource, ctx: Context) -> Iterator[tuple[str, Any, str]]:
 )
 def _min_replicas(r: Resource, ctx: Context) -> Iterator[tuple[str, Any, str]]:
     least = int(ctx.param("inferenceservice-min-replicas", "minReplicas", 1))
-    if (r.get("metadata", "labels") or {}).get(ROLE_LABEL) == "canary":
-        return  # a canary is small on purpose; its stable InferenceService carries the floor
+    if (r.get("metadata", "labels") or {}).get(ROLE_LABEL) in ("canary", "shadow"):
+        return  # a canary or shadow is small on purpose; its stable InferenceService carries the floor
     value = r.get("spec", "predictor", "minReplicas")
     if _unknown(r.inputs.get("spec")):
         return
