@@ -386,7 +386,7 @@ class GatewayConfig(Model):
     """The front door every model is reached through (platform/gateway.py): Envoy Gateway's proxies behind a
     load balancer, TLS terminated at them, one HTTPS listener for `hostname`."""
 
-    #: The name clients call (the listener's hostname and the certificate's DNS name).
+    #: The domain models are called under: each at `<model>.<hostname>` (one wildcard listener and certificate).
     hostname: Hostname = "models.modelyard.internal"
     #: `internal`: an NLB reachable from the VPC (and what is peered or connected to it) only.
     load_balancer: Literal["internal", "internet-facing"] = "internal"
@@ -394,11 +394,14 @@ class GatewayConfig(Model):
     source_cidrs: Seq[str] = ()
     #: Envoy proxy replicas: a per-tenant rate limit is enforced by each replica at its share (limit / replicas).
     replicas: int = Field(default=2, ge=1, le=20)
+    #: Ranges the proxies may reach on 443 for catalog fallbacks (another region's gateway, over peering or a
+    #: transit gateway); empty: no fallback, and Envoy Gateway's Backend API stays off.
+    fallback_cidrs: Seq[str] = ()
     #: A ClusterIssuer of your own for the gateway's certificate (ACM Private CA's issuer, or ACME with DNS-01);
     #: unset: the platform's own CA (`modelyard-ca`, cert-manager), whose certificate clients must trust.
     issuer: DnsLabel | None = None
 
-    @field_validator("source_cidrs")
+    @field_validator("source_cidrs", "fallback_cidrs")
     @classmethod
     def _cidrs(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for cidr in value:
@@ -407,7 +410,7 @@ class GatewayConfig(Model):
             except ValueError:
                 raise ValueError(f"{cidr!r} is not an IPv4 network such as 10.0.0.0/16") from None
             if net.prefixlen == 0:
-                raise ValueError("0.0.0.0/0 opens the gateway to every address; list your client ranges")
+                raise ValueError("0.0.0.0/0 is every address; list the ranges you mean")
         return value
 
 

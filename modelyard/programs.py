@@ -298,6 +298,7 @@ def platform_program(cfg: PlatformConfig) -> None:
             vpc_cidr=cfg.network.vpc_cidr,
             model_namespace=cfg.serving.model_namespace,
             client_cidrs=cfg.serving.gateway.source_cidrs,
+            fallback_cidrs=cfg.serving.gateway.fallback_cidrs,
             namespaces=[
                 GATEWAY_NAMESPACE,
                 *karpenter.namespaces,
@@ -338,6 +339,8 @@ def platform_program(cfg: PlatformConfig) -> None:
             "name": GATEWAY_NAME,
             "hostname": cfg.serving.gateway.hostname,
             "replicas": cfg.serving.gateway.replicas,
+            # Whether the proxies may reach fallbacks elsewhere (Envoy Gateway's Backend API on, egress open).
+            "fallbacks": bool(cfg.serving.gateway.fallback_cidrs),
         },
     )
     pulumi.export("monthlyBudgetUsd", cfg.budget.monthly_usd)
@@ -387,6 +390,16 @@ def workloads_program(w: Workloads) -> None:
             opts=providers,
         )
     gateway = platform.require_output("gateway")
+    with_fallback = [m.name for m in w.catalog.models if m.fallback is not None]
+
+    def check_fallbacks(g: Any) -> None:
+        if with_fallback and not g.get("fallbacks"):
+            raise pulumi.RunError(
+                f"{', '.join(with_fallback)}: a fallback needs the platform's serving.gateway.fallback_cidrs (where "
+                "the gateway's proxies may reach it); the platform stack sets none"
+            )
+
+    gateway.apply(check_fallbacks)
     teams = tuple(dict.fromkeys(t for m in w.catalog.models for t in m.callers))
     for model in w.catalog.models:
         ModelRoute(

@@ -283,13 +283,27 @@ UNVERIFIED: Final = (
         "over its rate 429, each in OpenAI's error shape (the custom response filter seeing the local replies), and "
         "removes the key before the model",
         "for k in '' $OTHER_TEAMS_KEY $KEY; do curl -s -o /dev/null -w '%{http_code}\\n' --cacert ca.crt "
-        'https://<hostname>/models/minilm/v1/embeddings -H "Authorization: Bearer $k" -d '
+        'https://minilm.<hostname>/v1/embeddings -H "Authorization: Bearer $k" -d '
         '\'{"model": "minilm", "input": "hi"}\'; done   # 401 403 200; then past the rate: 429',
     ),
     Unverified(
         "a canary's share of requests is its route weight (Envoy's weighted backends), whatever the replica counts",
-        "modelyard loadtest minilm --env staging --url https://<hostname>/models/minilm --duration 120 && modelyard "
+        "modelyard loadtest minilm --env staging --url https://minilm.<hostname> --duration 120 && modelyard "
         "ops canary minilm --window 5m   # each version's requests in the ratio of traffic_percent",
+    ),
+    Unverified(
+        "a shadow receives copies of its percent of the model's requests, as the primary receives them, and a stopped "
+        "shadow changes nothing for the callers (Envoy's request mirror does not wait for its answer)",
+        "kubectl -n models scale deploy minilm-shadow-predictor --replicas=0 && modelyard loadtest minilm --env "
+        "staging --url https://minilm.<hostname> --duration 120   # the verdict as before; then scale back and watch "
+        "modelyard_requests_total of minilm-shadow rise at about percent of minilm's",
+    ),
+    Unverified(
+        "a model's requests go to its fallback gateway (its key injected, its host set, TLS against its CA) once too "
+        "few of its own replicas are healthy, and come back when they recover",
+        "kubectl -n models scale deploy <model>-predictor --replicas=0 && curl -s -o /dev/null -w '%{http_code}\\n' "
+        '--cacert ca.crt https://<model>.<hostname>/v1/models -H "Authorization: Bearer $KEY"   # 200, from the '
+        "fallback's region (its gateway's access log)",
     ),
     Unverified(
         "the VPC CNI's policy agent refuses the model port to every pod but the gateway's proxies and Prometheus",

@@ -2,8 +2,8 @@
 
 Envoy Gateway turns Gateway API objects and its own policies into Envoy configuration. The platform installs
 the controller, one GatewayClass whose EnvoyProxy puts the proxies on the system nodes behind an internal NLB,
-and one Gateway with an HTTPS listener for the configured hostname (TLS terminated at the proxies, with a
-certificate cert-manager issues). The workloads stack attaches one HTTPRoute per catalog model, with that
+and one Gateway with an HTTPS listener for every model's host, `*.<hostname>` (TLS terminated at the proxies, with a
+wildcard certificate cert-manager issues). The workloads stack attaches one HTTPRoute per catalog model, with that
 model's authentication, authorization, limits, retries and breaker (workloads/routes.py).
 
 What Envoy Gateway does with these objects is read from its source at the pinned tag (v1.9.0), recorded in
@@ -145,8 +145,13 @@ def envoy_proxy_spec(cfg: GatewayConfig, vpc_cidr: str) -> dict[str, Any]:
     }
 
 
+def listener_hostname(cfg: GatewayConfig) -> str:
+    """Every model's host: `<model>.<hostname>` (workloads/routes.py), under one wildcard listener and certificate."""
+    return f"*.{cfg.hostname}"
+
+
 def gateway_spec(cfg: GatewayConfig, model_namespace: str) -> dict[str, Any]:
-    """One HTTPS listener for the configured hostname; routes only from the model namespace."""
+    """One HTTPS listener for the models' hosts; routes only from the model namespace."""
     return {
         "gatewayClassName": GATEWAY_CLASS,
         "listeners": [
@@ -154,7 +159,7 @@ def gateway_spec(cfg: GatewayConfig, model_namespace: str) -> dict[str, Any]:
                 "name": LISTENER,
                 "protocol": "HTTPS",
                 "port": LISTENER_PORT,
-                "hostname": cfg.hostname,
+                "hostname": listener_hostname(cfg),
                 "tls": {"mode": "Terminate", "certificateRefs": [{"kind": "Secret", "name": CERTIFICATE_SECRET}]},
                 "allowedRoutes": {
                     "namespaces": {"from": "Selector", "selector": {"matchLabels": {NAMESPACE_LABEL: model_namespace}}},
@@ -227,6 +232,13 @@ class Gateway(pulumi.ComponentResource):
             values={
                 "deployment": deployment,
                 "podDisruptionBudget": {"minAvailable": 1 if args.replicas > 1 else 0},
+                # Envoy Gateway's Backend API (routes to addresses outside the cluster) only where the stack names
+                # where fallbacks are (`fallback_cidrs`): catalog fallbacks are Backends.
+                **(
+                    {"config": {"envoyGateway": {"extensionApis": {"enableBackend": True}}}}
+                    if cfg.fallback_cidrs
+                    else {}
+                ),
             },
             opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on)),
         )
@@ -282,7 +294,7 @@ class Gateway(pulumi.ComponentResource):
             {"name": CERTIFICATE_SECRET, "namespace": NAMESPACE},
             {
                 "secretName": CERTIFICATE_SECRET,
-                "dnsNames": [cfg.hostname],
+                "dnsNames": [listener_hostname(cfg)],
                 "duration": "2160h",
                 "renewBefore": "360h",
                 "privateKey": {"algorithm": "ECDSA", "size": 256, "rotationPolicy": "Always"},

@@ -84,19 +84,25 @@ def webhook_on(port: int) -> Allow:
     return Allow("admission-webhook", "ingress", "vpc", (port,))
 
 
-def allowances(model_namespace: str, client_cidrs: Sequence[str] = ()) -> dict[str, tuple[Allow, ...]]:
+def allowances(
+    model_namespace: str, client_cidrs: Sequence[str] = (), fallback_cidrs: Sequence[str] = ()
+) -> dict[str, tuple[Allow, ...]]:
     """What each platform namespace may send and receive beyond DNS. `client_cidrs`: who may reach the gateway's
-    listener (empty: the VPC)."""
+    listener (empty: the VPC); `fallback_cidrs`: where the proxies may send a model's fallback requests (443)."""
     proxies: Peer = ("pods", GATEWAY_NAMESPACE, tuple(sorted(GATEWAY_PROXY_LABELS.items())))
     clients: tuple[Allow, ...] = tuple(
         Allow(f"clients-{i}", "ingress", ("cidr", cidr), (GATEWAY_CONTAINER_PORT,))
         for i, cidr in enumerate(client_cidrs)
     ) or (Allow("clients", "ingress", "vpc", (GATEWAY_CONTAINER_PORT,)),)
+    fallbacks = tuple(
+        Allow(f"fallbacks-{i}", "egress", ("cidr", cidr), (443,)) for i, cidr in enumerate(fallback_cidrs)
+    )
     return {
         # The gateway: clients to the proxies' listener; the proxies to the model port; the controller to the API
         # and the proxies to the controller's xDS inside the namespace; the API server to its pod webhook.
         GATEWAY_NAMESPACE: (
             *clients,
+            *fallbacks,
             API_SERVER,
             Allow("models", "egress", ("namespace", model_namespace), (MODEL_PORT,)),
             Allow("same-namespace", "egress", ("namespace", GATEWAY_NAMESPACE), (GATEWAY_XDS_PORT,)),
@@ -188,8 +194,9 @@ class NetworkPoliciesArgs:
     labels: Mapping[str, str]
     vpc_cidr: str
     model_namespace: str
-    #: Who may reach the gateway's listener (empty: the VPC).
+    #: Who may reach the gateway's listener (empty: the VPC), and where its fallbacks are.
     client_cidrs: Sequence[str] = ()
+    fallback_cidrs: Sequence[str] = ()
     #: The namespaces the platform created (each must have an entry in `allowances`).
     namespaces: Sequence[str]
     #: The components that create the namespaces.
@@ -202,7 +209,7 @@ class NetworkPolicies(pulumi.ComponentResource):
     def __init__(self, name: str, args: NetworkPoliciesArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("modelyard:platform:NetworkPolicies", name, None, opts)
         child = pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on))
-        table = allowances(args.model_namespace, args.client_cidrs)
+        table = allowances(args.model_namespace, args.client_cidrs, args.fallback_cidrs)
         for namespace in args.namespaces:
             specs: dict[str, Any] = policy_specs(table[namespace], args.vpc_cidr)
             for policy, spec in specs.items():

@@ -87,10 +87,18 @@ def bad_config_files() -> Iterator[Path]:
     yield from sorted((Path(__file__).parent / "fixtures" / "bad_config").glob("*.yaml"))
 
 
-def plan_all(env: str, catalog: dict[str, Any] | None = None, tmp: Path | None = None) -> Plan:
-    """Both projects of `env`, the workloads stack reading the platform plan's outputs."""
+def plan_all(
+    env: str,
+    catalog: dict[str, Any] | None = None,
+    tmp: Path | None = None,
+    platform_edit: Callable[[dict[str, Any]], Any] | None = None,
+) -> Plan:
+    """Both projects of `env`, the workloads stack reading the platform plan's outputs (the platform's config
+    edited first by `platform_edit`, where given)."""
     platform = PROJECTS["platform"]
     raw = yaml.safe_load(platform.stack_file(env).read_text())["config"]
+    if platform_edit is not None:
+        platform_edit(raw["modelyard:platform"])
     cfg = parse_platform_config(raw["modelyard:platform"], stack=env, source="x")
     first = run_program(platform, env, cfg, raw, region=cfg.region)
     project = PROJECTS["workloads"]

@@ -1,38 +1,24 @@
 """What a Gateway API implementation does with an HTTPRoute, as the specification states it (v1.6.1,
-apis/v1/httproute_types.go): which rule a path matches (PathPrefix: whole path elements, a trailing `/` ignored),
-the path a ReplacePrefixMatch rewrite sends on, and each backend's share (its weight over the rule's weights' sum).
-Held to the specification's own table (tests/conformance/envoy-gateway-v1.9.0/rewrite_cases.yaml)."""
+apis/v1/gateway_types.go and httproute_types.go): whether a listener takes a route's hostname (a wildcard label
+`*.` is a suffix match: `*.example.com` takes `test.example.com` and `foo.test.example.com`, not `example.com`),
+and each backend's share of a rule (its weight over the rule's weights' sum; the weight defaults to 1)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 
-def _elements(path: str) -> list[str]:
-    return [e for e in path.split("/") if e]
-
-
-def prefix_matches(prefix: str, path: str) -> bool:
-    """PathPrefix: the prefix's elements are the path's first elements (`/abc` matches `/abc`, `/abc/`, `/abc/def`,
-    not `/abcd`)."""
-    want = _elements(prefix)
-    return _elements(path)[: len(want)] == want
-
-
-def replace_prefix(path: str, prefix: str, replacement: str) -> str:
-    """The path a ReplacePrefixMatch rewrite sends on: the matched elements replaced, the rest kept, a trailing `/`
-    of the request kept."""
-    assert prefix_matches(prefix, path), (path, prefix)
-    rest = _elements(path)[len(_elements(prefix)) :]
-    head = replacement.rstrip("/")
-    out = head + ("/" + "/".join(rest) if rest else "")
-    if path.endswith("/") and rest == [] and head:
-        out += "/"
-    return out or "/"
+def listener_takes(listener: str, hostname: str) -> bool:
+    """A listener's hostname (exact, or a `*.` suffix) against a route's."""
+    if listener.startswith("*."):
+        suffix = listener[1:]
+        return hostname.endswith(suffix) and len(hostname) > len(suffix)
+    return listener == hostname
 
 
 def shares(rule: dict[str, Any]) -> dict[str, float]:
-    """Each backendRef's share of a rule's traffic by Service name (weight defaults to 1)."""
-    refs = rule.get("backendRefs", [])
+    """Each backendRef's share of a rule's traffic by Service name (weight defaults to 1); an Envoy Gateway Backend
+    marked fallback has a lower priority and no share while the others are healthy."""
+    refs = [r for r in rule.get("backendRefs", []) if r.get("kind", "Service") == "Service"]
     total = sum(int(r.get("weight", 1)) for r in refs)
     return {r["name"]: int(r.get("weight", 1)) / total for r in refs} if total else {}

@@ -29,7 +29,6 @@ import pytest
 import requests
 import yaml
 from conftest import ENVS, Plan, plan_all
-from gateway_api import replace_prefix
 from support import COUNTS, free_port, model_server, prometheus_server
 
 from modelyard import model_push
@@ -511,7 +510,7 @@ def test_every_pod_each_service_selects_answers_its_clients(
 ) -> None:
     """Each Service in front of model pods selects pods, and each backend of every gateway route is a predictor
     Service KServe makes; each selected pod, started from its rendered container, answers the catalog's model name
-    on v1, v2 and OpenAI, directly and through the route's rewritten paths."""
+    on v1, v2 and OpenAI, directly and through the routes."""
     by_container: dict[str, list[tuple[str, str, dict[str, Any]]]] = {}
     for env in ENVS:
         # The plan's Services in front of a model's pods; their clients address the model by its name.
@@ -528,17 +527,19 @@ def test_every_pod_each_service_selects_answers_its_clients(
             kserve_service = {"selector": {"app": f"isvc.{isvc}-predictor"}, "ports": [{"targetPort": 8080}]}
             kserve_services[f"{isvc}-predictor"] = kserve_service
             services.append(({"name": f"{isvc}-predictor"}, kserve_service, pod["metadata"]["labels"][MODEL_LABEL]))
-        # The gateway's routes: each weighted backend is one of those Services, reached with the route's prefix
-        # rewritten as the Gateway API specifies (tests/gateway_api.py).
+        # The gateway's routes: each weighted or mirrored backend is one of those Services, sent every path as the
+        # client sent it (every path matches `/`; no rewrite).
         for route in all_plans[env].of_type(ROUTE):
+            (host,) = route["inputs"]["spec"]["hostnames"]
             for rule in route["inputs"]["spec"]["rules"]:
-                prefix = rule["matches"][0]["path"]["value"]
-                rewrite = rule["filters"][0]["urlRewrite"]["path"]["replacePrefixMatch"]
-                mirrors = [f["requestMirror"]["backendRef"] for f in rule["filters"] if f["type"] == "RequestMirror"]
+                assert rule["matches"] == [{"path": {"type": "PathPrefix", "value": "/"}}]
+                filters = rule.get("filters", [])
+                assert {f["type"] for f in filters} <= {"RequestMirror"}, "a filter that changes what the pod sees"
+                mirrors = [f["requestMirror"]["backendRef"] for f in filters]
                 for ref in [*rule["backendRefs"], *mirrors]:
-                    assert ref["name"] in kserve_services, f"{env}: route {prefix} sends to {ref['name']}, no predictor"
+                    assert ref["name"] in kserve_services, f"{env}: route {host} sends to {ref['name']}, no predictor"
                     assert ref["port"] == 80  # constants.CommonDefaultHttpPort
-                    meta = {"name": f"route {prefix} → {ref['name']}", "prefix": prefix, "rewrite": rewrite}
+                    meta = {"name": f"route {host} → {ref['name']}", "route": host}
                     model = route["inputs"]["metadata"]["name"]
                     services.append((meta, kserve_services[ref["name"]], model))
         for meta, spec, model in services:
@@ -563,9 +564,7 @@ def test_every_pod_each_service_selects_answers_its_clients(
         for url in start_rendered(container, model_dir, tmp_path):
             for who, model, _, meta in users:
                 for path, body in client_requests(model):
-                    if "prefix" in meta:
-                        # What a client sends to the gateway, and what the route's rewrite sends the pod.
-                        path = replace_prefix(meta["prefix"] + path, meta["prefix"], meta["rewrite"])
+                    if "route" in meta:
                         COUNTS["requests through the gateway's routes to rendered pods"] += 1
                     answer = requests.post(url + path, json=body, timeout=30)
                     if answer.status_code != 200:

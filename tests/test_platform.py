@@ -226,7 +226,9 @@ def test_eks_managed_control_plane_is_not_scraped(plans: dict[str, Plan]) -> Non
 
 
 def test_model_pods_are_scraped_by_a_podmonitor_on_kserve_s_label(plans: dict[str, Plan]) -> None:
-    monitor = plans["dev"].one("kubernetes:monitoring.coreos.com/v1:PodMonitor")["inputs"]["spec"]
+    monitor = plans["dev"].named("kubernetes:monitoring.coreos.com/v1:PodMonitor", "monitoring-models-podmonitor")[
+        "inputs"
+    ]["spec"]
     assert monitor["namespaceSelector"] == {"matchNames": ["models"]}
     assert monitor["selector"]["matchExpressions"][0]["key"] == "serving.kserve.io/inferenceservice"
     targets = {r["targetLabel"] for r in monitor["podMetricsEndpoints"][0]["relabelings"]}
@@ -357,3 +359,15 @@ def test_a_shadows_series_are_its_own_outside_the_models_slo() -> None:
             f"{meta}modelyard_io_model_version": "2",
         }
         assert _relabel(rules, pod)["model"] == model, role
+
+
+def test_the_gateways_proxies_are_scraped_where_envoy_gateway_serves_their_statistics(plans: dict[str, Plan]) -> None:
+    """Envoy Gateway v1.9.0 names the proxies' stats port `metrics` (19001, bootstrap.EnvoyStatsPort) and serves
+    Prometheus's format at /stats/prometheus; the PodMonitor selects the Gateway's proxies by their labels."""
+    from modelyard.platform.network_policy import GATEWAY_PROXY_LABELS
+
+    monitor = plans["dev"].named("kubernetes:monitoring.coreos.com/v1:PodMonitor", "gateway-proxy-monitor")["inputs"]
+    assert monitor["metadata"]["namespace"] == "envoy-gateway-system"
+    assert monitor["spec"]["selector"] == {"matchLabels": dict(GATEWAY_PROXY_LABELS)}
+    (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
+    assert (endpoint["port"], endpoint["path"]) == ("metrics", "/stats/prometheus")

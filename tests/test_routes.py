@@ -1,4 +1,4 @@
-"""The front door's routes and policies: the Gateway API's path rewrite held to the specification's table,
+"""The front door's routes and policies: the Gateway API's hostname matching held to the specification's examples,
 Envoy Gateway's filter order as its source sets it (what the policies rely on), the routes of every environment
 (exact canary weights, timeouts, retries by the runtime, limits at the gateway's replicas), and the gateway's
 own errors as the OpenAI client reads them."""
@@ -13,11 +13,16 @@ import httpx2 as httpx
 import openai
 import pytest
 import yaml
-from conftest import ENVS, Plan
-from gateway_api import prefix_matches, replace_prefix, shares
+from conftest import ENVS, Plan, plan_all, stack_raw
+from gateway_api import listener_takes, shares
 
+from modelyard.config import FULL_KEY, GatewayConfig
 from modelyard.platform import gateway
 from modelyard.platform.network_policy import GATEWAY_CONTAINER_PORT
+from modelyard.policies.governance import policy
+from modelyard.policies.governance.resources import from_preview
+from modelyard.stackfile import parse_platform_config
+from modelyard.validation import ConfigError
 from modelyard.workloads.routes import tenant_limit
 
 FOLDER = Path(__file__).parent / "conformance" / "envoy-gateway-v1.9.0"
@@ -27,15 +32,19 @@ SECURITY = "kubernetes:gateway.envoyproxy.io/v1alpha1:SecurityPolicy"
 ISVC = "kubernetes:serving.kserve.io/v1beta1:InferenceService"
 
 
-@pytest.mark.parametrize("case", yaml.safe_load((FOLDER / "rewrite_cases.yaml").read_text()))
-def test_the_rewrite_answers_as_the_specifications_table(case: dict[str, str]) -> None:
-    assert replace_prefix(case["request"], case["prefix"], case["replace"]) == case["modified"]
-
-
-def test_a_prefix_matches_whole_path_elements() -> None:
-    assert prefix_matches("/models/minilm", "/models/minilm/v1/embeddings")
-    assert prefix_matches("/models/minilm", "/models/minilm")
-    assert not prefix_matches("/models/minilm", "/models/minilm-canary/v1/embeddings")
+@pytest.mark.parametrize(
+    ("listener", "hostname", "takes"),
+    [
+        # The specification's own examples (gateway_types.go, Listener.Hostname).
+        ("*.example.com", "test.example.com", True),
+        ("*.example.com", "foo.test.example.com", True),
+        ("*.example.com", "example.com", False),
+        ("foo.example.com", "foo.example.com", True),
+        ("foo.example.com", "bar.example.com", False),
+    ],
+)
+def test_a_listener_takes_hostnames_as_the_specification_says(listener: str, hostname: str, takes: bool) -> None:
+    assert listener_takes(listener, hostname) is takes
 
 
 def test_the_policies_filters_run_in_the_order_they_rely_on() -> None:
@@ -54,6 +63,10 @@ def test_the_policies_filters_run_in_the_order_they_rely_on() -> None:
 def test_a_privileged_listener_port_is_shifted_as_envoy_gateway_shifts_it() -> None:
     assert gateway.container_port(gateway.LISTENER_PORT) == GATEWAY_CONTAINER_PORT == 10443
     assert gateway.container_port(8443) == 8443
+
+
+def plans_gateway_config(env: str) -> GatewayConfig:
+    return parse_platform_config(stack_raw(env)[FULL_KEY], stack=env, source=f"Pulumi.{env}.yaml").serving.gateway
 
 
 @pytest.mark.parametrize("env", ENVS)
@@ -75,8 +88,13 @@ def test_every_model_has_a_guarded_route_with_exact_weights(all_plans: dict[str,
             assert got == {f"{name}-predictor": (100 - asked) / 100, f"{name}-canary-predictor": asked / 100}
         else:
             assert got == {f"{name}-predictor": 1.0}
-        assert rule["matches"] == [{"path": {"type": "PathPrefix", "value": f"/models/{name}"}}]
+        assert rule["matches"] == [{"path": {"type": "PathPrefix", "value": "/"}}]
         assert route["spec"]["parentRefs"][0]["name"] == gateway.GATEWAY_NAME
+        # The platform's listener takes the model's host (the Gateway is the platform stack's).
+        (host,) = route["spec"]["hostnames"]
+        assert host.split(".", 1)[0] == name
+        listener = gateway.listener_hostname(plans_gateway_config(env))
+        assert listener_takes(listener, host), (listener, host)
     guarded = {p["inputs"]["spec"]["targetRefs"][0]["name"]: p["inputs"]["spec"] for p in plan.of_type(SECURITY)}
     assert set(guarded) == set(routes)
     for spec in guarded.values():
@@ -92,8 +110,8 @@ def test_retries_follow_the_runtime_and_limits_the_gateways_replicas(all_plans: 
         ]
         for i in plan.of_type("kubernetes:serving.kserve.io/v1beta1:InferenceService")
     }
-    for policy in plan.of_type(TRAFFIC):
-        spec = policy["inputs"]["spec"]
+    for traffic in plan.of_type(TRAFFIC):
+        spec = traffic["inputs"]["spec"]
         model = spec["targetRefs"][0]["name"]
         triggers = set(spec["retry"]["retryOn"]["triggers"])
         if runtimes[model] == "vllm":
@@ -129,7 +147,7 @@ def test_the_gateways_own_errors_are_what_the_openai_client_reads(status: int, e
 
     client = openai.OpenAI(
         api_key="search.ci-key",
-        base_url="https://models.modelyard.internal/models/minilm/v1",
+        base_url="https://minilm.models.modelyard.internal/v1",
         http_client=httpx.Client(transport=httpx.MockTransport(answer)),
         max_retries=0,
     )
@@ -164,3 +182,74 @@ def test_a_shadow_gets_copies_and_no_callers_request(all_plans: dict[str, Plan])
     isvcs = {i["inputs"]["metadata"]["name"]: i["inputs"] for i in all_plans["staging"].of_type(ISVC)}
     shadow = isvcs["minilm-shadow"]["metadata"]
     assert shadow["labels"]["modelyard.io/role"] == "shadow" and shadow["labels"]["modelyard.io/model-version"] == "2"
+
+
+FALLBACK_HOST = "qwen-chat.models.staging-west.modelyard.internal"
+
+
+def _with_fallback(catalog: dict[str, Any]) -> dict[str, Any]:
+    entry = next(m for m in catalog["models"] if m["name"] == "qwen-chat")
+    entry["fallback"] = {"host": FALLBACK_HOST, "version": "1-small", "ca_config_map": "staging-west-ca"}
+    return catalog
+
+
+def _staging_catalog() -> dict[str, Any]:
+    from modelyard.programs import REPO_ROOT
+
+    return yaml.safe_load((REPO_ROOT / "workloads" / "catalog" / "staging.yaml").read_text())
+
+
+def test_a_fallback_is_a_lower_priority_backend_called_with_its_own_key_and_host(tmp_path: Path) -> None:
+    """An LLM's fallback (another version under the same name, behind another region's gateway): Envoy Gateway's
+    Backend marked fallback, the other gateway's key injected and its host set, outside the weights' shares; the
+    platform opens the proxies' egress to the fallback ranges and Envoy Gateway's Backend API; every object admitted
+    by its CRD at v1.9.0."""
+    from crd_schema import load_crds, refusals
+
+    def cidrs(p: dict[str, Any]) -> None:
+        p.setdefault("serving", {}).setdefault("gateway", {})["fallback_cidrs"] = ["10.80.0.0/16"]
+
+    plan = plan_all("staging", _with_fallback(_staging_catalog()), tmp_path, platform_edit=cidrs)
+    route = next(r["inputs"] for r in plan.of_type(ROUTE) if r["inputs"]["metadata"]["name"] == "qwen-chat")
+    (rule,) = route["spec"]["rules"]
+    assert shares(rule) == {"qwen-chat-predictor": 1.0}
+    fallback = next(r for r in rule["backendRefs"] if r["kind"] == "Backend")
+    assert {"type": "URLRewrite", "urlRewrite": {"hostname": FALLBACK_HOST}} in fallback["filters"]
+    backend = next(b["inputs"] for b in plan.of_type("kubernetes:gateway.envoyproxy.io/v1alpha1:Backend"))
+    assert backend["spec"]["fallback"] is True
+    assert backend["spec"]["endpoints"] == [{"fqdn": {"hostname": FALLBACK_HOST, "port": 443}}]
+    assert backend["spec"]["tls"] == {
+        "sni": FALLBACK_HOST,
+        "caCertificateRefs": [{"group": "", "kind": "ConfigMap", "name": "staging-west-ca"}],
+    }
+    key = next(f["inputs"] for f in plan.of_type("kubernetes:gateway.envoyproxy.io/v1alpha1:HTTPRouteFilter"))
+    assert key["spec"]["credentialInjection"]["credential"]["valueRef"]["name"] == "modelyard-fallback-qwen-chat"
+    values = plan.named("kubernetes:helm.sh/v3:Release", "gateway-release")["inputs"]["values"]
+    assert values["config"]["envoyGateway"]["extensionApis"] == {"enableBackend": True}
+    egress = [
+        p["inputs"]
+        for p in plan.of_type("kubernetes:networking.k8s.io/v1:NetworkPolicy")
+        if p["inputs"]["metadata"]["name"] == "allow-fallbacks-0-egress"
+    ]
+    assert egress[0]["spec"]["egress"] == [
+        {"to": [{"ipBlock": {"cidr": "10.80.0.0/16"}}], "ports": [{"protocol": "TCP", "port": 443}]}
+    ]
+    crds = load_crds(FOLDER)
+    for obj in (backend, key, route):
+        assert refusals(obj, crds) == [], obj["kind"]
+    # The fallback is no weighted backend nobody makes: the plan passes its policy.
+    report = policy.evaluate(from_preview(plan.digest), "staging", policy.load_config("staging"))
+    assert [v for v in report.violations if v.level == "mandatory"] == []
+
+
+def test_an_embedding_models_fallback_must_be_the_same_version(tmp_path: Path) -> None:
+    catalog = _staging_catalog()
+    catalog["models"][0]["fallback"] = {"host": "minilm.models.west.modelyard.internal", "version": "2"}
+    (tmp_path / "catalog.yaml").write_text(yaml.safe_dump(catalog))
+    with pytest.raises(ConfigError, match=r"fallback\.version: must be the entry's version '1'"):
+        plan_all("staging", catalog, tmp_path)
+
+
+def test_a_fallback_the_platform_gives_no_way_out_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(Exception, match=r"qwen-chat: a fallback needs the platform's serving.gateway.fallback_cidrs"):
+        plan_all("staging", _with_fallback(_staging_catalog()), tmp_path)

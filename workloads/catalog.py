@@ -159,6 +159,26 @@ class Canary(Model):
     traffic_percent: int = Field(ge=0, le=99)
 
 
+class Fallback(Model):
+    """Where the model's requests go while its own replicas cannot answer: the same catalog entry behind another
+    modelyard gateway (another region), at `host` (its `<model>.<gateway hostname>`). The gateway sends there only
+    once too few of its own replicas are healthy (Envoy's priorities: a lower one takes the share the higher cannot,
+    past an overprovisioning of 1.4), with the key in the model namespace's Secret `modelyard-fallback-<model>`
+    (its `credential`: `Bearer <key>`), over TLS checked against the CA in ConfigMap `ca_config_map` (its `ca.crt`),
+    or the system's CAs."""
+
+    host: Annotated[
+        str,
+        pattern(
+            r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?){1,8}$",
+            "a lowercase DNS name such as minilm.models.prod-west.example.internal",
+        ),
+    ]
+    #: The version it serves: the entry's own for an embedding or a prediction (the same vector space).
+    version: Version
+    ca_config_map: DnsLabel | None = None
+
+
 class Shadow(Model):
     """A candidate version that answers copies of `percent` of the model's requests, mirrored by its gateway route,
     never its callers: Envoy sends the copy and drops the answer, so a slow or dead shadow costs the primary
@@ -268,6 +288,7 @@ class ModelEntry(Model):
     slo: Slo
     canary: Canary | None = None
     shadow: Shadow | None = None
+    fallback: Fallback | None = None
     load: Load | None = None
     access: Access = Access()
 
@@ -286,6 +307,15 @@ class ModelEntry(Model):
         """The SLO keys the runtime reads, its own checks, and the scale metric and target (filled in)."""
         rt = self.runtime_module
         problems = [*_slo_problems(rt, self.slo), *_load_problems(rt, self.load), *rt.check(self)]
+        if self.fallback is not None and not rt.fallback_may_differ and self.fallback.version != self.version:
+            problems.append(
+                (
+                    "fallback.version",
+                    f"must be the entry's version {self.version!r}: a {rt.kind} model's fallback answers in the same "
+                    "vector space only as the same model and version",
+                    self.fallback.version,
+                )
+            )
         if len(self.callers) > MAX_CALLERS:
             problems.append(
                 (

@@ -1,11 +1,12 @@
 """A catalog model's way in: its HTTPRoute on the platform's Gateway, and the Envoy Gateway policies on that route.
 
-- The route: `/models/<name>/...` on the gateway's hostname, the prefix replaced by `/` (so
-  `https://<host>/models/minilm/v1/embeddings` reaches the pod's `/v1/embeddings`; an OpenAI client's base URL is
-  `https://<host>/models/<name>/v1`), sent to the predictor Service KServe's Standard mode makes for each
-  InferenceService (`<isvc>-predictor`, port 80 to the container's port; KServe's service_reconciler.go). A canary
-  gets exactly its `traffic_percent` by backendRef weight, whatever the replica counts; the request timeout is
-  the runtime's (a streamed LLM answer is one request).
+- The route: the model's own host under the gateway's domain, `<name>.<gateway.hostname>` (the listener takes
+  `*.<hostname>`), every path as the client sent it, so every protocol the server speaks works unchanged
+  (`https://minilm.<host>/v1/embeddings`; an OpenAI client's base URL is `https://<name>.<host>/v1`). It sends to
+  the predictor Service KServe's Standard mode makes for each InferenceService (`<isvc>-predictor`, port 80 to the
+  container's port; KServe's service_reconciler.go). A canary gets exactly its `traffic_percent` by backendRef
+  weight, whatever the replica counts; a shadow gets copies of `percent` % of the requests (RequestMirror); the
+  request timeout is the runtime's (a streamed LLM answer is one request).
 - SecurityPolicy: API keys from each caller team's Secret (`modelyard-api-keys-<team>` in the model namespace,
   every key named `<team>.<name>`; the key is read from `Authorization: Bearer <key>`, and removed before the
   model sees the request), the client id forwarded in `x-modelyard-client`, and authorization that admits only
@@ -31,10 +32,6 @@ import pulumi_kubernetes as k8s
 from modelyard.platform.gateway import CLIENT_ID_HEADER, LISTENER, response_overrides
 from modelyard.workloads.catalog import ModelEntry
 
-#: The route's path prefix for a model (`/models/<name>`), replaced by `/` on the way to the pod.
-ROUTE_PREFIX = "/models/"
-#: What reaches the pod: the route's prefix replaced by `/` (Gateway API's HTTPPathModifier).
-REWRITE: Mapping[str, str] = {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/"}
 #: The port KServe's predictor Service listens on (constants.CommonDefaultHttpPort).
 PREDICTOR_SERVICE_PORT = 80
 #: Retries of a call the runtime may replay: on another replica, after a connection failure, a reset or a 503.
@@ -42,6 +39,16 @@ RETRIES = 2
 #: Consecutive 5xx answers after which a replica is ejected, for BASE_EJECTION (longer each time it recurs).
 CONSECUTIVE_5XX = 5
 BASE_EJECTION = "30s"
+
+
+#: The port a fallback elsewhere (another modelyard gateway) listens on.
+FALLBACK_PORT = 443
+
+
+def fallback_secret(model: str) -> str:
+    """The Secret in the model namespace holding the key for a model's fallback gateway (`credential`: `Bearer <key>`,
+    Envoy Gateway's credential injection)."""
+    return f"modelyard-fallback-{model}"
 
 
 def api_keys_secret(team: str) -> str:
@@ -54,21 +61,72 @@ def predictor_service(isvc_name: str) -> str:
     return f"{isvc_name}-predictor"
 
 
-def route_path(model: str) -> str:
-    return f"{ROUTE_PREFIX}{model}"
+def model_host(model: str, gateway_hostname: str) -> str:
+    """The name a model is called at: its own label under the gateway's domain (the listener's `*.<hostname>`)."""
+    return f"{model}.{gateway_hostname}"
 
 
 def backend_refs(model: ModelEntry) -> list[dict[str, Any]]:
     """The stable predictor, and while a canary runs the canary's, weighted so that the canary carries exactly
-    its traffic_percent (Gateway API: each backend's share is its weight over the weights' sum)."""
+    its traffic_percent (Gateway API: each backend's share is its weight over the weights' sum); and the fallback,
+    an Envoy Gateway Backend marked `fallback` (a lower priority, outside those shares), called with its own key
+    and host."""
     canary = model.canary.traffic_percent if model.canary_active and model.canary else 0
     refs = [(model.name, 100 - canary)]
     if canary:
         refs.append((f"{model.name}-canary", canary))
-    return [
+    found: list[dict[str, Any]] = [
         {"group": "", "kind": "Service", "name": predictor_service(isvc), "port": PREDICTOR_SERVICE_PORT, "weight": w}
         for isvc, w in refs
     ]
+    if model.fallback is not None:
+        found.append(
+            {
+                "group": "gateway.envoyproxy.io",
+                "kind": "Backend",
+                "name": f"{model.name}-fallback",
+                "weight": 1,
+                "filters": [
+                    {
+                        "type": "ExtensionRef",
+                        "extensionRef": {
+                            "group": "gateway.envoyproxy.io",
+                            "kind": "HTTPRouteFilter",
+                            "name": f"{model.name}-fallback",
+                        },
+                    },
+                    {"type": "URLRewrite", "urlRewrite": {"hostname": model.fallback.host}},
+                ],
+            }
+        )
+    return found
+
+
+def fallback_backend_spec(model: ModelEntry) -> dict[str, Any]:
+    """The fallback gateway as an Envoy Gateway Backend: its host on 443, TLS checked against its CA (or the
+    system's), and `fallback: true` (priority 1: traffic only as the model's own replicas fail)."""
+    assert model.fallback is not None
+    f = model.fallback
+    tls: dict[str, Any] = {"sni": f.host}
+    if f.ca_config_map:
+        tls["caCertificateRefs"] = [{"group": "", "kind": "ConfigMap", "name": f.ca_config_map}]
+    else:
+        tls["wellKnownCACertificates"] = "System"
+    return {
+        "endpoints": [{"fqdn": {"hostname": f.host, "port": FALLBACK_PORT}}],
+        "fallback": True,
+        "tls": tls,
+    }
+
+
+def fallback_filter_spec(model: ModelEntry) -> dict[str, Any]:
+    """The fallback gateway's key, injected where the caller's own was removed (API key authentication's sanitize)."""
+    return {
+        "credentialInjection": {
+            "overwrite": True,
+            "credential": {"valueRef": {"group": "", "kind": "Secret", "name": fallback_secret(model.name)}},
+        }
+    }
 
 
 def mirror_filters(model: ModelEntry) -> list[dict[str, Any]]:
@@ -96,11 +154,11 @@ def route_spec(model: ModelEntry, gateway: Mapping[str, Any]) -> dict[str, Any]:
                 "sectionName": LISTENER,
             }
         ],
-        "hostnames": [gateway["hostname"]],
+        "hostnames": [model_host(model.name, gateway["hostname"])],
         "rules": [
             {
-                "matches": [{"path": {"type": "PathPrefix", "value": route_path(model.name)}}],
-                "filters": [{"type": "URLRewrite", "urlRewrite": {"path": dict(REWRITE)}}, *mirror_filters(model)],
+                "matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
+                **({"filters": mirrors} if (mirrors := mirror_filters(model)) else {}),
                 "backendRefs": backend_refs(model),
                 "timeouts": {"request": f"{model.runtime_module.route_timeout_s(model)}s"},
             }
@@ -204,13 +262,33 @@ class ModelRoute(pulumi.ComponentResource):
         m = args.model
         gateway = pulumi.Output.from_input(args.gateway)
         meta: Any = {"name": m.name, "namespace": args.namespace, "labels": dict(args.labels)}
+        # The fallback's Backend and key filter first: the route names them.
+        refs: list[pulumi.Resource] = []
+        if m.fallback is not None:
+            fallback = k8s.apiextensions.CustomResource(
+                f"{name}-fallback",
+                api_version="gateway.envoyproxy.io/v1alpha1",
+                kind="Backend",
+                metadata={**meta, "name": f"{m.name}-fallback"},
+                spec=fallback_backend_spec(m),
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            fallback_filter = k8s.apiextensions.CustomResource(
+                f"{name}-fallback-credentials",
+                api_version="gateway.envoyproxy.io/v1alpha1",
+                kind="HTTPRouteFilter",
+                metadata={**meta, "name": f"{m.name}-fallback"},
+                spec=fallback_filter_spec(m),
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            refs = [fallback, fallback_filter]
         route = k8s.apiextensions.CustomResource(
             f"{name}-route",
             api_version="gateway.networking.k8s.io/v1",
             kind="HTTPRoute",
             metadata=meta,
             spec=gateway.apply(lambda g: route_spec(m, g)),
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=refs),
         )
         after = pulumi.ResourceOptions(parent=self, depends_on=[route])
         k8s.apiextensions.CustomResource(

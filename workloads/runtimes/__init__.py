@@ -163,6 +163,9 @@ class Runtime(ABC):
     #: is the same for the same input and changes nothing. A runtime that is not is retried only where the call
     #: never reached a replica (connection refused or reset before a byte went out).
     idempotent: ClassVar[bool] = True
+    #: Whether a fallback elsewhere may run another version (for an LLM, a smaller model under the same name). An
+    #: embedding or a prediction must come from the same model and version, or it lands in another vector space.
+    fallback_may_differ: ClassVar[bool] = False
 
     def route_timeout_s(self, model: ModelEntry) -> int:
         """How long the gateway waits for a whole answer (its route's request timeout)."""

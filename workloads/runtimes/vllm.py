@@ -253,6 +253,8 @@ class Vllm(Runtime):
 
     #: A completion is neither reproducible nor free: it is retried only where it never reached the engine.
     idempotent = False
+    #: A smaller model may answer while this one cannot (served under this entry's name).
+    fallback_may_differ = True
 
     def route_timeout_s(self, model: ModelEntry) -> int:
         """The longest answer at the objectives' pace: the first token within ttft_ms, then max_model_len tokens

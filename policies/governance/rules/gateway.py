@@ -127,12 +127,18 @@ def _route_mirrors(route: Resource) -> dict[str, float]:
     return found
 
 
+def _is_fallback(ref: dict[str, Any]) -> bool:
+    """An Envoy Gateway Backend: the platform's routes name one only as a fallback (priority 1, outside the shares:
+    Envoy Gateway v1.9.0 gives a `fallback` Backend's endpoints priority 1, route.go)."""
+    return ref.get("kind") == "Backend" and ref.get("group") == "gateway.envoyproxy.io"
+
+
 def _route_shares(route: Resource) -> dict[str, float]:
     """Each backend Service's share of the route's traffic, by name: its weight over its rule's weights' sum
-    (Gateway API: weight defaults to 1; a weight of 0 sends nothing)."""
+    (Gateway API: weight defaults to 1; a weight of 0 sends nothing), a fallback's left out."""
     shares: dict[str, float] = {}
     for rule in as_list(route.get("spec", "rules")):
-        refs = [r for r in as_list(dig(rule, "backendRefs")) if isinstance(r, dict)]
+        refs = [r for r in as_list(dig(rule, "backendRefs")) if isinstance(r, dict) and not _is_fallback(r)]
         weights = [_weight(r) for r in refs]
         total = sum(weights)
         for ref, weight in zip(refs, weights, strict=True):
