@@ -382,6 +382,21 @@ Hostname = Annotated[
 ]
 
 
+HttpsUrl = Annotated[str, pattern(r"^https://[^\s/]+(/[^\s]*)?$", "an https:// URL")]
+
+
+class OidcConfig(Model):
+    """Callers present a JWT from your identity provider instead of an API key (Envoy Gateway's JWT authentication):
+    its signature checked against the provider's published keys, its issuer and audience; the team in `team_claim`
+    (a string claim) decides what it may call and counts against that team's rate. The proxies then reach the
+    provider's keys on 443 anywhere (an identity provider's addresses are not yours to list)."""
+
+    issuer: HttpsUrl
+    jwks_uri: HttpsUrl
+    audiences: Seq[str] = Field(min_length=1)
+    team_claim: Annotated[str, pattern(r"^[A-Za-z0-9_.:/-]{1,253}$", "a claim name; nested ones with dots")] = "team"
+
+
 class GatewayConfig(Model):
     """The front door every model is reached through (platform/gateway.py): Envoy Gateway's proxies behind a
     load balancer, TLS terminated at them, one HTTPS listener for `hostname`."""
@@ -397,6 +412,8 @@ class GatewayConfig(Model):
     #: Ranges the proxies may reach on 443 for catalog fallbacks (another region's gateway, over peering or a
     #: transit gateway); empty: no fallback, and Envoy Gateway's Backend API stays off.
     fallback_cidrs: Seq[str] = ()
+    #: JWTs from your identity provider instead of API keys; unset: API keys in per-team Secrets (docs/gateway.md).
+    oidc: OidcConfig | None = None
     #: A ClusterIssuer of your own for the gateway's certificate (ACM Private CA's issuer, or ACME with DNS-01);
     #: unset: the platform's own CA (`modelyard-ca`, cert-manager), whose certificate clients must trust.
     issuer: DnsLabel | None = None

@@ -17,7 +17,7 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
-from modelyard.config import FULL_KEY, PLATFORM_KEY, PlatformConfig
+from modelyard.config import FULL_KEY, PLATFORM_KEY, GatewayConfig, PlatformConfig
 from modelyard.infra.alerts import AlertTopics, AlertTopicsArgs, CostAlerts, CostAlertsArgs
 from modelyard.infra.backup import Backups, BackupsArgs, failure_rule_name
 from modelyard.infra.common import AccountContext
@@ -97,6 +97,20 @@ def backup_failure_rule_arn(env: str, account: AccountContext) -> pulumi.Output[
         ":rule/",
         failure_rule_name(env),
     )
+
+
+def auth_output(gateway: GatewayConfig) -> dict[str, Any]:
+    """The platform's `gateway.auth` output, which the workloads' routes authenticate by."""
+    if gateway.oidc is None:
+        return {"mode": "api-keys"}
+    o = gateway.oidc
+    return {
+        "mode": "jwt",
+        "issuer": o.issuer,
+        "jwksUri": o.jwks_uri,
+        "audiences": list(o.audiences),
+        "teamClaim": o.team_claim,
+    }
 
 
 def platform_program(cfg: PlatformConfig) -> None:
@@ -299,6 +313,7 @@ def platform_program(cfg: PlatformConfig) -> None:
             model_namespace=cfg.serving.model_namespace,
             client_cidrs=cfg.serving.gateway.source_cidrs,
             fallback_cidrs=cfg.serving.gateway.fallback_cidrs,
+            identity_provider=cfg.serving.gateway.oidc is not None,
             namespaces=[
                 GATEWAY_NAMESPACE,
                 *karpenter.namespaces,
@@ -341,6 +356,8 @@ def platform_program(cfg: PlatformConfig) -> None:
             "replicas": cfg.serving.gateway.replicas,
             # Whether the proxies may reach fallbacks elsewhere (Envoy Gateway's Backend API on, egress open).
             "fallbacks": bool(cfg.serving.gateway.fallback_cidrs),
+            # How callers authenticate: API keys in per-team Secrets, or JWTs from the configured provider.
+            "auth": auth_output(cfg.serving.gateway),
         },
     )
     pulumi.export("monthlyBudgetUsd", cfg.budget.monthly_usd)

@@ -162,6 +162,19 @@ def serving() -> Dashboard:
                 "percentunit",
             ),
             Panel(
+                "Requests by calling team",
+                (
+                    Target(
+                        f"sum by (model, caller, code) (rate({s.CALLER_REQUESTS_TOTAL}{{{_MODEL}}}[{_RATE}]))",
+                        "{{model}} {{caller}} {{code}}",
+                    ),
+                ),
+                "reqps",
+                description="The team of the client id the gateway forwarded after checking its key; none: a call "
+                "that came past no gateway. The gateway's own refusals (401, 403, 429) never reach the model: the "
+                "Gateway dashboard shows them.",
+            ),
+            Panel(
                 "Client errors (4xx) per second",
                 (
                     Target(

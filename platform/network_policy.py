@@ -85,10 +85,14 @@ def webhook_on(port: int) -> Allow:
 
 
 def allowances(
-    model_namespace: str, client_cidrs: Sequence[str] = (), fallback_cidrs: Sequence[str] = ()
+    model_namespace: str,
+    client_cidrs: Sequence[str] = (),
+    fallback_cidrs: Sequence[str] = (),
+    identity_provider: bool = False,
 ) -> dict[str, tuple[Allow, ...]]:
     """What each platform namespace may send and receive beyond DNS. `client_cidrs`: who may reach the gateway's
-    listener (empty: the VPC); `fallback_cidrs`: where the proxies may send a model's fallback requests (443)."""
+    listener (empty: the VPC); `fallback_cidrs`: where the proxies may send a model's fallback requests (443);
+    `identity_provider`: the proxies fetch a JWT provider's keys (443 anywhere)."""
     proxies: Peer = ("pods", GATEWAY_NAMESPACE, tuple(sorted(GATEWAY_PROXY_LABELS.items())))
     clients: tuple[Allow, ...] = tuple(
         Allow(f"clients-{i}", "ingress", ("cidr", cidr), (GATEWAY_CONTAINER_PORT,))
@@ -103,6 +107,7 @@ def allowances(
         GATEWAY_NAMESPACE: (
             *clients,
             *fallbacks,
+            *((Allow("identity-provider", "egress", "anywhere", (443,)),) if identity_provider else ()),
             API_SERVER,
             Allow("models", "egress", ("namespace", model_namespace), (MODEL_PORT,)),
             Allow("same-namespace", "egress", ("namespace", GATEWAY_NAMESPACE), (GATEWAY_XDS_PORT,)),
@@ -197,6 +202,8 @@ class NetworkPoliciesArgs:
     #: Who may reach the gateway's listener (empty: the VPC), and where its fallbacks are.
     client_cidrs: Sequence[str] = ()
     fallback_cidrs: Sequence[str] = ()
+    #: Whether the gateway checks JWTs against a provider's published keys (egress on 443).
+    identity_provider: bool = False
     #: The namespaces the platform created (each must have an entry in `allowances`).
     namespaces: Sequence[str]
     #: The components that create the namespaces.
@@ -209,7 +216,7 @@ class NetworkPolicies(pulumi.ComponentResource):
     def __init__(self, name: str, args: NetworkPoliciesArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("modelyard:platform:NetworkPolicies", name, None, opts)
         child = pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on))
-        table = allowances(args.model_namespace, args.client_cidrs, args.fallback_cidrs)
+        table = allowances(args.model_namespace, args.client_cidrs, args.fallback_cidrs, args.identity_provider)
         for namespace in args.namespaces:
             specs: dict[str, Any] = policy_specs(table[namespace], args.vpc_cidr)
             for policy, spec in specs.items():

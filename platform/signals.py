@@ -72,6 +72,8 @@ TAP_SAMPLES_TOTAL: Final = "modelyard_tap_samples_total"
 #    for the tests, `signal`: embedding (the model's output), chars and tokens (its input))
 #: `job` label of the drift worker's target.
 DRIFT_JOB: Final = "modelyard-drift"
+#: The model server's answers by calling team (the gateway's forwarded client id; `none` past no gateway).
+CALLER_REQUESTS_TOTAL: Final = "modelyard_caller_requests_total"
 #: Gauge: p-value of the latest full window against the version's reference.
 DRIFT_P_VALUE: Final = "modelyard_drift_p_value"
 #: Gauge: population stability index of a length signal (chars, tokens).

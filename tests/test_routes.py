@@ -6,6 +6,7 @@ own errors as the OpenAI client reads them."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -253,3 +254,44 @@ def test_an_embedding_models_fallback_must_be_the_same_version(tmp_path: Path) -
 def test_a_fallback_the_platform_gives_no_way_out_is_refused(tmp_path: Path) -> None:
     with pytest.raises(Exception, match=r"qwen-chat: a fallback needs the platform's serving.gateway.fallback_cidrs"):
         plan_all("staging", _with_fallback(_staging_catalog()), tmp_path)
+
+
+def test_with_an_identity_provider_callers_present_its_jwt_and_their_team_claim_decides(tmp_path: Path) -> None:
+    """serving.gateway.oidc: every route checks the provider's JWT (issuer, audience, signature by its published
+    keys), the team claim forwarded where API keys put the client id, authorization by that claim; the proxies
+    reach the provider's keys on 443; every object admitted by its CRD."""
+    from crd_schema import load_crds, refusals
+
+    def oidc(p: dict[str, Any]) -> None:
+        p.setdefault("serving", {}).setdefault("gateway", {})["oidc"] = {
+            "issuer": "https://login.example.com/",
+            "jwks_uri": "https://login.example.com/.well-known/jwks.json",
+            "audiences": ["modelyard"],
+            "team_claim": "team",
+        }
+
+    plan = plan_all("staging", _staging_catalog(), tmp_path, platform_edit=oidc)
+    specs = {p["inputs"]["spec"]["targetRefs"][0]["name"]: p["inputs"] for p in plan.of_type(SECURITY)}
+    minilm = specs["minilm"]
+    assert "apiKeyAuth" not in minilm["spec"]
+    (provider,) = minilm["spec"]["jwt"]["providers"]
+    assert provider["remoteJWKS"] == {"uri": "https://login.example.com/.well-known/jwks.json"}
+    assert provider["claimToHeaders"] == [{"claim": "team", "header": gateway.CLIENT_ID_HEADER}]
+    (rule,) = minilm["spec"]["authorization"]["rules"]
+    assert rule["principal"]["jwt"]["claims"] == [
+        {"name": "team", "valueType": "String", "values": ["search", "assistants"]}
+    ]
+    crds = load_crds(FOLDER)
+    for spec in specs.values():
+        assert refusals(spec, crds) == []
+    names = {p["inputs"]["metadata"]["name"] for p in plan.of_type("kubernetes:networking.k8s.io/v1:NetworkPolicy")}
+    assert "allow-identity-provider-egress" in names
+    # A team's rate reads the claim (a bare team) as it reads a key's client id (`<team>.<client>`).
+    traffic = next(
+        p["inputs"]["spec"] for p in plan.of_type(TRAFFIC) if p["inputs"]["spec"]["targetRefs"][0]["name"] == "minilm"
+    )
+    pattern = traffic["rateLimit"]["local"]["rules"][0]["clientSelectors"][0]["headers"][0]["value"]
+    assert re.fullmatch(pattern, "search") and re.fullmatch(pattern, "search.ci")
+    assert not re.fullmatch(pattern, "searching") and not re.fullmatch(pattern, "search-team.ci")
+    report = policy.evaluate(from_preview(plan.digest), "staging", policy.load_config("staging"))
+    assert [v for v in report.violations if v.level == "mandatory"] == []

@@ -210,6 +210,8 @@ class Load(Model):
     texts_per_request: int = Field(default=1, ge=1, le=2048)
 
 
+#: A team the gateway admits: it names a Secret and starts client ids, so a lowercase DNS label (no dots).
+TEAM_NAME = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
 #: Caller teams one model may name: Envoy Gateway takes at most 16 local rate limit rules per policy (one a team).
 MAX_CALLERS = 16
 
@@ -316,6 +318,17 @@ class ModelEntry(Model):
                     self.fallback.version,
                 )
             )
+        for i, team in enumerate(self.callers):
+            if not TEAM_NAME.fullmatch(team):
+                where = "team" if i == 0 else f"access.callers[{list(self.access.callers).index(team)}]"
+                problems.append(
+                    (
+                        where,
+                        f"names the team's key Secret (modelyard-api-keys-{team}) and starts its client ids "
+                        "(<team>.<client>) at the gateway: a lowercase DNS label (a-z, 0-9, '-')",
+                        team,
+                    )
+                )
         if len(self.callers) > MAX_CALLERS:
             problems.append(
                 (

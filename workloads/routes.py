@@ -172,9 +172,40 @@ def callers_expression(teams: tuple[str, ...]) -> str:
     return " || ".join(f"{header}.startsWith('{team}.')" for team in teams)
 
 
-def security_spec(model: ModelEntry, all_teams: tuple[str, ...]) -> dict[str, Any]:
+#: The JWT provider's name in a SecurityPolicy (authorization's principal names it).
+JWT_PROVIDER = "oidc"
+
+
+def security_spec(model: ModelEntry, all_teams: tuple[str, ...], auth: Mapping[str, Any]) -> dict[str, Any]:
+    """Who may call the model: with API keys (`auth.mode` api-keys), any catalog team's key authenticates and the
+    forwarded client id's team must be a caller; with JWTs (`jwt`), the provider's token, whose team claim must be a
+    caller (forwarded in the same header, so limits and the server's counts read it alike)."""
+    target = {"targetRefs": [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "name": model.name}]}
+    if auth.get("mode") == "jwt":
+        claim = str(auth["teamClaim"])
+        provider = {
+            "name": JWT_PROVIDER,
+            "issuer": auth["issuer"],
+            "audiences": list(auth["audiences"]),
+            "remoteJWKS": {"uri": auth["jwksUri"]},
+            "claimToHeaders": [{"claim": claim, "header": CLIENT_ID_HEADER}],
+        }
+        principal = {
+            "jwt": {
+                "provider": JWT_PROVIDER,
+                "claims": [{"name": claim, "valueType": "String", "values": list(model.callers)}],
+            }
+        }
+        return {
+            **target,
+            "jwt": {"providers": [provider]},
+            "authorization": {
+                "defaultAction": "Deny",
+                "rules": [{"name": "callers", "action": "Allow", "principal": principal}],
+            },
+        }
     return {
-        "targetRefs": [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "name": model.name}],
+        **target,
         "apiKeyAuth": {
             "credentialRefs": [{"group": "", "kind": "Secret", "name": api_keys_secret(t)} for t in all_teams],
             "extractFrom": [{"headers": ["authorization"]}],
@@ -218,7 +249,8 @@ def traffic_spec(model: ModelEntry, gateway_replicas: int) -> dict[str, Any]:
                                     {
                                         "name": CLIENT_ID_HEADER,
                                         "type": "RegularExpression",
-                                        "value": f"^{team.replace('.', '[.]')}[.].+$",
+                                        # `<team>.<client>` (an API key's client id) or `<team>` (a JWT's claim).
+                                        "value": f"^{team}([.].+)?$",
                                     }
                                 ]
                             }
@@ -296,7 +328,7 @@ class ModelRoute(pulumi.ComponentResource):
             api_version="gateway.envoyproxy.io/v1alpha1",
             kind="SecurityPolicy",
             metadata=meta,
-            spec=security_spec(m, args.all_teams),
+            spec=gateway.apply(lambda g: security_spec(m, args.all_teams, g.get("auth") or {"mode": "api-keys"})),
             opts=after,
         )
         k8s.apiextensions.CustomResource(

@@ -25,6 +25,7 @@ import gc
 import json
 import logging
 import math
+import re
 import signal
 import socket
 import time
@@ -172,6 +173,27 @@ PRIORITY_HEADER = b"x-modelyard-priority"
 DEGRADED_HEADER = b"x-modelyard-degraded"
 
 
+#: The caller's client id, as the platform's gateway forwards it after authenticating the caller's key
+#: (`<team>.<client>`; the gateway removes any value a client sends itself).
+CALLER_HEADER = b"x-modelyard-client"
+#: Distinct calling teams one front counts under their own names; past them, `other` (bounded series).
+MAX_CALLERS = 64
+#: What request_caller answers for no header or no team, and the name past MAX_CALLERS teams.
+RESERVED_CALLERS = frozenset({"none", "invalid", "other"})
+#: A team as the catalog allows one (workloads/catalog.py TEAM_NAME): a lowercase DNS label.
+_TEAM = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
+
+
+def request_caller(headers: list[tuple[bytes, bytes]]) -> str:
+    """The calling team (CALLER_HEADER's text before its first dot), `none` without the header, `invalid` where
+    it names no team."""
+    for name, value in headers:
+        if name == CALLER_HEADER:
+            team = value.decode("latin-1").strip().split(".", 1)[0]
+            return team if _TEAM.fullmatch(team) else "invalid"
+    return "none"
+
+
 def request_priority(headers: list[tuple[bytes, bytes]]) -> str:
     """The request's priority (PRIORITY_HEADER), `high` when unmarked; any other value is a BadRequest."""
     for name, value in headers:
@@ -206,6 +228,9 @@ class App:
         name = settings.model_name
         self.name = name
         self._counts: dict[tuple[str, int], Any] = {}
+        self._caller_counts: dict[tuple[str, int], Any] = {}
+        #: The teams counted under their own names (at most MAX_CALLERS).
+        self._callers: set[str] = set()
         # Every answer the availability SLI reads exists from the start, at 0: a series Prometheus first
         # scrapes at some count N loses those N from rate() and increase(), and is extrapolated by its own
         # first sample, so the error ratio over a window with a new 503 series would read low.
@@ -233,6 +258,18 @@ class App:
         self._tap_task: asyncio.Task[None] | None = None
 
     # -- plumbing
+
+    def _count_caller(self, caller: str, status: int) -> Any:
+        """The caller counter's child for a team and status; past MAX_CALLERS distinct teams, `other`."""
+        key = (caller, status)
+        child = self._caller_counts.get(key)
+        if child is None:
+            if caller not in self._callers and caller not in RESERVED_CALLERS:
+                if len(self._callers) >= MAX_CALLERS:
+                    return self._count_caller("other", status)
+                self._callers.add(caller)
+            child = self._caller_counts[key] = metrics.CALLER_REQUESTS.labels(self.name, caller, str(status))
+        return child
 
     def _count(self, protocol: str, status: int) -> Any:
         key = (protocol, status)
@@ -301,6 +338,7 @@ class App:
         finally:
             tally = self.dispatcher.tally
             tally.inc(self._count(protocol, status))
+            tally.inc(self._count_caller(request_caller(scope["headers"]), status))
             if status == 200:  # the latency SLI is of answers; a refusal or an error is availability's
                 tally.observe(self._durations[protocol], time.perf_counter() - started)
             self.dispatcher.metrics_changed()

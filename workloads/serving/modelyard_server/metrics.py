@@ -18,6 +18,14 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 REQUESTS = Counter(
     "modelyard_requests", "Answered requests, by protocol and HTTP status code", ["model_name", "protocol", "code"]
 )
+#: The same answers by calling team: the team in the client id the platform's gateway forwards (x-modelyard-client,
+#: `<team>.<client>`, set after it authenticated the caller's key), `none` for a request that came past no gateway,
+#: `invalid` for an id that names no team, `other` past the teams a front counts (front.MAX_CALLERS).
+CALLER_REQUESTS = Counter(
+    "modelyard_caller_requests",
+    "Answered requests by calling team and HTTP status code",
+    ["model_name", "caller", "code"],
+)
 #: Latency of the requests answered (200): a fast refusal must not make the latency SLI look better; the
 #: request counter above has every answer, and availability reads it.
 DURATION = Histogram(

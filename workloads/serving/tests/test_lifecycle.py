@@ -254,6 +254,7 @@ def test_metric_names_and_buckets_match_the_platform() -> None:
     from modelyard_server import metrics as server
 
     assert server.REQUESTS._name + "_total" == signals.REQUESTS_TOTAL
+    assert server.CALLER_REQUESTS._name + "_total" == signals.CALLER_REQUESTS_TOTAL
     assert server.DURATION._name == signals.REQUEST_DURATION
     assert server.BATCH_SIZE._name == signals.BATCH_SIZE
     assert server.QUEUE_DEPTH._name == signals.QUEUE_DEPTH

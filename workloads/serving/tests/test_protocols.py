@@ -126,3 +126,36 @@ def test_unknown_model_is_404(server: RunningServer, path: str) -> None:
         else {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [1], "data": ["x"]}]}
     )
     assert httpx.post(f"{server.url}{path}", json=body, timeout=30).status_code == 404
+
+
+def test_answers_are_counted_by_the_calling_team_the_gateway_names(server: RunningServer) -> None:
+    """The gateway forwards the authenticated client id (`<team>.<client>`); the server counts each answer under the
+    team, `none` without the header (a call that came past no gateway), `invalid` for an id that names no team."""
+    url = f"{server.url}/v1/embeddings"
+    body = {"model": "minilm", "input": "a sentence"}
+    assert httpx.post(url, json=body, headers={"x-modelyard-client": "search.ci"}, timeout=60).status_code == 200
+    bad = {"model": "minilm", "input": []}
+    assert httpx.post(url, json=bad, headers={"x-modelyard-client": "assistants.bot"}, timeout=60).status_code == 400
+    assert httpx.post(url, json=body, headers={"x-modelyard-client": "Not A Team"}, timeout=60).status_code == 200
+    assert httpx.post(url, json=body, timeout=60).status_code == 200
+    for caller, code in (("search", 200), ("assistants", 400), ("invalid", 200), ("none", 200)):
+        series = f'modelyard_caller_requests_total{{caller="{caller}",code="{code}",model_name="minilm"}}'
+        text = metrics_counting(server, series, 1)
+        assert any(line.startswith(series + " ") and float(line.split()[-1]) >= 1 for line in text.splitlines()), series
+
+
+def test_the_callers_a_front_names_are_bounded() -> None:
+    """Past MAX_CALLERS distinct teams a front counts the rest as `other`: a flood of made-up ids makes no series."""
+    import types
+
+    from modelyard_server import front
+
+    state = types.SimpleNamespace(name="minilm", _caller_counts={}, _callers=set())
+    state._count_caller = lambda caller, status: front.App._count_caller(state, caller, status)  # type: ignore[arg-type]
+    for i in range(front.MAX_CALLERS + 10):
+        state._count_caller(f"team-{i}", 200)
+    assert len(state._callers) == front.MAX_CALLERS
+    assert ("other", 200) in state._caller_counts and ("team-70", 200) not in state._caller_counts
+    assert front.request_caller([(b"x-modelyard-client", b"search.ci")]) == "search"
+    assert front.request_caller([(b"x-modelyard-client", b"../etc")]) == "invalid"
+    assert front.request_caller([]) == "none"
