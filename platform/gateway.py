@@ -50,6 +50,10 @@ CLIENT_ID_HEADER = "x-modelyard-client"
 #: The gateway's certificate and the platform CA that issues it unless `gateway.issuer` names another.
 CA_ISSUER = "modelyard-ca"
 CERTIFICATE_SECRET = "models-gateway-tls"
+#: Defaults for a container of the gateway's namespace that sets none: Envoy Gateway v1.9.0 gives the proxies'
+#: shutdown manager requests and no limits (DefaultShutdownManagerContainerResourceRequirements), and its controller
+#: a memory limit and no CPU limit (the chart's values).
+CONTAINER_DEFAULTS = resources("10m", "32Mi", "1", "512Mi")
 #: Deadline for a request's headers and body from the connection's first byte (Envoy's request_headers_timeout
 #: via ClientTrafficPolicy `timeout.http.requestReceivedTimeout`): a silent or trickling client is cut off.
 REQUEST_RECEIVED_TIMEOUT = "10s"
@@ -220,6 +224,21 @@ class Gateway(pulumi.ComponentResource):
         super().__init__("modelyard:platform:Gateway", name, None, opts)
         cfg = args.config
         ns = namespace(f"{name}-ns", NAMESPACE, args.labels, pulumi.ResourceOptions(parent=self))
+        defaults: Any = {
+            "limits": [
+                {
+                    "type": "Container",
+                    "defaultRequest": CONTAINER_DEFAULTS["requests"],
+                    "default": CONTAINER_DEFAULTS["limits"],
+                }
+            ]
+        }
+        k8s.core.v1.LimitRange(
+            f"{name}-defaults",
+            metadata={"name": "container-defaults", "namespace": ns.metadata["name"], "labels": dict(args.labels)},
+            spec=defaults,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
         deployment: dict[str, Any] = {
             "replicas": args.replicas,
             "priorityClassName": PLATFORM_PRIORITY_CLASS,

@@ -88,7 +88,7 @@ def test_model_namespace_is_restricted_with_default_limits(plans: dict[str, Plan
     assert {n for n, level in enforce.items() if level == "privileged"} == {"monitoring", "nvidia"}
     assert enforce["models"] == enforce["kserve"] == enforce["cert-manager"] == "restricted"
     assert all(labels["pod-security.kubernetes.io/audit"] == "restricted" for labels in namespaces.values())
-    limits = plan.one("kubernetes:core/v1:LimitRange")["inputs"]
+    limits = plan.named("kubernetes:core/v1:LimitRange", "kserve-models-defaults")["inputs"]
     assert limits["metadata"]["namespace"] == "models"
     assert limits["spec"]["limits"][0]["default"] == {"cpu": "2", "memory": "4Gi"}
 
@@ -371,3 +371,40 @@ def test_the_gateways_proxies_are_scraped_where_envoy_gateway_serves_their_stati
     assert monitor["spec"]["selector"] == {"matchLabels": dict(GATEWAY_PROXY_LABELS)}
     (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
     assert (endpoint["port"], endpoint["path"]) == ("metrics", "/stats/prometheus")
+
+
+def test_the_gateways_proxies_as_envoy_gateway_builds_them_pass_pod_security_with_limits(
+    plans: dict[str, Plan],
+) -> None:
+    """The proxies' pod as Envoy Gateway v1.9.0 builds it from the platform's EnvoyProxy (tests/envoy_gateway.py)
+    is admitted by the namespace's `restricted` Pod Security, every container has limits once the namespace's
+    LimitRange defaults them (the shutdown manager comes with none), and the PodMonitor and the model namespace's
+    NetworkPolicy select it."""
+    from envoy_gateway import limit_range_defaults, proxy_pod
+
+    from modelyard.policies.governance.pod_security import violations
+
+    for env, plan in plans.items():
+        proxy = plan.one("kubernetes:gateway.envoyproxy.io/v1alpha1:EnvoyProxy")["inputs"]
+        limits = plan.named("kubernetes:core/v1:LimitRange", "gateway-defaults")["inputs"]
+        assert limits["metadata"]["namespace"] == "envoy-gateway-system"
+        pod = limit_range_defaults(proxy_pod(proxy["spec"], "models", "envoy-gateway-system"), limits["spec"])
+        namespace = plan.named("kubernetes:core/v1:Namespace", "gateway-ns")["inputs"]["metadata"]["labels"]
+        assert namespace["pod-security.kubernetes.io/enforce"] == "restricted"
+        assert violations(pod["spec"], "restricted") == [], env
+        for c in pod["spec"]["containers"]:
+            assert {"cpu", "memory"} <= set(c["resources"]["limits"]), (env, c["name"])
+        labels = pod["metadata"]["labels"]
+        monitor = plan.named("kubernetes:monitoring.coreos.com/v1:PodMonitor", "gateway-proxy-monitor")["inputs"]
+        assert monitor["spec"]["selector"]["matchLabels"].items() <= labels.items()
+        assert [p["name"] for p in pod["spec"]["containers"][0]["ports"]] == ["metrics", "readiness"]
+        inference = next(
+            p["inputs"]["spec"]
+            for p in plan.of_type("kubernetes:networking.k8s.io/v1:NetworkPolicy")
+            if p["inputs"]["metadata"]["name"] == "allow-inference-ingress"
+        )
+        peer = inference["ingress"][0]["from"][0]
+        assert peer["podSelector"]["matchLabels"].items() <= labels.items()
+        # Its own privilege is checkable: the same pod with a root container is refused.
+        pod["spec"]["containers"][1]["securityContext"]["runAsNonRoot"] = False
+        assert violations(pod["spec"], "restricted"), env
