@@ -32,6 +32,7 @@ from modelyard.validation import (
     Duration,
     Email,
     FieldProblems,
+    Hostname,
     InstanceTypeName,
     KmsKeyArn,
     Model,
@@ -371,15 +372,6 @@ class ModelStoreConfig(Model):
         if problems:
             raise FieldProblems(problems)
         return self
-
-
-Hostname = Annotated[
-    str,
-    pattern(
-        r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?){1,8}$",
-        "a lowercase DNS name with at least two labels, such as models.example.internal",
-    ),
-]
 
 
 HttpsUrl = Annotated[str, pattern(r"^https://[^\s/]+(/[^\s]*)?$", "an https:// URL")]

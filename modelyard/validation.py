@@ -61,6 +61,14 @@ KmsKeyArn = Annotated[
 ]
 Region = Annotated[str, pattern(r"^[a-z]{2}(-gov)?-[a-z]+-\d$", "an AWS region such as us-east-1")]
 InstanceTypeName = Annotated[str, pattern(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$", "an EC2 instance type such as g5.xlarge")]
+#: A DNS name of two labels or more, lowercase: a gateway's domain, another region's model host.
+Hostname = Annotated[
+    str,
+    pattern(
+        r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?){1,8}$",
+        "a lowercase DNS name with at least two labels, such as models.example.internal",
+    ),
+]
 Duration = Annotated[str, pattern(r"^\d+(s|m|h)$", "a duration such as 30s, 10m or 1h")]
 
 

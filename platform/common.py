@@ -78,6 +78,28 @@ def namespace(
     )
 
 
+def container_defaults(
+    resource_name: str,
+    namespace: pulumi.Input[str],
+    defaults: Mapping[str, Mapping[str, str]],
+    labels: Mapping[str, str],
+    opts: pulumi.ResourceOptions,
+) -> k8s.core.v1.LimitRange:
+    """A LimitRange giving every container of `namespace` that sets none `defaults`' requests and limits
+    (`resources(...)`'s shape): the API server's LimitRanger fills them in at admission."""
+    spec: Any = {
+        "limits": [
+            {"type": "Container", "defaultRequest": dict(defaults["requests"]), "default": dict(defaults["limits"])}
+        ]
+    }
+    return k8s.core.v1.LimitRange(
+        resource_name,
+        metadata={"name": "container-defaults", "namespace": namespace, "labels": dict(labels)},
+        spec=spec,
+        opts=opts,
+    )
+
+
 def helm_release(
     resource_name: str,
     chart_key: str,

@@ -29,7 +29,14 @@ import pulumi_kubernetes as k8s
 from modelyard.config import GatewayConfig
 from modelyard.infra.nodes import SYSTEM_POOL_LABEL
 from modelyard.platform import signals
-from modelyard.platform.common import PLATFORM_PRIORITY_CLASS, helm_release, namespace, resources, zone_spread
+from modelyard.platform.common import (
+    PLATFORM_PRIORITY_CLASS,
+    container_defaults,
+    helm_release,
+    namespace,
+    resources,
+    zone_spread,
+)
 from modelyard.platform.network_policy import (
     GATEWAY_NAMESPACE,
     GATEWAY_PROXY_LABELS,
@@ -224,20 +231,12 @@ class Gateway(pulumi.ComponentResource):
         super().__init__("modelyard:platform:Gateway", name, None, opts)
         cfg = args.config
         ns = namespace(f"{name}-ns", NAMESPACE, args.labels, pulumi.ResourceOptions(parent=self))
-        defaults: Any = {
-            "limits": [
-                {
-                    "type": "Container",
-                    "defaultRequest": CONTAINER_DEFAULTS["requests"],
-                    "default": CONTAINER_DEFAULTS["limits"],
-                }
-            ]
-        }
-        k8s.core.v1.LimitRange(
+        container_defaults(
             f"{name}-defaults",
-            metadata={"name": "container-defaults", "namespace": ns.metadata["name"], "labels": dict(args.labels)},
-            spec=defaults,
-            opts=pulumi.ResourceOptions(parent=self),
+            ns.metadata["name"],
+            CONTAINER_DEFAULTS,
+            args.labels,
+            pulumi.ResourceOptions(parent=self),
         )
         deployment: dict[str, Any] = {
             "replicas": args.replicas,

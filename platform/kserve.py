@@ -13,6 +13,7 @@ from modelyard.infra.nodes import SYSTEM_POOL_LABEL
 from modelyard.platform.common import (
     CONTAINER_SECURITY,
     PLATFORM_PRIORITY_CLASS,
+    container_defaults,
     helm_release,
     namespace,
     resources,
@@ -182,21 +183,8 @@ class KServe(pulumi.ComponentResource):
         models = namespace(
             f"{name}-models-ns", args.model_namespace, {**args.labels, MODELS_NAMESPACE_LABEL: "true"}, kept
         )
-        # Plain dicts, as in the manifests (the SDK's TypedDicts add nothing a test would not catch).
-        limits: Any = {
-            "limits": [
-                {
-                    "type": "Container",
-                    "defaultRequest": MODEL_DEFAULT_RESOURCES["requests"],
-                    "default": MODEL_DEFAULT_RESOURCES["limits"],
-                }
-            ]
-        }
-        k8s.core.v1.LimitRange(
-            f"{name}-models-defaults",
-            metadata={"name": "container-defaults", "namespace": models.metadata["name"], "labels": dict(args.labels)},
-            spec=limits,
-            opts=child,
+        container_defaults(
+            f"{name}-models-defaults", models.metadata["name"], MODEL_DEFAULT_RESOURCES, args.labels, child
         )
         k8s.core.v1.ServiceAccount(
             f"{name}-model-puller",

@@ -41,6 +41,7 @@ from modelyard.validation import (
     ConfigError,
     DnsLabel,
     FieldProblems,
+    Hostname,
     Model,
     Seq,
     TagValue,
@@ -167,13 +168,7 @@ class Fallback(Model):
     (its `credential`: `Bearer <key>`), over TLS checked against the CA in ConfigMap `ca_config_map` (its `ca.crt`),
     or the system's CAs."""
 
-    host: Annotated[
-        str,
-        pattern(
-            r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?){1,8}$",
-            "a lowercase DNS name such as minilm.models.prod-west.example.internal",
-        ),
-    ]
+    host: Hostname
     #: The version it serves: the entry's own for an embedding or a prediction (the same vector space).
     version: Version
     ca_config_map: DnsLabel | None = None
