@@ -2,10 +2,12 @@
 component needs (DNS, the API server, AWS APIs, Prometheus scrapes, admission webhooks, model traffic).
 
 The VPC CNI enforces them once its network policy agent is on (infra/eks.py ADDON_CONFIGURATION).
-Peers inside the cluster are selected by namespace; the API server (its ENIs sit in the VPC's
-subnets) and other callers from the VPC by the VPC's CIDR; AWS APIs by port 443 anywhere. With the VPC
-CNI, pods have VPC addresses too, so a port open to the VPC (an admission webhook, the model port) is
-open to every pod; the webhooks authenticate their caller with TLS, and the model port is the service.
+Peers inside the cluster are selected by namespace (and the gateway's proxies by their labels too); the API
+server (its ENIs sit in the VPC's subnets) and the gateway's clients by the VPC's CIDR, or the client ranges
+configured; AWS APIs by port 443 anywhere. With the VPC CNI, pods have VPC addresses too, so a port open to the
+VPC (an admission webhook, the gateway's listener) is open to every pod; the webhooks authenticate their caller
+with TLS, the gateway every request. The model port admits no address range: only the gateway's proxies and
+Prometheus.
 """
 
 from __future__ import annotations

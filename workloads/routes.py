@@ -5,13 +5,15 @@
   (`https://minilm.<host>/v1/embeddings`; an OpenAI client's base URL is `https://<name>.<host>/v1`). It sends to
   the predictor Service KServe's Standard mode makes for each InferenceService (`<isvc>-predictor`, port 80 to the
   container's port; KServe's service_reconciler.go). A canary gets exactly its `traffic_percent` by backendRef
-  weight, whatever the replica counts; a shadow gets copies of `percent` % of the requests (RequestMirror); the
-  request timeout is the runtime's (a streamed LLM answer is one request).
+  weight, whatever the replica counts; a shadow gets copies of `percent` % of the requests (RequestMirror); a
+  fallback is another region's gateway as an Envoy Gateway Backend of lower priority, called with its own key and
+  host; the request timeout is the runtime's (a streamed LLM answer is one request).
 - SecurityPolicy: API keys from each caller team's Secret (`modelyard-api-keys-<team>` in the model namespace,
   every key named `<team>.<name>`; the key is read from `Authorization: Bearer <key>`, and removed before the
   model sees the request), the client id forwarded in `x-modelyard-client`, and authorization that admits only
   the catalog's callers: a valid key of another team gets 403, no or an unknown key 401. The key sets of every
-  team the catalog names are admitted by every route, so that 403 and 401 mean what they say.
+  team the catalog names are admitted by every route, so that 403 and 401 mean what they say. Or, where the
+  platform names an identity provider, its JWT, the team claim forwarded in the same header and authorized alike.
 - BackendTrafficPolicy: each caller team's request rate (Envoy's local rate limit, enforced by every proxy replica
   at its share: the limit over the gateway's replicas), retries only where the runtime's calls may be replayed
   (otherwise only when the call never reached a replica), a circuit breaker at what the model's replicas hold, and
@@ -39,8 +41,6 @@ RETRIES = 2
 #: Consecutive 5xx answers after which a replica is ejected, for BASE_EJECTION (longer each time it recurs).
 CONSECUTIVE_5XX = 5
 BASE_EJECTION = "30s"
-
-
 #: The port a fallback elsewhere (another modelyard gateway) listens on.
 FALLBACK_PORT = 443
 
