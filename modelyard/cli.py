@@ -662,6 +662,8 @@ def cmd_ops(args: argparse.Namespace) -> int:
             result = ops.drift(prom, args.model)
         elif args.ops_command == "alerts":
             result = ops.alerts(prom)
+        elif args.ops_command == "gateway":
+            result = ops.gateway(prom, args.window)
         else:
             result = _ops_cost(prom, args.env)
     except ops.OpsError as exc:
@@ -777,6 +779,15 @@ def _prometheus_option(parser: argparse.ArgumentParser) -> None:
         default=os.environ.get("MODELYARD_PROMETHEUS_URL", "http://127.0.0.1:9090"),
         help="Prometheus URL (default: $MODELYARD_PROMETHEUS_URL or http://127.0.0.1:9090, a port-forward)",
     )
+
+
+def prometheus_duration(value: str) -> str:
+    """A PromQL range such as 30m (argparse type): refused here, naming it, rather than by Prometheus."""
+    import re
+
+    if not re.fullmatch(r"[1-9]\d*(ms|s|m|h|d|w|y)", value):
+        raise argparse.ArgumentTypeError(f"{value!r} is not a Prometheus duration such as 5m, 30m or 1h")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -897,12 +908,18 @@ def build_parser() -> argparse.ArgumentParser:
     cost_ops.add_argument("--env", required=True, help="the environment (its AWS Budget is modelyard-<env>)")
     canary_ops = ops_sub.add_parser("canary", help="canary vs stable error ratio and p99, with a verdict")
     canary_ops.add_argument("model", metavar="MODEL")
-    canary_ops.add_argument("--window", default="30m", help="how far back to compare (default: 30m)")
+    canary_ops.add_argument(
+        "--window", type=prometheus_duration, default="30m", help="how far back to compare (default: 30m)"
+    )
     drift_ops = ops_sub.add_parser(
         "drift", help="the drift worker's latest tests of a model's input and output, with the alerts' verdict"
     )
     drift_ops.add_argument("model", metavar="MODEL")
     ops_sub.add_parser("alerts", help="what is firing or pending, with the runbook of each")
+    gateway_ops = ops_sub.add_parser(
+        "gateway", help="each model route at the gateway: requests, errors, retries, breaker, ejected replicas"
+    )
+    gateway_ops.add_argument("--window", type=prometheus_duration, default="5m", help="the rate window (default: 5m)")
     ops_cmd.set_defaults(handler=cmd_ops)
 
     load = sub.add_parser(
@@ -963,7 +980,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     decide.add_argument("--env", required=True, help="the environment whose catalog and Prometheus to read")
     decide.add_argument("--model", help="one model (default: every model with a running canary)")
-    decide.add_argument("--window", default="30m", help="how far back to compare (default: 30m)")
+    decide.add_argument(
+        "--window", type=prometheus_duration, default="30m", help="how far back to compare (default: 30m)"
+    )
     decide.add_argument("--apply", action="store_true", help="write the edits into the catalog file")
     decide.add_argument("--json", action="store_true", help="print JSON instead of lines")
     _prometheus_option(decide)

@@ -419,6 +419,72 @@ def drift(prom: Prometheus, model: str) -> Result:
     )
 
 
+def _route(cluster: str) -> str:
+    """`httproute/<namespace>/<name>/rule/<i>` (Envoy Gateway's cluster of a route's rule) as `<namespace>/<name>`."""
+    parts = cluster.split("/")
+    return f"{parts[1]}/{parts[2]}" if len(parts) >= 3 and parts[0] == "httproute" else cluster
+
+
+def gateway(prom: Prometheus, window: str = "5m") -> Result:
+    """Each model route at the gateway: requests by class, retries, the breaker and the replicas ejected (what the
+    Gateway alerts read, without their wait); and what the gateway answered itself (401, 403, 429, the breaker's
+    503). A route whose breaker is at its limit, or that has replicas ejected, is a problem."""
+    routes = signals.GATEWAY_ROUTE_CLUSTERS
+    by_class = prom.scalar_by(
+        f"sum by (envoy_cluster_name, envoy_response_code_class) "
+        f"(rate({signals.GATEWAY_UPSTREAM_RQ_XX}{{{routes}}}[{window}]))",
+        "envoy_cluster_name",
+        "envoy_response_code_class",
+    )
+    retries = prom.scalar_by(
+        f"sum by (envoy_cluster_name) (rate({signals.GATEWAY_RETRIES}{{{routes}}}[{window}]))", "envoy_cluster_name"
+    )
+    breaker = prom.scalar_by(
+        f"max by (envoy_cluster_name) ({signals.GATEWAY_BREAKER_OPEN}{{{routes}}})", "envoy_cluster_name"
+    )
+    ejected = prom.scalar_by(
+        f"max by (envoy_cluster_name) ({signals.GATEWAY_EJECTED}{{{routes}}})", "envoy_cluster_name"
+    )
+    healthy = prom.scalar_by(
+        f"max by (envoy_cluster_name) ({signals.GATEWAY_HEALTHY}{{{routes}}})", "envoy_cluster_name"
+    )
+    clusters = sorted({c for c, _ in by_class} | set(k[0] for k in breaker) | set(k[0] for k in ejected))
+    rows, problem = [], False
+    for cluster in clusters:
+        total = sum(v for (c, _), v in by_class.items() if c == cluster)
+        errors = by_class.get((cluster, "5"), 0.0)
+        open_ = breaker.get((cluster,), 0.0) >= 1
+        out = ejected.get((cluster,), 0.0)
+        problem = problem or open_ or out > 0
+        rows.append(
+            {
+                "route": _route(cluster),
+                "requests_per_s": _num(total),
+                "error_share": _num(errors / total if total else None, 4),
+                "retries_per_s": _num(retries.get((cluster,))),
+                "breaker": "at its limit" if open_ else "closed",
+                "ejected": out,
+                "healthy": healthy.get((cluster,)),
+            }
+        )
+    own = prom.scalar_by(signals.gateway_own_answers(window), "envoy_response_code_class")
+    notes = (
+        [
+            f"answered by the gateway itself over {window}: "
+            + ", ".join(f"{cls}xx {_num(max(v, 0.0))}/s" for (cls,), v in sorted(own.items()) if cls in ("4", "5"))
+        ]
+        if own
+        else ["no gateway statistics: are the proxies scraped (PodMonitor envoy-proxies)?"]
+    )
+    return Result(
+        f"Gateway routes over {window}",
+        ["route", "requests_per_s", "error_share", "retries_per_s", "breaker", "ejected", "healthy"],
+        rows,
+        problem,
+        notes,
+    )
+
+
 def alerts(prom: Prometheus) -> Result:
     """What is firing or pending, with each alert's runbook."""
     rows = []

@@ -541,14 +541,7 @@ def gateway() -> Dashboard:
             ),
             Panel(
                 "Answers the gateway gave itself (401, 403, 429, breaker 503), by class",
-                (
-                    Target(
-                        f"sum by (envoy_response_code_class) (rate({s.GATEWAY_DOWNSTREAM_RQ_XX}[{_RATE}]))\n"
-                        f"- sum by (envoy_response_code_class) "
-                        f"(rate({s.GATEWAY_UPSTREAM_RQ_XX}{{{s.GATEWAY_ROUTE_CLUSTERS}}}[{_RATE}]))",
-                        "{{envoy_response_code_class}}xx",
-                    ),
-                ),
+                (Target(s.gateway_own_answers(_RATE), "{{envoy_response_code_class}}xx"),),
                 "reqps",
                 description="What the listeners answered less what the models answered: 4xx are unknown keys (401), "
                 "keys of teams a model does not admit (403) and teams over their rate (429); 5xx the breakers.",

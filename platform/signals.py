@@ -189,5 +189,17 @@ GATEWAY_HEALTHY = "envoy_cluster_membership_healthy"
 GATEWAY_CERT_EXPIRY = "envoy_listener_ssl_certificate_expiration_unix_time_seconds"
 #: A route's clusters: the model routes of the workloads stack.
 GATEWAY_ROUTE_CLUSTERS = 'envoy_cluster_name=~"httproute/.+"'
+
+
+def gateway_own_answers(window: str) -> str:
+    """What the listeners answered that no route's upstream did, per response class: the gateway's own 401, 403 and
+    429, and the breaker's 503. A class no upstream answered counts whole (`or ... * 0`), not as no value."""
+    listeners = f"sum by (envoy_response_code_class) (rate({GATEWAY_DOWNSTREAM_RQ_XX}[{window}]))"
+    upstreams = (
+        f"sum by (envoy_response_code_class) (rate({GATEWAY_UPSTREAM_RQ_XX}{{{GATEWAY_ROUTE_CLUSTERS}}}[{window}]))"
+    )
+    return f"{listeners}\n- ({upstreams}\nor {listeners} * 0)"
+
+
 #: Days before expiry GatewayCertificateExpiring fires: cert-manager renews 15 days before (platform/gateway.py).
 GATEWAY_CERT_DAYS = 7

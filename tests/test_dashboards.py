@@ -187,9 +187,11 @@ ROUTE_CLUSTER = 'envoy_cluster_name="httproute/models/embed/rule/0"'
 
 def _gateway_series(cluster: str = ROUTE_CLUSTER) -> list[dict[str, str]]:
     series = []
+    # The models answered 2xx and 5xx; the listener 4xx too (the gateway's own): a class only the listener gave.
     for cls in ("2", "4", "5"):
         labels = f'{PROXY}, {cluster}, envoy_response_code_class="{cls}"'
-        series.append({"series": f"{signals.GATEWAY_UPSTREAM_RQ_XX}{{{labels}}}", "values": "0+5x20"})
+        if cls != "4":
+            series.append({"series": f"{signals.GATEWAY_UPSTREAM_RQ_XX}{{{labels}}}", "values": "0+5x20"})
         listener = f'{PROXY}, envoy_http_conn_manager_prefix="https-10443", envoy_response_code_class="{cls}"'
         series.append({"series": f"{signals.GATEWAY_DOWNSTREAM_RQ_XX}{{{listener}}}", "values": "0+8x20"})
     for i, le in enumerate(("10", "100", "+Inf")):

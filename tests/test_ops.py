@@ -127,6 +127,24 @@ def openmetrics(now: int) -> str:
         lambda i: 1,
     )
     add("DCGM_FI_DEV_XID_ERRORS", 'hostname="n2",gpu="0"', lambda i: 79)
+    # The gateway's proxy: embed's route answers 10/s (1/s of it 5xx), its breaker at its limit and one replica
+    # ejected; calm's route 20/s, healthy. The listener answered 4 more 4xx a second than the routes did (the gateway's
+    # own 401/403/429).
+    g = 'namespace="envoy-gateway-system",pod="envoy-models-1",job="modelyard-gateway"'
+    for route, ok, failed, open_, out in (("embed", 9, 1, 1, 1), ("calm", 20, 0, 0, 0)):
+        cluster = f'{g},envoy_cluster_name="httproute/models/{route}/rule/0"'
+        add("envoy_cluster_upstream_rq_xx", f'{cluster},envoy_response_code_class="2"', lambda i, k=ok: k * STEP * i)
+        add(
+            "envoy_cluster_upstream_rq_xx", f'{cluster},envoy_response_code_class="5"', lambda i, k=failed: k * STEP * i
+        )
+        add("envoy_cluster_upstream_rq_retry", cluster, lambda i, k=failed: k * STEP * i)
+        add("envoy_cluster_circuit_breakers_default_rq_open", cluster, lambda i, v=open_: v)
+        add("envoy_cluster_outlier_detection_ejections_active", cluster, lambda i, v=out: v)
+        add("envoy_cluster_membership_healthy", cluster, lambda i: 2)
+    listener = f'{g},envoy_http_conn_manager_prefix="https-10443"'
+    add("envoy_http_downstream_rq_xx", f'{listener},envoy_response_code_class="2"', lambda i: 29 * STEP * i)
+    add("envoy_http_downstream_rq_xx", f'{listener},envoy_response_code_class="4"', lambda i: 4 * STEP * i)
+    add("envoy_http_downstream_rq_xx", f'{listener},envoy_response_code_class="5"', lambda i: 1 * STEP * i)
     return "\n".join(line for lines in families.values() for line in lines) + "\n# EOF\n"
 
 
@@ -266,6 +284,25 @@ def test_drift_with_the_alerts_verdict(prometheus: str, capsys: pytest.CaptureFi
     assert code == 0 and {r["verdict"] for r in result["rows"]} == {"too few samples (120 of 200)"}
     code, result = ops(prometheus, "drift", "steady8", capsys=capsys)
     assert code == 0 and {r["verdict"] for r in result["rows"]} == {"no reference"}
+
+
+def test_gateway_routes_with_their_breakers_and_the_gateways_own_answers(
+    prometheus: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, result = ops(prometheus, "gateway", capsys=capsys)
+    rows = {r["route"]: r for r in result["rows"]}
+    assert code == 1 and set(rows) == {"models/embed", "models/calm"}
+    # Rates over a window that the series stop 30 s short of: compared with each other, not with their nominal values.
+    embed, calm = rows["models/embed"], rows["models/calm"]
+    assert embed["error_share"] == 0.1 and calm["requests_per_s"] == pytest.approx(2 * embed["requests_per_s"], 0.02)
+    assert embed["breaker"] == "at its limit" and embed["ejected"] == 1 and embed["healthy"] == 2
+    assert calm["breaker"] == "closed" and calm["error_share"] == 0.0 and calm["ejected"] == 0
+    (note,) = result["notes"]
+    own = dict(part.split(" ") for part in note.removeprefix("answered by the gateway itself over 5m: ").split(", "))
+    assert float(own["4xx"].removesuffix("/s")) == pytest.approx(0.4 * embed["requests_per_s"], 0.05)
+    assert own["5xx"] == "0.0/s"  # every 5xx the listener gave was a route's
+    assert main(["ops", "--prometheus", prometheus, "gateway", "--window", "10m"]) == 1
+    assert "models/embed" in capsys.readouterr().out  # the table
 
 
 def test_alerts_with_runbooks(prometheus: str, capsys: pytest.CaptureFixture[str]) -> None:
