@@ -94,28 +94,49 @@ def openai_error(status: int, message: str, code: str) -> str:
     return json.dumps({"error": {"message": message, "type": kind, "param": None, "code": code}})
 
 
-#: What the gateway itself answers, by status: no or an unknown key (API key authentication), a key whose
-#: team may not call the model (RBAC), a tenant over its rate (local rate limit).
+#: What the gateway itself answers, by status: no or an invalid credential (API key or JWT authentication), a
+#: team that may not call the model (RBAC), a team over its rate (local rate limit).
 GATEWAY_ERRORS: Mapping[int, tuple[str, str]] = {
-    401: ("Missing or unknown API key: send your team's key as 'Authorization: Bearer <key>'.", "invalid_api_key"),
-    403: ("This key's team may not call this model (the catalog entry's callers).", "model_not_allowed"),
-    429: ("Your team's request rate for this model is over its limit; retry later.", "rate_limit_exceeded"),
+    401: (
+        "Missing or invalid credentials: send your team's API key (or your identity provider's token) as "
+        "'Authorization: Bearer ...'.",
+        "invalid_api_key",
+    ),
+    403: ("Your team may not call this model (the catalog entry's callers).", "model_not_allowed"),
+    429: (
+        "Your team's request rate for this model is over its limit; retry after Retry-After seconds.",
+        "rate_limit_exceeded",
+    ),
 }
+#: Envoy's local replies (the authentication, RBAC and rate limit filters') are plain text; a model's own errors
+#: are JSON and pass through untouched (the model server's 429 keeps its message and Retry-After).
+LOCAL_REPLY_CONTENT_TYPE = "text/plain"
 
 
-def response_overrides() -> list[dict[str, Any]]:
-    """BackendTrafficPolicy `responseOverride` entries that give the gateway's own 401, 403 and 429 OpenAI's
-    error body (Envoy's custom response filter, first in the chain, sees the later filters' local replies)."""
-    return [
-        {
-            "match": {"statusCodes": [{"type": "Value", "value": status}]},
-            "response": {
-                "contentType": "application/json",
-                "body": {"type": "Inline", "inline": openai_error(status, message, code)},
-            },
+def response_overrides(retry_after_s: int) -> list[dict[str, Any]]:
+    """BackendTrafficPolicy `responseOverride` entries that give the gateway's own 401, 403 and 429 OpenAI's error
+    body (Envoy's custom response filter, first in the chain, sees the later filters' local replies), the 429 a
+    Retry-After of the rate limit's unit; only for Envoy's own plain-text replies."""
+    found = []
+    for status, (message, code) in GATEWAY_ERRORS.items():
+        response: dict[str, Any] = {
+            "contentType": "application/json",
+            "body": {"type": "Inline", "inline": openai_error(status, message, code)},
         }
-        for status, (message, code) in GATEWAY_ERRORS.items()
-    ]
+        if status == 429:
+            response["header"] = {"set": [{"name": "retry-after", "value": str(retry_after_s)}]}
+        found.append(
+            {
+                "match": {
+                    "statusCodes": [{"type": "Value", "value": status}],
+                    "responseHeaders": [
+                        {"name": "content-type", "value": {"type": "Prefix", "value": LOCAL_REPLY_CONTENT_TYPE}}
+                    ],
+                },
+                "response": response,
+            }
+        )
+    return found
 
 
 def load_balancer_annotations(cfg: GatewayConfig) -> dict[str, str]:

@@ -140,11 +140,18 @@ def test_a_tenants_limit_is_split_across_the_gateways_replicas() -> None:
 def test_the_gateways_own_errors_are_what_the_openai_client_reads(status: int, error: type[Exception]) -> None:
     """The bodies the gateway answers with (responseOverride), through the real OpenAI client: its error class,
     message and code."""
-    override = next(o for o in gateway.response_overrides() if o["match"]["statusCodes"][0]["value"] == status)
+    override = next(o for o in gateway.response_overrides(1) if o["match"]["statusCodes"][0]["value"] == status)
+    # Only Envoy's own plain-text replies: a model's JSON error (the server's 429 and its Retry-After) passes.
+    assert override["match"]["responseHeaders"] == [
+        {"name": "content-type", "value": {"type": "Prefix", "value": "text/plain"}}
+    ]
     body = override["response"]["body"]["inline"]
 
+    headers = {"content-type": override["response"]["contentType"]}
+    headers |= {h["name"]: h["value"] for h in override["response"].get("header", {}).get("set", [])}
+
     def answer(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(status, content=body, headers={"content-type": override["response"]["contentType"]})
+        return httpx.Response(status, content=body, headers=headers)
 
     client = openai.OpenAI(
         api_key="search.ci-key",
@@ -156,6 +163,8 @@ def test_the_gateways_own_errors_are_what_the_openai_client_reads(status: int, e
         client.embeddings.create(model="minilm", input="hello")
     message, code = gateway.GATEWAY_ERRORS[status]
     assert raised.value.code == code  # type: ignore[attr-defined]
+    if status == 429:  # the rate limit's unit, where the client's own backoff reads it
+        assert raised.value.response.headers["retry-after"] == "1"  # type: ignore[attr-defined]
     assert message in str(raised.value)
     assert json.loads(body)["error"]["type"] == ("requests" if status == 429 else "invalid_request_error")
 

@@ -271,7 +271,7 @@ def traffic_spec(model: ModelEntry, gateway_replicas: int) -> dict[str, Any]:
                 "maxEjectionPercent": 50,
             }
         },
-        "responseOverride": response_overrides(),
+        "responseOverride": response_overrides(1 if limit["unit"] == "Second" else 60),
     }
 
 
