@@ -28,6 +28,7 @@ from modelyard.platform.cert_manager import NAMESPACE as CERT_MANAGER_NAMESPACE
 from modelyard.platform.gpu import NAMESPACE as NVIDIA_NAMESPACE
 from modelyard.platform.kserve import NAMESPACE as KSERVE_NAMESPACE
 from modelyard.platform.monitoring import NAMESPACE as MONITORING_NAMESPACE
+from modelyard.policies.governance.conventions import MODEL_PORT
 
 #: Who is on the other side: pods of a namespace, the pods of a namespace with some labels, any address in the VPC,
 #: one CIDR, or any address at all.
@@ -38,8 +39,6 @@ Peer = (
     | tuple[Literal["cidr"], str]
 )
 NAMESPACE_LABEL = "kubernetes.io/metadata.name"
-#: The HTTP port model servers listen on (workloads/models.py) and are scraped on.
-MODEL_PORT = 8080
 #: The drift worker's port (workloads/drift.py): the model pods' taps send to it, Prometheus scrapes it.
 DRIFT_PORT = 8090
 #: Prometheus's HTTP API (KEDA queries the serving signal there).

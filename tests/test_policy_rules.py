@@ -1431,6 +1431,17 @@ def test_a_shadow_is_mirrored_the_share_asked_and_weighed_nothing() -> None:
     assert "a shadow's answers would reach them" in found[0].message
 
 
+def test_a_model_port_opened_by_its_name_to_a_range_is_named() -> None:
+    """The model containers name their port `http1`; a policy may open it by that name."""
+    [ns, policy] = model_ns_policy({"ipBlock": {"cidr": "10.60.0.0/16"}})
+    policy.inputs["spec"]["ingress"][0]["ports"] = [{"protocol": "TCP", "port": "http1"}]
+    assert [f.field for f in run("model-port-closed-to-cidrs", [ns, policy])] == [
+        "spec.ingress[0].from[0].ipBlock.cidr"
+    ]
+    policy.inputs["spec"]["ingress"][0]["ports"] = [{"protocol": "TCP", "port": 9090}]
+    assert run("model-port-closed-to-cidrs", [ns, policy]) == []
+
+
 def test_a_model_port_open_to_every_source_is_named() -> None:
     [ns, policy] = model_ns_policy(PROXIES)
     policy.inputs["spec"]["ingress"][0].pop("from")

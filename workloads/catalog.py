@@ -416,12 +416,12 @@ class ModelEntry(Model):
         assert self.shadow is not None
         return max(1, math.ceil(self.replicas.min * self.shadow.percent / 100))
 
-    def canary_replicas(self) -> tuple[int, int]:
-        """(stable, canary) minimum replicas. The gateway's route splits traffic by weight, whatever the replica
-        counts; the canary starts with the replicas its share of the stable minimum needs, at least one."""
+    def canary_replicas(self) -> int:
+        """The canary's minimum replicas (the stable version keeps replicas.min). The gateway's route splits traffic
+        by weight, whatever the replica counts; the canary starts with what its share of the stable minimum needs,
+        at least one."""
         assert self.canary is not None
-        canary = max(1, math.ceil(self.replicas.min * self.canary.traffic_percent / 100))
-        return self.replicas.min, canary
+        return max(1, math.ceil(self.replicas.min * self.canary.traffic_percent / 100))
 
 
 class Drift(Model):

@@ -258,8 +258,7 @@ class ModelDeployment(pulumi.ComponentResource):
         versions = [(m.name, m.version, m.replicas.min, "stable")]
         if m.canary_active:
             assert m.canary is not None
-            _, canary = m.canary_replicas()
-            versions.append((f"{m.name}-canary", m.canary.version, canary, "canary"))
+            versions.append((f"{m.name}-canary", m.canary.version, m.canary_replicas(), "canary"))
         if m.shadow_active:
             assert m.shadow is not None
             versions.append((f"{m.name}-shadow", m.shadow.version, m.shadow_replicas(), "shadow"))

@@ -114,10 +114,9 @@ def workloads_lines(w: Workloads) -> list[str]:
             f"SLO {rt.slo_text(m)}"
         )
         if m.canary_active and m.canary:
-            _, canary = m.canary_replicas()
             line += (
                 f" · canary v{m.canary.version}: {m.canary.traffic_percent}% of traffic by route weight, "
-                f"{canary} replica(s)"
+                f"{m.canary_replicas()} replica(s)"
             )
         elif m.canary is not None:
             state = "promoted" if m.canary.version == m.version else "rolled back (0%)"

@@ -132,6 +132,9 @@ def sli_ratio(kind: str, window: str) -> str:
     return f"model:modelyard_request_{kind}:ratio_rate{window}"
 
 
+#: The HTTP port model servers listen on and are scraped on (workloads/runtimes; platform/network_policy.py admits
+#: it from the gateway's proxies and Prometheus only; rule model-port-closed-to-cidrs).
+MODEL_PORT = 8080
 #: On a canary InferenceService: the share of its model's traffic the catalog asks for (the gateway route's weight).
 TRAFFIC_PERCENT_ANNOTATION = "modelyard.io/traffic-percent"
 #: On the model namespace: the namespace model pods serve from (rule model-port-closed-to-cidrs reads it).

@@ -9,6 +9,7 @@ from typing import Any
 
 from ..conventions import (
     MIRROR_PERCENT_ANNOTATION,
+    MODEL_PORT,
     MODELS_NAMESPACE_LABEL,
     ROLE_LABEL,
     TRAFFIC_PERCENT_ANNOTATION,
@@ -20,8 +21,6 @@ HTTP_ROUTE = "kubernetes:gateway.networking.k8s.io/v1:HTTPRoute"
 SECURITY_POLICY = "kubernetes:gateway.envoyproxy.io/v1alpha1:SecurityPolicy"
 #: The SecurityPolicy fields that authenticate a caller (Envoy Gateway v1.9.0's SecurityPolicySpec).
 AUTHENTICATION = ("apiKeyAuth", "jwt", "oidc", "basicAuth", "extAuth")
-#: The port model servers listen on (platform/network_policy.py MODEL_PORT).
-MODEL_PORT = 8080
 
 
 def _str(value: Any) -> str | None:
@@ -66,8 +65,15 @@ def _route_authenticated(ctx: Context) -> Iterator[Finding]:
 
 
 def _admits_port(rule: Any, port: int) -> bool:
+    """Whether an ingress rule may admit `port`: no ports (every one), no port in an entry, the number, or a name
+    (a named port is resolved on each pod: the model containers name theirs, `http1`, so a name may be it)."""
     ports = as_list(dig(rule, "ports"))
-    return not ports or any(dig(p, "port") in (port, str(port)) or dig(p, "port") is None for p in ports)
+    return not ports or any(
+        (value := dig(p, "port")) is None
+        or value in (port, str(port))
+        or (isinstance(value, str) and not value.isdigit())
+        for p in ports
+    )
 
 
 @stack_rule(
