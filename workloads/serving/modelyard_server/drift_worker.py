@@ -6,7 +6,8 @@ version's reference (drift.py).
 
 HTTP (one process, uvicorn):
 - `POST /v1/samples`: a batch of samples of one model version (JSON: model, version, reference_sha256,
-  dimensions, embeddings as base64 little-endian float32, chars, tokens). The answer says whether the
+  dimensions, embeddings as base64 little-endian float32, chars, tokens; keys, each sample's join key or
+  null, tap.py). The answer says whether the
   worker holds that reference (`"reference": "known" | "missing" | "none"`); the tap sends it when missing.
 - `PUT /v1/references/<model>/<version>`: the version's drift_reference.npz, with its sha256 in `x-sha256`.
 - `GET /metrics` (the drift series below), `GET /healthz`.
@@ -22,6 +23,12 @@ alerts' minimum-sample guard), `modelyard_drift_reference_samples` (0: none yet)
 `modelyard_drift_evaluations_total`. Memory is bounded: at most `--max_versions` versions, each a window and
 a reference of at most reference.MAX_TEXTS rows; a version beyond the bound is refused (429). A version no tap
 has sent samples of for `--idle_seconds` (an hour) is forgotten with its series: a retired version keeps no alert.
+
+Samples with keys are joined across a model's versions (shadow.py): every interval, each version answering the
+same texts twice gets its noise floor (`modelyard_shadow_noise_pairs`, `_noise_threshold`, `_noise_knn_overlap`),
+and each two versions answering the same texts a comparison, under both orders of the two (labels model,
+model_version, other_version): `modelyard_shadow_pairs`, `_exceeding`, `_cosine{quantile}`, `_knn_overlap`,
+`_p_value`, and `modelyard_shadow_verdict{verdict}` (1 for same, differs or hold; 0 for the others).
 """
 
 from __future__ import annotations
@@ -44,7 +51,7 @@ import numpy as np
 import orjson
 from prometheus_client import CollectorRegistry, Counter, Gauge, disable_created_metrics, generate_latest
 
-from . import drift
+from . import drift, shadow
 from .reference import ReferenceError, parse
 
 log = logging.getLogger("modelyard_server.drift_worker")
@@ -60,6 +67,7 @@ _NAME = re.compile(r"^[a-z]([a-z0-9-]{0,38}[a-z0-9])?$")
 _VERSION = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._-]{0,62}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 SIGNALS = ("embedding", "chars", "tokens")
+VERDICTS = ("same", "differs", "hold")
 
 
 class Refused(Exception):
@@ -91,6 +99,37 @@ class Series:
         self.psi = Gauge("modelyard_drift_psi", "Population stability index", [*labels, "signal"], registry=r)
         self.centroid = Gauge(
             "modelyard_drift_centroid_distance", "1 - cosine of the mean embeddings", labels, registry=r
+        )
+        # The shadow comparison (shadow.py): a version against itself (noise), and against another version.
+        pair = [*labels, "other_version"]
+        self.noise_pairs = Gauge(
+            "modelyard_shadow_noise_pairs", "Pairs of the version's answers to the same text", labels, registry=r
+        )
+        self.noise_threshold = Gauge(
+            "modelyard_shadow_noise_threshold", "The version's own 99th percentile 1 - cosine", labels, registry=r
+        )
+        self.noise_knn = Gauge(
+            "modelyard_shadow_noise_knn_overlap",
+            "Nearest neighbours kept by the version against itself",
+            labels,
+            registry=r,
+        )
+        self.pairs = Gauge("modelyard_shadow_pairs", "Texts both versions answered, in the window", pair, registry=r)
+        self.exceeding = Gauge(
+            "modelyard_shadow_exceeding", "Of the pairs, those beyond the noise threshold", pair, registry=r
+        )
+        self.cosine = Gauge(
+            "modelyard_shadow_cosine", "Cosine of the versions' answers, by quantile", [*pair, "quantile"], registry=r
+        )
+        self.knn = Gauge("modelyard_shadow_knn_overlap", "Nearest neighbours the versions share", pair, registry=r)
+        self.shadow_p_value = Gauge(
+            "modelyard_shadow_p_value", "p-value of the exceedances at the noise rate", pair, registry=r
+        )
+        self.verdict = Gauge(
+            "modelyard_shadow_verdict",
+            "1 for the comparison's verdict (same, differs, hold)",
+            [*pair, "verdict"],
+            registry=r,
         )
 
 
@@ -163,6 +202,20 @@ def _counts(document: dict[str, Any], key: str, n: int) -> np.ndarray:
     return np.asarray(values, np.int32)
 
 
+def _keys(document: dict[str, Any], n: int) -> list[int | None] | None:
+    """The samples' join keys (tap.py), None when the tap sent none."""
+    keys = document.get("keys")
+    if keys is None:
+        return None
+    if (
+        not isinstance(keys, list)
+        or len(keys) != n
+        or not all(k is None or (type(k) is int and 0 <= k < 1 << 63) for k in keys)
+    ):
+        raise Refused(400, f"keys: must be a list of {n} entries, each null or a whole number from 0 to 2^63 - 1")
+    return keys
+
+
 class Worker:
     def __init__(self, settings: WorkerSettings):
         self.settings = settings
@@ -170,6 +223,7 @@ class Worker:
         self.streams: dict[tuple[str, str], Stream] = {}
         self.lock = threading.Lock()
         self.rng = np.random.default_rng(settings.seed)
+        self.pairing = shadow.Pairing(settings.window, settings.max_versions)
 
     # -- intake
 
@@ -206,6 +260,7 @@ class Worker:
             raise Refused(400, "embeddings: hold NaN or infinite values")
         n = len(vectors)
         chars, tokens = _counts(document, "chars", n), _counts(document, "tokens", n)
+        keys = _keys(document, n)
         key = (model, version)
         with self.lock:
             stream = self.streams.get(key)
@@ -221,6 +276,8 @@ class Worker:
                     f"(got {dimensions})",
                 )
             stream.add(vectors, chars, tokens)
+            if keys is not None:
+                self.pairing.add(model, version, keys, vectors)
             stream.last_seen = time.monotonic()
             self.series.samples.labels(model, version).inc(n)
             self.series.window.labels(model, version).set(stream.filled)
@@ -276,7 +333,53 @@ class Worker:
                     for signal in SIGNALS:
                         with contextlib.suppress(KeyError):
                             metric.remove(*key, signal)
+                model = key[0]
+                for metric in (series.noise_pairs, series.noise_threshold, series.noise_knn):
+                    with contextlib.suppress(KeyError):
+                        metric.remove(*key)
+                for a, b in self.pairing.forget(*key):
+                    for first, second in ((a, b), (b, a)):
+                        self._remove_comparison(model, first, second)
         return idle
+
+    def _remove_comparison(self, model: str, version: str, other: str) -> None:
+        series = self.series
+        for metric in (series.pairs, series.exceeding, series.knn, series.shadow_p_value):
+            with contextlib.suppress(KeyError):
+                metric.remove(model, version, other)
+        for quantile in ("0.01", "0.05", "0.5"):
+            with contextlib.suppress(KeyError):
+                series.cosine.remove(model, version, other, quantile)
+        for verdict in VERDICTS:
+            with contextlib.suppress(KeyError):
+                series.verdict.remove(model, version, other, verdict)
+
+    def compare_versions(self) -> dict[tuple[str, str, str], shadow.Comparison]:
+        """The shadow comparisons (shadow.py) of every pair of versions with answers to the same texts, into the
+        series (each under both orders of the two versions); returns them."""
+        with self.lock:
+            floors, comparisons = self.pairing.evaluate()
+        series = self.series
+        for (model, version), noise in floors.items():
+            series.noise_pairs.labels(model, version).set(noise.pairs)
+            series.noise_threshold.labels(model, version).set(noise.threshold)
+            if noise.knn_overlap is not None:
+                series.noise_knn.labels(model, version).set(noise.knn_overlap)
+        for (model, a, b), c in comparisons.items():
+            for version, other in ((a, b), (b, a)):
+                labels = (model, version, other)
+                series.pairs.labels(*labels).set(c.pairs)
+                for quantile, cosine in c.cosine.items():
+                    series.cosine.labels(*labels, quantile).set(cosine)
+                if c.exceeding is not None:
+                    series.exceeding.labels(*labels).set(c.exceeding)
+                if c.knn_overlap is not None:
+                    series.knn.labels(*labels).set(c.knn_overlap)
+                if c.p_value is not None:
+                    series.shadow_p_value.labels(*labels).set(c.p_value)
+                for verdict in VERDICTS:
+                    series.verdict.labels(*labels, verdict).set(1 if verdict == c.verdict else 0)
+        return comparisons
 
     def evaluate(self) -> int:
         """Tests every full window with new samples and a reference; returns how many it tested."""
@@ -306,6 +409,7 @@ class Worker:
                 series.statistic.labels(model, version, name).set(result.statistic)
                 series.psi.labels(model, version, name).set(result.psi)
             series.evaluations.labels(model, version).inc()
+        self.compare_versions()
         return len(due)
 
     def run_evaluations(self, stop: threading.Event) -> None:

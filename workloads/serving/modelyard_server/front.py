@@ -34,6 +34,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any, cast
 
+import numpy as np
 import orjson
 
 from . import __version__, metrics
@@ -192,6 +193,19 @@ def request_caller(headers: list[tuple[bytes, bytes]]) -> str:
             team = value.decode("latin-1").strip().split(".", 1)[0]
             return team if _TEAM.fullmatch(team) else "invalid"
     return "none"
+
+
+#: The request's id, which the gateway generates for each request and copies into its mirrors: the tap keys
+#: its samples by it (tap.py), so that copies of one request are sampled alike and joined (shadow.py).
+REQUEST_ID_HEADER = b"x-request-id"
+
+
+def request_id(headers: list[tuple[bytes, bytes]]) -> bytes | None:
+    """The request's `x-request-id`, None without one."""
+    for name, value in headers:
+        if name == REQUEST_ID_HEADER:
+            return value.strip() or None
+    return None
 
 
 def request_priority(headers: list[tuple[bytes, bytes]]) -> str:
@@ -367,10 +381,10 @@ class App:
             priority = request_priority(scope["headers"])
             body = await read_body(scope, receive, self.settings.body_limit)
             if protocol == "v1":
-                return await self._v1(scope["path"], body, send, deadline, priority)
+                return await self._v1(scope, body, send, deadline, priority)
             if protocol == "v2":
                 return await self._v2(scope, body, send, deadline, priority)
-            return await self._openai(body, send, deadline, priority)
+            return await self._openai(scope, body, send, deadline, priority)
         except ClientGone:
             return 499
         except asyncio.CancelledError as exc:
@@ -430,16 +444,19 @@ class App:
     def _unknown_model(self, name: str) -> BadRequest:
         return BadRequest("model", f"{name!r} is not served here; this server has {self.name!r}", 404)
 
-    async def _v1(self, path: str, body: bytes, send: Send, deadline: float | None, priority: str) -> int:
-        name = path[len("/v1/models/") : -len(":predict")]
+    def _tap(self, scope: Scope, texts: list[str], vectors: np.ndarray, tokens: np.ndarray) -> None:
+        if self.tap is not None:
+            self.tap.offer(texts, vectors, tokens, request_id(scope["headers"]))
+
+    async def _v1(self, scope: Scope, body: bytes, send: Send, deadline: float | None, priority: str) -> int:
+        name = scope["path"][len("/v1/models/") : -len(":predict")]
         if name != self.name:
             raise self._unknown_model(name)
         texts = v1_texts(parse_json(body), self.settings.limits)
         result = await self.dispatcher.embed(texts, "instances", deadline, priority)
         body = orjson.dumps({"predictions": result.vectors}, option=NUMPY)
         await self._send(send, 200, body, JSON, self._degraded(result.tokens))
-        if self.tap is not None:
-            self.tap.offer(texts, result.vectors, result.tokens)
+        self._tap(scope, texts, result.vectors, result.tokens)
         return 200
 
     async def _v2(self, scope: Scope, body: bytes, send: Send, deadline: float | None, priority: str) -> int:
@@ -461,8 +478,7 @@ class App:
         result = await self.dispatcher.embed(request.texts, "inputs[0].data", deadline, priority)
         vectors = result.vectors
         degraded = self._degraded(result.tokens)
-        if self.tap is not None:
-            self.tap.offer(request.texts, vectors, result.tokens)
+        self._tap(scope, request.texts, vectors, result.tokens)
         output: dict[str, Any] = {"name": "embedding", "datatype": "FP32", "shape": [len(vectors), vectors.shape[1]]}
         response: dict[str, Any] = {"model_name": self.name, "id": request.id, "outputs": [output]}
         if version:
@@ -483,7 +499,7 @@ class App:
         )
         return 200
 
-    async def _openai(self, body: bytes, send: Send, deadline: float | None, priority: str) -> int:
+    async def _openai(self, scope: Scope, body: bytes, send: Send, deadline: float | None, priority: str) -> int:
         req = openai_request(parse_json(body), self.settings.dimensions, self.settings.limits)
         if req.model != self.name:
             message = f"model {req.model!r} does not exist here; this server has {self.name!r}"
@@ -491,8 +507,7 @@ class App:
             return 404
         result = await self.dispatcher.embed(req.texts, "input", deadline, priority)
         vectors = result.vectors
-        if self.tap is not None:
-            self.tap.offer(req.texts, vectors, result.tokens)
+        self._tap(scope, req.texts, vectors, result.tokens)
         if req.encoding_format == "base64":
             little = vectors.astype("<f4", copy=False)
             data: list[dict[str, Any]] = [

@@ -1,8 +1,14 @@
 """The sampling tap of a front: a bounded share of the texts it answered, as their embeddings and lengths,
 sent to the environment's drift worker (drift_worker.py) in the background.
 
-- Sampling: each answered text is taken with probability `share`, drawn as geometric gaps between samples,
-  so a request that takes none costs one subtraction.
+- Sampling: each answered text is taken with probability `share`. A request the gateway sent carries its
+  `x-request-id`, which the gateway generates for every request and copies into its mirrors: each of its
+  texts then has a key, a 63-bit BLAKE2b digest of the id and the text's place in the request, and is
+  taken when the key falls in the lowest `share` of the range. Every pod that answers a copy of the request
+  (the stable version, its shadow) takes the same texts and sends them with the same keys, which the worker
+  joins to compare the versions' answers (shadow.py). The keys are random across requests, so a text sent
+  often is sampled as often as it is sent. A request without an id (one that did not come through the
+  gateway) is sampled by geometric gaps between samples: a request that takes none costs one subtraction.
 - The buffer: `capacity` rows allocated once (embeddings, characters, tokens). A sample that finds it full
   is dropped and counted (`modelyard_tap_samples{outcome="dropped"}`); the buffer never grows, and nothing
   on a request's path waits for the worker: a slow or dead worker costs the server nothing but the drops.
@@ -43,6 +49,20 @@ log = logging.getLogger("modelyard_server.tap")
 
 #: The longest wait between tries while the worker is unreachable.
 MAX_BACKOFF = 30.0
+
+
+#: Keys are 63-bit: JSON numbers every parser reads exactly as integers.
+KEY_RANGE = 1 << 63
+#: The longest `x-request-id` a key is made of (Envoy's are UUIDs, 36 characters).
+MAX_REQUEST_ID = 128
+
+
+def sample_keys(request_id: bytes, count: int) -> list[int]:
+    """The keys of a request's `count` texts: BLAKE2b-64 of the request id and each text's place, top bit off."""
+    return [
+        int.from_bytes(hashlib.blake2b(b"%d:%s" % (i, request_id), digest_size=8).digest(), "big") >> 1
+        for i in range(count)
+    ]
 
 
 class TapUrlError(ValueError):
@@ -125,6 +145,8 @@ class Tap:
         self.vectors = np.empty((capacity, dimensions), np.float32)
         self.chars = np.empty(capacity, np.int32)
         self.tokens = np.empty(capacity, np.int32)
+        #: Each row's key (shadow.py's join), -1 for a row sampled without a request id.
+        self.keys = np.empty(capacity, np.int64)
         self.count = 0
         self.tally = tally
         #: Told when the tap counted something outside a request (the sender), so that it reaches /metrics.
@@ -147,17 +169,18 @@ class Tap:
             return 1
         return 1 + int(math.log(1.0 - self._random.random()) / math.log(1.0 - share))
 
-    def offer(self, texts: list[str], vectors: np.ndarray, tokens: np.ndarray) -> None:
+    def offer(self, texts: list[str], vectors: np.ndarray, tokens: np.ndarray, request_id: bytes | None = None) -> None:
         """After an answer: the texts the sampler picks go into the buffer, or are dropped when it is full."""
-        self._gap -= len(texts)
-        if self._gap > 0:
+        if request_id:
+            threshold = int(self.settings.share * KEY_RANGE)
+            keyed = [
+                (i, k) for i, k in enumerate(sample_keys(request_id[:MAX_REQUEST_ID], len(texts))) if k < threshold
+            ]
+            picked, keys = [i for i, _ in keyed], [k for _, k in keyed]
+        else:
+            picked, keys = self._gaps(len(texts)), []
+        if not picked:
             return
-        picked = []
-        at = len(texts) + self._gap - 1  # the row the gap lands on
-        while at < len(texts):
-            picked.append(at)
-            at += self._next_gap()
-        self._gap = at - len(texts) + 1
         room = self.settings.capacity - self.count
         taken = picked[:room]
         if taken:
@@ -165,10 +188,24 @@ class Tap:
             self.vectors[self.count : end] = vectors[taken]
             self.tokens[self.count : end] = tokens[taken]
             self.chars[self.count : end] = [len(texts[i]) for i in taken]
+            self.keys[self.count : end] = keys[: len(taken)] if keys else -1
             self.count = end
         self.tally.inc(self._counters["sampled"], len(picked))
         if len(picked) > len(taken):
             self.tally.inc(self._counters["dropped"], len(picked) - len(taken))
+
+    def _gaps(self, n: int) -> list[int]:
+        """The rows of `n` texts the geometric gaps land on."""
+        self._gap -= n
+        if self._gap > 0:
+            return []
+        picked = []
+        at = n + self._gap - 1  # the row the gap lands on
+        while at < n:
+            picked.append(at)
+            at += self._next_gap()
+        self._gap = at - n + 1
+        return picked
 
     def payload(self, k: int) -> bytes:
         return orjson.dumps(
@@ -180,6 +217,7 @@ class Tap:
                 "embeddings": base64.b64encode(self.vectors[:k].astype("<f4", copy=False).tobytes()).decode(),
                 "chars": self.chars[:k],
                 "tokens": self.tokens[:k],
+                "keys": [None if key < 0 else key for key in self.keys[:k].tolist()],
             },
             option=orjson.OPT_SERIALIZE_NUMPY,
         )
@@ -222,6 +260,7 @@ class Tap:
             self.vectors[:rest] = self.vectors[k : self.count]
             self.chars[:rest] = self.chars[k : self.count]
             self.tokens[:rest] = self.tokens[k : self.count]
+            self.keys[:rest] = self.keys[k : self.count]
         self.count = rest
 
     async def _send_reference(self) -> None:

@@ -22,7 +22,7 @@ from conftest import SERVING, RunningServer, free_port, metrics_with, pushed, st
 from modelyard_server import drift, metrics
 from modelyard_server.drift_worker import App, Worker, WorkerSettings
 from modelyard_server.reference import MIN_TEXTS, REFERENCE, Reference, ReferenceError, parse
-from modelyard_server.tap import Tap, TapSettings, TapUrlError, parse_url
+from modelyard_server.tap import Tap, TapSettings, TapUrlError, parse_url, sample_keys
 
 # -- the tests themselves
 
@@ -449,6 +449,42 @@ def test_the_tap_feeds_the_worker_and_a_topic_shift_is_found(tapped: tuple[Runni
     assert (
         'modelyard_input_tokens_count{model_name="minilm"}' in text and "modelyard_unknown_token_share_bucket" in text
     )
+
+
+def test_copies_of_a_request_are_joined_by_the_worker(tapped: tuple[RunningServer, str, Any]) -> None:
+    """The real server answers each request twice under one x-request-id (the caller's and the copy the route
+    mirrors to the stable Service): the worker joins its samples into noise pairs. A candidate version's samples
+    of the same texts under the same keys (the answers the server gave, as an identical shadow would; then
+    changed) are judged against them: the same, and different."""
+    server, url, _ = tapped
+    texts = topics.mix({"billing": 1, "programming": 1}, 104, 21)
+    answered: list[list[float]] = []
+    with httpx.Client(timeout=30) as client:
+        for i in range(0, len(texts), 8):
+            for copy in range(2):
+                r = client.post(
+                    f"{server.url}/v1/embeddings",
+                    json={"model": "minilm", "input": texts[i : i + 8]},
+                    headers={"x-request-id": f"shadow-test-{i}"},
+                )
+                assert r.status_code == 200, r.text
+                if copy == 0:
+                    answered += [d["embedding"] for d in r.json()["data"]]
+    noise = 'modelyard_shadow_noise_pairs{model="minilm",model_version="1"}'
+    wait_for(lambda: series(url, "modelyard_shadow_noise_pairs").get(noise) == 100)  # the ring's size, full
+    keys = [k for i in range(0, len(texts), 8) for k in sample_keys(f"shadow-test-{i}".encode(), 8)]
+    vectors = np.asarray(answered, np.float32)
+    verdict = 'modelyard_shadow_verdict{{model="minilm",model_version="1",other_version="{}",verdict="{}"}}'
+    for version, candidate in (("2", vectors), ("3", vectors[:, ::-1].copy())):
+        document = orjson.loads(samples_body(104, d=vectors.shape[1], version=version))
+        document["embeddings"] = base64.b64encode(candidate.astype("<f4").tobytes()).decode()
+        document["keys"] = keys
+        assert httpx.post(f"{url}/v1/samples", content=orjson.dumps(document), timeout=10).status_code == 200
+    assert wait_for(lambda: series(url, "modelyard_shadow_verdict").get(verdict.format("2", "same"))) == 1
+    assert wait_for(lambda: series(url, "modelyard_shadow_verdict").get(verdict.format("3", "differs"))) == 1
+    exceeding = series(url, "modelyard_shadow_exceeding")
+    assert exceeding['modelyard_shadow_exceeding{model="minilm",model_version="1",other_version="2"}'] == 0
+    assert exceeding['modelyard_shadow_exceeding{model="minilm",model_version="1",other_version="3"}'] == 100
 
 
 def test_a_dead_worker_costs_the_server_drops_not_answers(tapped: tuple[RunningServer, str, Any]) -> None:
