@@ -660,6 +660,8 @@ def cmd_ops(args: argparse.Namespace) -> int:
             result = ops.canary(prom, args.model, args.window)
         elif args.ops_command == "drift":
             result = ops.drift(prom, args.model)
+        elif args.ops_command == "shadow":
+            result = ops.shadow(prom, args.model)
         elif args.ops_command == "alerts":
             result = ops.alerts(prom)
         elif args.ops_command == "gateway":
@@ -915,6 +917,10 @@ def build_parser() -> argparse.ArgumentParser:
         "drift", help="the drift worker's latest tests of a model's input and output, with the alerts' verdict"
     )
     drift_ops.add_argument("model", metavar="MODEL")
+    shadow_ops = ops_sub.add_parser(
+        "shadow", help="a shadow's answers against the stable version's, beyond its own noise: same, differs or hold"
+    )
+    shadow_ops.add_argument("model", metavar="MODEL")
     ops_sub.add_parser("alerts", help="what is firing or pending, with the runbook of each")
     gateway_ops = ops_sub.add_parser(
         "gateway", help="each model route at the gateway: requests, errors, retries, breaker, ejected replicas"

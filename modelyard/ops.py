@@ -336,6 +336,23 @@ def canary(prom: Prometheus, model: str, window: str = "30m") -> Result:
     results = {m["result"] for m in metrics}
     short = [m for m in metrics if m["requests"] < m["needed"]]
     verdict = "rollback" if "Failed" in results else "promote" if results == {"Successful"} else "hold"
+    # The shadow verdict on the canary's version, where a shadow of it ran: errors and latency can pass while the
+    # answers changed, which only the comparison sees; such a canary is held for a person to decide.
+    versions = prom.scalar_by(
+        f"max by (inferenceservice, model_version) ({signals.REQUESTS_TOTAL}{{{where}}})",
+        "inferenceservice",
+        "model_version",
+    )
+    canary_versions = {v for (isvc, v) in versions if isvc == canary_isvc}
+    compared = [r for r in _comparisons(prom, model) if r["candidate"] in canary_versions]
+    shadow_verdict = compared[0]["verdict"] if compared else None
+    if shadow_verdict is None:
+        notes.append("no shadow comparison of the canary's version: its answers are not judged")
+    else:
+        notes.append(f"shadow comparison of version {compared[0]['candidate']}: {shadow_verdict}")
+        if shadow_verdict == "differs" and verdict == "promote":
+            verdict = "hold"
+            notes.append("held: the canary's answers differ from stable's beyond its noise (modelyard ops shadow)")
     cn, sn = counts(totals, canary_isvc), counts(totals, model)
     notes.insert(0, f"canary {int(cn)} requests, stable {int(sn)} in the last {window}")
     title = f"Canary analysis of {model}: {verdict}"
@@ -350,7 +367,7 @@ def canary(prom: Prometheus, model: str, window: str = "30m") -> Result:
         metrics,
         verdict == "rollback",
         notes,
-        extra={"verdict": verdict, "window": window, "enough_traffic": not short},
+        extra={"verdict": verdict, "window": window, "enough_traffic": not short, "shadow": shadow_verdict},
     )
 
 
@@ -416,6 +433,104 @@ def drift(prom: Prometheus, model: str) -> Result:
         rows,
         drifting,
         notes,
+    )
+
+
+def _comparisons(prom: Prometheus, model: str) -> list[dict[str, Any]]:
+    """The drift worker's comparisons of `model`'s versions, each from the side of the version with a noise floor
+    (the stable one: its route mirrors it copies of the requests it serves; a shadow gets one copy of each)."""
+    where = f'model="{model}"'
+    pair = ("model_version", "other_version")
+    noise = prom.scalar_by(f"{signals.SHADOW_NOISE_PAIRS}{{{where}}}", "model_version")
+    threshold = prom.scalar_by(f"{signals.SHADOW_NOISE_THRESHOLD}{{{where}}}", "model_version")
+    noise_knn = prom.scalar_by(f"{signals.SHADOW_NOISE_KNN}{{{where}}}", "model_version")
+    figures = {
+        name: prom.scalar_by(f"{metric}{{{where}}}", *pair)
+        for name, metric in (
+            ("pairs", signals.SHADOW_PAIRS),
+            ("exceeding", signals.SHADOW_EXCEEDING),
+            ("knn", signals.SHADOW_KNN),
+            ("p_value", signals.SHADOW_P_VALUE),
+        )
+    }
+    cosine = prom.scalar_by(f"{signals.SHADOW_COSINE}{{{where}}}", *pair, "quantile")
+    chosen: dict[frozenset[str], tuple[tuple[str, str], str]] = {}
+    for labels, _ in prom.vector(f"{signals.SHADOW_VERDICT}{{{where}}} == 1"):
+        key = (labels.get("model_version", ""), labels.get("other_version", ""))
+        # Each comparison is exported from both sides: the side with a noise floor is the stable one (without one
+        # on either side, the lower version).
+        rank = ((key[0],) not in noise, key)
+        held = chosen.get(frozenset(key))
+        if held is None or rank < ((held[0][0],) not in noise, held[0]):
+            chosen[frozenset(key)] = (key, labels.get("verdict", ""))
+    rows = []
+    for key, verdict in chosen.values():
+        stable = key[:1]
+        rows.append(
+            {
+                "stable": key[0],
+                "candidate": key[1],
+                "pairs": int(figures["pairs"].get(key, 0)),
+                "beyond_noise": None if key not in figures["exceeding"] else int(figures["exceeding"][key]),
+                "cosine_p1": _num(cosine.get((*key, "0.01")), 4),
+                "cosine_p5": _num(cosine.get((*key, "0.05")), 4),
+                "cosine_p50": _num(cosine.get((*key, "0.5")), 4),
+                "knn_overlap": _num(figures["knn"].get(key), 3),
+                "noise_pairs": int(noise.get(stable, 0)),
+                "noise_threshold": _num(threshold.get(stable), 7),
+                "noise_knn_overlap": _num(noise_knn.get(stable), 3),
+                "p_value": _num(figures["p_value"].get(key), 4),
+                "verdict": verdict,
+            }
+        )
+    return sorted(rows, key=lambda r: (r["stable"], r["candidate"]))
+
+
+def shadow(prom: Prometheus, model: str) -> Result:
+    """The drift worker's verdict on each version of `model` answering the same texts as the stable one (a shadow,
+    on copies of the stable's requests): `same` (within the stable version's own noise: at most a few texts beyond
+    its threshold, the same nearest neighbours), `differs`, or `hold` (too few pairs, or no noise floor yet).
+    The figures behind it: how many texts both answered, how many diverged beyond the stable's noise, the cosine
+    percentiles, the nearest neighbours kept, and the noise floor's own. Exit 1 when a candidate differs."""
+    rows = _comparisons(prom, model)
+    if not rows:
+        known = sorted({m.get("model", "") for m, _ in prom.vector(signals.SHADOW_PAIRS)})
+        raise OpsError(
+            f"no shadow comparison of model {model!r}: no shadow runs, or its copies have not reached the drift "
+            f"worker yet (models compared: {', '.join(known) or 'none'})"
+        )
+    verdicts = {r["verdict"] for r in rows}
+    verdict = "differs" if "differs" in verdicts else "same" if verdicts == {"same"} else "hold"
+    notes = [
+        "a text counts beyond the noise when 1 - cosine exceeds the stable version's own 99th percentile against "
+        "itself (noise_threshold); differs: more than 2 % of texts beyond it (exact binomial, p < 0.01) or nearest "
+        "neighbours kept 5 points below the noise's; same: at least 100 pairs of each kind, at most 5 % beyond "
+        "(95 % upper bound)"
+    ]
+    for r in rows:
+        if r["verdict"] == "hold":
+            need = "a noise floor (stable pairs)" if r["beyond_noise"] is None else "more pairs"
+            notes.append(f"{r['stable']} vs {r['candidate']}: hold, waiting for {need}")
+    return Result(
+        f"Shadow comparison of {model}: {verdict}",
+        [
+            "stable",
+            "candidate",
+            "pairs",
+            "beyond_noise",
+            "cosine_p1",
+            "cosine_p5",
+            "cosine_p50",
+            "knn_overlap",
+            "noise_pairs",
+            "noise_threshold",
+            "noise_knn_overlap",
+            "verdict",
+        ],
+        rows,
+        verdict == "differs",
+        notes,
+        extra={"verdict": verdict},
     )
 
 

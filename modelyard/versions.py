@@ -292,6 +292,13 @@ UNVERIFIED: Final = (
         "ops canary minilm --window 5m   # each version's requests in the ratio of traffic_percent",
     ),
     Unverified(
+        "a route's mirrored copies of a request carry the x-request-id the gateway made for it (Envoy copies the "
+        "request's headers into each mirror), so the stable version answers some texts twice under one key and the "
+        "drift worker has a noise floor",
+        "modelyard loadtest minilm --env staging --url https://minilm.<hostname> --duration 300 && modelyard ops "
+        "shadow minilm   # noise_pairs above 0 (only copies of one request make them)",
+    ),
+    Unverified(
         "a shadow receives copies of its percent of the model's requests, as the primary receives them, and a stopped "
         "shadow changes nothing for the callers (Envoy's request mirror does not wait for its answer)",
         "kubectl -n models scale deploy minilm-shadow-predictor --replicas=0 && modelyard loadtest minilm --env "

@@ -202,15 +202,22 @@ def gateway_spec(cfg: GatewayConfig, model_namespace: str) -> dict[str, Any]:
     }
 
 
+#: Every request gets an `x-request-id` of the gateway's making, a client's own discarded (Envoy Gateway's
+#: RequestIDAction; Generate is also its default, said here because the model servers depend on it): the route's
+#: mirrors copy it, and the models' taps key their samples by it, so that the copies of a request are sampled
+#: alike and their answers compared (workloads/serving/modelyard_server/shadow.py). A client cannot choose it.
+REQUEST_ID = "Generate"
+
+
 def client_traffic_spec() -> dict[str, Any]:
     """What every client connection gets: TLS 1.2 or newer, a deadline for its request, an idle timeout, a cap on
-    connections, and its own client-id header removed before any filter reads it."""
+    connections, its own client-id header removed before any filter reads it, and a request id of the gateway's."""
     return {
         "targetRefs": [{"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": GATEWAY_NAME}],
         "tls": {"minVersion": "1.2"},
         "timeout": {"http": {"requestReceivedTimeout": REQUEST_RECEIVED_TIMEOUT, "idleTimeout": IDLE_TIMEOUT}},
         "connection": {"connectionLimit": {"value": CONNECTION_LIMIT}},
-        "headers": {"earlyRequestHeaders": {"remove": [CLIENT_ID_HEADER]}},
+        "headers": {"earlyRequestHeaders": {"remove": [CLIENT_ID_HEADER]}, "requestID": REQUEST_ID},
     }
 
 

@@ -94,6 +94,23 @@ DRIFT_OUTPUT_SIGNAL: Final = "embedding"
 DRIFT_MIN_WINDOW: Final = 200
 DRIFT_ALPHA: Final = 0.01
 
+# -- the drift worker's shadow comparison (modelyard_server/shadow.py; labels model, model_version and, comparing
+#    two versions, other_version: each comparison under both orders of its two versions)
+#: Gauges of a version against itself (its answers to copies of a request): pairs, the 99th percentile
+#: 1 - cosine (the threshold a candidate is judged by), the nearest neighbours kept.
+SHADOW_NOISE_PAIRS: Final = "modelyard_shadow_noise_pairs"
+SHADOW_NOISE_THRESHOLD: Final = "modelyard_shadow_noise_threshold"
+SHADOW_NOISE_KNN: Final = "modelyard_shadow_noise_knn_overlap"
+#: Gauges of two versions answering the same texts: pairs in the window, pairs beyond the noise threshold, cosine
+#: by `quantile` (0.01, 0.05, 0.5), nearest neighbours shared, the exceedance test's p-value.
+SHADOW_PAIRS: Final = "modelyard_shadow_pairs"
+SHADOW_EXCEEDING: Final = "modelyard_shadow_exceeding"
+SHADOW_COSINE: Final = "modelyard_shadow_cosine"
+SHADOW_KNN: Final = "modelyard_shadow_knn_overlap"
+SHADOW_P_VALUE: Final = "modelyard_shadow_p_value"
+#: Gauge: 1 for the comparison's `verdict` (same, differs, hold), 0 for the others.
+SHADOW_VERDICT: Final = "modelyard_shadow_verdict"
+
 # -- vLLM 0.34.0's OpenAI server (workloads/runtimes/vllm.py; labels model_name and engine, plus the
 #    PodMonitor's). Names as vllm/v1/metrics/loggers.py creates them at the pinned version (a counter's series
 #    gains `_total`); tests/test_runtimes.py holds each to tests/conformance/vllm-v0.34.0/metrics.json.

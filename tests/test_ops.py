@@ -104,6 +104,32 @@ def openmetrics(now: int) -> str:
                 f'namespace="models",model="{model}",inferenceservice="{isvc}",code="200"',
                 lambda i, k=per_step: k * i,
             )
+    # twin: a canary of version 2 that passes on errors (6,000 requests, none failed) while its shadow, the same
+    # version on copies of stable's requests, answers 40 of 200 texts beyond stable's noise. fresh: a shadow of
+    # version 3 with no noise floor yet (the worker exports each comparison from both sides).
+    for isvc, version in (("twin", "1"), ("twin-canary", "2")):
+        add(
+            "modelyard_requests_total",
+            f'namespace="models",model="twin",inferenceservice="{isvc}",model_version="{version}",code="200"',
+            lambda i: 50 * i,
+        )
+    shadows = (
+        ("twin", "1", "2", "differs", {"pairs": 200, "exceeding": 40, "knn_overlap": 0.78, "p_value": 1e-12}),
+        ("fresh", "1", "3", "hold", {"pairs": 30, "knn_overlap": 0.99}),
+    )
+    for model, stable, candidate, verdict, figures in shadows:
+        for version, other in ((stable, candidate), (candidate, stable)):
+            labels = f'{d},model="{model}",model_version="{version}",other_version="{other}"'
+            for name, value in figures.items():
+                add(f"modelyard_shadow_{name}", labels, lambda i, v=value: v)
+            for q, cosine in (("0.01", 0.91), ("0.05", 0.92), ("0.5", 0.944)):
+                add("modelyard_shadow_cosine", f'{labels},quantile="{q}"', lambda i, v=cosine: v)
+            for each in ("same", "differs", "hold"):
+                add("modelyard_shadow_verdict", f'{labels},verdict="{each}"', lambda i, v=int(each == verdict): v)
+    twin = f'{d},model="twin",model_version="1"'
+    add("modelyard_shadow_noise_pairs", twin, lambda i: 200)
+    add("modelyard_shadow_noise_threshold", twin, lambda i: 1e-5)
+    add("modelyard_shadow_noise_knn_overlap", twin, lambda i: 1.0)
     add("modelyard_tap_samples_total", f'{m},outcome="sampled"', lambda i: 10 * i)
     add("modelyard_tap_samples_total", f'{m},outcome="dropped"', lambda i: 1 * i)
     for model in ("embed", "calm", "steady8", "burst", "steady3"):
@@ -271,6 +297,29 @@ def test_a_canary_passes_only_with_the_requests_its_objective_needs(
     assert f"not enough traffic yet: {errors['requests']} of the 1497 requests error-ratio needs" in result["title"]
 
 
+def test_shadow_verdict_from_the_stable_side_and_beside_the_canary(
+    prometheus: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """ops shadow reads each comparison once, from the side of the version with a noise floor; a canary that passes
+    on errors is held while the shadow of its version says its answers differ."""
+    code, result = ops(prometheus, "shadow", "twin", capsys=capsys)
+    [row] = result["rows"]
+    assert code == 1 and result["title"] == "Shadow comparison of twin: differs"
+    assert (row["stable"], row["candidate"], row["pairs"], row["beyond_noise"]) == ("1", "2", 200, 40)
+    assert row["noise_pairs"] == 200 and row["noise_threshold"] == 1e-5 and row["knn_overlap"] == 0.78
+    assert row["cosine_p50"] == 0.944 and row["verdict"] == "differs"
+    code, result = ops(prometheus, "shadow", "fresh", capsys=capsys)
+    [row] = result["rows"]
+    assert code == 0 and result["verdict"] == "hold" and (row["stable"], row["candidate"]) == ("1", "3")
+    assert "1 vs 3: hold, waiting for a noise floor (stable pairs)" in result["notes"]
+    code, result = ops(prometheus, "canary", "twin", capsys=capsys)
+    assert result["verdict"] == "hold" and result["shadow"] == "differs" and code == 0
+    assert "shadow comparison of version 2: differs" in result["notes"]
+    code, result = ops(prometheus, "canary", "good", capsys=capsys)
+    assert result["verdict"] == "promote" and result["shadow"] is None
+    assert "no shadow comparison of the canary's version: its answers are not judged" in result["notes"]
+
+
 def test_drift_with_the_alerts_verdict(prometheus: str, capsys: pytest.CaptureFixture[str]) -> None:
     code, result = ops(prometheus, "drift", "embed", capsys=capsys)
     rows = {r["signal"]: r for r in result["rows"]}
@@ -359,6 +408,7 @@ def test_cost_against_the_budget(
         (["canary", "calm"], "model 'calm' has no canary receiving traffic"),
         (["canary", "ghost"], "unknown model 'ghost'"),
         (["drift", "ghost"], "no drift samples of model 'ghost'"),
+        (["shadow", "calm"], "no shadow comparison of model 'calm': no shadow runs"),
     ],
 )
 def test_unknown_models_exit_2(

@@ -179,7 +179,8 @@ def test_every_route_authenticates_with_keys_of_every_team(all_plans: dict[str, 
 
 
 def test_a_shadow_gets_copies_and_no_callers_request(all_plans: dict[str, Plan]) -> None:
-    """staging's minilm runs version 2 as a shadow: the route copies it 10 % of the requests and weighs it 0."""
+    """staging's minilm runs version 2 as a shadow: the route copies it 10 % of the requests and weighs it 0, and
+    copies the stable version another 10 %, the noise floor the shadow's answers are judged against."""
     route = next(
         r["inputs"] for r in all_plans["staging"].of_type(ROUTE) if r["inputs"]["metadata"]["name"] == "minilm"
     )
@@ -187,11 +188,34 @@ def test_a_shadow_gets_copies_and_no_callers_request(all_plans: dict[str, Plan])
     assert shares(rule) == {"minilm-predictor": 1.0}
     mirrors = [f["requestMirror"] for f in rule["filters"] if f["type"] == "RequestMirror"]
     assert mirrors == [
-        {"backendRef": {"group": "", "kind": "Service", "name": "minilm-shadow-predictor", "port": 80}, "percent": 10}
+        {"backendRef": {"group": "", "kind": "Service", "name": "minilm-shadow-predictor", "port": 80}, "percent": 10},
+        {"backendRef": {"group": "", "kind": "Service", "name": "minilm-predictor", "port": 80}, "percent": 10},
     ]
     isvcs = {i["inputs"]["metadata"]["name"]: i["inputs"] for i in all_plans["staging"].of_type(ISVC)}
     shadow = isvcs["minilm-shadow"]["metadata"]
     assert shadow["labels"]["modelyard.io/role"] == "shadow" and shadow["labels"]["modelyard.io/model-version"] == "2"
+
+
+#: Envoy Gateway v1.9.0's translation of a ClientTrafficPolicy's `headers.requestID` into the HTTP connection
+#: manager's (generate_request_id, preserve_external_request_id): internal/xds/translator/listener.go.
+REQUEST_ID_ACTIONS = {
+    "PreserveOrGenerate": (True, True),
+    "Preserve": (False, True),
+    "Disable": (False, False),
+    "Generate": (True, False),
+}
+
+
+def test_copies_of_a_request_carry_the_id_the_gateway_made() -> None:
+    """The gateway makes every request's id and keeps no client's (so no caller picks which texts are sampled), and
+    Envoy Gateway renders a route's two mirrors as two request mirror policies, each its own fraction, with the
+    request's headers unchanged (no `-shadow` host suffix): its own translator test output at the pinned tag."""
+    assert REQUEST_ID_ACTIONS[gateway.client_traffic_spec()["headers"]["requestID"]] == (True, False)
+    (config,) = yaml.safe_load((FOLDER / "xds-multiple-mirrors.routes.yaml").read_text())
+    (route,) = config["virtualHosts"][0]["routes"]
+    policies = route["route"]["requestMirrorPolicies"]
+    assert [p["runtimeFraction"]["defaultValue"]["numerator"] for p in policies] == [250000, 440000]
+    assert all(p["disableShadowHostSuffixAppend"] for p in policies)
 
 
 FALLBACK_HOST = "qwen-chat.models.staging-west.modelyard.internal"

@@ -18,7 +18,9 @@ Promote by setting `version: "2"` (a canary whose version is the stable one is f
 deployed); roll back with `traffic_percent: 0`. Each is a one-line change.
 
 Shadow: `shadow: {version: "2", percent: 10}` runs version 2 on copies of 10 % of the model's requests (its route's
-request mirror), answering nobody: a candidate compared on live traffic before any caller sees it.
+request mirror), answering nobody: a candidate compared on live traffic before any caller sees it. The route copies
+the stable version another 10 %, its noise floor; the drift worker judges the two versions' answers to the same texts
+(`modelyard ops shadow`, docs/model-quality.md).
 """
 
 from __future__ import annotations
@@ -177,8 +179,8 @@ class Fallback(Model):
 class Shadow(Model):
     """A candidate version that answers copies of `percent` of the model's requests, mirrored by its gateway route,
     never its callers: Envoy sends the copy and drops the answer, so a slow or dead shadow costs the primary
-    nothing. Its pods tap their answers to the drift worker under its version; its series are the model's name
-    with `-shadow`, outside the model's SLO."""
+    nothing. Its pods tap their answers to the drift worker under its version, which compares them with the stable
+    version's answers to the same texts; its series are the model's name with `-shadow`, outside the model's SLO."""
 
     version: Version
     percent: int = Field(ge=1, le=100)

@@ -5,7 +5,8 @@
   (`https://minilm.<host>/v1/embeddings`; an OpenAI client's base URL is `https://<name>.<host>/v1`). It sends to
   the predictor Service KServe's Standard mode makes for each InferenceService (`<isvc>-predictor`, port 80 to the
   container's port; KServe's service_reconciler.go). A canary gets exactly its `traffic_percent` by backendRef
-  weight, whatever the replica counts; a shadow gets copies of `percent` % of the requests (RequestMirror); a
+  weight, whatever the replica counts; a shadow gets copies of `percent` % of the requests (RequestMirror), and
+  the stable version another `percent` %, its noise floor; a
   fallback is another region's gateway as an Envoy Gateway Backend of lower priority, called with its own key and
   host; the request timeout is the runtime's (a streamed LLM answer is one request).
 - SecurityPolicy: API keys from each caller team's Secret (`modelyard-api-keys-<team>` in the model namespace,
@@ -130,17 +131,28 @@ def fallback_filter_spec(model: ModelEntry) -> dict[str, Any]:
 
 
 def mirror_filters(model: ModelEntry) -> list[dict[str, Any]]:
-    """While a shadow runs: a copy of `percent` of the requests to its predictor (Gateway API's RequestMirror;
-    Envoy sends the copy and drops its answer, never holding the caller's)."""
+    """While a shadow runs: a copy of `percent` of the requests to its predictor, and, as Diffy does, a copy of
+    `percent` to the stable version's own predictor, whose answers to the same texts are the noise floor the shadow
+    is judged against (the drift worker joins the copies by their x-request-id: modelyard_server/shadow.py). Gateway
+    API's RequestMirror: Envoy sends each copy and drops its answer, never holding the caller's; the two copies are
+    drawn independently. The stable version serves `percent` more requests while a shadow runs."""
     if not (model.shadow_active and model.shadow):
         return []
-    target = {
-        "group": "",
-        "kind": "Service",
-        "name": predictor_service(f"{model.name}-shadow"),
-        "port": PREDICTOR_SERVICE_PORT,
-    }
-    return [{"type": "RequestMirror", "requestMirror": {"backendRef": target, "percent": model.shadow.percent}}]
+    return [
+        {
+            "type": "RequestMirror",
+            "requestMirror": {
+                "backendRef": {
+                    "group": "",
+                    "kind": "Service",
+                    "name": predictor_service(isvc),
+                    "port": PREDICTOR_SERVICE_PORT,
+                },
+                "percent": model.shadow.percent,
+            },
+        }
+        for isvc in (f"{model.name}-shadow", model.name)
+    ]
 
 
 def route_spec(model: ModelEntry, gateway: Mapping[str, Any]) -> dict[str, Any]:

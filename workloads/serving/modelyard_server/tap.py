@@ -3,7 +3,7 @@ sent to the environment's drift worker (drift_worker.py) in the background.
 
 - Sampling: each answered text is taken with probability `share`. A request the gateway sent carries its
   `x-request-id`, which the gateway generates for every request and copies into its mirrors: each of its
-  texts then has a key, a 63-bit BLAKE2b digest of the id and the text's place in the request, and is
+  texts then has a key, 63 bits of a BLAKE2b digest of the id and the text's place in the request, and is
   taken when the key falls in the lowest `share` of the range. Every pod that answers a copy of the request
   (the stable version, its shadow) takes the same texts and sends them with the same keys, which the worker
   joins to compare the versions' answers (shadow.py). The keys are random across requests, so a text sent
@@ -33,6 +33,7 @@ import hashlib
 import logging
 import math
 import random
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,11 +59,13 @@ MAX_REQUEST_ID = 128
 
 
 def sample_keys(request_id: bytes, count: int) -> list[int]:
-    """The keys of a request's `count` texts: BLAKE2b-64 of the request id and each text's place, top bit off."""
-    return [
-        int.from_bytes(hashlib.blake2b(b"%d:%s" % (i, request_id), digest_size=8).digest(), "big") >> 1
-        for i in range(count)
-    ]
+    """The keys of a request's `count` texts: a 512-bit BLAKE2b digest of the request id and a block number gives
+    eight 64-bit words, the keys of eight texts in turn (the top bit off)."""
+    keys: list[int] = []
+    for block in range((count + 7) // 8):
+        digest = hashlib.blake2b(b"%d:%s" % (block, request_id)).digest()
+        keys += [word >> 1 for word in struct.unpack(">8Q", digest)]
+    return keys[:count]
 
 
 class TapUrlError(ValueError):
@@ -173,10 +176,9 @@ class Tap:
         """After an answer: the texts the sampler picks go into the buffer, or are dropped when it is full."""
         if request_id:
             threshold = int(self.settings.share * KEY_RANGE)
-            keyed = [
-                (i, k) for i, k in enumerate(sample_keys(request_id[:MAX_REQUEST_ID], len(texts))) if k < threshold
-            ]
-            picked, keys = [i for i, _ in keyed], [k for _, k in keyed]
+            all_keys = sample_keys(request_id[:MAX_REQUEST_ID], len(texts))
+            picked = [i for i, k in enumerate(all_keys) if k < threshold]
+            keys = [all_keys[i] for i in picked]
         else:
             picked, keys = self._gaps(len(texts)), []
         if not picked:
