@@ -26,7 +26,8 @@ NAME = "modelyard-drift"
 #: The pod label the Service and the PodMonitor select.
 SELECTOR = {"app.kubernetes.io/name": NAME}
 #: What the worker may use: one CPU for its tests (a 200-sample window against a 1,000-row reference with 500
-#: relabellings takes about 0.1 s), memory for up to 64 versions' windows and reference subsamples.
+#: relabellings takes about 0.1 s), memory for up to 64 versions' windows and reference subsamples, and the answers
+#: a shadow comparison joins (held only while a model has two versions: modelyard_server/shadow.py).
 RESOURCES = {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"cpu": "1", "memory": "512Mi"}}
 
 

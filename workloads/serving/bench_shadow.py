@@ -91,7 +91,7 @@ def candidates() -> dict[str, Callable[[], Encoder]]:
     return {"identical": identical, "int8": int8, "truncated": truncated, "cls-pooling": cls_pooling}
 
 
-def payload(version: str, vectors: np.ndarray, keys: list[int]) -> bytes:
+def payload(version: str, vectors: np.ndarray, keys: list[int | None]) -> bytes:
     return orjson.dumps(
         {
             "model": "minilm",
@@ -155,9 +155,11 @@ def main() -> None:
         for w, texts in enumerate(windows):
             worker = Worker(WorkerSettings(window=args.window, seed=w))
             keys = [sample_keys(b"request-%d-%d" % (w, i), 1)[0] for i in range(len(texts))]
+            candidate = answer(encoder, texts, 3 + w, companions)
+            worker.take_samples(payload("2", candidate[:1], [None]))  # the shadow's first sample, unkeyed
             worker.take_samples(payload("1", primary[w], keys))
             worker.take_samples(payload("1", secondary[w], keys))
-            worker.take_samples(payload("2", answer(encoder, texts, 3 + w, companions), keys))
+            worker.take_samples(payload("2", candidate, keys))
             c = worker.compare_versions()[("minilm", "1", "2")]
             assert c.noise is not None
             tally.setdefault(name, []).append(c.verdict)

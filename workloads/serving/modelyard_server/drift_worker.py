@@ -24,7 +24,8 @@ alerts' minimum-sample guard), `modelyard_drift_reference_samples` (0: none yet)
 a reference of at most reference.MAX_TEXTS rows; a version beyond the bound is refused (429). A version no tap
 has sent samples of for `--idle_seconds` (an hour) is forgotten with its series: a retired version keeps no alert.
 
-Samples with keys are joined across a model's versions (shadow.py): every interval, each version answering the
+Samples with keys are joined across a model's versions (shadow.py) while the model has more than one (its answers
+held for at most 4 x window keys, each answered at most 4 times): every interval, each version answering the
 same texts twice gets its noise floor (`modelyard_shadow_noise_pairs`, `_noise_threshold`, `_noise_knn_overlap`),
 and each two versions answering the same texts a comparison, under both orders of the two (labels model,
 model_version, other_version): `modelyard_shadow_pairs`, `_exceeding`, `_cosine{quantile}`, `_knn_overlap`,
@@ -276,7 +277,8 @@ class Worker:
                     f"(got {dimensions})",
                 )
             stream.add(vectors, chars, tokens)
-            if keys is not None:
+            # Joined only while the model has another version (a shadow, a canary): a model alone keeps no answers.
+            if keys is not None and sum(m == model for m, _ in self.streams) > 1:
                 self.pairing.add(model, version, keys, vectors)
             stream.last_seen = time.monotonic()
             self.series.samples.labels(model, version).inc(n)

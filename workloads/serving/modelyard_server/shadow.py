@@ -244,7 +244,13 @@ class Pairing:
             del self.candidates[key]
         answers = self.answers.get(model, OrderedDict())
         for text in list(answers):
-            answers[text] = [(v, e) for v, e in answers[text] if v != version]
+            kept = [(v, e) for v, e in answers[text] if v != version]
+            if kept:
+                answers[text] = kept
+            else:
+                del answers[text]
+        if not answers:
+            self.answers.pop(model, None)
         return [(a, b) for _, a, b in dropped]
 
     def evaluate(self) -> tuple[dict[tuple[str, str], Noise], dict[tuple[str, str, str], Comparison]]:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 from modelyard_server.tokenizer import bundled_model_dir
 
@@ -160,3 +161,21 @@ def pushed(tmp: Path, model: str = "minilm", extra: dict[str, bytes] | None = No
     manifest = {"model": model, "version": "1", "files": files, "totalBytes": total}
     (target / "manifest.json").write_text(json.dumps(manifest, indent=2))
     return target
+
+
+def call(
+    app: Any, method: str, path: str, body: bytes = b"", headers: list[tuple[bytes, bytes]] | None = None
+) -> tuple[int, Any]:
+    """One request to an ASGI app, in process: its status and its JSON body (bytes when the body is not JSON)."""
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": method, "path": path, "headers": headers or []}
+    asyncio.run(app(scope, receive, send))
+    data = sent[1]["body"]
+    return sent[0]["status"], orjson.loads(data) if data.startswith(b"{") else data

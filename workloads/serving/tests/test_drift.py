@@ -18,7 +18,7 @@ import numpy as np
 import orjson
 import pytest
 import topics
-from conftest import SERVING, RunningServer, free_port, metrics_with, pushed, start, stop
+from conftest import SERVING, RunningServer, call, free_port, metrics_with, pushed, start, stop
 from modelyard_server import drift, metrics
 from modelyard_server.drift_worker import App, Worker, WorkerSettings
 from modelyard_server.reference import MIN_TEXTS, REFERENCE, Reference, ReferenceError, parse
@@ -242,23 +242,6 @@ def test_a_bad_tap_url_is_named(url: str, message: str) -> None:
 # -- the worker's intake, in process
 
 
-def call(
-    app: App, method: str, path: str, body: bytes = b"", headers: list[tuple[bytes, bytes]] | None = None
-) -> tuple[int, Any]:
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    async def send(message: Any) -> None:
-        sent.append(message)
-
-    scope = {"type": "http", "method": method, "path": path, "headers": headers or []}
-    asyncio.run(app(scope, receive, send))
-    data = sent[1]["body"]
-    return sent[0]["status"], orjson.loads(data) if data.startswith(b"{") else data
-
-
 def samples_body(n: int, d: int = 8, sha: str | None = None, **over: Any) -> bytes:
     rng = np.random.default_rng(n)
     document = {
@@ -457,6 +440,9 @@ def test_copies_of_a_request_are_joined_by_the_worker(tapped: tuple[RunningServe
     of the same texts under the same keys (the answers the server gave, as an identical shadow would; then
     changed) are judged against them: the same, and different."""
     server, url, _ = tapped
+    # The shadow's first samples (no keys): from now on the worker joins the model's versions.
+    first = orjson.loads(samples_body(1, d=384, version="2"))
+    assert httpx.post(f"{url}/v1/samples", content=orjson.dumps(first), timeout=10).status_code == 200
     texts = topics.mix({"billing": 1, "programming": 1}, 104, 21)
     answered: list[list[float]] = []
     with httpx.Client(timeout=30) as client:

@@ -10,10 +10,10 @@ from typing import Any
 import numpy as np
 import orjson
 import pytest
+from conftest import call
 from modelyard_server import metrics, shadow
 from modelyard_server.drift_worker import App, Worker, WorkerSettings
 from modelyard_server.tap import KEY_RANGE, Tap, TapSettings, sample_keys
-from test_drift import call
 
 
 def tap(share: float) -> Tap:
@@ -74,6 +74,7 @@ def judged(candidate: np.ndarray, n: int = 150) -> shadow.Comparison:
     worker = Worker(WorkerSettings(window=200))
     stable = answers(n, d=candidate.shape[1])
     keys = sample_keys(b"request", n)
+    worker.take_samples(body("2", candidate[:1], [None]))  # the shadow's first sample: the model has two versions
     rounding = np.random.default_rng(1).normal(scale=1e-8, size=stable.shape).astype(np.float32)
     for version, vectors in (("1", stable), ("1", stable + rounding), ("2", candidate[:n])):
         assert worker.take_samples(body(version, vectors, keys))["accepted"] == n
@@ -111,6 +112,7 @@ def test_without_a_noise_floor_there_is_no_verdict() -> None:
     worker = Worker(WorkerSettings(window=200))
     stable = answers(120)
     keys = sample_keys(b"r", 120)
+    worker.take_samples(body("2", stable[:1], [None]))
     worker.take_samples(body("1", stable, keys))
     worker.take_samples(body("2", stable, keys))
     c = worker.compare_versions()[("minilm", "1", "2")]
@@ -121,6 +123,11 @@ def test_the_series_name_both_orders_and_leave_with_the_version() -> None:
     worker = Worker(WorkerSettings(window=200, idle_seconds=60))
     stable = answers(120)
     keys = sample_keys(b"r", 120)
+    # A model alone keeps no answers: version 1's copies are not joined until version 2 has samples.
+    worker.take_samples(body("1", stable, keys))
+    worker.take_samples(body("1", stable, keys))
+    assert not worker.pairing.answers and not worker.pairing.noise
+    worker.take_samples(body("2", stable[:1], [None]))
     for version in ("1", "1", "2"):
         worker.take_samples(body(version, stable, keys))
     worker.compare_versions()
@@ -138,6 +145,8 @@ def test_the_series_name_both_orders_and_leave_with_the_version() -> None:
     assert worker.forget_idle() == [("minilm", "2")]
     _, after = call(text, "GET", "/metrics")
     assert "other_version" not in after.decode() and "modelyard_shadow_noise_pairs" in after.decode()
+    worker.streams[("minilm", "1")].last_seen -= 3600
+    assert worker.forget_idle() == [("minilm", "1")] and not worker.pairing.answers  # nothing of the model held
 
 
 def test_each_text_makes_one_pair_per_version_and_another_space_none() -> None:
