@@ -19,19 +19,17 @@ Run it with the serving environment's python:
 from __future__ import annotations
 
 import argparse
-import base64
 import copy
 import random
 import time
 from collections.abc import Callable
 
 import numpy as np
-import orjson
 import topics
 from modelyard_server import shadow
 from modelyard_server.drift_worker import Worker, WorkerSettings
 from modelyard_server.encoder import Encoder
-from modelyard_server.tap import sample_keys
+from modelyard_server.tap import sample_keys, samples_body
 from modelyard_server.tokenizer import TextTokenizer, bundled_model_dir
 
 BASE = {"billing": 1.0, "shipping": 1.0, "programming": 1.0, "medicine": 1.0}
@@ -92,18 +90,8 @@ def candidates() -> dict[str, Callable[[], Encoder]]:
 
 
 def payload(version: str, vectors: np.ndarray, keys: list[int | None]) -> bytes:
-    return orjson.dumps(
-        {
-            "model": "minilm",
-            "version": version,
-            "reference_sha256": None,
-            "dimensions": int(vectors.shape[1]),
-            "embeddings": base64.b64encode(vectors.astype("<f4").tobytes()).decode(),
-            "chars": [1] * len(vectors),
-            "tokens": [1] * len(vectors),
-            "keys": keys,
-        }
-    )
+    ones = np.ones(len(vectors), np.int32)
+    return samples_body("minilm", version, vectors, ones, ones, keys)
 
 
 def offer_cost(rounds: int = 20_000) -> None:

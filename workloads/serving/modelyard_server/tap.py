@@ -68,6 +68,31 @@ def sample_keys(request_id: bytes, count: int) -> list[int]:
     return keys[:count]
 
 
+def samples_body(
+    model: str,
+    version: str,
+    vectors: np.ndarray,
+    chars: np.ndarray,
+    tokens: np.ndarray,
+    keys: list[int | None],
+    reference_sha: str | None = None,
+) -> bytes:
+    """A `POST /v1/samples` body (drift_worker.py): rows of embeddings with their lengths and join keys."""
+    return orjson.dumps(
+        {
+            "model": model,
+            "version": version,
+            "reference_sha256": reference_sha,
+            "dimensions": int(vectors.shape[1]),
+            "embeddings": base64.b64encode(vectors.astype("<f4", copy=False).tobytes()).decode(),
+            "chars": chars,
+            "tokens": tokens,
+            "keys": keys,
+        },
+        option=orjson.OPT_SERIALIZE_NUMPY,
+    )
+
+
 class TapUrlError(ValueError):
     """A --tap_url this tap cannot send to; the message says what is allowed."""
 
@@ -210,18 +235,15 @@ class Tap:
         return picked
 
     def payload(self, k: int) -> bytes:
-        return orjson.dumps(
-            {
-                "model": self.model_name,
-                "version": self.settings.version,
-                "reference_sha256": self._reference_sha,
-                "dimensions": int(self.vectors.shape[1]),
-                "embeddings": base64.b64encode(self.vectors[:k].astype("<f4", copy=False).tobytes()).decode(),
-                "chars": self.chars[:k],
-                "tokens": self.tokens[:k],
-                "keys": [None if key < 0 else key for key in self.keys[:k].tolist()],
-            },
-            option=orjson.OPT_SERIALIZE_NUMPY,
+        keys = [None if key < 0 else key for key in self.keys[:k].tolist()]
+        return samples_body(
+            self.model_name,
+            self.settings.version,
+            self.vectors[:k],
+            self.chars[:k],
+            self.tokens[:k],
+            keys,
+            self._reference_sha,
         )
 
     async def send_once(self) -> bool:

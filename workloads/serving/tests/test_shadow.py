@@ -4,7 +4,6 @@ bench_shadow.py (int8, truncation and another pooling rejected, an identical can
 
 from __future__ import annotations
 
-import base64
 from typing import Any
 
 import numpy as np
@@ -13,7 +12,7 @@ import pytest
 from conftest import call
 from modelyard_server import metrics, shadow
 from modelyard_server.drift_worker import App, Worker, WorkerSettings
-from modelyard_server.tap import KEY_RANGE, Tap, TapSettings, sample_keys
+from modelyard_server.tap import KEY_RANGE, Tap, TapSettings, sample_keys, samples_body
 
 
 def tap(share: float) -> Tap:
@@ -47,18 +46,8 @@ def test_a_request_without_an_id_is_sampled_by_gaps_and_sent_without_keys() -> N
 
 
 def body(version: str, vectors: np.ndarray, keys: list[Any]) -> bytes:
-    return orjson.dumps(
-        {
-            "model": "minilm",
-            "version": version,
-            "reference_sha256": None,
-            "dimensions": int(vectors.shape[1]),
-            "embeddings": base64.b64encode(vectors.astype("<f4").tobytes()).decode(),
-            "chars": [10] * len(vectors),
-            "tokens": [3] * len(vectors),
-            "keys": keys,
-        }
-    )
+    n = len(vectors)
+    return samples_body("minilm", version, vectors, np.full(n, 10), np.full(n, 3), keys)
 
 
 def unit(rows: np.ndarray) -> np.ndarray:
