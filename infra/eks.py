@@ -46,6 +46,8 @@ class ClusterArgs:
     subnet_ids: pulumi.Input[Sequence[str]]
     logs_key_arn: pulumi.Input[str]
     deletion_protection: bool
+    #: The deployer's role when CI deploys (infra/ci.py's deploy role); else the config's, or the running identity's.
+    deployer_role_arn: pulumi.Input[str] | None = None
 
 
 class Cluster(pulumi.ComponentResource):
@@ -161,7 +163,9 @@ class Cluster(pulumi.ComponentResource):
             )
 
         deployer: pulumi.Input[str]
-        if cfg.deployer_role_arn is not None:
+        if args.deployer_role_arn is not None:
+            deployer = args.deployer_role_arn
+        elif cfg.deployer_role_arn is not None:
             deployer = cfg.deployer_role_arn
         else:
             # The role behind the running identity: an access entry takes a role's ARN, not the session's.
@@ -191,6 +195,10 @@ class Cluster(pulumi.ComponentResource):
         self.version = cfg.version
         self.account = account
         self.endpoint = cluster.endpoint
+        #: The security group EKS made for the control plane's interfaces: what reaches the private endpoint.
+        self.security_group_id: pulumi.Output[str] = cluster.vpc_config.apply(
+            lambda v: v.cluster_security_group_id or ""
+        )
         self.certificate_authority = cluster.certificate_authority.apply(lambda ca: ca.data or "")
         self.oidc_provider_arn = oidc.arn
         self.oidc_issuer_url = issuer

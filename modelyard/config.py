@@ -568,6 +568,50 @@ class BudgetConfig(Model):
     activate_cost_allocation_tags: bool = False
 
 
+GithubRepository = Annotated[
+    str,
+    pattern(
+        r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})(?:@[0-9]+)?/[A-Za-z0-9._-]{1,100}(?:@[0-9]+)?$",
+        "a GitHub repository as its OIDC subject names it: owner/name, or owner@<owner id>/name@<repository id> "
+        "(GitHub's immutable subject, the default for repositories created after 2026-07-15)",
+    ),
+]
+PolicyArn = Annotated[
+    str,
+    pattern(
+        r"^arn:aws[a-z-]*:iam::(aws|\d{12}):policy/[\w+=,.@/-]+$",
+        "an IAM policy ARN such as arn:aws:iam::aws:policy/AdministratorAccess",
+    ),
+]
+OidcProviderArn = Annotated[
+    str,
+    pattern(
+        r"^arn:aws[a-z-]*:iam::\d{12}:oidc-provider/token\.actions\.githubusercontent\.com$",
+        "the ARN of this account's IAM OIDC provider for token.actions.githubusercontent.com",
+    ),
+]
+
+
+class CiConfig(Model):
+    """The identities GitHub Actions uses for this environment (infra/ci.py), each assumed through GitHub's OIDC
+    provider with no long-lived key, each trust bound to one subject of `repository`: a read-only preview role for
+    pull requests, a deploy role for the GitHub environment named like the stack, an observer role for the
+    `<env>-canary` environment that may reach Prometheus and nothing else, and, where the API endpoint is
+    private, a CodeBuild-hosted runner in the VPC for the jobs that need the cluster."""
+
+    #: The repository whose workflows may assume the roles, as GitHub writes it in the token's `sub`.
+    repository: GithubRepository
+    #: This account's IAM OIDC provider for GitHub (an account has one per URL): unset, this stack creates it.
+    #: Stacks sharing an account: one creates it, the others name it here.
+    oidc_provider_arn: OidcProviderArn | None = None
+    #: Where the jobs that reach the cluster run: GitHub's hosted runners, or a CodeBuild-hosted runner in the
+    #: VPC (the only way to a private API endpoint).
+    runner: Literal["github-hosted", "codebuild"] = "github-hosted"
+    #: The deploy role's permissions. A program that creates IAM roles needs an administrator's reach whatever it
+    #: is given; what bounds this role is its trust (one GitHub environment, with that environment's reviewers).
+    deploy_policy_arns: Seq[PolicyArn] = Field(min_length=1)
+
+
 @dataclass(frozen=True)
 class TierRules:
     """What a tier allows. The stack file still states each value; these only bound it."""
@@ -637,6 +681,8 @@ class PlatformConfig(Model):
     monitoring: MonitoringConfig
     backup: BackupConfig = BackupConfig()
     budget: BudgetConfig
+    #: GitHub Actions' identities and deploy path (None: the stack creates none; deploy as you like).
+    ci: CiConfig | None = None
     deletion_protection: bool = True
 
     @model_validator(mode="after")
@@ -769,6 +815,40 @@ class PlatformConfig(Model):
             problems.append(
                 ("system_pool.min_size", f"must be ≥ {rules.min_system_nodes} {tier}", self.system_pool.min_size)
             )
+        problems.extend(self._ci_problems())
         if problems:
             raise FieldProblems(problems)
         return self
+
+    def _ci_problems(self) -> list[tuple[str, str, Any]]:
+        ci, eks = self.ci, self.eks
+        if ci is None:
+            return []
+        problems: list[tuple[str, str, Any]] = []
+        if eks.deployer_role_arn is not None:
+            problems.append(
+                (
+                    "eks.deployer_role_arn",
+                    "must be unset when ci is set: the deployer is ci's deploy role (modelyard-<env>-ci-deploy)",
+                    eks.deployer_role_arn,
+                )
+            )
+        if not eks.admin_role_arns:
+            problems.append(
+                (
+                    "eks.admin_role_arns",
+                    "must list the role that runs the first `pulumi up` when ci is set: ci's deploy role is the "
+                    "deployer, and it exists only after that run",
+                    [],
+                )
+            )
+        if not eks.endpoint.public and ci.runner != "codebuild":
+            problems.append(
+                (
+                    "ci.runner",
+                    "must be codebuild while eks.endpoint.public is false: GitHub-hosted runners cannot reach a "
+                    "private API endpoint",
+                    ci.runner,
+                )
+            )
+        return problems

@@ -20,6 +20,7 @@ import pulumi_random as random
 from modelyard.config import FULL_KEY, PLATFORM_KEY, GatewayConfig, PlatformConfig
 from modelyard.infra.alerts import AlertTopics, AlertTopicsArgs, CostAlerts, CostAlertsArgs
 from modelyard.infra.backup import Backups, BackupsArgs, failure_rule_name
+from modelyard.infra.ci import OBSERVER_GROUP, CiIdentities, CiIdentitiesArgs, ClusterReach
 from modelyard.infra.common import AccountContext
 from modelyard.infra.ecr import ImageRegistry, ImageRegistryArgs
 from modelyard.infra.eks import Cluster, ClusterArgs
@@ -140,6 +141,10 @@ def platform_program(cfg: PlatformConfig) -> None:
         ),
         opts=with_aws,
     )
+    # GitHub Actions' roles come first: the deploy role is the cluster's deployer.
+    ci = None
+    if cfg.ci is not None:
+        ci = CiIdentities("ci", CiIdentitiesArgs(config=cfg.ci, env=cfg.env, account=account), opts=with_aws)
     cluster = Cluster(
         "eks",
         ClusterArgs(
@@ -149,9 +154,23 @@ def platform_program(cfg: PlatformConfig) -> None:
             subnet_ids=network.private_subnet_ids,
             logs_key_arn=logs.key_arn,
             deletion_protection=cfg.deletion_protection,
+            deployer_role_arn=ci.deploy_role_arn if ci is not None else None,
         ),
         opts=with_aws,
     )
+    if ci is not None:
+        ci.reach(
+            ClusterReach(
+                cluster_name=cluster.name,
+                cluster_arn=cluster.arn,
+                cluster_security_group_id=cluster.security_group_id,
+                vpc_id=network.vpc_id,
+                private_subnet_ids=network.private_subnet_ids,
+                logs_key_arn=logs.key_arn,
+                log_retention_days=cfg.eks.log_retention_days,
+                deletion_protection=cfg.deletion_protection,
+            )
+        )
     system = SystemNodeGroup(
         "system",
         SystemNodeGroupArgs(config=cfg.system_pool, cluster=cluster, subnet_ids=network.private_subnet_ids, tags=tags),
@@ -263,6 +282,7 @@ def platform_program(cfg: PlatformConfig) -> None:
             rule_params=rule_params(cfg),
             retain_volumes=cfg.deletion_protection,
             backup_tag=backup_selection(cfg.env) if cfg.backup.enabled else None,
+            readers_group=OBSERVER_GROUP if cfg.ci is not None else None,
             depends_on=[system, priority],
         ),
         opts=with_both,

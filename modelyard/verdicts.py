@@ -40,7 +40,7 @@ def cost_text(est: Estimate, *, top: int = 8) -> str:
         f"model store {u.model_store_gb:g} GB (a replica as much), pushed {u.model_push_gb_per_month:g} GB/month, "
         f"other buckets {u.other_bucket_gb:g} GB, "
         f"logs {u.log_ingest_gb_per_month:g} GB/month + {u.log_storage_gb:g} GB kept per group, "
-        f"ECR {u.ecr_storage_gb:g} GB"
+        f"ECR {u.ecr_storage_gb:g} GB, CI runner {u.ci_runner_minutes_per_month:g} build minutes/month"
     )
     out += [f"  note: {n}" for n in est.notes]
     missing = sorted({i.type for i in est.not_priced()})

@@ -102,6 +102,9 @@ IMAGES: Final = MappingProxyType(
         # The LLM engine (workloads/runtimes/vllm.py), mirrored into ECR. Its flags and series are held to
         # tests/conformance/vllm-v0.34.0/ (read from the 0.34.0 source release); bump both together.
         "vllm": "vllm/vllm-openai:v0.34.0",
+        # The CI runner's CodeBuild curated image (infra/ci.py): Ubuntu 22.04, where actions/setup-python has its
+        # builds. AWS patches a curated image under its tag; the major version is what is pinned.
+        "ci-runner": "aws/codebuild/standard:7.0",
     }
 )
 
@@ -318,8 +321,28 @@ UNVERIFIED: Final = (
         "http://minilm-predictor/v1/models/minilm   # times out",
     ),
     Unverified(
-        "the canary verdicts workflow on GitHub: the observer role reaches Prometheus through a port-forward, the "
-        "pull requests it opens get their own review, and a roll-back merges on its own where auto-merge is on",
+        "the canary verdicts workflow on GitHub: the observer role reaches Prometheus through a port-forward to a "
+        "Prometheus pod (its Role allows nothing else), the pull requests it opens get their own review, and a "
+        "roll-back merges on its own where auto-merge is on",
         "gh workflow run canary-verdict.yml && gh run watch && gh pr list --search 'canary in:title'",
+    ),
+    Unverified(
+        "a pull request's real preview completes as the preview role (the programs' data sources, the Kubernetes "
+        "provider diffing against the state with no cluster access) under a Pulumi Cloud team token of Stack Read",
+        "gh pr checks <pull request> && aws iam simulate-principal-policy --policy-source-arn "
+        "arn:aws:iam::<account>:role/modelyard-<env>-ci-preview --action-names s3:GetObject eks:DescribeCluster "
+        "--query 'EvaluationResults[].EvalDecision'   # the preview (<env>) check passed; implicitDeny twice",
+    ),
+    Unverified(
+        "GitHub's OIDC tokens are exchanged by STS and by Pulumi Cloud for the roles and teams the workflows name, and "
+        "a token of another subject is refused",
+        "gh run view <a deploy run> --json jobs --jq '.jobs[].conclusion'   # success for each environment; the same "
+        "role-to-assume in a pull request's job fails: Not authorized to perform sts:AssumeRoleWithWebIdentity",
+    ),
+    Unverified(
+        "the CodeBuild-hosted runner takes prod's queued jobs (the account's GitHub source credential registers its "
+        "webhook) and reaches the private API endpoint through the cluster security group",
+        "gh workflow run canary-verdict.yml && gh run watch && aws codebuild list-builds-for-project --project-name "
+        "modelyard-prod-runner   # the prod job ran in a build there, and its port-forward answered",
     ),
 )

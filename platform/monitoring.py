@@ -45,6 +45,14 @@ RELEASE = "kube-prometheus-stack"
 #: Prometheus inside the cluster (the chart names its Service `<release>-prometheus`): KEDA reads the
 #: serving signal here to scale GPU predictors (workloads/models.py).
 PROMETHEUS_URL = f"http://{RELEASE}-prometheus.{NAMESPACE}.svc:9090"
+
+
+def prometheus_pods(replicas: int) -> list[str]:
+    """The Prometheus pods' names: the operator's StatefulSet `prometheus-<Prometheus name>` (shard 0), the chart's
+    Prometheus named `<release>-prometheus`, a pod per ordinal."""
+    return [f"prometheus-{RELEASE}-prometheus-{i}" for i in range(replicas)]
+
+
 STORAGE_CLASS = "gp3-encrypted"
 GRAFANA_ADMIN_SECRET = "grafana-admin"
 #: Where the Alertmanager pods mount the Secrets named in `alertmanagerSpec.secrets`.
@@ -337,6 +345,9 @@ class MonitoringArgs:
     retain_volumes: bool
     #: The AWS Backup tag's value for every volume the StorageClass provisions (infra/backup.py); None: no backup.
     backup_tag: str | None = None
+    #: A Kubernetes group (an EKS access entry's, infra/ci.py) that may port-forward to the Prometheus pods and do
+    #: nothing else in the cluster; None: no such group.
+    readers_group: str | None = None
     depends_on: Sequence[pulumi.Resource] = ()
 
 
@@ -437,5 +448,28 @@ class Monitoring(pulumi.ComponentResource):
             },
             opts=after,
         )
+        if args.readers_group is not None:
+            self._readers(name, args.readers_group, cfg.prometheus_replicas, labels)
         self.grafana_admin_secret = admin.metadata["name"]
         self.register_outputs({"grafana_admin_secret": self.grafana_admin_secret})
+
+    def _readers(self, name: str, group: str, replicas: int, labels: dict[str, str]) -> None:
+        """`kubectl port-forward pod/<a Prometheus pod>` and nothing else: get and port-forward those pods by name
+        (not Alertmanager, whose API takes silences unauthenticated, nor Grafana), no list, no Secrets."""
+        pods = prometheus_pods(replicas)
+        role = k8s.rbac.v1.Role(
+            f"{name}-prometheus-readers",
+            metadata={"name": "prometheus-readers", "namespace": NAMESPACE, "labels": labels},
+            rules=[
+                {"api_groups": [""], "resources": ["pods"], "resource_names": pods, "verbs": ["get"]},
+                {"api_groups": [""], "resources": ["pods/portforward"], "resource_names": pods, "verbs": ["create"]},
+            ],
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        k8s.rbac.v1.RoleBinding(
+            f"{name}-prometheus-readers",
+            metadata={"name": "prometheus-readers", "namespace": NAMESPACE, "labels": labels},
+            role_ref={"api_group": "rbac.authorization.k8s.io", "kind": "Role", "name": "prometheus-readers"},
+            subjects=[{"api_group": "rbac.authorization.k8s.io", "kind": "Group", "name": group}],
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[role]),
+        )

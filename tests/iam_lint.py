@@ -27,7 +27,7 @@ def _services() -> Mapping[str, Mapping[str, Any]]:
     return {s["prefix"]: s for s in parliament.iam_definition}
 
 
-def _privilege(action: str) -> Mapping[str, Any] | None:
+def privilege(action: str) -> Mapping[str, Any] | None:
     prefix, _, name = action.partition(":")
     service = _services().get(prefix.lower())
     if service is None:
@@ -51,10 +51,10 @@ def _kebab(name: str) -> str:
 def created_resource_types(action: str) -> set[str]:
     """Resource types this action creates: those it takes creation tags for and cannot read tags from, and
     for `CreateX`, resource type `x` when the action takes creation tags at all."""
-    privilege = _privilege(action)
-    if privilege is None:
+    found = privilege(action)
+    if found is None:
         return set()
-    rows = privilege["resource_types"]
+    rows = found["resource_types"]
     action_keys = {k for r in rows if r["resource_type"] == "" for k in r["condition_keys"]}
     created = {
         r["resource_type"].rstrip("*")
@@ -70,21 +70,21 @@ def created_resource_types(action: str) -> set[str]:
 
 
 def accepts_request_tags(action: str) -> bool:
-    privilege = _privilege(action)
-    return privilege is not None and any(TAG_ON_CREATE in r["condition_keys"] for r in privilege["resource_types"])
+    found = privilege(action)
+    return found is not None and any(TAG_ON_CREATE in r["condition_keys"] for r in found["resource_types"])
 
 
 def _resource_types_of(arn: str, action: str) -> set[str]:
     """The resource types of `action` that the statement resource `arn` can name."""
-    privilege = _privilege(action)
-    if privilege is None or arn == "*":
+    found = privilege(action)
+    if found is None or arn == "*":
         return set()
     prefix = action.split(":", 1)[0].lower()
     # The tables write ARN formats with ${Placeholders}; parliament matches them as globs.
     formats = {r["resource"]: re.sub(r"\$\{.*?\}", "*", r["arn"]) for r in _services()[prefix]["resources"]}
     return {
         r["resource_type"].rstrip("*")
-        for r in privilege["resource_types"]
+        for r in found["resource_types"]
         if r["resource_type"]
         and r["resource_type"].rstrip("*") in formats
         and parliament.is_arn_match(r["resource_type"].rstrip("*"), formats[r["resource_type"].rstrip("*")], arn)

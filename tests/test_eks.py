@@ -7,6 +7,7 @@ import json
 from conftest import Plan, stack_raw
 
 from modelyard.config import FULL_KEY
+from modelyard.infra.ci import deploy_role_name
 from modelyard.plan.engine import run_program
 from modelyard.programs import PROJECTS
 from modelyard.stackfile import parse_platform_config
@@ -57,7 +58,7 @@ def test_control_plane_logs_are_encrypted_with_retention(plans: dict[str, Plan])
 
 
 def test_oidc_provider_for_irsa(plans: dict[str, Plan]) -> None:
-    oidc = plans["dev"].one("aws:iam/openIdConnectProvider:OpenIdConnectProvider")["inputs"]
+    oidc = plans["dev"].named("aws:iam/openIdConnectProvider:OpenIdConnectProvider", "eks-oidc")["inputs"]
     assert oidc["clientIdLists"] == ["sts.amazonaws.com"]
     assert oidc["url"].startswith("https://oidc.eks.us-east-1.amazonaws.com/id/")
 
@@ -82,11 +83,18 @@ def test_no_implicit_admin_every_admin_entry_declared(plans: dict[str, Plan]) ->
         cluster = plan.one(CLUSTER)
         assert cluster["inputs"]["accessConfig"]["bootstrapClusterCreatorAdminPermissions"] is False, env
         entries = _admin_entries(plan)
-        # The deployer is the role behind the running identity (the offline plan runs as a user: its own ARN).
-        assert entries["eks-deployer"] == "arn:aws:iam::123456789012:user/offline-plan", env
+        # With ci, the deployer is CI's deploy role (infra/ci.py), made by the stack before the cluster.
+        assert entries["eks-deployer"] == f"arn:aws:iam::123456789012:role/{deploy_role_name(env)}", env
+        assert entries["eks-admin-0"] == "arn:aws:iam::123456789012:role/platform-admin", env
         break_glass = plan.named("aws:iam/role:Role", "eks-break-glass")["inputs"]["name"]
         assert entries["eks-break-glass"] == f"arn:aws:iam::123456789012:role/{break_glass}", env
-        assert set(entries) == {"eks-deployer", "eks-break-glass"}, env
+        assert set(entries) == {"eks-deployer", "eks-admin-0", "eks-break-glass"}, env
+
+
+def test_without_ci_the_deployer_is_the_role_running_it(plan_with) -> None:  # type: ignore[no-untyped-def]
+    plan = plan_with("dev", lambda p: p.pop("ci"))
+    # The offline plan runs as a user: the session context gives its own ARN.
+    assert _admin_entries(plan)["eks-deployer"] == "arn:aws:iam::123456789012:user/offline-plan"
 
 
 def test_the_creator_flag_never_replaces_a_running_cluster() -> None:
@@ -124,7 +132,11 @@ def test_declared_deployer_admins_and_no_break_glass(plan_with) -> None:  # type
     deployer = "arn:aws:iam::123456789012:role/modelyard-deploy"
     arn = "arn:aws:iam::123456789012:role/platform-admin"
     plan = plan_with(
-        "dev", lambda p: p["eks"].update(admin_role_arns=[arn], deployer_role_arn=deployer, break_glass=False)
+        "dev",
+        lambda p: (
+            p.pop("ci"),
+            p["eks"].update(admin_role_arns=[arn], deployer_role_arn=deployer, break_glass=False),
+        ),
     )
     assert _admin_entries(plan) == {"eks-deployer": deployer, "eks-admin-0": arn}
     assert not [r for r in plan.of_type("aws:iam/role:Role") if r["urn"].endswith("::eks-break-glass")]

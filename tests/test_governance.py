@@ -410,6 +410,25 @@ def test_kubernetes_objects_that_create_aws_resources_are_priced_or_listed(
         assert item.baseline > 0
 
 
+def test_the_ci_runner_is_priced_by_its_build_minutes_or_listed() -> None:
+    usage = cost.load_usage()
+    medium = Resource(
+        "urn:pulumi:prod::p::aws:codebuild/project:Project::r",
+        "aws:codebuild/project:Project",
+        {"environment": {"computeType": "BUILD_GENERAL1_MEDIUM"}},
+    )
+    (item,) = cost.estimate([medium]).items
+    assert item.kind == "usage" and item.baseline == pytest.approx(usage.ci_runner_minutes_per_month * 0.01)
+    assert f"{usage.ci_runner_minutes_per_month:g} build minutes a month" in item.basis
+    large = Resource(
+        "urn:pulumi:prod::p::aws:codebuild/project:Project::r",
+        "aws:codebuild/project:Project",
+        {"environment": {"computeType": "BUILD_GENERAL1_2XLARGE"}},
+    )
+    (item,) = cost.estimate([large]).items
+    assert item.kind == "not priced" and "codebuild_general1_2xlarge_minute" in item.basis
+
+
 #: Tier rules (modelyard/config.py TIER_RULES, workloads MIN_REPLICAS) and the policy parameter or rule
 #: that enforces the same floor on any preview. A tier rule missing here fails the test below.
 TIER_RULE_POLICY: dict[str, Any] = {

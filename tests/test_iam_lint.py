@@ -19,6 +19,7 @@ from iam_lint import findings
 ROLE = "aws:iam/role:Role"
 KEY = "aws:kms/key:Key"
 KARPENTER = "karpenter-controller-policy"
+RUNNER = "ci-runner-policy"
 
 #: (parliament issue, resource name or type token) → why it stands.
 ACCEPTED: Mapping[tuple[str, str], str] = {
@@ -41,6 +42,12 @@ ACCEPTED: Mapping[tuple[str, str], str] = {
     "type (parliament judges each statement alone); the SSM public parameters have no account in their ARN; "
     "parliament's table lists only load balancers for arc-zonal-shift:GetManagedResource, Karpenter reads "
     "the cluster's zonal shift",
+    ("RESOURCE_STAR", RUNNER): "the CI runner's network-interface statement is the CodeBuild User Guide's VPC "
+    "statement: EC2's Describe actions take no resource, and CodeBuild creates and deletes interfaces it names "
+    "only at build time",
+    ("PERMISSIONS_MANAGEMENT_ACTIONS", RUNNER): "ec2:CreateNetworkInterfacePermission is how CodeBuild attaches "
+    "a build's interface; bound, as the guide's statement, to codebuild.amazonaws.com and here to the private "
+    "subnets",
 }
 
 

@@ -1049,6 +1049,135 @@ CASES += [
 ]
 
 
+GITHUB = "token.actions.githubusercontent.com"
+
+
+def github_role(
+    sub: str | list[str], name: str = "r", *, like: bool = False, aud: str = "sts.amazonaws.com"
+) -> Resource:
+    """A role trusting GitHub's OIDC tokens of `sub` (infra/ci.py's shape)."""
+    condition: dict[str, Any] = {"StringEquals": {f"{GITHUB}:aud": aud}}
+    condition.setdefault("StringLike" if like else "StringEquals", {})[f"{GITHUB}:sub"] = sub
+    statement = {
+        "Effect": "Allow",
+        "Principal": {"Federated": f"arn:aws:iam::123456789012:oidc-provider/{GITHUB}"},
+        "Action": "sts:AssumeRoleWithWebIdentity",
+        "Condition": condition,
+    }
+    return res("aws:iam/role:Role", name, {"assumeRolePolicy": json.dumps({"Statement": [statement]})})
+
+
+def preview_set(actions: list[str], managed: str | None = None) -> list[Resource]:
+    role = github_role("repo:acme/platform:pull_request", "preview")
+    out = [
+        role,
+        res(
+            "aws:iam/rolePolicy:RolePolicy",
+            "preview-reads",
+            {
+                "role": "preview",
+                "policy": json.dumps({"Statement": [{"Effect": "Allow", "Action": actions, "Resource": "*"}]}),
+            },
+            role=[role.urn],
+        ),
+    ]
+    if managed is not None:
+        out.append(
+            res(
+                "aws:iam/rolePolicyAttachment:RolePolicyAttachment",
+                "preview-m",
+                {"policyArn": managed},
+                role=[role.urn],
+            )
+        )
+    return out
+
+
+def deploy_path(runner: bool, env: str = "prod") -> list[Resource]:
+    cluster = res(CLUSTER, "eks", {"vpcConfig": {"endpointPublicAccess": False, "endpointPrivateAccess": True}})
+    out = [cluster, github_role(f"repo:acme/platform:environment:{env}", "deploy")]
+    if runner:
+        project = res("aws:codebuild/project:Project", "runner", {"vpcConfig": {"vpcId": "vpc-1", "subnets": ["s-1"]}})
+        hook = {"filterGroups": [{"filters": [{"type": "EVENT", "pattern": "WORKFLOW_JOB_QUEUED"}]}]}
+        out += [project, res("aws:codebuild/webhook:Webhook", "hook", hook, projectName=[project.urn])]
+    return out
+
+
+CASES += [
+    (
+        "ci-github-trust-bound",
+        lambda: [github_role("repo:acme/platform:environment:prod")],
+        # AWS's own example of a wildcard: any branch, pull request or environment of the repository.
+        lambda: [github_role("repo:acme/platform:*", like=True)],
+        {},
+        "assumeRolePolicy.Statement[0].Condition",
+    ),
+    (
+        "ci-preview-read-only",
+        lambda: preview_set(["ec2:DescribeAvailabilityZones"]),
+        lambda: preview_set(["ec2:DescribeAvailabilityZones", "s3:GetObject"]),
+        {},
+        "policy.Statement[0].Action",
+    ),
+    (
+        "ci-deploy-reaches-endpoint",
+        lambda: deploy_path(runner=True),
+        lambda: deploy_path(runner=False),
+        {},
+        "vpcConfig.endpointPublicAccess",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("sub", "like", "aud", "allowed"),
+    [
+        ("repo:acme/platform:pull_request", False, "sts.amazonaws.com", True),
+        # GitHub's immutable subjects (repositories created after 2026-07-15) carry the owner's and repository's ids.
+        ("repo:acme@1234/platform@5678:environment:prod", False, "sts.amazonaws.com", True),
+        # A branch: whoever may push it holds the role, with no review.
+        ("repo:acme/platform:ref:refs/heads/main", False, "sts.amazonaws.com", False),
+        (["repo:acme/platform:pull_request", "repo:acme/platform:environment:prod"], False, "sts.amazonaws.com", False),
+        ("repo:acme/platform:environment:*", False, "sts.amazonaws.com", False),
+        ("repo:acme/platform:pull_request", False, "https://github.com/acme", False),
+        ("repo:acme/platform:pull_request", True, "sts.amazonaws.com", False),
+    ],
+)
+def test_a_github_trust_names_one_reviewed_subject(sub: Any, like: bool, aud: str, allowed: bool) -> None:
+    found = run("ci-github-trust-bound", [github_role(sub, like=like, aud=aud)])
+    assert (found == []) is allowed, [f.message for f in found]
+
+
+def test_a_pull_requests_role_is_read_only_and_stays_out_of_the_cluster() -> None:
+    assert run("ci-preview-read-only", preview_set(["ec2:Describe*", "eks:ListClusters", "iam:GetRole"])) == []
+    for action in ("s3:Get*", "secretsmanager:GetSecretValue", "ssm:GetParameters", "iam:PassRole", "*"):
+        assert run("ci-preview-read-only", preview_set([action])), action
+    [managed] = run("ci-preview-read-only", preview_set([], "arn:aws:iam::aws:policy/ReadOnlyAccess"))
+    assert managed.field == "policyArn"
+    role = preview_set([])[0]
+    entry = res("aws:eks/accessEntry:AccessEntry", "e", {"principalArn": "arn"}, principalArn=[role.urn])
+    [access] = run("ci-preview-read-only", [role, entry])
+    assert access.message == "a pull request's role gets no cluster access"
+
+
+def test_only_the_stacks_own_deploy_role_may_hold_an_administrator_policy() -> None:
+    admin = "arn:aws:iam::aws:policy/AdministratorAccess"
+
+    def attached(sub: str) -> list[Resource]:
+        role = github_role(sub, "deploy")
+        return [
+            role,
+            res("aws:iam/rolePolicyAttachment:RolePolicyAttachment", "a", {"policyArn": admin}, role=[role.urn]),
+        ]
+
+    assert run("iam-no-admin-attachments", attached("repo:acme/platform:environment:prod")) == []
+    # Another environment's role, or a pull request's, in this stack: refused.
+    assert run("iam-no-admin-attachments", attached("repo:acme/platform:environment:dev"))
+    assert run("iam-no-admin-attachments", attached("repo:acme/platform:pull_request"))
+    # A deploy role of the environment in another stack's plan is that stack's business.
+    assert run("ci-deploy-reaches-endpoint", deploy_path(runner=False, env="staging")) == []
+
+
 def test_a_model_pod_without_a_long_enough_pause_is_named() -> None:
     [found] = run("model-pod-termination", [terminating_isvc(5, 60, "--grace_period", "20")])
     assert found.field == "spec.predictor.containers[0].lifecycle.preStop" and "more than 10 s" in found.message

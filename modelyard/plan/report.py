@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 
 from modelyard.config import PlatformConfig
+from modelyard.infra.ci import canary_environment, deploy_role_name
 from modelyard.plan.digest import new_states
 from modelyard.workloads.catalog import Workloads
 
@@ -50,6 +51,8 @@ def config_lines(cfg: PlatformConfig) -> list[str]:
     net, eks, system = cfg.network, cfg.eks, cfg.system_pool
     endpoint = f"public to {', '.join(eks.endpoint.public_cidrs)} + private" if eks.endpoint.public else "private only"
     deployer = eks.deployer_role_arn or "the role running it"
+    if cfg.ci is not None:
+        deployer = f"CI's {deploy_role_name(cfg.env)}"
     break_glass = " · break-glass role (MFA)" if eks.break_glass else ""
     lines = [
         f"tier {cfg.tier} · {cfg.region} · {net.az_count} AZs · VPC {net.vpc_cidr} · NAT {net.nat}",
@@ -58,6 +61,12 @@ def config_lines(cfg: PlatformConfig) -> list[str]:
         f"system pool {'/'.join(system.instance_types)} on-demand, {system.min_size}..{system.max_size} nodes "
         f"(desired {system.desired_size})",
     ]
+    if cfg.ci is not None:
+        runner = "CodeBuild runner in the VPC" if cfg.ci.runner == "codebuild" else "GitHub-hosted runners"
+        lines.append(
+            f"CI: GitHub {cfg.ci.repository} through OIDC · preview role for pull requests (read-only) · deploy role "
+            f"for environment {cfg.env} · observer for {canary_environment(cfg.env)} · {runner}"
+        )
     for pool in cfg.gpu_pools:
         zero = "scales to zero" if pool.scale_to_zero else f"{pool.min_gpus} warm"
         lines.append(

@@ -141,3 +141,8 @@ TRAFFIC_PERCENT_ANNOTATION = "modelyard.io/traffic-percent"
 MODELS_NAMESPACE_LABEL = "modelyard.io/serves-models"
 #: On a shadow InferenceService: the share of its model's requests the route copies to it (its request mirror).
 MIRROR_PERCENT_ANNOTATION = "modelyard.io/mirror-percent"
+
+#: GitHub Actions' OIDC issuer host (the IAM provider's URL, and the prefix of its condition keys) and the audience
+#: aws-actions/configure-aws-credentials asks for (infra/ci.py; rules ci-github-trust-bound, ci-preview-read-only).
+GITHUB_OIDC_HOST: Final = "token.actions.githubusercontent.com"
+GITHUB_AUDIENCE: Final = "sts.amazonaws.com"

@@ -49,6 +49,7 @@ class Usage(BaseModel):
     model_bucket_pattern: str
     model_replica_pattern: str
     model_push_gb_per_month: float = Field(ge=0)
+    ci_runner_minutes_per_month: float = Field(ge=0)
 
 
 def load_usage(path: Path | None = None) -> Usage:
@@ -164,6 +165,7 @@ FREE_TYPES = S3_BUCKET_COMPANIONS | frozenset(
         "aws:sns/topicPolicy:TopicPolicy",
         "aws:sns/topicSubscription:TopicSubscription",
         "aws:budgets/budget:Budget",  # the first two budgets of an account are free
+        "aws:codebuild/webhook:Webhook",  # its builds are priced with the project
         "aws:costexplorer/anomalyMonitor:AnomalyMonitor",
         "aws:costexplorer/anomalySubscription:AnomalySubscription",
         "aws:costexplorer/costAllocationTag:CostAllocationTag",
@@ -315,6 +317,15 @@ class _Pricer:
     def ecr(self, r: Resource) -> tuple[Kind, float, float, str]:
         cost = self.usage.ecr_storage_gb * self.svc("ecr_storage_gb_month")
         return "usage", cost, cost, f"{self.usage.ecr_storage_gb:g} GB stored (usage)"
+
+    def build_project(self, r: Resource) -> tuple[Kind, float, float, str]:
+        compute = str(r.get("environment", "computeType") or "")
+        key = f"codebuild_{compute.lower().removeprefix('build_')}_minute"
+        if not compute or key not in self.prices.services_usd:
+            return "not priced", 0.0, 0.0, f"no price for compute type {compute or 'unknown'} ({key})"
+        minutes = self.usage.ci_runner_minutes_per_month
+        cost = minutes * self.svc(key)
+        return "usage", cost, cost, f"{minutes:g} build minutes a month at {self.svc(key)}/min (usage)"
 
     def load_balancer(self, r: Resource) -> tuple[Kind, float, float, str]:
         cost = self.svc("load_balancer_hour") * self.hours
@@ -723,6 +734,7 @@ def _estimate(stack: Stack, usage: Usage | None, region: str | None, prices: Pri
         "aws:s3/bucketV2:BucketV2": p.bucket,
         "aws:cloudwatch/logGroup:LogGroup": p.log_group,
         "aws:ecr/repository:Repository": p.ecr,
+        "aws:codebuild/project:Project": p.build_project,
         "aws:lb/loadBalancer:LoadBalancer": p.load_balancer,
         "aws:alb/loadBalancer:LoadBalancer": p.load_balancer,
         "aws:ebs/volume:Volume": p.ebs,

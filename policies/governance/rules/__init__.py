@@ -20,6 +20,7 @@ from __future__ import annotations
 from ..conventions import ISVC_LABEL
 from . import (  # noqa: F401
     budgets,
+    ci,
     cluster,
     compute,
     gateway,

@@ -10,6 +10,7 @@ from typing import Any
 
 from ..resources import Resource, as_list, dig, known, statements
 from .base import POLICY_FIELDS, Context, Finding, resource_rule, stack_rule
+from .ci import deploy_environment, github_statements
 
 READ_ONLY_MODEL_ACTIONS = frozenset(
     {"s3:GetObject", "s3:GetObjectVersion", "s3:ListBucket", "s3:GetBucketLocation", "kms:Decrypt"}
@@ -46,9 +47,11 @@ def _iam_wildcards(r: Resource, ctx: Context) -> Iterator[tuple[str, Any, str]]:
 
 
 def _web_identity_subjects(role: Resource) -> list[tuple[int, Mapping[str, Any]]]:
+    """The trust statements of `role` for the cluster's service accounts (IRSA); GitHub's are ci.py's."""
+    github = {i for i, _ in github_statements(role)}
     out = []
     for i, st in enumerate(statements(role.get("assumeRolePolicy"))):
-        if "sts:AssumeRoleWithWebIdentity" in as_list(st.get("Action")):
+        if "sts:AssumeRoleWithWebIdentity" in as_list(st.get("Action")) and i not in github:
             out.append((i, st))
     return out
 
@@ -258,13 +261,29 @@ def _trust(r: Resource, ctx: Context) -> Iterator[tuple[str, Any, str]]:
                 )
 
 
+def _deploy_role(attachment: Resource, ctx: Context) -> bool:
+    """Whether `attachment` is of this environment's CI deploy role: a role only jobs in the GitHub environment
+    named like the stack may assume (rule ci-github-trust-bound holds its trust)."""
+    return any(
+        deploy_environment(role) == ctx.env
+        and attachment in ctx.stack.referencing(role, "aws:iam/rolePolicyAttachment:RolePolicyAttachment")
+        for role in ctx.stack.of_type("aws:iam/role:Role")
+    )
+
+
 @resource_rule(
     "iam-no-admin-attachments",
-    "No role gets AdministratorAccess, IAMFullAccess or PowerUserAccess.",
+    "No role gets AdministratorAccess, IAMFullAccess or PowerUserAccess, but the CI deploy role of the stack's own "
+    "GitHub environment: a program that creates IAM roles has an administrator's reach whatever it is given, and "
+    "that role's trust (one environment, behind its required reviewers) is what bounds it.",
     ("aws:iam/rolePolicyAttachment:RolePolicyAttachment", "aws:iam/role:Role"),
     basic=True,
 )
 def _admin(r: Resource, ctx: Context) -> Iterator[tuple[str, Any, str]]:
+    if r.type.endswith("RolePolicyAttachment") and _deploy_role(r, ctx):
+        return
+    if not r.type.endswith("RolePolicyAttachment") and deploy_environment(r) == ctx.env:
+        return
     arns = (
         as_list(r.get("policyArn")) if r.type.endswith("RolePolicyAttachment") else as_list(r.get("managedPolicyArns"))
     )
