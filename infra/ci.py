@@ -56,7 +56,11 @@ PREVIEW_READS: Mapping[str, tuple[str, ...]] = {
     # The provider answers it from its own region table.
     "aws:index/getPartition:getPartition": (),
     "aws:index/getAvailabilityZones:getAvailabilityZones": ("ec2:DescribeAvailabilityZones",),
+    # The manifest signing key's public half, for the model servers (infra/model_store.py).
+    "aws:kms/getPublicKey:getPublicKey": ("kms:GetPublicKey",),
 }
+#: Of those, the actions AWS's table scopes to a resource: allowed on the signing key alone.
+PREVIEW_KEY_READS = frozenset({"kms:GetPublicKey"})
 
 #: What a CodeBuild project in a VPC needs of EC2 to place its builds there (AWS CodeBuild User Guide, "Allow
 #: CodeBuild access to AWS services required to create a VPC network interface").
@@ -131,7 +135,7 @@ class CiIdentitiesArgs:
 
 @dataclass(frozen=True, kw_only=True)
 class ClusterReach:
-    """What the observer's access and the runner need of the cluster and its network."""
+    """What the preview's reads, the observer's access and the runner need of the stack around them."""
 
     cluster_name: pulumi.Input[str]
     cluster_arn: pulumi.Input[str]
@@ -141,6 +145,8 @@ class ClusterReach:
     logs_key_arn: pulumi.Input[str]
     log_retention_days: int
     deletion_protection: bool
+    #: The model manifests' signing key (infra/model_store.py): the preview reads its public half.
+    signing_key_arn: pulumi.Input[str]
 
 
 class CiIdentities(pulumi.ComponentResource):
@@ -184,20 +190,6 @@ class CiIdentities(pulumi.ComponentResource):
             subject(cfg.repository),
             f"Pull requests of {cfg.repository}: what a pulumi preview of {env} reads, nothing else",
         )
-        reads = sorted({a for actions in PREVIEW_READS.values() for a in actions})
-        aws.iam.RolePolicy(
-            f"{name}-preview-reads",
-            role=preview.name,
-            policy=iam.to_json(
-                {
-                    "Version": "2012-10-17",
-                    # The data sources' actions take no resource ARN (Service Authorization Reference).
-                    "Statement": [{"Sid": "PreviewDataSources", "Effect": "Allow", "Action": reads, "Resource": "*"}],
-                }
-            ),
-            opts=child,
-        )
-
         deploy = role(
             "deploy",
             deploy_role_name(env),
@@ -224,12 +216,34 @@ class CiIdentities(pulumi.ComponentResource):
                 "observer_role_arn": self.observer_role_arn,
             }
         )
-        self._name, self._args, self._observer = name, args, observer
+        self._name, self._args, self._observer, self._preview = name, args, observer, preview
 
     def reach(self, cluster: ClusterReach) -> None:
-        """The observer's reach into the cluster, and the runner in its VPC where ci.runner is codebuild."""
+        """The preview's reads, the observer's reach into the cluster, and the runner in its VPC where ci.runner
+        is codebuild."""
         name, args, observer = self._name, self._args, self._observer
         child = pulumi.ResourceOptions(parent=self)
+        reads = sorted({a for actions in PREVIEW_READS.values() for a in actions} - PREVIEW_KEY_READS)
+        aws.iam.RolePolicy(
+            f"{name}-preview-reads",
+            role=self._preview.name,
+            policy=iam.to_json(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        # These actions take no resource ARN (Service Authorization Reference).
+                        {"Sid": "PreviewDataSources", "Effect": "Allow", "Action": reads, "Resource": "*"},
+                        {
+                            "Sid": "TheSigningKeysPublicHalf",
+                            "Effect": "Allow",
+                            "Action": sorted(PREVIEW_KEY_READS),
+                            "Resource": cluster.signing_key_arn,
+                        },
+                    ],
+                }
+            ),
+            opts=child,
+        )
         aws.iam.RolePolicy(
             f"{name}-observer-cluster",
             role=observer.name,

@@ -73,6 +73,17 @@ def model_push_role_name(env: str) -> str:
     return f"modelyard-{env}-model-push"
 
 
+#: The manifest signing key: ECDSA on P-256, SHA-256 digests (what `modelyard model push` asks KMS for, and what the
+#: model server verifies with the key's public half).
+SIGNING_KEY_SPEC = "ECC_NIST_P256"
+SIGNING_ALGORITHM = "ECDSA_SHA_256"
+
+
+def signing_key_alias(env: str) -> str:
+    """The alias `modelyard model push` signs with: KMS takes it as the key id."""
+    return f"alias/modelyard-{env}-model-signing"
+
+
 #: The prefix server access logs are written under in the log bucket.
 ACCESS_LOG_PREFIX = "models/"
 
@@ -412,6 +423,54 @@ class ModelStore(pulumi.ComponentResource):
 
         self._bucket, self._name = bucket, name
         self.replica_bucket_name: pulumi.Output[str] | None = None
+        # The manifest's signature: only the push role may sign with this key, and only SHA-256 digests with ECDSA
+        # (the key policy leaves the rest to IAM, like every key here). An asymmetric key cannot rotate by itself;
+        # a new key is a new alias target and a new public key in the workloads stack.
+        signing_key = aws.kms.Key(
+            f"{name}-signing-key",
+            description=f"Signs the manifests of {args.env}'s model versions (modelyard model push)",
+            key_usage="SIGN_VERIFY",
+            customer_master_key_spec=SIGNING_KEY_SPEC,
+            deletion_window_in_days=30,
+            policy=iam.to_json(iam.kms_key_policy(account.account_id, account.partition)),
+            opts=protect,
+        )
+        aws.kms.Alias(
+            f"{name}-signing-key-alias",
+            name=signing_key_alias(args.env),
+            target_key_id=signing_key.key_id,
+            opts=child,
+        )
+        aws.iam.RolePolicy(
+            f"{name}-push-signs",
+            role=pusher.id,
+            policy=iam.to_json(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Sid": "SignManifestDigests",
+                            "Effect": "Allow",
+                            "Action": "kms:Sign",
+                            "Resource": signing_key.arn,
+                            "Condition": {
+                                "StringEquals": {
+                                    "kms:SigningAlgorithm": SIGNING_ALGORITHM,
+                                    "kms:MessageType": "DIGEST",
+                                }
+                            },
+                        }
+                    ],
+                }
+            ),
+            opts=child,
+        )
+        # What the model server verifies with (base64 DER, SubjectPublicKeyInfo): read back from KMS.
+        self.signing_public_key: pulumi.Output[str] = aws.kms.get_public_key_output(
+            key_id=signing_key.arn, opts=pulumi.InvokeOptions(parent=self)
+        ).public_key
+        self.signing_key_arn = signing_key.arn
+
         self._replication: aws.s3.BucketReplicationConfig | None = None
         if cfg.replica_region is not None:
             if args.replica_provider is None:

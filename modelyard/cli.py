@@ -345,7 +345,7 @@ def cmd_model_push(args: argparse.Namespace) -> int:
     import boto3
     from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
-    from modelyard.infra.model_store import model_bucket_name, model_push_role_name
+    from modelyard.infra.model_store import model_bucket_name, model_push_role_name, signing_key_alias
     from modelyard.model_push import PushError, build_reference, push
     from modelyard.programs import PROJECTS
     from modelyard.stackfile import read_stack_config
@@ -384,7 +384,15 @@ def cmd_model_push(args: argparse.Namespace) -> int:
             region_name=region,
         )
         print(f"as {role_arn}, the model bucket's one writer")
-        push(pusher.client("s3"), Path(args.directory), bucket=bucket, model=args.model, version=args.version)
+        push(
+            pusher.client("s3"),
+            Path(args.directory),
+            bucket=bucket,
+            model=args.model,
+            version=args.version,
+            kms=pusher.client("kms"),
+            signing_key=signing_key_alias(args.env),
+        )
     except PushError as exc:
         raise UsageError(str(exc)) from None
     except NoCredentialsError:

@@ -13,6 +13,11 @@ multipart upload is continued (a part S3 reports with the same size and SHA-256 
 again), and objects that differ from the directory are refused, never overwritten. Once every file is up,
 each is read back (size and checksum) against the directory before the manifest goes last, so a half-finished
 push never looks complete.
+
+The manifest is signed: KMS signs its SHA-256 with the environment's signing key (ECDSA P-256, a key only the
+push role may sign with), and `manifest.sig` goes up just before the manifest. A writer who could replace files
+and manifest alike still cannot make a signature the model server accepts. The manifest's bytes follow from the
+files alone, so a push resumed after the signature went up writes the manifest it signed.
 """
 
 from __future__ import annotations
@@ -28,6 +33,10 @@ from pathlib import Path
 from typing import Any
 
 MANIFEST = "manifest.json"
+#: The manifest's signature, beside it: KMS's ECDSA signature of the manifest's SHA-256 (workloads/serving/
+#: modelyard_server/manifest.py verifies it with the signing key's public half).
+SIGNATURE = "manifest.sig"
+SIGNING_ALGORITHM = "ECDSA_SHA_256"
 NAME = re.compile(r"^[a-z]([a-z0-9-]{0,38}[a-z0-9])?$")
 VERSION = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._-]{0,62}$")
 MIB = 2**20
@@ -308,6 +317,30 @@ def manifest_of(model: str, version: str, files: list[FileEntry]) -> dict[str, A
     }
 
 
+def manifest_bytes(manifest: Mapping[str, Any]) -> bytes:
+    """The manifest as stored: what is signed and what the server hashes."""
+    return json.dumps(manifest, indent=2).encode()
+
+
+def sign_manifest(kms: Any, key_id: str, body: bytes) -> dict[str, str]:
+    """`manifest.sig`'s content: KMS's signature of the manifest's SHA-256 with `key_id` (an alias or ARN), the
+    key that signed (KMS answers its ARN) and the algorithm."""
+    digest = hashlib.sha256(body).digest()
+    try:
+        answer = kms.sign(KeyId=key_id, Message=digest, MessageType="DIGEST", SigningAlgorithm=SIGNING_ALGORITHM)
+    except kms.exceptions.ClientError as exc:
+        raise PushError(
+            f"KMS refused to sign the manifest with {key_id} ({_code(exc)}): is this environment's platform stack "
+            "up to date (it makes the signing key), and is this the push role?"
+        ) from None
+    return {
+        "keyId": str(answer["KeyId"]),
+        "algorithm": SIGNING_ALGORITHM,
+        "manifestSha256": digest.hex(),
+        "signature": base64.b64encode(answer["Signature"]).decode(),
+    }
+
+
 def push(
     s3: Any,
     directory: Path,
@@ -315,6 +348,8 @@ def push(
     bucket: str,
     model: str,
     version: str,
+    kms: Any,
+    signing_key: str,
     say: Callable[[str], None] = print,
     threshold: int = MULTIPART_THRESHOLD,
     part_size: int = PART_SIZE,
@@ -351,11 +386,25 @@ def push(
         if head is None or not matches(head, f):
             raise PushError(f"s3://{bucket}/{prefix}{f.path} did not verify after upload; push again to resume")
     manifest = manifest_of(model, version, files)
+    body = manifest_bytes(manifest)
+    if _head(s3, bucket, prefix + SIGNATURE) is None:
+        signature = sign_manifest(kms, signing_key, body)
+        upload._conditional(
+            lambda: s3.put_object(
+                Bucket=bucket,
+                Key=prefix + SIGNATURE,
+                Body=json.dumps(signature, indent=2).encode(),
+                ContentType="application/json",
+                ChecksumAlgorithm="SHA256",
+                IfNoneMatch="*",
+            ),
+            prefix + SIGNATURE,
+        )
     upload._conditional(
         lambda: s3.put_object(
             Bucket=bucket,
             Key=prefix + MANIFEST,
-            Body=json.dumps(manifest, indent=2).encode(),
+            Body=body,
             ContentType="application/json",
             ChecksumAlgorithm="SHA256",
             IfNoneMatch="*",

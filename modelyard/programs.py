@@ -158,19 +158,6 @@ def platform_program(cfg: PlatformConfig) -> None:
         ),
         opts=with_aws,
     )
-    if ci is not None:
-        ci.reach(
-            ClusterReach(
-                cluster_name=cluster.name,
-                cluster_arn=cluster.arn,
-                cluster_security_group_id=cluster.security_group_id,
-                vpc_id=network.vpc_id,
-                private_subnet_ids=network.private_subnet_ids,
-                logs_key_arn=logs.key_arn,
-                log_retention_days=cfg.eks.log_retention_days,
-                deletion_protection=cfg.deletion_protection,
-            )
-        )
     system = SystemNodeGroup(
         "system",
         SystemNodeGroupArgs(config=cfg.system_pool, cluster=cluster, subnet_ids=network.private_subnet_ids, tags=tags),
@@ -198,6 +185,20 @@ def platform_program(cfg: PlatformConfig) -> None:
         ),
         opts=with_aws,
     )
+    if ci is not None:
+        ci.reach(
+            ClusterReach(
+                cluster_name=cluster.name,
+                cluster_arn=cluster.arn,
+                cluster_security_group_id=cluster.security_group_id,
+                vpc_id=network.vpc_id,
+                private_subnet_ids=network.private_subnet_ids,
+                logs_key_arn=logs.key_arn,
+                log_retention_days=cfg.eks.log_retention_days,
+                deletion_protection=cfg.deletion_protection,
+                signing_key_arn=store.signing_key_arn,
+            )
+        )
     registry = ImageRegistry(
         "registry",
         ImageRegistryArgs(
@@ -360,6 +361,7 @@ def platform_program(cfg: PlatformConfig) -> None:
     pulumi.export("modelBucketArn", store.bucket_arn)
     pulumi.export("modelKmsKeyArn", store.kms_key_arn)
     pulumi.export("modelPullRoleArn", store.model_pull_role_arn)
+    pulumi.export("modelSigningPublicKey", store.signing_public_key)
     pulumi.export("modelNamespace", cfg.serving.model_namespace)
     pulumi.export("modelPullServiceAccount", cfg.serving.model_pull_service_account)
     pulumi.export("ecrRepositoryUrl", registry.repository_url)
@@ -456,6 +458,7 @@ def workloads_program(w: Workloads) -> None:
                 images=platform.require_output("runtimeImages"),
                 labels=labels,
                 drift=w.catalog.drift,
+                signing_key=platform.require_output("modelSigningPublicKey"),
             ),
             opts=providers,
         )

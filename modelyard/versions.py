@@ -327,6 +327,14 @@ UNVERIFIED: Final = (
         "gh workflow run canary-verdict.yml && gh run watch && gh pr list --search 'canary in:title'",
     ),
     Unverified(
+        "KMS signs a manifest's SHA-256 as given with MessageType DIGEST (moto hashes it once more), so the model "
+        "server's prehashed check accepts what push wrote; a pushed version's pods start",
+        "modelyard model push ./my-model --env staging --model minilm --version <new> && aws kms verify --key-id "
+        "alias/modelyard-staging-model-signing --message-type DIGEST --signing-algorithm ECDSA_SHA_256 --message "
+        "<the manifestSha256 of manifest.sig, as bytes> --signature <its signature, as bytes>   # SignatureValid: "
+        "true; then roll the version out: the pods log 'files verified against manifest.json and its signature'",
+    ),
+    Unverified(
         "a pull request's real preview completes as the preview role (the programs' data sources, the Kubernetes "
         "provider diffing against the state with no cluster access) under a Pulumi Cloud team token of Stack Read",
         "gh pr checks <pull request> && aws iam simulate-principal-policy --policy-source-arn "

@@ -134,13 +134,20 @@ def test_the_preview_role_reads_exactly_what_both_programs_previews_call(env: st
     called = {s for p in plan.digest["modelyard"]["projects"] for s in p["dataSources"]}
     assert called and called <= set(PREVIEW_READS), f"a data source with no entry in PREVIEW_READS: {called}"
     needed = sorted({a for token in called for a in PREVIEW_READS[token]})
-    [statement] = _statements(plan, "aws:iam/rolePolicy:RolePolicy", preview_role_name(env))
-    assert statement["Action"] == needed and statement["Resource"] == "*"
-    # Resource "*" because AWS's table gives these actions no resource type.
-    for action in needed:
-        table = privilege(action)
-        assert table is not None and table["access_level"] in ("List", "Read"), action
-        assert [r["resource_type"] for r in table["resource_types"]] == [""], action
+    statements = _statements(plan, "aws:iam/rolePolicy:RolePolicy", preview_role_name(env))
+    assert sorted(a for st in statements for a in st["Action"]) == needed
+    for st in statements:
+        for action in st["Action"]:
+            table = privilege(action)
+            assert table is not None and table["access_level"] in ("List", "Read"), action
+            # "*" only for an action AWS's table gives no resource type; the rest on the one key they read.
+            scoped = [r["resource_type"] for r in table["resource_types"]] != [""]
+            assert (st["Resource"] != "*") is scoped, (action, st["Resource"])
+            if scoped:
+                assert st["Resource"].startswith(f"arn:aws:kms:{_region(env)}:{OFFLINE_ACCOUNT_ID}:key/")
+    store_key = next(k for k in plan.of_type("aws:kms/key:Key") if k["inputs"].get("keyUsage") == "SIGN_VERIFY")
+    policy = next(p for p in plan.of_type("aws:iam/rolePolicy:RolePolicy") if p["urn"].endswith("::ci-preview-reads"))
+    assert store_key["urn"] in policy["propertyDependencies"]["policy"]
     role = next(r for r in plan.of_type(ROLE) if r["inputs"].get("name") == preview_role_name(env))
     attached = [
         a

@@ -16,6 +16,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
 import re
@@ -29,9 +31,12 @@ import pytest
 import requests
 import yaml
 from conftest import ENVS, Plan, plan_all
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, utils
 from support import COUNTS, free_port, model_server, prometheus_server
 
 from modelyard import model_push
+from modelyard.plan.mocks import OFFLINE_SIGNING_PUBLIC_KEY
 from modelyard.platform import signals
 from modelyard.platform.common import PLATFORM_PRIORITY_CLASS
 from modelyard.platform.monitoring import model_pod_monitor
@@ -432,6 +437,11 @@ def test_the_registry_rule_sees_what_kserve_injects() -> None:
 # -- what the plan renders, run ---------------------------------------------------------------------------------
 
 SERVING_PYTHON = REPO_ROOT / ".venv-serving" / "bin" / "python"
+#: This machine's stand-in for the environment's manifest signing key (KMS's, in a cluster).
+SIGNING_KEY = ec.generate_private_key(ec.SECP256R1())
+SIGNING_PUBLIC_KEY = base64.b64encode(
+    SIGNING_KEY.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+).decode()
 
 
 @pytest.fixture(scope="module")
@@ -455,8 +465,16 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]
                 link = target / file.relative_to(source)
                 link.parent.mkdir(parents=True, exist_ok=True)
                 link.symlink_to(file)
-            manifest = model_push.manifest_of(name, "1", model_push.scan(target))
-            (target / model_push.MANIFEST).write_text(json.dumps(manifest))
+            manifest = model_push.manifest_bytes(model_push.manifest_of(name, "1", model_push.scan(target)))
+            (target / model_push.MANIFEST).write_bytes(manifest)
+            # manifest.sig as push writes it: here signed by a key of this machine (start_rendered maps the
+            # rendered public key onto it, as it maps the port and the directory).
+            digest = hashlib.sha256(manifest).digest()
+            signature = SIGNING_KEY.sign(digest, ec.ECDSA(utils.Prehashed(hashes.SHA256())))
+            (target / model_push.SIGNATURE).write_text(
+                json.dumps({"keyId": "test", "algorithm": model_push.SIGNING_ALGORITHM, "manifestSha256": digest.hex(),
+                            "signature": base64.b64encode(signature).decode()})
+            )  # fmt: skip
             made[name] = target
         return made[name]
 
@@ -484,6 +502,8 @@ def start_rendered(container: dict[str, Any], model_dir: Callable[[str], Path], 
     at = args.index("--http_port")
     del args[at : at + 2]  # model_server listens on a free port
     args[args.index("--model_dir") + 1] = str(model_dir(args[args.index("--model_name") + 1]))
+    assert args[args.index("--manifest_public_key") + 1] == OFFLINE_SIGNING_PUBLIC_KEY  # the platform's output
+    args[args.index("--manifest_public_key") + 1] = SIGNING_PUBLIC_KEY
     env = {e["name"]: e["value"] for e in container.get("env", [])}
     probe = container["readinessProbe"]["httpGet"]["path"]
     with model_server(tmp, *args, "--workers", "1", env=env, ready=probe) as url:

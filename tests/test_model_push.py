@@ -9,15 +9,29 @@ import math
 import random
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from moto import mock_aws
 
 from modelyard.cli import main
+from modelyard.infra.model_store import SIGNING_KEY_SPEC, signing_key_alias
 from modelyard.model_push import FileEntry, PushError, part_size_for, push, reusable_parts
 
 BUCKET = "modelyard-dev-models-123456789012"
+
+
+def signing_key(env: str = "dev") -> str:
+    """The environment's manifest signing key as infra/model_store.py makes it (ECC_NIST_P256, SIGN_VERIFY) with
+    its alias, in moto's KMS; its ARN."""
+    kms = boto3.client("kms", region_name="us-east-1")
+    key = kms.create_key(KeyUsage="SIGN_VERIFY", KeySpec=SIGNING_KEY_SPEC)["KeyMetadata"]
+    kms.create_alias(AliasName=signing_key_alias(env), TargetKeyId=key["KeyId"])
+    return str(key["Arn"])
 
 
 @pytest.fixture
@@ -25,7 +39,14 @@ def s3() -> Iterator[object]:
     with mock_aws():
         client = boto3.client("s3", region_name="us-east-1")
         client.create_bucket(Bucket=BUCKET)
+        signing_key()
         yield client
+
+
+def push_signed(s3: object, directory: Path, **kwargs: Any) -> dict[str, Any]:
+    """`push` as the CLI calls it: signing with the environment's key, by alias."""
+    kms = boto3.client("kms", region_name="us-east-1")
+    return push(s3, directory, kms=kms, signing_key=signing_key_alias("dev"), **kwargs)
 
 
 @pytest.fixture
@@ -39,12 +60,13 @@ def model_dir(tmp_path: Path) -> Path:
 
 
 def test_push_writes_files_and_a_manifest_and_verifies(s3: object, model_dir: Path) -> None:
-    manifest = push(s3, model_dir, bucket=BUCKET, model="minilm", version="1", say=lambda _: None)
+    manifest = push_signed(s3, model_dir, bucket=BUCKET, model="minilm", version="1", say=lambda _: None)
     keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET)["Contents"])  # type: ignore[attr-defined]
     assert keys == [
         "minilm/1/1_Pooling/config.json",
         "minilm/1/config.json",
         "minilm/1/manifest.json",
+        "minilm/1/manifest.sig",
         "minilm/1/model.safetensors",
     ]
     stored = json.loads(s3.get_object(Bucket=BUCKET, Key="minilm/1/manifest.json")["Body"].read())  # type: ignore[attr-defined]
@@ -59,13 +81,86 @@ def test_push_writes_files_and_a_manifest_and_verifies(s3: object, model_dir: Pa
 
 
 def test_an_existing_version_is_never_overwritten(s3: object, model_dir: Path) -> None:
-    push(s3, model_dir, bucket=BUCKET, model="minilm", version="1", say=lambda _: None)
+    push_signed(s3, model_dir, bucket=BUCKET, model="minilm", version="1", say=lambda _: None)
     (model_dir / "config.json").write_text('{"hidden_size": 768}')
     with pytest.raises(PushError, match="already exists: versions are immutable"):
-        push(s3, model_dir, bucket=BUCKET, model="minilm", version="1", say=lambda _: None)
+        push_signed(s3, model_dir, bucket=BUCKET, model="minilm", version="1", say=lambda _: None)
     body = s3.get_object(Bucket=BUCKET, Key="minilm/1/config.json")["Body"].read()  # type: ignore[attr-defined]
     assert body == b'{"hidden_size": 384}'
-    push(s3, model_dir, bucket=BUCKET, model="minilm", version="2", say=lambda _: None)
+    push_signed(s3, model_dir, bucket=BUCKET, model="minilm", version="2", say=lambda _: None)
+
+
+def test_the_manifest_is_signed_with_the_environments_key(s3: object, model_dir: Path) -> None:
+    """Push asks KMS to sign the stored manifest's SHA-256 as a digest (ECDSA_SHA_256, MessageType DIGEST), and
+    moto's KMS signs with a real P-256 key whose public half (as GetPublicKey answers it, and the workloads stack
+    renders it) verifies the signature. moto hashes a DIGEST message once more, where KMS signs it as given
+    (versions.UNVERIFIED): the check below is over the digest push sent."""
+    kms = boto3.client("kms", region_name="us-east-1")
+    asked: list[dict[str, Any]] = []
+
+    def recorded(call: Callable[..., object], **kw: Any) -> object:
+        asked.append(kw)
+        return call(**kw)
+
+    push(
+        s3,
+        model_dir,
+        bucket=BUCKET,
+        model="minilm",
+        version="1",
+        kms=Intercepted(kms, "sign", recorded),
+        signing_key=signing_key_alias("dev"),
+        say=lambda _: None,
+    )
+    body = s3.get_object(Bucket=BUCKET, Key="minilm/1/manifest.json")["Body"].read()  # type: ignore[attr-defined]
+    sig = json.loads(s3.get_object(Bucket=BUCKET, Key="minilm/1/manifest.sig")["Body"].read())  # type: ignore[attr-defined]
+    digest = hashlib.sha256(body).digest()
+    assert asked == [
+        {
+            "KeyId": signing_key_alias("dev"),
+            "Message": digest,
+            "MessageType": "DIGEST",
+            "SigningAlgorithm": "ECDSA_SHA_256",
+        }
+    ]
+    assert sig["keyId"] == kms.describe_key(KeyId=signing_key_alias("dev"))["KeyMetadata"]["Arn"]
+    assert (sig["algorithm"], sig["manifestSha256"]) == ("ECDSA_SHA_256", digest.hex())
+    key = serialization.load_der_public_key(kms.get_public_key(KeyId=signing_key_alias("dev"))["PublicKey"])
+    assert isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP256R1)
+    key.verify(base64.b64decode(sig["signature"]), digest, ec.ECDSA(hashes.SHA256()))
+    with pytest.raises(InvalidSignature):
+        key.verify(base64.b64decode(sig["signature"]), hashlib.sha256(body + b" ").digest(), ec.ECDSA(hashes.SHA256()))
+
+
+def test_a_push_stopped_after_signing_writes_the_manifest_it_signed(s3: object, model_dir: Path) -> None:
+    def stop_at_the_manifest(call: Callable[..., object], **kw: Any) -> object:
+        if kw["Key"].endswith("/manifest.json"):
+            raise ConnectionError("dropped")
+        return call(**kw)
+
+    with pytest.raises(ConnectionError):
+        push_signed(
+            Intercepted(s3, "put_object", stop_at_the_manifest),
+            model_dir,
+            bucket=BUCKET,
+            model="minilm",
+            version="1",
+            say=lambda _: None,
+        )
+    signature = s3.get_object(Bucket=BUCKET, Key="minilm/1/manifest.sig")["Body"].read()  # type: ignore[attr-defined]
+    push_signed(s3, model_dir, bucket=BUCKET, model="minilm", version="1", say=lambda _: None)
+    body = s3.get_object(Bucket=BUCKET, Key="minilm/1/manifest.json")["Body"].read()  # type: ignore[attr-defined]
+    assert json.loads(signature)["manifestSha256"] == hashlib.sha256(body).hexdigest()
+
+
+def test_no_signing_key_is_a_clear_refusal(model_dir: Path) -> None:
+    with mock_aws():
+        client = boto3.client("s3", region_name="us-east-1")
+        client.create_bucket(Bucket=BUCKET)
+        with pytest.raises(PushError, match="KMS refused to sign the manifest with alias/modelyard-dev-model-signing"):
+            push_signed(client, model_dir, bucket=BUCKET, model="minilm", version="1", say=lambda _: None)
+        keys = [o["Key"] for o in client.list_objects_v2(Bucket=BUCKET).get("Contents", [])]
+        assert "minilm/1/manifest.json" not in keys, "an unsigned version must never look complete"
 
 
 @pytest.mark.parametrize(
@@ -74,15 +169,15 @@ def test_an_existing_version_is_never_overwritten(s3: object, model_dir: Path) -
 )
 def test_bad_names_are_refused(s3: object, model_dir: Path, model: str, version: str, message: str) -> None:
     with pytest.raises(PushError, match="^" + message.replace("(", r"\(").replace(".", r"\.")):
-        push(s3, model_dir, bucket=BUCKET, model=model, version=version, say=lambda _: None)
+        push_signed(s3, model_dir, bucket=BUCKET, model=model, version=version, say=lambda _: None)
 
 
 def test_missing_bucket_and_empty_directory(s3: object, tmp_path: Path, model_dir: Path) -> None:
     with pytest.raises(PushError, match="bucket nope does not exist"):
-        push(s3, model_dir, bucket="nope", model="minilm", version="1", say=lambda _: None)
+        push_signed(s3, model_dir, bucket="nope", model="minilm", version="1", say=lambda _: None)
     (tmp_path / "empty").mkdir()
     with pytest.raises(PushError, match="no files to push"):
-        push(s3, tmp_path / "empty", bucket=BUCKET, model="minilm", version="1", say=lambda _: None)
+        push_signed(s3, tmp_path / "empty", bucket=BUCKET, model="minilm", version="1", say=lambda _: None)
 
 
 def test_cli_finds_the_bucket_from_the_account_and_exits_2_on_errors(
@@ -90,6 +185,7 @@ def test_cli_finds_the_bucket_from_the_account_and_exits_2_on_errors(
 ) -> None:
     with mock_aws():
         boto3.client("s3", region_name="us-east-1").create_bucket(Bucket=BUCKET)  # moto's account is 123456789012
+        signing_key()
         argv = ["model", "push", str(model_dir), "--env", "dev", "--model", "minilm", "--version", "7"]
         assert main(argv) == 0
         out = capsys.readouterr().out
@@ -131,7 +227,7 @@ def shards(tmp_path: Path) -> Path:
 
 
 def big_push(s3: object, directory: Path, **kwargs: object) -> dict[str, object]:
-    return push(s3, directory, bucket=BUCKET, model="llm", version="1", threshold=PART, part_size=PART, **kwargs)  # type: ignore[arg-type]
+    return push_signed(s3, directory, bucket=BUCKET, model="llm", version="1", threshold=PART, part_size=PART, **kwargs)  # type: ignore[arg-type]
 
 
 def test_a_large_file_goes_up_in_checksummed_parts(s3: object, shards: Path) -> None:
@@ -224,7 +320,7 @@ def test_a_write_by_someone_else_is_never_overwritten(s3: object, model_dir: Pat
 
     racing = Intercepted(s3, "put_object", raced)
     with pytest.raises(PushError, match="was written by someone else during this push"):
-        push(racing, model_dir, bucket=BUCKET, model="minilm", version="1", say=lambda _: None)
+        push_signed(racing, model_dir, bucket=BUCKET, model="minilm", version="1", say=lambda _: None)
     assert s3.get_object(Bucket=BUCKET, Key="minilm/1/manifest.json")["Body"].read() == b"theirs"  # type: ignore[attr-defined]
 
 
@@ -241,7 +337,8 @@ def test_object_lock_keeps_a_pushed_version_from_being_deleted(tmp_path: Path, m
                 "Rule": {"DefaultRetention": {"Mode": "GOVERNANCE", "Days": 1}},
             },
         )
-        push(client, model_dir, bucket=BUCKET, model="minilm", version="1", say=lambda _: None)
+        signing_key()
+        push_signed(client, model_dir, bucket=BUCKET, model="minilm", version="1", say=lambda _: None)
         head = client.head_object(Bucket=BUCKET, Key="minilm/1/model.safetensors")
         assert head["ObjectLockMode"] == "GOVERNANCE"
         with pytest.raises(client.exceptions.ClientError, match="AccessDenied"):
@@ -281,6 +378,7 @@ def test_push_builds_the_reference_and_lists_it_in_the_manifest(
     with mock_aws():
         client = boto3.client("s3", region_name="us-east-1")
         client.create_bucket(Bucket=BUCKET)
+        signing_key()
         argv = ["model", "push", str(directory), "--env", "dev", "--model", "minilm", "--version", "3"]
         assert main([*argv, "--reference-texts", str(texts)]) == 0
         out = capsys.readouterr().out

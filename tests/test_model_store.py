@@ -206,3 +206,30 @@ def test_the_replication_configuration_is_one_the_s3_api_takes(plans: dict[str, 
         wrong = json.loads(json.dumps(api).replace("ReplicaKmsKeyID", "ReplicaKmsKeyId"))
         with pytest.raises(ParamValidationError, match="ReplicaKmsKeyId"):
             east.put_bucket_replication(Bucket=PROD_BUCKET, ReplicationConfiguration=wrong)
+
+
+def test_only_the_push_role_may_sign_and_only_manifest_digests(plans: dict[str, Plan]) -> None:
+    """The manifest signing key (infra/model_store.py): ECDSA on P-256, signing only; kms:Sign for the push role
+    alone, on that key, for SHA-256 digests; its public half exported for the workloads stack."""
+    for env, plan in plans.items():
+        [key] = [k for k in plan.of_type("aws:kms/key:Key") if k["inputs"].get("keyUsage") == "SIGN_VERIFY"]
+        assert key["inputs"]["customerMasterKeySpec"] == "ECC_NIST_P256"
+        alias = next(a for a in plan.of_type("aws:kms/alias:Alias") if a["urn"].endswith("::models-signing-key-alias"))
+        assert alias["inputs"]["name"] == f"alias/modelyard-{env}-model-signing"
+        assert key["urn"] in alias["propertyDependencies"]["targetKeyId"]
+        signers = [
+            (p["urn"].rsplit("::", 1)[1], st)
+            for p in plan.of_type("aws:iam/rolePolicy:RolePolicy")
+            for st in json.loads(p["inputs"]["policy"])["Statement"]
+            if "kms:Sign" in (st["Action"] if isinstance(st["Action"], list) else [st["Action"]])
+        ]
+        assert [name for name, _ in signers] == ["models-push-signs"], env
+        statement = signers[0][1]
+        assert statement["Condition"] == {
+            "StringEquals": {"kms:SigningAlgorithm": "ECDSA_SHA_256", "kms:MessageType": "DIGEST"}
+        }
+        policy = next(
+            p for p in plan.of_type("aws:iam/rolePolicy:RolePolicy") if p["urn"].endswith("::models-push-signs")
+        )
+        assert key["urn"] in policy["propertyDependencies"]["policy"]
+        assert plan.outputs()["modelSigningPublicKey"].startswith("MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE")

@@ -1010,8 +1010,9 @@ CASES += [
     ),
     (
         "model-manifest-verified",
+        lambda: [model_server_isvc("--verify_manifest", "--manifest_public_key", "MFkwEwYHKoZIzj0CAQYI")],
+        # Files held to the manifest, but not the manifest to its signature.
         lambda: [model_server_isvc("--verify_manifest")],
-        lambda: [model_server_isvc()],
         {},
         "spec.predictor.containers[0].args",
     ),
@@ -1176,6 +1177,12 @@ def test_only_the_stacks_own_deploy_role_may_hold_an_administrator_policy() -> N
     assert run("iam-no-admin-attachments", attached("repo:acme/platform:pull_request"))
     # A deploy role of the environment in another stack's plan is that stack's business.
     assert run("ci-deploy-reaches-endpoint", deploy_path(runner=False, env="staging")) == []
+
+
+def test_a_model_server_without_either_check_is_named() -> None:
+    for args in ((), ("--manifest_public_key", "MFkw"), ("--verify_manifest", "--manifest_public_key")):
+        [found] = run("model-manifest-verified", [model_server_isvc(*args)])
+        assert "--verify_manifest and --manifest_public_key" in found.message, args
 
 
 def test_a_model_pod_without_a_long_enough_pause_is_named() -> None:

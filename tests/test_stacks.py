@@ -65,12 +65,17 @@ def test_tags_reach_everything(plans: dict[str, Plan], env: str) -> None:
 def test_every_kms_key_rotates_and_nothing_is_unencrypted(plans: dict[str, Plan], env: str) -> None:
     plan = plans[env]
     keys = plan.of_type("aws:kms/key:Key")
-    # logs, EKS secrets, model store, ECR, alert topics, the backup vault where backups are on, prod's replica
+    # Encryption: logs, EKS secrets, model store, ECR, alert topics, the backup vault where backups are on, prod's
+    # replica. Signing: the model manifests' key, which KMS cannot rotate (an asymmetric key is replaced).
+    signing = [k for k in keys if k["inputs"].get("keyUsage") == "SIGN_VERIFY"]
+    assert [k["inputs"]["customerMasterKeySpec"] for k in signing] == ["ECC_NIST_P256"]
+    keys = [k for k in keys if k not in signing]
     assert len(keys) == {"dev": 5, "staging": 6, "prod": 7}[env]
-    for key in keys:
-        assert key["inputs"]["enableKeyRotation"] is True, key["urn"]
+    for key in [*keys, *signing]:
         policy = json.loads(key["inputs"]["policy"])
         assert policy["Statement"][0]["Principal"] == {"AWS": "arn:aws:iam::123456789012:root"}
+    for key in keys:
+        assert key["inputs"]["enableKeyRotation"] is True, key["urn"]
     for group in plan.of_type("aws:cloudwatch/logGroup:LogGroup"):
         assert "kmsKeyId" in group["inputs"], group["urn"]
 

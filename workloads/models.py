@@ -54,6 +54,9 @@ class ModelDeploymentArgs:
     labels: Mapping[str, str]
     #: The catalog's drift worker, whose Service the model's taps send to; None: no tap.
     drift: Drift | None = None
+    #: The platform's `modelSigningPublicKey` output: the key the model servers verify each manifest's signature
+    #: with (base64 DER).
+    signing_key: pulumi.Input[str] = ""
 
 
 def slo_rule_groups(model: ModelEntry, namespace: str) -> list[RuleGroup]:
@@ -201,6 +204,7 @@ def predictor(
     images: Mapping[str, str] | None = None,
     tap_url: str | None = None,
     tap_share: float = 0.01,
+    signing_key: str = "",
 ) -> dict[str, Any]:
     """The InferenceService predictor for `version` of `model`: the fields every runtime shares (replicas,
     autoscaling, identity, pod hardening, zone spread, GPU placement) and the runtime's own pod
@@ -240,6 +244,7 @@ def predictor(
         version=version,
         tap_url=tap_url,
         tap_share=tap_share,
+        signing_key=signing_key,
     )
     spec.update(model.runtime_module.pod(model, ctx))
     return spec
@@ -286,11 +291,12 @@ class ModelDeployment(pulumi.ComponentResource):
                         images=v[3],
                         tap_url=None if drift is None else drift_tap_url(v[4]),
                         tap_share=0.01 if drift is None else drift.sample_percent / 100,
+                        signing_key=v[5],
                     )
                 }
 
             spec = pulumi.Output.all(
-                args.bucket, args.registry, args.service_account, args.images, args.namespace
+                args.bucket, args.registry, args.service_account, args.images, args.namespace, args.signing_key
             ).apply(spec_for)
             annotations = {"serving.kserve.io/deploymentMode": "Standard"}
             if role == "canary" and m.canary is not None:

@@ -16,6 +16,11 @@ from typing import Any
 import pulumi
 
 OFFLINE_ACCOUNT_ID = "123456789012"
+#: A P-256 public key made once from random bytes for the offline plan; its private half was never kept.
+OFFLINE_SIGNING_PUBLIC_KEY = (
+    "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAENmJO6oeywJuA4BTC6Fs0gLKfBOXc6mBlOgX3knZY7FtlOcRdtjUm52BXaaLyvpx/"
+    "2is1yJpTAETNNT9dzKwWlQ=="
+)
 
 
 def _hex(seed: str, n: int) -> str:
@@ -81,6 +86,16 @@ class PlanMocks(pulumi.runtime.Mocks):
                 "id": account_id,
             },
             "aws:iam/getSessionContext:getSessionContext": _session_context,
+            "aws:kms/getPublicKey:getPublicKey": lambda a: {
+                "keyId": a.get("keyId", ""),
+                "id": a.get("keyId", ""),
+                "arn": a.get("keyId", ""),
+                # A P-256 public key (DER, base64), as KMS answers for an ECC_NIST_P256 signing key.
+                "publicKey": OFFLINE_SIGNING_PUBLIC_KEY,
+                "customerMasterKeySpec": "ECC_NIST_P256",
+                "keyUsage": "SIGN_VERIFY",
+                "signingAlgorithms": ["ECDSA_SHA_256"],
+            },
             "aws:index/getPartition:getPartition": lambda _: {
                 "partition": self.partition,
                 "dnsSuffix": "amazonaws.com",

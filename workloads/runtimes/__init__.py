@@ -140,6 +140,9 @@ class PodContext:
     #: None where the catalog runs no drift worker.
     tap_url: str | None = None
     tap_share: float = 0.01
+    #: The platform's manifest signing key, public half (base64 DER): a server that checks the manifest checks its
+    #: signature with it; empty: none rendered.
+    signing_key: str = ""
 
 
 class Runtime(ABC):

@@ -72,13 +72,15 @@ class Modelyard(Runtime):
             "name": "kserve-container",
             "image": f"{ctx.registry}:{runtime.image_tag}",
             # --verify_manifest: the server refuses a model directory that differs from the manifest
-            # `modelyard model push` wrote beside it (an overwritten or tampered version is never served).
+            # `modelyard model push` wrote beside it (an overwritten or tampered version is never served), and with
+            # --manifest_public_key a manifest the environment's signing key did not sign.
             "args": [
                 "--model_name",
                 model.name,
                 "--model_dir",
                 "/mnt/models",
                 "--verify_manifest",
+                *(["--manifest_public_key", ctx.signing_key] if ctx.signing_key else []),
                 "--http_port",
                 str(MODEL_PORT),
                 "--model_version",

@@ -148,14 +148,17 @@ def _injected_images(r: Resource, ctx: Context) -> Iterator[tuple[str, Any, str]
 
 #: The runtime label's value for this repository's model server (workloads/runtimes/modelyard.py).
 MODEL_SERVER_RUNTIME = "modelyard"
-#: The model server's flag that holds the model directory to the manifest `modelyard model push` wrote.
+#: The model server's flag that holds the model directory to the manifest `modelyard model push` wrote, and the one
+#: that holds the manifest to its signature (the signing key's public half as its value).
 VERIFY_MANIFEST = "--verify_manifest"
+MANIFEST_KEY = "--manifest_public_key"
 
 
 @resource_rule(
     "model-manifest-verified",
     "The model server verifies the model directory against its pushed manifest (every file's size and "
-    "sha256) before it loads anything, so an overwritten or tampered version is refused, not served.",
+    "sha256), and the manifest against the environment's signing key, before it loads anything, so an "
+    "overwritten or tampered version is refused, not served.",
     (ISVC,),
 )
 def _manifest_verified(r: Resource, ctx: Context) -> Iterator[tuple[str, Any, str]]:
@@ -163,11 +166,15 @@ def _manifest_verified(r: Resource, ctx: Context) -> Iterator[tuple[str, Any, st
         return
     for i, container in enumerate(as_list(r.get("spec", "predictor", "containers"))):
         container = mapping(container)
-        if container.get("name") == kserve.MODEL_CONTAINER and VERIFY_MANIFEST not in as_list(container.get("args")):
+        if container.get("name") != kserve.MODEL_CONTAINER:
+            continue
+        args = [str(a) for a in as_list(container.get("args"))]
+        key = args[args.index(MANIFEST_KEY) + 1] if MANIFEST_KEY in args[:-1] else ""
+        if VERIFY_MANIFEST not in args or not key or key.startswith("--"):
             yield (
                 f"spec.predictor.containers[{i}].args",
                 container.get("args"),
-                f"the model server must run with {VERIFY_MANIFEST}",
+                f"the model server must run with {VERIFY_MANIFEST} and {MANIFEST_KEY} <the signing key's public half>",
             )
 
 

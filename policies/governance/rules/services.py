@@ -16,8 +16,19 @@ SEMVER = re.compile(r"^v?\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?$")
 DEFAULT_GRAFANA_PASSWORDS = ("prom-operator", "admin", "password", "")
 
 
-@resource_rule("kms-rotation", "Customer-managed KMS keys rotate.", ("aws:kms/key:Key",), basic=True)
+@resource_rule(
+    "kms-rotation",
+    "Customer-managed encryption keys rotate (KMS rotates symmetric encryption keys only: a signing key is "
+    "replaced, not rotated).",
+    ("aws:kms/key:Key",),
+    basic=True,
+)
 def _kms(r: Resource, ctx: Context) -> Iterator[tuple[str, Any, str]]:
+    if r.get("keyUsage") not in (None, "ENCRYPT_DECRYPT") or r.get("customerMasterKeySpec") not in (
+        None,
+        "SYMMETRIC_DEFAULT",
+    ):
+        return
     if not _true(r.get("enableKeyRotation")) and not _unknown(r.inputs.get("enableKeyRotation")):
         yield "enableKeyRotation", r.get("enableKeyRotation") or False, "must be true"
 

@@ -128,6 +128,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="refuse to start unless the model directory is exactly what its manifest.json (written by "
         "modelyard model push) lists, file by file and sha256 by sha256",
     )
+    parser.add_argument(
+        "--manifest_public_key",
+        default=None,
+        metavar="BASE64_DER",
+        help="with --verify_manifest: the signing key's public half (aws kms get-public-key --query PublicKey); "
+        "refuse to start unless manifest.sig is its signature of manifest.json",
+    )
     parser.add_argument("--http_port", type=int, default=8080)
     parser.add_argument("--host", default="0.0.0.0", help="address to listen on (default 0.0.0.0, as in a pod)")
     parser.add_argument(
@@ -314,10 +321,19 @@ def main(argv: list[str] | None = None) -> int:
     device, threads = batching_for_device(args, cpu_limit())
     try:
         if args.verify_manifest:
-            from .manifest import MANIFEST, verify
+            from .manifest import MANIFEST, public_key, verify
 
-            verified = verify(model_dir, args.model_name)
-            logging.getLogger("modelyard_server").info("%d files verified against %s", verified, MANIFEST)
+            key = None
+            if args.manifest_public_key is not None:
+                try:
+                    key = public_key(args.manifest_public_key)
+                except ValueError as exc:
+                    raise SettingsError(f"--manifest_public_key {exc}") from None
+            verified = verify(model_dir, args.model_name, key)
+            signed = " and its signature" if key is not None else ""
+            logging.getLogger("modelyard_server").info("%d files verified against %s%s", verified, MANIFEST, signed)
+        elif args.manifest_public_key is not None:
+            raise SettingsError("--manifest_public_key needs --verify_manifest (the signature is of the manifest)")
         info = model_info(model_dir)
         queue_given = args.max_queue is not None
         per_front = check(args, workers, info.max_seq_length)

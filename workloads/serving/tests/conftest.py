@@ -4,6 +4,7 @@ a transport that records what the front's protocol writes, for driving it in pro
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import json
 import os
@@ -21,6 +22,8 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, utils
 from modelyard_server.tokenizer import bundled_model_dir
 
 SERVING = Path(__file__).resolve().parent.parent
@@ -161,6 +164,22 @@ def pushed(tmp: Path, model: str = "minilm", extra: dict[str, bytes] | None = No
     manifest = {"model": model, "version": "1", "files": files, "totalBytes": total}
     (target / "manifest.json").write_text(json.dumps(manifest, indent=2))
     return target
+
+
+def sign(model_dir: Path, key: ec.EllipticCurvePrivateKey) -> str:
+    """Write manifest.sig as `modelyard model push` does (KMS's ECDSA_SHA_256 of the manifest's digest: a DER
+    signature, base64), signed with `key`; return the public half as --manifest_public_key takes it."""
+    digest = hashlib.sha256((model_dir / "manifest.json").read_bytes()).digest()
+    signature = key.sign(digest, ec.ECDSA(utils.Prehashed(hashes.SHA256())))
+    document = {
+        "keyId": "arn:aws:kms:us-east-1:123456789012:key/test",
+        "algorithm": "ECDSA_SHA_256",
+        "manifestSha256": digest.hex(),
+        "signature": base64.b64encode(signature).decode(),
+    }
+    (model_dir / "manifest.sig").write_text(json.dumps(document, indent=2))
+    der = key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return base64.b64encode(der).decode()
 
 
 def call(
