@@ -74,11 +74,11 @@ def break_glass_trust(account_id: Any, partition: Any) -> Document:
     }
 
 
-def irsa_trust(oidc_provider_arn: Any, issuer_url: Any, namespace: str, service_account: str) -> pulumi.Output[str]:
+def irsa_trust(oidc_provider_arn: Any, issuer_url: Any, namespace: Any, service_account: str) -> pulumi.Output[str]:
     """Trust policy for IRSA scoped to exactly one service account and the STS audience."""
 
     def build(args: list[str]) -> str:
-        arn, url = args
+        arn, url, namespace = args
         host = url.removeprefix("https://")
         return json.dumps(
             {
@@ -100,7 +100,7 @@ def irsa_trust(oidc_provider_arn: Any, issuer_url: Any, namespace: str, service_
             separators=(",", ":"),
         )
 
-    return pulumi.Output.all(oidc_provider_arn, issuer_url).apply(build)
+    return pulumi.Output.all(oidc_provider_arn, issuer_url, namespace).apply(build)
 
 
 def managed_policy_arn(partition: Any, name: str) -> pulumi.Output[str]:

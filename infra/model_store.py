@@ -68,6 +68,30 @@ def no_deletes(objects: pulumi.Input[str]) -> iam.Document:
     return {"Sid": "NoDeletes", "Effect": "Deny", "Principal": "*", "Action": list(DELETE_ACTIONS), "Resource": objects}
 
 
+def model_pull_policy(bucket_arn: Any, key_arn: Any, region: str, model: str) -> iam.Document:
+    """A model's pull role (the workloads stack makes one per catalogued model): list and read that model's
+    prefix of the bucket and nothing else, decrypt through S3 only. What KServe's storage initializer and vLLM's
+    streamer call (tests/test_iam_references.py)."""
+    prefix = f"{model}/"
+    document = bucket_access(
+        bucket_arn,
+        key_arn,
+        region,
+        bucket_actions=MODEL_PULL_BUCKET_ACTIONS,
+        objects=("ReadThisModel", MODEL_PULL_OBJECT_ACTIONS),
+        kms=("DecryptModelsThroughS3", "kms:Decrypt"),
+    )
+    listing, objects = document["Statement"][0], document["Statement"][1]
+    listing["Condition"] = {"StringLike": {"s3:prefix": [prefix, f"{prefix}*"]}}
+    objects["Resource"] = pulumi.Output.concat(bucket_arn, "/", prefix, "*")
+    return document
+
+
+def model_pull_service_account(model: str) -> str:
+    """The service account a model's pods pull as (its pull role trusts this one alone)."""
+    return f"{model}-puller"
+
+
 def model_push_role_name(env: str) -> str:
     """The push role's name: `modelyard model push` assumes it by this name."""
     return f"modelyard-{env}-model-push"
@@ -120,11 +144,6 @@ class ModelStoreArgs:
     config: ModelStoreConfig
     env: str
     account: AccountContext
-    #: IRSA: the cluster's OIDC provider, and the one service account allowed to pull models.
-    oidc_provider_arn: pulumi.Input[str]
-    oidc_issuer_url: pulumi.Input[str]
-    namespace: str
-    service_account: str
     deletion_protection: bool
     #: The provider of `config.replica_region` (programs.py makes it when the region is set).
     replica_provider: pulumi.ProviderResource | None = None
@@ -230,13 +249,13 @@ def _model_bucket_settings(
 class ModelStore(pulumi.ComponentResource):
     """Model artifacts live in one bucket per environment: versioned, SSE-KMS with a bucket key, public
     access fully blocked, ACLs disabled, TLS-only, noncurrent versions expired after a retention, and
-    server access logs kept in a second private bucket. KServe pulls through an IRSA role that can read
-    this bucket and decrypt with this key, nothing wider."""
+    server access logs kept in a second private bucket. Each catalogued model's pods pull through their own IRSA
+    role, which reads that model's prefix and decrypts with this key through S3, nothing wider (the workloads
+    stack makes it: model_pull_policy)."""
 
     bucket_name: pulumi.Output[str]
     bucket_arn: pulumi.Output[str]
     kms_key_arn: pulumi.Output[str]
-    model_pull_role_arn: pulumi.Output[str]
     #: The one writer of the bucket (`modelyard model push` assumes it).
     model_push_role_arn: pulumi.Output[str]
 
@@ -396,31 +415,6 @@ class ModelStore(pulumi.ComponentResource):
             opts=child,
         )
 
-        role = aws.iam.Role(
-            f"{name}-pull-role",
-            description=f"KServe model pulls in {args.env}: read-only on the model bucket "
-            f"({args.namespace}/{args.service_account} only)",
-            assume_role_policy=iam.irsa_trust(
-                args.oidc_provider_arn, args.oidc_issuer_url, args.namespace, args.service_account
-            ),
-            opts=child,
-        )
-        aws.iam.RolePolicy(
-            f"{name}-pull-policy",
-            role=role.id,
-            policy=iam.to_json(
-                bucket_access(
-                    bucket.arn,
-                    key_arn,
-                    account.region,
-                    bucket_actions=MODEL_PULL_BUCKET_ACTIONS,
-                    objects=("ReadModels", MODEL_PULL_OBJECT_ACTIONS),
-                    kms=("DecryptModelsThroughS3", "kms:Decrypt"),
-                )
-            ),
-            opts=child,
-        )
-
         self._bucket, self._name = bucket, name
         self.replica_bucket_name: pulumi.Output[str] | None = None
         # The manifest's signature: only the push role may sign with this key, and only SHA-256 digests with ECDSA
@@ -480,13 +474,11 @@ class ModelStore(pulumi.ComponentResource):
         self.bucket_name = bucket.bucket
         self.bucket_arn = bucket.arn
         self.kms_key_arn = pulumi.Output.from_input(key_arn)
-        self.model_pull_role_arn = role.arn
         self.model_push_role_arn = pusher.arn
         self.register_outputs(
             {
                 "bucket_name": self.bucket_name,
                 "bucket_arn": self.bucket_arn,
-                "model_pull_role_arn": self.model_pull_role_arn,
                 "replica_bucket_name": self.replica_bucket_name,
             }
         )

@@ -424,11 +424,10 @@ class GatewayConfig(Model):
 
 
 class ServingConfig(Model):
-    """Where model pods run and which service account pulls models (bound to the read-only role), and the
-    gateway in front of them."""
+    """Where model pods run (each model pulls as its own service account and read-only role, which the workloads
+    stack makes), and the gateway in front of them."""
 
     model_namespace: DnsLabel = "models"
-    model_pull_service_account: DnsLabel = "model-puller"
     gateway: GatewayConfig = GatewayConfig()
 
 

@@ -176,10 +176,6 @@ def platform_program(cfg: PlatformConfig) -> None:
             config=cfg.model_store,
             env=cfg.env,
             account=account,
-            oidc_provider_arn=cluster.oidc_provider_arn,
-            oidc_issuer_url=cluster.oidc_issuer_url,
-            namespace=cfg.serving.model_namespace,
-            service_account=cfg.serving.model_pull_service_account,
             deletion_protection=cfg.deletion_protection,
             replica_provider=replica_provider,
         ),
@@ -297,10 +293,7 @@ def platform_program(cfg: PlatformConfig) -> None:
         "kserve",
         KServeArgs(
             labels=labels,
-            region=cfg.region,
             model_namespace=cfg.serving.model_namespace,
-            model_pull_service_account=cfg.serving.model_pull_service_account,
-            model_pull_role_arn=store.model_pull_role_arn,
             mirror_urls=registry.mirror_urls,
             deletion_protection=cfg.deletion_protection,
             depends_on=[cert_manager.release],
@@ -357,13 +350,12 @@ def platform_program(cfg: PlatformConfig) -> None:
     pulumi.export("clusterEndpoint", cluster.endpoint)
     pulumi.export("kubeconfig", cluster.kubeconfig)
     pulumi.export("oidcProviderArn", cluster.oidc_provider_arn)
+    pulumi.export("oidcIssuerUrl", cluster.oidc_issuer_url)
     pulumi.export("modelBucket", store.bucket_name)
     pulumi.export("modelBucketArn", store.bucket_arn)
     pulumi.export("modelKmsKeyArn", store.kms_key_arn)
-    pulumi.export("modelPullRoleArn", store.model_pull_role_arn)
     pulumi.export("modelSigningPublicKey", store.signing_public_key)
     pulumi.export("modelNamespace", cfg.serving.model_namespace)
-    pulumi.export("modelPullServiceAccount", cfg.serving.model_pull_service_account)
     pulumi.export("ecrRepositoryUrl", registry.repository_url)
     pulumi.export("runtimeImages", runtime_images(registry.mirror_urls))
     pulumi.export("gpuPools", karpenter.node_pools)
@@ -395,13 +387,18 @@ def platform_program(cfg: PlatformConfig) -> None:
 
 def workloads_program(w: Workloads) -> None:
     """The workloads stack: every catalogued model, on the cluster the platform stack describes."""
-    from modelyard.workloads.models import ModelDeployment, ModelDeploymentArgs
+    from modelyard.workloads.models import ModelDeployment, ModelDeploymentArgs, ModelPull
     from modelyard.workloads.routes import ModelRoute, ModelRouteArgs
 
     cfg = w.config
     platform = pulumi.StackReference("platform", stack_name=cfg.platform_stack)
     k8s_provider = k8s.Provider("k8s", kubeconfig=platform.require_output("kubeconfig"), enable_server_side_apply=True)
-    labels = k8s_labels(standard_tags(env=cfg.env, team=cfg.tags.team, cost_center=cfg.tags.cost_center))
+    tags = standard_tags(env=cfg.env, team=cfg.tags.team, cost_center=cfg.tags.cost_center)
+    # Each model's pull role (workloads/models.py), in the platform stack's account and region.
+    aws_provider = aws.Provider(
+        "aws", region=platform.require_output("region"), default_tags=aws.ProviderDefaultTagsArgs(tags=tags)
+    )
+    labels = k8s_labels(tags)
     namespace = platform.require_output("modelNamespace")
 
     def check_placement(pools: Any, cpu_pool: Any) -> None:
@@ -451,7 +448,13 @@ def workloads_program(w: Workloads) -> None:
             ModelDeploymentArgs(
                 model=model,
                 namespace=namespace,
-                service_account=platform.require_output("modelPullServiceAccount"),
+                pull=ModelPull(
+                    oidc_provider_arn=platform.require_output("oidcProviderArn"),
+                    oidc_issuer_url=platform.require_output("oidcIssuerUrl"),
+                    bucket_arn=platform.require_output("modelBucketArn"),
+                    kms_key_arn=platform.require_output("modelKmsKeyArn"),
+                    region=platform.require_output("region"),
+                ),
                 bucket=platform.require_output("modelBucket"),
                 registry=platform.require_output("ecrRepositoryUrl"),
                 prometheus_url=platform.require_output("prometheusUrl"),
@@ -460,7 +463,7 @@ def workloads_program(w: Workloads) -> None:
                 drift=w.catalog.drift,
                 signing_key=platform.require_output("modelSigningPublicKey"),
             ),
-            opts=providers,
+            opts=pulumi.ResourceOptions(providers=[k8s_provider, aws_provider]),
         )
     pulumi.export("env", cfg.env)
     pulumi.export("models", [m.name for m in w.catalog.models])

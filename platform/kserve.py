@@ -56,12 +56,13 @@ DISABLED_RUNTIMES = ("mlserver", "pmmlserver", "paddleserver", "huggingfaceserve
 MODEL_DEFAULT_RESOURCES = resources("500m", "1Gi", "2", "4Gi")
 
 
-def storage_annotations(region: str, role_arn: pulumi.Input[str]) -> dict[str, pulumi.Input[str]]:
-    """Service-account annotations for the model-pull account: IRSA, and how KServe's storage initializer
-    reaches S3 (the regional endpoint over HTTPS, with the pod's web identity, never anonymous)."""
+def storage_annotations(region: pulumi.Input[str], role_arn: pulumi.Input[str]) -> dict[str, pulumi.Input[str]]:
+    """Service-account annotations for a model's pull account (the workloads stack makes one per model): IRSA,
+    and how KServe's storage initializer reaches S3 (the regional endpoint over HTTPS, with the pod's web
+    identity, never anonymous)."""
     return {
         "eks.amazonaws.com/role-arn": role_arn,
-        "serving.kserve.io/s3-endpoint": f"s3.{region}.amazonaws.com",
+        "serving.kserve.io/s3-endpoint": pulumi.Output.concat("s3.", region, ".amazonaws.com"),
         "serving.kserve.io/s3-usehttps": "1",
         "serving.kserve.io/s3-region": region,
         "serving.kserve.io/s3-useanoncredential": "false",
@@ -79,10 +80,7 @@ GATEWAY_VALUES: Mapping[str, Any] = {
 @dataclass(frozen=True, kw_only=True)
 class KServeArgs:
     labels: Mapping[str, str]
-    region: str
     model_namespace: str
-    model_pull_service_account: str
-    model_pull_role_arn: pulumi.Input[str]
     #: The ECR mirror of each image in KSERVE_MIRRORS, by the same key.
     mirror_urls: Mapping[str, pulumi.Input[str]]
     #: `protect` the CRDs' release and the model namespace: deleting or replacing either deletes every
@@ -97,8 +95,8 @@ class KServeArgs:
 
 class KServe(pulumi.ComponentResource):
     """KServe's CRDs and controller (pinned charts, Standard mode, on the system nodes), and the model
-    namespace: restricted Pod Security, default container limits, and the model-pull service account
-    bound by IRSA to the model bucket's read-only role."""
+    namespace: restricted Pod Security and default container limits (each model's pull account and role are the
+    workloads stack's)."""
 
     model_namespace: pulumi.Output[str]
     release: pulumi.Resource
@@ -185,18 +183,6 @@ class KServe(pulumi.ComponentResource):
         )
         container_defaults(
             f"{name}-models-defaults", models.metadata["name"], MODEL_DEFAULT_RESOURCES, args.labels, child
-        )
-        k8s.core.v1.ServiceAccount(
-            f"{name}-model-puller",
-            metadata={
-                "name": args.model_pull_service_account,
-                "namespace": models.metadata["name"],
-                "labels": dict(args.labels),
-                "annotations": storage_annotations(args.region, args.model_pull_role_arn),
-            },
-            # The IRSA token is projected by EKS's webhook; the Kubernetes API token is not needed.
-            automount_service_account_token=False,
-            opts=child,
         )
         self.model_namespace = models.metadata["name"]
         self.register_outputs({"model_namespace": self.model_namespace})

@@ -49,6 +49,11 @@ class Plan:
     def outputs(self) -> dict[str, Any]:
         return dict(self.digest["modelyard"]["projects"][0]["outputs"])
 
+    def outputs_of(self, project: str) -> dict[str, Any]:
+        """The outputs of one project of a plan of both (`plan_all`)."""
+        [found] = [p["outputs"] for p in self.digest["modelyard"]["projects"] if p["project"] == project]
+        return dict(found)
+
     def default_tags(self) -> dict[str, str]:
         provider = self.named("pulumi:providers:aws", "aws")  # the stack's (a replica's region has its own)
         return dict(json.loads(provider["inputs"]["defaultTags"])["tags"])

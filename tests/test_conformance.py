@@ -406,10 +406,12 @@ def test_every_model_pod_as_kserve_builds_it_holds_what_the_platform_assumes(
         version = pod["metadata"]["labels"]["modelyard.io/model-version"]
         if runtime == "vllm":
             # vLLM streams the weights from the version's prefix itself (docs/runtimes.md): nothing downloads
-            # them, and the pod runs as the model-pull service account, whose role may read that prefix.
+            # them, and the pod runs as its model's pull account, whose role may read that model's prefix.
             assert re.fullmatch(rf"s3://modelyard-{env}-models-\d{{12}}/{model}/{version}/", main["args"][0]), name
-            assert spec["serviceAccountName"] == "model-puller", f"{env}/{name}"
-        else:
+        # Every version of a model pulls as the model's own account (workloads/models.py: its role reads
+        # <bucket>/<model>/* and nothing else).
+        assert spec["serviceAccountName"] == f"{model}-puller", f"{env}/{name}"
+        if runtime != "vllm":
             # The storage initializer fills /mnt/models, which the model server reads as --model_dir.
             assert [c["name"] for c in spec["initContainers"]] == [kserve.STORAGE_INITIALIZER]
             assert main["args"][main["args"].index("--model_dir") + 1] == kserve.MODEL_MOUNT, f"{env}/{name}"

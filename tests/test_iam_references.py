@@ -244,17 +244,25 @@ def test_flow_logs_role_is_the_reference_and_tighter(plans: dict[str, Plan]) -> 
     assert statement["Resource"] == [group, f"{group}:*"]
 
 
-def test_model_pull_role_allows_exactly_what_the_storage_initializer_calls(plans: dict[str, Plan]) -> None:
+def test_each_models_pull_role_allows_what_the_storage_initializer_calls_on_its_own_prefix(
+    all_plans: dict[str, Plan],
+) -> None:
+    """KServe's storage initializer lists the version's prefix and reads each object; a model's role allows exactly
+    that, on its own model's prefix of the bucket (workloads/models.py), for every catalogued model."""
     reference = SERVICES["kserve-storage-initializer-s3"]
-    plan = plans["prod"]
-    doc = _policy(plan, "aws:iam/rolePolicy:RolePolicy", "models-pull-policy")
-    by_sid = {st["Sid"]: st for st in doc["Statement"]}
+    plan = all_plans["prod"]
     bucket = f"arn:aws:s3:::modelyard-prod-models-{ACCOUNT}"
-    assert as_list(by_sid["ListModelBucket"]["Action"]) == reference["bucket_actions"]
-    assert by_sid["ListModelBucket"]["Resource"] == bucket
-    assert as_list(by_sid["ReadModels"]["Action"]) == reference["object_actions"]
-    assert by_sid["ReadModels"]["Resource"] == f"{bucket}/*"
-    assert as_list(by_sid["DecryptModelsThroughS3"]["Action"]) == reference["kms_actions"]
+    models = plan.outputs_of("modelyard-workloads")["models"]
+    assert models
+    for model in models:
+        doc = _policy(plan, "aws:iam/rolePolicy:RolePolicy", f"{model}-pull-policy")
+        by_sid = {st["Sid"]: st for st in doc["Statement"]}
+        assert as_list(by_sid["ListModelBucket"]["Action"]) == reference["bucket_actions"]
+        assert by_sid["ListModelBucket"]["Resource"] == bucket
+        assert by_sid["ListModelBucket"]["Condition"] == {"StringLike": {"s3:prefix": [f"{model}/", f"{model}/*"]}}
+        assert as_list(by_sid["ReadThisModel"]["Action"]) == reference["object_actions"]
+        assert by_sid["ReadThisModel"]["Resource"] == f"{bucket}/{model}/*"
+        assert as_list(by_sid["DecryptModelsThroughS3"]["Action"]) == reference["kms_actions"]
 
 
 def test_the_replication_role_is_the_reference_and_tighter(plans: dict[str, Plan]) -> None:

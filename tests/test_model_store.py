@@ -63,22 +63,23 @@ def test_existing_kms_key_is_used_when_configured(plan_with) -> None:  # type: i
     assert not [k for k in plan.of_type("aws:kms/key:Key") if "models-key" in k["urn"]]
 
 
-def test_model_pull_role_is_read_only_on_this_bucket_for_one_service_account(plans: dict[str, Plan]) -> None:
-    plan = plans["dev"]
-    role = plan.named("aws:iam/role:Role", "models-pull-role")["inputs"]
-    trust = json.loads(role["assumeRolePolicy"])["Statement"][0]
-    assert trust["Action"] == "sts:AssumeRoleWithWebIdentity"
-    conditions = trust["Condition"]["StringEquals"]
-    assert sorted(conditions.values()) == ["sts.amazonaws.com", "system:serviceaccount:models:model-puller"]
-    doc = json.loads(plan.named("aws:iam/rolePolicy:RolePolicy", "models-pull-policy")["inputs"]["policy"])
-    actions = sorted(
-        a for st in doc["Statement"] for a in (st["Action"] if isinstance(st["Action"], list) else [st["Action"]])
-    )
-    assert actions == ["kms:Decrypt", "s3:GetObject", "s3:ListBucket"]
-    resources = {st["Sid"]: st["Resource"] for st in doc["Statement"]}
-    assert resources["ListModelBucket"] == "arn:aws:s3:::modelyard-dev-models-123456789012"
-    assert resources["ReadModels"] == "arn:aws:s3:::modelyard-dev-models-123456789012/*"
-    assert all(st["Effect"] == "Allow" for st in doc["Statement"])
+def test_each_model_pull_role_is_read_only_on_its_prefix_for_its_service_account(all_plans: dict[str, Plan]) -> None:
+    plan = all_plans["dev"]
+    for model in plan.outputs_of("modelyard-workloads")["models"]:
+        role = plan.named("aws:iam/role:Role", f"{model}-pull-role")["inputs"]
+        trust = json.loads(role["assumeRolePolicy"])["Statement"][0]
+        assert trust["Action"] == "sts:AssumeRoleWithWebIdentity"
+        conditions = trust["Condition"]["StringEquals"]
+        assert sorted(conditions.values()) == ["sts.amazonaws.com", f"system:serviceaccount:models:{model}-puller"]
+        doc = json.loads(plan.named("aws:iam/rolePolicy:RolePolicy", f"{model}-pull-policy")["inputs"]["policy"])
+        actions = sorted(
+            a for st in doc["Statement"] for a in (st["Action"] if isinstance(st["Action"], list) else [st["Action"]])
+        )
+        assert actions == ["kms:Decrypt", "s3:GetObject", "s3:ListBucket"]
+        resources = {st["Sid"]: st["Resource"] for st in doc["Statement"]}
+        assert resources["ListModelBucket"] == "arn:aws:s3:::modelyard-dev-models-123456789012"
+        assert resources["ReadThisModel"] == f"arn:aws:s3:::modelyard-dev-models-123456789012/{model}/*"
+        assert all(st["Effect"] == "Allow" for st in doc["Statement"])
 
 
 def test_access_log_bucket_accepts_only_the_model_bucket(plans: dict[str, Plan]) -> None:

@@ -60,21 +60,32 @@ def test_kserve_standard_mode_and_no_entrance_of_its_own(plans: dict[str, Plan])
 
 
 @pytest.mark.parametrize("env", ENVS)
-def test_model_pull_account_is_bound_to_the_read_only_role(plans: dict[str, Plan], env: str) -> None:
-    plan = plans[env]
-    account = plan.one("kubernetes:core/v1:ServiceAccount")["inputs"]
-    assert account["metadata"]["name"] == "model-puller" and account["metadata"]["namespace"] == "models"
-    notes = account["metadata"]["annotations"]
-    assert notes["eks.amazonaws.com/role-arn"] == plan.outputs()["modelPullRoleArn"]
-    assert notes["serving.kserve.io/s3-region"] == "us-east-1"
-    assert notes["serving.kserve.io/s3-endpoint"] == "s3.us-east-1.amazonaws.com"
-    assert notes["serving.kserve.io/s3-usehttps"] == "1"
-    assert notes["serving.kserve.io/s3-useanoncredential"] == "false"
-    assert account["automountServiceAccountToken"] is False
-    # The role trusts exactly this account (infra/model_store.py).
-    role = next(r for r in plan.of_type("aws:iam/role:Role") if r["urn"].endswith("models-pull-role"))
-    trust = json.loads(role["inputs"]["assumeRolePolicy"])["Statement"][0]["Condition"]["StringEquals"]
-    assert "system:serviceaccount:models:model-puller" in trust.values()
+def test_each_model_pulls_as_its_own_account_bound_to_its_own_role(all_plans: dict[str, Plan], env: str) -> None:
+    plan = all_plans[env]
+    accounts = {a["inputs"]["metadata"]["name"]: a for a in plan.of_type("kubernetes:core/v1:ServiceAccount")}
+    isvcs = plan.of_type("kubernetes:serving.kserve.io/v1beta1:InferenceService")
+    assert isvcs
+    for isvc in isvcs:
+        model = isvc["inputs"]["metadata"]["labels"]["modelyard.io/model"]
+        name = isvc["inputs"]["spec"]["predictor"]["serviceAccountName"]
+        assert name == f"{model}-puller", isvc["urn"]
+        account = accounts[name]["inputs"]
+        assert account["metadata"]["namespace"] == "models" and account["automountServiceAccountToken"] is False
+        notes = account["metadata"]["annotations"]
+        role = next(r for r in plan.of_type("aws:iam/role:Role") if r["urn"].endswith(f"::{model}-pull-role"))
+        assert role["urn"] in accounts[name]["propertyDependencies"]["metadata"]
+        assert notes["serving.kserve.io/s3-region"] == "us-east-1"
+        assert notes["serving.kserve.io/s3-endpoint"] == "s3.us-east-1.amazonaws.com"
+        assert notes["serving.kserve.io/s3-usehttps"] == "1"
+        assert notes["serving.kserve.io/s3-useanoncredential"] == "false"
+        # The role trusts exactly this account.
+        trust = json.loads(role["inputs"]["assumeRolePolicy"])["Statement"][0]["Condition"]["StringEquals"]
+        assert f"system:serviceaccount:models:{name}" in trust.values()
+    # The platform makes no pull account of its own any more: nothing reads the whole bucket.
+    platform_accounts = [
+        a for a in plan.of_type("kubernetes:core/v1:ServiceAccount") if "modelyard-platform" in a["urn"]
+    ]
+    assert platform_accounts == []
 
 
 def test_model_namespace_is_restricted_with_default_limits(plans: dict[str, Plan]) -> None:

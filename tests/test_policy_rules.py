@@ -259,9 +259,18 @@ IRSA_OK = {
 }
 
 
-def model_pull(actions: list[str], resource: str) -> list[Resource]:
+ONE_MODEL_LISTED = {"StringLike": {"s3:prefix": ["embed/", "embed/*"]}}
+
+
+def model_pull(actions: list[str], resource: str, listing: dict[str, Any] | None = None) -> list[Resource]:
+    """A model's pull role (workloads/models.py's shape): `actions` on `resource`, and where given a ListBucket
+    statement with `listing` as its condition."""
     role = role_with_trust(IRSA_OK)
-    doc = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": actions, "Resource": resource}]}
+    statements = [{"Effect": "Allow", "Action": actions, "Resource": resource}]
+    if listing is not None:
+        bucket = f"arn:aws:s3:::{MODEL_BUCKET}"
+        statements.append({"Effect": "Allow", "Action": "s3:ListBucket", "Resource": bucket, "Condition": listing})
+    doc = {"Version": "2012-10-17", "Statement": statements}
     return [
         *bucket_set(ALL_BLOCKED),
         role,
@@ -549,8 +558,8 @@ CASES: list[tuple[str, Callable[[], list[Resource]], Callable[[], list[Resource]
     ),
     (
         "model-pull-role-read-only",
-        lambda: model_pull(["s3:GetObject", "s3:ListBucket"], f"arn:aws:s3:::{MODEL_BUCKET}/*"),
-        lambda: model_pull(["s3:GetObject", "s3:PutObject"], f"arn:aws:s3:::{MODEL_BUCKET}/*"),
+        lambda: model_pull(["s3:GetObject"], f"arn:aws:s3:::{MODEL_BUCKET}/embed/*", ONE_MODEL_LISTED),
+        lambda: model_pull(["s3:GetObject", "s3:PutObject"], f"arn:aws:s3:::{MODEL_BUCKET}/embed/*"),
         {},
         "policy.Statement[0].Action",
     ),
@@ -1183,6 +1192,33 @@ def test_a_model_server_without_either_check_is_named() -> None:
     for args in ((), ("--manifest_public_key", "MFkw"), ("--verify_manifest", "--manifest_public_key")):
         [found] = run("model-manifest-verified", [model_server_isvc(*args)])
         assert "--verify_manifest and --manifest_public_key" in found.message, args
+
+
+@pytest.mark.parametrize(
+    ("resource", "listing", "message"),
+    [
+        # The whole bucket: every team's every model.
+        (f"arn:aws:s3:::{MODEL_BUCKET}/*", ONE_MODEL_LISTED, "reads one model's prefix: <bucket>/<model>/*"),
+        (f"arn:aws:s3:::{MODEL_BUCKET}/*/1/*", ONE_MODEL_LISTED, "reads one model's prefix"),
+        (f"arn:aws:s3:::{MODEL_BUCKET}/embed/*", None, "lists one model's prefix"),
+        (f"arn:aws:s3:::{MODEL_BUCKET}/embed/*", {"StringLike": {"s3:prefix": ["*"]}}, "lists one model's prefix"),
+        (
+            f"arn:aws:s3:::{MODEL_BUCKET}/embed/*",
+            {"StringLike": {"s3:prefix": ["embed/*", "chat/*"]}},
+            "lists one model's prefix",
+        ),
+        ("arn:aws:s3:::another-bucket/embed/*", ONE_MODEL_LISTED, f"only the prod model bucket {MODEL_BUCKET}"),
+    ],
+)
+def test_a_pull_role_wider_than_one_model_is_named(resource: str, listing: Any, message: str) -> None:
+    resources = model_pull(["s3:GetObject"], resource, {} if listing is None else listing)
+    if listing is None:  # a listing with no prefix condition at all
+        policy = resources[-1]
+        doc = json.loads(policy.inputs["policy"])
+        del doc["Statement"][1]["Condition"]
+        policy.inputs["policy"] = json.dumps(doc)
+    found = run("model-pull-role-read-only", resources)
+    assert any(message in f.message for f in found), [f.message for f in found]
 
 
 def test_a_model_pod_without_a_long_enough_pause_is_named() -> None:

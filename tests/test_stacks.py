@@ -107,7 +107,7 @@ def test_outputs_the_workloads_stack_needs(plans: dict[str, Plan], env: str) -> 
     assert out["clusterName"] == f"modelyard-{env}"
     assert out["kubeconfig"] == "[secret]"
     assert out["modelBucket"] == f"modelyard-{env}-models-123456789012"
-    assert out["modelPullRoleArn"].startswith("arn:aws:iam::123456789012:role/")
+    assert out["oidcIssuerUrl"].startswith("https://oidc.eks.") and out["modelKmsKeyArn"].startswith("arn:aws:kms:")
     assert out["clusterEndpoint"].startswith("https://")
     pools = out["gpuPools"]
     assert pools and all({"name", "gpuClass", "nodeSelector", "toleration"} <= set(p) for p in pools)

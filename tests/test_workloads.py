@@ -120,7 +120,7 @@ def test_inference_service_fields(all_plans: dict[str, Plan]) -> None:
     # The canary answers to the catalog's name, as its clients address it.
     [canary_container] = isvcs(plan)["minilm-gpu-canary"]["spec"]["predictor"]["containers"]
     assert canary_container["args"][:2] == ["--model_name", "minilm-gpu"]
-    assert p["serviceAccountName"] == platform["modelPullServiceAccount"] == "model-puller"
+    assert p["serviceAccountName"] == "minilm-gpu-puller"
     assert p["nodeSelector"] == {"modelyard.io/gpu-pool": "a10g"}
     assert p["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
     assert p["securityContext"]["runAsNonRoot"] is True

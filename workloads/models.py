@@ -9,12 +9,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import pulumi
+import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
+from modelyard.infra import iam
 from modelyard.infra.karpenter import GPU_POOL_LABEL, GPU_TAINT
+from modelyard.infra.model_store import model_pull_policy, model_pull_service_account
 from modelyard.platform import signals
 from modelyard.platform.common import CONTAINER_SECURITY
 from modelyard.platform.common import zone_spread as common_zone_spread
+from modelyard.platform.kserve import storage_annotations
 from modelyard.platform.monitoring import model_pod_monitor
 from modelyard.platform.rules import Record, RuleGroup, prometheus_rule_spec
 from modelyard.policies.governance.admission import IRSA_SKIP_CONTAINERS
@@ -41,10 +45,23 @@ from modelyard.workloads.runtimes import PodContext
 
 
 @dataclass(frozen=True, kw_only=True)
+class ModelPull:
+    """What a model's own pull identity needs of the platform stack's outputs: the cluster's IRSA provider, the
+    model bucket and its key, the region."""
+
+    oidc_provider_arn: pulumi.Input[str]
+    oidc_issuer_url: pulumi.Input[str]
+    bucket_arn: pulumi.Input[str]
+    kms_key_arn: pulumi.Input[str]
+    region: pulumi.Input[str]
+
+
+@dataclass(frozen=True, kw_only=True)
 class ModelDeploymentArgs:
     model: ModelEntry
     namespace: pulumi.Input[str]
-    service_account: pulumi.Input[str]
+    #: The model's pull role and service account are made from these (one per model: it reads its own prefix).
+    pull: ModelPull
     bucket: pulumi.Input[str]
     registry: pulumi.Input[str]
     #: The platform's `prometheusUrl` output: where KEDA reads the serving signal.
@@ -260,6 +277,7 @@ class ModelDeployment(pulumi.ComponentResource):
         super().__init__("modelyard:workloads:ModelDeployment", name, None, opts)
         m = args.model
         child = pulumi.ResourceOptions(parent=self)
+        puller = self._pull_identity(name, args)
         versions = [(m.name, m.version, m.replicas.min, "stable")]
         if m.canary_active:
             assert m.canary is not None
@@ -296,7 +314,7 @@ class ModelDeployment(pulumi.ComponentResource):
                 }
 
             spec = pulumi.Output.all(
-                args.bucket, args.registry, args.service_account, args.images, args.namespace, args.signing_key
+                args.bucket, args.registry, puller.metadata["name"], args.images, args.namespace, args.signing_key
             ).apply(spec_for)
             annotations = {"serving.kserve.io/deploymentMode": "Standard"}
             if role == "canary" and m.canary is not None:
@@ -362,3 +380,37 @@ class ModelDeployment(pulumi.ComponentResource):
             opts=child,
         )
         self.register_outputs({})
+
+    def _pull_identity(self, name: str, args: ModelDeploymentArgs) -> k8s.core.v1.ServiceAccount:
+        """The model's own pull identity: an IRSA role that reads this model's prefix of the bucket and nothing
+        else (infra/model_store.py model_pull_policy), trusted by this model's service account alone, which every
+        version of the model (stable, canary, shadow) runs as. One team's catalog entry cannot pull another's
+        model."""
+        m, pull = args.model, args.pull
+        account = model_pull_service_account(m.name)
+        role = aws.iam.Role(
+            f"{name}-pull-role",
+            description=f"Model pulls of {m.name}: read-only on its prefix of the model bucket ({account} only)",
+            assume_role_policy=iam.irsa_trust(pull.oidc_provider_arn, pull.oidc_issuer_url, args.namespace, account),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        policy = aws.iam.RolePolicy(
+            f"{name}-pull-policy",
+            role=role.id,
+            policy=pulumi.Output.from_input(pull.region).apply(
+                lambda region: iam.to_json(model_pull_policy(pull.bucket_arn, pull.kms_key_arn, region, m.name))
+            ),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        return k8s.core.v1.ServiceAccount(
+            f"{name}-puller",
+            metadata={
+                "name": account,
+                "namespace": args.namespace,
+                "labels": {**args.labels, TEAM_LABEL: m.team, MODEL_LABEL: m.name},
+                "annotations": storage_annotations(pull.region, role.arn),
+            },
+            # The IRSA token is projected by EKS's webhook; the Kubernetes API token is not needed.
+            automount_service_account_token=False,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[policy]),
+        )

@@ -106,17 +106,18 @@ def _pod_identity(r: Resource, ctx: Context) -> Iterator[tuple[str, Any, str]]:
 
 @stack_rule(
     "model-pull-role-read-only",
-    "The model-pull role only reads its environment's model bucket.",
+    "A model's pull role (IRSA, a service account of the model namespace) reads one model's prefix of its "
+    "environment's model bucket and nothing else: no write, no managed policy, no other model's versions.",
     basic=True,
-    params={"namespace": "models", "serviceAccount": "model-puller"},
+    params={"namespace": "models"},
 )
 def _model_pull(ctx: Context) -> Iterator[Finding]:
     namespace = ctx.param("model-pull-role-read-only", "namespace", "models")
-    account = ctx.param("model-pull-role-read-only", "serviceAccount", "model-puller")
-    subject = f"system:serviceaccount:{namespace}:{account}"
     bucket = ctx.model_bucket()
     for role in ctx.stack.of_type("aws:iam/role:Role"):
-        trusted = any(subject in str(st.get("Condition")) for _, st in _web_identity_subjects(role))
+        trusted = any(
+            f"system:serviceaccount:{namespace}:" in str(st.get("Condition")) for _, st in _web_identity_subjects(role)
+        )
         if not trusted:
             continue
         for attachment in ctx.stack.referencing(role, "aws:iam/rolePolicyAttachment:RolePolicyAttachment"):
@@ -124,33 +125,61 @@ def _model_pull(ctx: Context) -> Iterator[Finding]:
                 attachment.urn,
                 "policyArn",
                 attachment.get("policyArn"),
-                "the model-pull role takes no managed policies",
+                "a model-pull role takes no managed policies",
             )
         for policy in ctx.stack.referencing(role, "aws:iam/rolePolicy:RolePolicy"):
-            for i, st in enumerate(statements(policy.get("policy"))):
-                if st.get("Effect") != "Allow":
-                    continue
-                extra = [a for a in as_list(st.get("Action")) if a not in READ_ONLY_MODEL_ACTIONS]
-                if extra:
-                    yield Finding(
-                        policy.urn,
-                        f"policy.Statement[{i}].Action",
-                        extra,
-                        f"the model-pull role may only {', '.join(sorted(READ_ONLY_MODEL_ACTIONS))}",
-                    )
-                for res in as_list(st.get("Resource")):
-                    s3 = str(res).startswith("arn:aws") and ":s3:::" in str(res)
-                    if s3 and bucket and str(res).split(":::", 1)[1].split("/", 1)[0] != bucket:
-                        yield Finding(
-                            policy.urn,
-                            f"policy.Statement[{i}].Resource",
-                            res,
-                            f"only the {ctx.env} model bucket {bucket} may be read",
-                        )
-                    elif res == "*" and any(str(a).startswith("s3:") for a in as_list(st.get("Action"))):
-                        yield Finding(
-                            policy.urn, f"policy.Statement[{i}].Resource", res, "scope S3 reads to the model bucket"
-                        )
+            yield from _model_pull_statements(policy, bucket, ctx.env)
+
+
+def _model_pull_statements(policy: Resource, bucket: str | None, env: str) -> Iterator[Finding]:
+    for i, st in enumerate(statements(policy.get("policy"))):
+        if st.get("Effect") != "Allow":
+            continue
+        actions = [str(a) for a in as_list(st.get("Action"))]
+        extra = [a for a in actions if a not in READ_ONLY_MODEL_ACTIONS]
+        if extra:
+            yield Finding(
+                policy.urn,
+                f"policy.Statement[{i}].Action",
+                extra,
+                f"a model-pull role may only {', '.join(sorted(READ_ONLY_MODEL_ACTIONS))}",
+            )
+        for res in as_list(st.get("Resource")):
+            if not known(res):
+                continue
+            text = str(res)
+            if res == "*" and any(a.startswith("s3:") for a in actions):
+                yield Finding(policy.urn, f"policy.Statement[{i}].Resource", res, "scope S3 reads to the model bucket")
+                continue
+            if not (text.startswith("arn:aws") and ":s3:::" in text):
+                continue
+            name, _, key = text.split(":::", 1)[1].partition("/")
+            if bucket and name != bucket:
+                yield Finding(
+                    policy.urn,
+                    f"policy.Statement[{i}].Resource",
+                    res,
+                    f"only the {env} model bucket {bucket} may be read",
+                )
+            elif key and not re.fullmatch(r"[a-z0-9][a-z0-9-]*/\*", key):
+                yield Finding(
+                    policy.urn,
+                    f"policy.Statement[{i}].Resource",
+                    res,
+                    "a model-pull role reads one model's prefix: <bucket>/<model>/*",
+                )
+        if "s3:ListBucket" in actions:
+            prefixes = as_list(dig(st, "Condition", "StringLike", "s3:prefix")) + as_list(
+                dig(st, "Condition", "StringEquals", "s3:prefix")
+            )
+            models = {str(p).split("/", 1)[0] for p in prefixes if known(p)}
+            if not prefixes or len(models) != 1 or any("*" in m for m in models):
+                yield Finding(
+                    policy.urn,
+                    f"policy.Statement[{i}].Condition",
+                    st.get("Condition"),
+                    "a model-pull role lists one model's prefix: s3:prefix <model>/ and <model>/*",
+                )
 
 
 #: Conditions that bind a broad principal to a caller: the source account, resource, VPC or organization.
