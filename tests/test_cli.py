@@ -64,7 +64,7 @@ def test_prod_manifests_are_written_one_object_per_file(tmp_path: Path) -> None:
         assert list(obj)[:3] == ["apiVersion", "kind", "metadata"], path
         assert path.name == f"{obj['kind']}-{obj['metadata']['name']}.yaml"
         kinds.add(obj["kind"])
-    assert {"Namespace", "NodePool", "PrometheusRule", "PodMonitor", "ServiceAccount", "ConfigMap"} <= kinds
+    assert {"Namespace", "NodePool", "PrometheusRule", "PodMonitor", "Role", "RoleBinding", "ConfigMap"} <= kinds
 
 
 @pytest.mark.parametrize(

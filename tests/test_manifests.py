@@ -42,8 +42,16 @@ def test_core_objects_validate_strictly(plans: dict[str, Plan], env: str) -> Non
         except kubernetes_validate.ValidationError as exc:
             pytest.fail(f"{name}: {exc}")
         validated.add(obj["kind"])
-    assert {"Namespace", "ConfigMap", "Secret", "ServiceAccount", "LimitRange", "StorageClass"} <= validated
+    assert {"Namespace", "ConfigMap", "Secret", "Role", "RoleBinding", "LimitRange", "StorageClass"} <= validated
     assert custom == set(CUSTOM_KINDS)
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_each_models_pull_account_validates_strictly(all_plans: dict[str, Plan], env: str) -> None:
+    accounts = [obj for _, obj in kubernetes_objects(all_plans[env].digest) if obj["kind"] == "ServiceAccount"]
+    assert accounts and all(a["metadata"]["name"].endswith("-puller") for a in accounts)
+    for account in accounts:
+        kubernetes_validate.validate(account, DEFAULT_KUBERNETES_VERSION, strict=True)
 
 
 def test_an_invalid_object_is_caught() -> None:
