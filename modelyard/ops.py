@@ -379,10 +379,14 @@ def drift(prom: Prometheus, model: str) -> Result:
     where = f'model="{model}"'
     windows = prom.scalar_by(f"{signals.DRIFT_WINDOW}{{{where}}}", "namespace", "model_version")
     if not windows:
+        if prom.vector(f"{signals.LLM_REQUESTS}{{{where}}}"):
+            return _llm_drift(prom, model)
         known = sorted({m.get("model", "") for m, _ in prom.vector(signals.DRIFT_WINDOW)})
+        llms = sorted({m.get("model", "") for m, _ in prom.vector(signals.LLM_REQUESTS)})
         raise OpsError(
-            f"no drift samples of model {model!r}: its pods have no tap or the drift worker is not scraped "
-            f"(models with drift samples: {', '.join(known) or 'none'})"
+            f"no drift samples of model {model!r}: its pods have no tap or the drift worker is not scraped, and "
+            f"it is no LLM vLLM serves (models with drift samples: {', '.join(known) or 'none'}; LLMs: "
+            f"{', '.join(llms) or 'none'})"
         )
     references = prom.scalar_by(f"{signals.DRIFT_REFERENCE}{{{where}}}", "namespace", "model_version")
     labels = ("namespace", "model_version", "signal")
@@ -433,6 +437,69 @@ def drift(prom: Prometheus, model: str) -> Result:
         rows,
         drifting,
         notes,
+    )
+
+
+def _llm_drift(prom: Prometheus, model: str) -> Result:
+    """An LLM's answers, from vLLM's own series as the platform records them (platform/rules.py llm_drift_group):
+    each InferenceService's last hour against its model's day before, the share cut off at max_tokens with the
+    z statistic the alert reads, and tokens per answer."""
+    where = f'model="{model}"'
+    isvc = ("namespace", "inferenceservice")
+    requests = prom.scalar_by(f"{signals.LLM_REQUESTS}{{{where}}}", *isvc)
+    cut = prom.scalar_by(f"{signals.LLM_CUT_OFF}{{{where}}}", *isvc)
+    z = prom.scalar_by(f"{signals.LLM_CUT_OFF_Z}{{{where}}}", *isvc)
+    tokens = prom.scalar_by(f"{signals.LLM_ANSWER_TOKENS}{{{where}}}", *isvc)
+    base_requests = prom.scalar_by(f"{signals.LLM_REQUESTS_BASELINE}{{{where}}}", "namespace")
+    base_cut = prom.scalar_by(f"{signals.LLM_CUT_OFF_BASELINE}{{{where}}}", "namespace")
+    base_tokens = prom.scalar_by(f"{signals.LLM_ANSWER_TOKENS_BASELINE}{{{where}}}", "namespace")
+    least = signals.LLM_DRIFT_MIN_REQUESTS
+    rows = []
+    for (namespace, name), n in sorted(requests.items()):
+        n0 = base_requests.get((namespace,), 0.0)
+        stat = z.get((namespace, name))
+        if n < least or n0 < least:
+            verdict = f"too few requests ({int(min(n, n0))} of {least})"
+        elif stat is None or math.isnan(stat):
+            verdict = "no cut-offs either side"
+        else:
+            verdict = "drift" if abs(stat) > signals.LLM_DRIFT_Z else "no drift"
+        rows.append(
+            {
+                "namespace": namespace,
+                "inferenceservice": name,
+                "requests": int(n),
+                "baseline_requests": int(n0),
+                "cut_off": _num(cut.get((namespace, name), 0.0) / n if n else None, 4),
+                "baseline_cut_off": _num(base_cut.get((namespace,), 0.0) / n0 if n0 else None, 4),
+                "z": _num(stat, 2),
+                "tokens_per_answer": _num(tokens.get((namespace, name)), 1),
+                "baseline_tokens": _num(base_tokens.get((namespace,)), 1),
+                "verdict": verdict,
+            }
+        )
+    drifting = any(r["verdict"] == "drift" for r in rows)
+    return Result(
+        f"Answers of {model}: {'drift' if drifting else 'no drift found'}",
+        [
+            "namespace",
+            "inferenceservice",
+            "requests",
+            "baseline_requests",
+            "cut_off",
+            "baseline_cut_off",
+            "z",
+            "tokens_per_answer",
+            "baseline_tokens",
+            "verdict",
+        ],
+        rows,
+        drifting,
+        [
+            f"the last {signals.LLM_DRIFT_WINDOW} of each InferenceService against its model's "
+            f"{signals.LLM_DRIFT_BASELINE} before; drift at |z| > {signals.LLM_DRIFT_Z:g} with {least} requests a side "
+            "(the alert waits 15 minutes)"
+        ],
     )
 
 

@@ -447,6 +447,18 @@ def llm() -> Dashboard:
                 description="`error` and refusals count against availability; `length` is an answer cut at "
                 "max_tokens or max_model_len; `abort` a client that went away.",
             ),
+            Panel(
+                "Answers against the day before: cut-off z and tokens per answer",
+                (
+                    Target(f"{s.LLM_CUT_OFF_Z}{{{_MODEL}}}", "{{inferenceservice}} cut-off z"),
+                    Target(f"{s.LLM_ANSWER_TOKENS}{{{_MODEL}}}", "{{inferenceservice}} tokens per answer, last hour"),
+                    Target(
+                        f"{s.LLM_ANSWER_TOKENS_BASELINE}{{{_MODEL}}}", "{{model}} tokens per answer, the day before"
+                    ),
+                ),
+                description=f"LlmOutputDrift fires beyond ±{s.LLM_DRIFT_Z:g} with {s.LLM_DRIFT_MIN_REQUESTS} requests "
+                "on each side (platform/rules.py: llm_drift_group); runbooks/LlmOutputDrift.md.",
+            ),
             _burn(),
         ),
     )

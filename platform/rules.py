@@ -455,6 +455,55 @@ def drift_group() -> RuleGroup:
     )
 
 
+def llm_drift_group() -> RuleGroup:
+    """What an LLM answers, from vLLM's own series (it has no tap): each InferenceService's share of answers cut
+    off at max_tokens over the last LLM_DRIFT_WINDOW against its model's over the LLM_DRIFT_BASELINE before it, by
+    a two-proportion z test with pooled variance, and the mean tokens an answer has on each side. The alert needs
+    LLM_DRIFT_MIN_REQUESTS finished requests on both sides and |z| beyond LLM_DRIFT_Z for 15 minutes."""
+    w, b = s.LLM_DRIFT_WINDOW, s.LLM_DRIFT_BASELINE
+    isvc, model = "namespace, model, inferenceservice", "namespace, model"
+    finished = f"increase({s.VLLM_REQUEST_SUCCESS}[{{w}}]{{offset}})"
+    cut = f'increase({s.VLLM_REQUEST_SUCCESS}{{{{finished_reason="length"}}}}[{{w}}]{{offset}})'
+    tokens = f"increase({s.VLLM_REQUEST_GENERATION_TOKENS}_{{part}}[{{w}}]{{offset}})"
+    now, before = {"w": w, "offset": ""}, {"w": b, "offset": f" offset {w}"}
+
+    def mean(by: str, span: Mapping[str, str]) -> str:
+        return f"{_by(by, tokens.format(part='sum', **span))}\n/ {_by(by, tokens.format(part='count', **span))}"
+
+    n1, x1, n0, x0 = s.LLM_REQUESTS, s.LLM_CUT_OFF, s.LLM_REQUESTS_BASELINE, s.LLM_CUT_OFF_BASELINE
+    # Joined on the model: the baseline has one value per model, the window one per InferenceService.
+    join = "on (namespace, model) group_left ()"
+    pooled = f"(({x1} + {join} {x0}) / ({n1} + {join} {n0}))"
+    z = f"({x1} / {n1} - {join} ({x0} / {n0}))\n/ sqrt({pooled} * (1 - {pooled}) * (1 / {n1} + {join} (1 / {n0})))"
+    guard = f"and {n1} >= {s.LLM_DRIFT_MIN_REQUESTS}\nand on (namespace, model) {n0} >= {s.LLM_DRIFT_MIN_REQUESTS}"
+    where = "{{ $labels.inferenceservice }} ({{ $labels.namespace }})"
+    return RuleGroup(
+        "modelyard-llm-drift",
+        (
+            Record(n1, _by(isvc, finished.format(**now))),
+            # No cut-off at all is a share of 0, not no value.
+            Record(x1, f"{_by(isvc, cut.format(**now))}\nor {n1} * 0"),
+            Record(n0, _by(model, finished.format(**before))),
+            Record(x0, f"{_by(model, cut.format(**before))}\nor {n0} * 0"),
+            Record(s.LLM_CUT_OFF_Z, z),
+            Record(s.LLM_ANSWER_TOKENS, mean(isvc, now)),
+            Record(s.LLM_ANSWER_TOKENS_BASELINE, mean(model, before)),
+            Alert(
+                "LlmOutputDrift",
+                f"abs({s.LLM_CUT_OFF_Z}) > {s.LLM_DRIFT_Z:g}\n{guard}",
+                "warning",
+                f"{where} cuts off a different share of its answers than its model did",
+                f"Over the last {w}, the share of {{{{ $labels.inferenceservice }}}}'s answers cut off at max_tokens "
+                f"differs from what {{{{ $labels.model }}}} answered over the {b} before (two-proportion test, "
+                f'|z| = {{{{ printf "%.1f" $value }}}}, beyond {s.LLM_DRIFT_Z:g}, with at least '
+                f"{s.LLM_DRIFT_MIN_REQUESTS} requests on each side) for 15 minutes: the answers grew or shrank (a new "
+                "version, a changed prompt template, other traffic) or max_tokens changed.",
+                for_="15m",
+            ),
+        ),
+    )
+
+
 # ---------------------------------------------------------------------------------------------
 # Live GPU cost
 
@@ -611,6 +660,7 @@ def platform_rule_groups(params: RuleParams) -> list[RuleGroup]:
         gpu_group(),
         monitoring_group(),
         drift_group(),
+        llm_drift_group(),
         gateway_group(),
         *cost_groups(params),
     ]

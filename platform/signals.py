@@ -131,6 +131,8 @@ VLLM_KV_CACHE: Final = "vllm:kv_cache_usage_perc"
 #: Counters of prompt (prefill) and generated tokens.
 VLLM_PROMPT_TOKENS: Final = "vllm:prompt_tokens_total"
 VLLM_GENERATION_TOKENS: Final = "vllm:generation_tokens_total"
+#: Histogram of the tokens each finished request generated.
+VLLM_REQUEST_GENERATION_TOKENS: Final = "vllm:request_generation_tokens"
 #: Default buckets of VLLM_TTFT and VLLM_ITL (vllm/v1/metrics/buckets.py), as the Python client renders `le`.
 VLLM_TTFT_BUCKETS: Final = (
     "0.001", "0.005", "0.01", "0.02", "0.04", "0.06", "0.08", "0.1", "0.25", "0.5", "0.75", "1.0", "2.5", "5.0",
@@ -220,3 +222,25 @@ def gateway_own_answers(window: str) -> str:
 
 #: Days before expiry GatewayCertificateExpiring fires: cert-manager renews 15 days before (platform/gateway.py).
 GATEWAY_CERT_DAYS = 7
+
+# -- What an LLM answers (platform/rules.py: llm_drift_group): vLLM has no tap, so its own series are read. An
+#    InferenceService's answers over LLM_DRIFT_WINDOW against its model's over the LLM_DRIFT_BASELINE before it
+#    (every version of the model: a canary is held to what the stable version answered): the share cut off at
+#    max_tokens (finished_reason length), by a two-proportion z test, and the mean tokens an answer has.
+LLM_DRIFT_WINDOW: Final = "1h"
+LLM_DRIFT_BASELINE: Final = "1d"
+#: The least finished requests on each side before the test speaks (the alert's guard).
+LLM_DRIFT_MIN_REQUESTS: Final = 200
+#: |z| beyond this is drift: two-sided p about 6e-5 per evaluation.
+LLM_DRIFT_Z: Final = 4.0
+#: Per (namespace, model, inferenceservice), over the window: finished requests, those cut off, their share.
+LLM_REQUESTS: Final = "inferenceservice:modelyard_llm_requests:increase1h"
+LLM_CUT_OFF: Final = "inferenceservice:modelyard_llm_cut_off:increase1h"
+#: Per (namespace, model), over the baseline ending where the window starts.
+LLM_REQUESTS_BASELINE: Final = "model:modelyard_llm_requests:increase1d_before1h"
+LLM_CUT_OFF_BASELINE: Final = "model:modelyard_llm_cut_off:increase1d_before1h"
+#: The two-proportion z statistic of the window's cut-off share against the baseline's (pooled variance).
+LLM_CUT_OFF_Z: Final = "inferenceservice:modelyard_llm_cut_off:z"
+#: Mean generated tokens per finished request, over the window (per inferenceservice) and the baseline (per model).
+LLM_ANSWER_TOKENS: Final = "inferenceservice:modelyard_llm_answer_tokens:mean1h"
+LLM_ANSWER_TOKENS_BASELINE: Final = "model:modelyard_llm_answer_tokens:mean1d_before1h"

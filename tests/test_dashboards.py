@@ -94,6 +94,10 @@ def _llm_series() -> list[dict[str, str]]:
         {"series": f"{signals.SLO_AVAILABILITY}{{{model}}}", "values": "0.995x20"},
         {"series": f'{c.sli_ratio("slow", "1h")}{{{model}, indicator="ttft"}}', "values": "0.001x20"},
         {"series": f'{signals.SLO_LATENCY}{{{model}, indicator="ttft"}}', "values": "0.99x20"},
+        # What platform/rules.py records of its answers (llm_drift_group).
+        {"series": f'{signals.LLM_CUT_OFF_Z}{{{model}, inferenceservice="chat"}}', "values": "0.5x20"},
+        {"series": f'{signals.LLM_ANSWER_TOKENS}{{{model}, inferenceservice="chat"}}', "values": "120x20"},
+        {"series": f"{signals.LLM_ANSWER_TOKENS_BASELINE}{{{model}}}", "values": "118x20"},
     ]
     return series
 

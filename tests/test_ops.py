@@ -167,6 +167,23 @@ def openmetrics(now: int) -> str:
         add("envoy_cluster_circuit_breakers_default_rq_open", cluster, lambda i, v=open_: v)
         add("envoy_cluster_outlier_detection_ejections_active", cluster, lambda i, v=out: v)
         add("envoy_cluster_membership_healthy", cluster, lambda i: 2)
+    # An LLM on vLLM (platform/rules.py llm_drift_group): its stable version cuts off 2 % of its answers at
+    # max_tokens, 100 tokens an answer; a canary in the last 50 minutes cuts off 20 %, 400 tokens an answer.
+    llm = 'namespace="models",model="chat",engine="0",model_name="chat"'
+    add("vllm:request_success_total", f'{llm},inferenceservice="chat",finished_reason="stop"', lambda i: 49 * i)
+    add("vllm:request_success_total", f'{llm},inferenceservice="chat",finished_reason="length"', lambda i: 1 * i)
+    add("vllm:request_generation_tokens_sum", f'{llm},inferenceservice="chat"', lambda i: 5000 * i)
+    add("vllm:request_generation_tokens_count", f'{llm},inferenceservice="chat"', lambda i: 50 * i)
+    late = len(times) - 200
+    canary = f'{llm},inferenceservice="chat-canary"'
+    for name, labels, per_step in (
+        ("vllm:request_success_total", f'{canary},finished_reason="stop"', 8),
+        ("vllm:request_success_total", f'{canary},finished_reason="length"', 2),
+        ("vllm:request_generation_tokens_sum", canary, 4000),
+        ("vllm:request_generation_tokens_count", canary, 10),
+    ):
+        families.setdefault(name, [])
+        families[name] += [f"{name}{{{labels}}} {per_step * (i - late)} {t}" for i, t in enumerate(times) if i >= late]
     listener = f'{g},envoy_http_conn_manager_prefix="https-10443"'
     add("envoy_http_downstream_rq_xx", f'{listener},envoy_response_code_class="2"', lambda i: 29 * STEP * i)
     add("envoy_http_downstream_rq_xx", f'{listener},envoy_response_code_class="4"', lambda i: 4 * STEP * i)
@@ -333,6 +350,20 @@ def test_drift_with_the_alerts_verdict(prometheus: str, capsys: pytest.CaptureFi
     assert code == 0 and {r["verdict"] for r in result["rows"]} == {"too few samples (120 of 200)"}
     code, result = ops(prometheus, "drift", "steady8", capsys=capsys)
     assert code == 0 and {r["verdict"] for r in result["rows"]} == {"no reference"}
+
+
+def test_drift_of_an_llm_reads_its_answers(prometheus: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """vLLM has no tap: an LLM's drift is its engine's own series as the platform records them, each version's
+    last hour against the model's hours before."""
+    code, result = ops(prometheus, "drift", "chat", capsys=capsys)
+    rows = {r["inferenceservice"]: r for r in result["rows"]}
+    assert code == 1 and result["title"] == "Answers of chat: drift"
+    canary, stable = rows["chat-canary"], rows["chat"]
+    assert canary["verdict"] == "drift" and canary["z"] > 4
+    assert canary["cut_off"] == pytest.approx(0.2, abs=0.01) and canary["tokens_per_answer"] == pytest.approx(400, 1)
+    assert stable["cut_off"] == pytest.approx(0.02, abs=0.005) and stable["tokens_per_answer"] == pytest.approx(100, 1)
+    assert stable["baseline_cut_off"] == pytest.approx(0.02, abs=0.005) and stable["verdict"] == "no drift"
+    assert stable["baseline_tokens"] == pytest.approx(100, 1)
 
 
 def test_gateway_routes_with_their_breakers_and_the_gateways_own_answers(

@@ -237,6 +237,7 @@ def test_every_series_the_platform_reads_is_one_vllm_creates() -> None:
         signals.VLLM_KV_CACHE: "gauge",
         signals.VLLM_PROMPT_TOKENS: "counter",
         signals.VLLM_GENERATION_TOKENS: "counter",
+        signals.VLLM_REQUEST_GENERATION_TOKENS: "histogram",
     }
     for series, kind in read.items():
         # prometheus_client exposes a counter `x` as `x_total`.
