@@ -134,7 +134,7 @@ class CiIdentitiesArgs:
 
 
 @dataclass(frozen=True, kw_only=True)
-class ClusterReach:
+class StackReach:
     """What the preview's reads, the observer's access and the runner need of the stack around them."""
 
     cluster_name: pulumi.Input[str]
@@ -218,7 +218,7 @@ class CiIdentities(pulumi.ComponentResource):
         )
         self._name, self._args, self._observer, self._preview = name, args, observer, preview
 
-    def reach(self, cluster: ClusterReach) -> None:
+    def reach(self, cluster: StackReach) -> None:
         """The preview's reads, the observer's reach into the cluster, and the runner in its VPC where ci.runner
         is codebuild."""
         name, args, observer = self._name, self._args, self._observer
@@ -275,7 +275,7 @@ class CiIdentities(pulumi.ComponentResource):
         if args.config.runner == "codebuild":
             self._runner(name, args, cluster)
 
-    def _runner(self, name: str, args: CiIdentitiesArgs, cluster: ClusterReach) -> None:
+    def _runner(self, name: str, args: CiIdentitiesArgs, cluster: StackReach) -> None:
         """A CodeBuild-hosted GitHub Actions runner in the private subnets, admitted to the API endpoint."""
         env, account = args.env, args.account
         child = pulumi.ResourceOptions(parent=self)

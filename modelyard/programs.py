@@ -20,7 +20,7 @@ import pulumi_random as random
 from modelyard.config import FULL_KEY, PLATFORM_KEY, GatewayConfig, PlatformConfig
 from modelyard.infra.alerts import AlertTopics, AlertTopicsArgs, CostAlerts, CostAlertsArgs
 from modelyard.infra.backup import Backups, BackupsArgs, failure_rule_name
-from modelyard.infra.ci import OBSERVER_GROUP, CiIdentities, CiIdentitiesArgs, ClusterReach
+from modelyard.infra.ci import OBSERVER_GROUP, CiIdentities, CiIdentitiesArgs, StackReach
 from modelyard.infra.common import AccountContext
 from modelyard.infra.ecr import ImageRegistry, ImageRegistryArgs
 from modelyard.infra.eks import Cluster, ClusterArgs
@@ -183,7 +183,7 @@ def platform_program(cfg: PlatformConfig) -> None:
     )
     if ci is not None:
         ci.reach(
-            ClusterReach(
+            StackReach(
                 cluster_name=cluster.name,
                 cluster_arn=cluster.arn,
                 cluster_security_group_id=cluster.security_group_id,

@@ -327,6 +327,15 @@ UNVERIFIED: Final = (
         "gh workflow run canary-verdict.yml && gh run watch && gh pr list --search 'canary in:title'",
     ),
     Unverified(
+        "each model's pods pull its version as the model's own account, whose role lists and reads that model's "
+        "prefix and is refused any other (the storage initializer's and vLLM's listing prefix within the s3:prefix "
+        "condition)",
+        "kubectl -n models logs -l serving.kserve.io/inferenceservice=<model> -c storage-initializer --tail=5   # "
+        "downloaded; then kubectl -n models run probe --rm -it --restart=Never --overrides "
+        '\'{"spec":{"serviceAccountName":"<model>-puller"}}\' --image=<the AWS CLI image in your ECR> -- '
+        "s3 ls s3://<bucket>/<another model>/   # AccessDenied",
+    ),
+    Unverified(
         "KMS signs a manifest's SHA-256 as given with MessageType DIGEST (moto hashes it once more), so the model "
         "server's prehashed check accepts what push wrote; a pushed version's pods start",
         "modelyard model push ./my-model --env staging --model minilm --version <new> && aws kms verify --key-id "
