@@ -202,3 +202,10 @@ NETWORK_POLICY = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
 
 
 ENFORCE = "pod-security.kubernetes.io/enforce"
+
+
+def no_managed_policies(ctx: Context, role: Resource, message: str) -> Iterator[Finding]:
+    """A finding, with `message`, for each managed policy attached to `role`: for roles whose whole reach is their
+    inline policy (a model's pull role, a pull request's preview role)."""
+    for attachment in ctx.stack.referencing(role, "aws:iam/rolePolicyAttachment:RolePolicyAttachment"):
+        yield Finding(attachment.urn, "policyArn", attachment.get("policyArn"), message)

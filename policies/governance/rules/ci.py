@@ -17,7 +17,7 @@ from typing import Any
 
 from ..conventions import GITHUB_AUDIENCE, GITHUB_OIDC_HOST
 from ..resources import Resource, as_list, dig, known, statements
-from .base import Context, Finding, resource_rule, stack_rule
+from .base import Context, Finding, no_managed_policies, resource_rule, stack_rule
 
 SUB = f"{GITHUB_OIDC_HOST}:sub"
 AUD = f"{GITHUB_OIDC_HOST}:aud"
@@ -123,13 +123,7 @@ def _preview(ctx: Context) -> Iterator[Finding]:
     for role in ctx.stack.of_type("aws:iam/role:Role"):
         if not any(PULL_REQUEST_SUBJECT.match(s) for s in subjects(role)):
             continue
-        for attachment in ctx.stack.referencing(role, "aws:iam/rolePolicyAttachment:RolePolicyAttachment"):
-            yield Finding(
-                attachment.urn,
-                "policyArn",
-                attachment.get("policyArn"),
-                "a pull request's role takes no managed policy",
-            )
+        yield from no_managed_policies(ctx, role, "a pull request's role takes no managed policy")
         for entry in ctx.stack.referencing(role, "aws:eks/accessEntry:AccessEntry"):
             yield Finding(
                 entry.urn, "principalArn", entry.get("principalArn"), "a pull request's role gets no cluster access"

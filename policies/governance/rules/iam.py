@@ -9,7 +9,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from ..resources import Resource, as_list, dig, known, statements
-from .base import POLICY_FIELDS, Context, Finding, resource_rule, stack_rule
+from .base import POLICY_FIELDS, Context, Finding, no_managed_policies, resource_rule, stack_rule
 from .ci import deploy_environment, github_statements
 
 READ_ONLY_MODEL_ACTIONS = frozenset(
@@ -120,13 +120,7 @@ def _model_pull(ctx: Context) -> Iterator[Finding]:
         )
         if not trusted:
             continue
-        for attachment in ctx.stack.referencing(role, "aws:iam/rolePolicyAttachment:RolePolicyAttachment"):
-            yield Finding(
-                attachment.urn,
-                "policyArn",
-                attachment.get("policyArn"),
-                "a model-pull role takes no managed policies",
-            )
+        yield from no_managed_policies(ctx, role, "a model-pull role takes no managed policies")
         for policy in ctx.stack.referencing(role, "aws:iam/rolePolicy:RolePolicy"):
             yield from _model_pull_statements(policy, bucket, ctx.env)
 
