@@ -64,7 +64,7 @@ PREVIEW_KEY_READS = frozenset({"kms:GetPublicKey"})
 
 #: What a CodeBuild project in a VPC needs of EC2 to place its builds there (AWS CodeBuild User Guide, "Allow
 #: CodeBuild access to AWS services required to create a VPC network interface").
-RUNNER_EC2_DESCRIBE = (
+RUNNER_EC2_ACTIONS = (
     "ec2:CreateNetworkInterface",
     "ec2:DescribeDhcpOptions",
     "ec2:DescribeNetworkInterfaces",
@@ -397,7 +397,7 @@ def _runner_policy(partition: str, account_id: str, subnet_arns: list[str], log_
                 {
                     "Sid": "BuildNetworkInterfaces",
                     "Effect": "Allow",
-                    "Action": list(RUNNER_EC2_DESCRIBE),
+                    "Action": list(RUNNER_EC2_ACTIONS),
                     # These EC2 actions take no resource ARN (Service Authorization Reference).
                     "Resource": "*",
                 },
