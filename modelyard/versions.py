@@ -316,6 +316,14 @@ UNVERIFIED: Final = (
         "fallback's region (its gateway's access log)",
     ),
     Unverified(
+        "beside a fallback, Envoy Gateway builds the model's rule as one cluster with the predictors at priority 0 and "
+        "the fallback at 1 (as its translator reads), and the proxies reach a predictor through its Service's address "
+        "under the gateway namespace's NetworkPolicy (the VPC CNI's policy agent resolving the Service)",
+        "egctl config envoy-proxy endpoint -n envoy-gateway-system -l gateway.envoyproxy.io/owning-gateway-name=models "
+        "-o yaml   # the rule's one clusterName holds <model>-predictor's locality at priority 0 and the fallback's at "
+        "1; then curl the model through the gateway: 200",
+    ),
+    Unverified(
         "the VPC CNI's policy agent refuses the model port to every pod but the gateway's proxies and Prometheus",
         "kubectl -n models run probe --rm -it --restart=Never --image=<a curl image in your ECR> -- curl -m 5 "
         "http://minilm-predictor/v1/models/minilm   # times out",

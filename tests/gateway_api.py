@@ -17,8 +17,9 @@ def listener_takes(listener: str, hostname: str) -> bool:
 
 
 def shares(rule: dict[str, Any]) -> dict[str, float]:
-    """Each backendRef's share of a rule's traffic by Service name (weight defaults to 1); an Envoy Gateway Backend
-    marked fallback has a lower priority and no share while the others are healthy."""
-    refs = [r for r in rule.get("backendRefs", []) if r.get("kind", "Service") == "Service"]
+    """Each backendRef's share of a rule of Services by name (weight defaults to 1). A rule with an Envoy Gateway
+    Backend is Envoy Gateway's to share (policies/governance/envoy_gateway.py), not the specification's."""
+    refs = list(rule.get("backendRefs", []))
+    assert all(r.get("kind", "Service") == "Service" for r in refs), "a rule with Backends: use envoy_gateway"
     total = sum(int(r.get("weight", 1)) for r in refs)
     return {r["name"]: int(r.get("weight", 1)) / total for r in refs} if total else {}

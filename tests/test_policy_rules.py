@@ -1558,6 +1558,67 @@ CASES += [
 ]
 
 
+BACKEND = "kubernetes:gateway.envoyproxy.io/v1alpha1:Backend"
+FALLBACK_HOST = "minilm.models.west.modelyard.internal"
+
+
+def eg_backend(name: str, endpoint: dict[str, Any], fallback: bool = False) -> Resource:
+    spec: dict[str, Any] = {"endpoints": [endpoint]}
+    if fallback:
+        spec |= {"fallback": True, "tls": {"sni": FALLBACK_HOST, "wellKnownCACertificates": "System"}}
+    return res(BACKEND, name, {"metadata": {"name": name, "namespace": "models"}, "spec": spec})
+
+
+def fallback_route(*, predictors_by_host: bool, filters_on_fallback: bool = False) -> list[Resource]:
+    """minilm 90 / minilm-canary 10 and a fallback: the predictors as Services, or as Backends by DNS name."""
+    fallback_ref: dict[str, Any] = {"group": "gateway.envoyproxy.io", "kind": "Backend", "name": "minilm-fallback"}
+    if filters_on_fallback:
+        fallback_ref["filters"] = [{"type": "URLRewrite", "urlRewrite": {"hostname": FALLBACK_HOST}}]
+    made = [eg_backend("minilm-fallback", {"fqdn": {"hostname": FALLBACK_HOST, "port": 443}}, fallback=True)]
+    refs: list[dict[str, Any]] = []
+    for isvc, weight in (("minilm", 90), ("minilm-canary", 10)):
+        service = f"{isvc}-predictor"
+        if predictors_by_host:
+            host = {"fqdn": {"hostname": f"{service}.models.svc.cluster.local", "port": 80}}
+            made.append(eg_backend(service, host))
+            refs.append({"group": "gateway.envoyproxy.io", "kind": "Backend", "name": service, "weight": weight})
+        else:
+            refs.append({"kind": "Service", "name": service, "port": 80, "weight": weight})
+    spec = {"rules": [{"backendRefs": [*refs, {**fallback_ref, "weight": 1}]}]}
+    r = res(HTTP_ROUTE, "minilm", {"metadata": {"name": "minilm", "namespace": "models"}, "spec": spec})
+    return [predictor_isvc("minilm"), predictor_isvc("minilm-canary", 10), *made, r]
+
+
+CASES += [
+    # The fallback beside predictor Services with its own filters: Envoy Gateway splits the rule into a cluster
+    # per backend, and the fallback answers 1 request in 101 from the start.
+    (
+        "route-fallback-waits",
+        lambda: fallback_route(predictors_by_host=True),
+        lambda: fallback_route(predictors_by_host=False, filters_on_fallback=True),
+        {},
+        "spec.rules[0].backendRefs",
+    ),
+]
+
+
+def test_a_fallback_beside_predictor_services_cannot_take_over() -> None:
+    """No filters and the fallback by address would share one cluster today, until the predictors' pods are gone:
+    then the Services have no endpoints and the rule splits."""
+    resources = fallback_route(predictors_by_host=False)
+    resources[2] = eg_backend("minilm-fallback", {"ip": {"address": "10.80.1.5", "port": 443}}, fallback=True)
+    [found] = run("route-fallback-waits", resources)
+    assert found.value == ["backend/0", "backend/1"] and "99.01% of requests fail" in found.message
+    [split] = run("route-fallback-waits", fallback_route(predictors_by_host=False))
+    assert "0.99% of callers' requests" in split.message and "HasMixedEndpoints" in split.message
+
+
+def test_a_canary_behind_backends_carries_its_share_and_a_split_rule_does_not() -> None:
+    assert run("canary-weight-carried", fallback_route(predictors_by_host=True)) == []
+    [short] = run("canary-weight-carried", fallback_route(predictors_by_host=False, filters_on_fallback=True))
+    assert "9.90%" in short.message
+
+
 def test_a_route_to_a_predictor_nobody_makes_is_named() -> None:
     """The canary that answered 404: a weighted backend naming a Service no InferenceService makes."""
     [found] = run(

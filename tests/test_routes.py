@@ -20,6 +20,7 @@ from gateway_api import listener_takes, shares
 from modelyard.config import FULL_KEY, GatewayConfig
 from modelyard.platform import gateway
 from modelyard.platform.network_policy import GATEWAY_CONTAINER_PORT
+from modelyard.policies.governance import envoy_gateway as eg
 from modelyard.policies.governance import policy
 from modelyard.policies.governance.resources import from_preview
 from modelyard.stackfile import parse_platform_config
@@ -235,9 +236,11 @@ def _staging_catalog() -> dict[str, Any]:
 
 def test_a_fallback_is_a_lower_priority_backend_called_with_its_own_key_and_host(tmp_path: Path) -> None:
     """An LLM's fallback (another version under the same name, behind another region's gateway): Envoy Gateway's
-    Backend marked fallback, the other gateway's key injected and its host set, outside the weights' shares; the
-    platform opens the proxies' egress to the fallback ranges and Envoy Gateway's Backend API; every object admitted
-    by its CRD at v1.9.0."""
+    Backend marked fallback, the other gateway's key injected and its host set on the rule; the predictor named by
+    its Service's DNS name beside it, so that Envoy Gateway keeps both in one cluster and the fallback takes nothing
+    while the model answers and everything once it cannot (its translator's choice, ported); the platform opens the
+    proxies' egress to the fallback ranges and Envoy Gateway's Backend API; every object admitted by its CRD at
+    v1.9.0."""
     from crd_schema import load_crds, refusals
 
     def cidrs(p: dict[str, Any]) -> None:
@@ -246,16 +249,37 @@ def test_a_fallback_is_a_lower_priority_backend_called_with_its_own_key_and_host
     plan = plan_all("staging", _with_fallback(_staging_catalog()), tmp_path, platform_edit=cidrs)
     route = next(r["inputs"] for r in plan.of_type(ROUTE) if r["inputs"]["metadata"]["name"] == "qwen-chat")
     (rule,) = route["spec"]["rules"]
-    assert shares(rule) == {"qwen-chat-predictor": 1.0}
-    fallback = next(r for r in rule["backendRefs"] if r["kind"] == "Backend")
-    assert {"type": "URLRewrite", "urlRewrite": {"hostname": FALLBACK_HOST}} in fallback["filters"]
-    backend = next(b["inputs"] for b in plan.of_type("kubernetes:gateway.envoyproxy.io/v1alpha1:Backend"))
+    assert {"type": "URLRewrite", "urlRewrite": {"hostname": FALLBACK_HOST}} in rule["filters"]
+    assert all("filters" not in ref for ref in rule["backendRefs"])
+    made = plan.of_type("kubernetes:gateway.envoyproxy.io/v1alpha1:Backend")
+    backends = {b["inputs"]["metadata"]["name"]: b["inputs"] for b in made}
+    assert [(r["kind"], r["name"], r["weight"]) for r in rule["backendRefs"]] == [
+        ("Backend", "qwen-chat-predictor", 100),
+        ("Backend", "qwen-chat-fallback", 1),
+    ]
+    assert backends["qwen-chat-predictor"]["spec"] == {
+        "endpoints": [{"fqdn": {"hostname": "qwen-chat-predictor.models.svc.cluster.local", "port": 80}}]
+    }
+    backend = backends["qwen-chat-fallback"]
     assert backend["spec"]["fallback"] is True
     assert backend["spec"]["endpoints"] == [{"fqdn": {"hostname": FALLBACK_HOST, "port": 443}}]
     assert backend["spec"]["tls"] == {
         "sni": FALLBACK_HOST,
         "caCertificateRefs": [{"group": "", "kind": "ConfigMap", "name": "staging-west-ca"}],
     }
+    settings = [
+        eg.Setting(
+            name=ref["name"],
+            kind="Backend",
+            weight=ref["weight"],
+            address_type=eg.address_type(["FQDN" for e in backends[ref["name"]]["spec"]["endpoints"] if "fqdn" in e]),
+            priority=1 if backends[ref["name"]]["spec"].get("fallback") else 0,
+        )
+        for ref in rule["backendRefs"]
+    ]
+    assert not eg.needs_cluster_per_setting(settings)
+    assert eg.shares(settings) == {"qwen-chat-predictor": 1.0}
+    assert eg.failover_shares(settings) == {"qwen-chat-fallback": 1.0}
     key = next(f["inputs"] for f in plan.of_type("kubernetes:gateway.envoyproxy.io/v1alpha1:HTTPRouteFilter"))
     assert key["spec"]["credentialInjection"]["credential"]["valueRef"]["name"] == "modelyard-fallback-qwen-chat"
     values = plan.named("kubernetes:helm.sh/v3:Release", "gateway-release")["inputs"]["values"]
@@ -269,9 +293,9 @@ def test_a_fallback_is_a_lower_priority_backend_called_with_its_own_key_and_host
         {"to": [{"ipBlock": {"cidr": "10.80.0.0/16"}}], "ports": [{"protocol": "TCP", "port": 443}]}
     ]
     crds = load_crds(FOLDER)
-    for obj in (backend, key, route):
+    for obj in (*backends.values(), key, route):
         assert refusals(obj, crds) == [], obj["kind"]
-    # The fallback is no weighted backend nobody makes: the plan passes its policy.
+    # The predictor's Backend reaches an InferenceService's predictor, and the fallback waits: the plan passes.
     report = policy.evaluate(from_preview(plan.digest), "staging", policy.load_config("staging"))
     assert [v for v in report.violations if v.level == "mandatory"] == []
 

@@ -6,9 +6,10 @@
   the predictor Service KServe's Standard mode makes for each InferenceService (`<isvc>-predictor`, port 80 to the
   container's port; KServe's service_reconciler.go). A canary gets exactly its `traffic_percent` by backendRef
   weight, whatever the replica counts; a shadow gets copies of `percent` % of the requests (RequestMirror), and
-  the stable version another `percent` %, its noise floor; a
-  fallback is another region's gateway as an Envoy Gateway Backend of lower priority, called with its own key and
-  host; the request timeout is the runtime's (a streamed LLM answer is one request).
+  the stable version another `percent` %, its noise floor; a fallback is another region's gateway as an Envoy
+  Gateway Backend of lower priority, called with its own key and host, beside which the predictors are named by
+  hostname so that Envoy Gateway keeps them in one cluster (`backend_refs`); the request timeout is the runtime's
+  (a streamed LLM answer is one request).
 - SecurityPolicy: API keys from each caller team's Secret (`modelyard-api-keys-<team>` in the model namespace,
   every key named `<team>.<name>`; the key is read from `Authorization: Bearer <key>`, and removed before the
   model sees the request), the client id forwarded in `x-modelyard-client`, and authorization that admits only
@@ -24,6 +25,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -67,39 +69,73 @@ def model_host(model: str, gateway_hostname: str) -> str:
     return f"{model}.{gateway_hostname}"
 
 
-def backend_refs(model: ModelEntry) -> list[dict[str, Any]]:
-    """The stable predictor, and while a canary runs the canary's, weighted so that the canary carries exactly
-    its traffic_percent (Gateway API: each backend's share is its weight over the weights' sum); and the fallback,
-    an Envoy Gateway Backend marked `fallback` (a lower priority, outside those shares), called with its own key
-    and host."""
+def _weighted_versions(model: ModelEntry) -> list[tuple[str, int]]:
+    """The InferenceServices callers' requests go to, with their weights: the stable version, and while a canary
+    runs the canary, so that it carries exactly its traffic_percent (Gateway API: each backend's share is its weight
+    over the weights' sum)."""
     canary = model.canary.traffic_percent if model.canary_active and model.canary else 0
     refs = [(model.name, 100 - canary)]
     if canary:
         refs.append((f"{model.name}-canary", canary))
-    found: list[dict[str, Any]] = [
-        {"group": "", "kind": "Service", "name": predictor_service(isvc), "port": PREDICTOR_SERVICE_PORT, "weight": w}
-        for isvc, w in refs
-    ]
-    if model.fallback is not None:
-        found.append(
+    return refs
+
+
+def backend_refs(model: ModelEntry) -> list[dict[str, Any]]:
+    """The stable predictor, and while a canary runs the canary's, at their weights; with a fallback, each predictor
+    as an Envoy Gateway Backend by its Service's name, and the fallback a Backend marked `fallback`.
+
+    Envoy Gateway v1.9.0 keeps a rule's backends in one Envoy cluster (each a locality at its weight and priority, so
+    that a fallback at priority 1 waits for the model's own hosts to fail) only when they are all addresses or all
+    hostnames, none has filters of its own, and every one has endpoints; otherwise each gets a cluster of its own,
+    chosen by weight alone (policies/governance/envoy_gateway.py, ported from its translator). A predictor Service's
+    endpoints are its ready pods' addresses, which vanish when they do, so beside a fallback the predictors are
+    hostnames, and the fallback's key and host are set on the rule (`rule_filters`)."""
+    versions = _weighted_versions(model)
+    if model.fallback is None:
+        return [
             {
-                "group": "gateway.envoyproxy.io",
-                "kind": "Backend",
-                "name": f"{model.name}-fallback",
-                "weight": 1,
-                "filters": [
-                    {
-                        "type": "ExtensionRef",
-                        "extensionRef": {
-                            "group": "gateway.envoyproxy.io",
-                            "kind": "HTTPRouteFilter",
-                            "name": f"{model.name}-fallback",
-                        },
-                    },
-                    {"type": "URLRewrite", "urlRewrite": {"hostname": model.fallback.host}},
-                ],
+                "group": "",
+                "kind": "Service",
+                "name": predictor_service(isvc),
+                "port": PREDICTOR_SERVICE_PORT,
+                "weight": w,
             }
-        )
+            for isvc, w in versions
+        ]
+    return [
+        *(
+            {"group": "gateway.envoyproxy.io", "kind": "Backend", "name": predictor_service(isvc), "weight": w}
+            for isvc, w in versions
+        ),
+        {"group": "gateway.envoyproxy.io", "kind": "Backend", "name": f"{model.name}-fallback", "weight": 1},
+    ]
+
+
+def predictor_backend_spec(isvc_name: str, namespace: str) -> dict[str, Any]:
+    """A predictor Service by its cluster DNS name (Envoy resolves it to the Service's address; the Service's proxy
+    picks a ready pod), so that the route's backends stay hostnames whether or not a pod is ready."""
+    host = f"{predictor_service(isvc_name)}.{namespace}.svc.cluster.local"
+    return {"endpoints": [{"fqdn": {"hostname": host, "port": PREDICTOR_SERVICE_PORT}}]}
+
+
+def rule_filters(model: ModelEntry) -> list[dict[str, Any]]:
+    """The rule's own filters: the shadow's mirrors, and with a fallback the fallback gateway's key and host (on the
+    rule, not the fallback's backendRef: filters on a backendRef split the rule into a cluster per backend). The
+    model's own replicas therefore see the fallback's host and key too; the key admits this model's team to the same
+    model elsewhere, which they serve."""
+    found = mirror_filters(model)
+    if model.fallback is not None:
+        found += [
+            {
+                "type": "ExtensionRef",
+                "extensionRef": {
+                    "group": "gateway.envoyproxy.io",
+                    "kind": "HTTPRouteFilter",
+                    "name": f"{model.name}-fallback",
+                },
+            },
+            {"type": "URLRewrite", "urlRewrite": {"hostname": model.fallback.host}},
+        ]
     return found
 
 
@@ -170,7 +206,7 @@ def route_spec(model: ModelEntry, gateway: Mapping[str, Any]) -> dict[str, Any]:
         "rules": [
             {
                 "matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
-                **({"filters": mirrors} if (mirrors := mirror_filters(model)) else {}),
+                **({"filters": filters} if (filters := rule_filters(model)) else {}),
                 "backendRefs": backend_refs(model),
                 "timeouts": {"request": f"{model.runtime_module.route_timeout_s(model)}s"},
             }
@@ -306,7 +342,7 @@ class ModelRoute(pulumi.ComponentResource):
         m = args.model
         gateway = pulumi.Output.from_input(args.gateway)
         meta: Any = {"name": m.name, "namespace": args.namespace, "labels": dict(args.labels)}
-        # The fallback's Backend and key filter first: the route names them.
+        # The fallback's Backend and key filter, and the predictors as Backends beside it, first: the route names them.
         refs: list[pulumi.Resource] = []
         if m.fallback is not None:
             fallback = k8s.apiextensions.CustomResource(
@@ -326,6 +362,18 @@ class ModelRoute(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions(parent=self),
             )
             refs = [fallback, fallback_filter]
+            namespace = pulumi.Output.from_input(args.namespace)
+            for isvc, _ in _weighted_versions(m):
+                refs.append(
+                    k8s.apiextensions.CustomResource(
+                        f"{name}-{predictor_service(isvc)}",
+                        api_version="gateway.envoyproxy.io/v1alpha1",
+                        kind="Backend",
+                        metadata={**meta, "name": predictor_service(isvc)},
+                        spec=namespace.apply(functools.partial(predictor_backend_spec, isvc)),
+                        opts=pulumi.ResourceOptions(parent=self),
+                    )
+                )
         route = k8s.apiextensions.CustomResource(
             f"{name}-route",
             api_version="gateway.networking.k8s.io/v1",

@@ -4,9 +4,12 @@ share of its route the catalog asks for."""
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
+from .. import envoy_gateway as eg
 from ..conventions import (
     MIRROR_PERCENT_ANNOTATION,
     MODEL_PORT,
@@ -133,24 +136,85 @@ def _route_mirrors(route: Resource) -> dict[str, float]:
     return found
 
 
-def _is_fallback(ref: dict[str, Any]) -> bool:
-    """An Envoy Gateway Backend: the platform's routes name one only as a fallback (priority 1, outside the shares:
-    Envoy Gateway v1.9.0 gives a `fallback` Backend's endpoints priority 1, route.go)."""
-    return ref.get("kind") == "Backend" and ref.get("group") == "gateway.envoyproxy.io"
+BACKEND = "kubernetes:gateway.envoyproxy.io/v1alpha1:Backend"
+#: A Backend endpoint naming a Service by its cluster DNS name: `<service>.<namespace>.svc[.cluster.local]`.
+_SERVICE_HOST = re.compile(r"^([a-z0-9-]+)\.([a-z0-9-]+)\.svc(\.cluster\.local)?\.?$")
 
 
-def _route_shares(route: Resource) -> dict[str, float]:
-    """Each backend Service's share of the route's traffic, by name: its weight over its rule's weights' sum
-    (Gateway API: weight defaults to 1; a weight of 0 sends nothing), a fallback's left out."""
+@dataclass(frozen=True)
+class _Backend:
+    """One backendRef of a rule: what Envoy Gateway makes of it, and the Service it reaches (if one)."""
+
+    setting: eg.Setting
+    service: str | None
+
+
+Backends = dict[tuple[str | None, str], Resource]
+
+
+def _rule_backends(rule: Any, namespace: str | None, backends: Backends) -> list[_Backend]:
+    """A rule's backendRefs as Envoy Gateway v1.9.0's IR holds them (policies/governance/envoy_gateway.py): a Service
+    by its pods' addresses (IP), a Backend by its endpoints, at priority 1 when it is a `fallback`, a Backend nobody
+    makes invalid; each with the Service it reaches (a Service, or a Backend naming one by its cluster DNS name)."""
+    found = []
+    for i, ref in enumerate(as_list(dig(rule, "backendRefs"))):
+        if not isinstance(ref, dict):
+            continue
+        name = _str(ref.get("name"))
+        common: dict[str, Any] = {"name": f"backend/{i}", "weight": _weight(ref), "filters": bool(ref.get("filters"))}
+        if ref.get("kind", "Service") == "Service" and ref.get("group", "") in ("", "core"):
+            found.append(_Backend(eg.Setting(**common, kind="Service", address_type=eg.IP), name))
+            continue
+        if ref.get("kind") != "Backend" or ref.get("group") != "gateway.envoyproxy.io":
+            continue
+        backend = backends.get((_str(ref.get("namespace")) or namespace, name or ""))
+        if backend is None:
+            found.append(_Backend(eg.Setting(**common, kind="Backend", invalid=True), None))
+            continue
+        kinds, hosts = [], []
+        for endpoint in as_list(backend.get("spec", "endpoints")):
+            if dig(endpoint, "fqdn") is not None:
+                kinds.append(eg.FQDN)
+                hosts.append(str(dig(endpoint, "fqdn", "hostname")))
+            elif dig(endpoint, "ip") is not None:
+                kinds.append(eg.IP)
+            elif dig(endpoint, "unix") is not None:
+                kinds.append(eg.UDS)
+        services = {(m.group(2), m.group(1)) for h in hosts if (m := _SERVICE_HOST.match(h))}
+        service = None
+        if len(services) == 1 and len(hosts) == len(kinds):
+            svc_namespace, service = next(iter(services))
+            service = service if svc_namespace == namespace else None
+        setting = eg.Setting(
+            **common,
+            kind="Backend",
+            address_type=eg.address_type(kinds),
+            has_endpoints=bool(kinds),
+            auto_sni=backend.get("spec", "tls", "autoSNIFromEndpointHostname") is True,
+            priority=1 if backend.get("spec", "fallback") is True else 0,
+        )
+        found.append(_Backend(setting, service))
+    return found
+
+
+def _backends(ctx: Context) -> Backends:
+    return {
+        (_str(b.get("metadata", "namespace")), str(b.get("metadata", "name"))): b for b in ctx.stack.of_type(BACKEND)
+    }
+
+
+def _route_shares(route: Resource, backends: Backends) -> dict[str, float]:
+    """Each Service's share of the route's callers' requests while the model is healthy, by name, as Envoy Gateway
+    v1.9.0 builds the rule (one cluster with priorities, or a weighted cluster per backend)."""
+    namespace = _str(route.get("metadata", "namespace"))
     shares: dict[str, float] = {}
     for rule in as_list(route.get("spec", "rules")):
-        refs = [r for r in as_list(dig(rule, "backendRefs")) if isinstance(r, dict) and not _is_fallback(r)]
-        weights = [_weight(r) for r in refs]
-        total = sum(weights)
-        for ref, weight in zip(refs, weights, strict=True):
-            name = _str(ref.get("name"))
-            if ref.get("kind", "Service") == "Service" and total and name is not None:
-                shares[name] = shares.get(name, 0.0) + weight / total
+        found = _rule_backends(rule, namespace, backends)
+        got = eg.shares([b.setting for b in found])
+        for b in found:
+            share = got.get(b.setting.name, 0.0)
+            if b.service is not None and share:
+                shares[b.service] = shares.get(b.service, 0.0) + share
     return shares
 
 
@@ -168,13 +232,14 @@ def _canary_weight(ctx: Context) -> Iterator[Finding]:
     routes = ctx.stack.of_type(HTTP_ROUTE)
     if not routes:
         return
+    backends = _backends(ctx)
     carried: dict[tuple[str | None, str], float] = {}
     mirrored: dict[tuple[str | None, str], float] = {}
     for route in routes:
         namespace = _str(route.get("metadata", "namespace"))
         for service, share in _route_mirrors(route).items():
             mirrored[(namespace, service)] = mirrored.get((namespace, service), 0.0) + share
-        for service, share in _route_shares(route).items():
+        for service, share in _route_shares(route, backends).items():
             carried[(namespace, service)] = carried.get((namespace, service), 0.0) + share
             if share > 0 and (namespace, service) not in predictors:
                 yield Finding(
@@ -226,3 +291,46 @@ def _shadow_findings(isvc: Resource, key: tuple[str | None, str], carried: float
             asked,
             f"the routes copy {mirrored:.2%} of the model's requests to {key[1]}, not the {asked}% the catalog asks",
         )
+
+
+@stack_rule(
+    "route-fallback-waits",
+    "A route's fallback takes none of its callers' requests while the model's own replicas answer, and takes them "
+    "over when they cannot: Envoy Gateway v1.9.0 keeps a fallback at its lower priority only in one cluster with the "
+    "model's backends, which it builds only while they are all hostnames (or all addresses), none has filters of its "
+    "own and each has endpoints; a predictor Service's endpoints vanish with its pods.",
+)
+def _fallback_waits(ctx: Context) -> Iterator[Finding]:
+    backends = _backends(ctx)
+    for route in ctx.stack.of_type(HTTP_ROUTE):
+        namespace = _str(route.get("metadata", "namespace"))
+        for i, rule in enumerate(as_list(route.get("spec", "rules"))):
+            found = _rule_backends(rule, namespace, backends)
+            settings = [b.setting for b in found]
+            fallbacks = [s for s in settings if s.priority > 0]
+            if not fallbacks:
+                continue
+            field = f"spec.rules[{i}].backendRefs"
+            got = eg.shares(settings)
+            taken = sum(got.get(f.name, 0.0) for f in fallbacks)
+            if taken > 0:
+                reasons = "; ".join(eg.split_reasons(settings))
+                yield Finding(
+                    route.urn,
+                    field,
+                    [f.name for f in fallbacks],
+                    f"the fallback takes {taken:.2%} of callers' requests while the model is healthy, and cannot take "
+                    f"over: Envoy Gateway gives this rule a cluster per backend ({reasons})",
+                )
+                continue
+            services = [s.name for s in settings if s.kind == "Service" and s.priority == 0]
+            if services:
+                lost = eg.failover_shares(settings).get(eg.INVALID_BACKEND_CLUSTER, 0.0)
+                yield Finding(
+                    route.urn,
+                    field,
+                    services,
+                    "a predictor Service beside the fallback: once its pods are gone it has no endpoints, Envoy "
+                    f"Gateway splits the rule and {lost:.2%} of requests fail instead of falling back; name each "
+                    "predictor as a Backend by its Service's DNS name",
+                )
