@@ -609,8 +609,9 @@ def _route(cluster: str) -> str:
 
 def gateway(prom: Prometheus, window: str = "5m") -> Result:
     """Each model route at the gateway: requests by class, retries, the breaker and the replicas ejected (what the
-    Gateway alerts read, without their wait); and what the gateway answered itself (401, 403, 429, the breaker's
-    503). A route whose breaker is at its limit, or that has replicas ejected, is a problem."""
+    Gateway alerts read, without their wait); from the gateway's access log, what the gateway answered itself by
+    status (401, 403, 429, its own 503) and the share a fallback answered. A route whose breaker is at its limit,
+    that has replicas ejected, or whose fallback answers, is a problem."""
     routes = signals.GATEWAY_ROUTE_CLUSTERS
     by_class = prom.scalar_by(
         f"sum by (envoy_cluster_name, envoy_response_code_class) "
@@ -630,6 +631,13 @@ def gateway(prom: Prometheus, window: str = "5m") -> Result:
     healthy = prom.scalar_by(
         f"max by (envoy_cluster_name) ({signals.GATEWAY_HEALTHY}{{{routes}}})", "envoy_cluster_name"
     )
+    responses = signals.GATEWAY_RESPONSES
+    own = prom.scalar_by(
+        f'sum by (model, code) (rate({responses}{{answered_by="gateway"}}[{window}]))', "model", "code"
+    )
+    by_whom = prom.scalar_by(
+        f'sum by (model, answered_by) (rate({responses}{{answered_by!="gateway"}}[{window}]))', "model", "answered_by"
+    )
     clusters = sorted({c for c, _ in by_class} | set(k[0] for k in breaker) | set(k[0] for k in ejected))
     rows, problem = [], False
     for cluster in clusters:
@@ -637,7 +645,11 @@ def gateway(prom: Prometheus, window: str = "5m") -> Result:
         errors = by_class.get((cluster, "5"), 0.0)
         open_ = breaker.get((cluster,), 0.0) >= 1
         out = ejected.get((cluster,), 0.0)
-        problem = problem or open_ or out > 0
+        model = _route(cluster).split("/")[-1]
+        answered = sum(v for (m, _), v in by_whom.items() if m == model)
+        fallback = by_whom.get((model, "fallback"), 0.0)
+        problem = problem or open_ or out > 0 or fallback > 0
+        refusals = ", ".join(f"{code} {_num(v)}/s" for (m, code), v in sorted(own.items()) if m == model and v > 0)
         rows.append(
             {
                 "route": _route(cluster),
@@ -647,20 +659,31 @@ def gateway(prom: Prometheus, window: str = "5m") -> Result:
                 "breaker": "at its limit" if open_ else "closed",
                 "ejected": out,
                 "healthy": healthy.get((cluster,)),
+                "gateway_answers": refusals or ("none" if (own or by_whom) else None),
+                "fallback_share": _num(fallback / answered if answered else None, 4),
             }
         )
-    own = prom.scalar_by(signals.gateway_own_answers(window), "envoy_response_code_class")
     notes = (
-        [
-            f"answered by the gateway itself over {window}: "
-            + ", ".join(f"{cls}xx {_num(max(v, 0.0))}/s" for (cls,), v in sorted(own.items()) if cls in ("4", "5"))
+        []
+        if own or by_whom
+        else [
+            "no gateway log counts: is the gateway log counter deployed (the catalog's gateway_log) and receiving "
+            "(modelyard_gateway_log_records_total)? Without them its own answers and fallback use are unknown."
         ]
-        if own
-        else ["no gateway statistics: are the proxies scraped (PodMonitor envoy-proxies)?"]
     )
     return Result(
         f"Gateway routes over {window}",
-        ["route", "requests_per_s", "error_share", "retries_per_s", "breaker", "ejected", "healthy"],
+        [
+            "route",
+            "requests_per_s",
+            "error_share",
+            "retries_per_s",
+            "breaker",
+            "ejected",
+            "healthy",
+            "gateway_answers",
+            "fallback_share",
+        ],
         rows,
         problem,
         notes,

@@ -314,6 +314,7 @@ def platform_program(cfg: PlatformConfig) -> None:
             labels=labels,
             vpc_cidr=cfg.network.vpc_cidr,
             model_namespace=cfg.serving.model_namespace,
+            model_namespace_made=kserve.model_namespace,
             replicas=cfg.system_pool.controller_replicas,
             depends_on=[cert_manager.release, priority],
         ),
@@ -419,6 +420,19 @@ def workloads_program(w: Workloads) -> None:
             "drift",
             DriftWorkerArgs(
                 drift=w.catalog.drift,
+                namespace=namespace,
+                registry=platform.require_output("ecrRepositoryUrl"),
+                labels=labels,
+            ),
+            opts=providers,
+        )
+    if w.catalog.gateway_log is not None:
+        from modelyard.workloads.gateway_log import GatewayLogCounter, GatewayLogCounterArgs
+
+        GatewayLogCounter(
+            "gateway-log",
+            GatewayLogCounterArgs(
+                config=w.catalog.gateway_log,
                 namespace=namespace,
                 registry=platform.require_output("ecrRepositoryUrl"),
                 labels=labels,

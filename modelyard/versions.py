@@ -316,6 +316,14 @@ UNVERIFIED: Final = (
         "fallback's region (its gateway's access log)",
     ),
     Unverified(
+        "the proxies send every request's access log record to the gateway log counter (Envoy Gateway's OpenTelemetry "
+        "sink, the EnvoyProxy's JSON fields as the record's attributes), which counts it by model, status, team and "
+        "who answered",
+        "curl -s -o /dev/null --cacert ca.crt https://minilm.<hostname>/v1/models -H 'Authorization: Bearer wrong' "
+        "&& kubectl -n models port-forward svc/modelyard-gateway-log 9464 & sleep 3; curl -s localhost:9464/metrics   "
+        '# modelyard_gateway_responses_total{model="minilm",code="401",team="none",answered_by="gateway"} 1',
+    ),
+    Unverified(
         "beside a fallback, Envoy Gateway builds the model's rule as one cluster with the predictors at priority 0 and "
         "the fallback at 1 (as its translator reads), and the proxies reach a predictor through its Service's address "
         "under the gateway namespace's NetworkPolicy (the VPC CNI's policy agent resolving the Service)",

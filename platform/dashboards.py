@@ -526,9 +526,10 @@ def gpu_fleet() -> Dashboard:
 
 
 def gateway() -> Dashboard:
-    """The front door, from Envoy's statistics on the proxies: each model route's requests by class, latency and
-    retries; the answers the gateway gave itself (401, 403, 429, the breaker's 503: what the listeners answered
-    that no upstream did); each route's breaker and ejected replicas; the certificate's days left."""
+    """The front door: from Envoy's statistics on the proxies, each model route's requests by class, latency and
+    retries, its breaker and ejected replicas, the certificate's days left; from the gateway's access log (the
+    gateway log counter), the answers the gateway gave itself by model and status, every model's requests by calling
+    team, and the share a fallback answered."""
     routes = 'envoy_cluster_name=~"$route"'
     by_route = "envoy_cluster_name"
     return Dashboard(
@@ -538,6 +539,8 @@ def gateway() -> Dashboard:
         variables=(
             # A route's cluster: httproute/<namespace>/<model>/rule/0.
             ("route", f"label_values({s.GATEWAY_UPSTREAM_RQ_XX}{{{s.GATEWAY_ROUTE_CLUSTERS}}}, envoy_cluster_name)"),
+            # The model, as the gateway log counter names it (its route's name).
+            ("model", f"label_values({s.GATEWAY_RESPONSES}, model)"),
         ),
         panels=(
             Panel(
@@ -552,11 +555,45 @@ def gateway() -> Dashboard:
                 "reqps",
             ),
             Panel(
-                "Answers the gateway gave itself (401, 403, 429, breaker 503), by class",
-                (Target(s.gateway_own_answers(_RATE), "{{envoy_response_code_class}}xx"),),
+                "Answers the gateway gave itself, by model and status",
+                (
+                    Target(
+                        f"sum by (model, code) (rate({s.GATEWAY_RESPONSES}"
+                        f'{{answered_by="gateway", model=~"$model"}}[{_RATE}]))',
+                        "{{model}} {{code}}",
+                    ),
+                ),
                 "reqps",
-                description="What the listeners answered less what the models answered: 4xx are unknown keys (401), "
-                "keys of teams a model does not admit (403) and teams over their rate (429); 5xx the breakers.",
+                description="From the gateway's access log (the gateway log counter): 401 no or an unknown key, 403 "
+                "a team the model does not admit, 429 a team over its rate, 503 the breaker or no replica left, 404 "
+                "no route (model `none`).",
+            ),
+            Panel(
+                "Requests by calling team, every model",
+                (
+                    Target(
+                        f'sum by (model, team) (rate({s.GATEWAY_RESPONSES}{{model=~"$model"}}[{_RATE}]))',
+                        "{{model}} {{team}}",
+                    ),
+                ),
+                "reqps",
+                description="Every request the gateway answered, LLMs' included (their servers count no callers), by "
+                "the team of the client id the gateway set after checking the caller's key or token; none: no valid "
+                "credential. Requests, not tokens: the gateway does not read answers.",
+            ),
+            Panel(
+                "Share answered by the fallback",
+                (
+                    Target(
+                        f'sum by (model) (rate({s.GATEWAY_RESPONSES}{{answered_by="fallback", model=~"$model"}}'
+                        f"[{_RATE}]))\n/ sum by (model) (rate({s.GATEWAY_RESPONSES}"
+                        f'{{answered_by!="gateway", model=~"$model"}}[{_RATE}]))',
+                        "{{model}}",
+                    ),
+                ),
+                "percentunit",
+                description="The requests another region's gateway answered for a model whose own replicas could "
+                "not: GatewayFallbackAnswering after 10 minutes.",
             ),
             Panel(
                 "p99 latency per route (at the gateway)",

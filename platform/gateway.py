@@ -38,6 +38,8 @@ from modelyard.platform.common import (
     zone_spread,
 )
 from modelyard.platform.network_policy import (
+    GATEWAY_LOG_METRICS_PORT,
+    GATEWAY_LOG_PORT,
     GATEWAY_NAMESPACE,
     GATEWAY_PROXY_LABELS,
     NAMESPACE_LABEL,
@@ -139,6 +141,63 @@ def response_overrides(retry_after_s: int) -> list[dict[str, Any]]:
     return found
 
 
+#: The gateway log counter (workloads/serving/modelyard_server/gateway_log.py, run by the workloads stack in the model
+#: namespace): the proxies send each request's access log record to its Service over OTLP/gRPC. The platform makes
+#: the Service, because Envoy Gateway v1.9.0 refuses the whole Gateway (Accepted false, "Invalid access log
+#: backendRefs in the referenced EnvoyProxy") when an access log's Service does not exist
+#: (internal/gatewayapi/listener.go, processAccessLog's caller and processBackendRefsForTelemetry); with no counter
+#: pod behind it yet, Envoy's logger has no peer and drops the records, and the gateway serves on.
+GATEWAY_LOG_SERVICE = "modelyard-gateway-log"
+GATEWAY_LOG_SELECTOR: Mapping[str, str] = {"app.kubernetes.io/name": GATEWAY_LOG_SERVICE}
+#: The record's attributes (the EnvoyProxy's JSON format fields, which Envoy Gateway makes the OpenTelemetry
+#: record's attributes: internal/gatewayapi/listener.go, processAccessLog) and what the counter reads of each:
+#: the route (its model), the status, the client id the gateway set after authenticating the caller, the upstream
+#: host (`-`: the gateway answered itself) and the upstream TLS version (only a fallback, another gateway, is
+#: reached over TLS; the model's own replicas are plaintext inside the cluster).
+ACCESS_LOG_ATTRIBUTES: Mapping[str, str] = {
+    "route": "%ROUTE_NAME%",
+    "status": "%RESPONSE_CODE%",
+    "client": f"%REQ({CLIENT_ID_HEADER.upper()})%",
+    "upstream": "%UPSTREAM_HOST%",
+    "upstream_tls": "%UPSTREAM_TLS_VERSION%",
+}
+
+
+def access_log_spec(model_namespace: str) -> dict[str, Any]:
+    """Every request's access log: to the proxies' stdout in Envoy Gateway's default JSON (as without this), and to the
+    gateway log counter with the attributes it counts by."""
+    counter = {"group": "", "kind": "Service", "name": GATEWAY_LOG_SERVICE, "namespace": model_namespace}
+    return {
+        "settings": [
+            {"sinks": [{"type": "File", "file": {"path": "/dev/stdout"}}]},
+            {
+                "format": {"type": "JSON", "json": dict(ACCESS_LOG_ATTRIBUTES)},
+                "sinks": [
+                    {
+                        "type": "OpenTelemetry",
+                        "openTelemetry": {"backendRefs": [{**counter, "port": GATEWAY_LOG_PORT}]},
+                    }
+                ],
+            },
+        ]
+    }
+
+
+def gateway_log_service_spec() -> dict[str, Any]:
+    return {
+        "selector": dict(GATEWAY_LOG_SELECTOR),
+        "ports": [
+            {"name": "otlp-grpc", "port": GATEWAY_LOG_PORT, "targetPort": GATEWAY_LOG_PORT, "protocol": "TCP"},
+            {
+                "name": "metrics",
+                "port": GATEWAY_LOG_METRICS_PORT,
+                "targetPort": GATEWAY_LOG_METRICS_PORT,
+                "protocol": "TCP",
+            },
+        ],
+    }
+
+
 def load_balancer_annotations(cfg: GatewayConfig) -> dict[str, str]:
     """The proxies' Service as an NLB, as EKS's cloud controller reads the annotations (the legacy provider: no
     AWS Load Balancer Controller is installed), internal unless configured otherwise."""
@@ -148,13 +207,15 @@ def load_balancer_annotations(cfg: GatewayConfig) -> dict[str, str]:
     return annotations
 
 
-def envoy_proxy_spec(cfg: GatewayConfig, vpc_cidr: str) -> dict[str, Any]:
+def envoy_proxy_spec(cfg: GatewayConfig, vpc_cidr: str, model_namespace: str) -> dict[str, Any]:
     """The EnvoyProxy the GatewayClass points at: replicas spread across zones on the system nodes, kept through
-    drains, with limits, behind the load balancer that admits only the configured client ranges."""
+    drains, with limits, behind the load balancer that admits only the configured client ranges; the access log to
+    stdout and to the gateway log counter."""
     pod: dict[str, Any] = {"nodeSelector": dict([SYSTEM_POOL_LABEL])}
     if cfg.replicas > 1:
         pod["topologySpreadConstraints"] = [zone_spread(proxy_labels())]
     return {
+        "telemetry": {"accessLog": access_log_spec(model_namespace)},
         "provider": {
             "type": "Kubernetes",
             "kubernetes": {
@@ -244,6 +305,8 @@ class GatewayArgs:
     labels: Mapping[str, str]
     vpc_cidr: str
     model_namespace: str
+    #: The model namespace as made (KServe's component): the gateway log counter's Service goes there.
+    model_namespace_made: pulumi.Input[str]
     replicas: int
     #: cert-manager (its CRDs and webhook) and the platform PriorityClass come first.
     depends_on: Sequence[pulumi.Resource] = ()
@@ -347,12 +410,19 @@ class Gateway(pulumi.ComponentResource):
                 "issuerRef": {"group": "cert-manager.io", "kind": "ClusterIssuer", "name": issuer},
             },
         )
-        custom(
-            "proxy-config",
-            "gateway.envoyproxy.io/v1alpha1",
-            "EnvoyProxy",
-            {"name": GATEWAY_CLASS, "namespace": NAMESPACE},
-            envoy_proxy_spec(cfg, args.vpc_cidr),
+        # Before the EnvoyProxy names it (see GATEWAY_LOG_SERVICE).
+        log_meta: Any = {"name": GATEWAY_LOG_SERVICE, "namespace": args.model_namespace_made, "labels": labels}
+        log_spec: Any = gateway_log_service_spec()
+        log_service = k8s.core.v1.Service(
+            f"{name}-log-service", metadata=log_meta, spec=log_spec, opts=pulumi.ResourceOptions(parent=self)
+        )
+        k8s.apiextensions.CustomResource(
+            f"{name}-proxy-config",
+            api_version="gateway.envoyproxy.io/v1alpha1",
+            kind="EnvoyProxy",
+            metadata={"name": GATEWAY_CLASS, "namespace": NAMESPACE, "labels": labels},
+            spec=envoy_proxy_spec(cfg, args.vpc_cidr, args.model_namespace),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.release, log_service]),
         )
         custom(
             "class",

@@ -41,6 +41,10 @@ Peer = (
 NAMESPACE_LABEL = "kubernetes.io/metadata.name"
 #: The drift worker's port (workloads/drift.py): the model pods' taps send to it, Prometheus scrapes it.
 DRIFT_PORT = 8090
+#: The gateway log counter in the model namespace (platform/gateway.py): the proxies send their access log to its
+#: OTLP/gRPC port, Prometheus scrapes its metrics port.
+GATEWAY_LOG_PORT = 4317
+GATEWAY_LOG_METRICS_PORT = 9464
 #: Prometheus's HTTP API (KEDA queries the serving signal there).
 PROMETHEUS_PORT = 9090
 #: Envoy Gateway's namespace, where its controller and the proxies it runs live (platform/gateway.py).
@@ -111,6 +115,7 @@ def allowances(
             *((Allow("identity-provider", "egress", "anywhere", (443,)),) if identity_provider else ()),
             API_SERVER,
             Allow("models", "egress", ("namespace", model_namespace), (MODEL_PORT,)),
+            Allow("access-log", "egress", ("namespace", model_namespace), (GATEWAY_LOG_PORT,)),
             Allow("same-namespace", "egress", ("namespace", GATEWAY_NAMESPACE), (GATEWAY_XDS_PORT,)),
             Allow("same-namespace", "ingress", ("namespace", GATEWAY_NAMESPACE), (GATEWAY_XDS_PORT,)),
             webhook_on(GATEWAY_WEBHOOK_PORT),
@@ -140,7 +145,9 @@ def allowances(
         model_namespace: (
             # The gateway's proxies only: no address range reaches the model port (the only way in is the gateway).
             Allow("inference", "ingress", proxies, (MODEL_PORT,)),
-            scraped_on(MODEL_PORT, DRIFT_PORT),
+            # Their access log to the gateway log counter.
+            Allow("access-log", "ingress", proxies, (GATEWAY_LOG_PORT,)),
+            scraped_on(MODEL_PORT, DRIFT_PORT, GATEWAY_LOG_METRICS_PORT),
             # The model pods' drift taps to the drift worker, inside the namespace.
             Allow("drift-samples", "egress", ("namespace", model_namespace), (DRIFT_PORT,)),
             Allow("drift-samples", "ingress", ("namespace", model_namespace), (DRIFT_PORT,)),

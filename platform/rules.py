@@ -615,8 +615,8 @@ def cost_groups(params: RuleParams) -> list[RuleGroup]:
 
 def gateway_group() -> RuleGroup:
     """The front door's own failures: a route's breaker at its limit (the gateway refusing with 503 what the
-    model's replicas cannot hold), replicas ejected for consecutive 5xx, and a certificate cert-manager has not
-    renewed."""
+    model's replicas cannot hold), replicas ejected for consecutive 5xx, a model answered by its fallback, an access
+    log nobody counts, and a certificate cert-manager has not renewed."""
     routes = s.GATEWAY_ROUTE_CLUSTERS
     return RuleGroup(
         "modelyard-gateway",
@@ -638,6 +638,25 @@ def gateway_group() -> RuleGroup:
                 "{{ $value }} replica(s) answered 5 consecutive 5xx and have been out of the route for 10 minutes "
                 "(ejected again each time they return): the rest carry their share.",
                 for_="10m",
+            ),
+            Alert(
+                "GatewayFallbackAnswering",
+                f'sum by (model) (rate({s.GATEWAY_RESPONSES}{{answered_by="fallback"}}[5m])) > 0',
+                "warning",
+                "Another region's gateway is answering for {{ $labels.model }}",
+                "For 10 minutes the model's fallback has answered {{ $value | humanize }} requests a second: too few "
+                "of the model's own replicas are healthy to carry its traffic here (the gateway's access log).",
+                for_="10m",
+            ),
+            Alert(
+                "GatewayLogMissing",
+                f"sum(rate({s.GATEWAY_UPSTREAM_RQ_XX}{{{routes}}}[15m])) > 0\n"
+                f"unless sum(rate({s.GATEWAY_LOG_RECORDS}[15m])) > 0",
+                "warning",
+                "The gateway's access log is not being counted",
+                "Models answered requests through the gateway for 15 minutes and the gateway log counter counted none: "
+                "the gateway's own refusals, requests by team and fallback use are not seen.",
+                for_="15m",
             ),
             Alert(
                 "GatewayCertificateExpiring",

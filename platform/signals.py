@@ -190,11 +190,16 @@ def ksm_label(kubernetes_label: str) -> str:
 
 #: The job label the proxies' PodMonitor gives their targets.
 GATEWAY_JOB = "modelyard-gateway"
+#: The gateway log counter (workloads/serving/modelyard_server/gateway_log.py), from the proxies' access log: every
+#: request the gateway answered, by `model`, `code`, calling `team` (`none`: no valid credential) and `answered_by`
+#: (`model`, `fallback`, or `gateway`: the gateway's own 401, 403, 429 and 503). Envoy's statistics cannot give
+#: these: its own refusals come before any route statistic, and a fallback answers inside the model's cluster.
+GATEWAY_LOG_JOB = "modelyard-gateway-log"
+GATEWAY_RESPONSES = "modelyard_gateway_responses_total"
+#: Records the counter received (`outcome`: counted, refused): GatewayLogMissing when none arrive.
+GATEWAY_LOG_RECORDS = "modelyard_gateway_log_records_total"
 #: Requests a route's cluster sent upstream, by response class (`envoy_response_code_class`).
 GATEWAY_UPSTREAM_RQ_XX = "envoy_cluster_upstream_rq_xx"
-#: Answers the listeners gave clients, by class: those the upstreams did not give are the gateway's own
-#: (401, 403, 429, the breaker's 503).
-GATEWAY_DOWNSTREAM_RQ_XX = "envoy_http_downstream_rq_xx"
 GATEWAY_UPSTREAM_RQ_TIME = "envoy_cluster_upstream_rq_time"
 GATEWAY_RETRIES = "envoy_cluster_upstream_rq_retry"
 #: 1 while a cluster's request circuit breaker is at its limit (Envoy's circuit_breakers.default.rq_open gauge).
@@ -208,16 +213,6 @@ GATEWAY_HEALTHY = "envoy_cluster_membership_healthy"
 GATEWAY_CERT_EXPIRY = "envoy_listener_ssl_certificate_expiration_unix_time_seconds"
 #: A route's clusters: the model routes of the workloads stack.
 GATEWAY_ROUTE_CLUSTERS = 'envoy_cluster_name=~"httproute/.+"'
-
-
-def gateway_own_answers(window: str) -> str:
-    """What the listeners answered that no route's upstream did, per response class: the gateway's own 401, 403 and
-    429, and the breaker's 503. A class no upstream answered counts whole (`or ... * 0`), not as no value."""
-    listeners = f"sum by (envoy_response_code_class) (rate({GATEWAY_DOWNSTREAM_RQ_XX}[{window}]))"
-    upstreams = (
-        f"sum by (envoy_response_code_class) (rate({GATEWAY_UPSTREAM_RQ_XX}{{{GATEWAY_ROUTE_CLUSTERS}}}[{window}]))"
-    )
-    return f"{listeners}\n- ({upstreams}\nor {listeners} * 0)"
 
 
 #: Days before expiry GatewayCertificateExpiring fires: cert-manager renews 15 days before (platform/gateway.py).

@@ -187,17 +187,20 @@ def test_every_quality_panel_shows_data_for_a_model_pod_and_the_drift_worker(tmp
 #: names it (httproute/<namespace>/<name>/rule/<index>).
 PROXY = 'namespace="envoy-gateway-system", pod="envoy-models-1", job="modelyard-gateway"'
 ROUTE_CLUSTER = 'envoy_cluster_name="httproute/models/embed/rule/0"'
+#: One replica of the gateway log counter as its PodMonitor scrapes it.
+COUNTER = 'namespace="models", pod="modelyard-gateway-log-a", job="modelyard-gateway-log"'
 
 
 def _gateway_series(cluster: str = ROUTE_CLUSTER) -> list[dict[str, str]]:
     series = []
-    # The models answered 2xx and 5xx; the listener 4xx too (the gateway's own): a class only the listener gave.
-    for cls in ("2", "4", "5"):
+    for cls in ("2", "5"):
         labels = f'{PROXY}, {cluster}, envoy_response_code_class="{cls}"'
-        if cls != "4":
-            series.append({"series": f"{signals.GATEWAY_UPSTREAM_RQ_XX}{{{labels}}}", "values": "0+5x20"})
-        listener = f'{PROXY}, envoy_http_conn_manager_prefix="https-10443", envoy_response_code_class="{cls}"'
-        series.append({"series": f"{signals.GATEWAY_DOWNSTREAM_RQ_XX}{{{listener}}}", "values": "0+8x20"})
+        series.append({"series": f"{signals.GATEWAY_UPSTREAM_RQ_XX}{{{labels}}}", "values": "0+5x20"})
+    # The gateway log counter's counts of the same model: answered by it, by its fallback, refused by the gateway.
+    model = cluster.split("/")[2] if cluster.count("/") >= 3 else "unrouted"
+    for code, team, by in (("200", "search", "model"), ("200", "search", "fallback"), ("429", "search", "gateway")):
+        labels = f'{COUNTER}, model="{model}", code="{code}", team="{team}", answered_by="{by}"'
+        series.append({"series": f"{signals.GATEWAY_RESPONSES}{{{labels}}}", "values": "0+3x20"})
     for i, le in enumerate(("10", "100", "+Inf")):
         bucket = f'{signals.GATEWAY_UPSTREAM_RQ_TIME}_bucket{{{PROXY}, {cluster}, le="{le}"}}'
         series.append({"series": bucket, "values": f"0+{i + 1}x20"})
@@ -213,7 +216,7 @@ def _gateway_series(cluster: str = ROUTE_CLUSTER) -> list[dict[str, str]]:
 def test_every_gateway_panel_shows_data_for_a_proxy_as_envoy_exports_it(tmp_path: Path) -> None:
     """Each target of the gateway dashboard returns a series for one proxy's statistics with Envoy's names and tags,
     for a route's cluster as Envoy Gateway names it; a cluster of another name (not a model route) shows nothing."""
-    picked = {"$route": "httproute/models/embed/rule/0"}
+    picked = {"$route": "httproute/models/embed/rule/0", "$model": "embed"}
     assert panels_show_data(tmp_path, "modelyard-gateway", picked, _gateway_series())
     other = _gateway_series('envoy_cluster_name="models/embed"')
     assert not panels_show_data(tmp_path, "modelyard-gateway", picked, other)

@@ -154,8 +154,7 @@ def openmetrics(now: int) -> str:
     )
     add("DCGM_FI_DEV_XID_ERRORS", 'hostname="n2",gpu="0"', lambda i: 79)
     # The gateway's proxy: embed's route answers 10/s (1/s of it 5xx), its breaker at its limit and one replica
-    # ejected; calm's route 20/s, healthy. The listener answered 4 more 4xx a second than the routes did (the gateway's
-    # own 401/403/429).
+    # ejected; calm's route 20/s, healthy.
     g = 'namespace="envoy-gateway-system",pod="envoy-models-1",job="modelyard-gateway"'
     for route, ok, failed, open_, out in (("embed", 9, 1, 1, 1), ("calm", 20, 0, 0, 0)):
         cluster = f'{g},envoy_cluster_name="httproute/models/{route}/rule/0"'
@@ -184,10 +183,18 @@ def openmetrics(now: int) -> str:
     ):
         families.setdefault(name, [])
         families[name] += [f"{name}{{{labels}}} {per_step * (i - late)} {t}" for i, t in enumerate(times) if i >= late]
-    listener = f'{g},envoy_http_conn_manager_prefix="https-10443"'
-    add("envoy_http_downstream_rq_xx", f'{listener},envoy_response_code_class="2"', lambda i: 29 * STEP * i)
-    add("envoy_http_downstream_rq_xx", f'{listener},envoy_response_code_class="4"', lambda i: 4 * STEP * i)
-    add("envoy_http_downstream_rq_xx", f'{listener},envoy_response_code_class="5"', lambda i: 1 * STEP * i)
+    # The gateway log counter (two replicas): embed's callers got 3 401s and 1 429 a second from the gateway itself,
+    # and its fallback answered 1 of its 10 a second; calm's were all answered by calm.
+    c = 'namespace="models",job="modelyard-gateway-log"'
+    for pod, model, code, by, per_s in (
+        ("a", "embed", "200", "model", 9),
+        ("b", "embed", "200", "fallback", 1),
+        ("a", "embed", "401", "gateway", 3),
+        ("b", "embed", "429", "gateway", 1),
+        ("a", "calm", "200", "model", 20),
+    ):
+        labels = f'{c},pod="modelyard-gateway-log-{pod}",model="{model}",code="{code}",team="t",answered_by="{by}"'
+        add("modelyard_gateway_responses_total", labels, lambda i, k=per_s: k * STEP * i)
     return "\n".join(line for lines in families.values() for line in lines) + "\n# EOF\n"
 
 
@@ -366,7 +373,7 @@ def test_drift_of_an_llm_reads_its_answers(prometheus: str, capsys: pytest.Captu
     assert stable["baseline_tokens"] == pytest.approx(100, 1)
 
 
-def test_gateway_routes_with_their_breakers_and_the_gateways_own_answers(
+def test_gateway_routes_with_their_breakers_the_gateways_own_answers_and_the_fallbacks_share(
     prometheus: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code, result = ops(prometheus, "gateway", capsys=capsys)
@@ -377,10 +384,12 @@ def test_gateway_routes_with_their_breakers_and_the_gateways_own_answers(
     assert embed["error_share"] == 0.1 and calm["requests_per_s"] == pytest.approx(2 * embed["requests_per_s"], 0.02)
     assert embed["breaker"] == "at its limit" and embed["ejected"] == 1 and embed["healthy"] == 2
     assert calm["breaker"] == "closed" and calm["error_share"] == 0.0 and calm["ejected"] == 0
-    (note,) = result["notes"]
-    own = dict(part.split(" ") for part in note.removeprefix("answered by the gateway itself over 5m: ").split(", "))
-    assert float(own["4xx"].removesuffix("/s")) == pytest.approx(0.4 * embed["requests_per_s"], 0.05)
-    assert own["5xx"] == "0.0/s"  # every 5xx the listener gave was a route's
+    assert result["notes"] == []
+    assert embed["fallback_share"] == pytest.approx(0.1, abs=0.005) and calm["fallback_share"] == 0.0
+    own = dict(part.split(" ") for part in embed["gateway_answers"].split(", "))
+    assert set(own) == {"401", "429"}
+    assert float(own["401"].removesuffix("/s")) == pytest.approx(3 * float(own["429"].removesuffix("/s")), 0.02)
+    assert calm["gateway_answers"] == "none"
     assert main(["ops", "--prometheus", prometheus, "gateway", "--window", "10m"]) == 1
     assert "models/embed" in capsys.readouterr().out  # the table
 

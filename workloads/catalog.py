@@ -12,6 +12,10 @@ Drift: `drift: {image_tag: 1.0.0-cpu}` beside `models:` runs the environment's d
 `modelyard_server.drift_worker`) and has every model on the modelyard runtime sample `sample_percent` of its
 answered texts to it (workloads/drift.py, docs/model-quality.md).
 
+Gateway log: `gateway_log: {image_tag: 1.0.0-cpu}` runs the gateway log counter (the serving image's
+`modelyard_server.gateway_log`), which the gateway's proxies send their access log to: who called each model, what
+the gateway refused itself, what a fallback answered (workloads/gateway_log.py, docs/gateway.md).
+
 Canary: `canary: {version: "2", traffic_percent: 10}` runs version 2 beside the stable version, and the model's
 gateway route sends it exactly that share (workloads/routes.py).
 Promote by setting `version: "2"` (a canary whose version is the stable one is finished and not
@@ -443,10 +447,26 @@ class Drift(Model):
         return self
 
 
+class GatewayLog(Model):
+    """The environment's gateway log counter (the serving image's gateway_log): the gateway's proxies send it their
+    access log, and it counts who called each model and who answered (workloads/gateway_log.py)."""
+
+    #: The model server image (this repository's, in the platform's ECR) whose gateway_log runs.
+    image_tag: ImageTag
+
+    @model_validator(mode="after")
+    def _immutable(self) -> GatewayLog:
+        refuse_latest(self.image_tag)
+        return self
+
+
 class Catalog(Model):
     models: Seq[ModelEntry] = ()
     #: The drift worker; unset: none, and no sample leaves a model pod.
     drift: Drift | None = None
+    #: The gateway log counter; unset: the gateway's proxies' access log reaches no one (they drop it), and the
+    #: gateway dashboard has no answers by team, refusals by model, or fallback answers.
+    gateway_log: GatewayLog | None = None
 
     @model_validator(mode="after")
     def _unique(self) -> Catalog:

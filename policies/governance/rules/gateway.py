@@ -334,3 +334,68 @@ def _fallback_waits(ctx: Context) -> Iterator[Finding]:
                     f"Gateway splits the rule and {lost:.2%} of requests fail instead of falling back; name each "
                     "predictor as a Backend by its Service's DNS name",
                 )
+
+
+ENVOY_PROXY = "kubernetes:gateway.envoyproxy.io/v1alpha1:EnvoyProxy"
+SERVICE = "kubernetes:core/v1:Service"
+
+
+def _telemetry_refs(proxy: Resource) -> Iterator[tuple[str, Any]]:
+    """Every backendRef an EnvoyProxy's telemetry sends to, with its field: access log sinks (OpenTelemetry, ALS),
+    the tracing provider, metric sinks (Envoy Gateway v1.9.0's ProxyTelemetry)."""
+    telemetry = proxy.get("spec", "telemetry")
+    for i, setting in enumerate(as_list(dig(telemetry, "accessLog", "settings"))):
+        for j, sink in enumerate(as_list(dig(setting, "sinks"))):
+            for key in ("openTelemetry", "als"):
+                for k, ref in enumerate(as_list(dig(sink, key, "backendRefs"))):
+                    yield f"spec.telemetry.accessLog.settings[{i}].sinks[{j}].{key}.backendRefs[{k}]", ref
+    for k, ref in enumerate(as_list(dig(telemetry, "tracing", "provider", "backendRefs"))):
+        yield f"spec.telemetry.tracing.provider.backendRefs[{k}]", ref
+    for j, sink in enumerate(as_list(dig(telemetry, "metrics", "sinks"))):
+        for k, ref in enumerate(as_list(dig(sink, "openTelemetry", "backendRefs"))):
+            yield f"spec.telemetry.metrics.sinks[{j}].openTelemetry.backendRefs[{k}]", ref
+
+
+@stack_rule(
+    "gateway-telemetry-services-exist",
+    "Every Service an EnvoyProxy sends its access log, traces or metrics to is made by this stack, with that port: "
+    "Envoy Gateway v1.9.0 refuses the whole Gateway (Accepted false, 'Invalid access log backendRefs in the "
+    "referenced EnvoyProxy') while one is missing, and then no model can be reached.",
+)
+def _telemetry_services(ctx: Context) -> Iterator[Finding]:
+    services: dict[tuple[str, str], set[Any]] = {}
+    #: Services whose namespace a preview does not know yet: a reference by their name cannot be judged.
+    unsure: set[str] = set()
+    for svc in ctx.stack.of_type(SERVICE):
+        namespace, name = svc.get("metadata", "namespace"), svc.get("metadata", "name")
+        if _unknown(name):
+            return
+        if _unknown(namespace):
+            unsure.add(str(name))
+            continue
+        declared = (dig(p, "port") for p in as_list(svc.get("spec", "ports")))
+        services[(str(namespace), str(name))] = {p for p in declared if isinstance(p, int | str)}
+    for proxy in ctx.stack.of_type(ENVOY_PROXY):
+        own = _str(proxy.get("metadata", "namespace"))
+        for field, ref in _telemetry_refs(proxy):
+            if not isinstance(ref, dict) or ref.get("kind", "Service") != "Service":
+                continue
+            name, namespace = _str(ref.get("name")), _str(ref.get("namespace")) or own
+            if name is None or namespace is None or name in unsure:
+                continue
+            ports: set[Any] | None = services.get((namespace, name))
+            if ports is None:
+                yield Finding(
+                    proxy.urn,
+                    field,
+                    f"{namespace}/{name}",
+                    "names a Service this stack does not make: Envoy Gateway refuses the Gateway until it exists",
+                )
+            elif not (isinstance(port := ref.get("port"), int | str) and port in ports):
+                yield Finding(
+                    proxy.urn,
+                    f"{field}.port",
+                    ref.get("port"),
+                    f"is no port of {namespace}/{name} (it has {sorted(ports, key=str)}): Envoy "
+                    "Gateway refuses the Gateway",
+                )
