@@ -29,8 +29,9 @@ class NetworkArgs:
 
 class Network(pulumi.ComponentResource):
     """A VPC across `az_count` AZs. Nodes live in private subnets; public subnets hold only NAT and load
-    balancers. S3 traffic goes through a gateway endpoint, ECR and STS through interface endpoints, and
-    every flow is logged to an encrypted CloudWatch log group."""
+    balancers. S3 traffic goes through a gateway endpoint and, for every client in the VPC that resolves its names,
+    an interface endpoint; ECR and STS through interface endpoints; every flow is logged to an encrypted
+    CloudWatch log group."""
 
     vpc_id: pulumi.Output[str]
     private_subnet_ids: pulumi.Output[list[str]]
@@ -131,7 +132,7 @@ class Network(pulumi.ComponentResource):
             private_rts.append(rt)
 
         region = args.account.region
-        aws.ec2.VpcEndpoint(
+        s3_gateway = aws.ec2.VpcEndpoint(
             f"{name}-s3",
             vpc_id=vpc.id,
             service_name=f"com.amazonaws.{region}.s3",
@@ -169,6 +170,25 @@ class Network(pulumi.ComponentResource):
                 tags=name_tag(f"{cluster}-{service}"),
                 opts=child,
             )
+
+        # S3 also as an interface endpoint whose private DNS answers every resolver in the VPC: S3's regional names
+        # (`s3.<region>.amazonaws.com`, `<bucket>.s3.<region>.amazonaws.com`) resolve to its addresses in the private
+        # subnets, so the model pods reach the model store inside the VPC CIDR and their NetworkPolicy needs no
+        # egress to the internet (the gateway endpoint alone answers with S3's public addresses). With the gateway
+        # endpoint present, AWS's default for this option sends VPC traffic to the gateway endpoint
+        # (PrivateDnsOnlyForInboundResolverEndpoint); false gives it to the interface endpoint.
+        aws.ec2.VpcEndpoint(
+            f"{name}-s3-interface",
+            vpc_id=vpc.id,
+            service_name=f"com.amazonaws.{region}.s3",
+            vpc_endpoint_type="Interface",
+            private_dns_enabled=True,
+            dns_options=aws.ec2.VpcEndpointDnsOptionsArgs(private_dns_only_for_inbound_resolver_endpoint=False),
+            subnet_ids=[s.id for s in private_subnets],
+            security_group_ids=[endpoint_sg.id],
+            tags=name_tag(f"{cluster}-s3-interface"),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[s3_gateway]),
+        )
 
         self._flow_logs(name, vpc, args)
 

@@ -316,6 +316,14 @@ UNVERIFIED: Final = (
         "fallback's region (its gateway's access log)",
     ),
     Unverified(
+        "inside the VPC, S3's regional names resolve to its interface endpoint's private addresses (private DNS for "
+        "every resolver), so the storage initializer and vLLM reach the model store and STS under the model "
+        "namespace's egress, which allows nothing beyond the VPC",
+        "kubectl -n models run dns --rm -it --restart=Never --image=<a busybox in your ECR> -- nslookup "
+        "<bucket>.s3.<region>.amazonaws.com   # addresses in the VPC CIDR; then a model pod starts and loads its "
+        "version: kubectl -n models get pods",
+    ),
+    Unverified(
         "the proxies send every request's access log record to the gateway log counter (Envoy Gateway's OpenTelemetry "
         "sink, the EnvoyProxy's JSON fields as the record's attributes), which counts it by model, status, team and "
         "who answered",

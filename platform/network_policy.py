@@ -151,8 +151,9 @@ def allowances(
             # The model pods' drift taps to the drift worker, inside the namespace.
             Allow("drift-samples", "egress", ("namespace", model_namespace), (DRIFT_PORT,)),
             Allow("drift-samples", "ingress", ("namespace", model_namespace), (DRIFT_PORT,)),
-            # The storage initializer reads S3 (gateway endpoint: S3's public addresses) and STS.
-            AWS_APIS,
+            # The storage initializer and vLLM read S3 and exchange their web identity at STS, both through the VPC's
+            # interface endpoints (infra/network.py: their private DNS answers inside the VPC): nothing beyond it.
+            Allow("aws-apis", "egress", "vpc", (443,)),
         ),
     }
 

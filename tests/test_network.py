@@ -37,11 +37,18 @@ def test_nat_gateways_follow_the_nat_strategy(plans: dict[str, Plan]) -> None:
 
 def test_private_endpoints(plans: dict[str, Plan]) -> None:
     plan = plans["dev"]
-    endpoints = {e["inputs"]["serviceName"]: e["inputs"] for e in plan.of_type("aws:ec2/vpcEndpoint:VpcEndpoint")}
-    assert endpoints["com.amazonaws.us-east-1.s3"]["vpcEndpointType"] == "Gateway"
-    for svc in ("ecr.api", "ecr.dkr", "sts"):
-        ep = endpoints[f"com.amazonaws.us-east-1.{svc}"]
-        assert ep["vpcEndpointType"] == "Interface" and ep["privateDnsEnabled"] is True
+    endpoints = {
+        (e["inputs"]["serviceName"], e["inputs"]["vpcEndpointType"]): e["inputs"]
+        for e in plan.of_type("aws:ec2/vpcEndpoint:VpcEndpoint")
+    }
+    assert ("com.amazonaws.us-east-1.s3", "Gateway") in endpoints
+    for svc in ("ecr.api", "ecr.dkr", "sts", "s3"):
+        ep = endpoints[(f"com.amazonaws.us-east-1.{svc}", "Interface")]
+        assert ep["privateDnsEnabled"] is True
+    # S3's private DNS answers every resolver in the VPC, not only on-premises ones: the model pods reach S3 inside
+    # the VPC (their NetworkPolicy allows nothing beyond it).
+    s3 = endpoints[("com.amazonaws.us-east-1.s3", "Interface")]
+    assert s3["dnsOptions"]["privateDnsOnlyForInboundResolverEndpoint"] is False
     sg = plan.named("aws:ec2/securityGroup:SecurityGroup", "network-endpoints-sg")["inputs"]
     assert [r["cidrBlocks"] for r in sg["ingress"]] == [["10.40.0.0/16"]]
     assert all(r["fromPort"] == 443 for r in sg["ingress"])

@@ -18,6 +18,8 @@ from conftest import ENVS, Plan
 
 from modelyard.platform.network_policy import (
     GATEWAY_CONTAINER_PORT,
+    GATEWAY_LOG_METRICS_PORT,
+    GATEWAY_LOG_PORT,
     GATEWAY_METRICS_PORT,
     GATEWAY_NAMESPACE,
     GATEWAY_PROXY_LABELS,
@@ -136,7 +138,10 @@ def test_the_flows_components_need_get_through_and_others_do_not(plans: dict[str
     other_proxy = pod(env, GATEWAY_NAMESPACE, 23, **{**GATEWAY_PROXY_LABELS, OWNING_GATEWAY_LABEL: "another"})
     client = Endpoint(str(ipaddress.ip_network(vpc).network_address + 200))  # a caller in the VPC
     s3 = Endpoint("52.216.0.10")
+    # S3's and STS's interface endpoints: addresses in the private subnets, what their private DNS answers in the VPC.
+    s3_inside = Endpoint(str(ipaddress.ip_network(vpc).network_address + 30))
     internet = Endpoint("203.0.113.7")
+    gateway_log = pod(env, model_ns, 24, **{"app.kubernetes.io/name": "modelyard-gateway-log"})
 
     must = [
         (prometheus, dcgm, 9400),
@@ -146,7 +151,7 @@ def test_the_flows_components_need_get_through_and_others_do_not(plans: dict[str
         (api_server, certs, 10250),
         (kserve, api_server, 443),
         (karpenter, s3, 443),
-        (model, s3, 443),
+        (model, s3_inside, 443),
         (model, coredns, 53),
         (warm, coredns, 53),
         (keda, prometheus, 9090),  # the serving signal GPU predictors scale on
@@ -159,11 +164,17 @@ def test_the_flows_components_need_get_through_and_others_do_not(plans: dict[str
         (proxy, controller, GATEWAY_XDS_PORT),
         (controller, api_server, 443),
         (prometheus, proxy, GATEWAY_METRICS_PORT),
+        (proxy, gateway_log, GATEWAY_LOG_PORT),  # the access log
+        (prometheus, gateway_log, GATEWAY_LOG_METRICS_PORT),
     ]
     must_not = [
         (model, karpenter, 8080),
         (model, prometheus, 9090),
         (model, internet, 80),
+        (model, internet, 443),
+        (model, s3, 443),  # S3's public addresses: only through its interface endpoint
+        (client, gateway_log, GATEWAY_LOG_PORT),
+        (model, gateway_log, GATEWAY_LOG_PORT),
         (warm, internet, 443),
         (warm, model, 8080),
         (dcgm, internet, 443),

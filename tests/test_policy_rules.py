@@ -1656,6 +1656,44 @@ def test_a_telemetry_port_the_service_lacks_is_named() -> None:
     assert found.field.endswith("backendRefs[0].port") and "[4317, 9464]" in found.message
 
 
+def model_egress(cidr: str, *, vpc: bool = True) -> list[Resource]:
+    """The model namespace's AWS egress on 443 to `cidr`, in a stack with (or without) its VPC 10.20.0.0/16."""
+    [ns, _] = model_ns_policy(PROXIES)
+    spec = {
+        "podSelector": {},
+        "policyTypes": ["Egress"],
+        "egress": [{"to": [{"ipBlock": {"cidr": cidr}}], "ports": [{"protocol": "TCP", "port": 443}]}],
+    }
+    policy = res(
+        NETPOL_TYPE, "aws", {"metadata": {"name": "allow-aws-apis-egress", "namespace": "models"}, "spec": spec}
+    )
+    found = [ns, policy]
+    if vpc:
+        found.append(res("aws:ec2/vpc:Vpc", "vpc", {"cidrBlock": "10.20.0.0/16"}))
+    return found
+
+
+CASES += [
+    # The storage initializer's S3 and STS through the internet: the whole store reachable from any model pod's path.
+    (
+        "model-egress-in-vpc",
+        lambda: model_egress("10.20.0.0/16"),
+        lambda: model_egress("0.0.0.0/0"),
+        {},
+        "spec.egress[0].to[0].ipBlock.cidr",
+    ),
+]
+
+
+def test_model_egress_beyond_the_vpc_is_named_with_or_without_the_vpc_in_the_stack() -> None:
+    assert [f.value for f in run("model-egress-in-vpc", model_egress("10.30.0.0/16"))] == ["10.30.0.0/16"]
+    assert run("model-egress-in-vpc", model_egress("10.30.0.0/16", vpc=False)) == []
+    assert [f.value for f in run("model-egress-in-vpc", model_egress("52.216.0.0/15", vpc=False))] == ["52.216.0.0/15"]
+    [ns, policy, _] = model_egress("10.20.0.0/16")
+    policy.inputs["spec"]["egress"][0].pop("to")
+    assert [f.field for f in run("model-egress-in-vpc", [ns, policy])] == ["spec.egress[0].to"]
+
+
 def test_a_route_to_a_predictor_nobody_makes_is_named() -> None:
     """The canary that answered 404: a weighted backend naming a Service no InferenceService makes."""
     [found] = run(

@@ -3,6 +3,7 @@ share of its route the catalog asks for."""
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import re
 from collections.abc import Iterator
@@ -111,6 +112,53 @@ def _model_port_closed(ctx: Context) -> Iterator[Finding]:
                         cidr,
                         f"opens the model port to {'every address' if net and net.prefixlen == 0 else 'a range'}: "
                         "admit the gateway's proxies (and Prometheus) by namespace and labels instead",
+                    )
+
+
+VPC = "aws:ec2/vpc:Vpc"
+
+
+@stack_rule(
+    "model-egress-in-vpc",
+    "No NetworkPolicy of a model namespace lets its pods send beyond the VPC: they reach S3 and STS through the "
+    "VPC's interface endpoints, and a pod that could reach the internet could copy a model out.",
+)
+def _model_egress(ctx: Context) -> Iterator[Finding]:
+    model_namespaces = {
+        _str(ns.get("metadata", "name"))
+        for ns in ctx.stack.of_type(NAMESPACE)
+        if dig(ns.inputs, "metadata", "labels", MODELS_NAMESPACE_LABEL) == "true"
+    } - {None}
+    vpcs = []
+    for vpc in ctx.stack.of_type(VPC):
+        with contextlib.suppress(TypeError, ValueError):
+            vpcs.append(ipaddress.ip_network(vpc.get("cidrBlock")))
+    for policy in ctx.stack.of_type(NETWORK_POLICY):
+        if _str(policy.get("metadata", "namespace")) not in model_namespaces:
+            continue
+        for i, rule in enumerate(as_list(policy.get("spec", "egress"))):
+            peers = as_list(dig(rule, "to"))
+            if not peers:
+                yield Finding(policy.urn, f"spec.egress[{i}].to", [], "lets the model pods send to every address")
+            for j, peer in enumerate(peers):
+                cidr = dig(peer, "ipBlock", "cidr")
+                if not isinstance(cidr, str):
+                    continue
+                try:
+                    net = ipaddress.ip_network(cidr, strict=False)
+                except ValueError:
+                    net = None
+                if net is not None and net.version == 4 and vpcs:
+                    inside = any(net.version == v.version and net.subnet_of(v) for v in vpcs)  # type: ignore[arg-type]
+                else:
+                    inside = net is not None and net.prefixlen > 0 and net.is_private
+                if not inside:
+                    yield Finding(
+                        policy.urn,
+                        f"spec.egress[{i}].to[{j}].ipBlock.cidr",
+                        cidr,
+                        "lets the model pods send beyond the VPC: S3 and STS are reached through its interface "
+                        "endpoints (infra/network.py)",
                     )
 
 
