@@ -439,6 +439,19 @@ def workloads_program(w: Workloads) -> None:
             ),
             opts=providers,
         )
+    if w.config.team_access:
+        from modelyard.workloads.team_access import TeamAccess, TeamAccessArgs
+
+        TeamAccess(
+            "team-access",
+            TeamAccessArgs(
+                teams=w.config.team_access,
+                cluster_name=platform.require_output("clusterName"),
+                namespace=namespace,
+                labels=labels,
+            ),
+            opts=pulumi.ResourceOptions(providers=[k8s_provider, aws_provider]),
+        )
     gateway = platform.require_output("gateway")
     with_fallback = [m.name for m in w.catalog.models if m.fallback is not None]
 

@@ -316,6 +316,12 @@ UNVERIFIED: Final = (
         "fallback's region (its gateway's access log)",
     ),
     Unverified(
+        "a team's IAM role reaches the cluster as its group (the access entry) and reads the model namespace, and "
+        "nothing else",
+        "aws eks update-kubeconfig --name <cluster> --role-arn <a team role> && kubectl auth can-i --list -n models   "
+        "# get, list, watch only; kubectl auth can-i get secrets -n models: no",
+    ),
+    Unverified(
         "inside the VPC, S3's regional names resolve to its interface endpoint's private addresses (private DNS for "
         "every resolver), so the storage initializer and vLLM reach the model store and STS under the model "
         "namespace's egress, which allows nothing beyond the VPC",

@@ -1694,6 +1694,48 @@ def test_model_egress_beyond_the_vpc_is_named_with_or_without_the_vpc_in_the_sta
     assert [f.field for f in run("model-egress-in-vpc", [ns, policy])] == ["spec.egress[0].to"]
 
 
+def team_view(*verbs: str, resources: tuple[str, ...] = ("pods", "pods/log")) -> list[Resource]:
+    """A team's group bound in the model namespace to a Role with `verbs` on `resources`."""
+    rbac = "kubernetes:rbac.authorization.k8s.io/v1"
+    meta = {"name": "modelyard-model-viewer", "namespace": "models"}
+    rules = [{"apiGroups": [""], "resources": list(resources), "verbs": list(verbs)}]
+    role = res(f"{rbac}:Role", "viewer", {"metadata": meta, "rules": rules})
+    binding = res(
+        f"{rbac}:RoleBinding",
+        "search",
+        {
+            "metadata": {"name": "modelyard-team-search", "namespace": "models"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "modelyard-model-viewer"},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "modelyard:team:search"}],
+        },
+    )
+    return [role, binding]
+
+
+CASES += [
+    # A team allowed to delete pods: it could delete every team's (list and delete cannot be narrowed by name).
+    (
+        "team-access-read-only",
+        lambda: team_view("get", "list", "watch"),
+        lambda: team_view("get", "list", "watch", "delete"),
+        {},
+        "rules[0].verbs",
+    ),
+]
+
+
+def test_a_team_reading_secrets_or_bound_cluster_wide_is_named() -> None:
+    [found] = run("team-access-read-only", team_view("get", resources=("secrets",)))
+    assert found.field == "rules[0].resources" and found.value == ["secrets"]
+    [role, binding] = team_view("get")
+    binding.inputs["roleRef"] = {"kind": "ClusterRole", "name": "admin"}
+    assert [f.field for f in run("team-access-read-only", [role, binding])] == ["roleRef.kind"]
+    cluster_wide = res("kubernetes:rbac.authorization.k8s.io/v1:ClusterRoleBinding", "x", dict(binding.inputs))
+    assert [f.message for f in run("team-access-read-only", [cluster_wide])] == [
+        "binds a team across the whole cluster"
+    ]
+
+
 def test_a_route_to_a_predictor_nobody_makes_is_named() -> None:
     """The canary that answered 404: a weighted backend naming a Service no InferenceService makes."""
     [found] = run(

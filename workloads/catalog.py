@@ -49,6 +49,7 @@ from modelyard.validation import (
     FieldProblems,
     Hostname,
     Model,
+    RoleArn,
     Seq,
     TagValue,
     fmt_value,
@@ -496,6 +497,9 @@ class WorkloadsConfig(Model):
     catalog: Annotated[str, pattern(r"^[A-Za-z0-9_./-]+\.ya?ml$", "a YAML file path such as catalog/dev.yaml")]
     #: Who owns the stack (labels on every object); each model also carries its own team label.
     tags: Tags
+    #: Each catalog team's IAM roles, whose holders get the team's read-only view of the model namespace
+    #: (workloads/team_access.py): an EKS access entry per role into the group `modelyard:team:<team>`.
+    team_access: dict[DnsLabel, Seq[RoleArn]] = Field(default_factory=dict)
 
 
 #: The least minReplicas per tier (an InferenceService is one pod per replica).
@@ -537,7 +541,21 @@ def parse_workloads(raw: Mapping[str, Any], *, stack: str, source: str, director
     cfg = validate_stack_key(WorkloadsConfig, raw.get(WORKLOADS_KEY), key=WORKLOADS_KEY, stack=stack, source=source)
     path = directory / cfg.catalog
     document = read_yaml(path, stack=stack, missing=f"{WORKLOADS_KEY}.catalog: file not found: {path}")
-    return Workloads(cfg, parse_catalog(document, stack=stack, source=path.name, tier=cfg.tier), path)
+    catalog = parse_catalog(document, stack=stack, source=path.name, tier=cfg.tier)
+    teams = catalog_teams(catalog)
+    unknown = [
+        f"{WORKLOADS_KEY}.team_access.{team}: names no team of {cfg.catalog} (its teams: {', '.join(teams)})"
+        for team in cfg.team_access
+        if team not in teams
+    ]
+    if unknown:
+        raise ConfigError(stack, source, unknown)
+    return Workloads(cfg, catalog, path)
+
+
+def catalog_teams(catalog: Catalog) -> tuple[str, ...]:
+    """Every team the catalog names: each model's owner and callers."""
+    return tuple(dict.fromkeys(t for m in catalog.models for t in m.callers))
 
 
 def load_workloads(path: Path, *, stack: str) -> Workloads:

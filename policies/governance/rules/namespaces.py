@@ -55,3 +55,70 @@ def _namespace_network(ctx: Context) -> Iterator[Finding]:
                 addon.get("configurationValues"),
                 'set {"enableNetworkPolicy": "true"}',
             )
+
+
+ROLE = "kubernetes:rbac.authorization.k8s.io/v1:Role"
+ROLE_BINDING = "kubernetes:rbac.authorization.k8s.io/v1:RoleBinding"
+CLUSTER_ROLE_BINDING = "kubernetes:rbac.authorization.k8s.io/v1:ClusterRoleBinding"
+#: The Kubernetes groups teams' roles map to (workloads/team_access.py).
+TEAM_GROUP_PREFIX = "modelyard:team:"
+READ_VERBS = frozenset({"get", "list", "watch"})
+
+
+def _name(value: Any) -> str | None:
+    """A name as the API server takes it; anything else (a list, a map, an unknown) names nothing."""
+    return value if isinstance(value, str) else None
+
+
+def _team_subjects(binding: Resource) -> list[str]:
+    return [
+        str(dig(s, "name"))
+        for s in as_list(binding.get("subjects"))
+        if dig(s, "kind") == "Group" and str(dig(s, "name")).startswith(TEAM_GROUP_PREFIX)
+    ]
+
+
+@stack_rule(
+    "team-access-read-only",
+    "A team's group (modelyard:team:<team>) is bound only inside a namespace, and only to a Role of this stack that "
+    "reads: get, list and watch, never Secrets, never every resource or every verb. Teams change models through the "
+    "catalog, a reviewed change.",
+)
+def _team_access(ctx: Context) -> Iterator[Finding]:
+    for binding in ctx.stack.of_type(CLUSTER_ROLE_BINDING):
+        for group in _team_subjects(binding):
+            yield Finding(binding.urn, "subjects", group, "binds a team across the whole cluster")
+    roles = {
+        (_name(r.get("metadata", "namespace")), _name(r.get("metadata", "name"))): r for r in ctx.stack.of_type(ROLE)
+    }
+    for binding in ctx.stack.of_type(ROLE_BINDING):
+        groups = _team_subjects(binding)
+        if not groups:
+            continue
+        ref = binding.get("roleRef")
+        if dig(ref, "kind") != "Role":
+            yield Finding(
+                binding.urn, "roleRef.kind", dig(ref, "kind"), f"binds {groups[0]} to a ClusterRole, not a Role here"
+            )
+            continue
+        role = roles.get((_name(binding.get("metadata", "namespace")), _name(dig(ref, "name"))))
+        if role is None:
+            yield Finding(binding.urn, "roleRef.name", dig(ref, "name"), "names no Role this stack makes")
+            continue
+        for i, rule in enumerate(as_list(role.get("rules"))):
+            verbs = {str(v) for v in as_list(dig(rule, "verbs"))}
+            resources = {str(r) for r in as_list(dig(rule, "resources"))}
+            if not verbs <= READ_VERBS:
+                yield Finding(
+                    role.urn,
+                    f"rules[{i}].verbs",
+                    sorted(verbs - READ_VERBS),
+                    f"lets {groups[0]} do more than read (get, list, watch)",
+                )
+            if resources & {"secrets", "*"} or "*" in {str(g) for g in as_list(dig(rule, "apiGroups"))}:
+                yield Finding(
+                    role.urn,
+                    f"rules[{i}].resources",
+                    sorted(resources & {"secrets", "*"}) or ["*"],
+                    f"lets {groups[0]} read Secrets or every resource",
+                )
