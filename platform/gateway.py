@@ -39,6 +39,7 @@ from modelyard.platform.common import (
 )
 from modelyard.platform.network_policy import (
     GATEWAY_LOG_METRICS_PORT,
+    GATEWAY_LOG_POD_LABELS,
     GATEWAY_LOG_PORT,
     GATEWAY_NAMESPACE,
     GATEWAY_PROXY_LABELS,
@@ -148,7 +149,7 @@ def response_overrides(retry_after_s: int) -> list[dict[str, Any]]:
 #: (internal/gatewayapi/listener.go, processAccessLog's caller and processBackendRefsForTelemetry); with no counter
 #: pod behind it yet, Envoy's logger has no peer and drops the records, and the gateway serves on.
 GATEWAY_LOG_SERVICE = "modelyard-gateway-log"
-GATEWAY_LOG_SELECTOR: Mapping[str, str] = {"app.kubernetes.io/name": GATEWAY_LOG_SERVICE}
+GATEWAY_LOG_SELECTOR: Mapping[str, str] = GATEWAY_LOG_POD_LABELS
 #: The record's attributes (the EnvoyProxy's JSON format fields, which Envoy Gateway makes the OpenTelemetry
 #: record's attributes: internal/gatewayapi/listener.go, processAccessLog) and what the counter reads of each:
 #: the route (its model), the status, the client id the gateway set after authenticating the caller, the upstream

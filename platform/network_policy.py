@@ -66,14 +66,28 @@ GATEWAY_PROXY_LABELS: Mapping[str, str] = {
 }
 
 
+#: The pods each allowance into the model namespace is for: the model pods (KServe's label on every predictor pod,
+#: policies/governance/kserve.py: `component: predictor`), the drift worker (workloads/drift.py) and the gateway log
+#: counter (workloads/gateway_log.py).
+PREDICTOR_POD_LABELS: Mapping[str, str] = {"component": "predictor"}
+DRIFT_POD_LABELS: Mapping[str, str] = {"app.kubernetes.io/name": "modelyard-drift"}
+GATEWAY_LOG_POD_LABELS: Mapping[str, str] = {"app.kubernetes.io/name": "modelyard-gateway-log"}
+
+
+def _labels(labels: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted(labels.items()))
+
+
 @dataclass(frozen=True)
 class Allow:
-    """One allowance: traffic in one direction, to or from `peer`, on `ports` (TCP; empty: every port)."""
+    """One allowance: traffic in one direction, to or from `peer`, on `ports` (TCP; empty: every port), for the pods
+    of the namespace with the labels `target` (empty: every pod)."""
 
     name: str
     direction: Literal["ingress", "egress"]
     peer: Peer
     ports: tuple[int, ...] = ()
+    target: tuple[tuple[str, str], ...] = ()
 
 
 API_SERVER = Allow("api-server", "egress", "vpc", (443,))
@@ -143,14 +157,15 @@ def allowances(
             Allow("prometheus-queries", "egress", ("namespace", MONITORING_NAMESPACE), (PROMETHEUS_PORT,)),
         ),
         model_namespace: (
-            # The gateway's proxies only: no address range reaches the model port (the only way in is the gateway).
-            Allow("inference", "ingress", proxies, (MODEL_PORT,)),
-            # Their access log to the gateway log counter.
-            Allow("access-log", "ingress", proxies, (GATEWAY_LOG_PORT,)),
+            # The gateway's proxies only, to the model pods only: no address range reaches the model port (the only
+            # way in is the gateway).
+            Allow("inference", "ingress", proxies, (MODEL_PORT,), _labels(PREDICTOR_POD_LABELS)),
+            # Their access log, to the gateway log counter only.
+            Allow("access-log", "ingress", proxies, (GATEWAY_LOG_PORT,), _labels(GATEWAY_LOG_POD_LABELS)),
             scraped_on(MODEL_PORT, DRIFT_PORT, GATEWAY_LOG_METRICS_PORT),
             # The model pods' drift taps to the drift worker, inside the namespace.
             Allow("drift-samples", "egress", ("namespace", model_namespace), (DRIFT_PORT,)),
-            Allow("drift-samples", "ingress", ("namespace", model_namespace), (DRIFT_PORT,)),
+            Allow("drift-samples", "ingress", ("namespace", model_namespace), (DRIFT_PORT,), _labels(DRIFT_POD_LABELS)),
             # The storage initializer and vLLM read S3 and exchange their web identity at STS, both through the VPC's
             # interface endpoints (infra/network.py: their private DNS answers inside the VPC): nothing beyond it.
             Allow("aws-apis", "egress", "vpc", (443,)),
@@ -196,7 +211,7 @@ def policy_specs(allows: Sequence[Allow], vpc_cidr: str) -> dict[str, dict[str, 
         if allow.ports:
             rule["ports"] = [{"protocol": "TCP", "port": port} for port in allow.ports]
         specs[f"allow-{allow.name}-{allow.direction}"] = {
-            "podSelector": {},
+            "podSelector": {"matchLabels": dict(allow.target)} if allow.target else {},
             "policyTypes": [allow.direction.capitalize()],
             allow.direction: [rule],
         }

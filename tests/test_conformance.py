@@ -497,6 +497,22 @@ def selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
     return all(labels.get(k) == v for k, v in selector.items())
 
 
+def test_the_gateway_reaches_every_model_pod_as_kserve_labels_it(
+    all_plans: dict[str, Plan], rendered_pods: list[tuple[str, dict[str, Any]]]
+) -> None:
+    """The model namespace admits the proxies on the model port for the model pods only (platform/network_policy.py,
+    PREDICTOR_POD_LABELS): every pod KServe builds, stable, canary, shadow and vLLM's, carries those labels."""
+    for env, pod in rendered_pods:
+        [inference] = [
+            p["inputs"]["spec"]
+            for p in all_plans[env].of_type("kubernetes:networking.k8s.io/v1:NetworkPolicy")
+            if p["inputs"]["metadata"]["name"] == "allow-inference-ingress"
+        ]
+        wanted = inference["podSelector"]["matchLabels"]
+        assert wanted and wanted.items() <= pod["metadata"]["labels"].items(), (env, pod["metadata"]["labels"])
+        COUNTS["model pods the gateway's NetworkPolicy selects as KServe labels them"] += 1
+
+
 def start_rendered(container: dict[str, Any], model_dir: Callable[[str], Path], tmp: Path) -> Iterator[str]:
     """The real server with the container's args (port and model directory mapped onto this machine) and
     env, until its readiness probe answers; yields its base URL."""

@@ -124,7 +124,8 @@ def test_the_flows_components_need_get_through_and_others_do_not(plans: dict[str
     prometheus = pod(env, "monitoring", 10, app="prometheus")
     coredns = pod(env, "kube-system", 11, **{"k8s-app": "kube-dns"})
     api_server = Endpoint(str(ipaddress.ip_network(vpc).network_address + 12))  # an EKS ENI in the VPC
-    model = pod(env, model_ns, 13, app="model")
+    # A model pod as KServe labels it (policies/governance/kserve.py: `component: predictor`).
+    model = pod(env, model_ns, 13, app="model", component="predictor")
     kserve = pod(env, "kserve", 14, app="kserve-controller")
     karpenter = pod(env, "karpenter", 15, app="karpenter")
     dcgm = pod(env, "nvidia", 16, app="dcgm-exporter")
@@ -175,6 +176,10 @@ def test_the_flows_components_need_get_through_and_others_do_not(plans: dict[str
         (model, s3, 443),  # S3's public addresses: only through its interface endpoint
         (client, gateway_log, GATEWAY_LOG_PORT),
         (model, gateway_log, GATEWAY_LOG_PORT),
+        # Each allowance into the model namespace is for its own pods only.
+        (proxy, gateway_log, 8080),
+        (proxy, drift, 8080),
+        (model, gateway_log, 8090),
         (warm, internet, 443),
         (warm, model, 8080),
         (dcgm, internet, 443),

@@ -19,12 +19,12 @@ import pulumi_kubernetes as k8s
 
 from modelyard.platform import signals
 from modelyard.platform.common import CONTAINER_SECURITY, POD_SECURITY
-from modelyard.platform.network_policy import DRIFT_PORT
+from modelyard.platform.network_policy import DRIFT_POD_LABELS, DRIFT_PORT
 from modelyard.workloads.catalog import Drift
 
 NAME = "modelyard-drift"
 #: The pod label the Service and the PodMonitor select.
-SELECTOR = {"app.kubernetes.io/name": NAME}
+SELECTOR = dict(DRIFT_POD_LABELS)
 #: What the worker may use: one CPU for its tests (a 200-sample window against a 1,000-row reference with 500
 #: relabellings takes about 0.1 s), memory for up to 64 versions' windows and reference subsamples, and the answers
 #: a shadow comparison joins (held only while a model has two versions: modelyard_server/shadow.py).
