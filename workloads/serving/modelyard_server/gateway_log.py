@@ -161,14 +161,12 @@ class LogsService(logs_service_pb2_grpc.LogsServiceServicer):
 
 
 def serve(host: str, port: int, tally: Tally, workers: int = 4) -> grpc.Server:
-    """The OTLP/gRPC server, started; its port is `port` (or the one bound when 0: `server.port`)."""
+    """The OTLP/gRPC server on `host:port`, started."""
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="otlp"))
     logs_service_pb2_grpc.add_LogsServiceServicer_to_server(LogsService(tally), server)
-    bound = server.add_insecure_port(f"{host}:{port}")
-    if not bound:
+    if not server.add_insecure_port(f"{host}:{port}"):
         raise OSError(f"cannot listen on {host}:{port}")
     server.start()
-    server.port = bound  # type: ignore[attr-defined]
     return server
 
 
@@ -199,8 +197,13 @@ def main(argv: list[str] | None = None) -> int:
     disable_created_metrics()
     registry = CollectorRegistry()
     tally = Tally(registry)
-    start_http_server(args.metrics_port, addr=args.host, registry=registry)
-    server = serve(args.host, args.port, tally)
+    try:
+        start_http_server(args.metrics_port, addr=args.host, registry=registry)
+        server = serve(args.host, args.port, tally)
+    except (OSError, RuntimeError) as exc:
+        where = f"{args.host}, ports {args.port} and {args.metrics_port}"
+        print(f"gateway_log: cannot listen ({where}): {exc}", file=sys.stderr)
+        return 1
     log.info("gateway log counter: OTLP/gRPC on %s:%d, metrics on %d", args.host, args.port, args.metrics_port)
     stopped = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

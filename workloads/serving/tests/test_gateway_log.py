@@ -170,3 +170,19 @@ def test_bad_arguments_are_named(argv: list[str], message: str, capsys: pytest.C
     with pytest.raises(SystemExit) as stopped:
         gateway_log.parse_args(argv)
     assert stopped.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_a_port_in_use_is_one_line_and_exit_1(counter: tuple[int, int]) -> None:
+    """A second counter on the first one's ports: no traceback, the ports named."""
+    port, metrics = counter
+    argv = ["--host", "127.0.0.1", "--port", str(port), "--metrics_port", str(metrics)]
+    done = subprocess.run(
+        [sys.executable, "-m", "modelyard_server.gateway_log", *argv],
+        cwd=SERVING,
+        env={**os.environ, "PYTHONPATH": str(SERVING)},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert f"gateway_log: cannot listen (127.0.0.1, ports {port} and {metrics})" in done.stderr
