@@ -50,6 +50,26 @@ def zone_spread(match_labels: Mapping[str, str]) -> dict[str, Any]:
     }
 
 
+def job_pod_monitor(
+    namespace: str, match_labels: Mapping[str, str], port: str, job: str, path: str = "/metrics"
+) -> dict[str, Any]:
+    """A PodMonitor spec for the pods `match_labels` selects in `namespace` (kube-prometheus-stack ignores
+    `prometheus.io/*` annotations), scraped every 30 s on the container port named `port` at `path`, their targets
+    labelled `job`: the series' own labels name what they are about."""
+    return {
+        "namespaceSelector": {"matchNames": [namespace]},
+        "selector": {"matchLabels": dict(match_labels)},
+        "podMetricsEndpoints": [
+            {
+                "port": port,
+                "path": path,
+                "interval": "30s",
+                "relabelings": [{"targetLabel": "job", "replacement": job}],
+            }
+        ],
+    }
+
+
 def resources(cpu: str, memory: str, cpu_limit: str, memory_limit: str) -> dict[str, dict[str, str]]:
     """Requests and limits for one container."""
     return {"requests": {"cpu": cpu, "memory": memory}, "limits": {"cpu": cpu_limit, "memory": memory_limit}}

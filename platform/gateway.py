@@ -33,6 +33,7 @@ from modelyard.platform.common import (
     PLATFORM_PRIORITY_CLASS,
     container_defaults,
     helm_release,
+    job_pod_monitor,
     namespace,
     resources,
     zone_spread,
@@ -149,7 +150,6 @@ def response_overrides(retry_after_s: int) -> list[dict[str, Any]]:
 #: (internal/gatewayapi/listener.go, processAccessLog's caller and processBackendRefsForTelemetry); with no counter
 #: pod behind it yet, Envoy's logger has no peer and drops the records, and the gateway serves on.
 GATEWAY_LOG_SERVICE = "modelyard-gateway-log"
-GATEWAY_LOG_SELECTOR: Mapping[str, str] = GATEWAY_LOG_POD_LABELS
 #: The record's attributes (the EnvoyProxy's JSON format fields, which Envoy Gateway makes the OpenTelemetry
 #: record's attributes: internal/gatewayapi/listener.go, processAccessLog) and what the counter reads of each:
 #: the route (its model), the status, the client id the gateway set after authenticating the caller, the upstream
@@ -186,7 +186,7 @@ def access_log_spec(model_namespace: str) -> dict[str, Any]:
 
 def gateway_log_service_spec() -> dict[str, Any]:
     return {
-        "selector": dict(GATEWAY_LOG_SELECTOR),
+        "selector": dict(GATEWAY_LOG_POD_LABELS),
         "ports": [
             {"name": "otlp-grpc", "port": GATEWAY_LOG_PORT, "targetPort": GATEWAY_LOG_PORT, "protocol": "TCP"},
             {
@@ -284,20 +284,9 @@ def client_traffic_spec() -> dict[str, Any]:
 
 
 def proxy_pod_monitor() -> dict[str, Any]:
-    """Prometheus scrapes the Gateway's proxies (kube-prometheus-stack ignores their `prometheus.io/*`
-    annotations): the routes' request, breaker and ejection statistics the gateway dashboard and alerts read."""
-    return {
-        "namespaceSelector": {"matchNames": [NAMESPACE]},
-        "selector": {"matchLabels": proxy_labels()},
-        "podMetricsEndpoints": [
-            {
-                "port": STATS_PORT_NAME,
-                "path": STATS_PATH,
-                "interval": "30s",
-                "relabelings": [{"targetLabel": "job", "replacement": signals.GATEWAY_JOB}],
-            }
-        ],
-    }
+    """Prometheus scrapes the Gateway's proxies: the routes' request, breaker and ejection statistics the gateway
+    dashboard and alerts read."""
+    return job_pod_monitor(NAMESPACE, proxy_labels(), STATS_PORT_NAME, signals.GATEWAY_JOB, STATS_PATH)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -18,7 +18,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from modelyard.platform import signals
-from modelyard.platform.common import CONTAINER_SECURITY, POD_SECURITY
+from modelyard.platform.common import CONTAINER_SECURITY, POD_SECURITY, job_pod_monitor
 from modelyard.platform.network_policy import DRIFT_POD_LABELS, DRIFT_PORT
 from modelyard.workloads.catalog import Drift
 
@@ -68,19 +68,8 @@ def deployment_spec(drift: Drift, registry: str, labels: Mapping[str, str]) -> d
 
 
 def pod_monitor_spec(namespace: str) -> dict[str, Any]:
-    return {
-        "namespaceSelector": {"matchNames": [namespace]},
-        "selector": {"matchLabels": dict(SELECTOR)},
-        "podMetricsEndpoints": [
-            {
-                "port": "http",
-                "path": "/metrics",
-                "interval": "30s",
-                # The worker's own `model` and `model_version` labels name the model; the target adds none.
-                "relabelings": [{"targetLabel": "job", "replacement": signals.DRIFT_JOB}],
-            }
-        ],
-    }
+    # The worker's own `model` and `model_version` labels name the model; the target adds none.
+    return job_pod_monitor(namespace, SELECTOR, "http", signals.DRIFT_JOB)
 
 
 @dataclass(frozen=True, kw_only=True)

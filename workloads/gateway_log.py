@@ -18,9 +18,9 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from modelyard.platform import signals
-from modelyard.platform.common import CONTAINER_SECURITY, POD_SECURITY, zone_spread
-from modelyard.platform.gateway import GATEWAY_LOG_SELECTOR, GATEWAY_LOG_SERVICE
-from modelyard.platform.network_policy import GATEWAY_LOG_METRICS_PORT, GATEWAY_LOG_PORT
+from modelyard.platform.common import CONTAINER_SECURITY, POD_SECURITY, job_pod_monitor, zone_spread
+from modelyard.platform.gateway import GATEWAY_LOG_SERVICE
+from modelyard.platform.network_policy import GATEWAY_LOG_METRICS_PORT, GATEWAY_LOG_POD_LABELS, GATEWAY_LOG_PORT
 from modelyard.workloads.catalog import GatewayLog
 
 #: An OTLP record costs the counter a few microseconds: one CPU counts tens of thousands of requests a second.
@@ -29,7 +29,7 @@ REPLICAS = 2
 
 
 def deployment_spec(cfg: GatewayLog, registry: str, labels: Mapping[str, str]) -> dict[str, Any]:
-    pod_labels = {**labels, **GATEWAY_LOG_SELECTOR}
+    pod_labels = {**labels, **GATEWAY_LOG_POD_LABELS}
     container = {
         "name": "gateway-log",
         "image": f"{registry}:{cfg.image_tag}",
@@ -50,13 +50,13 @@ def deployment_spec(cfg: GatewayLog, registry: str, labels: Mapping[str, str]) -
     }
     return {
         "replicas": REPLICAS,
-        "selector": {"matchLabels": dict(GATEWAY_LOG_SELECTOR)},
+        "selector": {"matchLabels": dict(GATEWAY_LOG_POD_LABELS)},
         "template": {
             "metadata": {"labels": pod_labels},
             "spec": {
                 "automountServiceAccountToken": False,
                 "securityContext": {**POD_SECURITY, "runAsUser": 10001, "runAsGroup": 10001, "fsGroup": 10001},
-                "topologySpreadConstraints": [zone_spread(GATEWAY_LOG_SELECTOR)],
+                "topologySpreadConstraints": [zone_spread(GATEWAY_LOG_POD_LABELS)],
                 "containers": [container],
             },
         },
@@ -64,19 +64,8 @@ def deployment_spec(cfg: GatewayLog, registry: str, labels: Mapping[str, str]) -
 
 
 def pod_monitor_spec(namespace: str) -> dict[str, Any]:
-    return {
-        "namespaceSelector": {"matchNames": [namespace]},
-        "selector": {"matchLabels": dict(GATEWAY_LOG_SELECTOR)},
-        "podMetricsEndpoints": [
-            {
-                "port": "metrics",
-                "path": "/metrics",
-                "interval": "30s",
-                # The counter's own `model` label names the model; the target adds none.
-                "relabelings": [{"targetLabel": "job", "replacement": signals.GATEWAY_LOG_JOB}],
-            }
-        ],
-    }
+    # The counter's own `model` label names the model; the target adds none.
+    return job_pod_monitor(namespace, GATEWAY_LOG_POD_LABELS, "metrics", signals.GATEWAY_LOG_JOB)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -96,7 +85,7 @@ class GatewayLogCounter(pulumi.ComponentResource):
         meta: Any = {
             "name": GATEWAY_LOG_SERVICE,
             "namespace": args.namespace,
-            "labels": {**args.labels, **GATEWAY_LOG_SELECTOR},
+            "labels": {**args.labels, **GATEWAY_LOG_POD_LABELS},
         }
         spec: Any = pulumi.Output.from_input(args.registry).apply(
             lambda registry: deployment_spec(args.config, registry, args.labels)

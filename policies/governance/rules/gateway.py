@@ -68,6 +68,15 @@ def _route_authenticated(ctx: Context) -> Iterator[Finding]:
             )
 
 
+def _model_namespaces(ctx: Context) -> set[str | None]:
+    """The namespaces the stack labels as serving models."""
+    return {
+        _str(ns.get("metadata", "name"))
+        for ns in ctx.stack.of_type(NAMESPACE)
+        if dig(ns.inputs, "metadata", "labels", MODELS_NAMESPACE_LABEL) == "true"
+    } - {None}
+
+
 def _admits_port(rule: Any, port: int) -> bool:
     """Whether an ingress rule may admit `port`: no ports (every one), no port in an entry, the number, or a name
     (a named port is resolved on each pod: the model containers name theirs, `http1`, so a name may be it)."""
@@ -85,11 +94,7 @@ def _admits_port(rule: Any, port: int) -> bool:
     "No NetworkPolicy of a model namespace admits an address range to the model port (the gateway is the way in).",
 )
 def _model_port_closed(ctx: Context) -> Iterator[Finding]:
-    model_namespaces = {
-        _str(ns.get("metadata", "name"))
-        for ns in ctx.stack.of_type(NAMESPACE)
-        if dig(ns.inputs, "metadata", "labels", MODELS_NAMESPACE_LABEL) == "true"
-    } - {None}
+    model_namespaces = _model_namespaces(ctx)
     for policy in ctx.stack.of_type(NETWORK_POLICY):
         if _str(policy.get("metadata", "namespace")) not in model_namespaces:
             continue
@@ -124,11 +129,7 @@ VPC = "aws:ec2/vpc:Vpc"
     "VPC's interface endpoints, and a pod that could reach the internet could copy a model out.",
 )
 def _model_egress(ctx: Context) -> Iterator[Finding]:
-    model_namespaces = {
-        _str(ns.get("metadata", "name"))
-        for ns in ctx.stack.of_type(NAMESPACE)
-        if dig(ns.inputs, "metadata", "labels", MODELS_NAMESPACE_LABEL) == "true"
-    } - {None}
+    model_namespaces = _model_namespaces(ctx)
     vpcs = []
     for vpc in ctx.stack.of_type(VPC):
         with contextlib.suppress(TypeError, ValueError):
