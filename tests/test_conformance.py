@@ -57,6 +57,7 @@ ISVC = "kubernetes:serving.kserve.io/v1beta1:InferenceService"
 SCALED_OBJECT = "kubernetes:keda.sh/v1alpha1:ScaledObject"
 SERVICE = "kubernetes:core/v1:Service"
 ROUTE = "kubernetes:gateway.networking.k8s.io/v1:HTTPRoute"
+BACKEND = "kubernetes:gateway.envoyproxy.io/v1alpha1:Backend"
 
 
 def cases(path: str) -> list[dict[str, Any]]:
@@ -495,6 +496,48 @@ def rendered_pods(all_plans: dict[str, Plan]) -> list[tuple[str, dict[str, Any]]
 
 def selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
     return all(labels.get(k) == v for k, v in selector.items())
+
+
+def test_a_fallback_route_reaches_the_rendered_pods_with_the_fallbacks_host_and_key(
+    model_dir: Callable[[str], Path], tmp_path: Path
+) -> None:
+    """An embedding model with a fallback (the same version behind another region's gateway): the route names its
+    predictor as an Envoy Gateway Backend by the predictor Service's DNS name, and the rule sets the fallback's host
+    and key, which the model's own replicas then receive too. Followed through the rendered objects: the Backend's
+    host is the Service KServe makes for the predictor, that Service selects the rendered pod, and the real server
+    started from its container answers every protocol with the rewritten Host and the injected Authorization."""
+    catalog = yaml.safe_load((Path(__file__).parent.parent / "workloads" / "catalog" / "staging.yaml").read_text())
+    host = "minilm.models.staging-west.modelyard.internal"
+    entry = next(m for m in catalog["models"] if m["name"] == "minilm")
+    entry["fallback"] = {"host": host, "version": entry["version"]}
+
+    def cidrs(p: dict[str, Any]) -> None:
+        p.setdefault("serving", {}).setdefault("gateway", {})["fallback_cidrs"] = ["10.80.0.0/16"]
+
+    plan = plan_all("staging", catalog, tmp_path, platform_edit=cidrs)
+    [route] = [r["inputs"] for r in plan.of_type(ROUTE) if r["inputs"]["metadata"]["name"] == "minilm"]
+    [rule] = route["spec"]["rules"]
+    assert {"type": "URLRewrite", "urlRewrite": {"hostname": host}} in rule["filters"]
+    backends = {b["inputs"]["metadata"]["name"]: b["inputs"] for b in plan.of_type(BACKEND)}
+    settings = kserve_settings(stack_of(plan))
+    pods = {p["metadata"]["labels"]["serving.kserve.io/inferenceservice"]: p for p in (
+        kserve.model_pod(o, settings) for o in objects(plan, ISVC)
+    )}  # fmt: skip
+    [primary] = [r for r in rule["backendRefs"] if not backends[r["name"]]["spec"].get("fallback")]
+    [endpoint] = backends[primary["name"]]["spec"]["endpoints"]
+    service, namespace, *_ = endpoint["fqdn"]["hostname"].split(".")
+    assert namespace == route["metadata"]["namespace"] and endpoint["fqdn"]["port"] == 80
+    # KServe's predictor Service (service_reconciler.go): `<isvc>-predictor`, selecting app=isvc.<isvc>-predictor.
+    isvc = service.removesuffix("-predictor")
+    pod = pods[isvc]
+    assert pod["metadata"]["labels"]["app"] == f"isvc.{service}"
+    [container] = [c for c in pod["spec"]["containers"] if c["name"] == "kserve-container"]
+    headers = {"Host": host, "Authorization": "Bearer the-fallback-gateways-key"}
+    for url in start_rendered(container, model_dir, tmp_path):
+        for path, body in client_requests("minilm"):
+            answer = requests.post(url + path, json=body, headers=headers, timeout=30)
+            assert answer.status_code == 200, (path, answer.text[:200])
+            COUNTS["requests through the gateway's routes to rendered pods"] += 1
 
 
 def test_the_gateway_reaches_every_model_pod_as_kserve_labels_it(
