@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from . import fit
 from .conventions import BACKUP_TAG_KEY, CPU_POOL_LABEL, GPU_POOL_LABEL, GPU_RESOURCE, WARM_PRIORITY_CLASS, ZONE_LABEL
 from .prices import PriceBook, RegionPrices, price_book
-from .resources import S3_BUCKET_COMPANIONS, Resource, Stack, dig, known, sequence
+from .resources import S3_BUCKET_COMPANIONS, Resource, Stack, as_name, dig, known, sequence
 from .sources import data_file
 
 USAGE_FILE = Path(__file__).parent / "usage.yaml"
@@ -467,15 +467,11 @@ def release_volumes(values: Any) -> list[tuple[str | None, int]]:
         spec = dig(storage, "volumeClaimTemplate", "spec")
         size = _gib(dig(spec, "resources", "requests", "storage") or 0)
         if size:
-            volumes += [(_name(dig(spec, "storageClassName")), size)] * max(_int(dig(part, "replicas"), 1), 1)
+            volumes += [(as_name(dig(spec, "storageClassName")), size)] * max(_int(dig(part, "replicas"), 1), 1)
     grafana = dig(values, "grafana", "persistence")
     if dig(grafana, "enabled") is True and _gib(dig(grafana, "size") or 0):
-        volumes.append((_name(dig(grafana, "storageClassName")), _gib(dig(grafana, "size"))))
+        volumes.append((as_name(dig(grafana, "storageClassName")), _gib(dig(grafana, "size"))))
     return volumes
-
-
-def _name(value: Any) -> str | None:
-    return value if isinstance(value, str) else None
 
 
 def _asks_for_storage(values: Any) -> bool:

@@ -26,7 +26,7 @@ with more than one backend), vendored in tests/conformance/envoy-gateway-v1.9.0/
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 #: ir.DestinationAddressType values.
 IP, FQDN, UDS, STATIC, MIXED = "IP", "FQDN", "UDS", "STATIC", "MIXED"
@@ -136,12 +136,8 @@ def failover_shares(settings: Sequence[Setting]) -> dict[str, float]:
     split, there is no priority to fail over to: the failed shares become errors (`invalid-backend-cluster`) or stay
     with hosts that fail."""
     top = min((s.priority for s in settings), default=0)
-    failed = [s if s.priority != top or s.kind != "Service" else _without_endpoints(s) for s in settings]
+    failed = [s if s.priority != top or s.kind != "Service" else replace(s, has_endpoints=False) for s in settings]
     if needs_cluster_per_setting(failed):
         return shares(failed)
     rest = [s for s in failed if s.priority > top]
     return shares(rest) if rest else {}
-
-
-def _without_endpoints(s: Setting) -> Setting:
-    return Setting(**{**s.__dict__, "has_endpoints": False})

@@ -161,6 +161,11 @@ def from_preview(document: Mapping[str, Any]) -> list[Resource]:
     return list(seen.values())
 
 
+def as_name(value: Any) -> str | None:
+    """A name as the API server takes it; anything else (a list, a map, a number, an unknown) names nothing."""
+    return value if isinstance(value, str) else None
+
+
 def as_list(value: Any) -> list[Any]:
     """IAM's "a string or a list of strings", and friends."""
     if value is None:

@@ -18,18 +18,13 @@ from ..conventions import (
     ROLE_LABEL,
     TRAFFIC_PERCENT_ANNOTATION,
 )
-from ..resources import Resource, as_list, dig
+from ..resources import Resource, as_list, as_name, dig
 from .base import ISVC, NAMESPACE, NETWORK_POLICY, Context, Finding, _unknown, stack_rule
 
 HTTP_ROUTE = "kubernetes:gateway.networking.k8s.io/v1:HTTPRoute"
 SECURITY_POLICY = "kubernetes:gateway.envoyproxy.io/v1alpha1:SecurityPolicy"
 #: The SecurityPolicy fields that authenticate a caller (Envoy Gateway v1.9.0's SecurityPolicySpec).
 AUTHENTICATION = ("apiKeyAuth", "jwt", "oidc", "basicAuth", "extAuth")
-
-
-def _str(value: Any) -> str | None:
-    """A name as the API server takes it; anything else (a list, a map, an unknown) names nothing."""
-    return value if isinstance(value, str) else None
 
 
 def _weight(ref: dict[str, Any]) -> int:
@@ -47,7 +42,7 @@ def _targets(policy: Resource) -> list[tuple[str, str]]:
 @stack_rule("route-authenticated", "Every HTTPRoute is the target of a SecurityPolicy that authenticates its callers.")
 def _route_authenticated(ctx: Context) -> Iterator[Finding]:
     guarded = {
-        (_str(p.get("metadata", "namespace")), name)
+        (as_name(p.get("metadata", "namespace")), name)
         for p in ctx.stack.of_type(SECURITY_POLICY)
         if any(p.get("spec", field) for field in AUTHENTICATION)
         for kind, name in _targets(p)
@@ -57,7 +52,7 @@ def _route_authenticated(ctx: Context) -> Iterator[Finding]:
         meta = route.inputs.get("metadata")
         if _unknown(meta):
             continue
-        key = (_str(route.get("metadata", "namespace")), _str(route.get("metadata", "name")))
+        key = (as_name(route.get("metadata", "namespace")), as_name(route.get("metadata", "name")))
         if key not in guarded:
             yield Finding(
                 route.urn,
@@ -71,7 +66,7 @@ def _route_authenticated(ctx: Context) -> Iterator[Finding]:
 def _model_namespaces(ctx: Context) -> set[str | None]:
     """The namespaces the stack labels as serving models."""
     return {
-        _str(ns.get("metadata", "name"))
+        as_name(ns.get("metadata", "name"))
         for ns in ctx.stack.of_type(NAMESPACE)
         if dig(ns.inputs, "metadata", "labels", MODELS_NAMESPACE_LABEL) == "true"
     } - {None}
@@ -96,7 +91,7 @@ def _admits_port(rule: Any, port: int) -> bool:
 def _model_port_closed(ctx: Context) -> Iterator[Finding]:
     model_namespaces = _model_namespaces(ctx)
     for policy in ctx.stack.of_type(NETWORK_POLICY):
-        if _str(policy.get("metadata", "namespace")) not in model_namespaces:
+        if as_name(policy.get("metadata", "namespace")) not in model_namespaces:
             continue
         for i, rule in enumerate(as_list(policy.get("spec", "ingress"))):
             if not _admits_port(rule, MODEL_PORT):
@@ -135,7 +130,7 @@ def _model_egress(ctx: Context) -> Iterator[Finding]:
         with contextlib.suppress(TypeError, ValueError):
             vpcs.append(ipaddress.ip_network(vpc.get("cidrBlock")))
     for policy in ctx.stack.of_type(NETWORK_POLICY):
-        if _str(policy.get("metadata", "namespace")) not in model_namespaces:
+        if as_name(policy.get("metadata", "namespace")) not in model_namespaces:
             continue
         for i, rule in enumerate(as_list(policy.get("spec", "egress"))):
             peers = as_list(dig(rule, "to"))
@@ -172,7 +167,7 @@ def _route_mirrors(route: Resource) -> dict[str, float]:
             mirror = dig(f, "requestMirror")
             if dig(f, "type") != "RequestMirror" or not isinstance(mirror, dict):
                 continue
-            name = _str(dig(mirror, "backendRef", "name"))
+            name = as_name(dig(mirror, "backendRef", "name"))
             percent, fraction = mirror.get("percent"), mirror.get("fraction")
             if isinstance(percent, int):
                 share = percent / 100
@@ -209,14 +204,14 @@ def _rule_backends(rule: Any, namespace: str | None, backends: Backends) -> list
     for i, ref in enumerate(as_list(dig(rule, "backendRefs"))):
         if not isinstance(ref, dict):
             continue
-        name = _str(ref.get("name"))
+        name = as_name(ref.get("name"))
         common: dict[str, Any] = {"name": f"backend/{i}", "weight": _weight(ref), "filters": bool(ref.get("filters"))}
         if ref.get("kind", "Service") == "Service" and ref.get("group", "") in ("", "core"):
             found.append(_Backend(eg.Setting(**common, kind="Service", address_type=eg.IP), name))
             continue
         if ref.get("kind") != "Backend" or ref.get("group") != "gateway.envoyproxy.io":
             continue
-        backend = backends.get((_str(ref.get("namespace")) or namespace, name or ""))
+        backend = backends.get((as_name(ref.get("namespace")) or namespace, name or ""))
         if backend is None:
             found.append(_Backend(eg.Setting(**common, kind="Backend", invalid=True), None))
             continue
@@ -248,14 +243,14 @@ def _rule_backends(rule: Any, namespace: str | None, backends: Backends) -> list
 
 def _backends(ctx: Context) -> Backends:
     return {
-        (_str(b.get("metadata", "namespace")), str(b.get("metadata", "name"))): b for b in ctx.stack.of_type(BACKEND)
+        (as_name(b.get("metadata", "namespace")), str(b.get("metadata", "name"))): b for b in ctx.stack.of_type(BACKEND)
     }
 
 
 def _route_shares(route: Resource, backends: Backends) -> dict[str, float]:
     """Each Service's share of the route's callers' requests while the model is healthy, by name, as Envoy Gateway
     v1.9.0 builds the rule (one cluster with priorities, or a weighted cluster per backend)."""
-    namespace = _str(route.get("metadata", "namespace"))
+    namespace = as_name(route.get("metadata", "namespace"))
     shares: dict[str, float] = {}
     for rule in as_list(route.get("spec", "rules")):
         found = _rule_backends(rule, namespace, backends)
@@ -274,9 +269,9 @@ def _route_shares(route: Resource, backends: Backends) -> dict[str, float]:
 )
 def _canary_weight(ctx: Context) -> Iterator[Finding]:
     predictors = {
-        (_str(isvc.get("metadata", "namespace")), f"{isvc.get('metadata', 'name')}-predictor"): isvc
+        (as_name(isvc.get("metadata", "namespace")), f"{isvc.get('metadata', 'name')}-predictor"): isvc
         for isvc in ctx.stack.of_type(ISVC)
-        if _str(isvc.get("metadata", "name")) is not None
+        if as_name(isvc.get("metadata", "name")) is not None
     }
     routes = ctx.stack.of_type(HTTP_ROUTE)
     if not routes:
@@ -285,7 +280,7 @@ def _canary_weight(ctx: Context) -> Iterator[Finding]:
     carried: dict[tuple[str | None, str], float] = {}
     mirrored: dict[tuple[str | None, str], float] = {}
     for route in routes:
-        namespace = _str(route.get("metadata", "namespace"))
+        namespace = as_name(route.get("metadata", "namespace"))
         for service, share in _route_mirrors(route).items():
             mirrored[(namespace, service)] = mirrored.get((namespace, service), 0.0) + share
         for service, share in _route_shares(route, backends).items():
@@ -352,7 +347,7 @@ def _shadow_findings(isvc: Resource, key: tuple[str | None, str], carried: float
 def _fallback_waits(ctx: Context) -> Iterator[Finding]:
     backends = _backends(ctx)
     for route in ctx.stack.of_type(HTTP_ROUTE):
-        namespace = _str(route.get("metadata", "namespace"))
+        namespace = as_name(route.get("metadata", "namespace"))
         for i, rule in enumerate(as_list(route.get("spec", "rules"))):
             found = _rule_backends(rule, namespace, backends)
             settings = [b.setting for b in found]
@@ -425,11 +420,11 @@ def _telemetry_services(ctx: Context) -> Iterator[Finding]:
         declared = (dig(p, "port") for p in as_list(svc.get("spec", "ports")))
         services[(str(namespace), str(name))] = {p for p in declared if isinstance(p, int | str)}
     for proxy in ctx.stack.of_type(ENVOY_PROXY):
-        own = _str(proxy.get("metadata", "namespace"))
+        own = as_name(proxy.get("metadata", "namespace"))
         for field, ref in _telemetry_refs(proxy):
             if not isinstance(ref, dict) or ref.get("kind", "Service") != "Service":
                 continue
-            name, namespace = _str(ref.get("name")), _str(ref.get("namespace")) or own
+            name, namespace = as_name(ref.get("name")), as_name(ref.get("namespace")) or own
             if name is None or namespace is None or name in unsure:
                 continue
             ports: set[Any] | None = services.get((namespace, name))

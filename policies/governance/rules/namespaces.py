@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from ..resources import Resource, as_list, dig, document
+from ..resources import Resource, as_list, as_name, dig, document
 from .base import ENFORCE, NAMESPACE, NETWORK_POLICY, Context, Finding, _unknown, resource_rule, stack_rule
 
 
@@ -65,11 +65,6 @@ TEAM_GROUP_PREFIX = "modelyard:team:"
 READ_VERBS = frozenset({"get", "list", "watch"})
 
 
-def _name(value: Any) -> str | None:
-    """A name as the API server takes it; anything else (a list, a map, an unknown) names nothing."""
-    return value if isinstance(value, str) else None
-
-
 def _team_subjects(binding: Resource) -> list[str]:
     return [
         str(dig(s, "name"))
@@ -89,7 +84,8 @@ def _team_access(ctx: Context) -> Iterator[Finding]:
         for group in _team_subjects(binding):
             yield Finding(binding.urn, "subjects", group, "binds a team across the whole cluster")
     roles = {
-        (_name(r.get("metadata", "namespace")), _name(r.get("metadata", "name"))): r for r in ctx.stack.of_type(ROLE)
+        (as_name(r.get("metadata", "namespace")), as_name(r.get("metadata", "name"))): r
+        for r in ctx.stack.of_type(ROLE)
     }
     for binding in ctx.stack.of_type(ROLE_BINDING):
         groups = _team_subjects(binding)
@@ -101,7 +97,7 @@ def _team_access(ctx: Context) -> Iterator[Finding]:
                 binding.urn, "roleRef.kind", dig(ref, "kind"), f"binds {groups[0]} to a ClusterRole, not a Role here"
             )
             continue
-        role = roles.get((_name(binding.get("metadata", "namespace")), _name(dig(ref, "name"))))
+        role = roles.get((as_name(binding.get("metadata", "namespace")), as_name(dig(ref, "name"))))
         if role is None:
             yield Finding(binding.urn, "roleRef.name", dig(ref, "name"), "names no Role this stack makes")
             continue
